@@ -1,0 +1,5 @@
+module github.com/gdm-project/gdm
+
+go 1.26.8
+
+require golang.org/x/sys v0.50.0

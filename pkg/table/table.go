@@ -1,0 +1,302 @@
+package table
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gdm-project/gdm/pkg/btree"
+	"github.com/gdm-project/gdm/pkg/targets"
+)
+
+// ErrOutOfRange is a request that reaches past the end of the table.
+var ErrOutOfRange = fmt.Errorf("table: request past the end of the device: %w", syscall.EINVAL)
+
+// drainBias is added to holders by whoever waits for them to drain (destroy,
+// or the quiesce of a suspend). Put sees a count at or above it and knows a
+// waiter needs waking; below it Put pays for nothing but its atomic add.
+const drainBias = int64(1) << 40
+
+// Table is an immutable mapping of a device's sectors onto targets.
+//
+// Its lifetime follows the seed's rules: see the package doc. Get/Put are
+// for temporary holders; Destroy is for Device only.
+type Table struct {
+	lines   []Line
+	targets []targets.Target
+	starts  []int64 // byte offset of each target, plus the end as a last entry
+	index   *btree.Index
+	devs    *targets.DevSet
+	stats   []SegmentStats
+
+	holders    atomic.Int64
+	wake       chan struct{} // capacity 1: a token from the Put that drained holders
+	destroying atomic.Bool
+	destroyed  atomic.Bool
+}
+
+// New builds a table from parsed lines, opening each backing path once. A
+// device that cannot be opened or is too small is refused as a *LineError,
+// with everything opened so far closed again.
+func New(lines []Line, readOnly bool) (*Table, error) {
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("table: %w", ErrEmpty)
+	}
+	t := &Table{
+		lines:   lines,
+		targets: make([]targets.Target, len(lines)),
+		starts:  make([]int64, len(lines)+1),
+		devs:    targets.NewDevSet(readOnly),
+		stats:   make([]SegmentStats, len(lines)),
+		wake:    make(chan struct{}, 1),
+	}
+	lasts := make([]uint64, len(lines))
+	var next uint64
+	for i, l := range lines {
+		if l.Start != next || l.Length == 0 || l.Length > maxSectors-l.Start {
+			t.devs.Close()
+			return nil, &LineError{Line: l.LineNo, Err: fmt.Errorf("%w: targets must start at 0 and adjoin", ErrGap)}
+		}
+		typ, err := targets.Lookup(l.Type)
+		if err == nil {
+			t.targets[i], err = typ.New(l.Args, l.Length, t.devs)
+		}
+		if err != nil {
+			t.devs.Close()
+			return nil, &LineError{Line: l.LineNo, Err: fmt.Errorf("%s: %w", l.Type, err)}
+		}
+		t.starts[i] = int64(l.Start) * targets.SectorSize
+		lasts[i] = l.Start + l.Length - 1
+		next = l.Start + l.Length
+	}
+	t.starts[len(lines)] = int64(next) * targets.SectorSize
+	var err error
+	if t.index, err = btree.Build(lasts); err != nil {
+		t.devs.Close()
+		return nil, fmt.Errorf("table: %w", err)
+	}
+	return t, nil
+}
+
+// Parse and New in one step.
+func FromText(text string, readOnly bool) (*Table, error) {
+	lines, err := Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	return New(lines, readOnly)
+}
+
+// Lines returns the table's lines (callers must not modify them).
+func (t *Table) Lines() []Line { return t.lines }
+
+// Text is the canonical table text.
+func (t *Table) Text() string { return Format(t.lines) }
+
+// Size is the table's size in bytes.
+func (t *Table) Size() int64 { return t.starts[len(t.starts)-1] }
+
+// Sectors is the table's size in sectors.
+func (t *Table) Sectors() uint64 { return uint64(t.Size() / targets.SectorSize) }
+
+// Devs is the table's backing devices.
+func (t *Table) Devs() *targets.DevSet { return t.devs }
+
+// Holders is the number of temporary holders now.
+func (t *Table) Holders() int64 {
+	n := t.holders.Load()
+	if n >= drainBias-1 {
+		n -= drainBias
+	}
+	return n
+}
+
+// Destroyed reports whether Destroy has closed the table.
+func (t *Table) Destroyed() bool { return t.destroyed.Load() }
+
+// Status returns each target's status text (dm's STATUSTYPE_INFO), in order.
+func (t *Table) Status() []string {
+	out := make([]string, len(t.targets))
+	for i, tg := range t.targets {
+		out[i] = tg.Status()
+	}
+	return out
+}
+
+// get takes a temporary reference. Device.Get wraps it with the checks that
+// make it race-free against a swap.
+func (t *Table) get() { t.holders.Add(1) }
+
+// Put gives back a reference taken by Device.Get or Device.Acquire. It never
+// destroys the table: when a destroyer is waiting and this was the last
+// holder, it wakes the destroyer. A Put without a Get panics.
+func (t *Table) Put() {
+	n := t.holders.Add(-1)
+	// One unsigned compare covers the usual case: 0 <= n < drainBias-1.
+	if uint64(n) < uint64(drainBias-1) {
+		return
+	}
+	t.putSlow(n)
+}
+
+func (t *Table) putSlow(n int64) {
+	switch {
+	case n < 0 || n == drainBias-1:
+		panic(fmt.Sprintf("table: holders underflow: Put without Get (count %d)", n))
+	case n == drainBias: // the last holder, with a drainer waiting
+		select {
+		case t.wake <- struct{}{}:
+		default: // a token is already there
+		}
+	}
+}
+
+// drain waits until no temporary holder remains, and leaves the bias in
+// holders so that the waiter can be woken again. Long waits are logged with
+// the count still held; the log timer is for the log only, the wake-up is the
+// last Put's. It returns false if ctx ended first (with the bias removed).
+func (t *Table) drain(ctx interface{ Done() <-chan struct{} }, log *slog.Logger, what string) (time.Duration, bool) {
+	start := time.Now()
+	if t.holders.Add(drainBias) == drainBias {
+		return 0, true
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for t.holders.Load() != drainBias {
+		select {
+		case <-t.wake:
+		case <-tick.C:
+			log.Warn("table drain is taking long", "waiting_for", what,
+				"holders", t.Holders(), "waited", time.Since(start).Round(time.Millisecond))
+		case <-ctx.Done():
+			t.undrain()
+			return time.Since(start), false
+		}
+	}
+	return time.Since(start), true
+}
+
+// undrain removes the bias added by drain (after a quiesce).
+func (t *Table) undrain() { t.holders.Add(-drainBias) }
+
+// neverDone is a context-like value for waits that must not be cancelled.
+type neverDone struct{}
+
+func (neverDone) Done() <-chan struct{} { return nil }
+
+// destroy waits for every holder to go, then closes the backing devices.
+// Called only by Device at its fixed points, once per table.
+func (t *Table) destroy(log *slog.Logger) (time.Duration, error) {
+	if !t.destroying.CompareAndSwap(false, true) {
+		panic("table: destroyed twice")
+	}
+	waited, _ := t.drain(neverDone{}, log, "destroy")
+	t.destroyed.Store(true)
+	return waited, t.devs.Close()
+}
+
+// ReadAt reads len(p) bytes at off, splitting at target boundaries.
+func (t *Table) ReadAt(p []byte, off int64) error {
+	if err := t.check(off, int64(len(p))); err != nil {
+		return err
+	}
+	for len(p) > 0 {
+		i, tOff, n := t.locate(off, int64(len(p)))
+		err := t.targets[i].ReadAt(p[:n], tOff)
+		t.stats[i].record(OpRead, n, err)
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+		off += n
+	}
+	return nil
+}
+
+// WriteAt writes p at off, splitting at target boundaries.
+func (t *Table) WriteAt(p []byte, off int64) error {
+	if err := t.check(off, int64(len(p))); err != nil {
+		return err
+	}
+	for len(p) > 0 {
+		i, tOff, n := t.locate(off, int64(len(p)))
+		err := t.targets[i].WriteAt(p[:n], tOff)
+		t.stats[i].record(OpWrite, n, err)
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+		off += n
+	}
+	return nil
+}
+
+// Trim discards [off, off+length) on every target it covers.
+func (t *Table) Trim(off, length int64) error {
+	return t.each(off, length, OpTrim, func(tg targets.Target, tOff, n int64) error { return tg.Trim(tOff, n) })
+}
+
+// Zero makes [off, off+length) read as zeros.
+func (t *Table) Zero(off, length int64, flags targets.ZeroFlags) error {
+	return t.each(off, length, OpZero, func(tg targets.Target, tOff, n int64) error { return tg.Zero(tOff, n, flags) })
+}
+
+// Flush makes every completed write durable: each backing device of the
+// table is synced once, however many targets use it.
+func (t *Table) Flush() error { return t.devs.Sync() }
+
+// Extents reports allocation of [off, off+length), calling emit per run in
+// order until it returns false.
+func (t *Table) Extents(off, length int64, emit func(targets.Extent) bool) error {
+	more := true
+	guard := func(e targets.Extent) bool {
+		more = emit(e)
+		return more
+	}
+	return t.each(off, length, OpBlockStatus, func(tg targets.Target, tOff, n int64) error {
+		if !more {
+			return errStop
+		}
+		return tg.Extents(tOff, n, guard)
+	})
+}
+
+var errStop = errors.New("stop")
+
+// each splits [off, off+length) at target boundaries and calls fn per piece.
+func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, n int64) error) error {
+	if err := t.check(off, length); err != nil {
+		return err
+	}
+	for length > 0 {
+		i, tOff, n := t.locate(off, length)
+		err := fn(t.targets[i], tOff, n)
+		if err == errStop {
+			return nil
+		}
+		t.stats[i].record(op, n, err)
+		if err != nil {
+			return err
+		}
+		off += n
+		length -= n
+	}
+	return nil
+}
+
+func (t *Table) check(off, length int64) error {
+	if off < 0 || length < 0 || off > t.Size() || length > t.Size()-off {
+		return ErrOutOfRange
+	}
+	return nil
+}
+
+// locate finds the target holding byte off and how much of [off, off+n)
+// it holds. off must be inside the table.
+func (t *Table) locate(off, n int64) (i int, tOff, m int64) {
+	i, _ = t.index.Lookup(uint64(off) / targets.SectorSize)
+	return i, off - t.starts[i], min(n, t.starts[i+1]-off)
+}

@@ -1,0 +1,264 @@
+package targets
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dev is one open backing device: a regular file or a block device. It does
+// positional I/O straight on the file descriptor (pread/pwrite), so many
+// goroutines may use it at once. Its owner (a DevSet) closes it only after
+// every I/O on it has returned; that is the table refcount rule's job.
+type Dev struct {
+	path     string
+	file     *os.File
+	fd       int
+	size     int64
+	blockDev bool
+	readOnly bool
+
+	// Learned on first use: fallocate modes the device refuses, so later
+	// requests go straight to the fallback.
+	noPunch     atomic.Bool
+	noZeroRange atomic.Bool
+	noSeekData  atomic.Bool
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    atomic.Bool
+}
+
+func openDev(path string, readOnly bool) (*Dev, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("targets: %w", err)
+	}
+	d := &Dev{path: path, file: f, fd: int(f.Fd()), readOnly: readOnly}
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("targets: stat %s: %w", path, err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		d.size = st.Size
+	case unix.S_IFBLK:
+		d.blockDev = true
+		n, err := unix.IoctlGetUint64(d.fd, unix.BLKGETSIZE64)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("targets: BLKGETSIZE64 %s: %w", path, err)
+		}
+		d.size = int64(n)
+	default:
+		f.Close()
+		return nil, fmt.Errorf("targets: %s: %w", path, ErrBadDevice)
+	}
+	return d, nil
+}
+
+// Path is the path the device was opened by.
+func (d *Dev) Path() string { return d.path }
+
+// Size is the device's size in bytes when it was opened.
+func (d *Dev) Size() int64 { return d.size }
+
+// Closed reports whether Close has run (for tests and leak checks).
+func (d *Dev) Closed() bool { return d.closed.Load() }
+
+// ReadAt fills p from off; a device that ends first is ErrShortIO.
+func (d *Dev) ReadAt(p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := unix.Pread(d.fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("targets: read %s at %d: %w", d.path, off, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: read %s at %d", ErrShortIO, d.path, off)
+		}
+		p = p[n:]
+		off += int64(n)
+	}
+	return nil
+}
+
+// WriteAt writes all of p at off.
+func (d *Dev) WriteAt(p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := unix.Pwrite(d.fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("targets: write %s at %d: %w", d.path, off, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: write %s at %d", ErrShortIO, d.path, off)
+		}
+		p = p[n:]
+		off += int64(n)
+	}
+	return nil
+}
+
+// Sync makes every completed write durable (fdatasync).
+func (d *Dev) Sync() error {
+	if d.readOnly {
+		return nil
+	}
+	for {
+		err := unix.Fdatasync(d.fd)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("targets: fdatasync %s: %w", d.path, err)
+		}
+		return nil
+	}
+}
+
+func unsupported(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)
+}
+
+func (d *Dev) fallocate(mode uint32, off, length int64) error {
+	for {
+		err := unix.Fallocate(d.fd, mode, off, length)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// Trim discards a range by punching a hole; where the device cannot, trim
+// is advisory and does nothing.
+func (d *Dev) Trim(off, length int64) error {
+	if d.noPunch.Load() {
+		return nil
+	}
+	err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
+	if err != nil && unsupported(err) {
+		d.noPunch.Store(true)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("targets: trim %s at %d: %w", d.path, off, err)
+	}
+	return nil
+}
+
+// Zero makes [off, off+length) read as zeros: a punched hole unless NoHole,
+// else an allocated zero range, else zeros written by hand (unless Fast).
+func (d *Dev) Zero(off, length int64, flags ZeroFlags) error {
+	if !flags.NoHole && !d.noPunch.Load() {
+		err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
+		if err == nil {
+			return nil
+		}
+		if !unsupported(err) {
+			return fmt.Errorf("targets: zero %s at %d: %w", d.path, off, err)
+		}
+		d.noPunch.Store(true)
+	}
+	if !d.noZeroRange.Load() {
+		err := d.fallocate(unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, length)
+		if err == nil {
+			return nil
+		}
+		if !unsupported(err) {
+			return fmt.Errorf("targets: zero %s at %d: %w", d.path, off, err)
+		}
+		d.noZeroRange.Store(true)
+	}
+	if flags.Fast {
+		return ErrNotSupported
+	}
+	return d.writeZeros(off, length)
+}
+
+// zeroBuf is a shared source of zeros; nobody writes to it.
+var zeroBuf = make([]byte, 1<<20)
+
+func (d *Dev) writeZeros(off, length int64) error {
+	for length > 0 {
+		n := min(length, int64(len(zeroBuf)))
+		if err := d.WriteAt(zeroBuf[:n], off); err != nil {
+			return err
+		}
+		off += n
+		length -= n
+	}
+	return nil
+}
+
+// Extents reports holes and data in [off, off+length) with SEEK_DATA and
+// SEEK_HOLE. The lseeks move the descriptor's file offset, which no I/O here
+// uses (all I/O is positional), so concurrent callers are harmless. Devices
+// without SEEK_DATA (block devices, some filesystems) are all data.
+func (d *Dev) Extents(off, length int64, emit func(Extent) bool) error {
+	end := off + length
+	if d.blockDev || d.noSeekData.Load() {
+		emit(Extent{Length: length})
+		return nil
+	}
+	for pos := off; pos < end; {
+		data, err := unix.Seek(d.fd, pos, unix.SEEK_DATA)
+		if err == unix.ENXIO { // no data after pos: the rest is a hole
+			data = end
+		} else if err != nil {
+			if unsupported(err) {
+				d.noSeekData.Store(true)
+				emit(Extent{Length: end - pos})
+				return nil
+			}
+			return fmt.Errorf("targets: seek data %s at %d: %w", d.path, pos, err)
+		}
+		if data > pos {
+			n := min(data, end) - pos
+			if !emit(Extent{Length: n, Flags: ExtentHole | ExtentZero}) {
+				return nil
+			}
+			pos += n
+			if pos >= end {
+				return nil
+			}
+		}
+		hole, err := unix.Seek(d.fd, pos, unix.SEEK_HOLE)
+		if err != nil {
+			return fmt.Errorf("targets: seek hole %s at %d: %w", d.path, pos, err)
+		}
+		if hole <= pos { // raced with a write filling the hole; call it data
+			hole = end
+		}
+		n := min(hole, end) - pos
+		if !emit(Extent{Length: n}) {
+			return nil
+		}
+		pos += n
+	}
+	return nil
+}
+
+// Close closes the device once; later calls return the first result.
+func (d *Dev) Close() error {
+	d.closeOnce.Do(func() {
+		d.closed.Store(true)
+		if err := d.file.Close(); err != nil {
+			d.closeErr = fmt.Errorf("targets: close %s: %w", d.path, err)
+		}
+	})
+	return d.closeErr
+}

@@ -1,0 +1,91 @@
+package targets
+
+import (
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+)
+
+// DevSet is a table's list of open backing devices, like dm's dm_dev list:
+// a path used by several targets is opened once. Close closes them all,
+// exactly once, and is called only when the table is destroyed.
+type DevSet struct {
+	readOnly bool
+
+	mu     sync.Mutex // guards devs, order, closed
+	devs   map[string]*Dev
+	order  []*Dev
+	closed bool
+
+	closes atomic.Int32 // how many times Close did the work (must end at 0 or 1)
+}
+
+// NewDevSet makes an empty set; readOnly opens every device read-only.
+func NewDevSet(readOnly bool) *DevSet {
+	return &DevSet{readOnly: readOnly, devs: map[string]*Dev{}}
+}
+
+// Open returns the device at path, opening it on first use.
+func (s *DevSet) Open(path string) (*Dev, error) {
+	if path == "" {
+		return nil, ErrEmptyPath
+	}
+	key := filepath.Clean(path)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("targets: device set is closed")
+	}
+	if d, ok := s.devs[key]; ok {
+		return d, nil
+	}
+	d, err := openDev(path, s.readOnly)
+	if err != nil {
+		return nil, err
+	}
+	s.devs[key] = d
+	s.order = append(s.order, d)
+	return d, nil
+}
+
+// Devs lists the open devices in the order they were opened.
+func (s *DevSet) Devs() []*Dev {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Dev(nil), s.order...)
+}
+
+// Sync flushes every device, in parallel, and returns the first error.
+func (s *DevSet) Sync() error {
+	devs := s.Devs()
+	if len(devs) == 1 {
+		return devs[0].Sync()
+	}
+	errs := make([]error, len(devs))
+	var wg sync.WaitGroup
+	for i, d := range devs {
+		wg.Go(func() { errs[i] = d.Sync() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close closes every device. Only the first call does anything.
+func (s *DevSet) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.closes.Add(1)
+	var errs []error
+	for _, d := range s.order {
+		errs = append(errs, d.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Closes says how many times Close did its work: 0 or 1, never more.
+func (s *DevSet) Closes() int { return int(s.closes.Load()) }

@@ -1,0 +1,252 @@
+package targets
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// striped spreads the target over legs in chunks, round robin, as
+// dm-stripe.c does: `striped <#stripes> <chunk_sectors> (<dev> <offset>)...`.
+// Chunk c of the target lives on leg c mod #stripes, at chunk c / #stripes
+// of that leg.
+type striped struct {
+	legs       []stripeLeg
+	chunkBytes int64
+}
+
+type stripeLeg struct {
+	dev    *Dev
+	offset int64 // bytes
+	errors *atomic.Uint64
+}
+
+var _ Target = (*striped)(nil)
+
+// parallelMin is the request size from which the legs of a striped request
+// run concurrently; below it a goroutine costs more than it saves.
+const parallelMin = 128 << 10
+
+func init() {
+	register(&Type{Name: "striped", Check: checkStriped, New: newStriped})
+}
+
+func checkStriped(args []string, sectors uint64) ([]string, error) {
+	if len(args) < 2 {
+		return nil, fmt.Errorf("%w: striped takes <#stripes> <chunk_sectors> and a <dev> <offset> pair per stripe", ErrArgCount)
+	}
+	stripes, err := ParseNumber(args[0])
+	if err != nil {
+		return nil, fmt.Errorf("stripes: %w", err)
+	}
+	if stripes == 0 {
+		return nil, ErrStripes
+	}
+	chunk, err := ParseNumber(args[1])
+	if err != nil {
+		return nil, fmt.Errorf("chunk size: %w", err)
+	}
+	if chunk == 0 {
+		return nil, ErrChunk
+	}
+	if stripes > uint64(len(args)) || uint64(len(args)) != 2+2*stripes {
+		return nil, fmt.Errorf("%w: striped with %d stripes takes %d, got %d", ErrArgCount, stripes, 2+2*stripes, len(args))
+	}
+	if sectors%stripes != 0 {
+		return nil, fmt.Errorf("%w: length %d, %d stripes", ErrStripeLength, sectors, stripes)
+	}
+	perLeg := sectors / stripes
+	if perLeg%chunk != 0 {
+		return nil, fmt.Errorf("%w: %d sectors per stripe, chunk %d", ErrChunkLength, perLeg, chunk)
+	}
+	if _, err := sectorsToBytes(chunk); err != nil {
+		return nil, fmt.Errorf("chunk size: %w", err)
+	}
+	out := []string{strconv.FormatUint(stripes, 10), strconv.FormatUint(chunk, 10)}
+	for i := uint64(0); i < stripes; i++ {
+		path, offArg := args[2+2*i], args[3+2*i]
+		if path == "" {
+			return nil, fmt.Errorf("stripe %d: %w", i, ErrEmptyPath)
+		}
+		off, err := ParseNumber(offArg)
+		if err != nil {
+			return nil, fmt.Errorf("stripe %d offset: %w", i, err)
+		}
+		if _, err := sectorsToBytes(off + perLeg); err != nil || off+perLeg < off {
+			return nil, fmt.Errorf("stripe %d offset+length: %w", i, ErrOverflow)
+		}
+		out = append(out, path, strconv.FormatUint(off, 10))
+	}
+	return out, nil
+}
+
+func newStriped(args []string, sectors uint64, devs *DevSet) (Target, error) {
+	stripes, _ := ParseNumber(args[0]) // all checked by checkStriped
+	chunk, _ := ParseNumber(args[1])
+	s := &striped{chunkBytes: int64(chunk) * SectorSize, legs: make([]stripeLeg, stripes)}
+	for i := range s.legs {
+		off, _ := ParseNumber(args[3+2*i])
+		dev, err := openSized(devs, args[2+2*i], off, sectors/stripes)
+		if err != nil {
+			return nil, fmt.Errorf("stripe %d: %w", i, err)
+		}
+		s.legs[i] = stripeLeg{dev: dev, offset: int64(off) * SectorSize, errors: new(atomic.Uint64)}
+	}
+	return s, nil
+}
+
+// locate maps a target byte offset to its leg, the byte offset on that leg's
+// device, and how many bytes remain in its chunk.
+func (s *striped) locate(off int64) (leg int, devOff, inChunk int64) {
+	chunk := off / s.chunkBytes
+	within := off % s.chunkBytes
+	n := int64(len(s.legs))
+	leg = int(chunk % n)
+	devOff = s.legs[leg].offset + (chunk/n)*s.chunkBytes + within
+	return leg, devOff, s.chunkBytes - within
+}
+
+func (s *striped) count(leg int, err error) error {
+	if err != nil && err != ErrNotSupported {
+		s.legs[leg].errors.Add(1)
+	}
+	return err
+}
+
+func (s *striped) ReadAt(p []byte, off int64) error  { return s.rw(p, off, false) }
+func (s *striped) WriteAt(p []byte, off int64) error { return s.rw(p, off, true) }
+
+// rw splits p at chunk boundaries. Pieces go straight to the caller's buffer;
+// big requests run one goroutine per leg.
+func (s *striped) rw(p []byte, off int64, write bool) error {
+	if int64(len(p)) >= parallelMin && len(s.legs) > 1 && int64(len(p)) > s.chunkBytes {
+		return s.rwParallel(p, off, write)
+	}
+	for len(p) > 0 {
+		leg, devOff, room := s.locate(off)
+		n := min(room, int64(len(p)))
+		if err := s.legIO(leg, p[:n], devOff, write); err != nil {
+			return err
+		}
+		p = p[n:]
+		off += n
+	}
+	return nil
+}
+
+func (s *striped) legIO(leg int, p []byte, devOff int64, write bool) error {
+	var err error
+	if write {
+		err = s.legs[leg].dev.WriteAt(p, devOff)
+	} else {
+		err = s.legs[leg].dev.ReadAt(p, devOff)
+	}
+	return s.count(leg, err)
+}
+
+// rwParallel gives each leg its own goroutine, which walks that leg's
+// chunks of the request (every #stripes-th chunk) in order.
+func (s *striped) rwParallel(p []byte, off int64, write bool) error {
+	end := off + int64(len(p))
+	n := int64(len(s.legs))
+	first := off / s.chunkBytes
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := int64(0); i < n && first+i <= (end-1)/s.chunkBytes; i++ {
+		wg.Go(func() {
+			for c := first + i; c*s.chunkBytes < end; c += n {
+				a := max(off, c*s.chunkBytes)
+				b := min(end, (c+1)*s.chunkBytes)
+				leg, devOff, _ := s.locate(a)
+				if err := s.legIO(leg, p[a-off:b-off], devOff, write); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// legRanges calls fn with the one contiguous byte range each leg holds of
+// [off, off+length): a leg's chunks within a contiguous target range are
+// consecutive on the leg.
+func (s *striped) legRanges(off, length int64, fn func(leg int, devOff, n int64) error) error {
+	end := off + length
+	n := int64(len(s.legs))
+	firstChunk, lastChunk := off/s.chunkBytes, (end-1)/s.chunkBytes
+	for leg := int64(0); leg < n; leg++ {
+		c1 := firstChunk + ((leg-firstChunk%n)+n)%n
+		if c1 > lastChunk {
+			continue
+		}
+		c2 := lastChunk - ((lastChunk%n-leg)+n)%n
+		a := max(off, c1*s.chunkBytes)
+		_, devA, _ := s.locate(a)
+		b := min(end, (c2+1)*s.chunkBytes)
+		_, devB, _ := s.locate(b - 1)
+		if err := fn(int(leg), devA, devB+1-devA); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Trim fans out to every leg the range touches.
+func (s *striped) Trim(off, length int64) error {
+	return s.legRanges(off, length, func(leg int, devOff, n int64) error {
+		return s.count(leg, s.legs[leg].dev.Trim(devOff, n))
+	})
+}
+
+// Zero fans out to every leg the range touches.
+func (s *striped) Zero(off, length int64, flags ZeroFlags) error {
+	return s.legRanges(off, length, func(leg int, devOff, n int64) error {
+		return s.count(leg, s.legs[leg].dev.Zero(devOff, n, flags))
+	})
+}
+
+// Extents walks the range chunk by chunk, asking each leg's device.
+func (s *striped) Extents(off, length int64, emit func(Extent) bool) error {
+	end := off + length
+	more := true
+	for off < end && more {
+		leg, devOff, room := s.locate(off)
+		n := min(room, end-off)
+		err := s.legs[leg].dev.Extents(devOff, n, func(e Extent) bool {
+			more = emit(e)
+			return more
+		})
+		if err := s.count(leg, err); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+// Status is dm-stripe's: "<#stripes> <dev>... 1 <A|D per leg>", D for a leg
+// that has seen an I/O error.
+func (s *striped) Status() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d ", len(s.legs))
+	health := make([]byte, len(s.legs))
+	for i, l := range s.legs {
+		b.WriteString(l.dev.Path())
+		b.WriteByte(' ')
+		health[i] = 'A'
+		if l.errors.Load() > 0 {
+			health[i] = 'D'
+		}
+	}
+	fmt.Fprintf(&b, "1 %s", health)
+	return b.String()
+}

@@ -1,0 +1,46 @@
+package targets
+
+// zeroTarget reads zeros and discards writes: `zero`.
+type zeroTarget struct{}
+
+// errorTarget fails every I/O with EIO: `error`.
+type errorTarget struct{}
+
+var (
+	_ Target = zeroTarget{}
+	_ Target = errorTarget{}
+)
+
+func init() {
+	register(&Type{Name: "zero", Check: noArgs("zero"), New: func([]string, uint64, *DevSet) (Target, error) { return zeroTarget{}, nil }})
+	register(&Type{Name: "error", Check: noArgs("error"), New: func([]string, uint64, *DevSet) (Target, error) { return errorTarget{}, nil }})
+}
+
+func noArgs(name string) func([]string, uint64) ([]string, error) {
+	return func(args []string, _ uint64) ([]string, error) {
+		if err := checkArgCount(name, args, 0); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+}
+
+func (zeroTarget) ReadAt(p []byte, _ int64) error {
+	clear(p)
+	return nil
+}
+func (zeroTarget) WriteAt([]byte, int64) error        { return nil }
+func (zeroTarget) Trim(int64, int64) error            { return nil }
+func (zeroTarget) Zero(int64, int64, ZeroFlags) error { return nil }
+func (zeroTarget) Status() string                     { return "" }
+func (zeroTarget) Extents(_, n int64, emit func(Extent) bool) error {
+	emit(Extent{Length: n, Flags: ExtentHole | ExtentZero})
+	return nil
+}
+
+func (errorTarget) ReadAt([]byte, int64) error                    { return ErrTargetError }
+func (errorTarget) WriteAt([]byte, int64) error                   { return ErrTargetError }
+func (errorTarget) Trim(int64, int64) error                       { return ErrTargetError }
+func (errorTarget) Zero(int64, int64, ZeroFlags) error            { return ErrTargetError }
+func (errorTarget) Extents(int64, int64, func(Extent) bool) error { return ErrTargetError }
+func (errorTarget) Status() string                                { return "" }
