@@ -1,0 +1,150 @@
+package nbdserver
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// needTool finds a client program. Missing, the test is skipped on a
+// developer's machine and fails where GDM_REQUIRE_TOOLS is set (CI).
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
+			t.Fatalf("%s is not installed (GDM_REQUIRE_TOOLS is set)", name)
+		}
+		t.Skipf("SKIPPING: %s is not installed; e2e/test-all.sh installs it", name)
+	}
+	return p
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(needTool(t, name), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s\n%s", name, strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return out.String()
+}
+
+func uri(sock, name string) string { return "nbd+unix:///" + name + "?socket=" + sock }
+
+func TestNbdinfo(t *testing.T) {
+	m := newMem(16 << 20)
+	m.holes[0] = true
+	_, sock := startServer(t, testExports{"disk": m}, nil)
+	var info struct {
+		Exports []struct {
+			Name        string   `json:"export-name"`
+			Size        int64    `json:"export-size"`
+			Contexts    []string `json:"contexts"`
+			CanFlush    bool     `json:"can_flush"`
+			CanFUA      bool     `json:"can_fua"`
+			CanTrim     bool     `json:"can_trim"`
+			CanZero     bool     `json:"can_zero"`
+			CanFastZero bool     `json:"can_fast_zero"`
+			CanMulti    bool     `json:"can_multi_conn"`
+			CanDF       bool     `json:"can_df"`
+			ReadOnly    bool     `json:"is_read_only"`
+			MaxBlock    int64    `json:"block_size_maximum"`
+		} `json:"exports"`
+		Structured bool `json:"structured"`
+	}
+	out := run(t, "nbdinfo", "--json", uri(sock, "disk"))
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	e := info.Exports[0]
+	if e.Name != "disk" || e.Size != 16<<20 || !e.CanFlush || !e.CanFUA || !e.CanTrim || !e.CanZero ||
+		!e.CanFastZero || !e.CanMulti || !e.CanDF || e.ReadOnly || e.MaxBlock != 32<<20 || !info.Structured {
+		t.Fatalf("nbdinfo --json:\n%s", out)
+	}
+	if len(e.Contexts) != 1 || e.Contexts[0] != "base:allocation" {
+		t.Fatalf("contexts %v", e.Contexts)
+	}
+	mapOut := run(t, "nbdinfo", "--map", uri(sock, "disk"))
+	lines := strings.Split(strings.TrimSpace(mapOut), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "4096") || !strings.Contains(lines[0], "hole,zero") ||
+		!strings.Contains(lines[1], "data") {
+		t.Fatalf("nbdinfo --map:\n%s", mapOut)
+	}
+	list := run(t, "nbdinfo", "--list", "--json", uri(sock, ""))
+	if !strings.Contains(list, `"disk"`) {
+		t.Fatalf("nbdinfo --list: %s", list)
+	}
+}
+
+func TestQemuIOPatterns(t *testing.T) {
+	_, sock := startServer(t, testExports{"disk": newMem(16 << 20)}, nil)
+	u := uri(sock, "disk")
+	out := run(t, "qemu-io", "-f", "raw",
+		"-c", "write -P 0xab 0 1M",
+		"-c", "write -P 0xcd 1536k 512",
+		"-c", "write -z 8M 1M",
+		"-c", "discard 12M 64k",
+		"-c", "flush",
+		"-c", "read -P 0xab 0 1M",
+		"-c", "read -P 0xcd 1536k 512",
+		"-c", "read -P 0 8M 1M",
+		"-c", "aio_write -P 0x11 2M 64k",
+		"-c", "aio_write -P 0x22 3M 64k",
+		"-c", "aio_flush",
+		"-c", "read -P 0x11 2M 64k",
+		"-c", "read -P 0x22 3M 64k",
+		u)
+	if strings.Contains(out, "Pattern verification failed") || strings.Contains(out, "failed") {
+		t.Fatalf("qemu-io:\n%s", out)
+	}
+	if n := strings.Count(out, "read "); n < 5 {
+		t.Fatalf("qemu-io ran %d reads:\n%s", n, out)
+	}
+}
+
+func TestNbdcopyAndQemuImgCompare(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src.img")
+	data := make([]byte, 8<<20)
+	for i := range data {
+		data[i] = byte(i * 7 / 4096)
+	}
+	clear(data[2<<20 : 3<<20]) // a zero run
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := newMem(8 << 20)
+	_, sock := startServer(t, testExports{"disk": m}, nil)
+	run(t, "nbdcopy", src, uri(sock, "disk"))
+	run(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", src, uri(sock, "disk"))
+	back := filepath.Join(t.TempDir(), "back.img")
+	run(t, "nbdcopy", uri(sock, "disk"), back)
+	got, err := os.ReadFile(back)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("round trip through nbdcopy differs (%v)", err)
+	}
+}
+
+func TestFioVerify(t *testing.T) {
+	_, sock := startServer(t, testExports{"disk": newMem(64 << 20)}, nil)
+	out := run(t, "fio", "--name=verify", "--ioengine=nbd", "--uri="+uri(sock, "disk"),
+		"--rw=randwrite", "--bs=4k", "--bsrange=512-64k", "--size=64m", "--numjobs=4", "--iodepth=32",
+		"--offset_increment=16m", "--size=16m", "--verify=crc32c", "--do_verify=1",
+		"--group_reporting", "--output-format=json")
+	var res struct {
+		Jobs []struct {
+			Error int `json:"error"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
+		t.Fatalf("fio output: %v\n%s", err, out)
+	}
+	if len(res.Jobs) == 0 || res.Jobs[0].Error != 0 {
+		t.Fatalf("fio: %s", out)
+	}
+}

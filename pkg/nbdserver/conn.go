@@ -1,0 +1,530 @@
+package nbdserver
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+var errTooManyFiles = syscall.EMFILE
+
+// conn is one client connection.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	br  *bufio.Reader
+	log *slog.Logger
+
+	ctx    context.Context // cancelled when the connection is killed
+	cancel context.CancelFunc
+	done   chan struct{} // closed when everything of the connection is over
+
+	// Negotiated; written by the handshake, read-only afterwards.
+	noZeroes       bool
+	structured     bool
+	metaAllocation bool
+	name           atomic.Pointer[string]
+	exp            Export
+	release        func()
+	size           int64
+	flags          uint16
+	readOnly       bool
+
+	inflight atomic.Int64
+	budget   budget
+	requests sync.WaitGroup
+	replies  chan *reply
+	killed   atomic.Bool
+	stopped  atomic.Bool
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	maxN, maxBytes := s.MaxInFlight, s.MaxInFlightBytes
+	if maxN <= 0 {
+		maxN = 128
+	}
+	if maxBytes <= 0 {
+		maxBytes = 128 << 20
+	}
+	return &conn{
+		srv:     s,
+		nc:      nc,
+		br:      bufio.NewReaderSize(nc, 64<<10),
+		log:     s.log().With("remote", nc.RemoteAddr().String()),
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		budget:  budget{maxN: maxN, maxBytes: maxBytes},
+		replies: make(chan *reply, maxN+1),
+	}
+}
+
+func (c *conn) exportName() string {
+	if p := c.name.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// kill ends the connection now: the socket closes, waiting requests see
+// their context cancelled.
+func (c *conn) kill() {
+	c.killed.Store(true)
+	c.cancel()
+	c.budget.close()
+	c.nc.Close()
+}
+
+// stopReading asks for a graceful end: no more requests are read, the ones
+// read are finished and answered.
+func (c *conn) stopReading() {
+	c.stopped.Store(true)
+	c.nc.SetReadDeadline(time.Now())
+}
+
+func (c *conn) serve() {
+	defer close(c.done)
+	defer c.srv.untrack(c)
+	defer c.nc.Close()
+	timeout := c.srv.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	c.nc.SetDeadline(time.Now().Add(timeout))
+	if err := c.handshake(); err != nil {
+		var he *errHandshake
+		if errors.As(err, &he) {
+			c.srv.stats.HandshakeFailed[he.reason].Add(1)
+		}
+		if !c.stopped.Load() {
+			c.log.Debug("handshake ended", "err", err)
+		}
+		return
+	}
+	c.nc.SetDeadline(time.Time{})
+	if c.stopped.Load() { // shutdown began during the handshake
+		c.nc.SetReadDeadline(time.Now())
+	}
+	c.log = c.log.With("export", c.exportName())
+	defer c.release()
+	c.transmit()
+}
+
+// request is one transmission request header.
+type request struct {
+	flags  uint16
+	typ    uint16
+	cookie uint64
+	offset uint64
+	length uint32
+}
+
+// reply is one reply ready for the writer: a header and optional data.
+type reply struct {
+	head    [32]byte
+	headLen int
+	data    []byte
+	pooled  *[]byte // returned to the pool once written
+	charge  int64   // bytes of budget to give back once written
+}
+
+// transmit reads requests until DISC, EOF, shutdown or a protocol error,
+// and hands each to its own goroutine; the writer sends the replies.
+func (c *conn) transmit() {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writer()
+	}()
+	disc := c.readLoop()
+	c.requests.Wait()
+	if disc || c.stopped.Load() {
+		// DISC or a shutdown: what was written must be durable.
+		if err := c.exp.Flush(c.ctx); err != nil && !c.killed.Load() {
+			c.log.Warn("flush at disconnect", "err", err)
+		}
+	}
+	close(c.replies)
+	<-writerDone
+}
+
+// readLoop returns true when the client sent DISC.
+func (c *conn) readLoop() bool {
+	var h [28]byte
+	for {
+		if _, err := io.ReadFull(c.br, h[:]); err != nil {
+			if !c.stopped.Load() && !c.killed.Load() && !errors.Is(err, io.EOF) {
+				c.log.Debug("read request", "err", err)
+			}
+			return false
+		}
+		if m := binary.BigEndian.Uint32(h[0:]); m != magicRequest {
+			c.srv.stats.ProtocolErrors.Add(1)
+			c.log.Warn("bad request magic; closing", "magic", fmt.Sprintf("%#x", m))
+			return false
+		}
+		r := request{
+			flags:  binary.BigEndian.Uint16(h[4:]),
+			typ:    binary.BigEndian.Uint16(h[6:]),
+			cookie: binary.BigEndian.Uint64(h[8:]),
+			offset: binary.BigEndian.Uint64(h[16:]),
+			length: binary.BigEndian.Uint32(h[24:]),
+		}
+		if r.typ == cmdDisc {
+			return true
+		}
+		var charge int64
+		if (r.typ == cmdRead || r.typ == cmdWrite) && r.length <= MaxBlockSize {
+			charge = int64(r.length)
+		}
+		if !c.budget.acquire(charge) {
+			return false
+		}
+		var buf *[]byte
+		if r.typ == cmdWrite {
+			if r.length > MaxBlockSize {
+				// Too long to take: drop the payload if that is cheap
+				// enough, answer EINVAL; else we cannot find the next
+				// request safely, so close.
+				if r.length > maxPayloadSkip {
+					c.srv.stats.ProtocolErrors.Add(1)
+					c.log.Warn("write payload too long to skip; closing", "length", r.length)
+					c.budget.release(0)
+					return false
+				}
+				if _, err := io.CopyN(io.Discard, c.br, int64(r.length)); err != nil {
+					c.budget.release(0)
+					return false
+				}
+			} else {
+				buf = getBuf(int(r.length))
+				if _, err := io.ReadFull(c.br, *buf); err != nil {
+					putBuf(buf)
+					c.budget.release(charge)
+					return false
+				}
+			}
+		}
+		c.inflight.Add(1)
+		c.requests.Add(1)
+		go c.handle(r, buf, charge)
+	}
+}
+
+// handle does one request and queues its reply. A panic is an EIO reply.
+func (c *conn) handle(r request, payload *[]byte, charge int64) {
+	defer c.requests.Done()
+	defer c.inflight.Add(-1)
+	rep := &reply{charge: charge}
+	defer func() {
+		if p := recover(); p != nil {
+			c.srv.stats.Panics.Add(1)
+			c.log.Error("panic serving a request", "panic", p, "cmd", r.typ, "stack", string(debug.Stack()))
+			if rep.pooled != nil {
+				putBuf(rep.pooled)
+			}
+			rep = &reply{charge: charge}
+			c.simpleReply(rep, r.cookie, errIO)
+		}
+		if payload != nil {
+			putBuf(payload)
+		}
+		c.replies <- rep
+	}()
+	c.do(r, payload, rep)
+}
+
+// do runs the command and fills in its reply.
+func (c *conn) do(r request, payload *[]byte, rep *reply) {
+	off, n := int64(r.offset), int64(r.length)
+	inRange := r.offset <= uint64(c.size) && uint64(r.length) <= uint64(c.size)-r.offset
+	switch r.typ {
+	case cmdRead:
+		if !inRange || r.length > MaxBlockSize {
+			c.errorReply(rep, r, errInval)
+			return
+		}
+		buf := getBuf(int(n))
+		if err := c.exp.ReadAt(c.ctx, *buf, off); err != nil {
+			putBuf(buf)
+			c.errorReply(rep, r, ErrorCode(err))
+			return
+		}
+		rep.pooled = buf
+		rep.data = *buf
+		if c.structured && n == 0 {
+			c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkNone, 0)
+		} else if c.structured {
+			c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkOffsetData, uint32(8+n))
+			binary.BigEndian.PutUint64(rep.head[20:], r.offset)
+			rep.headLen = 28
+		} else {
+			c.simpleReply(rep, r.cookie, 0)
+		}
+	case cmdWrite:
+		switch {
+		case c.readOnly:
+			c.simpleReply(rep, r.cookie, errPerm)
+		case r.length > MaxBlockSize:
+			c.simpleReply(rep, r.cookie, errInval)
+		case !inRange:
+			c.simpleReply(rep, r.cookie, errNoSpc)
+		default:
+			err := c.exp.WriteAt(c.ctx, *payload, off)
+			if err == nil && r.flags&cmdFlagFUA != 0 {
+				err = c.exp.Flush(c.ctx)
+			}
+			c.simpleReply(rep, r.cookie, ErrorCode(err))
+		}
+	case cmdFlush:
+		c.simpleReply(rep, r.cookie, ErrorCode(c.exp.Flush(c.ctx)))
+	case cmdTrim, cmdWriteZeroes:
+		switch {
+		case c.readOnly:
+			c.simpleReply(rep, r.cookie, errPerm)
+		case !inRange && r.typ == cmdWriteZeroes:
+			c.simpleReply(rep, r.cookie, errNoSpc)
+		case !inRange:
+			c.simpleReply(rep, r.cookie, errInval)
+		default:
+			var err error
+			if r.typ == cmdTrim {
+				err = c.exp.Trim(c.ctx, off, n)
+			} else {
+				err = c.exp.Zero(c.ctx, off, n, r.flags&cmdFlagNoHole != 0, r.flags&cmdFlagFastZero != 0)
+			}
+			if err == nil && r.flags&cmdFlagFUA != 0 {
+				err = c.exp.Flush(c.ctx)
+			}
+			c.simpleReply(rep, r.cookie, ErrorCode(err))
+		}
+	case cmdCache:
+		// A hint; the page cache already does what it asks.
+		if !inRange {
+			c.simpleReply(rep, r.cookie, errInval)
+			return
+		}
+		c.simpleReply(rep, r.cookie, 0)
+	case cmdBlockStatus:
+		if !c.metaAllocation || !inRange || n == 0 {
+			c.errorReply(rep, r, errInval)
+			return
+		}
+		c.blockStatus(r, rep)
+	default:
+		c.errorReply(rep, r, errInval)
+	}
+}
+
+// maxExtents bounds one block-status reply; the client asks again for more.
+const maxExtents = 1024
+
+func (c *conn) blockStatus(r request, rep *reply) {
+	desc := getBuf(4 + 8*maxExtents)
+	b := (*desc)[:4]
+	binary.BigEndian.PutUint32(b, metaAllocationID)
+	count := 0
+	var last uint32
+	limit := maxExtents
+	if r.flags&cmdFlagReqOne != 0 {
+		limit = 1
+	}
+	err := c.exp.Extents(c.ctx, int64(r.offset), int64(r.length), func(length int64, flags uint32) bool {
+		for length > 0 {
+			// Merge runs of the same kind; split runs past a u32.
+			if count > 0 && flags == last && uint64(binary.BigEndian.Uint32(b[len(b)-8:]))+uint64(length) <= 0xffffffff {
+				binary.BigEndian.PutUint32(b[len(b)-8:], binary.BigEndian.Uint32(b[len(b)-8:])+uint32(length))
+				return true
+			}
+			if count == limit {
+				return false
+			}
+			piece := min(length, 0xffffffff&^511)
+			b = binary.BigEndian.AppendUint32(b, uint32(piece))
+			b = binary.BigEndian.AppendUint32(b, flags)
+			count++
+			last = flags
+			length -= piece
+		}
+		return true
+	})
+	if err == nil && count == 0 {
+		err = fmt.Errorf("nbdserver: export reported no extents: %w", syscall.EIO)
+	}
+	if err != nil {
+		putBuf(desc)
+		c.errorReply(rep, r, ErrorCode(err))
+		return
+	}
+	rep.pooled = desc
+	rep.data = b
+	c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkBlockStatus, uint32(len(b)))
+}
+
+func (c *conn) simpleReply(rep *reply, cookie uint64, errno uint32) {
+	binary.BigEndian.PutUint32(rep.head[0:], magicSimple)
+	binary.BigEndian.PutUint32(rep.head[4:], errno)
+	binary.BigEndian.PutUint64(rep.head[8:], cookie)
+	rep.headLen = 16
+}
+
+func (c *conn) chunkHeader(rep *reply, cookie uint64, flags, typ uint16, length uint32) {
+	binary.BigEndian.PutUint32(rep.head[0:], magicChunk)
+	binary.BigEndian.PutUint16(rep.head[4:], flags)
+	binary.BigEndian.PutUint16(rep.head[6:], typ)
+	binary.BigEndian.PutUint64(rep.head[8:], cookie)
+	binary.BigEndian.PutUint32(rep.head[16:], length)
+	rep.headLen = 20
+}
+
+// errorReply answers a read or block status with an error: a structured
+// error chunk when structured replies were negotiated, else a simple reply.
+func (c *conn) errorReply(rep *reply, r request, errno uint32) {
+	if !c.structured {
+		c.simpleReply(rep, r.cookie, errno)
+		return
+	}
+	c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkError, 6)
+	binary.BigEndian.PutUint32(rep.head[20:], errno)
+	binary.BigEndian.PutUint16(rep.head[24:], 0) // no message
+	rep.headLen = 26
+}
+
+// writer owns the socket's write side: it gathers every reply ready and
+// sends them with one writev, then recycles their buffers.
+func (c *conn) writer() {
+	vec := make(net.Buffers, 0, 128)
+	batch := make([]*reply, 0, 64)
+	broken := false
+	for rep := range c.replies {
+		batch = append(batch[:0], rep)
+	gather:
+		for len(batch) < cap(batch) {
+			select {
+			case r, ok := <-c.replies:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		if !broken {
+			bufs := vec[:0]
+			for _, r := range batch {
+				bufs = append(bufs, r.head[:r.headLen])
+				if len(r.data) > 0 {
+					bufs = append(bufs, r.data)
+				}
+			}
+			if _, err := bufs.WriteTo(c.nc); err != nil {
+				broken = true // the client is gone: drain, don't write
+				if !c.killed.Load() {
+					c.log.Debug("write reply", "err", err)
+				}
+				c.nc.Close()
+			}
+		}
+		for _, r := range batch {
+			if r.pooled != nil {
+				putBuf(r.pooled)
+			}
+			c.budget.release(r.charge)
+		}
+	}
+}
+
+// budget bounds a connection's requests in flight, by count and by bytes.
+// The reader blocks in acquire when either is reached; the writer releases.
+// One request larger than the byte bound still runs, alone.
+type budget struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	maxN     int
+	maxBytes int64
+	n        int
+	bytes    int64
+	closed   bool
+}
+
+func (b *budget) init() {
+	if b.cond == nil {
+		b.cond = sync.NewCond(&b.mu)
+	}
+}
+
+func (b *budget) acquire(bytes int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.init()
+	for !b.closed && (b.n >= b.maxN || (b.n > 0 && b.bytes+bytes > b.maxBytes)) {
+		b.cond.Wait()
+	}
+	if b.closed {
+		return false
+	}
+	b.n++
+	b.bytes += bytes
+	return true
+}
+
+func (b *budget) release(bytes int64) {
+	b.mu.Lock()
+	b.init()
+	b.n--
+	b.bytes -= bytes
+	b.mu.Unlock()
+	b.cond.Signal()
+}
+
+func (b *budget) close() {
+	b.mu.Lock()
+	b.init()
+	b.closed = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// Buffer pools by power-of-two size, 4 KiB to MaxBlockSize.
+const minPoolShift, maxPoolShift = 12, 25
+
+var pools [maxPoolShift - minPoolShift + 1]sync.Pool
+
+func poolIndex(n int) int {
+	i := 0
+	for (1 << (minPoolShift + i)) < n {
+		i++
+	}
+	return i
+}
+
+func getBuf(n int) *[]byte {
+	i := poolIndex(n)
+	if p, ok := pools[i].Get().(*[]byte); ok {
+		*p = (*p)[:n]
+		return p
+	}
+	b := make([]byte, n, 1<<(minPoolShift+i))
+	return &b
+}
+
+func putBuf(p *[]byte) {
+	c := cap(*p)
+	i := poolIndex(c)
+	if 1<<(minPoolShift+i) != c {
+		return // not one of ours
+	}
+	pools[i].Put(p)
+}

@@ -1,0 +1,57 @@
+// Package nbdserver is gdm's NBD server: fixed newstyle negotiation, then a
+// transmission phase with many requests in flight per connection, replies in
+// any order, structured replies and the base:allocation meta context.
+//
+// It knows nothing of dm tables: it serves any Export. Each connection has one
+// goroutine reading requests, a goroutine per request doing the work (bounded
+// in count and bytes), and one writer that owns the socket and batches
+// replies with writev.
+package nbdserver
+
+import (
+	"context"
+	"errors"
+)
+
+// Export is what the server serves. Every method may be called concurrently.
+// Offsets and lengths are bytes and have been checked against the size the
+// connection negotiated; an export whose size has since shrunk answers a
+// request past its new end with an error wrapping EINVAL.
+type Export interface {
+	// Size in bytes now; a connection keeps the size it negotiated.
+	Size() int64
+	ReadAt(ctx context.Context, p []byte, off int64) error
+	WriteAt(ctx context.Context, p []byte, off int64) error
+	// Flush makes every completed write durable.
+	Flush(ctx context.Context) error
+	Trim(ctx context.Context, off, length int64) error
+	// Zero makes a range read as zeros. noHole: keep it allocated. fast:
+	// fail with an error wrapping ENOTSUP rather than write zeros slowly.
+	Zero(ctx context.Context, off, length int64, noHole, fast bool) error
+	// Extents reports allocation in order, calling emit per run (flags are
+	// NBD_STATE_HOLE=1 and NBD_STATE_ZERO=2) until emit returns false.
+	Extents(ctx context.Context, off, length int64, emit func(length int64, flags uint32) bool) error
+}
+
+// ExportInfo describes an export as the handshake presents it.
+type ExportInfo struct {
+	Name        string
+	Description string
+	ReadOnly    bool
+	Size        int64 // bytes, as INFO reports it
+}
+
+// Exports is the server's catalogue. Open is called once per connection
+// that selects an export; the returned release is called when the
+// connection ends. Open may refuse (an unknown name: ErrUnknownExport).
+type Exports interface {
+	List() []ExportInfo
+	Info(name string) (ExportInfo, bool)
+	Open(name string) (exp Export, release func(), err error)
+}
+
+// ErrUnknownExport is Open's answer for a name it does not serve.
+var ErrUnknownExport = errors.New("nbdserver: unknown export")
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("nbdserver: server closed")

@@ -1,0 +1,325 @@
+package nbdserver
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// errHandshake ends a negotiation; reason is a Handshake* constant.
+type errHandshake struct {
+	reason int
+	err    error
+}
+
+func (e *errHandshake) Error() string {
+	return fmt.Sprintf("nbdserver: handshake: %s: %v", HandshakeFailureNames[e.reason], e.err)
+}
+func (e *errHandshake) Unwrap() error { return e.err }
+
+func failHandshake(reason int, err error) error { return &errHandshake{reason: reason, err: err} }
+
+// option is one option the client sent.
+type option struct {
+	typ  uint32
+	data []byte
+}
+
+// handshake runs fixed newstyle negotiation until the client picks an export
+// (EXPORT_NAME or GO), and leaves the connection ready for transmission.
+func (c *conn) handshake() error {
+	var hello [18]byte
+	binary.BigEndian.PutUint64(hello[0:], magicNBD)
+	binary.BigEndian.PutUint64(hello[8:], magicOption)
+	binary.BigEndian.PutUint16(hello[16:], flagFixedNewstyle|flagNoZeroes)
+	if _, err := c.nc.Write(hello[:]); err != nil {
+		return failHandshake(HandshakeIO, err)
+	}
+	var cf [4]byte
+	if _, err := io.ReadFull(c.br, cf[:]); err != nil {
+		return failHandshake(HandshakeIO, err)
+	}
+	clientFlags := binary.BigEndian.Uint32(cf[:])
+	if clientFlags&clientFixedNewstyle == 0 || clientFlags&^(clientFixedNewstyle|clientNoZeroes) != 0 {
+		return failHandshake(HandshakeBadFlags, fmt.Errorf("client flags %#x", clientFlags))
+	}
+	c.noZeroes = clientFlags&clientNoZeroes != 0
+	for {
+		opt, err := c.readOption()
+		if err != nil {
+			return err
+		}
+		if opt == nil { // oversized, skipped and answered
+			continue
+		}
+		done, err := c.handleOption(opt)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// readOption reads one option. Data past maxOptionLen is never held in
+// memory: up to maxOptionSkip it is read and dropped and the option answered
+// ERR_TOO_BIG (nil, nil); beyond, the connection is closed.
+func (c *conn) readOption() (*option, error) {
+	var h [16]byte
+	if _, err := io.ReadFull(c.br, h[:]); err != nil {
+		return nil, failHandshake(HandshakeIO, err)
+	}
+	if m := binary.BigEndian.Uint64(h[0:]); m != magicOption {
+		c.srv.stats.ProtocolErrors.Add(1)
+		return nil, failHandshake(HandshakeBadMagic, fmt.Errorf("option magic %#x", m))
+	}
+	typ, n := binary.BigEndian.Uint32(h[8:]), binary.BigEndian.Uint32(h[12:])
+	c.srv.stats.Options[min(typ, maxOptionStat)].Add(1)
+	if n > maxOptionLen {
+		if n > maxOptionSkip || typ == optExportName {
+			return nil, failHandshake(HandshakeOversized, fmt.Errorf("option %d with %d bytes of data", typ, n))
+		}
+		if _, err := io.CopyN(io.Discard, c.br, int64(n)); err != nil {
+			return nil, failHandshake(HandshakeIO, err)
+		}
+		return nil, c.optReply(typ, repErrTooBig, []byte("option data too long"))
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(c.br, data); err != nil {
+		return nil, failHandshake(HandshakeIO, err)
+	}
+	return &option{typ: typ, data: data}, nil
+}
+
+// optReply sends one option reply.
+func (c *conn) optReply(opt, typ uint32, data []byte) error {
+	buf := make([]byte, 20+len(data))
+	binary.BigEndian.PutUint64(buf[0:], magicOptReply)
+	binary.BigEndian.PutUint32(buf[8:], opt)
+	binary.BigEndian.PutUint32(buf[12:], typ)
+	binary.BigEndian.PutUint32(buf[16:], uint32(len(data)))
+	copy(buf[20:], data)
+	if _, err := c.nc.Write(buf); err != nil {
+		return failHandshake(HandshakeIO, err)
+	}
+	return nil
+}
+
+func (c *conn) optError(opt, typ uint32, format string, args ...any) error {
+	return c.optReply(opt, typ, fmt.Appendf(nil, format, args...))
+}
+
+// handleOption answers one option; done means transmission starts now.
+func (c *conn) handleOption(o *option) (done bool, err error) {
+	switch o.typ {
+	case optExportName:
+		return true, c.exportName0(o)
+	case optAbort:
+		c.optReply(o.typ, repAck, nil) // the client may already be gone
+		return false, failHandshake(HandshakeAborted, errors.New("client aborted"))
+	case optList:
+		if len(o.data) != 0 {
+			return false, c.optError(o.typ, repErrInvalid, "LIST takes no data")
+		}
+		for _, e := range c.srv.Exports.List() {
+			d := binary.BigEndian.AppendUint32(nil, uint32(len(e.Name)))
+			if err := c.optReply(o.typ, repServer, append(d, e.Name...)); err != nil {
+				return false, err
+			}
+		}
+		return false, c.optReply(o.typ, repAck, nil)
+	case optInfo, optGo:
+		return c.infoGo(o)
+	case optStructuredReply:
+		if len(o.data) != 0 {
+			return false, c.optError(o.typ, repErrInvalid, "STRUCTURED_REPLY takes no data")
+		}
+		c.structured = true
+		return false, c.optReply(o.typ, repAck, nil)
+	case optListMetaContext, optSetMetaContext:
+		return false, c.metaContext(o)
+	case optStartTLS:
+		return false, c.optError(o.typ, repErrUnsup, "TLS is not supported")
+	default:
+		return false, c.optError(o.typ, repErrUnsup, "option %d not supported", o.typ)
+	}
+}
+
+// resolve maps a requested name to an export: the empty name is the default
+// export when the server has exactly one.
+func (c *conn) resolve(name string) (ExportInfo, bool) {
+	if name == "" {
+		if l := c.srv.Exports.List(); len(l) == 1 {
+			return l[0], true
+		}
+	}
+	return c.srv.Exports.Info(name)
+}
+
+// exportName0 is the old EXPORT_NAME option: no way to report an error, so
+// an unknown export closes the connection.
+func (c *conn) exportName0(o *option) error {
+	info, ok := c.resolve(string(o.data))
+	if !ok {
+		return failHandshake(HandshakeUnknownExport, fmt.Errorf("export %q", o.data))
+	}
+	if err := c.open(info); err != nil {
+		return failHandshake(HandshakeUnknownExport, err)
+	}
+	buf := binary.BigEndian.AppendUint64(nil, uint64(c.size))
+	buf = binary.BigEndian.AppendUint16(buf, c.flags)
+	if !c.noZeroes {
+		buf = append(buf, make([]byte, 124)...)
+	}
+	if _, err := c.nc.Write(buf); err != nil {
+		return failHandshake(HandshakeIO, err)
+	}
+	return nil
+}
+
+// open selects the export for transmission.
+func (c *conn) open(info ExportInfo) error {
+	exp, release, err := c.srv.Exports.Open(info.Name)
+	if err != nil {
+		return err
+	}
+	c.exp, c.release = exp, release
+	c.size = exp.Size()
+	c.readOnly = info.ReadOnly
+	c.flags = c.transmissionFlags(info.ReadOnly)
+	c.name.Store(&info.Name)
+	return nil
+}
+
+// transmissionFlags advertises exactly what the server implements.
+func (c *conn) transmissionFlags(readOnly bool) uint16 {
+	f := tfHasFlags | tfSendFlush | tfCanMultiConn | tfSendCache
+	if readOnly {
+		f |= tfReadOnly
+	} else {
+		f |= tfSendFUA | tfSendTrim | tfSendWriteZeroes | tfSendFastZero
+	}
+	if c.structured {
+		f |= tfSendDF
+	}
+	return f
+}
+
+// infoGo answers INFO and GO: data is u32 name length, name, u16 count of
+// info requests, u16 each.
+func (c *conn) infoGo(o *option) (bool, error) {
+	d := o.data
+	if len(d) < 6 {
+		return false, c.optError(o.typ, repErrInvalid, "truncated request")
+	}
+	nameLen := binary.BigEndian.Uint32(d)
+	if uint64(nameLen)+6 > uint64(len(d)) {
+		return false, c.optError(o.typ, repErrInvalid, "name length %d past the data", nameLen)
+	}
+	name := string(d[4 : 4+nameLen])
+	rest := d[4+nameLen:]
+	nReq := int(binary.BigEndian.Uint16(rest))
+	if len(rest) != 2+2*nReq {
+		return false, c.optError(o.typ, repErrInvalid, "%d info requests in %d bytes", nReq, len(rest)-2)
+	}
+	want := map[uint16]bool{}
+	for i := 0; i < nReq; i++ {
+		want[binary.BigEndian.Uint16(rest[2+2*i:])] = true
+	}
+	info, ok := c.resolve(name)
+	if !ok {
+		return false, c.optError(o.typ, repErrUnknown, "no export named %q", name)
+	}
+	size := info.Size
+	if o.typ == optGo {
+		if err := c.open(info); err != nil {
+			return false, c.optError(o.typ, repErrUnknown, "export %q: %v", name, err)
+		}
+		size = c.size
+	}
+	flags := c.transmissionFlags(info.ReadOnly)
+	exp := binary.BigEndian.AppendUint16(nil, infoExport)
+	exp = binary.BigEndian.AppendUint64(exp, uint64(size))
+	exp = binary.BigEndian.AppendUint16(exp, flags)
+	replies := [][]byte{exp}
+	if want[infoName] {
+		replies = append(replies, append(binary.BigEndian.AppendUint16(nil, infoName), info.Name...))
+	}
+	if want[infoDescription] && info.Description != "" {
+		replies = append(replies, append(binary.BigEndian.AppendUint16(nil, infoDescription), info.Description...))
+	}
+	bs := binary.BigEndian.AppendUint16(nil, infoBlockSize)
+	bs = binary.BigEndian.AppendUint32(bs, 1)
+	bs = binary.BigEndian.AppendUint32(bs, 4096)
+	bs = binary.BigEndian.AppendUint32(bs, MaxBlockSize)
+	replies = append(replies, bs)
+	for _, r := range replies {
+		if err := c.optReply(o.typ, repInfo, r); err != nil {
+			return false, err
+		}
+	}
+	if err := c.optReply(o.typ, repAck, nil); err != nil {
+		return false, err
+	}
+	return o.typ == optGo, nil
+}
+
+// metaContext answers LIST_META_CONTEXT and SET_META_CONTEXT: data is u32
+// name length, name, u32 query count, then u32 length + query each.
+func (c *conn) metaContext(o *option) error {
+	d := o.data
+	if len(d) < 8 {
+		return c.optError(o.typ, repErrInvalid, "truncated request")
+	}
+	nameLen := binary.BigEndian.Uint32(d)
+	if uint64(nameLen)+8 > uint64(len(d)) {
+		return c.optError(o.typ, repErrInvalid, "name length %d past the data", nameLen)
+	}
+	name := string(d[4 : 4+nameLen])
+	rest := d[4+nameLen:]
+	n := binary.BigEndian.Uint32(rest)
+	rest = rest[4:]
+	var queries []string
+	for i := uint32(0); i < n; i++ {
+		if len(rest) < 4 {
+			return c.optError(o.typ, repErrInvalid, "query %d truncated", i)
+		}
+		ql := binary.BigEndian.Uint32(rest)
+		if uint64(ql)+4 > uint64(len(rest)) {
+			return c.optError(o.typ, repErrInvalid, "query %d length %d past the data", i, ql)
+		}
+		queries = append(queries, string(rest[4:4+ql]))
+		rest = rest[4+ql:]
+	}
+	if len(rest) != 0 {
+		return c.optError(o.typ, repErrInvalid, "%d bytes after the queries", len(rest))
+	}
+	if o.typ == optSetMetaContext && !c.structured {
+		return c.optError(o.typ, repErrInvalid, "SET_META_CONTEXT needs structured replies first")
+	}
+	if _, ok := c.resolve(name); !ok {
+		return c.optError(o.typ, repErrUnknown, "no export named %q", name)
+	}
+	match := false
+	for _, q := range queries {
+		if q == metaBaseAllocation || (o.typ == optListMetaContext && q == "base:") {
+			match = true
+		}
+	}
+	if o.typ == optListMetaContext && len(queries) == 0 {
+		match = true
+	}
+	if o.typ == optSetMetaContext {
+		c.metaAllocation = match
+	}
+	if match {
+		id := uint32(0) // LIST: ids mean nothing
+		if o.typ == optSetMetaContext {
+			id = metaAllocationID
+		}
+		r := binary.BigEndian.AppendUint32(nil, id)
+		if err := c.optReply(o.typ, repMetaContext, append(r, metaBaseAllocation...)); err != nil {
+			return err
+		}
+	}
+	return c.optReply(o.typ, repAck, nil)
+}

@@ -1,0 +1,248 @@
+package nbdserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server serves Exports over NBD on any number of listeners. Configure the
+// fields before the first Serve. Shutdown and Close work as net/http's do.
+type Server struct {
+	Exports Exports
+	Log     *slog.Logger
+	// HandshakeTimeout closes a connection that has not finished negotiating
+	// in time (default 10 s).
+	HandshakeTimeout time.Duration
+	// MaxInFlight bounds the requests being worked on per connection
+	// (default 128); MaxInFlightBytes bounds their payload and read buffers
+	// (default 128 MiB). The reader stops reading while either is reached.
+	MaxInFlight      int
+	MaxInFlightBytes int64
+
+	stats Stats
+
+	mu        sync.Mutex // guards listeners, conns, shutdown
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	shutdown  bool
+	connsDone chan struct{} // closed when conns empties after shutdown
+}
+
+// Stats are the server's counters. Read them with Snapshot.
+type Stats struct {
+	Accepted        atomic.Uint64
+	HandshakeFailed [numHandshakeFailures]atomic.Uint64
+	Options         [maxOptionStat + 1]atomic.Uint64 // by option type; the last counts unknown types
+	ProtocolErrors  atomic.Uint64
+	Panics          atomic.Uint64
+}
+
+// Handshake failure reasons, for Stats.
+const (
+	HandshakeIO            = iota // the client went away or timed out
+	HandshakeBadMagic             // wrong option magic
+	HandshakeBadFlags             // client without fixed newstyle
+	HandshakeUnknownExport        // EXPORT_NAME of an unknown export
+	HandshakeOversized            // option data too long to skip
+	HandshakeAborted              // client sent ABORT
+	numHandshakeFailures
+)
+
+// HandshakeFailureNames name the reasons, in order, for metrics labels.
+var HandshakeFailureNames = [numHandshakeFailures]string{"io", "bad_magic", "bad_flags", "unknown_export", "oversized", "aborted"}
+
+const maxOptionStat = 11
+
+// OptionName names an option type for metrics; unknown types are "unknown".
+func OptionName(i int) string {
+	names := map[int]string{1: "export_name", 2: "abort", 3: "list", 4: "peek_export", 5: "starttls",
+		6: "info", 7: "go", 8: "structured_reply", 9: "list_meta_context", 10: "set_meta_context", 11: "unknown"}
+	return names[i]
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+func (s *Server) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.Default()
+	}
+	return s.Log
+}
+
+// Serve accepts connections on l until Shutdown or Close, and returns
+// ErrServerClosed then. Each connection is served on its own goroutines.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	if s.listeners == nil {
+		s.listeners = map[net.Listener]struct{}{}
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.closing() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log().Warn("accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.stats.Accepted.Add(1)
+		c := newConn(s, nc)
+		if !s.track(c) {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shutdown
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	if s.shutdown && len(s.conns) == 0 && s.connsDone != nil {
+		close(s.connsDone)
+		s.connsDone = nil
+	}
+}
+
+// Connections counts the open connections that selected export name.
+func (s *Server) Connections(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if c.exportName() == name {
+			n++
+		}
+	}
+	return n
+}
+
+// InFlight counts the requests being worked on for export name.
+func (s *Server) InFlight(name string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for c := range s.conns {
+		if c.exportName() == name {
+			n += c.inflight.Load()
+		}
+	}
+	return n
+}
+
+// Disconnect forcibly ends every connection of export name: their
+// in-flight requests are cancelled (any still running finish unseen) and
+// later requests are never read. It returns how many it ended.
+func (s *Server) Disconnect(name string) int {
+	s.mu.Lock()
+	var victims []*conn
+	for c := range s.conns {
+		if c.exportName() == name {
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.kill()
+	}
+	for _, c := range victims {
+		<-c.done
+	}
+	return len(victims)
+}
+
+// Shutdown stops accepting, then lets every connection finish the requests
+// it has read, flush, and close. If ctx ends first, the remaining
+// connections are closed at once and ctx's error returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	done := make(chan struct{})
+	if len(s.conns) == 0 {
+		close(done)
+	} else {
+		s.connsDone = done
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.stopReading()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		return ctx.Err()
+	}
+}
+
+// Close closes listeners and every connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.shutdown = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.kill()
+	}
+	return nil
+}
