@@ -23,11 +23,11 @@ type memExport struct {
 	data    []byte
 	holes   map[int64]bool // 4 KiB blocks that are holes (for Extents)
 	flushes atomic.Int64
-	failOn  int64          // offset whose I/O fails with EIO
-	panicOn int64          // offset whose read panics
-	block   chan struct{}  // reads at offset blockAt wait on it
-	blockAt int64          //
-	zeroes  []string       // flags of each Zero call
+	failOn  int64         // offset whose I/O fails with EIO
+	panicOn int64         // offset whose read panics
+	block   chan struct{} // reads at offset blockAt wait on it
+	blockAt int64         //
+	zeroes  []string      // flags of each Zero call
 	opened  atomic.Int64
 }
 
