@@ -34,6 +34,7 @@ type conn struct {
 	structured     bool
 	metaAllocation bool
 	name           atomic.Pointer[string]
+	expRef         atomic.Pointer[Export] // exp, for the server's lookups
 	exp            Export
 	release        func()
 	size           int64
@@ -68,6 +69,13 @@ func newConn(s *Server, nc net.Conn) *conn {
 		budget:  budget{maxN: maxN, maxBytes: maxBytes},
 		replies: make(chan *reply, maxN+1),
 	}
+}
+
+func (c *conn) export() Export {
+	if p := c.expRef.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (c *conn) exportName() string {

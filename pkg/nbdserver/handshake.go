@@ -187,6 +187,7 @@ func (c *conn) open(info ExportInfo) error {
 	c.readOnly = info.ReadOnly
 	c.flags = c.transmissionFlags(info.ReadOnly)
 	c.name.Store(&info.Name)
+	c.expRef.Store(&exp)
 	return nil
 }
 

@@ -150,44 +150,38 @@ func (s *Server) untrack(c *conn) {
 	}
 }
 
-// Connections counts the open connections that selected export name.
-func (s *Server) Connections(name string) int {
+// connsOf lists the connections serving exp (compared by identity, so a
+// renamed export is still found).
+func (s *Server) connsOf(exp Export) []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
+	var out []*conn
 	for c := range s.conns {
-		if c.exportName() == name {
-			n++
+		if e := c.export(); e != nil && e == exp {
+			out = append(out, c)
 		}
 	}
-	return n
+	return out
 }
 
-// InFlight counts the requests being worked on for export name.
-func (s *Server) InFlight(name string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// Connections counts the open connections serving exp.
+func (s *Server) Connections(exp Export) int { return len(s.connsOf(exp)) }
+
+// InFlight counts the requests being worked on for exp.
+func (s *Server) InFlight(exp Export) int64 {
 	var n int64
-	for c := range s.conns {
-		if c.exportName() == name {
-			n += c.inflight.Load()
-		}
+	for _, c := range s.connsOf(exp) {
+		n += c.inflight.Load()
 	}
 	return n
 }
 
-// Disconnect forcibly ends every connection of export name: their
-// in-flight requests are cancelled (any still running finish unseen) and
-// later requests are never read. It returns how many it ended.
-func (s *Server) Disconnect(name string) int {
-	s.mu.Lock()
-	var victims []*conn
-	for c := range s.conns {
-		if c.exportName() == name {
-			victims = append(victims, c)
-		}
-	}
-	s.mu.Unlock()
+// Disconnect forcibly ends every connection serving exp: their in-flight
+// requests are cancelled (any still running finish unseen) and later
+// requests are never read. It returns how many it ended, once all of them
+// have finished.
+func (s *Server) Disconnect(exp Export) int {
+	victims := s.connsOf(exp)
 	for _, c := range victims {
 		c.kill()
 	}

@@ -471,9 +471,9 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	c := dial(t, sock)
 	c.connect("a", false)
 	c.request(cmdRead, 0, 1, 0, 512, nil)
-	waitUntil(t, func() bool { return s.InFlight("a") == 1 })
-	if s.Connections("a") != 1 {
-		t.Fatalf("connections = %d", s.Connections("a"))
+	waitUntil(t, func() bool { return s.InFlight(m) == 1 })
+	if s.Connections(m) != 1 {
+		t.Fatalf("connections = %d", s.Connections(m))
 	}
 	shut := make(chan error)
 	go func() { shut <- s.Shutdown(context.Background()) }()
@@ -502,12 +502,12 @@ func TestDisconnectExport(t *testing.T) {
 	other := dial(t, sock)
 	other.connect("b", false)
 	c.request(cmdRead, 0, 1, 0, 512, nil) // waits; Disconnect cancels it
-	waitUntil(t, func() bool { return s.InFlight("a") == 1 })
-	if n := s.Disconnect("a"); n != 1 {
+	waitUntil(t, func() bool { return s.InFlight(m) == 1 })
+	if n := s.Disconnect(m); n != 1 {
 		t.Fatalf("Disconnect ended %d connections", n)
 	}
 	c.expectClosed()
-	if s.Connections("a") != 0 || m.opened.Load() != 0 {
+	if s.Connections(m) != 0 || m.opened.Load() != 0 {
 		t.Fatal("connection or export still held")
 	}
 	other.request(cmdRead, 0, 1, 0, 512, nil)

@@ -32,9 +32,9 @@ type Device struct {
 	readOnly bool
 	log      *slog.Logger
 
-	mu        sync.Mutex // serializes control operations
-	suspended bool       // guarded by mu
-	closed    bool       // guarded by mu
+	mu        sync.Mutex  // serializes control operations
+	suspended atomic.Bool // written under mu; read by anyone
+	closed    bool        // guarded by mu
 
 	live     atomic.Pointer[Table]
 	inactive atomic.Pointer[Table]
@@ -196,11 +196,7 @@ func (d *Device) Clear() error {
 }
 
 // Suspended reports whether the device is suspended.
-func (d *Device) Suspended() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.suspended
-}
+func (d *Device) Suspended() bool { return d.suspended.Load() }
 
 // HasInactive reports whether a table waits in the inactive slot.
 func (d *Device) HasInactive() bool { return d.inactive.Load() != nil }
@@ -218,13 +214,13 @@ func (d *Device) Suspend(ctx context.Context, noflush bool) error {
 	if d.closed {
 		return ErrClosed
 	}
-	if d.suspended {
+	if d.suspended.Load() {
 		return nil
 	}
 	if err := d.quiesceLocked(ctx); err != nil {
 		return err
 	}
-	d.suspended = true
+	d.suspended.Store(true)
 	d.stats.Events.Add(1)
 	if t := d.live.Load(); t != nil && !noflush {
 		if err := t.Flush(); err != nil {
@@ -274,14 +270,14 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 		if d.live.Load() == nil {
 			return fmt.Errorf("table: resume %s: %w", d.name, ErrNoTable)
 		}
-		if d.suspended {
-			d.suspended = false
+		if d.suspended.Load() {
+			d.suspended.Store(false)
 			d.stats.Events.Add(1)
 			d.releaseGateLocked()
 		}
 		return nil
 	}
-	if !live && !d.suspended {
+	if !live && !d.suspended.Load() {
 		if err := d.quiesceLocked(ctx); err != nil {
 			return err
 		}
@@ -291,7 +287,7 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 	d.stats.Generation.Add(1)
 	d.stats.Swaps.Add(1)
 	d.stats.Events.Add(1)
-	d.suspended = false
+	d.suspended.Store(false)
 	d.releaseGateLocked()
 	if old != nil {
 		d.destroyTable(old)

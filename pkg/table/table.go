@@ -182,6 +182,20 @@ func (t *Table) drain(ctx interface{ Done() <-chan struct{} }, log *slog.Logger,
 // undrain removes the bias added by drain (after a quiesce).
 func (t *Table) undrain() { t.holders.Add(-drainBias) }
 
+// destroyHook, when set, is called at the start of every destroy, on the
+// destroying goroutine. Tests use it to prove where destruction happens.
+var destroyHook atomic.Pointer[func(*Table)]
+
+// SetDestroyHook installs (or, with nil, removes) the destroy hook. For
+// tests only.
+func SetDestroyHook(f func(*Table)) {
+	if f == nil {
+		destroyHook.Store(nil)
+		return
+	}
+	destroyHook.Store(&f)
+}
+
 // neverDone is a context-like value for waits that must not be cancelled.
 type neverDone struct{}
 
@@ -192,6 +206,9 @@ func (neverDone) Done() <-chan struct{} { return nil }
 func (t *Table) destroy(log *slog.Logger) (time.Duration, error) {
 	if !t.destroying.CompareAndSwap(false, true) {
 		panic("table: destroyed twice")
+	}
+	if h := destroyHook.Load(); h != nil {
+		(*h)(t)
 	}
 	waited, _ := t.drain(neverDone{}, log, "destroy")
 	t.destroyed.Store(true)
@@ -300,3 +317,6 @@ func (t *Table) locate(off, n int64) (i int, tOff, m int64) {
 	i, _ = t.index.Lookup(uint64(off) / targets.SectorSize)
 	return i, off - t.starts[i], min(n, t.starts[i+1]-off)
 }
+
+// Targets returns the table's targets (for per-target statistics).
+func (t *Table) Targets() []targets.Target { return t.targets }

@@ -20,8 +20,22 @@ type striped struct {
 type stripeLeg struct {
 	dev    *Dev
 	offset int64 // bytes
-	errors *atomic.Uint64
+	stats  *LegStats
 }
+
+// LegStats counts the I/O one leg of a striped target has done. Reads and
+// writes count ops and bytes; every op that failed counts an error, and a
+// leg with errors shows as D in the status.
+type LegStats struct {
+	Ops, Bytes, Errors atomic.Uint64
+}
+
+// Legged is a target with legs (striped); metrics report per leg.
+type Legged interface {
+	Legs() []*LegStats
+}
+
+var _ Legged = (*striped)(nil)
 
 var _ Target = (*striped)(nil)
 
@@ -92,7 +106,7 @@ func newStriped(args []string, sectors uint64, devs *DevSet) (Target, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stripe %d: %w", i, err)
 		}
-		s.legs[i] = stripeLeg{dev: dev, offset: int64(off) * SectorSize, errors: new(atomic.Uint64)}
+		s.legs[i] = stripeLeg{dev: dev, offset: int64(off) * SectorSize, stats: new(LegStats)}
 	}
 	return s, nil
 }
@@ -108,9 +122,18 @@ func (s *striped) locate(off int64) (leg int, devOff, inChunk int64) {
 	return leg, devOff, s.chunkBytes - within
 }
 
+// Legs returns each leg's counters, in leg order.
+func (s *striped) Legs() []*LegStats {
+	out := make([]*LegStats, len(s.legs))
+	for i := range s.legs {
+		out[i] = s.legs[i].stats
+	}
+	return out
+}
+
 func (s *striped) count(leg int, err error) error {
 	if err != nil && err != ErrNotSupported {
-		s.legs[leg].errors.Add(1)
+		s.legs[leg].stats.Errors.Add(1)
 	}
 	return err
 }
@@ -138,10 +161,15 @@ func (s *striped) rw(p []byte, off int64, write bool) error {
 
 func (s *striped) legIO(leg int, p []byte, devOff int64, write bool) error {
 	var err error
+	l := &s.legs[leg]
 	if write {
-		err = s.legs[leg].dev.WriteAt(p, devOff)
+		err = l.dev.WriteAt(p, devOff)
 	} else {
-		err = s.legs[leg].dev.ReadAt(p, devOff)
+		err = l.dev.ReadAt(p, devOff)
+	}
+	l.stats.Ops.Add(1)
+	if err == nil {
+		l.stats.Bytes.Add(uint64(len(p)))
 	}
 	return s.count(leg, err)
 }
@@ -243,7 +271,7 @@ func (s *striped) Status() string {
 		b.WriteString(l.dev.Path())
 		b.WriteByte(' ')
 		health[i] = 'A'
-		if l.errors.Load() > 0 {
+		if l.stats.Errors.Load() > 0 {
 			health[i] = 'D'
 		}
 	}

@@ -208,7 +208,7 @@ func TestStripedLegRangesMatchChunkWalk(t *testing.T) {
 	if s := tg.Status(); !strings.HasPrefix(s, "3 ") || !strings.HasSuffix(s, " 1 AAA") {
 		t.Fatalf("status %q", s)
 	}
-	st.legs[1].errors.Add(1)
+	st.legs[1].stats.Errors.Add(1)
 	if s := tg.Status(); !strings.HasSuffix(s, " 1 ADA") {
 		t.Fatalf("status after a leg error %q, want ...1 ADA", s)
 	}

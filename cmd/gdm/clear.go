@@ -1,0 +1,35 @@
+package main
+
+import (
+	"io"
+	"net/http"
+)
+
+func init() {
+	register("clear", verb{
+		usage: "clear NAME",
+		help:  "destroy the device's inactive table",
+		run:   runClear,
+	})
+}
+
+func runClear(args []string, _ io.Reader, stdout io.Writer) error {
+	fs := newFlagSet("clear")
+	var cf clientFlags
+	cf.register(fs, true)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 1, 1); err != nil {
+		return err
+	}
+	var info deviceInfo
+	if err := newAPI(cf.control).call(http.MethodPost, "/v1/devices/"+pos[0]+"/clear", nil, nil, &info); err != nil {
+		return onDevice(pos[0], err)
+	}
+	if cf.json {
+		return printJSON(stdout, info)
+	}
+	return nil
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestVerbs(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := backing(t, td.dir, "a.img", 8<<20)
+	b := backing(t, td.dir, "b.img", 8<<20)
+
+	// create from --table lines, and from stdin, and from --table-file.
+	td.ok(t, "create", "lin", "--table", "0 8192 linear "+a+" 0", "--table", "8192 8192 linear "+b+" 0")
+	if _, errs, code := td.cli("0 2048 zero\n", "create", "z"); code != 0 {
+		t.Fatalf("create from stdin: %s", errs)
+	}
+	tf := filepath.Join(td.dir, "t.table")
+	os.WriteFile(tf, []byte("# striped\n0 16384 striped 2 128 "+a+" 0 "+b+" 0\n"), 0o600)
+	td.ok(t, "create", "st", "--table-file", tf, "--read-only")
+
+	if out := td.ok(t, "ls"); !strings.Contains(out, "lin\t(16384 sectors, ACTIVE)") || !strings.Contains(out, "st\t") || !strings.Contains(out, "z\t") {
+		t.Fatalf("ls:\n%s", out)
+	}
+	if out := td.ok(t, "table", "lin"); out != "0 8192 linear "+a+" 0\n8192 8192 linear "+b+" 0\n" {
+		t.Fatalf("table lin:\n%s", out)
+	}
+	if out := td.ok(t, "status", "st"); out != "0 16384 striped 2 "+a+" "+b+" 1 AA\n" {
+		t.Fatalf("status st: %q", out)
+	}
+	var info deviceInfo
+	if err := json.Unmarshal([]byte(td.ok(t, "info", "st", "--json")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if !info.ReadOnly || info.State != "ACTIVE" || !info.LiveTable || info.InactiveTable || info.Sectors != 16384 || len(info.UUID) != 36 {
+		t.Fatalf("info st: %+v", info)
+	}
+	if out := td.ok(t, "info", "lin"); !strings.Contains(out, "State:             ACTIVE (read-write)") || !strings.Contains(out, "Tables present:    LIVE\n") {
+		t.Fatalf("info lin:\n%s", out)
+	}
+
+	// load (and reload), table --inactive, resume, clear.
+	td.ok(t, "load", "lin", "--table", "0 16384 linear "+a+" 0")
+	if out := td.ok(t, "table", "lin", "--inactive"); out != "0 16384 linear "+a+" 0\n" {
+		t.Fatalf("inactive table: %q", out)
+	}
+	if out := td.ok(t, "info", "lin"); !strings.Contains(out, "LIVE & INACTIVE") {
+		t.Fatalf("info after load:\n%s", out)
+	}
+	td.ok(t, "clear", "lin")
+	if out := td.ok(t, "table", "lin", "--inactive"); out != "" {
+		t.Fatalf("inactive after clear: %q", out)
+	}
+	td.ok(t, "reload", "lin", "--table", "0 4096 linear "+a+" 0")
+	td.ok(t, "resume", "lin")
+	if out := td.ok(t, "table", "lin"); out != "0 4096 linear "+a+" 0\n" {
+		t.Fatalf("after resume: %q", out)
+	}
+	td.ok(t, "load", "lin", "--table", "0 8192 linear "+b+" 0")
+	td.ok(t, "resume", "lin", "--live")
+	json.Unmarshal([]byte(td.ok(t, "info", "lin", "--json")), &info)
+	if info.Generation != 3 || info.Sectors != 8192 || info.InactiveTable {
+		t.Fatalf("after resume --live: %+v", info)
+	}
+
+	// suspend / resume.
+	td.ok(t, "suspend", "lin")
+	if out := td.ok(t, "info", "lin"); !strings.Contains(out, "SUSPENDED") {
+		t.Fatalf("info while suspended:\n%s", out)
+	}
+	td.ok(t, "suspend", "lin", "--noflush") // already suspended: fine
+	td.ok(t, "resume", "lin")
+
+	// rename, remove, version.
+	td.ok(t, "rename", "z", "zz")
+	if out := td.ok(t, "ls", "--json"); !strings.Contains(out, `"zz"`) || strings.Contains(out, `"z"`) {
+		t.Fatalf("ls after rename:\n%s", out)
+	}
+	td.ok(t, "remove", "zz")
+	if out := td.ok(t, "version"); !strings.Contains(out, "Daemon version:") || !strings.Contains(out, "linear striped") {
+		t.Fatalf("version:\n%s", out)
+	}
+	if out := td.ok(t, "table"); !strings.Contains(out, "lin: 0 8192 linear") || !strings.Contains(out, "st: 0 16384 striped") {
+		t.Fatalf("table of all:\n%s", out)
+	}
+}
+
+func TestVerbErrors(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := backing(t, td.dir, "a.img", 1<<20)
+	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
+	before := td.ok(t, "table", "d")
+
+	td.fails(t, "line 2: gap before sector 4096", "load", "d", "--table", "0 2048 zero", "--table", "4096 8 zero")
+	td.fails(t, "line 1: unknown target type", "create", "x", "--table", "0 8 mirror")
+	td.fails(t, "line 1: linear: backing device too small", "load", "d", "--table", "0 4096 linear "+a+" 0")
+	td.fails(t, "no such file or directory", "load", "d", "--table", "0 8 linear /nonexistent/x 0")
+	td.fails(t, "line 1: striped: length not divisible by number of stripes", "load", "d", "--table", "0 15 striped 2 1 "+a+" 0 "+a+" 8")
+	td.fails(t, "device already exists", "create", "d", "--table", "0 8 zero")
+	td.fails(t, "no such device", "load", "nope", "--table", "0 8 zero")
+	td.fails(t, "no such device", "resume", "nope")
+	td.fails(t, "no such device", "suspend", "nope")
+	td.fails(t, "no such device", "remove", "nope")
+	td.fails(t, "no such device", "info", "nope")
+	td.fails(t, "no such device", "rename", "nope", "x")
+	td.fails(t, "bad device name", "create", "a/b", "--table", "0 8 zero")
+	td.fails(t, "bad device name", "rename", "d", "has space")
+	td.fails(t, "no table", "load", "d")
+	if _, errs, code := td.cli("", "create"); code != 2 || !strings.Contains(errs, "usage: gdm create") {
+		t.Fatalf("create without a name: %d %q", code, errs)
+	}
+	if _, errs, code := td.cli("", "frobnicate"); code != 2 || !strings.Contains(errs, "unknown verb") {
+		t.Fatalf("unknown verb: %d %q", code, errs)
+	}
+	// Nothing changed by any of it.
+	if after := td.ok(t, "table", "d"); after != before {
+		t.Fatalf("table changed by refused loads: %q -> %q", before, after)
+	}
+	if out := td.ok(t, "table", "d", "--inactive"); out != "" {
+		t.Fatalf("a refused load left an inactive table: %q", out)
+	}
+	// No daemon at all: a clear message.
+	var out, errb bytes.Buffer
+	if code := run([]string{"ls", "--control", filepath.Join(td.dir, "none.sock")}, nil, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "cannot reach the daemon") {
+		t.Fatalf("no daemon: %d %q", code, errb.String())
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	td := startTestDaemon(t, dir)
+	a := backing(t, dir, "a.img", 1<<20)
+	td.ok(t, "create", "one", "--table", "0 2048 linear "+a+" 0", "--uuid", "11111111-2222-4333-8444-555555555555")
+	td.ok(t, "create", "ro", "--table", "0 8 zero", "--read-only")
+	td.ok(t, "load", "one", "--table", "0 1024 linear "+a+" 0")
+	td.ok(t, "create", "sus", "--table", "0 8 zero")
+	td.ok(t, "suspend", "sus")
+	wantInfo := td.ok(t, "info", "--json")
+	td.running.shutdown()
+
+	td2 := startTestDaemon(t, dir)
+	if got := td2.ok(t, "info", "--json"); got != wantInfo {
+		t.Fatalf("after restart:\n%s\nwant\n%s", got, wantInfo)
+	}
+	if out := td2.ok(t, "table", "one", "--inactive"); out != "0 1024 linear "+a+" 0\n" {
+		t.Fatalf("inactive table lost: %q", out)
+	}
+	td2.running.shutdown()
+
+	// A state file that cannot be read stops the daemon, and is untouched.
+	state := filepath.Join(dir, "state", "state.json")
+	os.WriteFile(state, []byte("{not json"), 0o600)
+	cfg := td2.cfg
+	if _, err := startServer(cfg, nil); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
+		t.Fatalf("start over a bad state file: %v", err)
+	}
+	if b, _ := os.ReadFile(state); string(b) != "{not json" {
+		t.Fatal("bad state file was changed")
+	}
+	// A device whose backing file is gone: refused, naming it.
+	good, _ := json.Marshal(stateDoc{Version: 1, Devices: []deviceState{{Name: "lost", UUID: "u", Live: "0 8 linear " + filepath.Join(dir, "gone.img") + " 0\n"}}})
+	os.WriteFile(state, good, 0o600)
+	if _, err := startServer(cfg, nil); err == nil || !strings.Contains(err.Error(), `device "lost"`) {
+		t.Fatalf("start with a missing backing file: %v", err)
+	}
+}
+
+// The seed's first bug, as a test: tables are destroyed only at the fixed
+// points (load, resume, clear, remove, shutdown), never from an I/O, a
+// status call or a metrics scrape.
+func TestDestroyOnlyAtFixedPoints(t *testing.T) {
+	var bad []string
+	destroys := 0
+	setDestroyHookForTest(t, func(stack string) {
+		destroys++
+		for _, forbidden := range []string{"nbdserver.(*conn)", "collector", "statusOf", "infoOf", "(*Table).Put", "(*Device).io"} {
+			if strings.Contains(stack, forbidden) {
+				bad = append(bad, stack)
+			}
+		}
+	})
+	td := startTestDaemon(t, "")
+	a := backing(t, td.dir, "a.img", 1<<20)
+	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
+	m, _ := td.d.get("d")
+	ctx := context.Background()
+	for i := range 20 {
+		td.ok(t, "load", "d", "--table", fmt.Sprintf("0 %d linear %s 0", 1024+i, a))
+		go func() { // I/O, status and scrapes race with the swap
+			m.dev.ReadAt(ctx, make([]byte, 512), 0)
+			statusOf(m)
+			newRegistry(td.d).Gather()
+		}()
+		td.ok(t, "resume", "d", []string{"--live", "--timeout=5s"}[i%2])
+		statusOf(m)
+		newRegistry(td.d).Gather()
+	}
+	td.ok(t, "load", "d", "--table", "0 8 zero")
+	td.ok(t, "clear", "d")
+	td.ok(t, "remove", "d")
+	if destroys < 22 {
+		t.Fatalf("%d destroys seen, want at least 22", destroys)
+	}
+	if len(bad) > 0 {
+		t.Fatalf("a table was destroyed from a forbidden place:\n%s", bad[0])
+	}
+}

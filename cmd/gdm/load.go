@@ -1,0 +1,42 @@
+package main
+
+import (
+	"io"
+	"net/http"
+)
+
+func init() {
+	register("load", verb{
+		usage: "load|reload NAME [--table-file F|--table L...]",
+		help:  "put a table in the device's inactive slot (resume makes it live)",
+		run:   runLoad,
+	})
+}
+
+func runLoad(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := newFlagSet("load")
+	var cf clientFlags
+	var tf tableFlags
+	cf.register(fs, true)
+	tf.register(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 1, 1); err != nil {
+		return err
+	}
+	text, err := tf.read(stdin)
+	if err != nil {
+		return onDevice(pos[0], err)
+	}
+	var info deviceInfo
+	if err := newAPI(cf.control).call(http.MethodPost, "/v1/devices/"+pos[0]+"/load", nil,
+		tableText{Table: text}, &info); err != nil {
+		return onDevice(pos[0], err)
+	}
+	if cf.json {
+		return printJSON(stdout, info)
+	}
+	return nil
+}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+)
+
+func init() {
+	register("ls", verb{
+		usage: "ls",
+		help:  "list devices",
+		run:   runLs,
+	})
+}
+
+func runLs(args []string, _ io.Reader, stdout io.Writer) error {
+	fs := newFlagSet("ls")
+	var cf clientFlags
+	cf.register(fs, true)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, 0); err != nil {
+		return err
+	}
+	var all []deviceInfo
+	if err := newAPI(cf.control).call(http.MethodGet, "/v1/devices", nil, nil, &all); err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(stdout, all)
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(stdout, "No devices found")
+	}
+	for _, d := range all {
+		fmt.Fprintf(stdout, "%s\t(%d sectors, %s)\n", d.Name, d.Sectors, d.State)
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+// Command gdm is a userspace device-mapper: `gdm serve` runs the daemon that
+// serves dm-style devices over NBD; the other verbs (create, load, resume,
+// suspend, remove, table, status, info, ...) drive it as dmsetup drives dm.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// verb is one subcommand. run gets the arguments after the verb and returns
+// an error to print as `gdm: VERB NAME: reason`.
+type verb struct {
+	usage string
+	help  string
+	run   func(args []string, stdin io.Reader, stdout io.Writer) error
+}
+
+var verbs = map[string]verb{}
+
+func register(name string, v verb) { verbs[name] = v }
+
+// cliError carries the device name for the error line.
+type cliError struct {
+	device string
+	err    error
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+func onDevice(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &cliError{device: name, err: err}
+}
+
+// errUsage marks a command line that could not be understood.
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		printUsage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	name := args[0]
+	if name == "reload" {
+		name = "load"
+	}
+	v, ok := verbs[name]
+	if !ok {
+		fmt.Fprintf(stderr, "gdm: unknown verb %q (see gdm help)\n", args[0])
+		return 2
+	}
+	err := v.run(args[1:], stdin, stdout)
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ce *cliError
+	prefix := "gdm: " + args[0]
+	if errors.As(err, &ce) && ce.device != "" {
+		prefix += " " + ce.device
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", prefix, err)
+	if errors.Is(err, errUsage) {
+		fmt.Fprintf(stderr, "usage: gdm %s\n", v.usage)
+		return 2
+	}
+	return 1
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "gdm: a userspace device-mapper serving dm-style tables over NBD")
+	fmt.Fprintln(w, "\nusage: gdm VERB [flags] [args]")
+	var names []string
+	for n := range verbs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-44s %s\n", verbs[n].usage, verbs[n].help)
+	}
+	fmt.Fprintln(w, "\nVerbs other than serve talk to the daemon's control socket: --control or $GDM_CONTROL")
+	fmt.Fprintln(w, "(default /run/gdm/gdm.sock). `gdm VERB -h` lists a verb's flags.")
+}
+
+// parseInterspersed parses flags wherever they appear among the positional
+// arguments, as dmsetup allows (`gdm create NAME --table ...`).
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("gdm "+name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	return fs
+}
+
+// version is set by -ldflags "-X main.version=..." or read from build info.
+var version = ""
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "0.1.0-dev"
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, "\n") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// exitOnNextSignal makes a second SIGINT or SIGTERM, during a graceful
+// shutdown, end the process at once.
+func exitOnNextSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-ch
+		fmt.Fprintln(os.Stderr, "gdm: second signal: exiting now")
+		os.Exit(1)
+	}()
+}

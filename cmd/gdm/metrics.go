@@ -1,0 +1,186 @@
+package main
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gdm-project/gdm/pkg/nbdserver"
+	"github.com/gdm-project/gdm/pkg/table"
+	"github.com/gdm-project/gdm/pkg/targets"
+)
+
+// Metric descriptors, declared once. The I/O path only bumps the atomics of
+// pkg/table, pkg/targets and pkg/nbdserver; the collector reads them at
+// scrape time.
+var (
+	devLabels = []string{"device"}
+	opLabels  = []string{"device", "op"}
+	segLabels = []string{"device", "target", "type", "op"}
+	legLabels = []string{"device", "target", "leg"}
+
+	descIOOps      = prometheus.NewDesc("gdm_device_io_operations_total", "I/O requests served by a device, by op.", opLabels, nil)
+	descIOBytes    = prometheus.NewDesc("gdm_device_io_bytes_total", "Bytes moved (read, write) or covered (trim, zero, block_status) by successful requests.", opLabels, nil)
+	descIOErrors   = prometheus.NewDesc("gdm_device_io_errors_total", "Requests that failed, by op.", opLabels, nil)
+	descIOLatency  = prometheus.NewDesc("gdm_device_io_duration_seconds", "Time from taking the table to completing a request, by op.", opLabels, nil)
+	descInFlight   = prometheus.NewDesc("gdm_device_requests_in_flight", "NBD requests being worked on.", devLabels, nil)
+	descConns      = prometheus.NewDesc("gdm_device_nbd_connections", "Open NBD connections.", devLabels, nil)
+	descSize       = prometheus.NewDesc("gdm_device_size_bytes", "Size of the live table.", devLabels, nil)
+	descSuspended  = prometheus.NewDesc("gdm_device_suspended", "1 while the device is suspended.", devLabels, nil)
+	descReadOnly   = prometheus.NewDesc("gdm_device_read_only", "1 for a read-only device.", devLabels, nil)
+	descGeneration = prometheus.NewDesc("gdm_table_generation", "Grows by one on every swap of the live table.", devLabels, nil)
+	descHolders    = prometheus.NewDesc("gdm_table_holders", "Temporary holders of the live table (in-flight I/O, status calls).", devLabels, nil)
+	descDestroying = prometheus.NewDesc("gdm_table_destroy_waiting", "Tables out of their slot, waiting for holders to drain.", devLabels, nil)
+	descSwaps      = prometheus.NewDesc("gdm_table_swaps_total", "Swaps of the inactive table into the live slot.", devLabels, nil)
+	descDrainWait  = prometheus.NewDesc("gdm_table_drain_wait_seconds", "How long each table destroy waited for its holders.", devLabels, nil)
+	descLoadFails  = prometheus.NewDesc("gdm_table_load_failures_total", "Tables refused by load or create (bad text, missing or small backing device).", devLabels, nil)
+	descSegOps     = prometheus.NewDesc("gdm_target_io_operations_total", "Pieces of requests mapped to a target of the live table (resets when the table is swapped).", segLabels, nil)
+	descSegBytes   = prometheus.NewDesc("gdm_target_io_bytes_total", "Bytes of successful pieces mapped to a target of the live table.", segLabels, nil)
+	descSegErrors  = prometheus.NewDesc("gdm_target_io_errors_total", "Failed pieces mapped to a target of the live table.", segLabels, nil)
+	descLegOps     = prometheus.NewDesc("gdm_target_leg_io_operations_total", "Reads and writes sent to one leg of a striped target.", legLabels, nil)
+	descLegBytes   = prometheus.NewDesc("gdm_target_leg_io_bytes_total", "Bytes read or written on one leg of a striped target.", legLabels, nil)
+	descLegErrors  = prometheus.NewDesc("gdm_target_leg_io_errors_total", "Failed I/O on one leg of a striped target.", legLabels, nil)
+	descAccepted   = prometheus.NewDesc("gdm_nbd_connections_accepted_total", "NBD connections accepted.", nil, nil)
+	descHandshake  = prometheus.NewDesc("gdm_nbd_handshakes_failed_total", "NBD handshakes that did not reach transmission, by reason.", []string{"reason"}, nil)
+	descOptions    = prometheus.NewDesc("gdm_nbd_options_total", "NBD handshake options received, by option.", []string{"option"}, nil)
+	descProtoErrs  = prometheus.NewDesc("gdm_nbd_protocol_errors_total", "Connections closed for a protocol violation (bad magic, oversized data).", nil, nil)
+	descPanics     = prometheus.NewDesc("gdm_nbd_request_panics_total", "Requests that panicked (answered EIO).", nil, nil)
+)
+
+// collector turns the daemon's plain stats into metrics at scrape time.
+type collector struct{ d *daemon }
+
+var _ prometheus.Collector = collector{}
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
+		descSize, descSuspended, descReadOnly, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
+		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
+		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics} {
+		ch <- d
+	}
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// histogram converts a table.HistogramSnapshot (per-bucket counts) into
+// Prometheus' cumulative form.
+func histogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h table.HistogramSnapshot, labels ...string) {
+	buckets := make(map[float64]uint64, len(table.LatencyBuckets))
+	var cum uint64
+	for i, ub := range table.LatencyBuckets {
+		cum += h.Counts[i]
+		buckets[ub.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(d, h.Count(), h.Sum.Seconds(), buckets, labels...)
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c.d.list() {
+		c.collectDevice(ch, m)
+	}
+	st := c.d.nbd.Stats()
+	counter(ch, descAccepted, st.Accepted.Load())
+	for i, name := range nbdserver.HandshakeFailureNames {
+		counter(ch, descHandshake, st.HandshakeFailed[i].Load(), name)
+	}
+	for i := 1; i < len(st.Options); i++ {
+		counter(ch, descOptions, st.Options[i].Load(), nbdserver.OptionName(i))
+	}
+	counter(ch, descProtoErrs, st.ProtocolErrors.Load())
+	counter(ch, descPanics, st.Panics.Load())
+}
+
+func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {
+	name := m.name()
+	dev := m.dev
+	st := dev.Stats()
+	io := st.IO.Snapshot()
+	for op := range table.NumOps {
+		o := op.String()
+		counter(ch, descIOOps, io.Ops[op], name, o)
+		counter(ch, descIOBytes, io.Bytes[op], name, o)
+		counter(ch, descIOErrors, io.Errors[op], name, o)
+		if c.d.timed {
+			histogram(ch, descIOLatency, st.Latency[op].Snapshot(), name, o)
+		}
+	}
+	gauge(ch, descInFlight, float64(c.d.nbd.InFlight(m.exp)), name)
+	gauge(ch, descConns, float64(m.conns.Load()), name)
+	gauge(ch, descSuspended, b2f(dev.Suspended()), name)
+	gauge(ch, descReadOnly, b2f(dev.ReadOnly()), name)
+	gauge(ch, descGeneration, float64(st.Generation.Load()), name)
+	gauge(ch, descDestroying, float64(st.Destroying.Load()), name)
+	counter(ch, descSwaps, st.Swaps.Load(), name)
+	counter(ch, descLoadFails, st.LoadFails.Load(), name)
+	histogram(ch, descDrainWait, st.DrainWait.Snapshot(), name)
+
+	t := dev.Acquire(false)
+	if t == nil {
+		gauge(ch, descSize, 0, name)
+		gauge(ch, descHolders, 0, name)
+		return
+	}
+	defer t.Put()
+	gauge(ch, descSize, float64(t.Size()), name)
+	gauge(ch, descHolders, float64(t.Holders()-1), name) // not counting this scrape
+	lines := t.Lines()
+	for i, seg := range t.SegmentSnapshot() {
+		idx, typ := strconv.Itoa(i), lines[i].Type
+		for op := range table.NumOps {
+			if seg.Ops[op] == 0 && seg.Errors[op] == 0 {
+				continue // keep the series few: only ops a target has seen
+			}
+			o := op.String()
+			counter(ch, descSegOps, seg.Ops[op], name, idx, typ, o)
+			counter(ch, descSegBytes, seg.Bytes[op], name, idx, typ, o)
+			counter(ch, descSegErrors, seg.Errors[op], name, idx, typ, o)
+		}
+		if lg, ok := t.Targets()[i].(targets.Legged); ok {
+			for leg, ls := range lg.Legs() {
+				l := strconv.Itoa(leg)
+				counter(ch, descLegOps, ls.Ops.Load(), name, idx, l)
+				counter(ch, descLegBytes, ls.Bytes.Load(), name, idx, l)
+				counter(ch, descLegErrors, ls.Errors.Load(), name, idx, l)
+			}
+		}
+	}
+}
+
+// newRegistry is gdm's private registry: its collector plus the Go and
+// process collectors.
+func newRegistry(d *daemon) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{d}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// metricsHandler serves /metrics from the private registry.
+func metricsHandler(d *daemon) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(newRegistry(d), promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("gdm: see /metrics\n"))
+	})
+	return mux
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+)
+
+func init() {
+	register("remove", verb{
+		usage: "remove NAME [--force]",
+		help:  "destroy a device; refused while NBD clients are connected unless --force",
+		run:   runRemove,
+	})
+}
+
+func runRemove(args []string, _ io.Reader, _ io.Writer) error {
+	fs := newFlagSet("remove")
+	var cf clientFlags
+	cf.register(fs, false)
+	force := fs.Bool("force", false, "disconnect open NBD connections (their requests fail)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 1, 1); err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *force {
+		q.Set("force", "1")
+	}
+	return onDevice(pos[0], newAPI(cf.control).call(http.MethodDelete, "/v1/devices/"+pos[0], q, nil, nil))
+}

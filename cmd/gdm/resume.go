@@ -1,0 +1,45 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+)
+
+func init() {
+	register("resume", verb{
+		usage: "resume NAME [--live] [--timeout D]",
+		help:  "swap in the inactive table if any, release suspended I/O",
+		run:   runResume,
+	})
+}
+
+func runResume(args []string, _ io.Reader, stdout io.Writer) error {
+	fs := newFlagSet("resume")
+	var cf clientFlags
+	cf.register(fs, true)
+	live := fs.Bool("live", false, "swap without waiting for in-flight I/O on the old table (it is destroyed when it drains)")
+	timeout := fs.Duration("timeout", 0, "how long to wait for in-flight I/O (default 30s)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 1, 1); err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *live {
+		q.Set("live", "1")
+	}
+	if *timeout > 0 {
+		q.Set("timeout", timeout.String())
+	}
+	var info deviceInfo
+	if err := newAPI(cf.control).call(http.MethodPost, "/v1/devices/"+pos[0]+"/resume", q, nil, &info); err != nil {
+		return onDevice(pos[0], err)
+	}
+	if cf.json {
+		return printJSON(stdout, info)
+	}
+	return nil
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gdm-project/gdm/pkg/nbdserver"
+)
+
+func init() {
+	register("serve", verb{
+		usage: "serve [--demo] [--nbd-listen A] [--nbd-socket P] [--control P] [--state-dir D] [--metrics-listen A]",
+		help:  "run the daemon: serve every device over NBD",
+		run:   runServe,
+	})
+}
+
+// serveConfig is `gdm serve`'s flags.
+type serveConfig struct {
+	nbdListen     string
+	nbdSocket     string
+	control       string
+	metricsListen string
+	stateDir      string
+	demo          bool
+	logLevel      string
+	shutdownWait  time.Duration
+}
+
+func (c *serveConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.nbdListen, "nbd-listen", "127.0.0.1:10809", "TCP address for NBD clients (empty: no TCP)")
+	fs.StringVar(&c.nbdSocket, "nbd-socket", "", "UNIX socket `PATH` for NBD clients")
+	fs.StringVar(&c.control, "control", defaultControl, "control API socket `PATH` (mode 0600)")
+	fs.StringVar(&c.metricsListen, "metrics-listen", "127.0.0.1:9810", "address for /metrics (empty: none)")
+	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/gdm", "`DIR` for device definitions (and the demo's backing files)")
+	fs.BoolVar(&c.demo, "demo", false, "create (or reuse) a 1 GiB striped demo device; state in $TMPDIR/gdm-demo unless --state-dir")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.shutdownWait, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
+}
+
+func runServe(args []string, _ io.Reader, stdout io.Writer) error {
+	fs := newFlagSet("serve")
+	var cfg serveConfig
+	cfg.register(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, 0); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.demo && !set["state-dir"] {
+		cfg.stateDir = filepath.Join(os.TempDir(), "gdm-demo")
+	}
+	if cfg.demo && !set["control"] && os.Getenv("GDM_CONTROL") == "" {
+		cfg.control = filepath.Join(cfg.stateDir, "gdm.sock")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := startServer(cfg, stdout)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stop()
+	exitOnNextSignal()
+	srv.log.Info("shutting down: finishing in-flight requests")
+	return srv.shutdown()
+}
+
+// running is a started daemon with its listeners.
+type running struct {
+	cfg     serveConfig
+	log     *slog.Logger
+	d       *daemon
+	control *http.Server
+	metrics *http.Server
+	served  chan error
+	addrs   map[string]string // what listens where: nbd-tcp, nbd-unix, control, metrics
+}
+
+// startServer restores the state, then opens every listener.
+func startServer(cfg serveConfig, stdout io.Writer) (*running, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q", errUsage, cfg.logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(cfg.stateDir, 0o700); err != nil {
+		return nil, err
+	}
+	state := &stateFile{dir: cfg.stateDir}
+	saved, err := state.load()
+	if err != nil {
+		return nil, err
+	}
+	r := &running{cfg: cfg, log: log, served: make(chan error, 4), addrs: map[string]string{}}
+	r.d = newDaemon(log, state, cfg.metricsListen != "")
+	if err := r.d.restore(saved); err != nil {
+		return nil, err
+	}
+	if len(saved) > 0 {
+		log.Info("restored devices", "count", len(saved), "state", state.path())
+	}
+	if cfg.demo {
+		if err := r.d.ensureDemo(cfg.stateDir); err != nil {
+			r.d.closeAll()
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+	}
+	if err := r.listen(); err != nil {
+		r.abort()
+		return nil, err
+	}
+	r.banner(stdout)
+	return r, nil
+}
+
+func (r *running) listen() error {
+	cl, err := listenUnix(r.cfg.control, 0o600)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	r.addrs["control"] = r.cfg.control
+	r.control = &http.Server{Handler: r.d.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { r.served <- ignoreClosed(r.control.Serve(cl)) }()
+
+	if r.cfg.nbdListen != "" {
+		l, err := net.Listen("tcp", r.cfg.nbdListen)
+		if err != nil {
+			return fmt.Errorf("NBD listener: %w", err)
+		}
+		r.addrs["nbd-tcp"] = l.Addr().String()
+		go func() { r.served <- ignoreClosed(r.d.nbd.Serve(l)) }()
+	}
+	if r.cfg.nbdSocket != "" {
+		l, err := listenUnix(r.cfg.nbdSocket, 0o660)
+		if err != nil {
+			return fmt.Errorf("NBD socket: %w", err)
+		}
+		r.addrs["nbd-unix"] = r.cfg.nbdSocket
+		go func() { r.served <- ignoreClosed(r.d.nbd.Serve(l)) }()
+	}
+	if r.cfg.metricsListen != "" {
+		l, err := net.Listen("tcp", r.cfg.metricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		r.addrs["metrics"] = l.Addr().String()
+		r.metrics = &http.Server{Handler: metricsHandler(r.d), ReadHeaderTimeout: 10 * time.Second}
+		go func() { r.served <- ignoreClosed(r.metrics.Serve(l)) }()
+	}
+	return nil
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, nbdserver.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// listenUnix listens on a UNIX socket, replacing a stale socket file but
+// refusing one a live daemon answers on.
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s is in use by a running process", path)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (r *running) banner(w io.Writer) {
+	r.log.Info("gdm serving", "version", versionString(), "state", r.cfg.stateDir, "control", r.addrs["control"],
+		"nbd_tcp", r.addrs["nbd-tcp"], "nbd_unix", r.addrs["nbd-unix"], "metrics", r.addrs["metrics"])
+	if !r.cfg.demo {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\ngdm demo: device %q, 1 GiB striped over 4 sparse files in %s\n\n", "demo", filepath.Join(r.cfg.stateDir, "demo"))
+	if a := r.addrs["nbd-tcp"]; a != "" {
+		host, port, _ := net.SplitHostPort(a)
+		fmt.Fprintf(&b, "  NBD URI:       nbd://%s/demo\n", a)
+		fmt.Fprintf(&b, "  kernel client: nbd-client %s %s /dev/nbd0 -N demo\n", host, port)
+		fmt.Fprintf(&b, "  inspect:       nbdinfo nbd://%s/demo\n", a)
+	}
+	if s := r.addrs["nbd-unix"]; s != "" {
+		fmt.Fprintf(&b, "  NBD socket:    nbd+unix:///demo?socket=%s\n", s)
+	}
+	if m := r.addrs["metrics"]; m != "" {
+		fmt.Fprintf(&b, "  metrics:       http://%s/metrics\n", m)
+	}
+	fmt.Fprintf(&b, "  verbs:         GDM_CONTROL=%s gdm status demo\n\n", r.addrs["control"])
+	fmt.Fprint(w, b.String())
+}
+
+// shutdown stops accepting, lets in-flight requests finish (each connection
+// flushes as it ends), then flushes and destroys every table.
+func (r *running) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.shutdownWait)
+	defer cancel()
+	var errs []error
+	if err := r.d.nbd.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("NBD shutdown: %w", err))
+	}
+	if r.metrics != nil {
+		r.metrics.Shutdown(ctx)
+	}
+	r.control.Shutdown(ctx)
+	r.d.closeAll()
+	os.Remove(r.cfg.control)
+	if r.cfg.nbdSocket != "" {
+		os.Remove(r.cfg.nbdSocket)
+	}
+	r.log.Info("gdm stopped")
+	return errors.Join(errs...)
+}
+
+// abort closes whatever startServer opened before it failed.
+func (r *running) abort() {
+	r.d.nbd.Close()
+	if r.control != nil {
+		r.control.Close()
+	}
+	if r.metrics != nil {
+		r.metrics.Close()
+	}
+	r.d.closeAll()
+}

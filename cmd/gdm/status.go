@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+func init() {
+	register("status", verb{
+		usage: "status [NAME]",
+		help:  "print each target's status (striped: legs and A/D per leg)",
+		run:   runStatus,
+	})
+}
+
+func runStatus(args []string, _ io.Reader, stdout io.Writer) error {
+	fs := newFlagSet("status")
+	var cf clientFlags
+	cf.register(fs, true)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, 1); err != nil {
+		return err
+	}
+	a := newAPI(cf.control)
+	names, err := namesOrAll(a, pos)
+	if err != nil {
+		return err
+	}
+	var out []deviceStatus
+	for _, n := range names {
+		var s deviceStatus
+		if err := a.call(http.MethodGet, "/v1/devices/"+n+"/status", nil, nil, &s); err != nil {
+			return onDevice(n, err)
+		}
+		out = append(out, s)
+	}
+	if cf.json {
+		if len(pos) == 1 {
+			return printJSON(stdout, out[0])
+		}
+		return printJSON(stdout, out)
+	}
+	for _, s := range out {
+		for _, t := range s.Targets {
+			if len(pos) == 0 {
+				fmt.Fprintf(stdout, "%s: ", s.Name)
+			}
+			fmt.Fprintln(stdout, strings.TrimSpace(fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Status)))
+		}
+	}
+	return nil
+}

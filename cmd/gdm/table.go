@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+func init() {
+	register("table", verb{
+		usage: "table [NAME] [--inactive]",
+		help:  "print the live (or inactive) table of one or every device",
+		run:   runTable,
+	})
+}
+
+func runTable(args []string, _ io.Reader, stdout io.Writer) error {
+	fs := newFlagSet("table")
+	var cf clientFlags
+	cf.register(fs, true)
+	inactive := fs.Bool("inactive", false, "the inactive table")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, 1); err != nil {
+		return err
+	}
+	a := newAPI(cf.control)
+	names, err := namesOrAll(a, pos)
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *inactive {
+		q.Set("inactive", "1")
+	}
+	var out []tableText
+	for _, n := range names {
+		var t tableText
+		if err := a.call(http.MethodGet, "/v1/devices/"+n+"/table", q, nil, &t); err != nil {
+			return onDevice(n, err)
+		}
+		out = append(out, t)
+	}
+	if cf.json {
+		if len(pos) == 1 {
+			return printJSON(stdout, out[0])
+		}
+		return printJSON(stdout, out)
+	}
+	for _, t := range out {
+		for _, line := range strings.Split(strings.TrimSuffix(t.Table, "\n"), "\n") {
+			if line == "" {
+				continue
+			}
+			if len(pos) == 0 {
+				fmt.Fprintf(stdout, "%s: ", t.Name)
+			}
+			fmt.Fprintln(stdout, line)
+		}
+	}
+	return nil
+}
+
+// namesOrAll is the named device, or every device when none is named.
+func namesOrAll(a *api, pos []string) ([]string, error) {
+	if len(pos) == 1 {
+		return pos, nil
+	}
+	var all []deviceInfo
+	if err := a.call(http.MethodGet, "/v1/devices", nil, nil, &all); err != nil {
+		return nil, err
+	}
+	names := make([]string, len(all))
+	for i, d := range all {
+		names[i] = d.Name
+	}
+	return names, nil
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+
+	"github.com/gdm-project/gdm/pkg/targets"
+)
+
+func init() {
+	register("version", verb{
+		usage: "version",
+		help:  "print the versions of this gdm and of the daemon",
+		run:   runVersion,
+	})
+}
+
+func versionNow() versionInfo {
+	return versionInfo{Version: versionString(), GoVersion: runtime.Version(), TargetTypes: targets.TypeNames()}
+}
+
+func runVersion(args []string, _ io.Reader, stdout io.Writer) error {
+	fs := newFlagSet("version")
+	var cf clientFlags
+	cf.register(fs, true)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := needArgs(pos, 0, 0); err != nil {
+		return err
+	}
+	local := versionNow()
+	var daemon versionInfo
+	derr := newAPI(cf.control).call(http.MethodGet, "/v1/version", nil, nil, &daemon)
+	if cf.json {
+		out := map[string]any{"client": local}
+		if derr == nil {
+			out["daemon"] = daemon
+		}
+		return printJSON(stdout, out)
+	}
+	fmt.Fprintf(stdout, "Client version:    %s (%s)\n", local.Version, local.GoVersion)
+	if derr != nil {
+		fmt.Fprintf(stdout, "Daemon version:    unavailable (%v)\n", derr)
+		return nil
+	}
+	fmt.Fprintf(stdout, "Daemon version:    %s (%s)\n", daemon.Version, daemon.GoVersion)
+	fmt.Fprintf(stdout, "Target types:      %s\n", strings.Join(daemon.TargetTypes, " "))
+	return nil
+}
