@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/pkg/targets"
+)
+
+// The seed's third bug, as a test: after remove returns, no backing file of
+// the device is open (even right after a client disconnected) and the name
+// can be created again at once.
+func TestRemoveAfterDisconnectClosesEverything(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := backing(t, t.TempDir(), "a.img", 4<<20)
+	dir := filepath.Dir(a)
+	b := backing(t, dir, "b.img", 4<<20)
+	for round := range 3 {
+		td.ok(t, "create", "d", "--table", "0 4096 linear "+a+" 0", "--table", "4096 4096 striped 2 8 "+a+" 4096 "+b+" 0")
+		td.ok(t, "load", "d", "--table", "0 8192 linear "+b+" 0") // an inactive table holds files too
+		if n := len(openFiles(t, os.Getpid(), dir)); n != 3 {
+			t.Fatalf("round %d: %d backing files open, want 3 (a, b live; b inactive)", round, n)
+		}
+		c := dialNBD(t, td.addrs["nbd-unix"], "d")
+		if e, _, err := c.do(1, 0, 4096, bytes.Repeat([]byte{1}, 4096)); e != 0 || err != nil {
+			t.Fatalf("write: %d %v", e, err)
+		}
+		c.disconnect()
+		td.ok(t, "remove", "d")
+		if open := openFiles(t, os.Getpid(), dir); len(open) != 0 {
+			t.Fatalf("round %d: after remove, still open: %v", round, open)
+		}
+	}
+}
+
+func TestRemoveBusyAndForce(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := backing(t, td.dir, "a.img", 1<<20)
+	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
+	c := dialNBD(t, td.addrs["nbd-unix"], "d")
+	if e, _, _ := c.do(0, 0, 512, nil); e != 0 {
+		t.Fatalf("read: %d", e)
+	}
+	td.fails(t, "device busy", "remove", "d")
+	if out := td.ok(t, "info", "d"); !strings.Contains(out, "Open count:        1") {
+		t.Fatalf("info with a client:\n%s", out)
+	}
+	// Suspend so the client's next request waits in the device; --force
+	// must fail it and disconnect.
+	td.ok(t, "suspend", "d")
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := c.do(0, 0, 512, nil)
+		errc <- err
+	}()
+	waitFor(t, func() bool { return td.d.nbd.InFlight(mustGet(t, td, "d").exp) == 1 })
+	td.ok(t, "remove", "d", "--force")
+	if err := <-errc; err == nil {
+		t.Fatal("a request on a force-removed device got a reply")
+	}
+	if open := openFiles(t, os.Getpid(), filepath.Dir(a)); len(open) != 0 {
+		t.Fatalf("after remove --force, still open: %v", open)
+	}
+	td.ok(t, "create", "d", "--table", "0 8 zero") // the name is free
+}
+
+func mustGet(t *testing.T, td *testDaemon, name string) *managed {
+	m, err := td.d.get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The seed's second problem: a holder that lingers (a long status or
+// block-status call) delays a table's destruction but never sees it
+// destroyed.
+func TestLingeringHolderDelaysDestroy(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := backing(t, td.dir, "a.img", 1<<20)
+	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
+	m := mustGet(t, td, "d")
+	held := m.dev.Acquire(false) // what a long block-status call holds
+	td.ok(t, "load", "d", "--table", "0 1024 linear "+a+" 0")
+	done := make(chan struct{})
+	go func() {
+		td.ok(t, "resume", "d", "--live")
+		close(done)
+	}()
+	waitFor(t, func() bool { return m.dev.Stats().Destroying.Load() == 1 })
+	// The new table serves I/O; the old one is still whole for its holder.
+	if info := td.d.infoOf(m); info.Sectors != 1024 {
+		t.Fatalf("live table not swapped: %+v", info)
+	}
+	var covered int64
+	if err := held.Extents(0, 2048*512, func(e targets.Extent) bool { covered += e.Length; return true }); err != nil || covered != 2048*512 {
+		t.Fatalf("lingering block status: %v, covered %d", err, covered)
+	}
+	if held.Destroyed() || held.Devs().Devs()[0].Closed() {
+		t.Fatal("table destroyed under a lingering holder")
+	}
+	if err := held.ReadAt(make([]byte, 4096), 0); err != nil {
+		t.Fatalf("lingering holder's read: %v", err)
+	}
+	select {
+	case <-done:
+		t.Fatal("resume finished destroying while a holder remained")
+	default:
+	}
+	held.Put()
+	<-done
+	if !held.Destroyed() {
+		t.Fatal("old table not destroyed after its holder left")
+	}
+}
