@@ -1,0 +1,212 @@
+// Package e2e runs the built gdm binary against real NBD clients: nbdinfo,
+// nbdcopy, qemu-io, qemu-img, fio, nbdfuse and mkfs, Prometheus, and the
+// kernel's nbd-client in a qemu VM.
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// gdmBin is the binary under test, built once by TestMain.
+var gdmBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gdm-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gdmBin = filepath.Join(dir, "gdm")
+	build := exec.Command("go", "build", "-o", gdmBin, "../cmd/gdm")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building gdm:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needTool finds a program; missing, the test is skipped on a developer's
+// machine (loudly) and fails where GDM_REQUIRE_TOOLS is set, as in CI.
+func needTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
+			t.Fatalf("%s is not installed (GDM_REQUIRE_TOOLS is set)", name)
+		}
+		t.Skipf("SKIPPING: %s is not installed; e2e/test-all.sh installs it", name)
+	}
+	return p
+}
+
+// daemon is a gdm serve process.
+type daemon struct {
+	t        testing.TB
+	dir      string
+	state    string
+	control  string
+	nbdSock  string
+	tcp      string
+	metrics  string
+	cmd      *exec.Cmd
+	log      *bytes.Buffer
+	exited   chan struct{}
+	extraArg []string
+}
+
+func freePort(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startDaemon starts gdm serve with its state in dir (a new temp dir if "").
+func startDaemon(t testing.TB, dir string, extra ...string) *daemon {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	d := &daemon{t: t, dir: dir, state: filepath.Join(dir, "state"), control: filepath.Join(dir, "control.sock"),
+		nbdSock: filepath.Join(dir, "nbd.sock"), tcp: freePort(t), metrics: freePort(t), extraArg: extra}
+	d.start()
+	t.Cleanup(d.stop)
+	return d
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	args := append([]string{"serve", "--state-dir", d.state, "--control", d.control, "--nbd-socket", d.nbdSock,
+		"--nbd-listen", d.tcp, "--metrics-listen", d.metrics, "--log-level", "warn"}, d.extraArg...)
+	d.cmd = exec.Command(gdmBin, args...)
+	d.log = &bytes.Buffer{}
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.exited = make(chan struct{})
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("unix", d.control); err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("gdm serve exited at start: %s", d.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("gdm serve did not come up: %s", d.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the daemon with SIGTERM and checks it exits 0.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+		if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+			d.t.Errorf("gdm serve exited %d after SIGTERM: %s", code, d.log)
+		}
+	case <-time.After(60 * time.Second):
+		d.cmd.Process.Kill()
+		d.t.Errorf("gdm serve did not stop on SIGTERM: %s", d.log)
+	}
+}
+
+// kill9 ends the daemon with SIGKILL.
+func (d *daemon) kill9() {
+	d.cmd.Process.Kill()
+	<-d.exited
+}
+
+// gdm runs a verb against this daemon; it must succeed.
+func (d *daemon) gdm(args ...string) string {
+	d.t.Helper()
+	out, err := d.try(args...)
+	if err != nil {
+		d.t.Fatalf("gdm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (d *daemon) try(args ...string) (string, error) {
+	cmd := exec.Command(gdmBin, args...)
+	cmd.Env = append(os.Environ(), "GDM_CONTROL="+d.control)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (d *daemon) uri(name string) string { return "nbd+unix:///" + name + "?socket=" + d.nbdSock }
+
+func (d *daemon) tcpURI(name string) string { return "nbd://" + d.tcp + "/" + name }
+
+// run runs a client program that must succeed, and returns its output.
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(needTool(t, name), args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// sparse makes a sparse file of size bytes.
+func sparse(t testing.TB, dir, name string, size int64) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// openUnder lists the files process pid has open under dir.
+func openUnder(t testing.TB, pid int, dir string) []string {
+	t.Helper()
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err == nil && strings.HasPrefix(target, dir) {
+			out = append(out, target)
+		}
+	}
+	return out
+}
