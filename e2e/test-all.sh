@@ -29,9 +29,12 @@ if [ -n "$unformatted" ]; then
 fi
 echo "== go vet"
 go vet ./...
-echo "== go test -race (unit)"
 # GDM_REQUIRE_TOOLS makes a test whose client tool is missing fail, not skip.
 export GDM_REQUIRE_TOOLS=1
-go test -race -count=1 -timeout 20m $(go list ./... | grep -v /e2e)
-echo "== e2e"
-go test -count=1 -timeout 30m ./e2e/...
+status=0
+echo "== go test -race (unit)"
+go test -race -count=1 -timeout 20m $(go list ./... | grep -v /e2e) || status=1
+echo "== e2e (the built binary against real clients)"
+go test -count=1 -timeout 40m ./e2e/... || status=1
+if [ "$status" = 0 ]; then echo "== all tests passed"; else echo "== FAILED"; fi
+exit $status

@@ -52,15 +52,23 @@ func TestRemoveBusyAndForce(t *testing.T) {
 	// Suspend so the client's next request waits in the device; --force
 	// must fail it and disconnect.
 	td.ok(t, "suspend", "d")
-	errc := make(chan error, 1)
+	type result struct {
+		errno uint32
+		err   error
+	}
+	resc := make(chan result, 1)
 	go func() {
-		_, _, err := c.do(0, 0, 512, nil)
-		errc <- err
+		e, _, err := c.do(0, 0, 512, nil)
+		resc <- result{e, err}
 	}()
 	waitFor(t, func() bool { return td.d.nbd.InFlight(mustGet(t, td, "d").exp) == 1 })
 	td.ok(t, "remove", "d", "--force")
-	if err := <-errc; err == nil {
-		t.Fatal("a request on a force-removed device got a reply")
+	// Failed: an error reply, or the connection closed under it.
+	if r := <-resc; r.err == nil && r.errno == 0 {
+		t.Fatal("a request on a force-removed device succeeded")
+	}
+	if _, _, err := c.do(0, 0, 512, nil); err == nil {
+		t.Fatal("the force-removed device's connection still answers")
 	}
 	if open := openFiles(t, os.Getpid(), filepath.Dir(a)); len(open) != 0 {
 		t.Fatalf("after remove --force, still open: %v", open)

@@ -44,9 +44,19 @@ type conn struct {
 	inflight atomic.Int64
 	budget   budget
 	requests sync.WaitGroup
-	replies  chan *reply
 	killed   atomic.Bool
 	stopped  atomic.Bool
+
+	// Replies: whoever finishes a request queues its reply and, if no one
+	// is writing, becomes the writer and sends everything queued with one
+	// writev (flat combining). No goroutine hand-off per reply, and replies
+	// that finish together go out together.
+	qmu     sync.Mutex // guards pending, spare
+	pending []*reply
+	spare   []*reply
+	wmu     sync.Mutex // held by the one writing to the socket
+	vec     net.Buffers
+	broken  bool // guarded by wmu: a write failed, drop further replies
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -59,15 +69,14 @@ func newConn(s *Server, nc net.Conn) *conn {
 		maxBytes = 128 << 20
 	}
 	return &conn{
-		srv:     s,
-		nc:      nc,
-		br:      bufio.NewReaderSize(nc, 64<<10),
-		log:     s.log().With("remote", nc.RemoteAddr().String()),
-		ctx:     ctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		budget:  budget{maxN: maxN, maxBytes: maxBytes},
-		replies: make(chan *reply, maxN+1),
+		srv:    s,
+		nc:     nc,
+		br:     bufio.NewReaderSize(nc, 64<<10),
+		log:    s.log().With("remote", nc.RemoteAddr().String()),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		budget: budget{maxN: maxN, maxBytes: maxBytes},
 	}
 }
 
@@ -148,13 +157,9 @@ type reply struct {
 }
 
 // transmit reads requests until DISC, EOF, shutdown or a protocol error,
-// and hands each to its own goroutine; the writer sends the replies.
+// and hands each to its own goroutine, which also sends its reply. When it
+// returns every reply has been written (or dropped on a dead socket).
 func (c *conn) transmit() {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writer()
-	}()
 	disc := c.readLoop()
 	c.requests.Wait()
 	if disc || c.stopped.Load() {
@@ -163,8 +168,6 @@ func (c *conn) transmit() {
 			c.log.Warn("flush at disconnect", "err", err)
 		}
 	}
-	close(c.replies)
-	<-writerDone
 }
 
 // readLoop returns true when the client sent DISC.
@@ -234,7 +237,7 @@ func (c *conn) readLoop() bool {
 func (c *conn) handle(r request, payload *[]byte, charge int64) {
 	defer c.requests.Done()
 	defer c.inflight.Add(-1)
-	rep := &reply{charge: charge}
+	rep := getReply(charge)
 	defer func() {
 		if p := recover(); p != nil {
 			c.srv.stats.Panics.Add(1)
@@ -242,13 +245,13 @@ func (c *conn) handle(r request, payload *[]byte, charge int64) {
 			if rep.pooled != nil {
 				putBuf(rep.pooled)
 			}
-			rep = &reply{charge: charge}
+			rep.pooled, rep.data = nil, nil
 			c.simpleReply(rep, r.cookie, errIO)
 		}
 		if payload != nil {
 			putBuf(payload)
 		}
-		c.replies <- rep
+		c.send(rep)
 	}()
 	c.do(r, payload, rep)
 }
@@ -409,49 +412,89 @@ func (c *conn) errorReply(rep *reply, r request, errno uint32) {
 	rep.headLen = 26
 }
 
-// writer owns the socket's write side: it gathers every reply ready and
-// sends them with one writev, then recycles their buffers.
-func (c *conn) writer() {
-	vec := make(net.Buffers, 0, 128)
-	batch := make([]*reply, 0, 64)
-	broken := false
-	for rep := range c.replies {
-		batch = append(batch[:0], rep)
-	gather:
-		for len(batch) < cap(batch) {
-			select {
-			case r, ok := <-c.replies:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, r)
-			default:
-				break gather
+// send queues a reply and writes the queue unless another goroutine is
+// writing already; that one then picks this reply up (see flushQueue).
+func (c *conn) send(r *reply) {
+	c.qmu.Lock()
+	c.pending = append(c.pending, r)
+	c.qmu.Unlock()
+	c.flushQueue()
+}
+
+// flushQueue writes queued replies while it can take the write lock. After
+// unlocking it looks again: a reply queued while it held the lock (whose
+// sender's TryLock failed) is then still seen, so none is stranded.
+func (c *conn) flushQueue() {
+	for c.wmu.TryLock() {
+		for {
+			c.qmu.Lock()
+			batch := c.pending
+			c.pending, c.spare = c.spare[:0], nil
+			c.qmu.Unlock()
+			if len(batch) == 0 {
+				c.qmu.Lock()
+				c.spare = batch
+				c.qmu.Unlock()
+				break
 			}
+			c.writeBatch(batch)
+			c.qmu.Lock()
+			if c.spare == nil {
+				c.spare = batch[:0]
+			}
+			c.qmu.Unlock()
 		}
-		if !broken {
-			bufs := vec[:0]
-			for _, r := range batch {
-				bufs = append(bufs, r.head[:r.headLen])
-				if len(r.data) > 0 {
-					bufs = append(bufs, r.data)
-				}
-			}
-			if _, err := bufs.WriteTo(c.nc); err != nil {
-				broken = true // the client is gone: drain, don't write
-				if !c.killed.Load() {
-					c.log.Debug("write reply", "err", err)
-				}
-				c.nc.Close()
-			}
-		}
-		for _, r := range batch {
-			if r.pooled != nil {
-				putBuf(r.pooled)
-			}
-			c.budget.release(r.charge)
+		c.wmu.Unlock()
+		c.qmu.Lock()
+		more := len(c.pending) > 0
+		c.qmu.Unlock()
+		if !more {
+			return
 		}
 	}
+}
+
+// writeBatch sends replies with one writev, then recycles their buffers.
+// Called with wmu held.
+func (c *conn) writeBatch(batch []*reply) {
+	if !c.broken {
+		bufs := c.vec[:0]
+		for _, r := range batch {
+			bufs = append(bufs, r.head[:r.headLen])
+			if len(r.data) > 0 {
+				bufs = append(bufs, r.data)
+			}
+		}
+		c.vec = bufs[:0]
+		if _, err := bufs.WriteTo(c.nc); err != nil {
+			c.broken = true // the client is gone: drop replies from now on
+			if !c.killed.Load() {
+				c.log.Debug("write reply", "err", err)
+			}
+			c.nc.Close()
+		}
+	}
+	for i, r := range batch {
+		if r.pooled != nil {
+			putBuf(r.pooled)
+		}
+		c.budget.release(r.charge)
+		batch[i] = nil
+		putReply(r)
+	}
+}
+
+var replyPool = sync.Pool{New: func() any { return new(reply) }}
+
+func getReply(charge int64) *reply {
+	r := replyPool.Get().(*reply)
+	r.charge = charge
+	return r
+}
+
+func putReply(r *reply) {
+	*r = reply{}
+	replyPool.Put(r)
 }
 
 // budget bounds a connection's requests in flight, by count and by bytes.
