@@ -37,6 +37,7 @@ type serveConfig struct {
 	demo          bool
 	logLevel      string
 	shutdownWait  time.Duration
+	pprof         bool
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -47,6 +48,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/gdm", "`DIR` for device definitions (and the demo's backing files)")
 	fs.BoolVar(&c.demo, "demo", false, "create (or reuse) a 1 GiB striped demo device; state in $TMPDIR/gdm-demo unless --state-dir")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.pprof, "pprof", false, "also serve Go's /debug/pprof on the metrics listener")
 	fs.DurationVar(&c.shutdownWait, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
 }
 
@@ -161,7 +163,7 @@ func (r *running) listen() error {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		r.addrs["metrics"] = l.Addr().String()
-		r.metrics = &http.Server{Handler: metricsHandler(r.d), ReadHeaderTimeout: 10 * time.Second}
+		r.metrics = &http.Server{Handler: metricsHandler(r.d, r.cfg.pprof), ReadHeaderTimeout: 10 * time.Second}
 		go func() { r.served <- ignoreClosed(r.metrics.Serve(l)) }()
 	}
 	return nil
