@@ -62,12 +62,8 @@ func main() {
 	}
 
 	servers := []server{
-		{"gdm", func(file, sock string) *exec.Cmd {
-			state := filepath.Join(work, "gdm-state")
-			os.RemoveAll(state)
-			return exec.Command(*gdm, "serve", "--state-dir", state, "--control", filepath.Join(work, "gdm-control.sock"),
-				"--nbd-socket", sock, "--nbd-listen", "", "--metrics-listen", "", "--log-level", "warn")
-		}, func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
+		{"gdm", gdmServer(*gdm, work, ""), func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
+		{"gdm+metrics", gdmServer(*gdm, work, "127.0.0.1:0"), func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
 		{"go-nbd", func(file, sock string) *exec.Cmd {
 			return exec.Command(*gonbd, "-file", file, "-socket", sock)
 		}, func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
@@ -84,7 +80,7 @@ func main() {
 			log.Fatalf("%s: %v", s.name, err)
 		}
 		waitSocket(sock)
-		if s.name == "gdm" {
+		if strings.HasPrefix(s.name, "gdm") {
 			ctl := exec.Command(*gdm, "create", "bench", "--control", filepath.Join(work, "gdm-control.sock"),
 				"--table", fmt.Sprintf("0 %d linear %s 0", *size/512, file))
 			if out, err := ctl.CombinedOutput(); err != nil {
@@ -117,6 +113,17 @@ func main() {
 			}
 			fmt.Printf("| %s | %s | %.0f | %.1f | %.2f |\n", j.name, s.name, r.iops, r.mibs, r.cpuPerGiB)
 		}
+	}
+}
+
+// gdmServer starts gdm serve with metrics off (metrics == "") or on (its
+// latency histograms then time every request).
+func gdmServer(gdm, work, metrics string) func(file, sock string) *exec.Cmd {
+	return func(file, sock string) *exec.Cmd {
+		state := filepath.Join(work, "gdm-state")
+		os.RemoveAll(state)
+		return exec.Command(gdm, "serve", "--state-dir", state, "--control", filepath.Join(work, "gdm-control.sock"),
+			"--nbd-socket", sock, "--nbd-listen", "", "--metrics-listen", metrics, "--log-level", "warn")
 	}
 }
 
