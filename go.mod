@@ -4,9 +4,18 @@ go 1.26.8
 
 require golang.org/x/sys v0.50.0
 
-require github.com/pojntfx/go-nbd v0.3.2
+require (
+	github.com/moby/buildkit v0.25.1
+	github.com/pojntfx/go-nbd v0.3.2
+)
 
-require github.com/kylelemons/godebug v1.1.0 // indirect
+require (
+	github.com/containerd/typeurl/v2 v2.2.3 // indirect
+	github.com/gogo/protobuf v1.3.2 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	github.com/planetscale/vtprotobuf v0.6.1-0.20240319094008-0393e58bdf10 // indirect
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
