@@ -237,15 +237,16 @@ func (d *daemon) rename(old, new string) error {
 	if _, ok := d.devices[new]; ok {
 		return fmt.Errorf("%w: %s", errExists, new)
 	}
-	// The table package names a device once; renaming makes a new Device
-	// value only in name, so swap the name the catalogue and state use.
+	// The table.Device keeps the name it was made with (its log lines say
+	// so); the catalogue, the exports and the state use the new one.
+	// Connections keep their Export, so they are not disturbed.
 	delete(d.devices, old)
 	d.devices[new] = m
 	m.exp.setName(new)
 	return d.saveLocked()
 }
 
-// names lists the devices, sorted.
+// list returns the devices, sorted by name.
 func (d *daemon) list() []*managed {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -1,0 +1,29 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The benchmark script runs end to end (briefly) and prints a row for every
+// server and job; the README's numbers come from its full run.
+func TestBenchScriptRuns(t *testing.T) {
+	needTool(t, "fio")
+	needTool(t, "nbdkit")
+	cmd := exec.Command("bash", "bench/run.sh", "-runtime", "1s", "-size", "67108864")
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench/run.sh: %v\n%s", err, out)
+	}
+	table := string(out)
+	if strings.Contains(table, "failed") {
+		t.Fatalf("a benchmark failed:\n%s", table)
+	}
+	for _, server := range []string{"| gdm |", "| gdm+metrics |", "| go-nbd |", "| nbdkit |"} {
+		if n := strings.Count(table, server); n != 5 {
+			t.Errorf("%d rows for %s, want 5:\n%s", n, server, table)
+		}
+	}
+}
