@@ -13,6 +13,9 @@ import (
 
 func TestVerbs(t *testing.T) {
 	td := startTestDaemon(t, "")
+	if st, err := os.Stat(td.control); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("control socket: %v %v, want a socket of mode 0600", st.Mode(), err)
+	}
 	a := backing(t, td.dir, "a.img", 8<<20)
 	b := backing(t, td.dir, "b.img", 8<<20)
 

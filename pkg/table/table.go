@@ -1,6 +1,7 @@
 package table
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,7 +159,7 @@ func (t *Table) putSlow(n int64) {
 // holders so that the waiter can be woken again. Long waits are logged with
 // the count still held; the log timer is for the log only, the wake-up is the
 // last Put's. It returns false if ctx ended first (with the bias removed).
-func (t *Table) drain(ctx interface{ Done() <-chan struct{} }, log *slog.Logger, what string) (time.Duration, bool) {
+func (t *Table) drain(ctx context.Context, log *slog.Logger, what string) (time.Duration, bool) {
 	start := time.Now()
 	if t.holders.Add(drainBias) == drainBias {
 		return 0, true
@@ -196,11 +197,6 @@ func SetDestroyHook(f func(*Table)) {
 	destroyHook.Store(&f)
 }
 
-// neverDone is a context-like value for waits that must not be cancelled.
-type neverDone struct{}
-
-func (neverDone) Done() <-chan struct{} { return nil }
-
 // destroy waits for every holder to go, then closes the backing devices.
 // Called only by Device at its fixed points, once per table.
 func (t *Table) destroy(log *slog.Logger) (time.Duration, error) {
@@ -210,7 +206,8 @@ func (t *Table) destroy(log *slog.Logger) (time.Duration, error) {
 	if h := destroyHook.Load(); h != nil {
 		(*h)(t)
 	}
-	waited, _ := t.drain(neverDone{}, log, "destroy")
+	// Not cancellable: closing files under a holder is what must never be.
+	waited, _ := t.drain(context.Background(), log, "destroy")
 	t.destroyed.Store(true)
 	return waited, t.devs.Close()
 }
