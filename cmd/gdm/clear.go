@@ -1,9 +1,6 @@
 package main
 
-import (
-	"io"
-	"net/http"
-)
+import "io"
 
 func init() {
 	register("clear", verb{
@@ -24,12 +21,5 @@ func runClear(args []string, _ io.Reader, stdout io.Writer) error {
 	if err := needArgs(pos, 1, 1); err != nil {
 		return err
 	}
-	var info deviceInfo
-	if err := newAPI(cf.control).call(http.MethodPost, "/v1/devices/"+pos[0]+"/clear", nil, nil, &info); err != nil {
-		return onDevice(pos[0], err)
-	}
-	if cf.json {
-		return printJSON(stdout, info)
-	}
-	return nil
+	return postDevice(cf, stdout, pos[0], "clear", nil, nil)
 }

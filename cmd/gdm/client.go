@@ -145,3 +145,42 @@ func needArgs(pos []string, min, max int) error {
 	}
 	return nil
 }
+
+// postDevice runs one action on a device (load, resume, suspend, clear,
+// rename) and, with --json, prints the device's info after it.
+func postDevice(cf clientFlags, stdout io.Writer, name, action string, q url.Values, body any) error {
+	var info deviceInfo
+	if err := newAPI(cf.control).call(http.MethodPost, "/v1/devices/"+name+"/"+action, q, body, &info); err != nil {
+		return onDevice(name, err)
+	}
+	if cf.json {
+		return printJSON(stdout, info)
+	}
+	return nil
+}
+
+// waitQuery is the query of a verb that waits for in-flight I/O: the flag
+// named by set (if on) and the timeout (if given).
+func waitQuery(flag string, set bool, timeout time.Duration) url.Values {
+	q := url.Values{}
+	if set {
+		q.Set(flag, "1")
+	}
+	if timeout > 0 {
+		q.Set("timeout", timeout.String())
+	}
+	return q
+}
+
+// getEach fetches path suffix for each named device.
+func getEach[T any](a *api, names []string, suffix string, q url.Values) ([]T, error) {
+	out := make([]T, 0, len(names))
+	for _, n := range names {
+		var v T
+		if err := a.call(http.MethodGet, "/v1/devices/"+n+suffix, q, nil, &v); err != nil {
+			return nil, onDevice(n, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

@@ -1,9 +1,6 @@
 package main
 
-import (
-	"io"
-	"net/http"
-)
+import "io"
 
 func init() {
 	register("load", verb{
@@ -30,13 +27,5 @@ func runLoad(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return onDevice(pos[0], err)
 	}
-	var info deviceInfo
-	if err := newAPI(cf.control).call(http.MethodPost, "/v1/devices/"+pos[0]+"/load", nil,
-		tableText{Table: text}, &info); err != nil {
-		return onDevice(pos[0], err)
-	}
-	if cf.json {
-		return printJSON(stdout, info)
-	}
-	return nil
+	return postDevice(cf, stdout, pos[0], "load", nil, tableText{Table: text})
 }

@@ -1,9 +1,6 @@
 package main
 
-import (
-	"io"
-	"net/http"
-)
+import "io"
 
 func init() {
 	register("rename", verb{
@@ -24,15 +21,8 @@ func runRename(args []string, _ io.Reader, stdout io.Writer) error {
 	if err := needArgs(pos, 2, 2); err != nil {
 		return err
 	}
-	var info deviceInfo
 	req := struct {
 		NewName string `json:"new_name"`
 	}{pos[1]}
-	if err := newAPI(cf.control).call(http.MethodPost, "/v1/devices/"+pos[0]+"/rename", nil, req, &info); err != nil {
-		return onDevice(pos[0], err)
-	}
-	if cf.json {
-		return printJSON(stdout, info)
-	}
-	return nil
+	return postDevice(cf, stdout, pos[0], "rename", nil, req)
 }

@@ -1,10 +1,6 @@
 package main
 
-import (
-	"io"
-	"net/http"
-	"net/url"
-)
+import "io"
 
 func init() {
 	register("resume", verb{
@@ -27,19 +23,5 @@ func runResume(args []string, _ io.Reader, stdout io.Writer) error {
 	if err := needArgs(pos, 1, 1); err != nil {
 		return err
 	}
-	q := url.Values{}
-	if *live {
-		q.Set("live", "1")
-	}
-	if *timeout > 0 {
-		q.Set("timeout", timeout.String())
-	}
-	var info deviceInfo
-	if err := newAPI(cf.control).call(http.MethodPost, "/v1/devices/"+pos[0]+"/resume", q, nil, &info); err != nil {
-		return onDevice(pos[0], err)
-	}
-	if cf.json {
-		return printJSON(stdout, info)
-	}
-	return nil
+	return postDevice(cf, stdout, pos[0], "resume", waitQuery("live", *live, *timeout), nil)
 }

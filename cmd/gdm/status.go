@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 )
 
@@ -31,13 +30,9 @@ func runStatus(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var out []deviceStatus
-	for _, n := range names {
-		var s deviceStatus
-		if err := a.call(http.MethodGet, "/v1/devices/"+n+"/status", nil, nil, &s); err != nil {
-			return onDevice(n, err)
-		}
-		out = append(out, s)
+	out, err := getEach[deviceStatus](a, names, "/status", nil)
+	if err != nil {
+		return err
 	}
 	if cf.json {
 		if len(pos) == 1 {

@@ -37,13 +37,9 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	if *inactive {
 		q.Set("inactive", "1")
 	}
-	var out []tableText
-	for _, n := range names {
-		var t tableText
-		if err := a.call(http.MethodGet, "/v1/devices/"+n+"/table", q, nil, &t); err != nil {
-			return onDevice(n, err)
-		}
-		out = append(out, t)
+	out, err := getEach[tableText](a, names, "/table", q)
+	if err != nil {
+		return err
 	}
 	if cf.json {
 		if len(pos) == 1 {
