@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -23,14 +25,14 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Wait()
+	// Wait until the daemon counts the read in flight.
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(d.gdm("info", "s"), "Open count:        1") {
+	for !strings.Contains(scrape(t, d), `gdm_device_requests_in_flight{device="s"} 1`) {
 		if time.Now().After(deadline) {
-			t.Fatal("the client never connected")
+			t.Fatal("the client's read never reached the daemon")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond) // let its read reach the device
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.exited:
@@ -48,4 +50,15 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Fatalf("exit status %d after the second signal, want 1", code)
 	}
 	t.Logf("exited %v after the second signal", time.Since(start).Round(time.Millisecond))
+}
+
+// scrape returns the daemon's /metrics text ("" if it cannot be had).
+func scrape(t *testing.T, d *daemon) string {
+	resp, err := http.Get("http://" + d.metrics + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
