@@ -91,7 +91,7 @@ func TestUserspaceClients(t *testing.T) {
 			// fio, 4 connections, crc32c verify.
 			out = run(t, "fio", "--name=e2e", "--ioengine=nbd", "--uri="+u, "--rw=randwrite", "--bsrange=512-128k",
 				"--iodepth=16", "--numjobs=4", fmt.Sprintf("--size=%dm", writable>>22), fmt.Sprintf("--offset_increment=%dm", writable>>22),
-				"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--group_reporting", "--output-format=json")
+				"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--group_reporting", "--output-format=json")
 			var res struct {
 				Jobs []struct {
 					Error int `json:"error"`

@@ -29,7 +29,7 @@ func fioVerify(t *testing.T, uri string, sizeMiB int, seed int) (int, string) {
 	out := run(t, "fio", "--name=reload", "--ioengine=nbd", "--uri="+uri,
 		"--rw=randwrite", "--bsrange=4k-64k", "--iodepth=8", "--numjobs=4",
 		fmt.Sprintf("--size=%dm", per), fmt.Sprintf("--offset_increment=%dm", per),
-		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", fmt.Sprintf("--randseed=%d", seed),
+		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", fmt.Sprintf("--randseed=%d", seed),
 		"--group_reporting", "--output-format=json")
 	var res struct {
 		Jobs []struct {

@@ -134,7 +134,7 @@ func TestFioVerify(t *testing.T) {
 	_, sock := startServer(t, testExports{"disk": newMem(64 << 20)}, nil)
 	out := run(t, "fio", "--name=verify", "--ioengine=nbd", "--uri="+uri(sock, "disk"),
 		"--rw=randwrite", "--bs=4k", "--bsrange=512-64k", "--size=64m", "--numjobs=4", "--iodepth=32",
-		"--offset_increment=16m", "--size=16m", "--verify=crc32c", "--do_verify=1",
+		"--offset_increment=16m", "--size=16m", "--verify=crc32c", "--do_verify=1", "--verify_state_save=0",
 		"--group_reporting", "--output-format=json")
 	var res struct {
 		Jobs []struct {
