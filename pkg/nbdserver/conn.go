@@ -120,6 +120,7 @@ func (c *conn) stopReading() {
 
 func (c *conn) serve() {
 	defer close(c.done)
+	defer c.cancel()
 	defer c.srv.untrack(c)
 	defer c.nc.Close()
 	timeout := c.srv.HandshakeTimeout
