@@ -94,12 +94,10 @@ func (d *Device) Get(ctx context.Context) (*Table, error) {
 		if t == nil {
 			return nil, d.goneErr()
 		}
-		t.get()
-		gate := d.gate.Load()
-		if gate == nil && d.live.Load() == t {
+		ok, gate := d.tryGet(t)
+		if ok {
 			return t, nil
 		}
-		t.Put()
 		if gate != nil {
 			select {
 			case <-*gate:
@@ -108,6 +106,19 @@ func (d *Device) Get(ctx context.Context) (*Table, error) {
 			}
 		}
 	}
+}
+
+// tryGet counts a holder on t, just read from the live slot, and keeps it
+// only if t is still live and no gate is up; else it gives it back and
+// returns the gate, if any, to wait on.
+func (d *Device) tryGet(t *Table) (bool, *chan struct{}) {
+	t.get()
+	gate := d.gate.Load()
+	if gate == nil && d.live.Load() == t {
+		return true, nil
+	}
+	t.Put()
+	return false, gate
 }
 
 // Acquire returns the live table (or the inactive one) with a holder

@@ -340,3 +340,32 @@ func TestStressSwapUnderIO(t *testing.T) {
 	}
 	t.Logf("%d verified write+read pairs across %d swaps", ios.Load(), swaps)
 }
+
+// The interleaving Get must survive: a getter reads the live slot, then a
+// swap destroys that table before the getter counts itself. Counting, then
+// re-checking the slot, must make it let go.
+func TestGetRechecksAfterCounting(t *testing.T) {
+	d := newLiveDevice(t, "0 8 zero")
+	defer d.Close()
+	old := d.live.Load() // a getter has read the slot...
+	if err := d.LoadText("0 8 zero"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Resume(context.Background(), true); err != nil { // ...and a swap destroys it
+		t.Fatal(err)
+	}
+	if !old.Destroyed() {
+		t.Fatal("old table not destroyed by the swap")
+	}
+	if ok, _ := d.tryGet(old); ok {
+		t.Fatal("Get kept a table that a swap had destroyed")
+	}
+	if n := old.Holders(); n != 0 {
+		t.Fatalf("holders %d after the getter let go", n)
+	}
+	if nt, err := d.Get(context.Background()); err != nil || nt == old {
+		t.Fatalf("Get = %v, %v; want the new table", nt, err)
+	} else {
+		nt.Put()
+	}
+}
