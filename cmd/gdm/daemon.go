@@ -19,12 +19,11 @@ import (
 // Errors of the daemon's device registry; the control API maps them to HTTP
 // statuses.
 var (
-	errNoDevice   = errors.New("no such device")
-	errExists     = errors.New("device already exists")
-	errBusy       = errors.New("device busy: NBD connections are open (use --force to disconnect them)")
-	errBadName    = errors.New("bad device name: use letters, digits, '-', '_', '.', '+', at most 127")
-	errNoTable    = errors.New("no table given")
-	errNoInactive = errors.New("no inactive table")
+	errNoDevice = errors.New("no such device")
+	errExists   = errors.New("device already exists")
+	errBusy     = errors.New("device busy: NBD connections are open (use --force to disconnect them)")
+	errBadName  = errors.New("bad device name: use letters, digits, '-', '_', '.', '+', at most 127")
+	errNoTable  = errors.New("no table given")
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.+-]{1,127}$`)

@@ -58,12 +58,12 @@ var HandshakeFailureNames = [numHandshakeFailures]string{"io", "bad_magic", "bad
 
 const maxOptionStat = 11
 
-// OptionName names an option type for metrics; unknown types are "unknown".
-func OptionName(i int) string {
-	names := map[int]string{1: "export_name", 2: "abort", 3: "list", 4: "peek_export", 5: "starttls",
-		6: "info", 7: "go", 8: "structured_reply", 9: "list_meta_context", 10: "set_meta_context", 11: "unknown"}
-	return names[i]
-}
+var optionNames = [maxOptionStat + 1]string{1: "export_name", 2: "abort", 3: "list", 4: "peek_export", 5: "starttls",
+	6: "info", 7: "go", 8: "structured_reply", 9: "list_meta_context", 10: "set_meta_context", 11: "unknown"}
+
+// OptionName names an option type for metrics; types past the known ones
+// are counted together as "unknown".
+func OptionName(i int) string { return optionNames[i] }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }

@@ -15,10 +15,9 @@ import (
 
 // Errors of Device operations.
 var (
-	ErrClosed     = fmt.Errorf("table: device removed: %w", syscall.ENXIO)
-	ErrNoTable    = fmt.Errorf("table: device has no live table: %w", syscall.ENXIO)
-	ErrReadOnly   = fmt.Errorf("table: device is read-only: %w", syscall.EPERM)
-	ErrNoInactive = errors.New("table: no inactive table")
+	ErrClosed   = fmt.Errorf("table: device removed: %w", syscall.ENXIO)
+	ErrNoTable  = fmt.Errorf("table: device has no live table: %w", syscall.ENXIO)
+	ErrReadOnly = fmt.Errorf("table: device is read-only: %w", syscall.EPERM)
 )
 
 // Device is a named mapped device with a live and an inactive table slot.

@@ -213,32 +213,26 @@ func (t *Table) destroy(log *slog.Logger) (time.Duration, error) {
 }
 
 // ReadAt reads len(p) bytes at off, splitting at target boundaries.
-func (t *Table) ReadAt(p []byte, off int64) error {
-	if err := t.check(off, int64(len(p))); err != nil {
-		return err
-	}
-	for len(p) > 0 {
-		i, tOff, n := t.locate(off, int64(len(p)))
-		err := t.targets[i].ReadAt(p[:n], tOff)
-		t.stats[i].record(OpRead, n, err)
-		if err != nil {
-			return err
-		}
-		p = p[n:]
-		off += n
-	}
-	return nil
-}
+func (t *Table) ReadAt(p []byte, off int64) error { return t.rw(p, off, OpRead) }
 
 // WriteAt writes p at off, splitting at target boundaries.
-func (t *Table) WriteAt(p []byte, off int64) error {
+func (t *Table) WriteAt(p []byte, off int64) error { return t.rw(p, off, OpWrite) }
+
+// rw splits p at target boundaries; each piece is a slice of the caller's
+// buffer, so data is never copied here.
+func (t *Table) rw(p []byte, off int64, op Op) error {
 	if err := t.check(off, int64(len(p))); err != nil {
 		return err
 	}
 	for len(p) > 0 {
 		i, tOff, n := t.locate(off, int64(len(p)))
-		err := t.targets[i].WriteAt(p[:n], tOff)
-		t.stats[i].record(OpWrite, n, err)
+		var err error
+		if op == OpWrite {
+			err = t.targets[i].WriteAt(p[:n], tOff)
+		} else {
+			err = t.targets[i].ReadAt(p[:n], tOff)
+		}
+		t.stats[i].record(op, n, err)
 		if err != nil {
 			return err
 		}

@@ -76,36 +76,23 @@ func (d *Dev) Size() int64 { return d.size }
 func (d *Dev) Closed() bool { return d.closed.Load() }
 
 // ReadAt fills p from off; a device that ends first is ErrShortIO.
-func (d *Dev) ReadAt(p []byte, off int64) error {
-	for len(p) > 0 {
-		n, err := unix.Pread(d.fd, p, off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("targets: read %s at %d: %w", d.path, off, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("%w: read %s at %d", ErrShortIO, d.path, off)
-		}
-		p = p[n:]
-		off += int64(n)
-	}
-	return nil
-}
+func (d *Dev) ReadAt(p []byte, off int64) error { return d.full(unix.Pread, "read", p, off) }
 
 // WriteAt writes all of p at off.
-func (d *Dev) WriteAt(p []byte, off int64) error {
+func (d *Dev) WriteAt(p []byte, off int64) error { return d.full(unix.Pwrite, "write", p, off) }
+
+// full repeats a positional read or write until all of p is done.
+func (d *Dev) full(io func(fd int, p []byte, off int64) (int, error), what string, p []byte, off int64) error {
 	for len(p) > 0 {
-		n, err := unix.Pwrite(d.fd, p, off)
+		n, err := io(d.fd, p, off)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("targets: write %s at %d: %w", d.path, off, err)
+			return fmt.Errorf("targets: %s %s at %d: %w", what, d.path, off, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("%w: write %s at %d", ErrShortIO, d.path, off)
+			return fmt.Errorf("%w: %s %s at %d", ErrShortIO, what, d.path, off)
 		}
 		p = p[n:]
 		off += int64(n)
