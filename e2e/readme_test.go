@@ -87,7 +87,7 @@ func TestReadmeCommands(t *testing.T) {
 	demo.Dir = ".."
 	demo.Env = append(os.Environ(), "TMPDIR="+tmp, "GDM_CONTROL=")
 	demo.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var demoOut bytes.Buffer
+	var demoOut lockedBuffer // written by exec's copier while we read it
 	demo.Stdout, demo.Stderr = &demoOut, &demoOut
 	if err := demo.Start(); err != nil {
 		t.Fatal(err)

@@ -47,7 +47,18 @@ func main() {
 	size := flag.Int64("size", 1<<30, "bytes in the served file")
 	runtime := flag.Duration("runtime", 10*time.Second, "fio runtime per job")
 	dir := flag.String("dir", "/dev/shm", "where the served file lives (tmpfs)")
+	onlyServers := flag.String("servers", "", "comma-separated servers to run (default: all)")
+	onlyJobs := flag.String("jobs", "", "run only jobs whose name contains this (default: all)")
 	flag.Parse()
+	if *onlyJobs != "" {
+		var kept []job
+		for _, j := range jobs {
+			if strings.Contains(j.name, *onlyJobs) {
+				kept = append(kept, j)
+			}
+		}
+		jobs = kept
+	}
 
 	work, err := os.MkdirTemp(*dir, "gdm-bench")
 	if err != nil {
@@ -70,6 +81,18 @@ func main() {
 		{"nbdkit", func(file, sock string) *exec.Cmd {
 			return exec.Command("nbdkit", "-f", "-U", sock, "--exportname=bench", "file", file)
 		}, func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
+	}
+	if *onlyServers != "" {
+		var kept []server
+		for _, s := range servers {
+			if strings.Contains(","+*onlyServers+",", ","+s.name+",") {
+				kept = append(kept, s)
+			}
+		}
+		servers = kept
+	}
+	if len(jobs) == 0 || len(servers) == 0 {
+		log.Fatal("no job or no server left to run")
 	}
 	results := map[string]map[string]result{}
 	for _, s := range servers {

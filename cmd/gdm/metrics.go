@@ -49,6 +49,7 @@ var (
 	descOptions    = prometheus.NewDesc("gdm_nbd_options_total", "NBD handshake options received, by option.", []string{"option"}, nil)
 	descProtoErrs  = prometheus.NewDesc("gdm_nbd_protocol_errors_total", "Connections closed for a protocol violation (bad magic, oversized data).", nil, nil)
 	descPanics     = prometheus.NewDesc("gdm_nbd_request_panics_total", "Requests that panicked (answered EIO).", nil, nil)
+	descStalls     = prometheus.NewDesc("gdm_nbd_batch_stalls_total", "Request batches that took over 1 ms, whose waiting requests were then served concurrently.", nil, nil)
 )
 
 // collector turns the daemon's plain stats into metrics at scrape time.
@@ -60,7 +61,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
 		descSize, descSuspended, descReadOnly, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
-		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics} {
+		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls} {
 		ch <- d
 	}
 }
@@ -106,6 +107,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(ch, descProtoErrs, st.ProtocolErrors.Load())
 	counter(ch, descPanics, st.Panics.Load())
+	counter(ch, descStalls, st.Stalls.Load())
 }
 
 func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {

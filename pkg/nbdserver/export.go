@@ -2,10 +2,15 @@
 // transmission phase with many requests in flight per connection, replies in
 // any order, structured replies and the base:allocation meta context.
 //
-// It knows nothing of dm tables: it serves any Export. Each connection has one
-// goroutine reading requests, a goroutine per request doing the work (bounded
-// in count and bytes), and one writer that owns the socket and batches
-// replies with writev.
+// It knows nothing of dm tables: it serves any Export. On each connection,
+// worker goroutines take turns reading requests in batches (as many as the
+// read buffer holds, sized by how fast the backend answers). While the
+// backend answers in a few microseconds, the reader serves its batch itself
+// and reads on: one goroutine per connection, no hand-offs. A slower backend
+// gets one request per turn and a worker per request in flight (bounded in
+// count and bytes). A server-wide watch hands a batch that stalls to
+// goroutines of its own. Whoever finishes replies writes everything queued
+// with one writev.
 package nbdserver
 
 import (

@@ -278,13 +278,19 @@ func (c *client) connect(name string, structured bool) (int64, uint16) {
 
 func (c *client) request(typ, flags uint16, cookie, off uint64, length uint32, payload []byte) {
 	c.t.Helper()
-	b := binary.BigEndian.AppendUint32(nil, magicRequest)
+	c.write(requestBytes(nil, typ, flags, cookie, off, length, payload))
+}
+
+// requestBytes appends one request to b, so that several can be sent with
+// one write (and so arrive in one read of the server's).
+func requestBytes(b []byte, typ, flags uint16, cookie, off uint64, length uint32, payload []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, magicRequest)
 	b = binary.BigEndian.AppendUint16(b, flags)
 	b = binary.BigEndian.AppendUint16(b, typ)
 	b = binary.BigEndian.AppendUint64(b, cookie)
 	b = binary.BigEndian.AppendUint64(b, off)
 	b = binary.BigEndian.AppendUint32(b, length)
-	c.write(append(b, payload...))
+	return append(b, payload...)
 }
 
 // simple reads a simple reply header.

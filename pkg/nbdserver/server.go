@@ -24,7 +24,8 @@ type Server struct {
 	MaxInFlight      int
 	MaxInFlightBytes int64
 
-	stats Stats
+	stats  Stats
+	stalls stallWatch
 
 	mu        sync.Mutex // guards listeners, conns, shutdown
 	listeners map[net.Listener]struct{}
@@ -40,6 +41,9 @@ type Stats struct {
 	Options         [maxOptionStat + 1]atomic.Uint64 // by option type; the last counts unknown types
 	ProtocolErrors  atomic.Uint64
 	Panics          atomic.Uint64
+	// Stalls counts batches whose requests were handed to other goroutines
+	// because one of them took longer than a millisecond.
+	Stalls atomic.Uint64
 }
 
 // Handshake failure reasons, for Stats.

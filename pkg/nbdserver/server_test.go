@@ -415,14 +415,21 @@ func TestCommandErrors(t *testing.T) {
 	}
 }
 
-// Replies come back in completion order, not request order.
-func TestRepliesOutOfOrder(t *testing.T) {
+// blockingExport serves export "a" whose reads at offset 0 wait until
+// m.block is closed, and connects a client to it.
+func blockingExport(t *testing.T) (*memExport, *Server, *client) {
 	m := newMem(1 << 20)
 	m.blockAt = 0
 	m.block = make(chan struct{})
-	_, sock := startServer(t, testExports{"a": m}, nil)
+	s, sock := startServer(t, testExports{"a": m}, nil)
 	c := dial(t, sock)
 	c.connect("a", false)
+	return m, s, c
+}
+
+// Replies come back in completion order, not request order.
+func TestRepliesOutOfOrder(t *testing.T) {
+	m, _, c := blockingExport(t)
 	c.request(cmdRead, 0, 1, 0, 512, nil) // blocks
 	c.request(cmdWrite, 0, 2, 4096, 512, make([]byte, 512))
 	if e, ck := c.simple(); e != 0 || ck != 2 {
@@ -431,6 +438,40 @@ func TestRepliesOutOfOrder(t *testing.T) {
 	close(m.block)
 	if e, ck := c.simple(); e != 0 || ck != 1 {
 		t.Fatalf("second reply: errno %d cookie %d", e, ck)
+	}
+	c.read(512)
+}
+
+// Requests that arrive together are served as one batch by one goroutine.
+// When the first blocks, the stall watch hands the rest to goroutines of
+// their own and another worker goes on reading: they are answered while it
+// still blocks.
+func TestStalledBatchIsRescued(t *testing.T) {
+	m, s, c := blockingExport(t)
+	b := requestBytes(nil, cmdRead, 0, 100, 0, 512, nil) // blocks
+	for i := uint64(1); i <= 8; i++ {
+		b = requestBytes(b, cmdWrite, 0, i, i*4096, 512, bytes.Repeat([]byte{byte(i)}, 512))
+	}
+	c.write(b)
+	for range 8 {
+		if e, ck := c.simple(); e != 0 || ck < 1 || ck > 8 {
+			t.Fatalf("reply: errno %d cookie %d, want a write (1-8)", e, ck)
+		}
+	}
+	// Requests sent after the stall are read and served too.
+	c.request(cmdRead, 0, 9, 3*4096, 512, nil)
+	if e, ck := c.simple(); e != 0 || ck != 9 {
+		t.Fatalf("read after the stall: errno %d cookie %d", e, ck)
+	}
+	if got := c.read(512); !bytes.Equal(got, bytes.Repeat([]byte{3}, 512)) {
+		t.Fatalf("read back % x...", got[:8])
+	}
+	if s.Stats().Stalls.Load() == 0 {
+		t.Fatal("no stall counted")
+	}
+	close(m.block)
+	if e, ck := c.simple(); e != 0 || ck != 100 {
+		t.Fatalf("blocked read: errno %d cookie %d", e, ck)
 	}
 	c.read(512)
 }
@@ -464,12 +505,7 @@ func TestBudgetBoundsInFlight(t *testing.T) {
 }
 
 func TestShutdownFinishesInFlight(t *testing.T) {
-	m := newMem(1 << 20)
-	m.blockAt = 0
-	m.block = make(chan struct{})
-	s, sock := startServer(t, testExports{"a": m}, nil)
-	c := dial(t, sock)
-	c.connect("a", false)
+	m, s, c := blockingExport(t)
 	c.request(cmdRead, 0, 1, 0, 512, nil)
 	waitUntil(t, func() bool { return s.InFlight(m) == 1 })
 	if s.Connections(m) != 1 {
