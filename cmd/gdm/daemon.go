@@ -317,7 +317,10 @@ type deviceExport struct {
 	nameP atomic.Pointer[string]
 }
 
-var _ nbdserver.Export = (*deviceExport)(nil)
+var (
+	_ nbdserver.Export       = (*deviceExport)(nil)
+	_ nbdserver.SpliceReader = (*deviceExport)(nil)
+)
 
 func (e *deviceExport) name() string {
 	if p := e.nameP.Load(); p != nil {
@@ -330,6 +333,15 @@ func (e *deviceExport) setName(n string) { e.nameP.Store(&n) }
 
 func (e *deviceExport) Zero(ctx context.Context, off, length int64, noHole, fast bool) error {
 	return e.Device.Zero(ctx, off, length, targets.ZeroFlags{NoHole: noHole, Fast: fast})
+}
+
+// SpliceRead lets the NBD server send large reads without copying them.
+func (e *deviceExport) SpliceRead(ctx context.Context, pipe int, off, length int64) error {
+	err := e.Device.SpliceRead(ctx, pipe, off, length)
+	if err == table.ErrNoSplice || err == targets.ErrPipeFull {
+		return fmt.Errorf("%w: %w", nbdserver.ErrNoSplice, err)
+	}
+	return err
 }
 
 func (e *deviceExport) Extents(ctx context.Context, off, length int64, emit func(int64, uint32) bool) error {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var errTooManyFiles = syscall.EMFILE
@@ -36,6 +38,8 @@ type conn struct {
 	name           atomic.Pointer[string]
 	expRef         atomic.Pointer[Export] // exp, for the server's lookups
 	exp            Export
+	splicer        SpliceReader    // exp, when it can splice and nc is a socket
+	raw            syscall.RawConn // nc's descriptor, for splicing into it
 	release        func()
 	size           int64
 	flags          uint16
@@ -90,6 +94,14 @@ func newConn(s *Server, nc net.Conn) *conn {
 		budget: budget{maxN: maxN, maxBytes: maxBytes},
 	}
 	c.br = bufio.NewReaderSize(nc, 256<<10)
+	if uc, ok := nc.(*net.UnixConn); ok {
+		// A UNIX socket's send buffer is all that lies between the
+		// server's replies and the client; Linux's default (208 KiB) holds
+		// a fifth of one 1 MiB read, so the two would take turns waking
+		// each other. The kernel caps this at net.core.wmem_max. (TCP
+		// sizes its own buffers; setting one would turn that off.)
+		uc.SetWriteBuffer(socketBuffer)
+	}
 	return c
 }
 
@@ -167,7 +179,9 @@ type reply struct {
 	headLen int
 	data    []byte
 	pooled  *[]byte // returned to the pool once written
-	charge  int64   // bytes of budget to give back once written
+	pipe    *pipe   // data to splice into the socket after head, when set
+	pipeLen int
+	charge  int64 // bytes of budget to give back once written
 }
 
 // transmit serves requests until DISC, EOF, shutdown or a protocol error.
@@ -194,6 +208,9 @@ type work struct {
 	buf    *[]byte
 	charge int64
 }
+
+// socketBuffer is the send buffer asked for on UNIX sockets.
+const socketBuffer = 4 << 20
 
 // maxBatch bounds the requests one worker takes per read turn.
 const maxBatch = 16
@@ -410,14 +427,19 @@ func (c *conn) do(r request, payload *[]byte, rep *reply) {
 			c.errorReply(rep, r, errInval)
 			return
 		}
-		buf := getBuf(int(n))
-		if err := c.exp.ReadAt(c.ctx, *buf, off); err != nil {
-			putBuf(buf)
+		if spliced, err := c.spliceRead(rep, off, n); err != nil {
 			c.errorReply(rep, r, ErrorCode(err))
 			return
+		} else if !spliced {
+			buf := getBuf(int(n))
+			if err := c.exp.ReadAt(c.ctx, *buf, off); err != nil {
+				putBuf(buf)
+				c.errorReply(rep, r, ErrorCode(err))
+				return
+			}
+			rep.pooled = buf
+			rep.data = *buf
 		}
-		rep.pooled = buf
-		rep.data = *buf
 		if c.structured && n == 0 {
 			c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkNone, 0)
 		} else if c.structured {
@@ -480,6 +502,61 @@ func (c *conn) do(r request, payload *[]byte, rep *reply) {
 	default:
 		c.errorReply(rep, r, errInval)
 	}
+}
+
+// spliceRead puts a large read's data in a pipe for the writer to splice
+// into the socket (see SpliceReader). It reports false, having done
+// nothing the client can see, when the read is to be done with ReadAt.
+func (c *conn) spliceRead(rep *reply, off, n int64) (bool, error) {
+	if c.splicer == nil || n < spliceMin {
+		return false, nil
+	}
+	p := c.srv.pipes.get()
+	if p == nil {
+		return false, nil
+	}
+	if n > int64(p.size) {
+		c.srv.pipes.put(p)
+		return false, nil
+	}
+	if err := c.splicer.SpliceRead(c.ctx, p.w, off, n); err != nil {
+		p.close() // it may hold part of the range
+		if errors.Is(err, ErrNoSplice) {
+			return false, nil
+		}
+		return false, err
+	}
+	rep.pipe, rep.pipeLen = p, int(n)
+	return true, nil
+}
+
+// spliceOut moves a reply's data from its pipe into the socket. Called
+// with wmu held, after the reply's header was written.
+func (c *conn) spliceOut(p *pipe, n int) error {
+	var serr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for n > 0 {
+			m, err := unix.Splice(p.r, nil, int(fd), nil, n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return false // the socket is full: wait until it drains
+			case err != nil:
+				serr = err
+				return true
+			case m == 0:
+				serr = io.ErrUnexpectedEOF
+				return true
+			}
+			n -= int(m)
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // maxExtents bounds one block-status reply; the client asks again for more.
@@ -601,31 +678,69 @@ func (c *conn) flushQueue() {
 // writeBatch sends replies with one writev, then recycles their buffers.
 // Called with wmu held.
 func (c *conn) writeBatch(batch []*reply) {
-	if !c.broken {
-		bufs := c.vec[:0]
-		for _, r := range batch {
-			bufs = append(bufs, r.head[:r.headLen])
-			if len(r.data) > 0 {
-				bufs = append(bufs, r.data)
-			}
+	bufs := c.vec[:0]
+	for _, r := range batch {
+		if c.broken {
+			break
 		}
-		c.vec = bufs[:0]
-		if _, err := bufs.WriteTo(c.nc); err != nil {
-			c.broken = true // the client is gone: drop replies from now on
-			if !c.killed.Load() {
-				c.log.Debug("write reply", "err", err)
+		bufs = append(bufs, r.head[:r.headLen])
+		if len(r.data) > 0 {
+			bufs = append(bufs, r.data)
+		}
+		if r.pipe != nil {
+			// The header and what precedes it go first, then the data
+			// straight from the pipe.
+			c.writeOut(&bufs)
+			if !c.broken {
+				if err := c.spliceOut(r.pipe, r.pipeLen); err != nil {
+					c.writeFailed(err)
+				} else {
+					r.pipeLen = 0
+				}
 			}
-			c.nc.Close()
 		}
 	}
+	if !c.broken {
+		c.writeOut(&bufs)
+	}
+	c.vec = bufs[:0]
 	for i, r := range batch {
 		if r.pooled != nil {
 			putBuf(r.pooled)
+		}
+		if r.pipe != nil {
+			if r.pipeLen == 0 {
+				c.srv.pipes.put(r.pipe) // emptied
+			} else {
+				r.pipe.close()
+			}
 		}
 		c.budget.release(r.charge)
 		batch[i] = nil
 		putReply(r)
 	}
+}
+
+// writeOut writes and empties bufs.
+func (c *conn) writeOut(bufs *net.Buffers) {
+	if len(*bufs) == 0 {
+		return
+	}
+	v := *bufs
+	if _, err := v.WriteTo(c.nc); err != nil {
+		c.writeFailed(err)
+	}
+	*bufs = (*bufs)[:0]
+}
+
+// writeFailed marks the connection broken: the client is gone, replies
+// are dropped from now on.
+func (c *conn) writeFailed(err error) {
+	c.broken = true
+	if !c.killed.Load() {
+		c.log.Debug("write reply", "err", err)
+	}
+	c.nc.Close()
 }
 
 var replyPool = sync.Pool{New: func() any { return new(reply) }}

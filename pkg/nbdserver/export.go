@@ -60,3 +60,16 @@ var ErrUnknownExport = errors.New("nbdserver: unknown export")
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("nbdserver: server closed")
+
+// SpliceReader is an optional Export capability for large reads: SpliceRead
+// puts length bytes at off into pipe (the write end of a pipe(2), with room
+// for them) without copying them through user space, and the server then
+// splices the pipe into the socket. An export that cannot do it for a range
+// returns an error wrapping ErrNoSplice, and the server reads it with
+// ReadAt. After any error the pipe is discarded.
+type SpliceReader interface {
+	SpliceRead(ctx context.Context, pipe int, off, length int64) error
+}
+
+// ErrNoSplice: the export did not splice this range; read it with ReadAt.
+var ErrNoSplice = errors.New("nbdserver: range not spliced")

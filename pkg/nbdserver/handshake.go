@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 )
 
 // errHandshake ends a negotiation; reason is a Handshake* constant.
@@ -183,6 +184,13 @@ func (c *conn) open(info ExportInfo) error {
 		return err
 	}
 	c.exp, c.release = exp, release
+	if sr, ok := exp.(SpliceReader); ok {
+		if sc, ok := c.nc.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				c.splicer, c.raw = sr, raw
+			}
+		}
+	}
 	c.size = exp.Size()
 	c.readOnly = info.ReadOnly
 	c.flags = c.transmissionFlags(info.ReadOnly)

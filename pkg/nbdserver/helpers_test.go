@@ -29,6 +29,7 @@ type memExport struct {
 	blockAt int64         //
 	zeroes  []string      // flags of each Zero call
 	opened  atomic.Int64
+	as      Export // what Open hands out instead of m (a wrapper of m)
 }
 
 func newMem(size int) *memExport {
@@ -121,7 +122,11 @@ func (e testExports) Open(name string) (Export, func(), error) {
 		return nil, nil, ErrUnknownExport
 	}
 	m.opened.Add(1)
-	return m, func() { m.opened.Add(-1) }, nil
+	var exp Export = m
+	if m.as != nil {
+		exp = m.as
+	}
+	return exp, func() { m.opened.Add(-1) }, nil
 }
 
 // startServer serves exports on a UNIX socket in a temp dir.

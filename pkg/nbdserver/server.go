@@ -26,6 +26,7 @@ type Server struct {
 
 	stats  Stats
 	stalls stallWatch
+	pipes  pipePool
 
 	mu        sync.Mutex // guards listeners, conns, shutdown
 	listeners map[net.Listener]struct{}
@@ -220,6 +221,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-done:
+		s.pipes.close()
 		return nil
 	case <-ctx.Done():
 		s.Close()
@@ -242,5 +244,6 @@ func (s *Server) Close() error {
 	for _, c := range conns {
 		c.kill()
 	}
+	s.pipes.close()
 	return nil
 }

@@ -358,6 +358,9 @@ func (d *Device) io(ctx context.Context, op Op, n int64, fn func(t *Table) error
 		err = fn(t)
 		t.Put()
 	}
+	if err == ErrNoSplice || err == targets.ErrPipeFull {
+		return err // not done; the caller reads the ordinary way, counted then
+	}
 	d.stats.IO.record(op, n, err)
 	if timed {
 		d.stats.Latency[op].Observe(time.Since(monoEpoch) - start)
@@ -368,6 +371,12 @@ func (d *Device) io(ctx context.Context, op Op, n int64, fn func(t *Table) error
 // ReadAt reads len(p) bytes at off from the live table.
 func (d *Device) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return d.io(ctx, OpRead, int64(len(p)), func(t *Table) error { return t.ReadAt(p, off) })
+}
+
+// SpliceRead moves length bytes at off from the live table into pipe (see
+// Table.SpliceTo); it counts as a read.
+func (d *Device) SpliceRead(ctx context.Context, pipe int, off, length int64) error {
+	return d.io(ctx, OpRead, length, func(t *Table) error { return t.SpliceTo(pipe, off, length) })
 }
 
 // WriteAt writes p at off.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gdm-project/gdm/pkg/targets"
+	"golang.org/x/sys/unix"
 )
 
 // model is the in-memory reference a device must agree with. Bytes a trim
@@ -70,6 +71,13 @@ func runModel(t *testing.T, d *Device, size int64, steps int, seed uint64) {
 	m := newModel(size)
 	fill := rand.NewChaCha8([32]byte{byte(seed)})
 	buf := make([]byte, 4<<20)
+	spliced, spliceFull := 0, 0
+	defer func() {
+		t.Logf("splice reads: %d done, %d refused for a full pipe", spliced, spliceFull)
+		if spliced == 0 && !t.Failed() {
+			t.Error("no read went through a pipe")
+		}
+	}()
 	for step := 0; step < steps; step++ {
 		// 512 B to 4 MiB, log-uniform; half the time at any byte offset.
 		n := int64(512) << r.IntN(14)
@@ -82,6 +90,20 @@ func runModel(t *testing.T, d *Device, size int64, steps int, seed uint64) {
 		}
 		p := buf[:n]
 		switch op := r.IntN(10); {
+		case op < 2 && n <= 1<<20:
+			// Through a pipe, as the NBD server sends large reads. A
+			// range at odd offsets may need more pipe slots than there
+			// are (ErrPipeFull); the server then reads it with ReadAt.
+			got, err := spliceRead(t, d, off, n)
+			if err == targets.ErrPipeFull {
+				spliceFull++
+				break
+			}
+			if err != nil {
+				t.Fatalf("step %d: splice read %d@%d: %v", step, n, off, err)
+			}
+			spliced++
+			m.check(t, fmt.Sprintf("step %d splice read %d@%d", step, n, off), off, got)
 		case op < 4:
 			if err := d.ReadAt(ctx, p, off); err != nil {
 				t.Fatalf("step %d: read %d@%d: %v", step, n, off, err)
@@ -117,6 +139,35 @@ func runModel(t *testing.T, d *Device, size int64, steps int, seed uint64) {
 	}
 }
 
+// spliceRead reads [off, off+n) of d through a 1 MiB pipe (SpliceRead).
+func spliceRead(t *testing.T, d *Device, off, n int64) ([]byte, error) {
+	t.Helper()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if _, err := unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SpliceRead(context.Background(), fds[1], off, n); err != nil {
+		return nil, err
+	}
+	got := make([]byte, n)
+	for done := 0; done < len(got); {
+		m, err := unix.Read(fds[0], got[done:])
+		if err != nil || m == 0 {
+			t.Fatalf("pipe holds %d of %d bytes: %v", done, n, err)
+		}
+		done += m
+	}
+	if m, _ := unix.Read(fds[0], make([]byte, 1)); m > 0 {
+		t.Fatal("pipe holds more than the range")
+	}
+	return got, nil
+}
+
 func TestModelLinear(t *testing.T) {
 	dir := t.TempDir()
 	files := []string{sparseFile(t, dir, "a", 64<<20), sparseFile(t, dir, "b", 64<<20)}
@@ -125,6 +176,11 @@ func TestModelLinear(t *testing.T) {
 	d := newLiveDevice(t, text)
 	defer d.Close()
 	runModel(t, d, sectors*512, 400, 11)
+	// 1 MiB from an odd byte touches 257 pages: one more than the pipe
+	// has slots. SpliceRead says so rather than block or fail the read.
+	if _, err := spliceRead(t, d, 1, 1<<20); err != targets.ErrPipeFull {
+		t.Errorf("1 MiB at byte 1 through a 1 MiB pipe: err = %v, want ErrPipeFull", err)
+	}
 }
 
 func TestModelStriped(t *testing.T) {
@@ -191,6 +247,7 @@ func TestZeroAndErrorTargets(t *testing.T) {
 	if err := d.ReadAt(ctx, p[:512], 24*512-1); err == nil {
 		t.Error("read past the end succeeded")
 	}
+
 	if err := d.Flush(ctx); err != nil {
 		t.Errorf("flush with an error target: %v (dm sends no flush to error targets)", err)
 	}
@@ -198,5 +255,11 @@ func TestZeroAndErrorTargets(t *testing.T) {
 	defer segs.Put()
 	if s := segs.SegmentSnapshot()[1]; s.Errors[OpRead] != 2 || s.Errors[OpWrite] != 1 {
 		t.Errorf("error target counted read errors %d, write errors %d; want 2, 1", s.Errors[OpRead], s.Errors[OpWrite])
+	}
+	if got, err := spliceRead(t, d, 0, 4096); err != nil || !bytes.Equal(got, make([]byte, 4096)) {
+		t.Errorf("zero target through a pipe: %v", err)
+	}
+	if _, err := spliceRead(t, d, 0, 12*512); err == nil || !strings.Contains(err.Error(), "error target") {
+		t.Errorf("error target through a pipe: err = %v", err)
 	}
 }

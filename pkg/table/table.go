@@ -16,6 +16,10 @@ import (
 // ErrOutOfRange is a request that reaches past the end of the table.
 var ErrOutOfRange = fmt.Errorf("table: request past the end of the device: %w", syscall.EINVAL)
 
+// ErrNoSplice is SpliceTo's answer for a range with a target that cannot
+// splice; nothing was written and the caller reads the ordinary way.
+var ErrNoSplice = errors.New("table: a target in the range cannot splice")
+
 // drainBias is added to holders by whoever waits for them to drain (destroy,
 // or the quiesce of a suspend). Put sees a count at or above it and knows a
 // waiter needs waking; below it Put pays for nothing but its atomic add.
@@ -238,6 +242,36 @@ func (t *Table) rw(p []byte, off int64, op Op) error {
 		}
 		p = p[n:]
 		off += n
+	}
+	return nil
+}
+
+// SpliceTo moves [off, off+n) into pipe without copying it through user
+// space, target by target (see targets.Splicer). It returns ErrNoSplice,
+// having written nothing, when a target in the range cannot splice; after
+// any other error the pipe holds part of the range.
+func (t *Table) SpliceTo(pipe int, off, n int64) error {
+	if err := t.check(off, n); err != nil {
+		return err
+	}
+	for o, left := off, n; left > 0; {
+		i, _, m := t.locate(o, left)
+		if _, ok := t.targets[i].(targets.Splicer); !ok {
+			return ErrNoSplice
+		}
+		o, left = o+m, left-m
+	}
+	for n > 0 {
+		i, tOff, m := t.locate(off, n)
+		err := t.targets[i].(targets.Splicer).SpliceTo(pipe, tOff, m)
+		if err == targets.ErrPipeFull {
+			return err
+		}
+		t.stats[i].record(OpRead, m, err)
+		if err != nil {
+			return err
+		}
+		off, n = off+m, n-m
 	}
 	return nil
 }

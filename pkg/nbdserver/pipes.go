@@ -1,0 +1,91 @@
+package nbdserver
+
+import (
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// spliceMin is the smallest read sent by splicing (SpliceReader). Below it
+// the two copies of pread and writev are cheap, and batching replies into
+// one writev matters more.
+const spliceMin = 64 << 10
+
+// pipeSize is the capacity asked for each pipe: the largest read that
+// is spliced. 1 MiB is Linux's default pipe-max-size, which any user may
+// ask for.
+const pipeSize = 1 << 20
+
+// maxIdlePipes bounds the pipes kept for reuse (two descriptors each).
+const maxIdlePipes = 32
+
+// pipe is a pipe(2) used to carry one read reply's data from the backing
+// file to the socket.
+type pipe struct {
+	r, w int
+	size int // capacity in bytes
+}
+
+// pipePool keeps empty pipes for reuse.
+type pipePool struct {
+	mu     sync.Mutex
+	idle   []*pipe
+	closed bool
+}
+
+// get returns an empty pipe, or nil when none can be made (out of
+// descriptors): the caller then reads the ordinary way.
+func (pp *pipePool) get() *pipe {
+	pp.mu.Lock()
+	if n := len(pp.idle); n > 0 {
+		p := pp.idle[n-1]
+		pp.idle = pp.idle[:n-1]
+		pp.mu.Unlock()
+		return p
+	}
+	pp.mu.Unlock()
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil
+	}
+	p := &pipe{r: fds[0], w: fds[1]}
+	// The size may be refused (a user over its pipe-buffer quota); the
+	// pipe then keeps its default size and carries smaller reads only.
+	unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, pipeSize)
+	size, err := unix.FcntlInt(uintptr(p.w), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		p.close()
+		return nil
+	}
+	p.size = size
+	return p
+}
+
+// put keeps an empty pipe for reuse.
+func (pp *pipePool) put(p *pipe) {
+	pp.mu.Lock()
+	if !pp.closed && len(pp.idle) < maxIdlePipes {
+		pp.idle = append(pp.idle, p)
+		p = nil
+	}
+	pp.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+}
+
+// close closes the idle pipes; pipes in use are closed when put back.
+func (pp *pipePool) close() {
+	pp.mu.Lock()
+	idle := pp.idle
+	pp.idle, pp.closed = nil, true
+	pp.mu.Unlock()
+	for _, p := range idle {
+		p.close()
+	}
+}
+
+func (p *pipe) close() {
+	unix.Close(p.r)
+	unix.Close(p.w)
+}
