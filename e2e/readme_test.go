@@ -108,8 +108,12 @@ func TestReadmeCommands(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if !strings.Contains(demoOut.String(), "nbd://"+nbdAddr+"/demo") {
-		t.Errorf("the demo does not print its URI:\n%s", demoOut.String())
+	// The URI line may follow the control socket by a moment.
+	for !strings.Contains(demoOut.String(), "nbd://"+nbdAddr+"/demo") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo does not print its URI:\n%s", demoOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	// The walkthrough, line by line as a script, against the demo.
