@@ -338,7 +338,7 @@ func (e *deviceExport) Zero(ctx context.Context, off, length int64, noHole, fast
 // SpliceRead lets the NBD server send large reads without copying them.
 func (e *deviceExport) SpliceRead(ctx context.Context, pipe int, off, length int64) error {
 	err := e.Device.SpliceRead(ctx, pipe, off, length)
-	if err == table.ErrNoSplice || err == targets.ErrPipeFull {
+	if err == targets.ErrPipeFull {
 		return fmt.Errorf("%w: %w", nbdserver.ErrNoSplice, err)
 	}
 	return err

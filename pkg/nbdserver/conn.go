@@ -51,9 +51,8 @@ type conn struct {
 	// goroutine per request grew (and copied) a fresh stack every time,
 	// 17% of the CPU in a 4 KiB read profile.
 	workers  sync.WaitGroup
-	rmu      sync.Mutex // the reading turn: guards br, hdr, readDone, sawDisc
+	rmu      sync.Mutex // the reading turn: guards br, readDone, sawDisc
 	waiting  atomic.Int32
-	hdr      [28]byte
 	readDone bool
 	sawDisc  bool
 	killed   atomic.Bool
@@ -86,7 +85,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:    s,
 		nc:     nc,
-		br:     nil,
 		log:    s.log().With("remote", nc.RemoteAddr().String()),
 		ctx:    ctx,
 		cancel: cancel,
@@ -264,7 +262,7 @@ func (c *conn) worker() {
 		}
 		run.items[0] = w
 		n := 1
-		for limit := c.batchLimit(); n < limit && c.br.Buffered() >= len(c.hdr); n++ {
+		for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; n++ {
 			if run.items[n], ok = c.readOne(false); !ok {
 				break
 			}
@@ -290,6 +288,12 @@ func (c *conn) batchLimit() int {
 		return maxBatch
 	}
 	return int(min(maxBatch, max(1, int64(batchBudget)/ns)))
+}
+
+// endReading ends the reading turns for good; readOne's answer then.
+func (c *conn) endReading() (work, bool) {
+	c.readDone = true
+	return work{}, false
 }
 
 // serveBatch does the n requests in run.items in order, then queues their
@@ -322,19 +326,17 @@ func (c *conn) serveBatch(run *batchRun, n int) {
 // then set). With wait false it returns false, consuming nothing, rather
 // than wait for the in-flight budget. Called with rmu held.
 func (c *conn) readOne(wait bool) (work, bool) {
-	h, err := c.br.Peek(len(c.hdr))
+	h, err := c.br.Peek(requestHeaderSize)
 	if err != nil {
 		if !c.stopped.Load() && !c.killed.Load() && !errors.Is(err, io.EOF) {
 			c.log.Debug("read request", "err", err)
 		}
-		c.readDone = true
-		return work{}, false
+		return c.endReading()
 	}
 	if m := binary.BigEndian.Uint32(h[0:]); m != magicRequest {
 		c.srv.stats.ProtocolErrors.Add(1)
 		c.log.Warn("bad request magic; closing", "magic", fmt.Sprintf("%#x", m))
-		c.readDone = true
-		return work{}, false
+		return c.endReading()
 	}
 	r := request{
 		flags:  binary.BigEndian.Uint16(h[4:]),
@@ -350,18 +352,16 @@ func (c *conn) readOne(wait bool) (work, bool) {
 	if r.typ != cmdDisc {
 		if wait {
 			if !c.budget.acquire(charge) {
-				c.readDone = true
-				return work{}, false
+				return c.endReading()
 			}
 		} else if !c.budget.tryAcquire(charge) {
 			return work{}, false
 		}
 	}
-	c.br.Discard(len(c.hdr))
+	c.br.Discard(requestHeaderSize)
 	if r.typ == cmdDisc {
 		c.sawDisc = true
-		c.readDone = true
-		return work{}, false
+		return c.endReading()
 	}
 	var buf *[]byte
 	if r.typ == cmdWrite {
@@ -373,21 +373,18 @@ func (c *conn) readOne(wait bool) (work, bool) {
 				c.srv.stats.ProtocolErrors.Add(1)
 				c.log.Warn("write payload too long to skip; closing", "length", r.length)
 				c.budget.release(0)
-				c.readDone = true
-				return work{}, false
+				return c.endReading()
 			}
 			if _, err := io.CopyN(io.Discard, c.br, int64(r.length)); err != nil {
 				c.budget.release(0)
-				c.readDone = true
-				return work{}, false
+				return c.endReading()
 			}
 		} else {
 			buf = getBuf(int(r.length))
 			if _, err := io.ReadFull(c.br, *buf); err != nil {
 				putBuf(buf)
 				c.budget.release(charge)
-				c.readDone = true
-				return work{}, false
+				return c.endReading()
 			}
 		}
 	}
@@ -508,7 +505,7 @@ func (c *conn) do(r request, payload *[]byte, rep *reply) {
 // into the socket (see SpliceReader). It reports false, having done
 // nothing the client can see, when the read is to be done with ReadAt.
 func (c *conn) spliceRead(rep *reply, off, n int64) (bool, error) {
-	if c.splicer == nil || n < spliceMin {
+	if c.splicer == nil || n < spliceMin || n > pipeSize {
 		return false, nil
 	}
 	p := c.srv.pipes.get()

@@ -136,6 +136,9 @@ const (
 	// small pieces and dropped (the reply is EINVAL); longer, the connection
 	// closes, since skipping it would take unbounded time.
 	maxPayloadSkip = 128 << 20
+	// requestHeaderSize is a transmission request's header: magic, flags,
+	// type, cookie, offset, length.
+	requestHeaderSize = 28
 )
 
 // ErrorCode maps an export's error to the NBD error sent to the client. It

@@ -358,8 +358,8 @@ func (d *Device) io(ctx context.Context, op Op, n int64, fn func(t *Table) error
 		err = fn(t)
 		t.Put()
 	}
-	if err == ErrNoSplice || err == targets.ErrPipeFull {
-		return err // not done; the caller reads the ordinary way, counted then
+	if err == targets.ErrPipeFull {
+		return err // not done: the caller reads the ordinary way, counted then
 	}
 	d.stats.IO.record(op, n, err)
 	if timed {

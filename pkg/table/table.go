@@ -16,10 +16,6 @@ import (
 // ErrOutOfRange is a request that reaches past the end of the table.
 var ErrOutOfRange = fmt.Errorf("table: request past the end of the device: %w", syscall.EINVAL)
 
-// ErrNoSplice is SpliceTo's answer for a range with a target that cannot
-// splice; nothing was written and the caller reads the ordinary way.
-var ErrNoSplice = errors.New("table: a target in the range cannot splice")
-
 // drainBias is added to holders by whoever waits for them to drain (destroy,
 // or the quiesce of a suspend). Put sees a count at or above it and knows a
 // waiter needs waking; below it Put pays for nothing but its atomic add.
@@ -247,33 +243,10 @@ func (t *Table) rw(p []byte, off int64, op Op) error {
 }
 
 // SpliceTo moves [off, off+n) into pipe without copying it through user
-// space, target by target (see targets.Splicer). It returns ErrNoSplice,
-// having written nothing, when a target in the range cannot splice; after
-// any other error the pipe holds part of the range.
+// space, target by target (see targets.Target.SpliceTo). After an error
+// the pipe holds part of the range.
 func (t *Table) SpliceTo(pipe int, off, n int64) error {
-	if err := t.check(off, n); err != nil {
-		return err
-	}
-	for o, left := off, n; left > 0; {
-		i, _, m := t.locate(o, left)
-		if _, ok := t.targets[i].(targets.Splicer); !ok {
-			return ErrNoSplice
-		}
-		o, left = o+m, left-m
-	}
-	for n > 0 {
-		i, tOff, m := t.locate(off, n)
-		err := t.targets[i].(targets.Splicer).SpliceTo(pipe, tOff, m)
-		if err == targets.ErrPipeFull {
-			return err
-		}
-		t.stats[i].record(OpRead, m, err)
-		if err != nil {
-			return err
-		}
-		off, n = off+m, n-m
-	}
-	return nil
+	return t.each(off, n, OpRead, func(tg targets.Target, tOff, m int64) error { return tg.SpliceTo(pipe, tOff, m) })
 }
 
 // Trim discards [off, off+length) on every target it covers.
@@ -318,6 +291,9 @@ func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, 
 		err := fn(t.targets[i], tOff, n)
 		if err == errStop {
 			return nil
+		}
+		if err == targets.ErrPipeFull {
+			return err // not done: the caller reads the ordinary way, counted then
 		}
 		t.stats[i].record(op, n, err)
 		if err != nil {

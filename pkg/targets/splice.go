@@ -7,18 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Splicer is a Target that can move a range into a pipe without copying it
-// through user space: splice(2) from a backing device puts references to
-// its page-cache pages in the pipe, and the NBD server later splices the
-// pipe into the socket. A large read then costs no copy in gdm at all,
-// where pread plus write cost two.
-//
-// SpliceTo writes exactly n bytes of [off, off+n) to pipe (a pipe's write
-// end, non-blocking) or fails. After a failure the pipe holds an unknown
-// part of the range and must be discarded.
-type Splicer interface {
-	SpliceTo(pipe int, off, n int64) error
-}
+// Every target can splice (Target.SpliceTo): splice(2) from a backing
+// device puts references to its page-cache pages in the pipe, and the NBD
+// server later splices the pipe into the socket. A large read then costs no
+// copy in gdm at all, where pread plus write cost two.
 
 // ErrPipeFull is SpliceTo's answer when the pipe has no room for the range
 // (a range that starts or ends inside a page needs a slot for that page).

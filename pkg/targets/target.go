@@ -84,6 +84,12 @@ type Target interface {
 	// for each run until it returns false. Runs may be reported shorter than
 	// they are; the sum covers at most the range.
 	Extents(off, length int64, emit func(Extent) bool) error
+	// SpliceTo writes exactly n bytes of [off, off+n) to pipe (a pipe's
+	// write end, non-blocking) without copying them through user space
+	// where it can (see splice.go), or fails: with ErrPipeFull when the
+	// pipe has no room left. After a failure the pipe holds an unknown part
+	// of the range and must be discarded.
+	SpliceTo(pipe int, off, n int64) error
 	// Status is dm's STATUSTYPE_INFO text for this target.
 	Status() string
 }
