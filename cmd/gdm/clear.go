@@ -14,11 +14,8 @@ func runClear(args []string, _ io.Reader, stdout io.Writer) error {
 	fs := newFlagSet("clear")
 	var cf clientFlags
 	cf.register(fs, true)
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
 		return err
 	}
 	return postDevice(cf, stdout, pos[0], "clear", nil, nil)

@@ -138,14 +138,6 @@ func (t *tableFlags) read(stdin io.Reader) (string, error) {
 	return string(b), nil
 }
 
-// needArgs checks the count of positional arguments.
-func needArgs(pos []string, min, max int) error {
-	if len(pos) < min || len(pos) > max {
-		return fmt.Errorf("%w: wrong number of arguments", errUsage)
-	}
-	return nil
-}
-
 // postDevice runs one action on a device (load, resume, suspend, clear,
 // rename) and, with --json, prints the device's info after it.
 func postDevice(cf clientFlags, stdout io.Writer, name, action string, q url.Values, body any) error {

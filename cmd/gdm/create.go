@@ -21,11 +21,8 @@ func runCreate(args []string, stdin io.Reader, stdout io.Writer) error {
 	tf.register(fs)
 	readOnly := fs.Bool("read-only", false, "refuse writes; open backing devices read-only")
 	uuid := fs.String("uuid", "", "the device's uuid (default: a random one)")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
 		return err
 	}
 	text, err := tf.read(stdin)

@@ -18,11 +18,8 @@ func runInfo(args []string, _ io.Reader, stdout io.Writer) error {
 	fs := newFlagSet("info")
 	var cf clientFlags
 	cf.register(fs, true)
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args, 0, 1)
 	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 0, 1); err != nil {
 		return err
 	}
 	a := newAPI(cf.control)

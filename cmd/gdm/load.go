@@ -16,11 +16,8 @@ func runLoad(args []string, stdin io.Reader, stdout io.Writer) error {
 	var tf tableFlags
 	cf.register(fs, true)
 	tf.register(fs)
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
 		return err
 	}
 	text, err := tf.read(stdin)

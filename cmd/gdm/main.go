@@ -103,6 +103,19 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "(default /run/gdm/gdm.sock). `gdm VERB -h` lists a verb's flags.")
 }
 
+// parseArgs parses a verb's flags and checks it got min to max positional
+// arguments, which it returns.
+func parseArgs(fs *flag.FlagSet, args []string, min, max int) ([]string, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) < min || len(pos) > max {
+		return nil, fmt.Errorf("%w: wrong number of arguments", errUsage)
+	}
+	return pos, nil
+}
+
 // parseInterspersed parses flags wherever they appear among the positional
 // arguments, as dmsetup allows (`gdm create NAME --table ...`).
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {

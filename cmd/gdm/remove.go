@@ -19,11 +19,8 @@ func runRemove(args []string, _ io.Reader, _ io.Writer) error {
 	var cf clientFlags
 	cf.register(fs, false)
 	force := fs.Bool("force", false, "disconnect open NBD connections (their requests fail)")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
 		return err
 	}
 	q := url.Values{}

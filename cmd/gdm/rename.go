@@ -14,11 +14,8 @@ func runRename(args []string, _ io.Reader, stdout io.Writer) error {
 	fs := newFlagSet("rename")
 	var cf clientFlags
 	cf.register(fs, true)
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args, 2, 2)
 	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 2, 2); err != nil {
 		return err
 	}
 	req := struct {

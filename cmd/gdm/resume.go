@@ -16,11 +16,8 @@ func runResume(args []string, _ io.Reader, stdout io.Writer) error {
 	cf.register(fs, true)
 	live := fs.Bool("live", false, "swap without waiting for in-flight I/O on the old table (it is destroyed when it drains)")
 	timeout := fs.Duration("timeout", 0, "how long to wait for in-flight I/O (default 30s)")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
 		return err
 	}
 	return postDevice(cf, stdout, pos[0], "resume", waitQuery("live", *live, *timeout), nil)

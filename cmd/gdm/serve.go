@@ -56,11 +56,7 @@ func runServe(args []string, _ io.Reader, stdout io.Writer) error {
 	fs := newFlagSet("serve")
 	var cfg serveConfig
 	cfg.register(fs)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 0, 0); err != nil {
+	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
 	set := map[string]bool{}

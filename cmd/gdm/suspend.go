@@ -16,11 +16,8 @@ func runSuspend(args []string, _ io.Reader, stdout io.Writer) error {
 	cf.register(fs, true)
 	noflush := fs.Bool("noflush", false, "do not flush the backing devices")
 	timeout := fs.Duration("timeout", 0, "how long to wait for in-flight I/O (default 30s)")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 1, 1); err != nil {
 		return err
 	}
 	return postDevice(cf, stdout, pos[0], "suspend", waitQuery("noflush", *noflush, *timeout), nil)

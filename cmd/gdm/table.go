@@ -21,11 +21,8 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	var cf clientFlags
 	cf.register(fs, true)
 	inactive := fs.Bool("inactive", false, "the inactive table")
-	pos, err := parseInterspersed(fs, args)
+	pos, err := parseArgs(fs, args, 0, 1)
 	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 0, 1); err != nil {
 		return err
 	}
 	a := newAPI(cf.control)

@@ -26,11 +26,7 @@ func runVersion(args []string, _ io.Reader, stdout io.Writer) error {
 	fs := newFlagSet("version")
 	var cf clientFlags
 	cf.register(fs, true)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := needArgs(pos, 0, 0); err != nil {
+	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
 	local := versionNow()
