@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testfile"
 )
 
 // After writes followed by FLUSH are acknowledged, kill -9 the daemon and
@@ -16,8 +18,8 @@ import (
 func TestKill9KeepsDevicesAndFlushedData(t *testing.T) {
 	needTool(t, "qemu-io")
 	d := startDaemon(t, "")
-	a := sparse(t, d.dir, "a.img", 32<<20)
-	b := sparse(t, d.dir, "b.img", 32<<20)
+	a := testfile.Sparse(t, d.dir, "a.img", 32<<20)
+	b := testfile.Sparse(t, d.dir, "b.img", 32<<20)
 	d.gdm("create", "k", "--table", "0 32768 striped 2 128 "+a+" 0 "+b+" 0", "--table", "32768 8192 linear "+a+" 16384")
 	d.gdm("load", "k", "--table", "0 8192 zero")
 	d.gdm("create", "other", "--table", "0 2048 linear "+b+" 20000", "--read-only")
@@ -50,8 +52,8 @@ func TestRemoveLeavesNoFileOpen(t *testing.T) {
 	needTool(t, "qemu-io")
 	d := startDaemon(t, "")
 	files := t.TempDir()
-	a := sparse(t, files, "a.img", 8<<20)
-	b := sparse(t, files, "b.img", 8<<20)
+	a := testfile.Sparse(t, files, "a.img", 8<<20)
+	b := testfile.Sparse(t, files, "b.img", 8<<20)
 	for i := range 3 {
 		d.gdm("create", "x", "--table", "0 8192 striped 2 64 "+a+" 0 "+b+" 0")
 		d.gdm("load", "x", "--table", "0 8192 linear "+b+" 0")
@@ -73,7 +75,7 @@ func TestRemoveLeavesNoFileOpen(t *testing.T) {
 func TestKill9MidFio(t *testing.T) {
 	fio := needTool(t, "fio")
 	d := startDaemon(t, "")
-	file := sparse(t, d.dir, "f.img", 64<<20)
+	file := testfile.Sparse(t, d.dir, "f.img", 64<<20)
 	d.gdm("create", "f", "--table", "0 131072 linear "+file+" 0")
 	work := t.TempDir() // fio keeps its verify state file in its cwd
 	args := []string{"--name=crash", "--ioengine=nbd", "--uri=" + d.uri("f"), "--rw=randwrite",

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testfile"
 )
 
 // nbdfuseMount exposes a device as a file through nbdfuse (a new NBD
@@ -60,7 +62,7 @@ func TestFilesystemThroughNbdfuse(t *testing.T) {
 	files := t.TempDir()
 	var legs []string
 	for i := range 4 {
-		legs = append(legs, sparse(t, files, fmt.Sprintf("leg%d.img", i), 64<<20))
+		legs = append(legs, testfile.Sparse(t, files, fmt.Sprintf("leg%d.img", i), 64<<20))
 	}
 	d.gdm("create", "fs", "--table", fmt.Sprintf("0 %d striped 4 128 %s 0 %s 0 %s 0 %s 0", 256<<11, legs[0], legs[1], legs[2], legs[3]))
 

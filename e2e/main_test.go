@@ -179,21 +179,6 @@ func run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// sparse makes a sparse file of size bytes.
-func sparse(t testing.TB, dir, name string, size int64) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // openUnder lists the files process pid has open under dir.
 func openUnder(t testing.TB, pid int, dir string) []string {
 	t.Helper()

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testfile"
 )
 
 // promQuery asks Prometheus' HTTP API for an instant vector and returns the
@@ -43,7 +45,7 @@ func promQuery(t *testing.T, addr, q string) (float64, bool) {
 func TestPrometheusScrapesGdm(t *testing.T) {
 	prom := needTool(t, "prometheus")
 	d := startDaemon(t, "")
-	file := sparse(t, d.dir, "p.img", 64<<20)
+	file := testfile.Sparse(t, d.dir, "p.img", 64<<20)
 	d.gdm("create", "p", "--table", "0 131072 linear "+file+" 0")
 
 	dir := t.TempDir()

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testfile"
 )
 
 // twoLayouts maps the same bytes two ways: one linear target, and the same
@@ -53,7 +55,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	needTool(t, "fio")
 	d := startDaemon(t, "")
 	const sizeMiB = 64
-	file := sparse(t, d.dir, "backing.img", sizeMiB<<20)
+	file := testfile.Sparse(t, d.dir, "backing.img", sizeMiB<<20)
 	one, many := twoLayouts(file, sizeMiB<<11)
 	d.gdm("create", "r", "--table", one)
 	for _, mode := range []string{"resume", "resume --live"} {

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testfile"
 )
 
 // SIGTERM lets in-flight requests finish; while it waits, a second signal
@@ -15,7 +17,7 @@ import (
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	needTool(t, "qemu-io")
 	d := startDaemon(t, "", "--shutdown-timeout", "2m")
-	file := sparse(t, d.dir, "s.img", 1<<20)
+	file := testfile.Sparse(t, d.dir, "s.img", 1<<20)
 	d.gdm("create", "s", "--table", "0 2048 linear "+file+" 0")
 	d.gdm("suspend", "s")
 	// A client whose read waits on the suspended device: in flight. It

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testfile"
 )
 
 // guestScript is what the VM runs against gdm with the kernel's nbd-client:
@@ -89,7 +91,7 @@ func bootGuest(t *testing.T, sock string) string {
 // equivalent layouts every 100 ms.
 func TestKernelClient(t *testing.T) {
 	d := startDaemon(t, "")
-	file := sparse(t, d.dir, "vm.img", 256<<20)
+	file := testfile.Sparse(t, d.dir, "vm.img", 256<<20)
 	one, many := twoLayouts(file, 256<<11)
 	d.gdm("create", "vm", "--table", one)
 

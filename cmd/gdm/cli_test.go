@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gdm-project/gdm/internal/testfile"
 )
 
 func TestVerbs(t *testing.T) {
@@ -16,8 +18,8 @@ func TestVerbs(t *testing.T) {
 	if st, err := os.Stat(td.control); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("control socket: %v %v, want a socket of mode 0600", st.Mode(), err)
 	}
-	a := backing(t, td.dir, "a.img", 8<<20)
-	b := backing(t, td.dir, "b.img", 8<<20)
+	a := testfile.Sparse(t, td.dir, "a.img", 8<<20)
+	b := testfile.Sparse(t, td.dir, "b.img", 8<<20)
 
 	// create from --table lines, and from stdin, and from --table-file.
 	td.ok(t, "create", "lin", "--table", "0 8192 linear "+a+" 0", "--table", "8192 8192 linear "+b+" 0")
@@ -96,7 +98,7 @@ func TestVerbs(t *testing.T) {
 
 func TestVerbErrors(t *testing.T) {
 	td := startTestDaemon(t, "")
-	a := backing(t, td.dir, "a.img", 1<<20)
+	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
 	before := td.ok(t, "table", "d")
 
@@ -139,7 +141,7 @@ func TestVerbErrors(t *testing.T) {
 func TestStateSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	td := startTestDaemon(t, dir)
-	a := backing(t, dir, "a.img", 1<<20)
+	a := testfile.Sparse(t, dir, "a.img", 1<<20)
 	td.ok(t, "create", "one", "--table", "0 2048 linear "+a+" 0", "--uuid", "11111111-2222-4333-8444-555555555555")
 	td.ok(t, "create", "ro", "--table", "0 8 zero", "--read-only")
 	td.ok(t, "load", "one", "--table", "0 1024 linear "+a+" 0")
@@ -190,7 +192,7 @@ func TestDestroyOnlyAtFixedPoints(t *testing.T) {
 		}
 	})
 	td := startTestDaemon(t, "")
-	a := backing(t, td.dir, "a.img", 1<<20)
+	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
 	m, _ := td.d.get("d")
 	ctx := context.Background()

@@ -68,21 +68,6 @@ func (td *testDaemon) uri(name string) string {
 	return "nbd+unix:///" + name + "?socket=" + filepath.Join(td.dir, "nbd.sock")
 }
 
-// backing makes a sparse backing file.
-func backing(t *testing.T, dir, name string, size int64) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // openFiles lists the paths this process has open under dir.
 func openFiles(t *testing.T, pid int, dir string) []string {
 	t.Helper()

@@ -1,13 +1,17 @@
 package main
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/gdm-project/gdm/internal/testfile"
+)
 
 // A connected client keeps the size it negotiated: after the table shrinks,
 // its requests past the new end get an error reply and the connection
 // lives; new connections see the new size.
 func TestResizeKeepsNegotiatedSize(t *testing.T) {
 	td := startTestDaemon(t, "")
-	a := backing(t, td.dir, "a.img", 1<<20)
+	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
 	old := dialNBD(t, td.addrs["nbd-unix"], "d")
 	if old.size != 2048*512 {

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+
+	"github.com/gdm-project/gdm/internal/testfile"
 )
 
 // benchDir is tmpfs when there is one, so the benchmarks time gdm, not a disk.
@@ -48,7 +50,7 @@ func BenchmarkRead4K(b *testing.B) {
 	dir := benchDir(b)
 	var legs []string
 	for i := range 4 {
-		p := sparseFile(b, dir, fmt.Sprintf("leg%d", i), size/4)
+		p := testfile.Sparse(b, dir, fmt.Sprintf("leg%d", i), size/4)
 		if err := os.WriteFile(p, make([]byte, size/4), 0o600); err != nil { // allocate
 			b.Fatal(err)
 		}

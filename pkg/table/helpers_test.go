@@ -4,27 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// sparseFile makes a sparse file of size bytes and returns its path.
-func sparseFile(t testing.TB, dir, name string, size int64) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // mustTable builds a table from text or fails the test.
 func mustTable(t testing.TB, text string) *Table {

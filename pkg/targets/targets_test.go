@@ -7,20 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gdm-project/gdm/internal/testfile"
 )
 
+// tempFile makes a sparse file of size bytes in a fresh directory.
 func tempFile(t *testing.T, size int64) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "dev")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testfile.Sparse(t, t.TempDir(), "dev", size)
 }
 
 func TestParseNumber(t *testing.T) {
