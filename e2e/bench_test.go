@@ -4,13 +4,15 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // The benchmark script runs end to end (briefly) and prints a row for every
 // server and job; the README's numbers come from its full run.
 func TestBenchScriptRuns(t *testing.T) {
-	needTool(t, "fio")
-	needTool(t, "nbdkit")
+	testkit.NeedTool(t, "fio")
+	testkit.NeedTool(t, "nbdkit")
 	cmd := exec.Command("bash", "bench/run.sh", "-runtime", "1s", "-size", "67108864")
 	cmd.Dir = ".."
 	out, err := cmd.Output()

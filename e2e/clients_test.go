@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // The userspace clients (nbdinfo, nbdcopy, qemu-img, qemu-io, fio) against
@@ -21,15 +21,15 @@ func TestUserspaceClients(t *testing.T) {
 	files := t.TempDir()
 	var legs []string
 	for i := range 4 {
-		legs = append(legs, testfile.Sparse(t, files, fmt.Sprintf("leg%d.img", i), 16<<20))
+		legs = append(legs, testkit.Sparse(t, files, fmt.Sprintf("leg%d.img", i), 16<<20))
 	}
-	lin := testfile.Sparse(t, files, "lin.img", 64<<20)
+	lin := testkit.Sparse(t, files, "lin.img", 64<<20)
 	const mib = 2048 // sectors
 	d.gdm("create", "linear", "--table", fmt.Sprintf("0 %d linear %s 0", 64*mib, lin))
 	d.gdm("create", "striped", "--table", fmt.Sprintf("0 %d striped 4 128 %s 0 %s 0 %s 0 %s 0", 64*mib, legs[0], legs[1], legs[2], legs[3]))
-	mixedA := testfile.Sparse(t, files, "mixed-a.img", 16<<20)
-	mixedB := testfile.Sparse(t, files, "mixed-b.img", 16<<20)
-	mixedC := testfile.Sparse(t, files, "mixed-c.img", 16<<20)
+	mixedA := testkit.Sparse(t, files, "mixed-a.img", 16<<20)
+	mixedB := testkit.Sparse(t, files, "mixed-b.img", 16<<20)
+	mixedC := testkit.Sparse(t, files, "mixed-c.img", 16<<20)
 	d.gdm("create", "mixed",
 		"--table", fmt.Sprintf("0 %d linear %s 0", 16*mib, mixedA),
 		"--table", fmt.Sprintf("%d %d striped 2 64 %s 0 %s 0", 16*mib, 32*mib, mixedB, mixedC),

@@ -9,17 +9,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // After writes followed by FLUSH are acknowledged, kill -9 the daemon and
 // start it again on the same state dir: devices are back as they were and
 // the flushed data reads back intact.
 func TestKill9KeepsDevicesAndFlushedData(t *testing.T) {
-	needTool(t, "qemu-io")
+	testkit.NeedTool(t, "qemu-io")
 	d := startDaemon(t, "")
-	a := testfile.Sparse(t, d.dir, "a.img", 32<<20)
-	b := testfile.Sparse(t, d.dir, "b.img", 32<<20)
+	a := testkit.Sparse(t, d.dir, "a.img", 32<<20)
+	b := testkit.Sparse(t, d.dir, "b.img", 32<<20)
 	d.gdm("create", "k", "--table", "0 32768 striped 2 128 "+a+" 0 "+b+" 0", "--table", "32768 8192 linear "+a+" 16384")
 	d.gdm("load", "k", "--table", "0 8192 zero")
 	d.gdm("create", "other", "--table", "0 2048 linear "+b+" 20000", "--read-only")
@@ -49,20 +49,20 @@ func TestKill9KeepsDevicesAndFlushedData(t *testing.T) {
 // A remove right after the client disconnects leaves the daemon with no
 // backing file open, and the name is free at once.
 func TestRemoveLeavesNoFileOpen(t *testing.T) {
-	needTool(t, "qemu-io")
+	testkit.NeedTool(t, "qemu-io")
 	d := startDaemon(t, "")
 	files := t.TempDir()
-	a := testfile.Sparse(t, files, "a.img", 8<<20)
-	b := testfile.Sparse(t, files, "b.img", 8<<20)
+	a := testkit.Sparse(t, files, "a.img", 8<<20)
+	b := testkit.Sparse(t, files, "b.img", 8<<20)
 	for i := range 3 {
 		d.gdm("create", "x", "--table", "0 8192 striped 2 64 "+a+" 0 "+b+" 0")
 		d.gdm("load", "x", "--table", "0 8192 linear "+b+" 0")
 		run(t, "qemu-io", "-f", "raw", "-c", "write -P 7 0 1M", d.uri("x"))
-		if n := len(openUnder(t, d.cmd.Process.Pid, files)); n != 3 {
+		if n := len(testkit.OpenUnder(t, d.cmd.Process.Pid, files)); n != 3 {
 			t.Fatalf("round %d: daemon has %d backing files open, want 3", i, n)
 		}
 		d.gdm("remove", "x")
-		if open := openUnder(t, d.cmd.Process.Pid, files); len(open) != 0 {
+		if open := testkit.OpenUnder(t, d.cmd.Process.Pid, files); len(open) != 0 {
 			t.Fatalf("round %d: after remove the daemon still has open: %v", i, open)
 		}
 	}
@@ -73,9 +73,9 @@ func TestRemoveLeavesNoFileOpen(t *testing.T) {
 // dir, fio reconnects and verifies exactly those blocks. Acknowledged writes
 // are in the page cache of the backing file, so not one may be lost.
 func TestKill9MidFio(t *testing.T) {
-	fio := needTool(t, "fio")
+	fio := testkit.NeedTool(t, "fio")
 	d := startDaemon(t, "")
-	file := testfile.Sparse(t, d.dir, "f.img", 64<<20)
+	file := testkit.Sparse(t, d.dir, "f.img", 64<<20)
 	d.gdm("create", "f", "--table", "0 131072 linear "+file+" 0")
 	work := t.TempDir() // fio keeps its verify state file in its cwd
 	args := []string{"--name=crash", "--ioengine=nbd", "--uri=" + d.uri("f"), "--rw=randwrite",

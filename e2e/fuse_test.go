@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // nbdfuseMount exposes a device as a file through nbdfuse (a new NBD
@@ -19,7 +19,7 @@ import (
 func nbdfuseMount(t *testing.T, uri string) (string, func()) {
 	t.Helper()
 	mnt := t.TempDir()
-	cmd := exec.Command(needTool(t, "nbdfuse"), mnt, uri)
+	cmd := exec.Command(testkit.NeedTool(t, "nbdfuse"), mnt, uri)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
@@ -56,13 +56,13 @@ func TestFilesystemThroughNbdfuse(t *testing.T) {
 		}
 		t.Skip("SKIPPING: mount needs root")
 	}
-	needTool(t, "mkfs.ext4")
-	needTool(t, "e2fsck")
+	testkit.NeedTool(t, "mkfs.ext4")
+	testkit.NeedTool(t, "e2fsck")
 	d := startDaemon(t, "")
 	files := t.TempDir()
 	var legs []string
 	for i := range 4 {
-		legs = append(legs, testfile.Sparse(t, files, fmt.Sprintf("leg%d.img", i), 64<<20))
+		legs = append(legs, testkit.Sparse(t, files, fmt.Sprintf("leg%d.img", i), 64<<20))
 	}
 	d.gdm("create", "fs", "--table", fmt.Sprintf("0 %d striped 4 128 %s 0 %s 0 %s 0 %s 0", 256<<11, legs[0], legs[1], legs[2], legs[3]))
 

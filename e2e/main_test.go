@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // gdmBin is the binary under test, built once by TestMain.
@@ -36,20 +38,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// needTool finds a program; missing, the test is skipped on a developer's
-// machine (loudly) and fails where GDM_REQUIRE_TOOLS is set, as in CI.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is not installed (GDM_REQUIRE_TOOLS is set)", name)
-		}
-		t.Skipf("SKIPPING: %s is not installed; e2e/test-all.sh installs it", name)
-	}
-	return p
 }
 
 // daemon is a gdm serve process.
@@ -171,30 +159,12 @@ func (d *daemon) tcpURI(name string) string { return "nbd://" + d.tcp + "/" + na
 // run runs a client program that must succeed, and returns its output.
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(needTool(t, name), args...)
+	cmd := exec.Command(testkit.NeedTool(t, name), args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// openUnder lists the files process pid has open under dir.
-func openUnder(t testing.TB, pid int, dir string) []string {
-	t.Helper()
-	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(fdDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
-		if err == nil && strings.HasPrefix(target, dir) {
-			out = append(out, target)
-		}
-	}
-	return out
 }
 
 // lockedBuffer is a bytes.Buffer safe to read while a process's output is

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // promQuery asks Prometheus' HTTP API for an instant vector and returns the
@@ -43,9 +43,9 @@ func promQuery(t *testing.T, addr, q string) (float64, bool) {
 // A real Prometheus scrapes gdm every second; I/O and reloads show up in
 // its queries.
 func TestPrometheusScrapesGdm(t *testing.T) {
-	prom := needTool(t, "prometheus")
+	prom := testkit.NeedTool(t, "prometheus")
 	d := startDaemon(t, "")
-	file := testfile.Sparse(t, d.dir, "p.img", 64<<20)
+	file := testkit.Sparse(t, d.dir, "p.img", 64<<20)
 	d.gdm("create", "p", "--table", "0 131072 linear "+file+" 0")
 
 	dir := t.TempDir()

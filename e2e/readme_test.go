@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // shBlocks returns the README's ```sh blocks, each with the HTML comment
@@ -33,9 +35,9 @@ func shBlocks(t *testing.T) (blocks []string, markers []string) {
 // or is known to be run elsewhere (named below); a new block that is
 // neither fails this test.
 func TestReadmeCommands(t *testing.T) {
-	needTool(t, "qemu-io")
-	needTool(t, "nbdinfo")
-	needTool(t, "curl")
+	testkit.NeedTool(t, "qemu-io")
+	testkit.NeedTool(t, "nbdinfo")
+	testkit.NeedTool(t, "curl")
 	blocks, markers := shBlocks(t)
 	if len(blocks) < 4 {
 		t.Fatalf("found %d sh blocks in README.md", len(blocks))

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // twoLayouts maps the same bytes two ways: one linear target, and the same
@@ -52,10 +52,10 @@ func fioVerify(t *testing.T, uri string, sizeMiB int, seed int) (int, string) {
 // two layouts of the same bytes while fio writes and verifies: no I/O
 // error, no verify failure.
 func TestReloadUnderLoad(t *testing.T) {
-	needTool(t, "fio")
+	testkit.NeedTool(t, "fio")
 	d := startDaemon(t, "")
 	const sizeMiB = 64
-	file := testfile.Sparse(t, d.dir, "backing.img", sizeMiB<<20)
+	file := testkit.Sparse(t, d.dir, "backing.img", sizeMiB<<20)
 	one, many := twoLayouts(file, sizeMiB<<11)
 	d.gdm("create", "r", "--table", one)
 	for _, mode := range []string{"resume", "resume --live"} {

@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // SIGTERM lets in-flight requests finish; while it waits, a second signal
 // ends the process at once.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	needTool(t, "qemu-io")
+	testkit.NeedTool(t, "qemu-io")
 	d := startDaemon(t, "", "--shutdown-timeout", "2m")
-	file := testfile.Sparse(t, d.dir, "s.img", 1<<20)
+	file := testkit.Sparse(t, d.dir, "s.img", 1<<20)
 	d.gdm("create", "s", "--table", "0 2048 linear "+file+" 0")
 	d.gdm("suspend", "s")
 	// A client whose read waits on the suspended device: in flight. It

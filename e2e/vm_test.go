@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // guestScript is what the VM runs against gdm with the kernel's nbd-client:
@@ -52,9 +52,9 @@ nbd-client -d /dev/nbd0
 // TCG. It returns the console output.
 func bootGuest(t *testing.T, sock string) string {
 	t.Helper()
-	qemu := needTool(t, "qemu-system-x86_64")
-	needTool(t, "busybox")
-	needTool(t, "nbd-client")
+	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
+	testkit.NeedTool(t, "busybox")
+	testkit.NeedTool(t, "nbd-client")
 	kernels, _ := filepath.Glob("/boot/vmlinuz-*cloud-amd64")
 	if len(kernels) == 0 {
 		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
@@ -91,7 +91,7 @@ func bootGuest(t *testing.T, sock string) string {
 // equivalent layouts every 100 ms.
 func TestKernelClient(t *testing.T) {
 	d := startDaemon(t, "")
-	file := testfile.Sparse(t, d.dir, "vm.img", 256<<20)
+	file := testkit.Sparse(t, d.dir, "vm.img", 256<<20)
 	one, many := twoLayouts(file, 256<<11)
 	d.gdm("create", "vm", "--table", one)
 

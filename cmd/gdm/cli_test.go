@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 func TestVerbs(t *testing.T) {
@@ -18,8 +18,8 @@ func TestVerbs(t *testing.T) {
 	if st, err := os.Stat(td.control); err != nil || st.Mode().Perm() != 0o600 || st.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("control socket: %v %v, want a socket of mode 0600", st.Mode(), err)
 	}
-	a := testfile.Sparse(t, td.dir, "a.img", 8<<20)
-	b := testfile.Sparse(t, td.dir, "b.img", 8<<20)
+	a := testkit.Sparse(t, td.dir, "a.img", 8<<20)
+	b := testkit.Sparse(t, td.dir, "b.img", 8<<20)
 
 	// create from --table lines, and from stdin, and from --table-file.
 	td.ok(t, "create", "lin", "--table", "0 8192 linear "+a+" 0", "--table", "8192 8192 linear "+b+" 0")
@@ -98,7 +98,7 @@ func TestVerbs(t *testing.T) {
 
 func TestVerbErrors(t *testing.T) {
 	td := startTestDaemon(t, "")
-	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
 	before := td.ok(t, "table", "d")
 
@@ -141,7 +141,7 @@ func TestVerbErrors(t *testing.T) {
 func TestStateSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	td := startTestDaemon(t, dir)
-	a := testfile.Sparse(t, dir, "a.img", 1<<20)
+	a := testkit.Sparse(t, dir, "a.img", 1<<20)
 	td.ok(t, "create", "one", "--table", "0 2048 linear "+a+" 0", "--uuid", "11111111-2222-4333-8444-555555555555")
 	td.ok(t, "create", "ro", "--table", "0 8 zero", "--read-only")
 	td.ok(t, "load", "one", "--table", "0 1024 linear "+a+" 0")
@@ -192,7 +192,7 @@ func TestDestroyOnlyAtFixedPoints(t *testing.T) {
 		}
 	})
 	td := startTestDaemon(t, "")
-	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
 	m, _ := td.d.get("d")
 	ctx := context.Background()

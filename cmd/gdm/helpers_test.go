@@ -2,12 +2,12 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // testDaemon is a daemon started in-process on temp sockets and ports.
@@ -68,19 +68,12 @@ func (td *testDaemon) uri(name string) string {
 	return "nbd+unix:///" + name + "?socket=" + filepath.Join(td.dir, "nbd.sock")
 }
 
-// openFiles lists the paths this process has open under dir.
+// openFiles lists the paths process pid has open under dir, sockets aside.
 func openFiles(t *testing.T, pid int, dir string) []string {
-	t.Helper()
-	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(fdDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
-		if err == nil && strings.HasPrefix(target, dir) && !strings.HasSuffix(target, ".sock") {
-			out = append(out, target)
+	for _, p := range testkit.OpenUnder(t, pid, dir) {
+		if !strings.HasSuffix(p, ".sock") {
+			out = append(out, p)
 		}
 	}
 	return out

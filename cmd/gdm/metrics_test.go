@@ -10,14 +10,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestMetricsExactCounts(t *testing.T) {
 	td := startTestDaemon(t, "")
-	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
-	b := testfile.Sparse(t, td.dir, "b.img", 1<<20)
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
+	b := testkit.Sparse(t, td.dir, "b.img", 1<<20)
 	td.ok(t, "create", "m", "--table", "0 8 linear "+a+" 0", "--table", "8 8 error", "--table", "16 16 striped 2 8 "+a+" 8 "+b+" 0")
 	m := mustGet(t, td, "m")
 	ctx := context.Background()
@@ -129,7 +129,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Skip("SKIPPING: promtool (Debian package prometheus) is not installed")
 	}
 	td := startTestDaemon(t, "")
-	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 1024 striped 2 8 "+a+" 0 "+a+" 1024")
 	m := mustGet(t, td, "d")
 	m.exp.ReadAt(context.Background(), make([]byte, 8192), 0)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/targets"
 )
 
@@ -17,9 +17,9 @@ import (
 // can be created again at once.
 func TestRemoveAfterDisconnectClosesEverything(t *testing.T) {
 	td := startTestDaemon(t, "")
-	a := testfile.Sparse(t, t.TempDir(), "a.img", 4<<20)
+	a := testkit.Sparse(t, t.TempDir(), "a.img", 4<<20)
 	dir := filepath.Dir(a)
-	b := testfile.Sparse(t, dir, "b.img", 4<<20)
+	b := testkit.Sparse(t, dir, "b.img", 4<<20)
 	for round := range 3 {
 		td.ok(t, "create", "d", "--table", "0 4096 linear "+a+" 0", "--table", "4096 4096 striped 2 8 "+a+" 4096 "+b+" 0")
 		td.ok(t, "load", "d", "--table", "0 8192 linear "+b+" 0") // an inactive table holds files too
@@ -40,7 +40,7 @@ func TestRemoveAfterDisconnectClosesEverything(t *testing.T) {
 
 func TestRemoveBusyAndForce(t *testing.T) {
 	td := startTestDaemon(t, "")
-	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
 	c := dialNBD(t, td.addrs["nbd-unix"], "d")
 	if e, _, _ := c.do(0, 0, 512, nil); e != 0 {
@@ -101,7 +101,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // destroyed.
 func TestLingeringHolderDelaysDestroy(t *testing.T) {
 	td := startTestDaemon(t, "")
-	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
 	m := mustGet(t, td, "d")
 	held := m.dev.Acquire(false) // what a long block-status call holds

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // A connected client keeps the size it negotiated: after the table shrinks,
@@ -11,7 +11,7 @@ import (
 // lives; new connections see the new size.
 func TestResizeKeepsNegotiatedSize(t *testing.T) {
 	td := startTestDaemon(t, "")
-	a := testfile.Sparse(t, td.dir, "a.img", 1<<20)
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
 	old := dialNBD(t, td.addrs["nbd-unix"], "d")
 	if old.size != 2048*512 {

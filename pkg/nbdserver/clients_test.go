@@ -8,25 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// needTool finds a client program. Missing, the test is skipped on a
-// developer's machine and fails where GDM_REQUIRE_TOOLS is set (CI).
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is not installed (GDM_REQUIRE_TOOLS is set)", name)
-		}
-		t.Skipf("SKIPPING: %s is not installed; e2e/test-all.sh installs it", name)
-	}
-	return p
-}
+	"github.com/gdm-project/gdm/internal/testkit"
+)
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(needTool(t, name), args...)
+	cmd := exec.Command(testkit.NeedTool(t, name), args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // benchDir is tmpfs when there is one, so the benchmarks time gdm, not a disk.
@@ -50,7 +50,7 @@ func BenchmarkRead4K(b *testing.B) {
 	dir := benchDir(b)
 	var legs []string
 	for i := range 4 {
-		p := testfile.Sparse(b, dir, fmt.Sprintf("leg%d", i), size/4)
+		p := testkit.Sparse(b, dir, fmt.Sprintf("leg%d", i), size/4)
 		if err := os.WriteFile(p, make([]byte, size/4), 0o600); err != nil { // allocate
 			b.Fatal(err)
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/targets"
 	"golang.org/x/sys/unix"
 )
@@ -171,7 +171,7 @@ func spliceRead(t *testing.T, d *Device, off, n int64) ([]byte, error) {
 
 func TestModelLinear(t *testing.T) {
 	dir := t.TempDir()
-	files := []string{testfile.Sparse(t, dir, "a", 64<<20), testfile.Sparse(t, dir, "b", 64<<20)}
+	files := []string{testkit.Sparse(t, dir, "a", 64<<20), testkit.Sparse(t, dir, "b", 64<<20)}
 	const sectors = 48 << 11 // 48 MiB
 	text := linearLayout(rand.New(rand.NewPCG(7, 8)), files, sectors, 9000)
 	d := newLiveDevice(t, text)
@@ -188,7 +188,7 @@ func TestModelStriped(t *testing.T) {
 	dir := t.TempDir()
 	var legs []string
 	for i := range 4 {
-		legs = append(legs, testfile.Sparse(t, dir, fmt.Sprintf("leg%d", i), 32<<20))
+		legs = append(legs, testkit.Sparse(t, dir, fmt.Sprintf("leg%d", i), 32<<20))
 	}
 	// Two striped segments (4 legs of 32 KiB chunks, then 2 legs of 8 KiB
 	// chunks further into two of the files) and a linear tail.
@@ -223,7 +223,7 @@ func TestModelStriped(t *testing.T) {
 
 func TestZeroAndErrorTargets(t *testing.T) {
 	dir := t.TempDir()
-	f := testfile.Sparse(t, dir, "f", 1<<20)
+	f := testkit.Sparse(t, dir, "f", 1<<20)
 	d := newLiveDevice(t, "0 8 zero\n8 8 error\n16 8 linear "+f+" 0\n")
 	defer d.Close()
 	ctx := context.Background()

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 func TestPutWithoutGetPanics(t *testing.T) {
@@ -59,7 +59,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // and the holder's Put wakes the destroyer; Put itself destroys nothing.
 func TestDestroyWaitsForHolders(t *testing.T) {
 	dir := t.TempDir()
-	f := testfile.Sparse(t, dir, "f", 1<<20)
+	f := testkit.Sparse(t, dir, "f", 1<<20)
 	d := newLiveDevice(t, "0 2048 linear "+f+" 0")
 	holder := d.Acquire(false) // e.g. a long status call
 	done := make(chan error)
@@ -92,7 +92,7 @@ func TestDestroyWaitsForHolders(t *testing.T) {
 
 func TestSuspendWaitsForInFlightAndHoldsNewIO(t *testing.T) {
 	dir := t.TempDir()
-	f := testfile.Sparse(t, dir, "f", 1<<20)
+	f := testkit.Sparse(t, dir, "f", 1<<20)
 	d := newLiveDevice(t, "0 2048 linear "+f+" 0")
 	defer d.Close()
 	ctx := context.Background()
@@ -162,7 +162,7 @@ func TestSuspendGivesUpWhenContextEnds(t *testing.T) {
 // waits for its holders before it is destroyed.
 func TestResumeLiveDoesNotWaitForOldHolders(t *testing.T) {
 	dir := t.TempDir()
-	f := testfile.Sparse(t, dir, "f", 1<<20)
+	f := testkit.Sparse(t, dir, "f", 1<<20)
 	d := newLiveDevice(t, "0 2048 linear "+f+" 0")
 	defer d.Close()
 	ctx := context.Background()
@@ -222,7 +222,7 @@ func TestLoadRefusedKeepsTables(t *testing.T) {
 // every table must be destroyed exactly once with its files closed.
 func TestStressSwapUnderIO(t *testing.T) {
 	dir := t.TempDir()
-	files := []string{testfile.Sparse(t, dir, "a", 8<<20), testfile.Sparse(t, dir, "b", 8<<20)}
+	files := []string{testkit.Sparse(t, dir, "a", 8<<20), testkit.Sparse(t, dir, "b", 8<<20)}
 	const sectors = 8 << 11
 	// Both layouts put device sector s at the same file byte: first half on
 	// a, second half on b.

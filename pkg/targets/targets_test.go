@@ -8,12 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gdm-project/gdm/internal/testfile"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // tempFile makes a sparse file of size bytes in a fresh directory.
 func tempFile(t *testing.T, size int64) string {
-	return testfile.Sparse(t, t.TempDir(), "dev", size)
+	return testkit.Sparse(t, t.TempDir(), "dev", size)
 }
 
 func TestParseNumber(t *testing.T) {
