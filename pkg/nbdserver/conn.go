@@ -1,7 +1,6 @@
 package nbdserver
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -24,7 +23,7 @@ var errTooManyFiles = syscall.EMFILE
 type conn struct {
 	srv *Server
 	nc  net.Conn
-	br  *bufio.Reader
+	br  *inbuf
 	log *slog.Logger
 
 	ctx    context.Context // cancelled when the connection is killed
@@ -91,7 +90,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		done:   make(chan struct{}),
 		budget: budget{maxN: maxN, maxBytes: maxBytes},
 	}
-	c.br = bufio.NewReaderSize(nc, 256<<10)
+	c.br = newInbuf(nc)
 	if uc, ok := nc.(*net.UnixConn); ok {
 		// A UNIX socket's send buffer is all that lies between the
 		// server's replies and the client; Linux's default (208 KiB) holds
@@ -138,6 +137,7 @@ func (c *conn) serve() {
 	defer c.cancel()
 	defer c.srv.untrack(c)
 	defer c.nc.Close()
+	defer c.br.release() // after every request is done (transmit waits for them)
 	timeout := c.srv.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -202,9 +202,21 @@ func (c *conn) transmit() {
 
 // work is one request read off the socket.
 type work struct {
-	r      request
-	buf    *[]byte
-	charge int64
+	r       request
+	payload []byte   // a write's data: in pooled, or in the read buffer
+	pooled  *[]byte  // returned to the pool once done
+	pinned  *inchunk // unpinned once done
+	charge  int64
+}
+
+// done gives back the payload's memory.
+func (w *work) done() {
+	if w.pooled != nil {
+		putBuf(w.pooled)
+	}
+	if w.pinned != nil {
+		w.pinned.unpin()
+	}
 }
 
 // socketBuffer is the send buffer asked for on UNIX sockets.
@@ -255,7 +267,12 @@ func (c *conn) worker() {
 			c.rmu.Unlock()
 			return
 		}
-		w, ok := c.readOne(true)
+		// Payloads are left in the read buffer (no copy) only while
+		// serving inline: each batch is then done before the next read,
+		// so the buffer is seldom pinned when it fills and a stall pins
+		// at most one old chunk.
+		take := c.inline()
+		w, ok := c.readOne(true, take)
 		if !ok {
 			c.rmu.Unlock()
 			return
@@ -263,7 +280,7 @@ func (c *conn) worker() {
 		run.items[0] = w
 		n := 1
 		for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; n++ {
-			if run.items[n], ok = c.readOne(false); !ok {
+			if run.items[n], ok = c.readOne(false, take); !ok {
 				break
 			}
 		}
@@ -305,7 +322,7 @@ func (c *conn) serveBatch(run *batchRun, n int) {
 	var reps [maxBatch]*reply
 	served := 0
 	for w := run.claim(n); w != nil; w = run.claim(n) {
-		reps[served] = c.handle(w.r, w.buf, w.charge)
+		reps[served] = c.handle(w)
 		served++
 	}
 	run.end()
@@ -324,8 +341,9 @@ func (c *conn) serveBatch(run *batchRun, n int) {
 // readOne reads the next request and its payload. It returns false when
 // reading must end: DISC, EOF, shutdown, or a protocol error (readDone is
 // then set). With wait false it returns false, consuming nothing, rather
-// than wait for the in-flight budget. Called with rmu held.
-func (c *conn) readOne(wait bool) (work, bool) {
+// than wait for the in-flight budget. With take, a write's payload up to
+// maxTake stays in the read buffer. Called with rmu held.
+func (c *conn) readOne(wait, take bool) (work, bool) {
 	h, err := c.br.Peek(requestHeaderSize)
 	if err != nil {
 		if !c.stopped.Load() && !c.killed.Load() && !errors.Is(err, io.EOF) {
@@ -363,7 +381,7 @@ func (c *conn) readOne(wait bool) (work, bool) {
 		c.sawDisc = true
 		return c.endReading()
 	}
-	var buf *[]byte
+	w := work{r: r, charge: charge}
 	if r.typ == cmdWrite {
 		if r.length > MaxBlockSize {
 			// Too long to take: drop the payload if that is cheap enough,
@@ -380,22 +398,30 @@ func (c *conn) readOne(wait bool) (work, bool) {
 				return c.endReading()
 			}
 		} else {
-			buf = getBuf(int(r.length))
-			if _, err := io.ReadFull(c.br, *buf); err != nil {
-				putBuf(buf)
+			var err error
+			if take && r.length <= maxTake {
+				w.payload, w.pinned, err = c.br.Take(int(r.length))
+			} else {
+				w.pooled = getBuf(int(r.length))
+				w.payload = *w.pooled
+				_, err = io.ReadFull(c.br, w.payload)
+			}
+			if err != nil {
+				w.done()
 				c.budget.release(charge)
 				return c.endReading()
 			}
 		}
 	}
 	c.inflight.Add(1)
-	return work{r, buf, charge}, true
+	return w, true
 }
 
 // handle does one request and returns its reply. A panic is an EIO reply.
-func (c *conn) handle(r request, payload *[]byte, charge int64) (rep *reply) {
+func (c *conn) handle(w *work) (rep *reply) {
 	defer c.inflight.Add(-1)
-	rep = getReply(charge)
+	r := w.r
+	rep = getReply(w.charge)
 	defer func() {
 		if p := recover(); p != nil {
 			c.srv.stats.Panics.Add(1)
@@ -406,16 +432,14 @@ func (c *conn) handle(r request, payload *[]byte, charge int64) (rep *reply) {
 			rep.pooled, rep.data = nil, nil
 			c.simpleReply(rep, r.cookie, errIO)
 		}
-		if payload != nil {
-			putBuf(payload)
-		}
+		w.done()
 	}()
-	c.do(r, payload, rep)
+	c.do(r, w.payload, rep)
 	return rep
 }
 
 // do runs the command and fills in its reply.
-func (c *conn) do(r request, payload *[]byte, rep *reply) {
+func (c *conn) do(r request, payload []byte, rep *reply) {
 	off, n := int64(r.offset), int64(r.length)
 	inRange := r.offset <= uint64(c.size) && uint64(r.length) <= uint64(c.size)-r.offset
 	switch r.typ {
@@ -455,7 +479,7 @@ func (c *conn) do(r request, payload *[]byte, rep *reply) {
 		case !inRange:
 			c.simpleReply(rep, r.cookie, errNoSpc)
 		default:
-			err := c.exp.WriteAt(c.ctx, *payload, off)
+			err := c.exp.WriteAt(c.ctx, payload, off)
 			if err == nil && r.flags&cmdFlagFUA != 0 {
 				err = c.exp.Flush(c.ctx)
 			}

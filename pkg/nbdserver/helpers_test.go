@@ -25,7 +25,7 @@ type memExport struct {
 	flushes atomic.Int64
 	failOn  int64         // offset whose I/O fails with EIO
 	panicOn int64         // offset whose read panics
-	block   chan struct{} // reads at offset blockAt wait on it
+	block   chan struct{} // reads and writes at offset blockAt wait on it
 	blockAt int64         //
 	zeroes  []string      // flags of each Zero call
 	opened  atomic.Int64
@@ -59,9 +59,16 @@ func (m *memExport) ReadAt(ctx context.Context, p []byte, off int64) error {
 	copy(p, m.data[off:])
 	return nil
 }
-func (m *memExport) WriteAt(_ context.Context, p []byte, off int64) error {
+func (m *memExport) WriteAt(ctx context.Context, p []byte, off int64) error {
 	if off == m.failOn {
 		return fmt.Errorf("mem: %w", syscall.ENOSPC)
+	}
+	if off == m.blockAt {
+		select {
+		case <-m.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -476,6 +476,39 @@ func TestStalledBatchIsRescued(t *testing.T) {
 	c.read(512)
 }
 
+// A write's payload is served from the read buffer without a copy. When
+// that write stalls and another worker reads on (well past the buffer's
+// size), the stalled write must still get its own data, not bytes read
+// later into the same memory.
+func TestStalledWriteKeepsItsPayload(t *testing.T) {
+	m, s, c := blockingExport(t)
+	want := bytes.Repeat([]byte{0xa5}, 4096)
+	c.request(cmdWrite, 0, 100, 0, 4096, want) // blocks
+	waitUntil(t, func() bool { return s.Stats().Stalls.Load() > 0 })
+	const n = 40 // 40 x 64 KiB: ten times the read buffer
+	var b []byte
+	for i := uint64(1); i <= n; i++ {
+		b = requestBytes(b, cmdWrite, 0, i, 4096+(i%8)*65536, 65536, bytes.Repeat([]byte{byte(i)}, 65536))
+	}
+	c.write(b)
+	for range n {
+		if e, ck := c.simple(); e != 0 || ck < 1 || ck > n {
+			t.Fatalf("reply: errno %d cookie %d", e, ck)
+		}
+	}
+	close(m.block)
+	if e, ck := c.simple(); e != 0 || ck != 100 {
+		t.Fatalf("stalled write: errno %d cookie %d", e, ck)
+	}
+	c.request(cmdRead, 0, 101, 0, 4096, nil)
+	if e, _ := c.simple(); e != 0 {
+		t.Fatalf("read back: errno %d", e)
+	}
+	if got := c.read(4096); !bytes.Equal(got, want) {
+		t.Fatalf("stalled write stored % x..., want a5 a5...", got[:8])
+	}
+}
+
 func TestBudgetBoundsInFlight(t *testing.T) {
 	b := budget{maxN: 2, maxBytes: 1000}
 	if !b.acquire(600) || !b.acquire(0) {

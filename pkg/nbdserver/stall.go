@@ -145,7 +145,7 @@ func (c *conn) rescue(run *batchRun) {
 	for _, w := range stolen {
 		go func() {
 			defer c.workers.Done()
-			rep := c.handle(w.r, w.buf, w.charge)
+			rep := c.handle(&w)
 			c.queue([]*reply{rep})
 		}()
 	}

@@ -1,0 +1,117 @@
+package nbdserver
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// trickle hands out its data in reads of random sizes, as a socket does.
+type trickle struct {
+	data []byte
+	rng  *rand.Rand
+}
+
+func (t *trickle) Read(p []byte) (int, error) {
+	if len(t.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(t.data), 1+t.rng.IntN(100000))
+	copy(p, t.data[:n])
+	t.data = t.data[n:]
+	return n, nil
+}
+
+// The read buffer against a model (the stream itself): random Peeks,
+// Discards, Reads and Takes each see the stream's next bytes, and every
+// slice handed out by Take keeps its bytes until unpinned, however much is
+// read after it. Every chunk's pins come back to zero at the end.
+func TestInbufModel(t *testing.T) {
+	for seed := range uint64(8) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		stream := make([]byte, 4<<20)
+		for i := range stream {
+			stream[i] = byte(rng.Uint32())
+		}
+		b := newInbuf(&trickle{data: stream, rng: rng})
+		type taken struct {
+			p   []byte
+			off int
+			ch  *inchunk
+		}
+		var held []taken
+		seen := map[*inchunk]bool{b.cur: true}
+		pos := 0
+		check := func(what string, got []byte) {
+			t.Helper()
+			if !bytes.Equal(got, stream[pos:pos+len(got)]) {
+				t.Fatalf("seed %d: %s at %d: wrong bytes", seed, what, pos)
+			}
+		}
+		for pos < len(stream)-2*inbufSize {
+			n := 1 + rng.IntN(maxTake)
+			switch op := rng.IntN(10); {
+			case op < 3:
+				p, err := b.Peek(n)
+				if err != nil || len(p) != n {
+					t.Fatalf("seed %d: Peek(%d) = %d bytes, %v", seed, n, len(p), err)
+				}
+				check("Peek", p)
+				k := rng.IntN(n + 1)
+				b.Discard(k)
+				pos += k
+			case op < 6:
+				p := make([]byte, rng.IntN(2*inbufSize))
+				got, err := io.ReadFull(b, p)
+				if err != nil {
+					t.Fatalf("seed %d: ReadFull(%d) = %d, %v", seed, len(p), got, err)
+				}
+				check("Read", p)
+				pos += len(p)
+			default:
+				p, ch, err := b.Take(n)
+				if err != nil || len(p) != n || cap(p) != n {
+					t.Fatalf("seed %d: Take(%d) = %d bytes (cap %d), %v", seed, n, len(p), cap(p), err)
+				}
+				check("Take", p)
+				seen[ch] = true
+				held = append(held, taken{p, pos, ch})
+				pos += n
+			}
+			seen[b.cur] = true
+			// Unpin some, in any order, as finished requests do.
+			for len(held) > 0 && rng.IntN(3) == 0 {
+				i := rng.IntN(len(held))
+				h := held[i]
+				if !bytes.Equal(h.p, stream[h.off:h.off+len(h.p)]) {
+					t.Fatalf("seed %d: taken slice at %d changed before it was unpinned", seed, h.off)
+				}
+				h.ch.unpin()
+				held = append(held[:i], held[i+1:]...)
+			}
+		}
+		for _, h := range held {
+			if !bytes.Equal(h.p, stream[h.off:h.off+len(h.p)]) {
+				t.Fatalf("seed %d: taken slice at %d changed before it was unpinned", seed, h.off)
+			}
+			h.ch.unpin()
+		}
+		// The rest of the stream, then EOF.
+		rest, err := io.ReadAll(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("ReadAll", rest)
+		if _, err := b.Peek(1); !errors.Is(err, io.EOF) {
+			t.Fatalf("seed %d: Peek at the end: %v, want EOF", seed, err)
+		}
+		b.release()
+		for ch := range seen {
+			if p := ch.pins.Load(); p != 0 {
+				t.Fatalf("seed %d: a chunk still has %d pins", seed, p)
+			}
+		}
+	}
+}
