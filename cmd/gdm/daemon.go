@@ -236,12 +236,12 @@ func (d *daemon) rename(old, new string) error {
 	if _, ok := d.devices[new]; ok {
 		return fmt.Errorf("%w: %s", errExists, new)
 	}
-	// The table.Device keeps the name it was made with (its log lines say
-	// so); the catalogue, the exports and the state use the new one.
-	// Connections keep their Export, so they are not disturbed.
+	// Connections keep their Export, so they are not disturbed; the
+	// device's errors and log lines name it anew.
 	delete(d.devices, old)
 	d.devices[new] = m
 	m.exp.setName(new)
+	m.dev.Rename(new)
 	return d.saveLocked()
 }
 

@@ -85,7 +85,7 @@ func BenchmarkRead4K(b *testing.B) {
 	for _, tc := range tables {
 		b.Run(tc.name+"/table-only", func(b *testing.B) {
 			tb := mustTable(b, tc.text)
-			defer tb.destroy(discardLog())
+			defer tb.destroy(discardLog(), false)
 			buf := make([]byte, 4096)
 			b.SetBytes(4096)
 			i := 0

@@ -27,9 +27,9 @@ var (
 // atomically and re-checks them after counting itself a holder, which is what
 // makes it race-free against a swap (see Get).
 type Device struct {
-	name     string
+	name     atomic.Pointer[string] // changes on Rename
 	readOnly bool
-	log      *slog.Logger
+	baseLog  *slog.Logger
 
 	mu        sync.Mutex  // serializes control operations
 	suspended atomic.Bool // written under mu; read by anyone
@@ -66,14 +66,23 @@ func NewDevice(name string, readOnly bool, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Device{name: name, readOnly: readOnly, log: log.With("device", name)}
+	d := &Device{readOnly: readOnly, baseLog: log}
+	d.name.Store(&name)
+	return d
 }
+
+// Rename gives the device a new name, for its errors and log lines from
+// now on.
+func (d *Device) Rename(name string) { d.name.Store(&name) }
+
+// log is the device's logger, naming it as it is called now.
+func (d *Device) log() *slog.Logger { return d.baseLog.With("device", d.Name()) }
 
 // TimeIO turns the per-op latency histograms on or off.
 func (d *Device) TimeIO(on bool) { d.timeIO.Store(on) }
 
 // Name is the device's name.
-func (d *Device) Name() string { return d.name }
+func (d *Device) Name() string { return *d.name.Load() }
 
 // ReadOnly reports whether the device refuses writes.
 func (d *Device) ReadOnly() bool { return d.readOnly }
@@ -101,7 +110,7 @@ func (d *Device) Get(ctx context.Context) (*Table, error) {
 			select {
 			case <-*gate:
 			case <-ctx.Done():
-				return nil, fmt.Errorf("table: waiting for resume of %s: %w", d.name, ctx.Err())
+				return nil, fmt.Errorf("table: waiting for resume of %s: %w", d.Name(), ctx.Err())
 			}
 		}
 	}
@@ -169,7 +178,7 @@ func (d *Device) LoadText(text string) error {
 		return err
 	}
 	if err := d.Load(t); err != nil {
-		d.destroyTable(t)
+		d.destroyTable(t, false)
 		return err
 	}
 	return nil
@@ -186,7 +195,7 @@ func (d *Device) Load(t *Table) error {
 	old := d.inactive.Swap(t)
 	d.stats.Events.Add(1)
 	if old != nil {
-		d.destroyTable(old)
+		d.destroyTable(old, false)
 	}
 	return nil
 }
@@ -200,7 +209,7 @@ func (d *Device) Clear() error {
 	}
 	if old := d.inactive.Swap(nil); old != nil {
 		d.stats.Events.Add(1)
-		d.destroyTable(old)
+		d.destroyTable(old, false)
 	}
 	return nil
 }
@@ -234,7 +243,7 @@ func (d *Device) Suspend(ctx context.Context, noflush bool) error {
 	d.stats.Events.Add(1)
 	if t := d.live.Load(); t != nil && !noflush {
 		if err := t.Flush(); err != nil {
-			return fmt.Errorf("table: suspend %s: flush: %w", d.name, err)
+			return fmt.Errorf("table: suspend %s: flush: %w", d.Name(), err)
 		}
 	}
 	return nil
@@ -249,9 +258,9 @@ func (d *Device) quiesceLocked(ctx context.Context) error {
 	if t == nil {
 		return nil
 	}
-	if _, ok := t.drain(ctx, d.log, "suspend"); !ok {
+	if _, ok := t.drain(ctx, d.log(), "suspend"); !ok {
 		d.releaseGateLocked()
-		return fmt.Errorf("table: suspend %s: in-flight I/O did not complete: %w", d.name, ctx.Err())
+		return fmt.Errorf("table: suspend %s: in-flight I/O did not complete: %w", d.Name(), ctx.Err())
 	}
 	t.undrain()
 	return nil
@@ -278,7 +287,7 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 	next := d.inactive.Load()
 	if next == nil {
 		if d.live.Load() == nil {
-			return fmt.Errorf("table: resume %s: %w", d.name, ErrNoTable)
+			return fmt.Errorf("table: resume %s: %w", d.Name(), ErrNoTable)
 		}
 		if d.suspended.Load() {
 			d.suspended.Store(false)
@@ -287,10 +296,27 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 		}
 		return nil
 	}
+	// A FLUSH after the swap goes to the new table, which may map other
+	// files, so writes answered through the old table must be durable by
+	// then. With no I/O on the old table (quiesced here, or suspended) it
+	// is flushed before the swap, as Suspend does; a live swap flushes it
+	// when its holders have drained, before its files close.
+	quiesced := false
 	if !live && !d.suspended.Load() {
 		if err := d.quiesceLocked(ctx); err != nil {
 			return err
 		}
+		quiesced = true
+	}
+	flushOld := true
+	if t := d.live.Load(); t != nil && (quiesced || d.suspended.Load()) {
+		if err := t.Flush(); err != nil {
+			if quiesced {
+				d.releaseGateLocked()
+			}
+			return fmt.Errorf("table: resume %s: flushing the old table: %w (no swap was made)", d.Name(), err)
+		}
+		flushOld = false
 	}
 	old := d.live.Swap(next)
 	d.inactive.Store(nil)
@@ -300,12 +326,12 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 	d.suspended.Store(false)
 	d.releaseGateLocked()
 	if old != nil {
-		d.destroyTable(old)
+		d.destroyTable(old, flushOld)
 	}
 	return nil
 }
 
-// Close destroys both tables; later I/O fails with ErrClosed. I/O waiting on
+// Close destroys both tables, flushing the live one; later I/O fails with ErrClosed. I/O waiting on
 // a suspended device is released and fails. In-flight I/O completes first.
 func (d *Device) Close() error {
 	d.mu.Lock()
@@ -318,26 +344,28 @@ func (d *Device) Close() error {
 	inactive := d.inactive.Swap(nil)
 	d.releaseGateLocked()
 	var errs []error
-	for _, t := range []*Table{inactive, live} {
-		if t != nil {
-			errs = append(errs, d.destroyTable(t))
-		}
+	if inactive != nil {
+		errs = append(errs, d.destroyTable(inactive, false))
+	}
+	if live != nil {
+		errs = append(errs, d.destroyTable(live, true))
 	}
 	return errors.Join(errs...)
 }
 
 // destroyTable destroys a table that is in no slot (taken out of one under
-// mu, or never loaded). It blocks until the table's holders drain.
-func (d *Device) destroyTable(t *Table) error {
+// mu, or never loaded). It blocks until the table's holders drain; with
+// flush (a table that was live) it then makes their writes durable.
+func (d *Device) destroyTable(t *Table, flush bool) error {
 	d.stats.Destroying.Add(1)
-	waited, err := t.destroy(d.log)
+	waited, err := t.destroy(d.log(), flush)
 	d.stats.Destroying.Add(-1)
 	d.stats.DrainWait.Observe(waited)
 	if waited > time.Second {
-		d.log.Info("table destroyed after drain", "waited", waited.Round(time.Millisecond))
+		d.log().Info("table destroyed after drain", "waited", waited.Round(time.Millisecond))
 	}
 	if err != nil {
-		d.log.Error("closing backing devices", "err", err)
+		d.log().Error("destroying a table", "err", err)
 	}
 	return err
 }

@@ -197,9 +197,10 @@ func SetDestroyHook(f func(*Table)) {
 	destroyHook.Store(&f)
 }
 
-// destroy waits for every holder to go, then closes the backing devices.
-// Called only by Device at its fixed points, once per table.
-func (t *Table) destroy(log *slog.Logger) (time.Duration, error) {
+// destroy waits for every holder to go, then (with flush) syncs and closes
+// the backing devices. Called only by Device at its fixed points, once per
+// table.
+func (t *Table) destroy(log *slog.Logger, flush bool) (time.Duration, error) {
 	if !t.destroying.CompareAndSwap(false, true) {
 		panic("table: destroyed twice")
 	}
@@ -208,8 +209,14 @@ func (t *Table) destroy(log *slog.Logger) (time.Duration, error) {
 	}
 	// Not cancellable: closing files under a holder is what must never be.
 	waited, _ := t.drain(context.Background(), log, "destroy")
+	var ferr error
+	if flush {
+		if ferr = t.Flush(); ferr != nil {
+			ferr = fmt.Errorf("table: flush before destroy: %w", ferr)
+		}
+	}
 	t.destroyed.Store(true)
-	return waited, t.devs.Close()
+	return waited, errors.Join(ferr, t.devs.Close())
 }
 
 // ReadAt reads len(p) bytes at off, splitting at target boundaries.
@@ -261,7 +268,18 @@ func (t *Table) Zero(off, length int64, flags targets.ZeroFlags) error {
 
 // Flush makes every completed write durable: each backing device of the
 // table is synced once, however many targets use it.
-func (t *Table) Flush() error { return t.devs.Sync() }
+func (t *Table) Flush() error {
+	if h := flushHook.Load(); h != nil {
+		if err := (*h)(t); err != nil {
+			return err
+		}
+	}
+	return t.devs.Sync()
+}
+
+// flushHook, when set, runs at the start of every Flush; an error from it
+// fails the flush. Tests use it to see which tables are flushed, and when.
+var flushHook atomic.Pointer[func(*Table) error]
 
 // Extents reports allocation of [off, off+length), calling emit per run in
 // order until it returns false.

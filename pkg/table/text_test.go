@@ -133,7 +133,7 @@ func TestNewRefusesSmallOrMissingDevice(t *testing.T) {
 	if n := len(tb.Devs().Devs()); n != 1 {
 		t.Errorf("%d devices open for one path, want 1", n)
 	}
-	if _, err := tb.destroy(discardLog()); err != nil {
+	if _, err := tb.destroy(discardLog(), false); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,0 +1,163 @@
+package table
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/gdm-project/gdm/internal/testkit"
+)
+
+// flushLog records which tables are flushed and which table was live at
+// the time; fail makes flushes of one table fail.
+type flushLog struct {
+	mu      sync.Mutex
+	d       *Device
+	flushed []*Table
+	liveWas []*Table
+	fail    *Table
+}
+
+func watchFlushes(t *testing.T, d *Device) *flushLog {
+	l := &flushLog{d: d}
+	f := func(tb *Table) error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.flushed = append(l.flushed, tb)
+		l.liveWas = append(l.liveWas, d.live.Load())
+		if tb == l.fail {
+			return errors.New("injected flush failure")
+		}
+		return nil
+	}
+	flushHook.Store(&f)
+	t.Cleanup(func() { flushHook.Store(nil) })
+	return l
+}
+
+// flushes returns how often tb was flushed and the live table at its last
+// flush.
+func (l *flushLog) flushes(tb *Table) (n int, live *Table) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, f := range l.flushed {
+		if f == tb {
+			n, live = n+1, l.liveWas[i]
+		}
+	}
+	return n, live
+}
+
+// A FLUSH sent after a table swap goes to the new table, which may map
+// other files; so writes answered through the old table are made durable
+// as it goes: before the swap when no I/O runs on it (resume quiesced it,
+// or the device is suspended, even with noflush), after its holders drain
+// on a live swap.
+// Tables that never were live are not flushed; Close flushes the live one.
+func TestSwapFlushesTheOldTable(t *testing.T) {
+	dir := t.TempDir()
+	a := testkit.Sparse(t, dir, "a", 1<<20)
+	b := testkit.Sparse(t, dir, "b", 1<<20)
+	ctx := context.Background()
+	// setup makes a device live on a, watches its flushes, and returns it
+	// with its live table and load, which loads a table on b.
+	setup := func(t *testing.T) (d *Device, l *flushLog, old *Table, load func() *Table) {
+		d = newLiveDevice(t, "0 2048 linear "+a+" 0")
+		t.Cleanup(func() { d.Close() })
+		return d, watchFlushes(t, d), d.live.Load(), func() *Table {
+			must(t, d.LoadText("0 2048 linear "+b+" 0"))
+			return d.inactive.Load()
+		}
+	}
+
+	t.Run("quiesced resume flushes before the swap", func(t *testing.T) {
+		d, l, old, load := setup(t)
+		load()
+		must(t, d.Resume(ctx, false))
+		if n, live := l.flushes(old); n != 1 || live != old {
+			t.Fatalf("old table flushed %d times, live then %p (old %p); want once, before the swap", n, live, old)
+		}
+	})
+
+	t.Run("live resume flushes after the drain", func(t *testing.T) {
+		d, l, old, load := setup(t)
+		next := load()
+		must(t, d.Resume(ctx, true))
+		if n, live := l.flushes(old); n != 1 || live != next {
+			t.Fatalf("old table flushed %d times, live then %p (new %p); want once, at its destroy", n, live, next)
+		}
+	})
+
+	t.Run("noflush suspend then resume flushes before the swap", func(t *testing.T) {
+		d, l, old, load := setup(t)
+		must(t, d.Suspend(ctx, true))
+		if n, _ := l.flushes(old); n != 0 {
+			t.Fatal("a noflush suspend flushed")
+		}
+		load()
+		must(t, d.Resume(ctx, true))
+		if n, live := l.flushes(old); n != 1 || live != old {
+			t.Fatalf("old table flushed %d times, live then %p (old %p); want once, before the swap", n, live, old)
+		}
+	})
+
+	t.Run("inactive tables are not flushed; Close flushes the live one", func(t *testing.T) {
+		d, l, live, load := setup(t)
+		replaced := load()
+		cleared := load()
+		must(t, d.Clear())
+		pending := load()
+		must(t, d.Close())
+		for _, tb := range []*Table{replaced, cleared, pending} {
+			if n, _ := l.flushes(tb); n != 0 || !tb.Destroyed() {
+				t.Fatalf("an inactive table: flushed %d times, destroyed %v", n, tb.Destroyed())
+			}
+		}
+		if n, _ := l.flushes(live); n != 1 {
+			t.Fatalf("Close flushed the live table %d times, want once", n)
+		}
+	})
+
+	t.Run("a failed flush refuses the swap and loses nothing", func(t *testing.T) {
+		d, l, old, load := setup(t)
+		l.fail = old
+		next := load()
+		if err := d.Resume(ctx, false); err == nil {
+			t.Fatal("resume succeeded with a failing flush")
+		}
+		if d.live.Load() != old || d.inactive.Load() != next || old.Destroyed() || next.Destroyed() {
+			t.Fatal("a refused resume changed the tables")
+		}
+		// The gate is down again: I/O runs on the old table.
+		got, err := d.Get(ctx)
+		if err != nil || got != old {
+			t.Fatalf("Get after a refused resume: %p, %v", got, err)
+		}
+		got.Put()
+		l.fail = nil
+		if err := d.Resume(ctx, false); err != nil || d.live.Load() != next {
+			t.Fatalf("resume once the flush works: %v", err)
+		}
+	})
+
+	t.Run("a failed flush keeps a suspended device suspended", func(t *testing.T) {
+		d, l, old, load := setup(t)
+		must(t, d.Suspend(ctx, true))
+		l.fail = old
+		load()
+		if err := d.Resume(ctx, true); err == nil {
+			t.Fatal("resume succeeded with a failing flush")
+		}
+		if d.live.Load() != old || !d.HasInactive() || !d.Suspended() {
+			t.Fatal("a refused resume changed the device")
+		}
+	})
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
