@@ -13,7 +13,7 @@ import (
 func TestBenchScriptRuns(t *testing.T) {
 	testkit.NeedTool(t, "fio")
 	testkit.NeedTool(t, "nbdkit")
-	cmd := exec.Command("bash", "bench/run.sh", "-runtime", "1s", "-size", "67108864")
+	cmd := exec.Command("bash", "bench/run.sh", "-runtime", "1s", "-size", "67108864", "-repeat", "1")
 	cmd.Dir = ".."
 	out, err := cmd.Output()
 	if err != nil {

@@ -1,7 +1,9 @@
-// Command fiobench serves one tmpfs file from several NBD servers in turn
+// Command fiobench serves one tmpfs file from several NBD servers at once
 // (gdm, go-nbd's server, nbdkit's file plugin), runs the same fio jobs
-// against each with --ioengine=nbd, and prints IOPS, MiB/s and each server's
-// CPU seconds per GiB moved (from /proc/PID/stat). Run it via bench/run.sh.
+// against each in turn with --ioengine=nbd, for a few rounds, and prints
+// the median IOPS, MiB/s and server CPU seconds per GiB moved (from
+// /proc/PID/stat), each also as a ratio to nbdkit's. Run it via
+// bench/run.sh.
 package main
 
 import (
@@ -9,10 +11,12 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +53,7 @@ func main() {
 	dir := flag.String("dir", "/dev/shm", "where the served file lives (tmpfs)")
 	onlyServers := flag.String("servers", "", "comma-separated servers to run (default: all)")
 	onlyJobs := flag.String("jobs", "", "run only jobs whose name contains this (default: all)")
+	repeat := flag.Int("repeat", 3, "rounds; each row shows the median")
 	flag.Parse()
 	if *onlyJobs != "" {
 		var kept []job
@@ -73,8 +78,8 @@ func main() {
 	}
 
 	servers := []server{
-		{"gdm", gdmServer(*gdm, work, ""), func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
-		{"gdm+metrics", gdmServer(*gdm, work, "127.0.0.1:0"), func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
+		{"gdm", gdmServer(*gdm, work, "gdm", ""), func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
+		{"gdm+metrics", gdmServer(*gdm, work, "gdm+metrics", "127.0.0.1:0"), func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
 		{"go-nbd", func(file, sock string) *exec.Cmd {
 			return exec.Command(*gonbd, "-file", file, "-socket", sock)
 		}, func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
@@ -94,58 +99,162 @@ func main() {
 	if len(jobs) == 0 || len(servers) == 0 {
 		log.Fatal("no job or no server left to run")
 	}
-	results := map[string]map[string]result{}
-	for _, s := range servers {
-		sock := filepath.Join(work, s.name+".sock")
-		cmd := s.start(file, sock)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			log.Fatalf("%s: %v", s.name, err)
-		}
-		waitSocket(sock)
-		if strings.HasPrefix(s.name, "gdm") {
-			ctl := exec.Command(*gdm, "create", "bench", "--control", filepath.Join(work, "gdm-control.sock"),
-				"--table", fmt.Sprintf("0 %d linear %s 0", *size/512, file))
-			if out, err := ctl.CombinedOutput(); err != nil {
-				log.Fatalf("gdm create: %v %s", err, out)
-			}
-		}
-		results[s.name] = map[string]result{}
-		for _, j := range jobs {
-			cpu0 := cpuSeconds(cmd.Process.Pid)
-			bytes, iops, mibs, err := runFio(s.uri(sock), j, *size, *runtime)
-			cpu := cpuSeconds(cmd.Process.Pid) - cpu0
-			if err != nil {
-				log.Printf("%s / %s: %v", s.name, j.name, err)
-				continue
-			}
-			results[s.name][j.name] = result{iops, mibs, cpu / (float64(bytes) / (1 << 30))}
-			fmt.Fprintf(os.Stderr, "%-8s %-26s %10.0f IOPS %9.1f MiB/s %7.2f CPU s/GiB\n", s.name, j.name, iops, mibs, results[s.name][j.name].cpuPerGiB)
-		}
-		cmd.Process.Kill()
-		cmd.Wait()
+	// Each round starts every server afresh, runs every job against every
+	// server back to back, the servers' order rotating from round to round,
+	// and stops them. A row then compares runs seconds apart, not a whole
+	// benchmark apart, and the median of the rounds drops the odd run (or
+	// server process) a noisy neighbour spoiled.
+	socks := make([]string, len(servers))
+	for i, s := range servers {
+		socks[i] = filepath.Join(work, s.name+".sock")
 	}
-	fmt.Println("| job | server | IOPS | MiB/s | server CPU s/GiB |")
-	fmt.Println("| --- | --- | ---: | ---: | ---: |")
+	startAll := func() (procs []*exec.Cmd, stop func()) {
+		stop = func() {
+			for _, p := range procs {
+				p.Process.Kill()
+				p.Wait()
+			}
+		}
+		for i, s := range servers {
+			os.Remove(socks[i])
+			p := s.start(file, socks[i])
+			p.Stderr = os.Stderr
+			if err := p.Start(); err != nil {
+				stop()
+				log.Fatalf("%s: %v", s.name, err)
+			}
+			procs = append(procs, p)
+			waitSocket(socks[i])
+			if strings.HasPrefix(s.name, "gdm") {
+				ctl := exec.Command(*gdm, "create", "bench", "--control", gdmControl(work, s.name),
+					"--table", fmt.Sprintf("0 %d linear %s 0", *size/512, file))
+				if out, err := ctl.CombinedOutput(); err != nil {
+					stop()
+					log.Fatalf("gdm create: %v %s", err, out)
+				}
+			}
+		}
+		return procs, stop
+	}
+	runs := map[string][]result{} // by job and server, one per round
+	for round := range *repeat {
+		procs, stop := startAll()
+		for _, j := range jobs {
+			for k := range servers {
+				i := (k + round) % len(servers)
+				s := servers[i]
+				pid := procs[i].Process.Pid
+				cpu0 := cpuSeconds(pid)
+				bytes, iops, mibs, err := runFio(s.uri(socks[i]), j, *size, *runtime)
+				cpu := cpuSeconds(pid) - cpu0
+				if err != nil {
+					log.Printf("%s / %s: %v", s.name, j.name, err)
+					// A zero result marks the failed round, which
+					// keeps rounds aligned across servers.
+					runs[j.name+"|"+s.name] = append(runs[j.name+"|"+s.name], result{})
+					continue
+				}
+				r := result{iops, mibs, cpu / (float64(bytes) / (1 << 30))}
+				runs[j.name+"|"+s.name] = append(runs[j.name+"|"+s.name], r)
+				fmt.Fprintf(os.Stderr, "round %d %-11s %-24s %9.0f IOPS %8.1f MiB/s %6.2f CPU s/GiB\n",
+					round+1, s.name, j.name, r.iops, r.mibs, r.cpuPerGiB)
+			}
+		}
+		stop()
+	}
+	fmt.Printf("Medians of %d rounds, %s per fio run. The vs-nbdkit columns are the median of each round's ratio to nbdkit, with the lowest and highest round in brackets.\n\n", *repeat, *runtime)
+	fmt.Println("| job | server | IOPS | MiB/s | server CPU s/GiB | IOPS vs nbdkit | CPU/GiB vs nbdkit |")
+	fmt.Println("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
 	for _, j := range jobs {
+		base := runs[j.name+"|nbdkit"]
 		for _, s := range servers {
-			r, ok := results[s.name][j.name]
+			rs := runs[j.name+"|"+s.name]
+			r, ok := median(rs)
 			if !ok {
-				fmt.Printf("| %s | %s | failed | | |\n", j.name, s.name)
+				fmt.Printf("| %s | %s | failed | | | | |\n", j.name, s.name)
 				continue
 			}
-			fmt.Printf("| %s | %s | %.0f | %.1f | %.2f |\n", j.name, s.name, r.iops, r.mibs, r.cpuPerGiB)
+			vsIOPS, vsCPU := "", ""
+			if s.name != "nbdkit" {
+				vsIOPS = ratios(rs, base, func(r result) float64 { return r.iops })
+				vsCPU = ratios(rs, base, func(r result) float64 { return r.cpuPerGiB })
+			}
+			fmt.Printf("| %s | %s | %.0f | %.1f | %.2f | %s | %s |\n", j.name, s.name, r.iops, r.mibs, r.cpuPerGiB, vsIOPS, vsCPU)
 		}
 	}
 }
 
+// ratios compares rs with base round by round (rounds where both ran) and
+// gives the median change and the range, as "+7% (+5..+12)".
+func ratios(rs, base []result, f func(result) float64) string {
+	var v []float64
+	for i := range min(len(rs), len(base)) {
+		if base[i].iops > 0 && rs[i].iops > 0 && f(base[i]) > 0 {
+			v = append(v, 100*(f(rs[i])/f(base[i])-1))
+		}
+	}
+	if len(v) == 0 {
+		return ""
+	}
+	slices.Sort(v)
+	if len(v) == 1 {
+		return pct(v[0]) + "%"
+	}
+	return fmt.Sprintf("%s%% (%s..%s)", pct(mid(v)), pct(v[0]), pct(v[len(v)-1]))
+}
+
+// pct prints a signed whole percentage, never "-0".
+func pct(x float64) string {
+	return fmt.Sprintf("%+d", int(math.Round(x)))
+}
+
+// mid is the median of sorted v.
+func mid(v []float64) float64 {
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// median takes each column's median over the rounds (a failed round is
+// left out); false if every round failed.
+func median(all []result) (result, bool) {
+	var rs []result
+	for _, r := range all {
+		if r.iops > 0 {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) == 0 {
+		return result{}, false
+	}
+	col := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return mid(v)
+	}
+	return result{
+		iops:      col(func(r result) float64 { return r.iops }),
+		mibs:      col(func(r result) float64 { return r.mibs }),
+		cpuPerGiB: col(func(r result) float64 { return r.cpuPerGiB }),
+	}, true
+}
+
+// gdmControl is the control socket of the gdm daemon named name.
+func gdmControl(work, name string) string {
+	return filepath.Join(work, name+"-control.sock")
+}
+
 // gdmServer starts gdm serve with metrics off (metrics == "") or on (its
 // latency histograms then time every request).
-func gdmServer(gdm, work, metrics string) func(file, sock string) *exec.Cmd {
+func gdmServer(gdm, work, name, metrics string) func(file, sock string) *exec.Cmd {
 	return func(file, sock string) *exec.Cmd {
-		state := filepath.Join(work, "gdm-state")
-		os.RemoveAll(state)
-		return exec.Command(gdm, "serve", "--state-dir", state, "--control", filepath.Join(work, "gdm-control.sock"),
+		state := filepath.Join(work, name+"-state")
+		os.RemoveAll(state) // a fresh daemon: the bench device is created anew
+		return exec.Command(gdm, "serve", "--state-dir", state, "--control", gdmControl(work, name),
 			"--nbd-socket", sock, "--nbd-listen", "", "--metrics-listen", metrics, "--log-level", "warn")
 	}
 }
