@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -46,6 +47,13 @@ type Device struct {
 	// who export metrics.
 	timeIO atomic.Bool
 	stats  DeviceCounters
+
+	// retiring holds old tables of live swaps until they are destroyed:
+	// Flush syncs them too, so a FLUSH that reaches the new table covers
+	// writes answered through the old one.
+	retMu    sync.Mutex
+	retiring []*Table
+	nRetired atomic.Int32 // len(retiring), for Flush's fast path
 }
 
 // DeviceCounters are a device's running statistics.
@@ -318,6 +326,9 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 		}
 		flushOld = false
 	}
+	if old := d.live.Load(); old != nil && flushOld {
+		d.retire(old, true) // before the swap: no FLUSH may miss it
+	}
 	old := d.live.Swap(next)
 	d.inactive.Store(nil)
 	d.stats.Generation.Add(1)
@@ -327,8 +338,39 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 	d.releaseGateLocked()
 	if old != nil {
 		d.destroyTable(old, flushOld)
+		if flushOld {
+			d.retire(old, false)
+		}
 	}
 	return nil
+}
+
+// retire adds t to (or, with add false, removes it from) the tables Flush
+// also syncs.
+func (d *Device) retire(t *Table, add bool) {
+	d.retMu.Lock()
+	defer d.retMu.Unlock()
+	if add {
+		d.retiring = append(d.retiring, t)
+	} else {
+		d.retiring = slices.DeleteFunc(d.retiring, func(x *Table) bool { return x == t })
+	}
+	d.nRetired.Store(int32(len(d.retiring)))
+}
+
+// flushRetiring syncs the old tables of live swaps still draining.
+func (d *Device) flushRetiring() error {
+	if d.nRetired.Load() == 0 {
+		return nil
+	}
+	d.retMu.Lock()
+	tables := slices.Clone(d.retiring)
+	d.retMu.Unlock()
+	var errs []error
+	for _, t := range tables {
+		errs = append(errs, t.flushRetired())
+	}
+	return errors.Join(errs...)
 }
 
 // Close destroys both tables, flushing the live one; later I/O fails with ErrClosed. I/O waiting on
@@ -415,9 +457,10 @@ func (d *Device) WriteAt(ctx context.Context, p []byte, off int64) error {
 	return d.io(ctx, OpWrite, int64(len(p)), func(t *Table) error { return t.WriteAt(p, off) })
 }
 
-// Flush makes completed writes durable.
+// Flush makes completed writes durable: on the live table, and on the old
+// tables of live swaps that are still draining.
 func (d *Device) Flush(ctx context.Context) error {
-	return d.io(ctx, OpFlush, 0, (*Table).Flush)
+	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.Flush(), d.flushRetiring()) })
 }
 
 // Trim discards a range.

@@ -141,6 +141,31 @@ func TestSwapFlushesTheOldTable(t *testing.T) {
 		}
 	})
 
+	t.Run("a FLUSH during a live swap's drain covers the old table", func(t *testing.T) {
+		d, l, old, load := setup(t)
+		holder, err := d.Get(ctx) // an I/O still in flight on the old table
+		must(t, err)
+		var release sync.Once
+		t.Cleanup(func() { release.Do(holder.Put) }) // on failure too, or Close would hang
+		next := load()
+		resumed := make(chan error)
+		go func() { resumed <- d.Resume(ctx, true) }()
+		waitFor(t, "the swap", func() bool { return d.live.Load() == next })
+		must(t, d.Flush(ctx)) // does not wait for the holder
+		if n, _ := l.flushes(old); n != 1 || old.Destroyed() {
+			t.Fatalf("FLUSH on the new table flushed the draining old one %d times (destroyed %v); want once, before its destroy", n, old.Destroyed())
+		}
+		release.Do(holder.Put)
+		must(t, <-resumed)
+		if n, _ := l.flushes(old); n != 2 {
+			t.Fatalf("old table flushed %d times, want 2 (the FLUSH, then its destroy)", n)
+		}
+		must(t, d.Flush(ctx))
+		if n, _ := l.flushes(old); n != 2 {
+			t.Fatal("a destroyed old table was flushed again")
+		}
+	})
+
 	t.Run("a failed flush keeps a suspended device suspended", func(t *testing.T) {
 		d, l, old, load := setup(t)
 		must(t, d.Suspend(ctx, true))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -37,6 +38,9 @@ type Table struct {
 	wake       chan struct{} // capacity 1: a token from the Put that drained holders
 	destroying atomic.Bool
 	destroyed  atomic.Bool
+	// closeMu lets flushRetired sync the files of a table being destroyed
+	// without racing the close.
+	closeMu sync.RWMutex
 }
 
 // New builds a table from parsed lines, opening each backing path once. A
@@ -215,8 +219,23 @@ func (t *Table) destroy(log *slog.Logger, flush bool) (time.Duration, error) {
 			ferr = fmt.Errorf("table: flush before destroy: %w", ferr)
 		}
 	}
+	t.closeMu.Lock()
 	t.destroyed.Store(true)
-	return waited, errors.Join(ferr, t.devs.Close())
+	cerr := t.devs.Close()
+	t.closeMu.Unlock()
+	return waited, errors.Join(ferr, cerr)
+}
+
+// flushRetired flushes a table that has left the live slot but may still
+// be draining: its files are open until destroy closes them, and destroy
+// flushes before it closes, so a destroyed table needs nothing.
+func (t *Table) flushRetired() error {
+	t.closeMu.RLock()
+	defer t.closeMu.RUnlock()
+	if t.destroyed.Load() {
+		return nil
+	}
+	return t.Flush()
 }
 
 // ReadAt reads len(p) bytes at off, splitting at target boundaries.
