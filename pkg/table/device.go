@@ -307,8 +307,9 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 	// A FLUSH after the swap goes to the new table, which may map other
 	// files, so writes answered through the old table must be durable by
 	// then. With no I/O on the old table (quiesced here, or suspended) it
-	// is flushed before the swap, as Suspend does; a live swap flushes it
-	// when its holders have drained, before its files close.
+	// is flushed before the swap, as Suspend does. A live swap retires it
+	// instead: FLUSHes sync it too until it is destroyed, and the destroy
+	// flushes it when its holders have drained, before its files close.
 	quiesced := false
 	if !live && !d.suspended.Load() {
 		if err := d.quiesceLocked(ctx); err != nil {
@@ -316,7 +317,7 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 		}
 		quiesced = true
 	}
-	flushOld := true
+	flushOld := true // at its destroy, and retired until then
 	if t := d.live.Load(); t != nil && (quiesced || d.suspended.Load()) {
 		if err := t.Flush(); err != nil {
 			if quiesced {
