@@ -284,12 +284,13 @@ func (c *conn) worker() {
 				break
 			}
 		}
-		if !c.inline() && c.waiting.Load() == 0 && !c.readDone {
+		sole := c.inline() // reads again after the batch; no one else will
+		if !sole && c.waiting.Load() == 0 && !c.readDone {
 			c.workers.Add(1)
 			go c.worker()
 		}
 		c.rmu.Unlock()
-		c.serveBatch(run, n)
+		c.serveBatch(run, n, sole)
 	}
 }
 
@@ -316,8 +317,8 @@ func (c *conn) endReading() (work, bool) {
 // serveBatch does the n requests in run.items in order, then queues their
 // replies together. It times the batch to keep serviceNs current; the
 // server's stall watch sees the batch while it runs.
-func (c *conn) serveBatch(run *batchRun, n int) {
-	run.begin(&c.srv.stalls, n)
+func (c *conn) serveBatch(run *batchRun, n int, sole bool) {
+	run.begin(&c.srv.stalls, n, sole)
 	start := time.Now()
 	var reps [maxBatch]*reply
 	served := 0

@@ -27,6 +27,7 @@ type memExport struct {
 	panicOn int64         // offset whose read panics
 	block   chan struct{} // reads and writes at offset blockAt wait on it
 	blockAt int64         //
+	delay   time.Duration // every write takes this long
 	zeroes  []string      // flags of each Zero call
 	opened  atomic.Int64
 	as      Export // what Open hands out instead of m (a wrapper of m)
@@ -70,6 +71,7 @@ func (m *memExport) WriteAt(ctx context.Context, p []byte, off int64) error {
 			return ctx.Err()
 		}
 	}
+	time.Sleep(m.delay)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	copy(m.data[off:], p)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -506,6 +507,39 @@ func TestStalledWriteKeepsItsPayload(t *testing.T) {
 	}
 	if got := c.read(4096); !bytes.Equal(got, want) {
 		t.Fatalf("stalled write stored % x..., want a5 a5...", got[:8])
+	}
+}
+
+// A backend slower than the stall watch's tick (every write takes 3 ms)
+// makes every batch a "stall". Once serving is spread over workers, a
+// batch of one has nothing to hand out and a reader already exists, so
+// the watch must leave it alone: it used to start another worker each
+// time, which never left (over 700 goroutines a second under fio).
+func TestSlowBackendDoesNotPileUpWorkers(t *testing.T) {
+	m := newMem(1 << 20)
+	m.delay = 3 * time.Millisecond
+	_, sock := startServer(t, testExports{"a": m}, nil)
+	c := dial(t, sock)
+	c.connect("a", false)
+	const depth, total = 4, 80
+	p := make([]byte, 4096)
+	for i := range uint64(depth) {
+		c.request(cmdWrite, 0, i, i*4096, 4096, p)
+	}
+	var base int
+	for i := uint64(depth); i < total+depth; i++ {
+		if e, _ := c.simple(); e != 0 {
+			t.Fatalf("write: errno %d", e)
+		}
+		if i == 3*depth {
+			base = runtime.NumGoroutine() // settled in spreading mode
+		}
+		if i < total {
+			c.request(cmdWrite, 0, i, (i%64)*4096, 4096, p)
+		}
+	}
+	if n := runtime.NumGoroutine(); n > base+2*depth {
+		t.Fatalf("%d goroutines after %d slow writes, %d after the first %d: workers pile up", n, total, base, 3*depth)
 	}
 }
 

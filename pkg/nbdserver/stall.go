@@ -17,19 +17,24 @@ const stallAfter = time.Millisecond
 // stall watch. Items are claimed through next, so each is served once, by
 // the worker or by the watch (rescue).
 type batchRun struct {
-	c     *conn
-	mu    sync.Mutex // guards n, gen, seen; held by the watch while it claims
-	n     int        // items in the batch being served; 0 between batches
-	gen   uint64     // batches begun
-	seen  uint64     // gen when the watch last looked
+	c    *conn
+	mu   sync.Mutex // guards n, gen, seen; held by the watch while it claims
+	n    int        // items in the batch being served; 0 between batches
+	gen  uint64     // batches begun
+	seen uint64     // gen when the watch last looked
+	// sole is set while the batch's worker is the connection's only
+	// reader (served inline): if it stalls, no one reads on.
+	sole  bool
 	next  atomic.Int32
 	items [maxBatch]work
 }
 
-// begin publishes a batch of n items (already in items) to the watch.
-func (run *batchRun) begin(w *stallWatch, n int) {
+// begin publishes a batch of n items (already in items) to the watch;
+// sole says whether its worker is the only reader.
+func (run *batchRun) begin(w *stallWatch, n int, sole bool) {
 	run.mu.Lock()
 	run.n = n
+	run.sole = sole
 	run.gen++
 	run.next.Store(0)
 	run.mu.Unlock()
@@ -126,17 +131,28 @@ func (w *stallWatch) scan() (busy bool) {
 
 // rescue is called by the watch, with run.mu held, for a batch that has
 // run for over stallAfter. Its requests not yet started each get a
-// goroutine, another worker starts reading, and the service time is raised
-// so readers stop batching and serving inline until the backend is fast
-// again. It unlocks run.mu.
+// goroutine, another worker starts reading if the batch's worker was the
+// only reader, and the service time is raised so readers stop batching and
+// serving inline until the backend is fast again. A batch with nothing to
+// hand out whose worker had handed the reading on is left alone: starting
+// a worker for it added one that never left, on every slow request. It
+// unlocks run.mu.
 func (c *conn) rescue(run *batchRun) {
 	var stolen []work
 	for w := run.claim(run.n); w != nil; w = run.claim(run.n) {
 		stolen = append(stolen, *w)
 	}
-	// The batch's worker is still serving it, so the count is not zero.
-	c.workers.Add(1 + len(stolen))
 	run.seen = run.gen
+	reader := run.sole
+	if len(stolen) == 0 && !reader {
+		run.mu.Unlock()
+		return
+	}
+	// The batch's worker is still serving it, so the count is not zero.
+	c.workers.Add(len(stolen))
+	if reader {
+		c.workers.Add(1)
+	}
 	run.mu.Unlock()
 	c.srv.stats.Stalls.Add(1)
 	if ns := int64(stallAfter); c.serviceNs.Load() < ns {
@@ -149,5 +165,7 @@ func (c *conn) rescue(run *batchRun) {
 			c.queue([]*reply{rep})
 		}()
 	}
-	go c.worker()
+	if reader {
+		go c.worker()
+	}
 }
