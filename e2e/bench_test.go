@@ -29,3 +29,22 @@ func TestBenchScriptRuns(t *testing.T) {
 		}
 	}
 }
+
+// The -tcp variant serves on loopback TCP; one short job per server.
+func TestBenchScriptRunsOverTCP(t *testing.T) {
+	testkit.NeedTool(t, "fio")
+	testkit.NeedTool(t, "nbdkit")
+	cmd := exec.Command("bash", "bench/run.sh", "-runtime", "1s", "-size", "67108864", "-repeat", "1",
+		"-tcp", "-jobs", "4k randread qd32")
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench/run.sh -tcp: %v\n%s", err, out)
+	}
+	table := string(out)
+	for _, server := range []string{"| gdm |", "| gdm+metrics |", "| go-nbd |", "| nbdkit |"} {
+		if n := strings.Count(table, server); n != 1 || strings.Contains(table, "failed") {
+			t.Errorf("%d rows for %s, want 1 (none failed):\n%s", n, server, table)
+		}
+	}
+}

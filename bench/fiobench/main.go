@@ -37,8 +37,20 @@ var jobs = []job{
 
 type server struct {
 	name  string
-	start func(file, sock string) *exec.Cmd
-	uri   func(sock string) string
+	start func(file string, ep endpoint) *exec.Cmd
+}
+
+// endpoint is where a server listens: a UNIX socket path, or a TCP
+// address on loopback.
+type endpoint struct {
+	network, addr string
+}
+
+func (ep endpoint) uri() string {
+	if ep.network == "tcp" {
+		return "nbd://" + ep.addr + "/bench"
+	}
+	return "nbd+unix:///bench?socket=" + ep.addr
 }
 
 type result struct {
@@ -54,6 +66,7 @@ func main() {
 	onlyServers := flag.String("servers", "", "comma-separated servers to run (default: all)")
 	onlyJobs := flag.String("jobs", "", "run only jobs whose name contains this (default: all)")
 	repeat := flag.Int("repeat", 3, "rounds; each row shows the median")
+	tcp := flag.Bool("tcp", false, "serve on loopback TCP instead of UNIX sockets")
 	flag.Parse()
 	if *onlyJobs != "" {
 		var kept []job
@@ -78,14 +91,21 @@ func main() {
 	}
 
 	servers := []server{
-		{"gdm", gdmServer(*gdm, work, "gdm", ""), func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
-		{"gdm+metrics", gdmServer(*gdm, work, "gdm+metrics", "127.0.0.1:0"), func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
-		{"go-nbd", func(file, sock string) *exec.Cmd {
-			return exec.Command(*gonbd, "-file", file, "-socket", sock)
-		}, func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
-		{"nbdkit", func(file, sock string) *exec.Cmd {
-			return exec.Command("nbdkit", "-f", "-U", sock, "--exportname=bench", "file", file)
-		}, func(sock string) string { return "nbd+unix:///bench?socket=" + sock }},
+		{"gdm", gdmServer(*gdm, work, "gdm", "")},
+		{"gdm+metrics", gdmServer(*gdm, work, "gdm+metrics", "127.0.0.1:0")},
+		{"go-nbd", func(file string, ep endpoint) *exec.Cmd {
+			if ep.network == "tcp" {
+				return exec.Command(*gonbd, "-file", file, "-listen", ep.addr)
+			}
+			return exec.Command(*gonbd, "-file", file, "-socket", ep.addr)
+		}},
+		{"nbdkit", func(file string, ep endpoint) *exec.Cmd {
+			if ep.network == "tcp" {
+				host, port, _ := net.SplitHostPort(ep.addr)
+				return exec.Command("nbdkit", "-f", "-i", host, "-p", port, "--exportname=bench", "file", file)
+			}
+			return exec.Command("nbdkit", "-f", "-U", ep.addr, "--exportname=bench", "file", file)
+		}},
 	}
 	if *onlyServers != "" {
 		var kept []server
@@ -104,9 +124,12 @@ func main() {
 	// and stops them. A row then compares runs seconds apart, not a whole
 	// benchmark apart, and the median of the rounds drops the odd run (or
 	// server process) a noisy neighbour spoiled.
-	socks := make([]string, len(servers))
+	eps := make([]endpoint, len(servers))
 	for i, s := range servers {
-		socks[i] = filepath.Join(work, s.name+".sock")
+		eps[i] = endpoint{"unix", filepath.Join(work, s.name+".sock")}
+		if *tcp {
+			eps[i] = endpoint{"tcp", freePort()}
+		}
 	}
 	startAll := func() (procs []*exec.Cmd, stop func()) {
 		stop = func() {
@@ -116,15 +139,17 @@ func main() {
 			}
 		}
 		for i, s := range servers {
-			os.Remove(socks[i])
-			p := s.start(file, socks[i])
+			if eps[i].network == "unix" {
+				os.Remove(eps[i].addr)
+			}
+			p := s.start(file, eps[i])
 			p.Stderr = os.Stderr
 			if err := p.Start(); err != nil {
 				stop()
 				log.Fatalf("%s: %v", s.name, err)
 			}
 			procs = append(procs, p)
-			waitSocket(socks[i])
+			waitListening(eps[i])
 			if strings.HasPrefix(s.name, "gdm") {
 				ctl := exec.Command(*gdm, "create", "bench", "--control", gdmControl(work, s.name),
 					"--table", fmt.Sprintf("0 %d linear %s 0", *size/512, file))
@@ -145,7 +170,7 @@ func main() {
 				s := servers[i]
 				pid := procs[i].Process.Pid
 				cpu0 := cpuSeconds(pid)
-				bytes, iops, mibs, err := runFio(s.uri(socks[i]), j, *size, *runtime)
+				bytes, iops, mibs, err := runFio(eps[i].uri(), j, *size, *runtime)
 				cpu := cpuSeconds(pid) - cpu0
 				if err != nil {
 					log.Printf("%s / %s: %v", s.name, j.name, err)
@@ -250,25 +275,39 @@ func gdmControl(work, name string) string {
 
 // gdmServer starts gdm serve with metrics off (metrics == "") or on (its
 // latency histograms then time every request).
-func gdmServer(gdm, work, name, metrics string) func(file, sock string) *exec.Cmd {
-	return func(file, sock string) *exec.Cmd {
+func gdmServer(gdm, work, name, metrics string) func(file string, ep endpoint) *exec.Cmd {
+	return func(file string, ep endpoint) *exec.Cmd {
+		sock, listen := ep.addr, ""
+		if ep.network == "tcp" {
+			sock, listen = "", ep.addr
+		}
 		state := filepath.Join(work, name+"-state")
 		os.RemoveAll(state) // a fresh daemon: the bench device is created anew
 		return exec.Command(gdm, "serve", "--state-dir", state, "--control", gdmControl(work, name),
-			"--nbd-socket", sock, "--nbd-listen", "", "--metrics-listen", metrics, "--log-level", "warn")
+			"--nbd-socket", sock, "--nbd-listen", listen, "--metrics-listen", metrics, "--log-level", "warn")
 	}
 }
 
-func waitSocket(sock string) {
+// freePort is a loopback TCP address no one listens on now.
+func freePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitListening(ep endpoint) {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if c, err := net.Dial("unix", sock); err == nil {
+		if c, err := net.Dial(ep.network, ep.addr); err == nil {
 			c.Close()
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	log.Fatalf("%s never came up", sock)
+	log.Fatalf("%s never came up", ep.addr)
 }
 
 // cpuSeconds is utime+stime of a process, from /proc/PID/stat.

@@ -16,14 +16,20 @@ import (
 func main() {
 	file := flag.String("file", "", "file to serve")
 	sock := flag.String("socket", "", "UNIX socket to listen on")
+	tcp := flag.String("listen", "", "TCP address to listen on instead")
 	name := flag.String("name", "bench", "export name")
 	flag.Parse()
 	f, err := os.OpenFile(*file, os.O_RDWR, 0)
 	if err != nil {
 		log.Fatal(err)
 	}
-	os.Remove(*sock)
-	l, err := net.Listen("unix", *sock)
+	network, addr := "unix", *sock
+	if *tcp != "" {
+		network, addr = "tcp", *tcp
+	} else {
+		os.Remove(*sock)
+	}
+	l, err := net.Listen(network, addr)
 	if err != nil {
 		log.Fatal(err)
 	}
