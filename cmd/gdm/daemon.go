@@ -240,7 +240,6 @@ func (d *daemon) rename(old, new string) error {
 	// device's errors and log lines name it anew.
 	delete(d.devices, old)
 	d.devices[new] = m
-	m.exp.setName(new)
 	m.dev.Rename(new)
 	return d.saveLocked()
 }
@@ -257,7 +256,7 @@ func (d *daemon) list() []*managed {
 	return out
 }
 
-func (m *managed) name() string { return m.exp.name() }
+func (m *managed) name() string { return m.dev.Name() }
 
 // closeAll destroys every device's tables (daemon shutdown).
 func (d *daemon) closeAll() {
@@ -314,22 +313,12 @@ func (d *daemon) Open(name string) (nbdserver.Export, func(), error) {
 // deviceExport adapts a table.Device to nbdserver.Export.
 type deviceExport struct {
 	*table.Device
-	nameP atomic.Pointer[string]
 }
 
 var (
 	_ nbdserver.Export       = (*deviceExport)(nil)
 	_ nbdserver.SpliceReader = (*deviceExport)(nil)
 )
-
-func (e *deviceExport) name() string {
-	if p := e.nameP.Load(); p != nil {
-		return *p
-	}
-	return e.Device.Name()
-}
-
-func (e *deviceExport) setName(n string) { e.nameP.Store(&n) }
 
 func (e *deviceExport) Zero(ctx context.Context, off, length int64, noHole, fast bool) error {
 	return e.Device.Zero(ctx, off, length, targets.ZeroFlags{NoHole: noHole, Fast: fast})

@@ -267,12 +267,13 @@ func (c *conn) worker() {
 			c.rmu.Unlock()
 			return
 		}
-		// Payloads are left in the read buffer (no copy) only while
-		// serving inline: each batch is then done before the next read,
-		// so the buffer is seldom pinned when it fills and a stall pins
-		// at most one old chunk.
-		take := c.inline()
-		w, ok := c.readOne(true, take)
+		// Serving inline, this worker is the only reader: it does its
+		// batch, then reads again. Payloads are then left in the read
+		// buffer (no copy): each batch is done before the next read, so
+		// the buffer is seldom pinned when it fills and a stall pins at
+		// most one old chunk.
+		inline := c.inline()
+		w, ok := c.readOne(true, inline)
 		if !ok {
 			c.rmu.Unlock()
 			return
@@ -280,17 +281,16 @@ func (c *conn) worker() {
 		run.items[0] = w
 		n := 1
 		for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; n++ {
-			if run.items[n], ok = c.readOne(false, take); !ok {
+			if run.items[n], ok = c.readOne(false, inline); !ok {
 				break
 			}
 		}
-		sole := c.inline() // reads again after the batch; no one else will
-		if !sole && c.waiting.Load() == 0 && !c.readDone {
+		if !inline && c.waiting.Load() == 0 && !c.readDone {
 			c.workers.Add(1)
 			go c.worker()
 		}
 		c.rmu.Unlock()
-		c.serveBatch(run, n, sole)
+		c.serveBatch(run, n, inline)
 	}
 }
 

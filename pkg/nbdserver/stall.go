@@ -149,9 +149,10 @@ func (c *conn) rescue(run *batchRun) {
 		return
 	}
 	// The batch's worker is still serving it, so the count is not zero.
-	c.workers.Add(len(stolen))
 	if reader {
-		c.workers.Add(1)
+		c.workers.Add(1 + len(stolen))
+	} else {
+		c.workers.Add(len(stolen))
 	}
 	run.mu.Unlock()
 	c.srv.stats.Stalls.Add(1)

@@ -50,10 +50,9 @@ type Device struct {
 
 	// retiring holds old tables of live swaps until they are destroyed:
 	// Flush syncs them too, so a FLUSH that reaches the new table covers
-	// writes answered through the old one.
-	retMu    sync.Mutex
-	retiring []*Table
-	nRetired atomic.Int32 // len(retiring), for Flush's fast path
+	// writes answered through the old one. Replaced whole under mu, read
+	// without a lock.
+	retiring atomic.Pointer[[]*Table]
 }
 
 // DeviceCounters are a device's running statistics.
@@ -347,28 +346,28 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 }
 
 // retire adds t to (or, with add false, removes it from) the tables Flush
-// also syncs.
+// also syncs. Called with mu held.
 func (d *Device) retire(t *Table, add bool) {
-	d.retMu.Lock()
-	defer d.retMu.Unlock()
-	if add {
-		d.retiring = append(d.retiring, t)
-	} else {
-		d.retiring = slices.DeleteFunc(d.retiring, func(x *Table) bool { return x == t })
+	var now []*Table
+	if p := d.retiring.Load(); p != nil {
+		now = slices.Clone(*p)
 	}
-	d.nRetired.Store(int32(len(d.retiring)))
+	if add {
+		now = append(now, t)
+	} else {
+		now = slices.DeleteFunc(now, func(x *Table) bool { return x == t })
+	}
+	d.retiring.Store(&now)
 }
 
 // flushRetiring syncs the old tables of live swaps still draining.
 func (d *Device) flushRetiring() error {
-	if d.nRetired.Load() == 0 {
+	p := d.retiring.Load()
+	if p == nil {
 		return nil
 	}
-	d.retMu.Lock()
-	tables := slices.Clone(d.retiring)
-	d.retMu.Unlock()
 	var errs []error
-	for _, t := range tables {
+	for _, t := range *p {
 		errs = append(errs, t.flushRetired())
 	}
 	return errors.Join(errs...)

@@ -49,6 +49,15 @@ func (l *flushLog) flushes(tb *Table) (n int, live *Table) {
 	return n, live
 }
 
+// flushedOnce checks old was flushed exactly once, while wantLive was the
+// live table; when says which moment that is.
+func (l *flushLog) flushedOnce(t *testing.T, old, wantLive *Table, when string) {
+	t.Helper()
+	if n, live := l.flushes(old); n != 1 || live != wantLive {
+		t.Fatalf("old table flushed %d times, live then %p (want %p); want once, %s", n, live, wantLive, when)
+	}
+}
+
 // A FLUSH sent after a table swap goes to the new table, which may map
 // other files; so writes answered through the old table are made durable
 // as it goes: before the swap when no I/O runs on it (resume quiesced it,
@@ -75,18 +84,14 @@ func TestSwapFlushesTheOldTable(t *testing.T) {
 		d, l, old, load := setup(t)
 		load()
 		must(t, d.Resume(ctx, false))
-		if n, live := l.flushes(old); n != 1 || live != old {
-			t.Fatalf("old table flushed %d times, live then %p (old %p); want once, before the swap", n, live, old)
-		}
+		l.flushedOnce(t, old, old, "before the swap")
 	})
 
 	t.Run("live resume flushes after the drain", func(t *testing.T) {
 		d, l, old, load := setup(t)
 		next := load()
 		must(t, d.Resume(ctx, true))
-		if n, live := l.flushes(old); n != 1 || live != next {
-			t.Fatalf("old table flushed %d times, live then %p (new %p); want once, at its destroy", n, live, next)
-		}
+		l.flushedOnce(t, old, next, "at its destroy")
 	})
 
 	t.Run("noflush suspend then resume flushes before the swap", func(t *testing.T) {
@@ -97,9 +102,7 @@ func TestSwapFlushesTheOldTable(t *testing.T) {
 		}
 		load()
 		must(t, d.Resume(ctx, true))
-		if n, live := l.flushes(old); n != 1 || live != old {
-			t.Fatalf("old table flushed %d times, live then %p (old %p); want once, before the swap", n, live, old)
-		}
+		l.flushedOnce(t, old, old, "before the swap")
 	})
 
 	t.Run("inactive tables are not flushed; Close flushes the live one", func(t *testing.T) {
