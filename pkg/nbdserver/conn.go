@@ -378,6 +378,9 @@ func (c *conn) readOne(wait, take bool) (work, bool) {
 		}
 	}
 	c.br.Discard(requestHeaderSize)
+	// After a large write, expect another: read its header alone (see
+	// inbuf.lean).
+	c.br.lean = r.typ == cmdWrite && r.length > maxTake
 	if r.typ == cmdDisc {
 		c.sawDisc = true
 		return c.endReading()

@@ -13,6 +13,12 @@ const (
 	// rather than copied out. Larger ones are mostly read straight from
 	// the socket into their own buffer, which is one copy already.
 	maxTake = 64 << 10
+	// directMin is the smallest Read that goes straight from the socket
+	// into the caller's slice when the buffer is empty. Going through the
+	// buffer costs a copy; going around it costs the chance of picking up
+	// the next request in the same read, which matters for small reads
+	// only.
+	directMin = 32 << 10
 )
 
 // inbuf is a connection's buffered reader: bufio.Reader's Peek, Discard,
@@ -35,6 +41,12 @@ type inbuf struct {
 	cur  *inchunk
 	r, w int // unread bytes are cur.b[r:w]
 	err  error
+	// lean makes a fill read only the bytes asked for, not as many as the
+	// buffer holds. The connection sets it while large write payloads
+	// follow their headers: a full fill would read the start of the next
+	// payload into the buffer, only to copy it out again (up to a quarter
+	// of a 1 MiB payload, 2-3% of the CPU of 1 MiB writes over TCP).
+	lean bool
 }
 
 // inchunk is one read buffer. The inbuf holds one pin on its current chunk;
@@ -96,8 +108,12 @@ func (b *inbuf) fill(need int) {
 		b.cur.unpin()
 		b.cur = next
 	}
+	end := len(b.cur.b)
+	if b.lean {
+		end = b.r + need
+	}
 	for range 100 {
-		n, err := b.src.Read(b.cur.b[b.w:])
+		n, err := b.src.Read(b.cur.b[b.w:end])
 		b.w += n
 		if err != nil {
 			b.err = err
@@ -150,8 +166,7 @@ func (b *inbuf) Take(n int) ([]byte, *inchunk, error) {
 }
 
 // Read reads into p: from the buffer when it holds anything, else straight
-// from the source when p is at least as large as the buffer, else through
-// one fill.
+// from the source when p is large (directMin), else through one fill.
 func (b *inbuf) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -160,10 +175,10 @@ func (b *inbuf) Read(p []byte) (int, error) {
 		if b.err != nil {
 			return 0, b.readErr()
 		}
-		if len(p) >= len(b.cur.b) {
+		if len(p) >= directMin {
 			return b.src.Read(p)
 		}
-		b.fill(1)
+		b.fill(len(p))
 		if b.r == b.w {
 			return 0, b.readErr()
 		}

@@ -24,6 +24,57 @@ func (t *trickle) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// readSizes records the size of every Read asked of it, and where its
+// slice began, and serves them from an endless stream of zeroes.
+type readSizes struct {
+	asked []int
+	into  []*byte
+}
+
+func (r *readSizes) Read(p []byte) (int, error) {
+	r.asked = append(r.asked, len(p))
+	r.into = append(r.into, &p[0])
+	clear(p)
+	return len(p), nil
+}
+
+// With lean set, a Peek reads only what it was asked for: the header of a
+// large write, not the start of its payload (which would then be copied
+// out). A large Read into an empty buffer goes straight into the caller's
+// slice, so the payload (or what is left of it after one socket read) is
+// not copied out of the buffer either.
+func TestInbufLeanAndDirectReads(t *testing.T) {
+	src := &readSizes{}
+	b := newInbuf(src)
+	defer b.release()
+	b.lean = true
+	if _, err := b.Peek(requestHeaderSize); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Buffered(); got != requestHeaderSize {
+		t.Fatalf("lean Peek(%d) buffered %d bytes, want just the header", requestHeaderSize, got)
+	}
+	b.Discard(requestHeaderSize)
+	src.asked, src.into = nil, nil
+	payload := make([]byte, 128<<10) // or the tail of a larger one
+	if _, err := io.ReadFull(b, payload); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.asked) != 1 || src.asked[0] != len(payload) || src.into[0] != &payload[0] {
+		t.Fatalf("a 128 KiB payload was read as %v, want one read straight into it", src.asked)
+	}
+	// A small read still goes through the buffer, which then holds what
+	// follows it for the next Peek.
+	b.lean = false
+	src.asked = nil
+	if _, err := io.ReadFull(b, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Buffered(); got < inbufSize/2 {
+		t.Fatalf("after a 100-byte read %d bytes are buffered, want the rest of a full fill", got)
+	}
+}
+
 // The read buffer against a model (the stream itself): random Peeks,
 // Discards, Reads and Takes each see the stream's next bytes, and every
 // slice handed out by Take keeps its bytes until unpinned, however much is
@@ -51,6 +102,7 @@ func TestInbufModel(t *testing.T) {
 			}
 		}
 		for pos < len(stream)-2*inbufSize {
+			b.lean = rng.IntN(4) == 0
 			n := 1 + rng.IntN(maxTake)
 			switch op := rng.IntN(10); {
 			case op < 3:
