@@ -47,4 +47,7 @@ func TestBenchScriptRunsOverTCP(t *testing.T) {
 			t.Errorf("%d rows for %s, want 1 (none failed):\n%s", n, server, table)
 		}
 	}
+	if !strings.Contains(table, "Loopback TCP, congestion control ") || strings.Contains(table, "congestion control unknown") {
+		t.Errorf("the TCP table does not say which congestion control it ran under:\n%s", table)
+	}
 }

@@ -187,7 +187,14 @@ func main() {
 		}
 		stop()
 	}
-	fmt.Printf("Medians of %d rounds, %s per fio run. The vs-nbdkit columns are the median of each round's ratio to nbdkit, with the lowest and highest round in brackets.\n\n", *repeat, *runtime)
+	fmt.Printf("Medians of %d rounds, %s per fio run. The vs-nbdkit columns are the median of each round's ratio to nbdkit, with the lowest and highest round in brackets.\n", *repeat, *runtime)
+	if *tcp {
+		// Loopback TCP results depend on the congestion control more than
+		// on the servers: BBR without the fq qdisc paces from timers and
+		// reorders on loopback (see README).
+		fmt.Printf("Loopback TCP, congestion control %s.\n", sysctl("net/ipv4/tcp_congestion_control"))
+	}
+	fmt.Println()
 	fmt.Println("| job | server | IOPS | MiB/s | server CPU s/GiB | IOPS vs nbdkit | CPU/GiB vs nbdkit |")
 	fmt.Println("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
 	for _, j := range jobs {
@@ -356,4 +363,13 @@ func runFio(uri string, j job, size int64, runtime time.Duration) (bytes int64, 
 	}
 	r := res.Jobs[0]
 	return r.Read.Bytes + r.Write.Bytes, r.Read.IOPS + r.Write.IOPS, (r.Read.BW + r.Write.BW) / (1 << 20), nil
+}
+
+// sysctl reads a sysctl by its path under /proc/sys, or says it could not.
+func sysctl(path string) string {
+	b, err := os.ReadFile(filepath.Join("/proc/sys", path))
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	return strings.TrimSpace(string(b))
 }
