@@ -3,6 +3,7 @@ package nbdserver
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,21 +119,37 @@ func TestNbdcopyAndQemuImgCompare(t *testing.T) {
 	}
 }
 
+// fio's verifying random writes from 4 connections at depth 32, over a
+// UNIX socket and over loopback TCP; and from one connection over TCP, where
+// the reader spins (see spinWindow; with 4 connections it does not).
 func TestFioVerify(t *testing.T) {
-	_, sock := startServer(t, testExports{"disk": newMem(64 << 20)}, nil)
-	out := run(t, "fio", "--name=verify", "--ioengine=nbd", "--uri="+uri(sock, "disk"),
-		"--rw=randwrite", "--bs=4k", "--bsrange=512-64k", "--size=64m", "--numjobs=4", "--iodepth=32",
-		"--offset_increment=16m", "--size=16m", "--verify=crc32c", "--do_verify=1", "--verify_state_save=0",
-		"--group_reporting", "--output-format=json")
-	var res struct {
-		Jobs []struct {
-			Error int `json:"error"`
-		} `json:"jobs"`
-	}
-	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
-		t.Fatalf("fio output: %v\n%s", err, out)
-	}
-	if len(res.Jobs) == 0 || res.Jobs[0].Error != 0 {
-		t.Fatalf("fio: %s", out)
+	for _, tc := range []struct {
+		network string
+		jobs    int
+	}{{"unix", 4}, {"tcp", 4}, {"tcp", 1}} {
+		network := tc.network
+		t.Run(fmt.Sprintf("%s/%d-conns", network, tc.jobs), func(t *testing.T) {
+			s, addr := startServerOn(t, network, testExports{"disk": newMem(64 << 20)}, nil)
+			u := uri(addr, "disk")
+			if network == "tcp" {
+				u = "nbd://" + addr + "/disk"
+			}
+			out := run(t, "fio", "--name=verify", "--ioengine=nbd", "--uri="+u,
+				"--rw=randwrite", "--bs=4k", "--bsrange=512-64k", "--size=64m", fmt.Sprintf("--numjobs=%d", tc.jobs), "--iodepth=32",
+				"--offset_increment=16m", "--size=16m", "--verify=crc32c", "--do_verify=1", "--verify_state_save=0",
+				"--group_reporting", "--output-format=json")
+			var res struct {
+				Jobs []struct {
+					Error int `json:"error"`
+				} `json:"jobs"`
+			}
+			if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
+				t.Fatalf("fio output: %v\n%s", err, out)
+			}
+			if len(res.Jobs) == 0 || res.Jobs[0].Error != 0 {
+				t.Fatalf("fio: %s", out)
+			}
+			waitUntil(t, func() bool { return s.transmitting.Load() == 0 })
+		})
 	}
 }

@@ -38,6 +38,7 @@ type conn struct {
 	expRef         atomic.Pointer[Export] // exp, for the server's lookups
 	exp            Export
 	splicer        SpliceReader    // exp, when it can splice and nc is a socket
+	spin           *spinReader     // the socket's reader in transmission, when nc is TCP
 	raw            syscall.RawConn // nc's descriptor, for splicing into it
 	release        func()
 	size           int64
@@ -189,6 +190,14 @@ type reply struct {
 // and worker stacks, grown once, are reused. When transmit returns, every
 // reply has been written (or dropped on a dead socket).
 func (c *conn) transmit() {
+	c.srv.transmitting.Add(1)
+	defer c.srv.transmitting.Add(-1)
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			c.spin = newSpinReader(raw, &c.srv.transmitting)
+			c.br.src = c.spin
+		}
+	}
 	c.workers.Add(1)
 	c.worker()
 	c.workers.Wait()
@@ -273,6 +282,9 @@ func (c *conn) worker() {
 		// the buffer is seldom pinned when it fills and a stall pins at
 		// most one old chunk.
 		inline := c.inline()
+		if c.spin != nil {
+			c.spin.on = inline
+		}
 		w, ok := c.readOne(true, inline)
 		if !ok {
 			c.rmu.Unlock()

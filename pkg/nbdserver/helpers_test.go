@@ -141,11 +141,22 @@ func (e testExports) Open(name string) (Export, func(), error) {
 // startServer serves exports on a UNIX socket in a temp dir.
 func startServer(t *testing.T, exports testExports, tweak func(*Server)) (*Server, string) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "nbd.sock")
-	l, err := net.Listen("unix", sock)
+	return startServerOn(t, "unix", exports, tweak)
+}
+
+// startServerOn serves exports on a UNIX socket in a temp dir ("unix") or
+// on a free loopback TCP port ("tcp"), and returns its address.
+func startServerOn(t *testing.T, network string, exports testExports, tweak func(*Server)) (*Server, string) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = filepath.Join(t.TempDir(), "nbd.sock")
+	}
+	l, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr = l.Addr().String()
 	s := &Server{Exports: exports, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if tweak != nil {
 		tweak(s)
@@ -158,7 +169,7 @@ func startServer(t *testing.T, exports testExports, tweak func(*Server)) (*Serve
 			t.Errorf("Serve returned %v", err)
 		}
 	})
-	return s, sock
+	return s, addr
 }
 
 // client is a minimal NBD client for the tests, speaking raw wire bytes.

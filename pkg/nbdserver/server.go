@@ -27,6 +27,9 @@ type Server struct {
 	stats  Stats
 	stalls stallWatch
 	pipes  pipePool
+	// transmitting counts connections past their handshake; TCP readers
+	// spin only while it is small (see spinWindow).
+	transmitting atomic.Int32
 
 	mu        sync.Mutex // guards listeners, conns, shutdown
 	listeners map[net.Listener]struct{}
