@@ -94,13 +94,8 @@ func TestUserspaceClients(t *testing.T) {
 			out = run(t, "fio", "--name=e2e", "--ioengine=nbd", "--uri="+u, "--rw=randwrite", "--bsrange=512-128k",
 				"--iodepth=16", "--numjobs=4", fmt.Sprintf("--size=%dm", writable>>22), fmt.Sprintf("--offset_increment=%dm", writable>>22),
 				"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--group_reporting", "--output-format=json")
-			var res struct {
-				Jobs []struct {
-					Error int `json:"error"`
-				} `json:"jobs"`
-			}
-			if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil || res.Jobs[0].Error != 0 {
-				t.Fatalf("fio: %v\n%s", err, out)
+			if n := testkit.FioErrors(t, out); n != 0 {
+				t.Fatalf("fio: %d errors\n%s", n, out)
 			}
 		})
 	}

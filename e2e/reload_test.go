@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -33,18 +32,7 @@ func fioVerify(t *testing.T, uri string, sizeMiB int, seed int) (int, string) {
 		fmt.Sprintf("--size=%dm", per), fmt.Sprintf("--offset_increment=%dm", per),
 		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", fmt.Sprintf("--randseed=%d", seed),
 		"--group_reporting", "--output-format=json")
-	var res struct {
-		Jobs []struct {
-			Error int `json:"error"`
-		} `json:"jobs"`
-	}
-	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
-		t.Fatalf("fio output: %v\n%s", err, out)
-	}
-	errs := 0
-	for _, j := range res.Jobs {
-		errs += j.Error
-	}
+	errs := testkit.FioErrors(t, out)
 	return errs, out
 }
 

@@ -3,6 +3,7 @@
 package testkit
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,4 +57,32 @@ func NeedTool(t testing.TB, name string) string {
 		t.Skipf("SKIPPING: %s is not installed; e2e/test-all.sh installs it", name)
 	}
 	return p
+}
+
+// FioErrors parses fio's --output-format=json output (anything printed
+// before the JSON is skipped) and returns the sum of its jobs' error codes.
+// Output that holds no jobs fails the test: a fio that ran nothing has not
+// verified anything.
+func FioErrors(t testing.TB, out string) int {
+	t.Helper()
+	var res struct {
+		Jobs []struct {
+			Error int `json:"error"`
+		} `json:"jobs"`
+	}
+	i := strings.Index(out, "{")
+	if i < 0 {
+		t.Fatalf("fio printed no JSON:\n%s", out)
+	}
+	if err := json.Unmarshal([]byte(out[i:]), &res); err != nil {
+		t.Fatalf("fio output: %v\n%s", err, out)
+	}
+	if len(res.Jobs) == 0 {
+		t.Fatalf("fio reported no jobs:\n%s", out)
+	}
+	errs := 0
+	for _, j := range res.Jobs {
+		errs += j.Error
+	}
+	return errs
 }

@@ -138,16 +138,8 @@ func TestFioVerify(t *testing.T) {
 				"--rw=randwrite", "--bs=4k", "--bsrange=512-64k", "--size=64m", fmt.Sprintf("--numjobs=%d", tc.jobs), "--iodepth=32",
 				"--offset_increment=16m", "--size=16m", "--verify=crc32c", "--do_verify=1", "--verify_state_save=0",
 				"--group_reporting", "--output-format=json")
-			var res struct {
-				Jobs []struct {
-					Error int `json:"error"`
-				} `json:"jobs"`
-			}
-			if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
-				t.Fatalf("fio output: %v\n%s", err, out)
-			}
-			if len(res.Jobs) == 0 || res.Jobs[0].Error != 0 {
-				t.Fatalf("fio: %s", out)
+			if n := testkit.FioErrors(t, out); n != 0 {
+				t.Fatalf("fio: %d errors\n%s", n, out)
 			}
 			waitUntil(t, func() bool { return s.transmitting.Load() == 0 })
 		})
