@@ -50,6 +50,7 @@ var (
 	descProtoErrs  = prometheus.NewDesc("gdm_nbd_protocol_errors_total", "Connections closed for a protocol violation (bad magic, oversized data).", nil, nil)
 	descPanics     = prometheus.NewDesc("gdm_nbd_request_panics_total", "Requests that panicked (answered EIO).", nil, nil)
 	descStalls     = prometheus.NewDesc("gdm_nbd_batch_stalls_total", "Request batches that took over 1 ms, whose waiting requests were then served concurrently.", nil, nil)
+	descSpins      = prometheus.NewDesc("gdm_nbd_read_spins_total", "TCP reads that spun on an empty socket before parking, by result: found (a request came) or parked.", []string{"result"}, nil)
 )
 
 // collector turns the daemon's plain stats into metrics at scrape time.
@@ -61,7 +62,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
 		descSize, descSuspended, descReadOnly, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
-		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls} {
+		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins} {
 		ch <- d
 	}
 }
@@ -108,6 +109,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, descProtoErrs, st.ProtocolErrors.Load())
 	counter(ch, descPanics, st.Panics.Load())
 	counter(ch, descStalls, st.Stalls.Load())
+	counter(ch, descSpins, st.SpinsFound.Load(), "found")
+	counter(ch, descSpins, st.SpinsParked.Load(), "parked")
 }
 
 func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {

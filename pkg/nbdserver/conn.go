@@ -194,7 +194,7 @@ func (c *conn) transmit() {
 	defer c.srv.transmitting.Add(-1)
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		if raw, err := tc.SyscallConn(); err == nil {
-			c.spin = newSpinReader(raw, &c.srv.transmitting)
+			c.spin = newSpinReader(raw, &c.srv.transmitting, &c.srv.stats)
 			c.br.src = c.spin
 		}
 	}

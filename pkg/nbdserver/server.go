@@ -48,6 +48,11 @@ type Stats struct {
 	// Stalls counts batches whose requests were handed to other goroutines
 	// because one of them took longer than a millisecond.
 	Stalls atomic.Uint64
+	// SpinsFound and SpinsParked count TCP reads that spun on an empty
+	// socket (see spinWindow): those that saw a request arrive, and those
+	// that gave up and parked. Mostly parked means spinning does not pay on
+	// this machine and client.
+	SpinsFound, SpinsParked atomic.Uint64
 }
 
 // Handshake failure reasons, for Stats.

@@ -43,6 +43,7 @@ type spinReader struct {
 	// began, at least 1).
 	busy   *atomic.Int32
 	limit  int32
+	stats  *Stats
 	window time.Duration // spinWindow; tests lengthen it
 	// on is set for each reading turn: spin only while requests are cheap
 	// (the reader serves them inline).
@@ -65,8 +66,8 @@ func (s *spinReader) spinning() bool {
 	return s.busy.Load() <= s.limit
 }
 
-func newSpinReader(raw syscall.RawConn, busy *atomic.Int32) *spinReader {
-	return &spinReader{raw: raw, busy: busy, limit: int32(max(1, runtime.GOMAXPROCS(0)/2)), window: spinWindow}
+func newSpinReader(raw syscall.RawConn, busy *atomic.Int32, stats *Stats) *spinReader {
+	return &spinReader{raw: raw, busy: busy, stats: stats, limit: int32(max(1, runtime.GOMAXPROCS(0)/2)), window: spinWindow}
 }
 
 func (s *spinReader) Read(p []byte) (int, error) {
@@ -93,6 +94,7 @@ func (s *spinReader) Read(p []byte) (int, error) {
 					spin = false
 					s.backoff = min(max(2*s.backoff, 1), maxSpinBackoff)
 					s.skip = s.backoff
+					s.stats.SpinsParked.Add(1)
 					return false
 				}
 				continue
@@ -102,6 +104,7 @@ func (s *spinReader) Read(p []byte) (int, error) {
 				rerr = io.EOF
 			case spin && !deadline.IsZero():
 				s.backoff = 0 // the spin paid off
+				s.stats.SpinsFound.Add(1)
 			}
 			n = m
 			return true

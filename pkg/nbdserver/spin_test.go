@@ -42,7 +42,7 @@ func newTestSpinReader(t *testing.T, c *net.TCPConn, busy *atomic.Int32) *spinRe
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSpinReader(raw, busy)
+	s := newSpinReader(raw, busy, &Stats{})
 	s.limit = 1
 	s.on = true
 	return s
@@ -110,6 +110,9 @@ func TestSpinReaderBacksOff(t *testing.T) {
 	if spins != 9 || s.backoff != maxSpinBackoff {
 		t.Fatalf("%d spins in 200 silent waits, backoff %d; want 9 and %d", spins, s.backoff, maxSpinBackoff)
 	}
+	if p, f := s.stats.SpinsParked.Load(), s.stats.SpinsFound.Load(); p != 9 || f != 0 {
+		t.Fatalf("stats count %d parked and %d found spins, want 9 and 0", p, f)
+	}
 }
 
 // A spin that sees data arrive resets the backoff; a reader whose
@@ -129,8 +132,8 @@ func TestSpinReaderWhenToSpin(t *testing.T) {
 	if _, err := s.Read(make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if s.backoff != 0 {
-		t.Fatalf("backoff %d after a spin that found data, want 0", s.backoff)
+	if s.backoff != 0 || s.stats.SpinsFound.Load() != 1 {
+		t.Fatalf("backoff %d, %d spins counted as found after a spin that found data; want 0 and 1", s.backoff, s.stats.SpinsFound.Load())
 	}
 
 	if !s.spinning() {
