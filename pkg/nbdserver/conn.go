@@ -39,7 +39,7 @@ type conn struct {
 	exp            Export
 	splicer        SpliceReader    // exp, when it can splice and nc is a socket
 	spin           *spinReader     // the socket's reader in transmission, when nc is TCP
-	raw            syscall.RawConn // nc's descriptor, for splicing into it
+	raw            syscall.RawConn // nc's descriptor, when it has one: for splicing and spinning
 	release        func()
 	size           int64
 	flags          uint16
@@ -92,6 +92,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 		budget: budget{maxN: maxN, maxBytes: maxBytes},
 	}
 	c.br = newInbuf(nc)
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
 	if uc, ok := nc.(*net.UnixConn); ok {
 		// A UNIX socket's send buffer is all that lies between the
 		// server's replies and the client; Linux's default (208 KiB) holds
@@ -192,11 +197,9 @@ type reply struct {
 func (c *conn) transmit() {
 	c.srv.transmitting.Add(1)
 	defer c.srv.transmitting.Add(-1)
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		if raw, err := tc.SyscallConn(); err == nil {
-			c.spin = newSpinReader(raw, &c.srv.transmitting, &c.srv.stats)
-			c.br.src = c.spin
-		}
+	if _, ok := c.nc.(*net.TCPConn); ok && c.raw != nil {
+		c.spin = newSpinReader(c.raw, &c.srv.transmitting, &c.srv.stats)
+		c.br.src = c.spin
 	}
 	c.workers.Add(1)
 	c.worker()
@@ -816,7 +819,7 @@ func (b *budget) acquire(bytes int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.init()
-	for !b.closed && (b.n >= b.maxN || (b.n > 0 && b.bytes+bytes > b.maxBytes)) {
+	for !b.closed && b.full(bytes) {
 		b.cond.Wait()
 	}
 	if b.closed {
@@ -827,11 +830,17 @@ func (b *budget) acquire(bytes int64) bool {
 	return true
 }
 
+// full reports whether taking one more request of bytes would pass a bound.
+// One request is always let in, however large, so that none waits forever.
+func (b *budget) full(bytes int64) bool {
+	return b.n >= b.maxN || (b.n > 0 && b.bytes+bytes > b.maxBytes)
+}
+
 // tryAcquire is acquire without waiting.
 func (b *budget) tryAcquire(bytes int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || b.n >= b.maxN || (b.n > 0 && b.bytes+bytes > b.maxBytes) {
+	if b.closed || b.full(bytes) {
 		return false
 	}
 	b.n++

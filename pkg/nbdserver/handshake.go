@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"syscall"
 )
 
 // errHandshake ends a negotiation; reason is a Handshake* constant.
@@ -184,12 +183,8 @@ func (c *conn) open(info ExportInfo) error {
 		return err
 	}
 	c.exp, c.release = exp, release
-	if sr, ok := exp.(SpliceReader); ok {
-		if sc, ok := c.nc.(syscall.Conn); ok {
-			if raw, err := sc.SyscallConn(); err == nil {
-				c.splicer, c.raw = sr, raw
-			}
-		}
+	if sr, ok := exp.(SpliceReader); ok && c.raw != nil {
+		c.splicer = sr
 	}
 	c.size = exp.Size()
 	c.readOnly = info.ReadOnly
