@@ -22,6 +22,17 @@ func TestResizeKeepsNegotiatedSize(t *testing.T) {
 	if e, _, err := old.do(0, 1024*512, 512, nil); err != nil || e != 22 {
 		t.Fatalf("read past the shrunk end: errno %d, %v; want EINVAL (22)", e, err)
 	}
+	// Writes and write-zeroes past the end are ENOSPC (the NBD spec's
+	// answer for those two), trims EINVAL.
+	if e, _, err := old.do(1, 1024*512, 512, make([]byte, 512)); err != nil || e != 28 {
+		t.Fatalf("write past the shrunk end: errno %d, %v; want ENOSPC (28)", e, err)
+	}
+	if e, _, err := old.do(6, 1024*512, 512, nil); err != nil || e != 28 {
+		t.Fatalf("write-zeroes past the shrunk end: errno %d, %v; want ENOSPC (28)", e, err)
+	}
+	if e, _, err := old.do(4, 1024*512, 512, nil); err != nil || e != 22 {
+		t.Fatalf("trim past the shrunk end: errno %d, %v; want EINVAL (22)", e, err)
+	}
 	if e, _, err := old.do(0, 0, 512, nil); err != nil || e != 0 {
 		t.Fatalf("read inside: errno %d, %v", e, err)
 	}

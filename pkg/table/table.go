@@ -14,8 +14,14 @@ import (
 	"github.com/gdm-project/gdm/pkg/targets"
 )
 
-// ErrOutOfRange is a request that reaches past the end of the table.
-var ErrOutOfRange = fmt.Errorf("table: request past the end of the device: %w", syscall.EINVAL)
+// ErrOutOfRange is a read, trim or block-status request that reaches past
+// the end of the table; ErrNoSpace is a write or write-zeroes that does
+// (ENOSPC, as the NBD spec asks of those two). A client that negotiated a
+// larger size before the table shrank sees them.
+var (
+	ErrOutOfRange = fmt.Errorf("table: request past the end of the device: %w", syscall.EINVAL)
+	ErrNoSpace    = fmt.Errorf("table: write past the end of the device: %w", syscall.ENOSPC)
+)
 
 // drainBias is added to holders by whoever waits for them to drain (destroy,
 // or the quiesce of a suspend). Put sees a count at or above it and knows a
@@ -247,7 +253,7 @@ func (t *Table) WriteAt(p []byte, off int64) error { return t.rw(p, off, OpWrite
 // rw splits p at target boundaries; each piece is a slice of the caller's
 // buffer, so data is never copied here.
 func (t *Table) rw(p []byte, off int64, op Op) error {
-	if err := t.check(off, int64(len(p))); err != nil {
+	if err := t.check(off, int64(len(p)), op); err != nil {
 		return err
 	}
 	for len(p) > 0 {
@@ -320,7 +326,7 @@ var errStop = errors.New("stop")
 
 // each splits [off, off+length) at target boundaries and calls fn per piece.
 func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, n int64) error) error {
-	if err := t.check(off, length); err != nil {
+	if err := t.check(off, length, op); err != nil {
 		return err
 	}
 	for length > 0 {
@@ -342,11 +348,16 @@ func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, 
 	return nil
 }
 
-func (t *Table) check(off, length int64) error {
-	if off < 0 || length < 0 || off > t.Size() || length > t.Size()-off {
-		return ErrOutOfRange
+// check refuses a range that is not inside the table, with the error op's
+// kind of request gets (see ErrNoSpace).
+func (t *Table) check(off, length int64, op Op) error {
+	if off >= 0 && length >= 0 && off <= t.Size() && length <= t.Size()-off {
+		return nil
 	}
-	return nil
+	if op == OpWrite || op == OpZero {
+		return ErrNoSpace
+	}
+	return ErrOutOfRange
 }
 
 // locate finds the target holding byte off and how much of [off, off+n)
