@@ -20,7 +20,8 @@ import (
 type deviceInfo struct {
 	Name            string `json:"name"`
 	UUID            string `json:"uuid"`
-	State           string `json:"state"` // ACTIVE or SUSPENDED
+	State           string `json:"state"`            // ACTIVE, SUSPENDED, or BROKEN (not restored)
+	Broken          string `json:"broken,omitempty"` // why a BROKEN device could not be restored
 	ReadOnly        bool   `json:"read_only"`
 	OpenConnections int64  `json:"open_connections"`
 	LiveTable       bool   `json:"live_table"`
@@ -73,6 +74,9 @@ func (d *daemon) infoOf(m *managed) deviceInfo {
 	if m.dev.Suspended() {
 		i.State = "SUSPENDED"
 	}
+	if reason := m.broken.Load(); reason != nil {
+		i.State, i.Broken = "BROKEN", *reason
+	}
 	if t := m.dev.Acquire(false); t != nil {
 		i.LiveTable = true
 		i.Holders = t.Holders() - 1 // not counting ourselves
@@ -113,12 +117,8 @@ func (d *daemon) apiHandler() http.Handler {
 		if !decode(w, r, &req) {
 			return
 		}
-		if err := d.create(req.Name, req.Table, req.UUID, req.ReadOnly); err != nil {
-			fail(w, err)
-			return
-		}
-		m, _ := d.get(req.Name)
-		reply(w, d.infoOf(m))
+		m, err := d.create(req.Name, req.Table, req.UUID, req.ReadOnly)
+		replyInfo(w, d, m, err)
 	})
 	withDevice := func(f func(w http.ResponseWriter, r *http.Request, m *managed)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -150,36 +150,24 @@ func (d *daemon) apiHandler() http.Handler {
 		if !decode(w, r, &req) {
 			return
 		}
-		if err := d.load(r.PathValue("name"), req.Table); err != nil {
-			fail(w, err)
-			return
-		}
-		d.replyInfo(w, r.PathValue("name"))
+		m, err := d.load(r.PathValue("name"), req.Table)
+		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/resume", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := opContext(r)
 		defer cancel()
-		if err := d.resume(ctx, r.PathValue("name"), r.URL.Query().Get("live") == "1"); err != nil {
-			fail(w, err)
-			return
-		}
-		d.replyInfo(w, r.PathValue("name"))
+		m, err := d.resume(ctx, r.PathValue("name"), r.URL.Query().Get("live") == "1")
+		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/suspend", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := opContext(r)
 		defer cancel()
-		if err := d.suspend(ctx, r.PathValue("name"), r.URL.Query().Get("noflush") == "1"); err != nil {
-			fail(w, err)
-			return
-		}
-		d.replyInfo(w, r.PathValue("name"))
+		m, err := d.suspend(ctx, r.PathValue("name"), r.URL.Query().Get("noflush") == "1")
+		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/clear", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.clear(r.PathValue("name")); err != nil {
-			fail(w, err)
-			return
-		}
-		d.replyInfo(w, r.PathValue("name"))
+		m, err := d.clear(r.PathValue("name"))
+		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/rename", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -188,11 +176,8 @@ func (d *daemon) apiHandler() http.Handler {
 		if !decode(w, r, &req) {
 			return
 		}
-		if err := d.rename(r.PathValue("name"), req.NewName); err != nil {
-			fail(w, err)
-			return
-		}
-		d.replyInfo(w, req.NewName)
+		m, err := d.rename(r.PathValue("name"), req.NewName)
+		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("DELETE /v1/devices/{name}", func(w http.ResponseWriter, r *http.Request) {
 		if err := d.remove(r.PathValue("name"), r.URL.Query().Get("force") == "1"); err != nil {
@@ -215,8 +200,10 @@ func opContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), timeout)
 }
 
-func (d *daemon) replyInfo(w http.ResponseWriter, name string) {
-	m, err := d.get(name)
+// replyInfo answers a verb with the info of the device it acted on (not
+// looked up again by name: a concurrent rename or remove may have taken
+// the name since), or with its error.
+func replyInfo(w http.ResponseWriter, d *daemon, m *managed, err error) {
 	if err != nil {
 		fail(w, err)
 		return
@@ -246,9 +233,9 @@ func fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, errNoDevice):
 		code = http.StatusNotFound
-	case errors.Is(err, errExists), errors.Is(err, errBusy):
+	case errors.Is(err, errExists), errors.Is(err, errBusy), errors.Is(err, errUUIDInUse), errors.Is(err, errBroken):
 		code = http.StatusConflict
-	case errors.As(err, &le), errors.Is(err, errBadName), errors.Is(err, errNoTable),
+	case errors.As(err, &le), errors.Is(err, errBadName), errors.Is(err, errBadUUID), errors.Is(err, errNoTable),
 		errors.Is(err, table.ErrEmpty), errors.Is(err, table.ErrNoTable), errors.Is(err, targets.ErrDeviceTooSmall):
 		code = http.StatusUnprocessableEntity
 	case errors.Is(err, context.DeadlineExceeded):

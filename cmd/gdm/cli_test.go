@@ -159,7 +159,8 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	td2.running.shutdown()
 
-	// A state file that cannot be read stops the daemon, and is untouched.
+	// A legacy state.json that cannot be read stops the daemon (nothing
+	// can be migrated from it), and is untouched.
 	state := filepath.Join(dir, "state", "state.json")
 	os.WriteFile(state, []byte("{not json"), 0o600)
 	cfg := td2.cfg
@@ -169,12 +170,17 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if b, _ := os.ReadFile(state); string(b) != "{not json" {
 		t.Fatal("bad state file was changed")
 	}
-	// A device whose backing file is gone: refused, naming it.
-	good, _ := json.Marshal(stateDoc{Version: 1, Devices: []deviceState{{Name: "lost", UUID: "u", Live: "0 8 linear " + filepath.Join(dir, "gone.img") + " 0\n"}}})
+	// A readable one is migrated to per-device files and kept aside.
+	good, _ := json.Marshal(legacyDoc{Version: 1, Devices: []deviceState{{Name: "old", UUID: "u1", Live: "0 8 zero\n"}}})
 	os.WriteFile(state, good, 0o600)
-	if _, err := startServer(cfg, nil); err == nil || !strings.Contains(err.Error(), `device "lost"`) {
-		t.Fatalf("start with a missing backing file: %v", err)
+	td3 := startTestDaemon(t, dir)
+	if out := td3.ok(t, "table", "old"); out != "0 8 zero\n" {
+		t.Fatalf("migrated device's table: %q", out)
 	}
+	if _, err := os.Stat(state + ".migrated"); err != nil {
+		t.Fatalf("legacy state not kept aside: %v", err)
+	}
+	td3.running.shutdown()
 }
 
 // The seed's first bug, as a test: tables are destroyed only at the fixed

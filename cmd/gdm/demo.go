@@ -42,5 +42,6 @@ func (d *daemon) ensureDemo(stateDir string) error {
 		legs = append(legs, p+" 0")
 	}
 	text := fmt.Sprintf("0 %d striped %d %d %s\n", demoSize/512, demoLegs, demoChunk, strings.Join(legs, " "))
-	return d.create(demoName, text, "", false)
+	_, err := d.create(demoName, text, "", false)
+	return err
 }

@@ -65,6 +65,9 @@ func runInfo(args []string, _ io.Reader, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "Table holders:     %d\n", i.Holders)
 		fmt.Fprintf(stdout, "Size:              %d sectors (%d bytes)\n", i.Sectors, i.SizeBytes)
 		fmt.Fprintf(stdout, "UUID:              %s\n", i.UUID)
+		if i.Broken != "" {
+			fmt.Fprintf(stdout, "Broken:            %s\n", i.Broken)
+		}
 	}
 	return nil
 }

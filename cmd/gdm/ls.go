@@ -33,6 +33,9 @@ func runLs(args []string, _ io.Reader, stdout io.Writer) error {
 	}
 	for _, d := range all {
 		fmt.Fprintf(stdout, "%s\t(%d sectors, %s)\n", d.Name, d.Sectors, d.State)
+		if d.Broken != "" {
+			fmt.Fprintf(stdout, "\t%s\n", d.Broken)
+		}
 	}
 	return nil
 }

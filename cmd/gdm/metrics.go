@@ -32,6 +32,8 @@ var (
 	descSize       = prometheus.NewDesc("gdm_device_size_bytes", "Size of the live table.", devLabels, nil)
 	descSuspended  = prometheus.NewDesc("gdm_device_suspended", "1 while the device is suspended.", devLabels, nil)
 	descReadOnly   = prometheus.NewDesc("gdm_device_read_only", "1 for a read-only device.", devLabels, nil)
+	descBroken     = prometheus.NewDesc("gdm_device_broken", "1 for a device that could not be restored at start (see gdm info); load and resume repair it.", devLabels, nil)
+	descBadStates  = prometheus.NewDesc("gdm_state_files_unreadable", "Device state files skipped at start because they could not be read (left untouched; see the log).", nil, nil)
 	descGeneration = prometheus.NewDesc("gdm_table_generation", "Grows by one on every swap of the live table.", devLabels, nil)
 	descHolders    = prometheus.NewDesc("gdm_table_holders", "Temporary holders of the live table (in-flight I/O, status calls).", devLabels, nil)
 	descDestroying = prometheus.NewDesc("gdm_table_destroy_waiting", "Tables out of their slot, waiting for holders to drain.", devLabels, nil)
@@ -60,7 +62,7 @@ var _ prometheus.Collector = collector{}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
-		descSize, descSuspended, descReadOnly, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
+		descSize, descSuspended, descReadOnly, descBroken, descBadStates, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
 		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins} {
 		ch <- d
@@ -99,6 +101,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		c.collectDevice(ch, m)
 	}
 	st := c.d.nbd.Stats()
+	gauge(ch, descBadStates, float64(c.d.unreadableStates))
 	counter(ch, descAccepted, st.Accepted.Load())
 	for i, name := range nbdserver.HandshakeFailureNames {
 		counter(ch, descHandshake, st.HandshakeFailed[i].Load(), name)
@@ -131,6 +134,7 @@ func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {
 	gauge(ch, descConns, float64(m.conns.Load()), name)
 	gauge(ch, descSuspended, b2f(dev.Suspended()), name)
 	gauge(ch, descReadOnly, b2f(dev.ReadOnly()), name)
+	gauge(ch, descBroken, b2f(m.broken.Load() != nil), name)
 	gauge(ch, descGeneration, float64(st.Generation.Load()), name)
 	gauge(ch, descDestroying, float64(st.Destroying.Load()), name)
 	counter(ch, descSwaps, st.Swaps.Load(), name)

@@ -38,6 +38,10 @@ type serveConfig struct {
 	logLevel      string
 	shutdownWait  time.Duration
 	pprof         bool
+	// controlTimeout bounds how long one control request may take to
+	// arrive (headers and body) and how long an idle control connection
+	// is kept.
+	controlTimeout time.Duration
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -50,6 +54,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.pprof, "pprof", false, "also serve Go's /debug/pprof on the metrics listener")
 	fs.DurationVar(&c.shutdownWait, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
+	fs.DurationVar(&c.controlTimeout, "control-timeout", 30*time.Second, "how long a control request may take to arrive; idle control connections close after it")
 }
 
 func runServe(args []string, _ io.Reader, stdout io.Writer) error {
@@ -101,22 +106,24 @@ func startServer(cfg serveConfig, stdout io.Writer) (*running, error) {
 	if err := os.MkdirAll(cfg.stateDir, 0o700); err != nil {
 		return nil, err
 	}
-	state := &stateFile{dir: cfg.stateDir}
-	saved, err := state.load()
+	state := &stateStore{dir: cfg.stateDir}
+	saved, unreadable, err := state.open()
 	if err != nil {
 		return nil, err
 	}
+	for _, err := range unreadable {
+		log.Error("device state file skipped", "err", err)
+	}
 	r := &running{cfg: cfg, log: log, served: make(chan error, 4), addrs: map[string]string{}}
 	r.d = newDaemon(log, state, cfg.metricsListen != "")
-	if err := r.d.restore(saved); err != nil {
-		return nil, err
-	}
+	r.d.unreadableStates = len(unreadable)
+	r.d.restore(saved)
 	if len(saved) > 0 {
-		log.Info("restored devices", "count", len(saved), "state", state.path())
+		log.Info("restored devices", "count", len(saved), "broken", r.d.brokenCount(), "state", state.devicesDir())
 	}
 	if cfg.demo {
 		if err := r.d.ensureDemo(cfg.stateDir); err != nil {
-			r.d.closeAll()
+			r.d.closeAll(context.Background())
 			return nil, fmt.Errorf("demo: %w", err)
 		}
 	}
@@ -134,7 +141,8 @@ func (r *running) listen() error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	r.addrs["control"] = r.cfg.control
-	r.control = &http.Server{Handler: r.d.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
+	r.control = &http.Server{Handler: r.d.apiHandler(), ReadTimeout: r.cfg.controlTimeout,
+		IdleTimeout: r.cfg.controlTimeout, MaxHeaderBytes: 64 << 10}
 	go func() { r.served <- ignoreClosed(r.control.Serve(cl)) }()
 
 	if r.cfg.nbdListen != "" {
@@ -159,7 +167,8 @@ func (r *running) listen() error {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		r.addrs["metrics"] = l.Addr().String()
-		r.metrics = &http.Server{Handler: metricsHandler(r.d, r.cfg.pprof), ReadHeaderTimeout: 10 * time.Second}
+		r.metrics = &http.Server{Handler: metricsHandler(r.d, r.cfg.pprof), ReadTimeout: 10 * time.Second,
+			IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
 		go func() { r.served <- ignoreClosed(r.metrics.Serve(l)) }()
 	}
 	return nil
@@ -219,7 +228,9 @@ func (r *running) banner(w io.Writer) {
 }
 
 // shutdown stops accepting, lets in-flight requests finish (each connection
-// flushes as it ends), then flushes and destroys every table.
+// flushes as it ends), then flushes and destroys every table, all within
+// --shutdown-timeout: whatever is stuck past it (a hung backing device, a
+// verb draining a table) is abandoned and reported, and the process exits.
 func (r *running) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.shutdownWait)
 	defer cancel()
@@ -230,8 +241,12 @@ func (r *running) shutdown() error {
 	if r.metrics != nil {
 		r.metrics.Shutdown(ctx)
 	}
-	r.control.Shutdown(ctx)
-	r.d.closeAll()
+	if err := r.control.Shutdown(ctx); err != nil {
+		r.control.Close()
+	}
+	if err := r.d.closeAll(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	os.Remove(r.cfg.control)
 	if r.cfg.nbdSocket != "" {
 		os.Remove(r.cfg.nbdSocket)
@@ -249,5 +264,5 @@ func (r *running) abort() {
 	if r.metrics != nil {
 		r.metrics.Close()
 	}
-	r.d.closeAll()
+	r.d.closeAll(context.Background())
 }

@@ -1,17 +1,24 @@
 package main
 
 import (
-	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
 )
 
-// deviceState is what survives a restart of the daemon.
+// deviceState is what survives a restart of the daemon: one device's
+// definition, in a file of its own.
 type deviceState struct {
+	Version   int    `json:"version"`
+	ID        string `json:"id"` // names the file; never changes, not even on rename
 	Name      string `json:"name"`
 	UUID      string `json:"uuid"`
 	Live      string `json:"live_table,omitempty"`
@@ -20,51 +27,157 @@ type deviceState struct {
 	ReadOnly  bool   `json:"read_only,omitempty"`
 }
 
-type stateDoc struct {
+// legacyDoc is the single state.json of gdm before per-device files.
+type legacyDoc struct {
 	Version int           `json:"version"`
 	Devices []deviceState `json:"devices"`
 }
 
-const stateVersion = 1
+const (
+	stateVersion  = 2
+	legacyVersion = 1
+	tmpPrefix     = ".tmp-"
+)
 
-// stateFile is the daemon's device definitions on disk: one JSON file,
-// replaced atomically (write a temp file, fsync, rename, fsync the dir) on
-// every change, so a crash leaves the old or the new file, never a mix.
-type stateFile struct {
+// stateStore keeps each device's definition in its own file under
+// <state-dir>/devices/, named by the device's id (not its name, so a rename
+// rewrites one file). Every change replaces or removes one file atomically
+// (temp file, fsync, rename, fsync dir): a crash leaves the old or the new
+// definition, and a verb on one device never rewrites another's (a device
+// of a million targets costs only its own verbs).
+//
+// The store itself holds no lock: each device's verbs are serialized by
+// that device's opMu, and different devices touch different files.
+type stateStore struct {
 	dir string
+	// failWrites makes every save and remove fail (tests of atomicity
+	// without a read-only filesystem).
+	failWrites atomic.Bool
 }
 
-func (s *stateFile) path() string { return filepath.Join(s.dir, "state.json") }
+var errInjected = errors.New("injected state write failure")
 
-// load reads the definitions; a missing file is an empty daemon. A file that
-// cannot be read or parsed is an error, and is left as it is.
-func (s *stateFile) load() ([]deviceState, error) {
-	b, err := os.ReadFile(s.path())
+func (s *stateStore) devicesDir() string { return filepath.Join(s.dir, "devices") }
+func (s *stateStore) legacyPath() string { return filepath.Join(s.dir, "state.json") }
+func (s *stateStore) fileOf(id string) string {
+	return filepath.Join(s.devicesDir(), id+".json")
+}
+
+// newID names a new device's state file.
+func newID() string { return strings.ReplaceAll(newUUID(), "-", "") }
+
+// legacyID is the id a device migrated from state.json gets: derived from
+// its name, so that a migration interrupted by a crash and run again
+// writes the same files.
+func legacyID(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return "v1-" + hex.EncodeToString(h[:12])
+}
+
+// open prepares the state directory: creates devices/, removes temp files
+// that a crash left behind, and migrates a legacy state.json. It returns
+// every device definition it can read, sorted by name, and one error per
+// file it cannot (left untouched). An unreadable legacy state.json is a
+// fatal error: nothing can be migrated from it.
+func (s *stateStore) open() ([]deviceState, []error, error) {
+	if err := os.MkdirAll(s.devicesDir(), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("state: %w", err)
+	}
+	s.removeTemps(s.dir, ".state-") // the single file's temp names
+	s.removeTemps(s.devicesDir(), tmpPrefix)
+	if err := s.migrate(); err != nil {
+		return nil, nil, err
+	}
+	entries, err := os.ReadDir(s.devicesDir())
+	if err != nil {
+		return nil, nil, fmt.Errorf("state: %w", err)
+	}
+	var devs []deviceState
+	var bad []error
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		st, err := s.read(filepath.Join(s.devicesDir(), e.Name()))
+		if err != nil {
+			bad = append(bad, err)
+			continue
+		}
+		devs = append(devs, st)
+	}
+	sort.Slice(devs, func(i, j int) bool { return devs[i].Name < devs[j].Name })
+	return devs, bad, nil
+}
+
+func (s *stateStore) read(path string) (deviceState, error) {
+	var st deviceState
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return st, fmt.Errorf("state: %w", err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("state: %s is not valid JSON (%v); it was left untouched", path, err)
+	}
+	if st.Version != stateVersion {
+		return st, fmt.Errorf("state: %s has version %d, this gdm reads %d; it was left untouched", path, st.Version, stateVersion)
+	}
+	if want := strings.TrimSuffix(filepath.Base(path), ".json"); st.ID != want {
+		return st, fmt.Errorf("state: %s holds id %q, not its file name's; it was left untouched", path, st.ID)
+	}
+	return st, nil
+}
+
+// removeTemps deletes temp files a kill -9 left in dir.
+func (s *stateStore) removeTemps(dir, prefix string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), prefix) && strings.HasSuffix(e.Name(), ".tmp") {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// migrate turns a legacy state.json into per-device files, then renames it
+// to state.json.migrated (kept for the operator). Run again after a crash
+// half-way, it writes the same files.
+func (s *stateStore) migrate() error {
+	b, err := os.ReadFile(s.legacyPath())
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
+		return fmt.Errorf("state: %w", err)
 	}
-	var doc stateDoc
+	var doc legacyDoc
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("state: %s is not valid JSON (%v); it was left untouched: fix or move it away", s.path(), err)
+		return fmt.Errorf("state: %s is not valid JSON (%v); it was left untouched: fix or move it away", s.legacyPath(), err)
 	}
-	if doc.Version != stateVersion {
-		return nil, fmt.Errorf("state: %s has version %d, this gdm reads %d; it was left untouched", s.path(), doc.Version, stateVersion)
+	if doc.Version != legacyVersion {
+		return fmt.Errorf("state: %s has version %d, this gdm reads %d; it was left untouched", s.legacyPath(), doc.Version, legacyVersion)
 	}
-	return doc.Devices, nil
+	for _, st := range doc.Devices {
+		st.Version, st.ID = stateVersion, legacyID(st.Name)
+		if err := s.save(st); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(s.legacyPath(), s.legacyPath()+".migrated"); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return syncDir(s.dir)
 }
 
-func (s *stateFile) save(devs []deviceState) error {
-	if devs == nil {
-		devs = []deviceState{}
+// save replaces the device's file with st, atomically.
+func (s *stateStore) save(st deviceState) error {
+	if s.failWrites.Load() {
+		return fmt.Errorf("state: %w", errInjected)
 	}
-	b, err := json.MarshalIndent(stateDoc{Version: stateVersion, Devices: devs}, "", "  ")
+	st.Version = stateVersion
+	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("state: %w", err)
 	}
-	tmp, err := os.CreateTemp(s.dir, ".state-*.tmp")
+	tmp, err := os.CreateTemp(s.devicesDir(), tmpPrefix+"*.tmp")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -80,63 +193,31 @@ func (s *stateFile) save(devs []deviceState) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), s.path()); err != nil {
+	if err := os.Rename(tmp.Name(), s.fileOf(st.ID)); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	dir, err := os.Open(s.dir)
+	return syncDir(s.devicesDir())
+}
+
+// remove deletes the device's file, durably.
+func (s *stateStore) remove(id string) error {
+	if s.failWrites.Load() {
+		return fmt.Errorf("state: %w", errInjected)
+	}
+	if err := os.Remove(s.fileOf(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("state: %w", err)
+	}
+	return syncDir(s.devicesDir())
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	defer dir.Close()
-	if err := dir.Sync(); err != nil {
+	defer d.Close()
+	if err := d.Sync(); err != nil {
 		return fmt.Errorf("state: fsync dir: %w", err)
 	}
-	return nil
-}
-
-// restore brings back every device as it was. Any device that cannot be
-// restored stops the daemon from starting, naming the device and why; the
-// state file is not changed.
-func (d *daemon) restore(devs []deviceState) error {
-	for _, s := range devs {
-		if err := d.restoreOne(s); err != nil {
-			d.closeAll()
-			return fmt.Errorf("state: restoring device %q from %s: %w (the state file was left untouched)", s.Name, d.state.path(), err)
-		}
-	}
-	return nil
-}
-
-func (d *daemon) restoreOne(s deviceState) error {
-	if !nameRE.MatchString(s.Name) {
-		return errBadName
-	}
-	if _, ok := d.devices[s.Name]; ok {
-		return errExists
-	}
-	m := d.newManaged(s.Name, s.UUID, s.ReadOnly)
-	fail := func(what string, err error) error {
-		m.dev.Close()
-		return fmt.Errorf("%s table: %w", what, err)
-	}
-	if s.Live != "" {
-		if err := m.dev.LoadText(s.Live); err != nil {
-			return fail("live", err)
-		}
-		if err := m.dev.Resume(context.Background(), true); err != nil {
-			return fail("live", err)
-		}
-	}
-	if s.Suspended {
-		if err := m.dev.Suspend(context.Background(), true); err != nil {
-			return fail("live", err)
-		}
-	}
-	if s.Inactive != "" {
-		if err := m.dev.LoadText(s.Inactive); err != nil {
-			return fail("inactive", err)
-		}
-	}
-	d.devices[s.Name] = m
 	return nil
 }

@@ -179,17 +179,33 @@ func (d *Device) Size() int64 {
 // LoadText parses and builds a table and puts it in the inactive slot. A bad
 // table is refused (counted in LoadFails) and the device keeps what it had.
 func (d *Device) LoadText(text string) error {
-	t, err := FromText(text, d.readOnly)
+	t, err := d.Build(text)
 	if err != nil {
-		d.stats.LoadFails.Add(1)
 		return err
 	}
 	if err := d.Load(t); err != nil {
-		d.destroyTable(t, false)
+		d.Discard(t)
 		return err
 	}
 	return nil
 }
+
+// Build parses and builds a table for this device (read-only if the device
+// is), in no slot yet: the caller Loads it or Discards it. It takes no lock
+// of the device, so parsing and opening files never hold up the device's
+// other operations. A bad table is counted in LoadFails.
+func (d *Device) Build(text string) (*Table, error) {
+	t, err := FromText(text, d.readOnly)
+	if err != nil {
+		d.stats.LoadFails.Add(1)
+	}
+	return t, err
+}
+
+// Discard destroys a table from Build that never went into a slot (the
+// verb that built it failed later): one of the fixed points at which a
+// table may be destroyed.
+func (d *Device) Discard(t *Table) { d.destroyTable(t, false) }
 
 // Load puts t in the inactive slot, destroying the table it replaces. The
 // device takes over t's one uncounted reference.
