@@ -16,7 +16,10 @@ import (
 	"time"
 )
 
-const defaultControl = "/run/gdm/gdm.sock"
+const (
+	defaultControl   = "/run/gdm/gdm.sock"
+	defaultNBDSocket = "/run/gdm/nbd.sock"
+)
 
 // clientFlags are the flags every client verb has.
 type clientFlags struct {

@@ -8,10 +8,14 @@ import (
 )
 
 const (
-	demoName  = "demo"
-	demoLegs  = 4
-	demoSize  = 1 << 30
-	demoChunk = 128 // sectors: 64 KiB
+	// demoListen is where the demo serves NBD over TCP. Only the demo
+	// listens on TCP by default: any local user can reach a TCP listener,
+	// and the demo's device is the demo's own sparse files.
+	demoListen = "127.0.0.1:10809"
+	demoName   = "demo"
+	demoLegs   = 4
+	demoSize   = 1 << 30
+	demoChunk  = 128 // sectors: 64 KiB
 )
 
 // ensureDemo creates the demo device, 1 GiB striped over four sparse files

@@ -45,8 +45,8 @@ type serveConfig struct {
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.nbdListen, "nbd-listen", "127.0.0.1:10809", "TCP address for NBD clients (empty: no TCP)")
-	fs.StringVar(&c.nbdSocket, "nbd-socket", "", "UNIX socket `PATH` for NBD clients")
+	fs.StringVar(&c.nbdListen, "nbd-listen", "", "TCP `ADDR` for NBD clients, e.g. 127.0.0.1:10809 (default none: every local user could reach every device; --demo listens on 127.0.0.1:10809)")
+	fs.StringVar(&c.nbdSocket, "nbd-socket", defaultNBDSocket, "UNIX socket `PATH` for NBD clients, mode 0660 (empty: none)")
 	fs.StringVar(&c.control, "control", defaultControl, "control API socket `PATH` (mode 0600)")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "127.0.0.1:9810", "address for /metrics (empty: none)")
 	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/gdm", "`DIR` for device definitions (and the demo's backing files)")
@@ -71,6 +71,12 @@ func runServe(args []string, _ io.Reader, stdout io.Writer) error {
 	}
 	if cfg.demo && !set["control"] && os.Getenv("GDM_CONTROL") == "" {
 		cfg.control = filepath.Join(cfg.stateDir, "gdm.sock")
+	}
+	if cfg.demo && !set["nbd-listen"] {
+		cfg.nbdListen = demoListen
+	}
+	if cfg.demo && !set["nbd-socket"] {
+		cfg.nbdSocket = filepath.Join(cfg.stateDir, "nbd.sock")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -216,6 +222,7 @@ func (r *running) banner(w io.Writer) {
 		fmt.Fprintf(&b, "  NBD URI:       nbd://%s/demo\n", a)
 		fmt.Fprintf(&b, "  kernel client: nbd-client %s %s /dev/nbd0 -N demo\n", host, port)
 		fmt.Fprintf(&b, "  inspect:       nbdinfo nbd://%s/demo\n", a)
+		fmt.Fprintf(&b, "  (TCP is open to every local user: fine for the demo's own files; gdm serve without --demo listens on a UNIX socket only)\n")
 	}
 	if s := r.addrs["nbd-unix"]; s != "" {
 		fmt.Fprintf(&b, "  NBD socket:    nbd+unix:///demo?socket=%s\n", s)
