@@ -228,21 +228,7 @@ func TestHostileSlowControlRequests(t *testing.T) {
 func TestHostileShutdownWithStuckRequest(t *testing.T) {
 	testkit.NeedTool(t, "qemu-io")
 	d := startDaemon(t, "", "--shutdown-timeout", "2s")
-	file := testkit.Sparse(t, d.dir, "s.img", 1<<20)
-	d.gdm("create", "s", "--table", "0 2048 linear "+file+" 0")
-	d.gdm("suspend", "s")
-	client := exec.Command("qemu-io", "-f", "raw", "-c", "read 0 512", d.uri("s"))
-	if err := client.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer client.Wait()
-	deadline := time.Now().Add(stuckBound)
-	for !strings.Contains(scrape(t, d), `gdm_device_requests_in_flight{device="s"} 1`) {
-		if time.Now().After(deadline) {
-			t.Fatal("the client's read never reached the daemon")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	stuckRead(t, d)
 	start := time.Now()
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {

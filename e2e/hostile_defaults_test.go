@@ -2,15 +2,12 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
 )
@@ -37,33 +34,16 @@ func TestHostileDefaultsServeNoOneElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	sock, control := filepath.Join(pub, "nbd.sock"), filepath.Join(dir, "control.sock")
-	cmd := exec.Command(gdmBin, "serve", "--state-dir", filepath.Join(dir, "state"), "--control", control,
-		"--nbd-socket", sock, "--metrics-listen", "", "--log-level", "warn")
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err := net.Dial("unix", control); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gdm serve did not come up: %s", log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	d := &daemon{t: t, control: control}
+	d := newTestDaemon(t, dir)
+	d.tcp, d.metrics, d.nbdSock = "", "", filepath.Join(pub, "nbd.sock")
+	d.start()
+	t.Cleanup(d.stop)
 	d.gdm("create", "secret", "--table", "0 8 zero")
 
-	if n := tcpListeners(t, cmd.Process.Pid); n != 0 {
+	if n := tcpListeners(t, d.cmd.Process.Pid); n != 0 {
 		t.Fatalf("gdm serve without --nbd-listen listens on %d TCP sockets", n)
 	}
-	uri := "nbd+unix:///secret?socket=" + sock
+	uri := "nbd+unix:///secret?socket=" + d.nbdSock
 	run(t, "nbdinfo", uri) // root can
 	out, err := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", nbdinfo, uri).CombinedOutput()
 	if err == nil {

@@ -67,20 +67,30 @@ func freePort(t testing.TB) string {
 // startDaemon starts gdm serve with its state in dir (a new temp dir if "").
 func startDaemon(t testing.TB, dir string, extra ...string) *daemon {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	d := &daemon{t: t, dir: dir, state: filepath.Join(dir, "state"), control: filepath.Join(dir, "control.sock"),
-		nbdSock: filepath.Join(dir, "nbd.sock"), tcp: freePort(t), metrics: freePort(t), extraArg: extra}
+	d := newTestDaemon(t, dir, extra...)
 	d.start()
 	t.Cleanup(d.stop)
 	return d
 }
 
+// newTestDaemon sets up a daemon without starting it, for a test to change
+// its addresses first (a tcp of "" passes no --nbd-listen at all).
+func newTestDaemon(t testing.TB, dir string, extra ...string) *daemon {
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	return &daemon{t: t, dir: dir, state: filepath.Join(dir, "state"), control: filepath.Join(dir, "control.sock"),
+		nbdSock: filepath.Join(dir, "nbd.sock"), tcp: freePort(t), metrics: freePort(t), extraArg: extra}
+}
+
 func (d *daemon) start() {
 	d.t.Helper()
-	args := append([]string{"serve", "--state-dir", d.state, "--control", d.control, "--nbd-socket", d.nbdSock,
-		"--nbd-listen", d.tcp, "--metrics-listen", d.metrics, "--log-level", "warn"}, d.extraArg...)
+	args := []string{"serve", "--state-dir", d.state, "--control", d.control, "--nbd-socket", d.nbdSock,
+		"--metrics-listen", d.metrics, "--log-level", "warn"}
+	if d.tcp != "" {
+		args = append(args, "--nbd-listen", d.tcp)
+	}
+	args = append(args, d.extraArg...)
 	d.cmd = exec.Command(gdmBin, args...)
 	d.log = &bytes.Buffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log

@@ -17,24 +17,7 @@ import (
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	testkit.NeedTool(t, "qemu-io")
 	d := startDaemon(t, "", "--shutdown-timeout", "2m")
-	file := testkit.Sparse(t, d.dir, "s.img", 1<<20)
-	d.gdm("create", "s", "--table", "0 2048 linear "+file+" 0")
-	d.gdm("suspend", "s")
-	// A client whose read waits on the suspended device: in flight. It
-	// ends when the daemon does (its connection closes).
-	client := exec.Command("qemu-io", "-f", "raw", "-c", "read 0 512", d.uri("s"))
-	if err := client.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer client.Wait()
-	// Wait until the daemon counts the read in flight.
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(scrape(t, d), `gdm_device_requests_in_flight{device="s"} 1`) {
-		if time.Now().After(deadline) {
-			t.Fatal("the client's read never reached the daemon")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	stuckRead(t, d)
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.exited:
@@ -52,6 +35,28 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Fatalf("exit status %d after the second signal, want 1", code)
 	}
 	t.Logf("exited %v after the second signal", time.Since(start).Round(time.Millisecond))
+}
+
+// stuckRead creates a suspended device "s" and a client whose read waits
+// on it, and returns once the daemon counts that read in flight. The
+// client ends when the daemon does (its connection closes).
+func stuckRead(t *testing.T, d *daemon) {
+	t.Helper()
+	file := testkit.Sparse(t, d.dir, "s.img", 1<<20)
+	d.gdm("create", "s", "--table", "0 2048 linear "+file+" 0")
+	d.gdm("suspend", "s")
+	client := exec.Command("qemu-io", "-f", "raw", "-c", "read 0 512", d.uri("s"))
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(scrape(t, d), `gdm_device_requests_in_flight{device="s"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the client's read never reached the daemon")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // scrape returns the daemon's /metrics text ("" if it cannot be had).
