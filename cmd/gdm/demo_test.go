@@ -59,7 +59,7 @@ func TestMakeDemoLeg(t *testing.T) {
 		}
 	}
 	if b, err := os.ReadFile(secret); err != nil || string(b) != "root only" {
-		t.Fatalf("the secret changed: %q %v", b, err)
+		t.Fatalf("the secret changed: now %d bytes, %v", len(b), err)
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "nowhere")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the dangling symlink's target was created: %v", err)
