@@ -48,7 +48,8 @@ type OpenOptions struct {
 	// Expect maps a path, as written in the table, to the identity it had
 	// when the table was loaded. A path in the map that now names another
 	// file is refused with ErrIdentityChanged; paths not in it are opened
-	// as found.
+	// as found. The map is read, never written, by every table built with
+	// these options; the caller must not change it meanwhile.
 	Expect map[string]Identity
 	// AllowPrefixes, when not empty, are the directories (absolute, with no
 	// symlinks in them) under which backing devices may lie. What is checked

@@ -180,6 +180,19 @@ func TestOpenTimeout(t *testing.T) {
 			t.Fatalf("%d descriptors of the late open still open", n)
 		}
 	})
+	t.Run("too-many-hung", func(t *testing.T) {
+		hungOpens.Add(maxHungOpens)
+		defer hungOpens.Add(-maxHungOpens)
+		opened := false
+		opts := OpenOptions{hooks: &openHooks{open: func(p string, f int, m uint32) (int, error) {
+			opened = true
+			return unix.Open(p, f, m)
+		}}}
+		_, err := openDev(tempFile(t, 4096), false, &opts)
+		if !errors.Is(err, ErrOpenTimeout) || !strings.Contains(err.Error(), "still hang") || opened {
+			t.Fatalf("with %d opens hung: %v (opened %v); want ErrOpenTimeout before any open", maxHungOpens, err, opened)
+		}
+	})
 	t.Run("late-success", func(t *testing.T) {
 		path := filepath.Join(realTempDir(t), "a.img")
 		writeFile(t, path, 4096)
