@@ -109,8 +109,8 @@ func startServer(cfg serveConfig, stdout io.Writer) (*running, error) {
 		return nil, fmt.Errorf("%w: --log-level %q", errUsage, cfg.logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := os.MkdirAll(cfg.stateDir, 0o700); err != nil {
-		return nil, err
+	if err := checkPrivateDir(cfg.stateDir); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	state := &stateStore{dir: cfg.stateDir}
 	saved, unreadable, err := state.open()
@@ -185,28 +185,6 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
-}
-
-// listenUnix listens on a UNIX socket, replacing a stale socket file but
-// refusing one a live daemon answers on.
-func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("%s is in use by a running process", path)
-	}
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
 }
 
 func (r *running) banner(w io.Writer) {

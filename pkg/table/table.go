@@ -49,10 +49,24 @@ type Table struct {
 	closeMu sync.RWMutex
 }
 
+// Options are how a table opens its backing devices.
+type Options struct {
+	// ReadOnly opens every backing device read-only.
+	ReadOnly bool
+	// Open bounds and restricts each open: timeout, allowed prefixes, and
+	// the identities recorded when the table was first loaded.
+	Open targets.OpenOptions
+}
+
 // New builds a table from parsed lines, opening each backing path once. A
 // device that cannot be opened or is too small is refused as a *LineError,
 // with everything opened so far closed again.
 func New(lines []Line, readOnly bool) (*Table, error) {
+	return NewWith(lines, Options{ReadOnly: readOnly})
+}
+
+// NewWith is New with the open options spelled out.
+func NewWith(lines []Line, opts Options) (*Table, error) {
 	if len(lines) == 0 {
 		return nil, fmt.Errorf("table: %w", ErrEmpty)
 	}
@@ -60,7 +74,7 @@ func New(lines []Line, readOnly bool) (*Table, error) {
 		lines:   lines,
 		targets: make([]targets.Target, len(lines)),
 		starts:  make([]int64, len(lines)+1),
-		devs:    targets.NewDevSet(readOnly),
+		devs:    targets.NewDevSetWith(opts.ReadOnly, opts.Open),
 		stats:   make([]SegmentStats, len(lines)),
 		wake:    make(chan struct{}, 1),
 	}
@@ -94,11 +108,28 @@ func New(lines []Line, readOnly bool) (*Table, error) {
 
 // Parse and New in one step.
 func FromText(text string, readOnly bool) (*Table, error) {
+	return FromTextWith(text, Options{ReadOnly: readOnly})
+}
+
+// FromTextWith is Parse and NewWith in one step.
+func FromTextWith(text string, opts Options) (*Table, error) {
 	lines, err := Parse(text)
 	if err != nil {
 		return nil, err
 	}
-	return New(lines, readOnly)
+	return NewWith(lines, opts)
+}
+
+// Identities maps each backing path, as written in the table, to the
+// identity of the file or device it opened. A daemon persists it with the
+// table and passes it back as Options.Open.Expect when it opens the table
+// again, so that a path replaced meanwhile is refused.
+func (t *Table) Identities() map[string]targets.Identity {
+	ids := map[string]targets.Identity{}
+	for _, d := range t.devs.Devs() {
+		ids[d.Path()] = d.Identity()
+	}
+	return ids
 }
 
 // Lines returns the table's lines (callers must not modify them).

@@ -38,6 +38,9 @@ func TestLoopBlockDevice(t *testing.T) {
 	if !d.blockDev || d.Size() != 3<<20 {
 		t.Fatalf("%s: block device %v, size %d; want a block device of %d bytes", loop, d.blockDev, d.Size(), 3<<20)
 	}
+	if id := d.Identity(); !id.IsBlock() || id.Ino != 0 || id.Dev != 0 {
+		t.Fatalf("%s: identity %+v; want the device number alone", loop, id)
+	}
 	if _, err := newLinear([]string{loop, "0"}, 6145, s); err == nil {
 		t.Fatal("a linear target past the end of the block device was accepted")
 	}

@@ -16,6 +16,8 @@ import (
 // every I/O on it has returned; that is the table refcount rule's job.
 type Dev struct {
 	path     string
+	realPath string   // what the descriptor resolved to, from /proc/self/fd ("" if unknown)
+	id       Identity // which file or device this is, for a later restart to compare
 	file     *os.File
 	fd       int
 	size     int64
@@ -33,41 +35,54 @@ type Dev struct {
 	closed    atomic.Bool
 }
 
-func openDev(path string, readOnly bool) (*Dev, error) {
-	flag := os.O_RDWR
+// openDev opens a backing device under opts: see openChecked for how it
+// avoids opening anything but a regular file or block device, and
+// OpenOptions for the bound, the allow-list and the identity check.
+func openDev(path string, readOnly bool, opts *OpenOptions) (*Dev, error) {
+	flag := unix.O_RDWR
 	if readOnly {
-		flag = os.O_RDONLY
+		flag = unix.O_RDONLY
 	}
-	f, err := os.OpenFile(path, flag|unix.O_CLOEXEC, 0)
+	o, err := openBounded(path, flag, opts)
 	if err != nil {
-		return nil, fmt.Errorf("targets: %w", err)
+		return nil, err
 	}
-	d := &Dev{path: path, file: f, fd: int(f.Fd()), readOnly: readOnly}
-	var st unix.Stat_t
-	if err := unix.Fstat(d.fd, &st); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("targets: stat %s: %w", path, err)
+	d := &Dev{path: path, realPath: o.real, id: identityOf(&o.st), file: o.file, fd: int(o.file.Fd()), readOnly: readOnly}
+	if err := d.check(opts); err != nil {
+		o.file.Close()
+		return nil, err
 	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		d.size = st.Size
-	case unix.S_IFBLK:
-		d.blockDev = true
-		n, err := unix.IoctlGetUint64(d.fd, unix.BLKGETSIZE64)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("targets: BLKGETSIZE64 %s: %w", path, err)
-		}
-		d.size = int64(n)
-	default:
-		f.Close()
-		return nil, fmt.Errorf("targets: %s: %w", path, ErrBadDevice)
+	if o.st.Mode&unix.S_IFMT == unix.S_IFREG {
+		d.size = o.st.Size
+		return d, nil
 	}
+	d.blockDev = true
+	n, err := unix.IoctlGetUint64(d.fd, unix.BLKGETSIZE64)
+	if err != nil {
+		o.file.Close()
+		return nil, fmt.Errorf("targets: BLKGETSIZE64 %s: %w", path, err)
+	}
+	d.size = int64(n)
 	return d, nil
+}
+
+// check applies the allow-list, then the expected identity.
+func (d *Dev) check(opts *OpenOptions) error {
+	if err := opts.checkAllowed(d.path, d.realPath); err != nil {
+		return err
+	}
+	return opts.checkIdentity(d.path, d.id)
 }
 
 // Path is the path the device was opened by.
 func (d *Dev) Path() string { return d.path }
+
+// RealPath is the path the open descriptor resolved to, symlinks followed
+// ("" if /proc could not say).
+func (d *Dev) RealPath() string { return d.realPath }
+
+// Identity is which file or block device was opened.
+func (d *Dev) Identity() Identity { return d.id }
 
 // Size is the device's size in bytes when it was opened.
 func (d *Dev) Size() int64 { return d.size }

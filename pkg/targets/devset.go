@@ -12,6 +12,7 @@ import (
 // exactly once, and is called only when the table is destroyed.
 type DevSet struct {
 	readOnly bool
+	opts     OpenOptions // immutable
 
 	mu     sync.Mutex // guards devs, order, closed
 	devs   map[string]*Dev
@@ -23,10 +24,17 @@ type DevSet struct {
 
 // NewDevSet makes an empty set; readOnly opens every device read-only.
 func NewDevSet(readOnly bool) *DevSet {
-	return &DevSet{readOnly: readOnly, devs: map[string]*Dev{}}
+	return NewDevSetWith(readOnly, OpenOptions{})
 }
 
-// Open returns the device at path, opening it on first use.
+// NewDevSetWith makes an empty set that opens devices under opts.
+func NewDevSetWith(readOnly bool, opts OpenOptions) *DevSet {
+	return &DevSet{readOnly: readOnly, opts: opts, devs: map[string]*Dev{}}
+}
+
+// Open returns the device at path, opening it on first use. The open is
+// bounded by the options' timeout; s.mu is held meanwhile, which only
+// delays this table's own construction.
 func (s *DevSet) Open(path string) (*Dev, error) {
 	if path == "" {
 		return nil, ErrEmptyPath
@@ -40,7 +48,7 @@ func (s *DevSet) Open(path string) (*Dev, error) {
 	if d, ok := s.devs[key]; ok {
 		return d, nil
 	}
-	d, err := openDev(path, s.readOnly)
+	d, err := openDev(path, s.readOnly, &s.opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,174 @@
+package targets
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultOpenTimeout bounds one open of a backing device when
+// OpenOptions.Timeout is zero.
+const DefaultOpenTimeout = 10 * time.Second
+
+// maxHungOpens bounds the opens that timed out and still hang in the kernel:
+// each holds an OS thread until it returns, and a caller retrying against a
+// dead NFS server must not pile up threads without end.
+const maxHungOpens = 16
+
+var (
+	// ErrOpenTimeout is an open that did not return within its bound (a hung
+	// network mount, say). The open goes on in the background and closes
+	// what it gets, if it ever returns.
+	ErrOpenTimeout = errors.New("open of backing device timed out")
+	// ErrIdentityChanged is a path that names another file than the one
+	// recorded when the table was loaded (OpenOptions.Expect).
+	ErrIdentityChanged = errors.New("backing device identity changed")
+	// ErrPathNotAllowed is a path whose real location lies outside
+	// OpenOptions.AllowPrefixes.
+	ErrPathNotAllowed = errors.New("backing path not allowed")
+)
+
+// hungOpens counts the opens abandoned by a timeout that have not returned.
+var hungOpens atomic.Int32
+
+// opened is what one bounded open returns: the file, its fstat, and the
+// real path the descriptor resolved to ("" if /proc could not say).
+type opened struct {
+	file *os.File
+	st   unix.Stat_t
+	real string
+}
+
+// openBounded runs openChecked with the options' timeout. On a timeout it
+// returns at once; the open goes on in a goroutine that closes the file if
+// the open ever returns one.
+func openBounded(path string, flag int, opts *OpenOptions) (*opened, error) {
+	if n := hungOpens.Load(); n >= maxHungOpens {
+		return nil, fmt.Errorf("targets: open %s: %d earlier opens still hang: %w", path, n, ErrOpenTimeout)
+	}
+	type result struct {
+		o   *opened
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		o, err := openChecked(path, flag, opts.hooks)
+		ch <- result{o, err}
+	}()
+	timeout := opts.timeout()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		return r.o, r.err
+	case <-timer.C:
+	}
+	hungOpens.Add(1)
+	go func() {
+		r := <-ch
+		if r.o != nil {
+			r.o.file.Close()
+		}
+		hungOpens.Add(-1)
+		if opts.hooks != nil && opts.hooks.abandoned != nil {
+			opts.hooks.abandoned()
+		}
+	}()
+	return nil, fmt.Errorf("targets: open %s: no answer in %v (a hung mount?): %w", path, timeout, ErrOpenTimeout)
+}
+
+// openChecked opens a regular file or block device without ever opening
+// anything else for I/O: it stats the path first and refuses other types,
+// then opens with O_NONBLOCK, so that a FIFO or a tty swapped in after the
+// stat cannot block the open, and checks that the descriptor is the file the
+// stat saw. Only then does the descriptor become blocking again.
+func openChecked(path string, flag int, h *openHooks) (*opened, error) {
+	var before unix.Stat_t
+	if err := retryEINTR(func() error { return unix.Stat(path, &before) }); err != nil {
+		return nil, fmt.Errorf("targets: %w", &os.PathError{Op: "stat", Path: path, Err: err})
+	}
+	if err := checkType(path, &before); err != nil {
+		return nil, err
+	}
+	open := unix.Open
+	if h != nil && h.afterStat != nil {
+		h.afterStat()
+	}
+	if h != nil && h.open != nil {
+		open = h.open
+	}
+	var fd int
+	err := retryEINTR(func() (err error) {
+		fd, err = open(path, flag|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("targets: %w", &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	o, err := checkOpened(path, fd, &before)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return o, nil
+}
+
+// checkOpened confirms fd is still what before described, makes it
+// blocking, and learns its real path.
+func checkOpened(path string, fd int, before *unix.Stat_t) (*opened, error) {
+	o := &opened{}
+	if err := unix.Fstat(fd, &o.st); err != nil {
+		return nil, fmt.Errorf("targets: stat %s: %w", path, err)
+	}
+	if err := checkType(path, &o.st); err != nil {
+		return nil, fmt.Errorf("%w (it was replaced while being opened)", err)
+	}
+	if identityOf(&o.st) != identityOf(before) {
+		return nil, fmt.Errorf("targets: %s was replaced while being opened (%s, was %s): %w",
+			path, identityOf(&o.st), identityOf(before), ErrBadDevice)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		return nil, fmt.Errorf("targets: %s: clear O_NONBLOCK: %w", path, err)
+	}
+	if real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil {
+		o.real = real
+	}
+	o.file = os.NewFile(uintptr(fd), path)
+	return o, nil
+}
+
+// checkType refuses anything but a regular file or a block device, naming
+// what it found.
+func checkType(path string, st *unix.Stat_t) error {
+	var what string
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG, unix.S_IFBLK:
+		return nil
+	case unix.S_IFIFO:
+		what = "a FIFO"
+	case unix.S_IFCHR:
+		what = "a character device"
+	case unix.S_IFSOCK:
+		what = "a socket"
+	case unix.S_IFDIR:
+		what = "a directory"
+	case unix.S_IFLNK:
+		what = "a symlink"
+	default:
+		what = fmt.Sprintf("of unknown type %#o", st.Mode&unix.S_IFMT)
+	}
+	return fmt.Errorf("targets: %s is %s: %w", path, what, ErrBadDevice)
+}
+
+func retryEINTR(f func() error) error {
+	for {
+		if err := f(); err != unix.EINTR {
+			return err
+		}
+	}
+}
