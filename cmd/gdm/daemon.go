@@ -41,6 +41,9 @@ type daemon struct {
 	buildHook func(name string)
 	// unreadableStates counts state files skipped at start (metric).
 	unreadableStates int
+	// open is how tables open backing devices: the allow-list and the
+	// open timeout (Expect is set per table).
+	open targets.OpenOptions
 
 	mu       sync.Mutex          // guards devices and reserved
 	devices  map[string]*managed // by name
@@ -142,12 +145,15 @@ func (d *daemon) unreserve(name, uuid string) {
 	}
 }
 
-// build parses and opens a table for m, with no registry lock held.
-func (d *daemon) build(m *managed, text string) (*table.Table, error) {
+// build parses and opens a table for m, with no registry lock held. With
+// expect, each path must still name the file it named then.
+func (d *daemon) build(m *managed, text string, expect map[string]targets.Identity) (*table.Table, error) {
 	if h := d.buildHook; h != nil {
 		h(m.name())
 	}
-	return m.dev.Build(text)
+	opts := d.open
+	opts.Expect = expect
+	return m.dev.Build(text, opts)
 }
 
 // commit makes next the device's persisted definition. Every verb writes
@@ -183,12 +189,12 @@ func (d *daemon) create(name, text, uuid string, readOnly bool) (*managed, error
 	m := d.newManaged(deviceState{ID: newID(), Name: name, UUID: uuid, ReadOnly: readOnly})
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
-	t, err := d.build(m, text)
+	t, err := d.build(m, text, nil)
 	if err != nil {
 		return nil, err
 	}
 	next := m.saved
-	next.Live = t.Text()
+	next.Live, next.LiveIdentities = t.Text(), t.Identities()
 	if err := d.commitLocked(m, next); err != nil {
 		m.dev.Discard(t)
 		return nil, err
@@ -226,12 +232,12 @@ func (d *daemon) load(name, text string) (*managed, error) {
 		return nil, err
 	}
 	defer m.opMu.Unlock()
-	t, err := d.build(m, text)
+	t, err := d.build(m, text, nil)
 	if err != nil {
 		return nil, err
 	}
 	next := m.saved
-	next.Inactive = t.Text()
+	next.Inactive, next.InactiveIdentities = t.Text(), t.Identities()
 	if err := d.commitLocked(m, next); err != nil {
 		m.dev.Discard(t)
 		return nil, err
@@ -272,6 +278,7 @@ func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, 
 	next := m.saved
 	if m.dev.HasInactive() {
 		next.Live, next.Inactive = next.Inactive, ""
+		next.LiveIdentities, next.InactiveIdentities = next.InactiveIdentities, nil
 	}
 	next.Suspended = false
 	if err := d.writeAhead(m, next, func() error { return m.dev.Resume(ctx, live) }); err != nil {
@@ -307,7 +314,7 @@ func (d *daemon) clear(name string) (*managed, error) {
 	}
 	defer m.opMu.Unlock()
 	next := m.saved
-	next.Inactive = ""
+	next.Inactive, next.InactiveIdentities = "", nil
 	if err := d.commitLocked(m, next); err != nil {
 		return nil, err
 	}

@@ -379,3 +379,32 @@ func TestShutdownIsBounded(t *testing.T) {
 		t.Fatalf("shutdown with a stuck table: %v", err)
 	}
 }
+
+// --allow-path: a table may map only files whose real path lies under an
+// allowed directory; a symlink from inside to outside does not get out.
+func TestAllowPath(t *testing.T) {
+	dir := t.TempDir()
+	allowed := filepath.Join(dir, "allowed")
+	os.Mkdir(allowed, 0o700)
+	inside := testkit.Sparse(t, allowed, "in.img", 1<<20)
+	outside := testkit.Sparse(t, dir, "out.img", 1<<20)
+	escape := filepath.Join(allowed, "escape.img")
+	if err := os.Symlink(outside, escape); err != nil {
+		t.Fatal(err)
+	}
+	cfg := serveConfig{control: filepath.Join(dir, "control.sock"), stateDir: filepath.Join(dir, "state"),
+		logLevel: "error", shutdownWait: 10 * time.Second}
+	if err := cfg.allowPaths.Set(allowed); err != nil {
+		t.Fatal(err)
+	}
+	r, err := startServer(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.shutdown()
+	td := &testDaemon{running: r, dir: dir, control: cfg.control}
+	td.ok(t, "create", "in", "--table", "0 2048 linear "+inside+" 0")
+	td.fails(t, "not allowed", "create", "out", "--table", "0 2048 linear "+outside+" 0")
+	td.fails(t, "not allowed", "create", "esc", "--table", "0 2048 linear "+escape+" 0")
+	td.fails(t, "not allowed", "load", "in", "--table", "0 2048 linear "+escape+" 0")
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+
+	"github.com/gdm-project/gdm/pkg/targets"
 )
 
 // restore brings back every device as it was saved. A device that cannot
@@ -38,6 +40,8 @@ func (d *daemon) restoreOne(s deviceState) error {
 		m.exp.Device = m.dev
 		reason := err.Error()
 		m.broken.Store(&reason)
+	} else {
+		d.recordIdentities(m)
 	}
 	d.mu.Lock()
 	d.devices[s.Name] = m
@@ -46,12 +50,23 @@ func (d *daemon) restoreOne(s deviceState) error {
 }
 
 // restoreTables loads the saved live table (and makes it live), suspends
-// the device if it was, and loads the saved inactive table.
+// the device if it was, and loads the saved inactive table, each path
+// required to name the file it named when the table was loaded.
 func (d *daemon) restoreTables(m *managed, s deviceState) error {
 	ctx := context.Background()
+	load := func(what, text string, expect map[string]targets.Identity) error {
+		t, err := d.build(m, text, expect)
+		if err == nil {
+			err = m.dev.Load(t)
+		}
+		if err != nil {
+			return fmt.Errorf("%s table: %w", what, err)
+		}
+		return nil
+	}
 	if s.Live != "" {
-		if err := m.dev.LoadText(s.Live); err != nil {
-			return fmt.Errorf("live table: %w", err)
+		if err := load("live", s.Live, s.LiveIdentities); err != nil {
+			return err
 		}
 		if err := m.dev.Resume(ctx, true); err != nil {
 			return fmt.Errorf("live table: %w", err)
@@ -63,9 +78,34 @@ func (d *daemon) restoreTables(m *managed, s deviceState) error {
 		}
 	}
 	if s.Inactive != "" {
-		if err := m.dev.LoadText(s.Inactive); err != nil {
-			return fmt.Errorf("inactive table: %w", err)
+		if err := load("inactive", s.Inactive, s.InactiveIdentities); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// recordIdentities saves the identities of a restored device's backing
+// files if its definition has none yet (one migrated from state.json, or
+// written by an older gdm): from now on a replaced file is noticed.
+func (d *daemon) recordIdentities(m *managed) {
+	next := m.saved
+	changed := false
+	if t := m.dev.Acquire(false); t != nil {
+		if ids := t.Identities(); next.LiveIdentities == nil && len(ids) > 0 {
+			next.LiveIdentities, changed = ids, true
+		}
+		t.Put()
+	}
+	if t := m.dev.Acquire(true); t != nil {
+		if ids := t.Identities(); next.InactiveIdentities == nil && len(ids) > 0 {
+			next.InactiveIdentities, changed = ids, true
+		}
+		t.Put()
+	}
+	if changed {
+		if err := d.commitLocked(m, next); err != nil {
+			d.log.Warn("recording backing file identities", "device", m.name(), "err", err)
+		}
+	}
 }

@@ -17,7 +17,25 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/pkg/nbdserver"
+	"github.com/gdm-project/gdm/pkg/targets"
 )
+
+// pathList is a repeatable flag of absolute directory paths.
+type pathList []string
+
+func (p *pathList) String() string { return strings.Join(*p, ",") }
+
+func (p *pathList) Set(v string) error {
+	if !filepath.IsAbs(v) {
+		return fmt.Errorf("%q is not an absolute path", v)
+	}
+	real, err := filepath.EvalSymlinks(v)
+	if err != nil {
+		return err
+	}
+	*p = append(*p, real)
+	return nil
+}
 
 func init() {
 	register("serve", verb{
@@ -38,6 +56,10 @@ type serveConfig struct {
 	logLevel      string
 	shutdownWait  time.Duration
 	pprof         bool
+	// allowPaths, when set, are the only directories tables may map
+	// files under; openTimeout bounds each open of a backing device.
+	allowPaths  pathList
+	openTimeout time.Duration
 	// controlTimeout bounds how long one control request may take to
 	// arrive (headers and body) and how long an idle control connection
 	// is kept.
@@ -54,6 +76,8 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.pprof, "pprof", false, "also serve Go's /debug/pprof on the metrics listener")
 	fs.DurationVar(&c.shutdownWait, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
+	fs.Var(&c.allowPaths, "allow-path", "only map backing devices whose real path lies under `DIR` (repeatable; default: anywhere)")
+	fs.DurationVar(&c.openTimeout, "open-timeout", targets.DefaultOpenTimeout, "how long opening one backing device may take (a hung mount)")
 	fs.DurationVar(&c.controlTimeout, "control-timeout", 30*time.Second, "how long a control request may take to arrive; idle control connections close after it")
 }
 
@@ -123,6 +147,7 @@ func startServer(cfg serveConfig, stdout io.Writer) (*running, error) {
 	r := &running{cfg: cfg, log: log, served: make(chan error, 4), addrs: map[string]string{}}
 	r.d = newDaemon(log, state, cfg.metricsListen != "")
 	r.d.unreadableStates = len(unreadable)
+	r.d.open = targets.OpenOptions{Timeout: cfg.openTimeout, AllowPrefixes: cfg.allowPaths}
 	r.d.restore(saved)
 	if len(saved) > 0 {
 		log.Info("restored devices", "count", len(saved), "broken", r.d.brokenCount(), "state", state.devicesDir())

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+
+	"github.com/gdm-project/gdm/pkg/targets"
 )
 
 // deviceState is what survives a restart of the daemon: one device's
@@ -25,6 +27,12 @@ type deviceState struct {
 	Inactive  string `json:"inactive_table,omitempty"`
 	Suspended bool   `json:"suspended,omitempty"`
 	ReadOnly  bool   `json:"read_only,omitempty"`
+	// The identity of each backing path of the live and inactive tables
+	// when they were loaded: at restart a path that names another file
+	// now (replaced, or swapped for a symlink) is refused, and the device
+	// comes up broken.
+	LiveIdentities     map[string]targets.Identity `json:"live_identities,omitempty"`
+	InactiveIdentities map[string]targets.Identity `json:"inactive_identities,omitempty"`
 }
 
 // legacyDoc is the single state.json of gdm before per-device files.

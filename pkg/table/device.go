@@ -179,7 +179,7 @@ func (d *Device) Size() int64 {
 // LoadText parses and builds a table and puts it in the inactive slot. A bad
 // table is refused (counted in LoadFails) and the device keeps what it had.
 func (d *Device) LoadText(text string) error {
-	t, err := d.Build(text)
+	t, err := d.Build(text, targets.OpenOptions{})
 	if err != nil {
 		return err
 	}
@@ -191,11 +191,12 @@ func (d *Device) LoadText(text string) error {
 }
 
 // Build parses and builds a table for this device (read-only if the device
-// is), in no slot yet: the caller Loads it or Discards it. It takes no lock
-// of the device, so parsing and opening files never hold up the device's
-// other operations. A bad table is counted in LoadFails.
-func (d *Device) Build(text string) (*Table, error) {
-	t, err := FromText(text, d.readOnly)
+// is), opening its backing devices with open, in no slot yet: the caller
+// Loads it or Discards it. It takes no lock of the device, so parsing and
+// opening files never hold up the device's other operations. A bad table
+// is counted in LoadFails.
+func (d *Device) Build(text string, open targets.OpenOptions) (*Table, error) {
+	t, err := FromTextWith(text, Options{ReadOnly: d.readOnly, Open: open})
 	if err != nil {
 		d.stats.LoadFails.Add(1)
 	}
