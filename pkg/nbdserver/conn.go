@@ -148,6 +148,8 @@ func (c *conn) serve() {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
+	// Runs first: the defers above then release what the connection held.
+	defer c.recovered("handshake or transmit")
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	if err := c.handshake(); err != nil {
 		var he *errHandshake
@@ -204,6 +206,7 @@ func (c *conn) transmit() {
 	c.workers.Add(1)
 	c.worker()
 	c.workers.Wait()
+	c.dropPending()
 	if c.sawDisc || c.stopped.Load() {
 		// DISC or a shutdown: what was written must be durable.
 		if err := c.exp.Flush(c.ctx); err != nil && !c.killed.Load() {
@@ -265,6 +268,7 @@ const inlineBelow = 10 * time.Microsecond
 // backend is fast again.
 func (c *conn) worker() {
 	defer c.workers.Done()
+	defer c.recovered("worker")
 	run := &batchRun{c: c}
 	c.srv.stalls.add(run)
 	defer c.srv.stalls.remove(run)
@@ -272,41 +276,81 @@ func (c *conn) worker() {
 		if c.inline() && c.waiting.Load() > 0 {
 			return // another worker reads next; one is enough
 		}
-		c.waiting.Add(1)
-		c.rmu.Lock()
-		c.waiting.Add(-1)
-		if c.readDone {
-			c.rmu.Unlock()
+		n, inline := c.readTurn(run)
+		if n == 0 {
 			return
 		}
-		// Serving inline, this worker is the only reader: it does its
-		// batch, then reads again. Payloads are then left in the read
-		// buffer (no copy): each batch is done before the next read, so
-		// the buffer is seldom pinned when it fills and a stall pins at
-		// most one old chunk.
-		inline := c.inline()
-		if c.spin != nil {
-			c.spin.on = inline
-		}
-		w, ok := c.readOne(true, inline)
-		if !ok {
-			c.rmu.Unlock()
-			return
-		}
-		run.items[0] = w
-		n := 1
-		for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; n++ {
-			if run.items[n], ok = c.readOne(false, inline); !ok {
-				break
-			}
-		}
-		if !inline && c.waiting.Load() == 0 && !c.readDone {
-			c.workers.Add(1)
-			go c.worker()
-		}
-		c.rmu.Unlock()
 		c.serveBatch(run, n, inline)
 	}
+}
+
+// readTurn takes the reading turn, reads a batch into run.items and hands
+// the turn on. It returns how many it read (0: reading has ended) and
+// whether the batch is to be served inline.
+//
+// rmu is unlocked by a defer, so that a panic while reading does not leave
+// the other workers waiting for the turn forever. The panic is recovered
+// here and the connection killed before the turn is given up: the next
+// worker then sees killed and leaves, rather than read on from a buffer
+// the panic may have left half updated.
+func (c *conn) readTurn(run *batchRun) (n int, inline bool) {
+	c.waiting.Add(1)
+	c.rmu.Lock()
+	defer func() {
+		if p := recover(); p != nil {
+			c.panicked("reading requests", p)
+			n = 0
+		}
+		c.rmu.Unlock()
+	}()
+	c.waiting.Add(-1)
+	if c.readDone || c.killed.Load() {
+		return 0, false
+	}
+	// Serving inline, this worker is the only reader: it does its
+	// batch, then reads again. Payloads are then left in the read
+	// buffer (no copy): each batch is done before the next read, so
+	// the buffer is seldom pinned when it fills and a stall pins at
+	// most one old chunk.
+	inline = c.inline()
+	if c.spin != nil {
+		c.spin.on = inline
+	}
+	w, ok := c.readOne(true, inline)
+	if !ok {
+		return 0, false
+	}
+	run.items[0] = w
+	n = 1
+	for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; n++ {
+		if run.items[n], ok = c.readOne(false, inline); !ok {
+			break
+		}
+	}
+	if !inline && c.waiting.Load() == 0 && !c.readDone {
+		c.workers.Add(1)
+		go c.worker()
+	}
+	return n, inline
+}
+
+// recovered, deferred by each goroutine that serves a connection, turns a
+// panic into the end of that connection alone: it is logged with its
+// stack, counted, and the connection killed, so that its other goroutines
+// give up whatever they wait for (the socket, the budgets, the export's
+// context) and serve returns, releasing everything. A panic in a request's
+// own handling is answered EIO instead (handle); this is for the rest.
+func (c *conn) recovered(where string) {
+	if p := recover(); p != nil {
+		c.panicked(where, p)
+	}
+}
+
+// panicked ends the connection after panic p in where.
+func (c *conn) panicked(where string, p any) {
+	c.srv.stats.ConnPanics.Add(1)
+	c.log.Error("panic serving a connection; closing it", "in", where, "panic", p, "stack", string(debug.Stack()))
+	c.kill()
 }
 
 // inline reports whether requests are cheap enough to serve in the reader.
@@ -448,7 +492,10 @@ func (c *conn) handle(w *work) (rep *reply) {
 			if rep.pooled != nil {
 				putBuf(rep.pooled)
 			}
-			rep.pooled, rep.data = nil, nil
+			if rep.pipe != nil {
+				c.srv.pipes.discard(rep.pipe) // it may hold data: never sent after this header
+			}
+			rep.pooled, rep.data, rep.pipe, rep.pipeLen = nil, nil, nil, 0
 			c.simpleReply(rep, r.cookie, errIO)
 		}
 		w.done()
@@ -560,7 +607,7 @@ func (c *conn) spliceRead(rep *reply, off, n int64) (bool, error) {
 		return false, nil
 	}
 	if err := c.splicer.SpliceRead(c.ctx, p.w, off, n); err != nil {
-		p.close() // it may hold part of the range
+		c.srv.pipes.discard(p) // it may hold part of the range
 		if errors.Is(err, ErrNoSplice) {
 			return false, nil
 		}
@@ -687,25 +734,7 @@ func (c *conn) queue(reps []*reply) {
 // sender's TryLock failed) is then still seen, so none is stranded.
 func (c *conn) flushQueue() {
 	for c.wmu.TryLock() {
-		for {
-			c.qmu.Lock()
-			batch := c.pending
-			c.pending, c.spare = c.spare[:0], nil
-			c.qmu.Unlock()
-			if len(batch) == 0 {
-				c.qmu.Lock()
-				c.spare = batch
-				c.qmu.Unlock()
-				break
-			}
-			c.writeBatch(batch)
-			c.qmu.Lock()
-			if c.spare == nil {
-				c.spare = batch[:0]
-			}
-			c.qmu.Unlock()
-		}
-		c.wmu.Unlock()
+		c.drainLocked()
 		c.qmu.Lock()
 		more := len(c.pending) > 0
 		c.qmu.Unlock()
@@ -715,9 +744,49 @@ func (c *conn) flushQueue() {
 	}
 }
 
-// writeBatch sends replies with one writev, then recycles their buffers.
-// Called with wmu held.
+// drainLocked writes queued replies until the queue is empty, then
+// unlocks wmu, which the caller took. The unlock is deferred so that a
+// panic while writing (recovered by the goroutine's caller, which kills
+// the connection) leaves no one unable to write or drop replies.
+func (c *conn) drainLocked() {
+	defer c.wmu.Unlock()
+	for {
+		c.qmu.Lock()
+		batch := c.pending
+		c.pending, c.spare = c.spare[:0], nil
+		c.qmu.Unlock()
+		if len(batch) == 0 {
+			c.qmu.Lock()
+			c.spare = batch
+			c.qmu.Unlock()
+			return
+		}
+		c.writeBatch(batch)
+		c.qmu.Lock()
+		if c.spare == nil {
+			c.spare = batch[:0]
+		}
+		c.qmu.Unlock()
+	}
+}
+
+// dropPending recycles replies still queued once every worker has left:
+// after a panic in a writer, replies queued meanwhile found wmu taken and
+// were left for it. Their pipes and budget must not outlive the
+// connection.
+func (c *conn) dropPending() {
+	c.qmu.Lock()
+	left := c.pending
+	c.pending = nil
+	c.qmu.Unlock()
+	c.recycle(left)
+}
+
+// writeBatch sends replies with one writev, then recycles their buffers
+// (deferred: also after a panic, so no pipe or budget leaks). Called with
+// wmu held.
 func (c *conn) writeBatch(batch []*reply) {
+	defer c.recycle(batch)
 	bufs := c.vec[:0]
 	for _, r := range batch {
 		if c.broken {
@@ -743,8 +812,17 @@ func (c *conn) writeBatch(batch []*reply) {
 	if !c.broken {
 		c.writeOut(&bufs)
 	}
+	clear(bufs)
 	c.vec = bufs[:0]
+}
+
+// recycle gives back the buffers, pipes and budget of replies written or
+// dropped.
+func (c *conn) recycle(batch []*reply) {
 	for i, r := range batch {
+		if r == nil {
+			continue
+		}
 		if r.pooled != nil {
 			putBuf(r.pooled)
 		}
@@ -752,7 +830,7 @@ func (c *conn) writeBatch(batch []*reply) {
 			if r.pipeLen == 0 {
 				c.srv.pipes.put(r.pipe) // emptied
 			} else {
-				r.pipe.close()
+				c.srv.pipes.discard(r.pipe)
 			}
 		}
 		c.budget.release(r.charge)

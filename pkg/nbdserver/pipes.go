@@ -74,6 +74,11 @@ func (pp *pipePool) put(p *pipe) {
 	}
 }
 
+// discard closes a pipe that may hold data, instead of keeping it.
+func (pp *pipePool) discard(p *pipe) {
+	p.close()
+}
+
 // close closes the idle pipes; pipes in use are closed when put back.
 func (pp *pipePool) close() {
 	pp.mu.Lock()

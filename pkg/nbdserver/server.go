@@ -45,6 +45,10 @@ type Stats struct {
 	Options         [maxOptionStat + 1]atomic.Uint64 // by option type; the last counts unknown types
 	ProtocolErrors  atomic.Uint64
 	Panics          atomic.Uint64
+	// ConnPanics counts panics outside a request's own handling (the
+	// handshake, reading requests, writing replies): each ended its
+	// connection, and only that.
+	ConnPanics atomic.Uint64
 	// Stalls counts batches whose requests were handed to other goroutines
 	// because one of them took longer than a millisecond.
 	Stalls atomic.Uint64
