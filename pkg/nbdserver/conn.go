@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -21,10 +22,11 @@ var errTooManyFiles = syscall.EMFILE
 
 // conn is one client connection.
 type conn struct {
-	srv *Server
-	nc  net.Conn
-	br  *inbuf
-	log *slog.Logger
+	srv    *Server
+	nc     net.Conn
+	br     *inbuf
+	log    *slog.Logger
+	client string // clientKey, counted against MaxConnsPerClient; immutable
 
 	ctx    context.Context // cancelled when the connection is killed
 	cancel context.CancelFunc
@@ -70,7 +72,10 @@ type conn struct {
 	spare   []*reply
 	wmu     sync.Mutex // held by the one writing to the socket
 	vec     net.Buffers
-	broken  bool // guarded by wmu: a write failed, drop further replies
+	broken  bool      // guarded by wmu: a write failed, drop further replies
+	wlimit  time.Time // guarded by wmu: the write deadline set on nc (see armWrite)
+	// readErr is the error that ended reading; guarded by rmu.
+	readErr error
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -89,7 +94,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
-		budget: budget{maxN: maxN, maxBytes: maxBytes},
+		budget: budget{maxN: maxN, maxBytes: maxBytes, shared: s.shared},
 	}
 	c.br = newInbuf(nc)
 	if sc, ok := nc.(syscall.Conn); ok {
@@ -129,6 +134,17 @@ func (c *conn) kill() {
 	c.nc.Close() // first, so no reply of a cancelled request gets out
 	c.cancel()
 	c.budget.close()
+}
+
+// setReadDeadline sets the idle deadline for the reading turn, unless a
+// shutdown has begun: stopReading sets stopped before its own (immediate)
+// deadline, so checking stopped after setting ours means one of the two
+// sees the other, and the shutdown's deadline is never overwritten.
+func (c *conn) setReadDeadline(t time.Time) {
+	c.nc.SetReadDeadline(t)
+	if c.stopped.Load() {
+		c.nc.SetReadDeadline(time.Now())
+	}
 }
 
 // stopReading asks for a graceful end: no more requests are read, the ones
@@ -316,8 +332,19 @@ func (c *conn) readTurn(run *batchRun) (n int, inline bool) {
 	if c.spin != nil {
 		c.spin.on = inline
 	}
+	idle := c.srv.IdleTimeout > 0 && c.inflight.Load() == 0 && c.br.Buffered() < requestHeaderSize
+	if idle {
+		c.setReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	}
 	w, ok := c.readOne(true, inline)
+	if idle {
+		c.setReadDeadline(time.Time{})
+	}
 	if !ok {
+		if idle && errors.Is(c.readErr, os.ErrDeadlineExceeded) && !c.stopped.Load() {
+			c.srv.stats.IdleTimeouts.Add(1)
+			c.log.Info("idle connection closed", "after", c.srv.IdleTimeout)
+		}
 		return 0, false
 	}
 	run.items[0] = w
@@ -406,6 +433,7 @@ func (c *conn) serveBatch(run *batchRun, n int, sole bool) {
 func (c *conn) readOne(wait, take bool) (work, bool) {
 	h, err := c.br.Peek(requestHeaderSize)
 	if err != nil {
+		c.readErr = err
 		if !c.stopped.Load() && !c.killed.Load() && !errors.Is(err, io.EOF) {
 			c.log.Debug("read request", "err", err)
 		}
@@ -620,6 +648,7 @@ func (c *conn) spliceRead(rep *reply, off, n int64) (bool, error) {
 // spliceOut moves a reply's data from its pipe into the socket. Called
 // with wmu held, after the reply's header was written.
 func (c *conn) spliceOut(p *pipe, n int) error {
+	c.armWrite() // the poller behind raw.Write honours nc's write deadline
 	var serr error
 	err := c.raw.Write(func(fd uintptr) bool {
 		for n > 0 {
@@ -845,20 +874,48 @@ func (c *conn) writeOut(bufs *net.Buffers) {
 		return
 	}
 	v := *bufs
+	c.armWrite()
 	if _, err := v.WriteTo(c.nc); err != nil {
 		c.writeFailed(err)
 	}
 	*bufs = (*bufs)[:0]
 }
 
-// writeFailed marks the connection broken: the client is gone, replies
-// are dropped from now on.
+// armWrite makes sure the socket's write deadline lies at least
+// WriteTimeout ahead before a write. Setting a deadline costs a lock and a
+// timer update, too much for every batch of small replies, so it is set a
+// quarter further out and renewed only once less than WriteTimeout is
+// left: a client that takes no reply is dropped between WriteTimeout and
+// 1.25 times it after the write began. Called with wmu held.
+func (c *conn) armWrite() {
+	t := c.srv.WriteTimeout
+	if t <= 0 {
+		return
+	}
+	now := time.Now()
+	if c.wlimit.Sub(now) >= t {
+		return
+	}
+	c.wlimit = now.Add(t + t/4)
+	c.nc.SetWriteDeadline(c.wlimit)
+}
+
+// writeFailed marks the connection broken: the client is gone (or took no
+// reply within WriteTimeout), replies are dropped from now on, and the
+// connection is killed, so its reader stops waiting for budget the dropped
+// replies held and everything it has is released.
 func (c *conn) writeFailed(err error) {
 	c.broken = true
-	if !c.killed.Load() {
+	if c.killed.Load() {
+		return
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.srv.stats.WriteTimeouts.Add(1)
+		c.log.Info("client takes no replies; closing", "write_timeout", c.srv.WriteTimeout)
+	} else {
 		c.log.Debug("write reply", "err", err)
 	}
-	c.nc.Close()
+	c.kill()
 }
 
 var replyPool = sync.Pool{New: func() any { return new(reply) }}
@@ -872,105 +929,4 @@ func getReply(charge int64) *reply {
 func putReply(r *reply) {
 	*r = reply{}
 	replyPool.Put(r)
-}
-
-// budget bounds a connection's requests in flight, by count and by bytes.
-// The reader blocks in acquire when either is reached; the writer releases.
-// One request larger than the byte bound still runs, alone.
-type budget struct {
-	mu       sync.Mutex
-	cond     *sync.Cond
-	maxN     int
-	maxBytes int64
-	n        int
-	bytes    int64
-	closed   bool
-}
-
-func (b *budget) init() {
-	if b.cond == nil {
-		b.cond = sync.NewCond(&b.mu)
-	}
-}
-
-func (b *budget) acquire(bytes int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.init()
-	for !b.closed && b.full(bytes) {
-		b.cond.Wait()
-	}
-	if b.closed {
-		return false
-	}
-	b.n++
-	b.bytes += bytes
-	return true
-}
-
-// full reports whether taking one more request of bytes would pass a bound.
-// One request is always let in, however large, so that none waits forever.
-func (b *budget) full(bytes int64) bool {
-	return b.n >= b.maxN || (b.n > 0 && b.bytes+bytes > b.maxBytes)
-}
-
-// tryAcquire is acquire without waiting.
-func (b *budget) tryAcquire(bytes int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed || b.full(bytes) {
-		return false
-	}
-	b.n++
-	b.bytes += bytes
-	return true
-}
-
-func (b *budget) release(bytes int64) {
-	b.mu.Lock()
-	b.init()
-	b.n--
-	b.bytes -= bytes
-	b.mu.Unlock()
-	b.cond.Signal()
-}
-
-func (b *budget) close() {
-	b.mu.Lock()
-	b.init()
-	b.closed = true
-	b.mu.Unlock()
-	b.cond.Broadcast()
-}
-
-// Buffer pools by power-of-two size, 4 KiB to MaxBlockSize.
-const minPoolShift, maxPoolShift = 12, 25
-
-var pools [maxPoolShift - minPoolShift + 1]sync.Pool
-
-func poolIndex(n int) int {
-	i := 0
-	for (1 << (minPoolShift + i)) < n {
-		i++
-	}
-	return i
-}
-
-func getBuf(n int) *[]byte {
-	i := poolIndex(n)
-	if p, ok := pools[i].Get().(*[]byte); ok {
-		*p = (*p)[:n]
-		return p
-	}
-	b := make([]byte, n, 1<<(minPoolShift+i))
-	return &b
-}
-
-func putBuf(p *[]byte) {
-	c := cap(*p)
-	i := poolIndex(c)
-	if 1<<(minPoolShift+i) != c {
-		return // not one of ours
-	}
-	pools[i].Put(p)
 }

@@ -24,16 +24,44 @@ type Server struct {
 	MaxInFlight      int
 	MaxInFlightBytes int64
 
+	// The bounds below hold whatever clients do (see limits.go for the
+	// defaults and why). Zero takes the default; negative means none.
+	//
+	// MaxConns bounds the open connections; MaxConnsPerClient those of one
+	// client (a remote IP for TCP, a peer uid for UNIX sockets). A
+	// connection past either is closed at once, before the handshake.
+	MaxConns          int
+	MaxConnsPerClient int
+	// IdleTimeout closes a connection past its handshake that has nothing
+	// in flight and sends no request for this long. Default: none, since
+	// the kernel's nbd client may rightly sit idle for hours.
+	IdleTimeout time.Duration
+	// WriteTimeout drops a client that has not taken a reply within this
+	// (between it and 1.25 times it; default 60 s), releasing its buffers
+	// and pipes.
+	WriteTimeout time.Duration
+	// MaxInFlightBytesTotal bounds the bytes in flight across all
+	// connections (default 512 MiB).
+	MaxInFlightBytesTotal int64
+	// MaxPipes bounds the pipes that spliced reads hold (two descriptors
+	// each); past it reads are copied.
+	MaxPipes int
+
 	stats  Stats
 	stalls stallWatch
 	pipes  pipePool
+	setup  sync.Once
+	shared *sharedBudget
+	mem    memReleaser
 	// transmitting counts connections past their handshake; TCP readers
 	// spin only while it is small (see spinWindow).
 	transmitting atomic.Int32
 
-	mu        sync.Mutex // guards listeners, conns, shutdown
+	mu        sync.Mutex // guards listeners, conns, clients, shutdown
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	clients   map[string]int // open connections by client (clientKey)
+	open      int            // open connections, as admitted
 	shutdown  bool
 	connsDone chan struct{} // closed when conns empties after shutdown
 }
@@ -52,6 +80,20 @@ type Stats struct {
 	// Stalls counts batches whose requests were handed to other goroutines
 	// because one of them took longer than a millisecond.
 	Stalls atomic.Uint64
+	// Refused counts connections closed at once for a limit, by
+	// RefusedGlobal or RefusedPerClient.
+	Refused [numRefusals]atomic.Uint64
+	// IdleTimeouts and WriteTimeouts count connections dropped by
+	// IdleTimeout and WriteTimeout.
+	IdleTimeouts, WriteTimeouts atomic.Uint64
+	// InFlightWaits counts requests whose reader waited for the bound on
+	// bytes in flight across all connections.
+	InFlightWaits atomic.Uint64
+	// PipesRefused counts reads copied rather than spliced because
+	// MaxPipes pipes were open.
+	PipesRefused atomic.Uint64
+	// MemoryReleases counts memory given back to the OS after a burst.
+	MemoryReleases atomic.Uint64
 	// SpinsFound and SpinsParked count TCP reads that spun on an empty
 	// socket (see spinWindow): those that saw a request arrive, and those
 	// that gave up and parked. Mostly parked means spinning does not pay on
@@ -85,6 +127,22 @@ func OptionName(i int) string { return optionNames[i] }
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
 
+// Gauges are the server's current use of its bounded resources.
+type Gauges struct {
+	Conns         int   // open connections
+	InFlightBytes int64 // bytes in flight across all connections
+	Pipes         int   // pipes open for spliced reads
+}
+
+// Gauges returns the server's current use of its bounds.
+func (s *Server) Gauges() Gauges {
+	s.init()
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	return Gauges{Conns: n, InFlightBytes: s.shared.bytes.Load(), Pipes: s.pipes.Open()}
+}
+
 func (s *Server) log() *slog.Logger {
 	if s.Log == nil {
 		return slog.Default()
@@ -95,6 +153,7 @@ func (s *Server) log() *slog.Logger {
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then. Each connection is served on its own goroutines.
 func (s *Server) Serve(l net.Listener) error {
+	s.init()
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
@@ -128,9 +187,23 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
+		key := clientKey(nc)
+		switch s.admit(key) {
+		case admitClosed:
+			nc.Close()
+			return ErrServerClosed
+		case RefusedGlobal:
+			s.refuse(nc, RefusedGlobal, key)
+			continue
+		case RefusedPerClient:
+			s.refuse(nc, RefusedPerClient, key)
+			continue
+		}
 		s.stats.Accepted.Add(1)
 		c := newConn(s, nc)
+		c.client = key
 		if !s.track(c) {
+			s.leave(key)
 			nc.Close()
 			return ErrServerClosed
 		}
@@ -160,6 +233,7 @@ func (s *Server) track(c *conn) bool {
 func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.leaveLocked(c.client)
 	delete(s.conns, c)
 	if s.shutdown && len(s.conns) == 0 && s.connsDone != nil {
 		close(s.connsDone)
