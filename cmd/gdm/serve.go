@@ -38,6 +38,28 @@ type serveConfig struct {
 	logLevel      string
 	shutdownWait  time.Duration
 	pprof         bool
+	nbd           nbdLimits
+}
+
+// nbdLimits are the NBD server's bounds on what clients may hold (see
+// nbdserver.Server and its limits.go for the defaults' reasons).
+type nbdLimits struct {
+	maxConns          int
+	maxConnsPerClient int
+	idleTimeout       time.Duration
+	writeTimeout      time.Duration
+	maxInFlightTotal  int64
+	maxPipes          int
+}
+
+// apply sets the bounds on srv, before it serves.
+func (l nbdLimits) apply(srv *nbdserver.Server) {
+	srv.MaxConns = l.maxConns
+	srv.MaxConnsPerClient = l.maxConnsPerClient
+	srv.IdleTimeout = l.idleTimeout
+	srv.WriteTimeout = l.writeTimeout
+	srv.MaxInFlightBytesTotal = l.maxInFlightTotal
+	srv.MaxPipes = l.maxPipes
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -50,6 +72,19 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.pprof, "pprof", false, "also serve Go's /debug/pprof on the metrics listener")
 	fs.DurationVar(&c.shutdownWait, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
+	conns, pipes := nbdserver.DefaultLimits()
+	fs.IntVar(&c.nbd.maxConns, "nbd-max-connections", conns,
+		fmt.Sprintf("most NBD connections open at once; more are closed at once (default from RLIMIT_NOFILE: (nofile-%d)/2, at most 1024; -1: no limit)", nbdserver.FDReserve))
+	fs.IntVar(&c.nbd.maxConnsPerClient, "nbd-max-connections-per-client", nbdserver.DefaultMaxConnsPerClient,
+		"most NBD connections of one client (remote IP over TCP, peer uid over the UNIX socket); -1: no limit")
+	fs.DurationVar(&c.nbd.idleTimeout, "nbd-idle-timeout", 0,
+		"close an NBD connection with nothing in flight that sends nothing for this long (0: never; the kernel's nbd client may rightly idle for hours)")
+	fs.DurationVar(&c.nbd.writeTimeout, "nbd-write-timeout", nbdserver.DefaultWriteTimeout,
+		"drop an NBD client that takes no reply for this long (-1s: never)")
+	fs.Int64Var(&c.nbd.maxInFlightTotal, "nbd-max-inflight-bytes", nbdserver.DefaultMaxInFlightTotal,
+		"most bytes of NBD requests in flight across all connections; readers wait past it (-1: no limit)")
+	fs.IntVar(&c.nbd.maxPipes, "nbd-max-pipes", pipes,
+		fmt.Sprintf("most pipes held by spliced reads (two fds each); past it reads are copied (default from RLIMIT_NOFILE: (nofile-%d)/4, at most 256)", nbdserver.FDReserve))
 }
 
 func runServe(args []string, _ io.Reader, stdout io.Writer) error {
@@ -108,6 +143,7 @@ func startServer(cfg serveConfig, stdout io.Writer) (*running, error) {
 	}
 	r := &running{cfg: cfg, log: log, served: make(chan error, 4), addrs: map[string]string{}}
 	r.d = newDaemon(log, state, cfg.metricsListen != "")
+	cfg.nbd.apply(r.d.nbd)
 	if err := r.d.restore(saved); err != nil {
 		return nil, err
 	}
