@@ -120,11 +120,20 @@ func (pp *pipePool) Open() int {
 	return pp.open
 }
 
-// close closes the idle pipes; pipes in use are closed when put back.
+// close closes the idle pipes for good; pipes in use are closed when put
+// back.
 func (pp *pipePool) close() {
 	pp.mu.Lock()
+	pp.closed = true
+	pp.mu.Unlock()
+	pp.trim()
+}
+
+// trim closes the idle pipes.
+func (pp *pipePool) trim() {
+	pp.mu.Lock()
 	idle := pp.idle
-	pp.idle, pp.closed = nil, true
+	pp.idle = nil
 	pp.open -= len(idle)
 	pp.mu.Unlock()
 	for _, p := range idle {

@@ -230,14 +230,21 @@ func (s *Server) track(c *conn) bool {
 	return true
 }
 
+// untrack forgets an ended connection. The last one to go also closes the
+// idle pipes: two descriptors each, kept only while clients may want them,
+// so that a server without clients holds no descriptor for them.
 func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.leaveLocked(c.client)
 	delete(s.conns, c)
-	if s.shutdown && len(s.conns) == 0 && s.connsDone != nil {
+	last := len(s.conns) == 0
+	if s.shutdown && last && s.connsDone != nil {
 		close(s.connsDone)
 		s.connsDone = nil
+	}
+	s.mu.Unlock()
+	if last {
+		s.pipes.trim()
 	}
 }
 
