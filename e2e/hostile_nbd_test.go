@@ -308,6 +308,7 @@ func TestHostileMemory(t *testing.T) {
 		r := rssBytes(t, d)
 		return r < rss0+48<<20, fmt.Sprintf("%d MiB, baseline %d MiB, peak %d MiB", r>>20, rss0>>20, peak>>20)
 	})
+	t.Logf("RSS: baseline %d MiB, peak %d MiB at the bound, %d MiB after", rss0>>20, peak>>20, rssBytes(t, d)>>20)
 	if n := metric(t, d, "gdm_nbd_memory_releases_total"); n < 1 {
 		t.Fatalf("no memory release after the burst (%v)", n)
 	}

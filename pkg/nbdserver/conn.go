@@ -900,10 +900,12 @@ func (c *conn) armWrite() {
 	c.nc.SetWriteDeadline(c.wlimit)
 }
 
-// writeFailed marks the connection broken: the client is gone (or took no
-// reply within WriteTimeout), replies are dropped from now on, and the
-// connection is killed, so its reader stops waiting for budget the dropped
-// replies held and everything it has is released.
+// writeFailed marks the connection broken: replies are dropped from now
+// on. A client that took no reply within WriteTimeout is stuck or hostile:
+// the connection is killed, cancelling its requests, so that everything it
+// holds is released now. A client that went away (EPIPE, reset) may have
+// sent DISC first, so its requests still finish and are flushed; the
+// socket is only closed.
 func (c *conn) writeFailed(err error) {
 	c.broken = true
 	if c.killed.Load() {
@@ -912,10 +914,11 @@ func (c *conn) writeFailed(err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		c.srv.stats.WriteTimeouts.Add(1)
 		c.log.Info("client takes no replies; closing", "write_timeout", c.srv.WriteTimeout)
-	} else {
-		c.log.Debug("write reply", "err", err)
+		c.kill()
+		return
 	}
-	c.kill()
+	c.log.Debug("write reply", "err", err)
+	c.nc.Close()
 }
 
 var replyPool = sync.Pool{New: func() any { return new(reply) }}
