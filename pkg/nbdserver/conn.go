@@ -18,8 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var errTooManyFiles = syscall.EMFILE
-
 // conn is one client connection.
 type conn struct {
 	srv    *Server

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -178,7 +179,7 @@ func (s *Server) Serve(l net.Listener) error {
 				return ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || outOfResources(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log().Warn("accept failed; retrying", "err", err, "in", backoff)
 				time.Sleep(backoff)
@@ -209,6 +210,16 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		go c.serve()
 	}
+}
+
+// outOfResources reports an accept error that passes once descriptors or
+// memory are freed: the accept loop backs off (without spinning) and
+// retries. The connection limits leave FDReserve descriptors free, so
+// EMFILE should not happen; another part of the process may still use them
+// up, or the whole system run out (ENFILE).
+func outOfResources(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 func (s *Server) closing() bool {
