@@ -52,7 +52,7 @@ var (
 	descStalls     = prometheus.NewDesc("gdm_nbd_batch_stalls_total", "Request batches that took over 1 ms, whose waiting requests were then served concurrently.", nil, nil)
 	descConnPanics = prometheus.NewDesc("gdm_nbd_connection_panics_total", "Panics outside a request's handling (handshake, reading, writing replies); each closed its connection only.", nil, nil)
 	descRefused    = prometheus.NewDesc("gdm_nbd_connections_refused_total", "NBD connections closed at once for a limit, by reason: global (--nbd-max-connections) or per_client.", []string{"reason"}, nil)
-	descDropped    = prometheus.NewDesc("gdm_nbd_connections_dropped_total", "NBD connections closed by a timeout, by reason: idle (--nbd-idle-timeout) or write_timeout (--nbd-write-timeout).", []string{"reason"}, nil)
+	descDropped    = prometheus.NewDesc("gdm_nbd_connections_dropped_total", "NBD connections closed by a timeout, by reason: idle (--nbd-idle-timeout), write_timeout (--nbd-write-timeout) or payload_timeout (--nbd-payload-timeout).", []string{"reason"}, nil)
 	descOpenConns  = prometheus.NewDesc("gdm_nbd_connections", "Open NBD connections, all exports (including those in the handshake).", nil, nil)
 	descInFlightB  = prometheus.NewDesc("gdm_nbd_inflight_bytes", "Bytes of NBD requests in flight across all connections (bounded by --nbd-max-inflight-bytes).", nil, nil)
 	descInFlightW  = prometheus.NewDesc("gdm_nbd_inflight_waits_total", "Requests whose reader waited for the bound on bytes in flight across connections.", nil, nil)
@@ -127,6 +127,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(ch, descDropped, st.IdleTimeouts.Load(), "idle")
 	counter(ch, descDropped, st.WriteTimeouts.Load(), "write_timeout")
+	counter(ch, descDropped, st.PayloadTimeouts.Load(), "payload_timeout")
 	counter(ch, descInFlightW, st.InFlightWaits.Load())
 	counter(ch, descPipesRef, st.PipesRefused.Load())
 	counter(ch, descMemRel, st.MemoryReleases.Load())

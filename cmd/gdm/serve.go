@@ -48,6 +48,7 @@ type nbdLimits struct {
 	maxConnsPerClient int
 	idleTimeout       time.Duration
 	writeTimeout      time.Duration
+	payloadTimeout    time.Duration
 	maxInFlightTotal  int64
 	maxPipes          int
 }
@@ -58,6 +59,7 @@ func (l nbdLimits) apply(srv *nbdserver.Server) {
 	srv.MaxConnsPerClient = l.maxConnsPerClient
 	srv.IdleTimeout = l.idleTimeout
 	srv.WriteTimeout = l.writeTimeout
+	srv.PayloadTimeout = l.payloadTimeout
 	srv.MaxInFlightBytesTotal = l.maxInFlightTotal
 	srv.MaxPipes = l.maxPipes
 }
@@ -81,6 +83,8 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 		"close an NBD connection with nothing in flight that sends nothing for this long (0: never; the kernel's nbd client may rightly idle for hours)")
 	fs.DurationVar(&c.nbd.writeTimeout, "nbd-write-timeout", nbdserver.DefaultWriteTimeout,
 		"drop an NBD client that takes no reply for this long (-1s: never)")
+	fs.DurationVar(&c.nbd.payloadTimeout, "nbd-payload-timeout", nbdserver.DefaultPayloadTimeout,
+		"drop an NBD client whose write payload has not all arrived this long after its header (-1s: never)")
 	fs.Int64Var(&c.nbd.maxInFlightTotal, "nbd-max-inflight-bytes", nbdserver.DefaultMaxInFlightTotal,
 		"most bytes of NBD requests in flight across all connections; readers wait past it (-1: no limit)")
 	fs.IntVar(&c.nbd.maxPipes, "nbd-max-pipes", pipes,

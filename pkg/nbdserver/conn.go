@@ -487,7 +487,15 @@ func (c *conn) readOne(wait, take bool) (work, bool) {
 				return c.endReading()
 			}
 		} else {
+			// The payload holds its bytes of both budgets while it
+			// arrives: a client that sends a header and then trickles or
+			// withholds the payload is dropped after PayloadTimeout, or a
+			// few could hold the shared bound and stall every client.
 			var err error
+			slow := c.srv.PayloadTimeout > 0 && c.br.Buffered() < int(r.length)
+			if slow {
+				c.setReadDeadline(time.Now().Add(c.srv.PayloadTimeout))
+			}
 			if take && r.length <= maxTake {
 				w.payload, w.pinned, err = c.br.Take(int(r.length))
 			} else {
@@ -495,7 +503,14 @@ func (c *conn) readOne(wait, take bool) (work, bool) {
 				w.payload = *w.pooled
 				_, err = io.ReadFull(c.br, w.payload)
 			}
+			if slow {
+				c.setReadDeadline(time.Time{})
+			}
 			if err != nil {
+				if slow && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopped.Load() {
+					c.srv.stats.PayloadTimeouts.Add(1)
+					c.log.Info("write payload did not arrive; closing", "payload_timeout", c.srv.PayloadTimeout, "length", r.length)
+				}
 				w.done()
 				c.budget.release(charge)
 				return c.endReading()

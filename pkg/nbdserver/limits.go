@@ -32,6 +32,7 @@ const (
 	FDReserve                = 256
 	DefaultMaxConnsPerClient = 128
 	DefaultWriteTimeout      = 60 * time.Second
+	DefaultPayloadTimeout    = 60 * time.Second
 	DefaultMaxInFlightTotal  = 512 << 20
 	maxDefaultConns          = 1024
 	maxDefaultPipes          = 256
@@ -79,6 +80,9 @@ func (s *Server) init() {
 		}
 		if s.WriteTimeout == 0 {
 			s.WriteTimeout = DefaultWriteTimeout
+		}
+		if s.PayloadTimeout == 0 {
+			s.PayloadTimeout = DefaultPayloadTimeout
 		}
 		if s.MaxInFlightBytesTotal == 0 {
 			s.MaxInFlightBytesTotal = DefaultMaxInFlightTotal

@@ -138,6 +138,21 @@ func TestWriteTimeout(t *testing.T) {
 	}
 }
 
+// A client that sends a write's header and withholds its payload is
+// dropped after PayloadTimeout, and the budget the payload held is given
+// back.
+func TestPayloadTimeout(t *testing.T) {
+	s, sock := startServer(t, testExports{"a": newMem(4 << 20)}, func(s *Server) { s.PayloadTimeout = 100 * time.Millisecond })
+	c := dial(t, sock)
+	c.connect("a", false)
+	c.write(append(requestBytes(nil, cmdWrite, 0, 1, 0, 1<<20, nil), make([]byte, 1000)...))
+	c.expectClosed()
+	if n := s.Stats().PayloadTimeouts.Load(); n != 1 {
+		t.Fatalf("PayloadTimeouts = %d, want 1", n)
+	}
+	waitFor(t, "the payload's budget back", func() bool { return s.Gauges().InFlightBytes == 0 })
+}
+
 // A connection with nothing in flight that sends nothing for IdleTimeout
 // is closed; by default there is no idle timeout.
 func TestIdleTimeout(t *testing.T) {

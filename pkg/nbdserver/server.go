@@ -41,6 +41,10 @@ type Server struct {
 	// (between it and 1.25 times it; default 60 s), releasing its buffers
 	// and pipes.
 	WriteTimeout time.Duration
+	// PayloadTimeout drops a client whose write payload has not all
+	// arrived this long after its header (default 60 s). Clients send the
+	// payload right behind the header; one that withholds it holds budget.
+	PayloadTimeout time.Duration
 	// MaxInFlightBytesTotal bounds the bytes in flight across all
 	// connections (default 512 MiB).
 	MaxInFlightBytesTotal int64
@@ -87,6 +91,8 @@ type Stats struct {
 	// IdleTimeouts and WriteTimeouts count connections dropped by
 	// IdleTimeout and WriteTimeout.
 	IdleTimeouts, WriteTimeouts atomic.Uint64
+	// PayloadTimeouts counts connections dropped by PayloadTimeout.
+	PayloadTimeouts atomic.Uint64
 	// InFlightWaits counts requests whose reader waited for the bound on
 	// bytes in flight across all connections.
 	InFlightWaits atomic.Uint64
