@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -246,8 +247,15 @@ func TestHostileUnreadReplies(t *testing.T) {
 		if p := metric(t, d, "gdm_nbd_pipes"); p > 16 {
 			t.Fatalf("%v pipes open, bound 16", p)
 		}
+		// Connections and pipes are all the fds clients may cost.
+		if f := fds(t, d); f > base.fds+clients+2*16+8 {
+			t.Fatalf("%d fds open: baseline %d + %d clients + 2 × 16 pipes", f, base.fds, clients)
+		}
 		return n == clients, fmt.Sprint(n)
 	})
+	if n := metric(t, d, "gdm_nbd_pipe_limit_fallbacks_total"); n < 1 {
+		t.Fatalf("no read fell back to copying at the pipe bound (%v)", n)
+	}
 	if n := metric(t, d, "gdm_nbd_pipes"); n > 16 {
 		t.Fatalf("%v pipes open after the drop", n)
 	}
@@ -314,4 +322,31 @@ func TestHostileMemory(t *testing.T) {
 	}
 	healthy(t, d, "h")
 	backToBaseline(t, d, base)
+}
+
+// With --nbd-idle-timeout, a client idle past its handshake is closed and
+// counted; fds and goroutines return to their baseline.
+func TestHostileIdleTimeout(t *testing.T) {
+	d := startDaemon(t, "", "--nbd-idle-timeout", "300ms")
+	hostileDevice(t, d, "h")
+	healthy(t, d, "h")
+	base := measure(t, d)
+	c := dialNBD(t, d, "h")
+	defer c.Close()
+	if err := nbdReadOK(c); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || isTimeout(err) {
+		t.Fatalf("idle connection still open: read %d, %v", n, err)
+	}
+	if n := metric(t, d, `gdm_nbd_connections_dropped_total{reason="idle"}`); n != 1 {
+		t.Fatalf("idle drops %v, want 1", n)
+	}
+	backToBaseline(t, d, base)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
