@@ -96,6 +96,21 @@ func (b *budget) releaseLocal(bytes int64) {
 	b.cond.Signal()
 }
 
+// settle gives back to the shared bound whatever the connection still
+// holds once all of its goroutines are done: nothing, unless a panic cut a
+// request short between taking its bytes and handing them on (a request
+// read in a batch that never ran, a rescued request that never got its
+// reply queued). The bytes would otherwise be lost to every client.
+func (b *budget) settle() {
+	b.mu.Lock()
+	left := b.bytes
+	b.n, b.bytes = 0, 0
+	b.mu.Unlock()
+	if b.shared != nil && left != 0 {
+		b.shared.release(left)
+	}
+}
+
 // close makes every waiter, on this budget or the shared one, give up.
 func (b *budget) close() {
 	b.mu.Lock()

@@ -221,6 +221,7 @@ func (c *conn) transmit() {
 	c.worker()
 	c.workers.Wait()
 	c.dropPending()
+	c.budget.settle()
 	if c.sawDisc || c.stopped.Load() {
 		// DISC or a shutdown: what was written must be durable.
 		if err := c.exp.Flush(c.ctx); err != nil && !c.killed.Load() {

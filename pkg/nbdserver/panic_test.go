@@ -133,6 +133,9 @@ func TestConnectionPanics(t *testing.T) {
 				t.Fatalf("Shutdown: %v: a connection did not finish after its panic", err)
 			}
 			<-served
+			if g := s.Gauges(); g.InFlightBytes != 0 {
+				t.Fatalf("after the panic: %d bytes still held of the shared bound", g.InFlightBytes)
+			}
 		})
 	}
 }
