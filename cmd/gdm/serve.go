@@ -78,7 +78,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.nbd.maxConns, "nbd-max-connections", conns,
 		fmt.Sprintf("most NBD connections open at once; more are closed at once (default from RLIMIT_NOFILE: (nofile-%d)/2, at most 1024; -1: no limit)", nbdserver.FDReserve))
 	fs.IntVar(&c.nbd.maxConnsPerClient, "nbd-max-connections-per-client", nbdserver.DefaultMaxConnsPerClient,
-		"most NBD connections of one client (remote IP over TCP, peer uid over the UNIX socket); -1: no limit")
+		"most NBD connections of one client (over TCP an IPv4 address or IPv6 /64, over the UNIX socket a peer uid); -1: no limit")
 	fs.DurationVar(&c.nbd.idleTimeout, "nbd-idle-timeout", 0,
 		"close an NBD connection with nothing in flight that sends nothing for this long (0: never; the kernel's nbd client may rightly idle for hours)")
 	fs.DurationVar(&c.nbd.writeTimeout, "nbd-write-timeout", nbdserver.DefaultWriteTimeout,

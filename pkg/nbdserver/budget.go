@@ -128,6 +128,12 @@ func (b *budget) close() {
 // connections: the per-connection budgets alone let N clients pin N times
 // their bound (eight clients with unread 32 MiB reads pinned 834 MB).
 //
+// The price of a global bound: requests stuck in flight on one export (a
+// suspended device, a hung backend) hold their bytes, and past the bound
+// the readers of every connection wait until they move. The per-connection
+// budget keeps one connection from holding more than its share; the bound
+// itself is a flag.
+//
 // It is an atomic counter rather than a mutex, since every read and write
 // of every connection passes here; the mutex and condition are only for
 // readers that must wait, and a release takes them only when one does.

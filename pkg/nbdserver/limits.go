@@ -97,13 +97,15 @@ func (s *Server) init() {
 }
 
 // clientKey names the client a connection comes from, for
-// MaxConnsPerClient: its IP for TCP; for a UNIX socket, where every client
-// has the same (empty) address, the uid of the peer process (SO_PEERCRED).
+// MaxConnsPerClient: its IPv4 address, or its IPv6 /64 (one host commonly
+// has a whole /64 to pick addresses from); for a UNIX socket, where every
+// client has the same (empty) address, the uid of the peer process
+// (SO_PEERCRED).
 func clientKey(nc net.Conn) string {
 	switch c := nc.(type) {
 	case *net.TCPConn:
 		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			return "ip:" + a.IP.String()
+			return tcpKey(a)
 		}
 	case *net.UnixConn:
 		raw, err := c.SyscallConn()
@@ -119,6 +121,13 @@ func clientKey(nc net.Conn) string {
 		return key
 	}
 	return nc.RemoteAddr().Network() + ":" + nc.RemoteAddr().String()
+}
+
+func tcpKey(a *net.TCPAddr) string {
+	if a.IP.To4() != nil {
+		return "ip:" + a.IP.String()
+	}
+	return "ip:" + a.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // admit counts a new connection from client key against the limits, or

@@ -85,6 +85,24 @@ func TestConnectionLimitsTCP(t *testing.T) {
 	dialNet(t, "tcp", addrs[1]).hello(clientFixedNewstyle)
 }
 
+// Clients are IPv4 addresses and IPv6 /64s.
+func TestClientKey(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"127.0.0.1:1", "ip:127.0.0.1"},
+		{"[::ffff:10.0.0.1]:1", "ip:10.0.0.1"},
+		{"[2001:db8:1:2:3:4:5:6]:1", "ip:2001:db8:1:2::/64"},
+		{"[::1]:1", "ip:::/64"},
+	} {
+		a, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tcpKey(a); got != tc.want {
+			t.Errorf("%s: key %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}
+
 // On a UNIX socket every client has the same address; they are told apart
 // by peer uid (all of this test's are one uid, so one client).
 func TestConnectionLimitsUnix(t *testing.T) {

@@ -29,7 +29,8 @@ type Server struct {
 	// defaults and why). Zero takes the default; negative means none.
 	//
 	// MaxConns bounds the open connections; MaxConnsPerClient those of one
-	// client (a remote IP for TCP, a peer uid for UNIX sockets). A
+	// client (an IPv4 address or IPv6 /64 for TCP, a peer uid for UNIX
+	// sockets). A
 	// connection past either is closed at once, before the handshake.
 	MaxConns          int
 	MaxConnsPerClient int
