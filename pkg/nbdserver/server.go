@@ -30,8 +30,8 @@ type Server struct {
 	//
 	// MaxConns bounds the open connections; MaxConnsPerClient those of one
 	// client (an IPv4 address or IPv6 /64 for TCP, a peer uid for UNIX
-	// sockets). A
-	// connection past either is closed at once, before the handshake.
+	// sockets). A connection past either is closed at once, before the
+	// handshake.
 	MaxConns          int
 	MaxConnsPerClient int
 	// IdleTimeout closes a connection past its handshake that has nothing
