@@ -89,6 +89,7 @@ func TestHostileFioKilled(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		defer cmd.Process.Kill() // also if the test fails before the kill below
 		eventually(t, 30*time.Second, "fio doing I/O", func() (bool, string) {
 			n := metric(t, d, `gdm_device_io_operations_total{device="h",op="read"}`)
 			return n > float64(1000*(round+1)), fmt.Sprint(n)
