@@ -63,7 +63,7 @@ type Server struct {
 	// spin only while it is small (see spinWindow).
 	transmitting atomic.Int32
 
-	mu        sync.Mutex // guards listeners, conns, clients, shutdown
+	mu        sync.Mutex // guards listeners, conns, clients, open, shutdown
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	clients   map[string]int // open connections by client (clientKey)
