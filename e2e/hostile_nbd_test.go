@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,14 +165,15 @@ func TestHostileIdleHogs(t *testing.T) {
 	backToBaseline(t, d, base)
 }
 
-// At a 1024-descriptor limit (set on the running daemon with prlimit, and
-// its bounds given as the defaults derive them for 1024), a thousand idle
-// connections cannot exhaust the descriptors: the excess is refused, and
-// the control API and a new client after the hogs leave still work.
+// At a 1024-descriptor limit, a thousand idle connections cannot exhaust
+// the descriptors: the bounds derived from the limit refuse the excess,
+// and the control API and a new client after the hogs leave still work.
 func TestHostileIdleHogsAtFDLimit(t *testing.T) {
-	prlimit := testkit.NeedTool(t, "prlimit")
-	d := startDaemon(t, "", "--nbd-max-connections", "384", "--nbd-max-pipes", "192", "--nbd-max-connections-per-client", "-1")
-	run(t, prlimit, "--pid", strconv.Itoa(d.cmd.Process.Pid), "--nofile=1024:1024")
+	d := startLimited(t, 1024, "--nbd-max-connections-per-client", "-1")
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", d.cmd.Process.Pid))
+	if err != nil || !regexp.MustCompile(`Max open files\s+1024\s+1024`).Match(limits) {
+		t.Fatalf("the daemon's fd limit is not 1024: %v\n%s", err, limits)
+	}
 	hostileDevice(t, d, "h")
 	healthy(t, d, "h")
 	base := measure(t, d)
@@ -350,4 +354,20 @@ func TestHostileIdleTimeout(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// startLimited starts a daemon whose RLIMIT_NOFILE is nofile:nofile from
+// its start, so that its defaults derive from it: through prlimit, which
+// execs the daemon (same pid).
+func startLimited(t *testing.T, nofile int, extra ...string) *daemon {
+	prlimit := testkit.NeedTool(t, "prlimit")
+	wrapper := filepath.Join(t.TempDir(), "gdm-limited")
+	script := fmt.Sprintf("#!/bin/sh\nexec %s --nofile=%d:%d -- %s \"$@\"\n", prlimit, nofile, nofile, gdmBin)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	real := gdmBin
+	gdmBin = wrapper
+	defer func() { gdmBin = real }() // verbs run unlimited
+	return startDaemon(t, "", extra...)
 }
