@@ -141,3 +141,45 @@ func TestConnectionPanics(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// badAddrConn is a connection whose RemoteAddr panics: a bug in setting a
+// connection up, before its own goroutines start.
+type badAddrConn struct{ net.Conn }
+
+func (badAddrConn) RemoteAddr() net.Addr { panic("test: panic in RemoteAddr") }
+
+// badFirstListener hands out one badAddrConn, then plain connections.
+type badFirstListener struct {
+	net.Listener
+	done atomic.Bool
+}
+
+func (l *badFirstListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil && l.done.CompareAndSwap(false, true) {
+		return badAddrConn{c}, nil
+	}
+	return c, err
+}
+
+// A panic while a connection is set up, in the accept loop, closes that
+// connection only: the loop serves on.
+func TestAcceptPanic(t *testing.T) {
+	inner, err := net.Listen("unix", t.TempDir()+"/nbd.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Exports: testExports{"a": newMem(1 << 20)}, Log: discardLog()}
+	go s.Serve(&badFirstListener{Listener: inner})
+	defer s.Close()
+	dial(t, inner.Addr().String()).expectClosed()
+	if n := s.Stats().ConnPanics.Load(); n != 1 {
+		t.Fatalf("ConnPanics = %d, want 1", n)
+	}
+	c := dial(t, inner.Addr().String())
+	c.connect("a", false)
+	c.request(cmdRead, 0, 1, 0, 4096, nil)
+	if errno, _ := c.simple(); errno != 0 {
+		t.Fatalf("errno %d", errno)
+	}
+}

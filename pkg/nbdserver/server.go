@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -195,28 +196,52 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		key := clientKey(nc)
-		switch s.admit(key) {
-		case admitClosed:
-			nc.Close()
-			return ErrServerClosed
-		case RefusedGlobal:
-			s.refuse(nc, RefusedGlobal, key)
-			continue
-		case RefusedPerClient:
-			s.refuse(nc, RefusedPerClient, key)
-			continue
-		}
-		s.stats.Accepted.Add(1)
-		c := newConn(s, nc)
-		c.client = key
-		if !s.track(c) {
-			s.leave(key)
-			nc.Close()
+		if !s.start(nc) {
 			return ErrServerClosed
 		}
-		go c.serve()
 	}
+}
+
+// start admits an accepted connection and starts serving it, or refuses
+// it; it returns false once the server is shutting down. A panic here
+// (in setting the connection up) closes that connection only, as on the
+// connection's own goroutines (conn.recovered).
+func (s *Server) start(nc net.Conn) (open bool) {
+	key, admitted := "", false
+	defer func() {
+		if p := recover(); p != nil {
+			s.stats.ConnPanics.Add(1)
+			s.log().Error("panic setting up a connection; closing it", "panic", p, "stack", string(debug.Stack()))
+			if admitted {
+				s.leave(key)
+			}
+			nc.Close()
+			open = true
+		}
+	}()
+	key = clientKey(nc)
+	switch s.admit(key) {
+	case admitClosed:
+		nc.Close()
+		return false
+	case RefusedGlobal:
+		s.refuse(nc, RefusedGlobal, key)
+		return true
+	case RefusedPerClient:
+		s.refuse(nc, RefusedPerClient, key)
+		return true
+	}
+	admitted = true
+	s.stats.Accepted.Add(1)
+	c := newConn(s, nc)
+	c.client = key
+	if !s.track(c) {
+		s.leave(key)
+		nc.Close()
+		return false
+	}
+	go c.serve()
+	return true
 }
 
 // outOfResources reports an accept error that passes once descriptors or
