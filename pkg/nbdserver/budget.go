@@ -140,17 +140,16 @@ func (b *budget) close() {
 type sharedBudget struct {
 	max     int64 // bound in bytes; <= 0: none
 	bytes   atomic.Int64
-	peak    atomic.Int64 // high-water mark since bytes last fell to 0
+	peak    atomic.Int64 // high-water mark, reset by the memory releaser
 	waiters atomic.Int32
 	mu      sync.Mutex
 	cond    sync.Cond
 	waits   *atomic.Uint64 // counts acquires that had to wait
-	// idle, when set, is called when bytes falls back to 0 with the peak
-	// the burst reached.
-	idle func(peak int64)
+	// idle, when set, is called when bytes falls back to 0.
+	idle func()
 }
 
-func newSharedBudget(max int64, waits *atomic.Uint64, idle func(int64)) *sharedBudget {
+func newSharedBudget(max int64, waits *atomic.Uint64, idle func()) *sharedBudget {
 	g := &sharedBudget{max: max, waits: waits, idle: idle}
 	g.cond.L = &g.mu
 	return g
@@ -209,9 +208,7 @@ func (g *sharedBudget) release(n int64) {
 		g.wake()
 	}
 	if left == 0 && g.idle != nil {
-		if peak := g.peak.Swap(0); peak > 0 {
-			g.idle(peak)
-		}
+		g.idle()
 	}
 }
 

@@ -1,6 +1,9 @@
 package nbdserver
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Buffer pools by power-of-two size, 4 KiB to maxPooled. Larger buffers
 // (up to MaxBlockSize) are made for each request and left to the garbage
@@ -22,8 +25,14 @@ func poolIndex(n int) int {
 	return i
 }
 
+// unpooled counts the bytes of buffers made past maxPooled since the
+// memory releaser last ran: garbage once their requests are done, which
+// the releaser gives back (memReleaser).
+var unpooled atomic.Int64
+
 func getBuf(n int) *[]byte {
 	if n > maxPooled {
+		unpooled.Add(int64(n))
 		b := make([]byte, n)
 		return &b
 	}

@@ -91,8 +91,8 @@ func (s *Server) init() {
 			s.MaxPipes = pipes
 		}
 		s.pipes.max, s.pipes.refused = s.MaxPipes, &s.stats.PipesRefused
-		s.mem.runs = &s.stats.MemoryReleases
 		s.shared = newSharedBudget(s.MaxInFlightBytesTotal, &s.stats.InFlightWaits, s.mem.burstEnded)
+		s.mem.runs, s.mem.inFlight, s.mem.peak, s.mem.unpooled = &s.stats.MemoryReleases, &s.shared.bytes, &s.shared.peak, &unpooled
 	})
 }
 
