@@ -52,6 +52,15 @@ var (
 	descProtoErrs  = prometheus.NewDesc("gdm_nbd_protocol_errors_total", "Connections closed for a protocol violation (bad magic, oversized data).", nil, nil)
 	descPanics     = prometheus.NewDesc("gdm_nbd_request_panics_total", "Requests that panicked (answered EIO).", nil, nil)
 	descStalls     = prometheus.NewDesc("gdm_nbd_batch_stalls_total", "Request batches that took over 1 ms, whose waiting requests were then served concurrently.", nil, nil)
+	descConnPanics = prometheus.NewDesc("gdm_nbd_connection_panics_total", "Panics outside a request's handling (handshake, reading, writing replies); each closed its connection only.", nil, nil)
+	descRefused    = prometheus.NewDesc("gdm_nbd_connections_refused_total", "NBD connections closed at once for a limit, by reason: global (--nbd-max-connections) or per_client.", []string{"reason"}, nil)
+	descDropped    = prometheus.NewDesc("gdm_nbd_connections_dropped_total", "NBD connections closed by a timeout, by reason: idle (--nbd-idle-timeout), write_timeout (--nbd-write-timeout) or payload_timeout (--nbd-payload-timeout).", []string{"reason"}, nil)
+	descOpenConns  = prometheus.NewDesc("gdm_nbd_connections", "Open NBD connections, all exports (including those in the handshake).", nil, nil)
+	descInFlightB  = prometheus.NewDesc("gdm_nbd_inflight_bytes", "Bytes of NBD requests in flight across all connections (bounded by --nbd-max-inflight-bytes).", nil, nil)
+	descInFlightW  = prometheus.NewDesc("gdm_nbd_inflight_waits_total", "Requests whose reader waited for the bound on bytes in flight across connections.", nil, nil)
+	descPipes      = prometheus.NewDesc("gdm_nbd_pipes", "Pipes open for spliced reads (bounded by --nbd-max-pipes).", nil, nil)
+	descPipesRef   = prometheus.NewDesc("gdm_nbd_pipe_limit_fallbacks_total", "Reads copied rather than spliced because --nbd-max-pipes pipes were open.", nil, nil)
+	descMemRel     = prometheus.NewDesc("gdm_nbd_memory_releases_total", "Times memory was given back to the OS after a burst of requests ended.", nil, nil)
 	descSpins      = prometheus.NewDesc("gdm_nbd_read_spins_total", "TCP reads that spun on an empty socket before parking, by result: found (a request came) or parked.", []string{"result"}, nil)
 )
 
@@ -64,7 +73,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
 		descSize, descSuspended, descReadOnly, descBroken, descBadStates, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
-		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins} {
+		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins,
+		descConnPanics, descRefused, descDropped, descOpenConns, descInFlightB, descInFlightW, descPipes, descPipesRef, descMemRel} {
 		ch <- d
 	}
 }
@@ -114,6 +124,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, descStalls, st.Stalls.Load())
 	counter(ch, descSpins, st.SpinsFound.Load(), "found")
 	counter(ch, descSpins, st.SpinsParked.Load(), "parked")
+	counter(ch, descConnPanics, st.ConnPanics.Load())
+	for i, name := range nbdserver.RefusalNames {
+		counter(ch, descRefused, st.Refused[i].Load(), name)
+	}
+	counter(ch, descDropped, st.IdleTimeouts.Load(), "idle")
+	counter(ch, descDropped, st.WriteTimeouts.Load(), "write_timeout")
+	counter(ch, descDropped, st.PayloadTimeouts.Load(), "payload_timeout")
+	counter(ch, descInFlightW, st.InFlightWaits.Load())
+	counter(ch, descPipesRef, st.PipesRefused.Load())
+	counter(ch, descMemRel, st.MemoryReleases.Load())
+	g := c.d.nbd.Gauges()
+	gauge(ch, descOpenConns, float64(g.Conns))
+	gauge(ch, descInFlightB, float64(g.InFlightBytes))
+	gauge(ch, descPipes, float64(g.Pipes))
 }
 
 func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {

@@ -20,23 +20,6 @@ import (
 	"github.com/gdm-project/gdm/pkg/targets"
 )
 
-// pathList is a repeatable flag of absolute directory paths.
-type pathList []string
-
-func (p *pathList) String() string { return strings.Join(*p, ",") }
-
-func (p *pathList) Set(v string) error {
-	if !filepath.IsAbs(v) {
-		return fmt.Errorf("%q is not an absolute path", v)
-	}
-	real, err := filepath.EvalSymlinks(v)
-	if err != nil {
-		return err
-	}
-	*p = append(*p, real)
-	return nil
-}
-
 func init() {
 	register("serve", verb{
 		usage: "serve [--demo] [--nbd-listen A] [--nbd-socket P] [--control P] [--state-dir D] [--metrics-listen A]",
@@ -64,6 +47,7 @@ type serveConfig struct {
 	// arrive (headers and body) and how long an idle control connection
 	// is kept.
 	controlTimeout time.Duration
+	nbd            nbdLimits
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -79,6 +63,21 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.Var(&c.allowPaths, "allow-path", "only map backing devices whose real path lies under `DIR` (repeatable; default: anywhere)")
 	fs.DurationVar(&c.openTimeout, "open-timeout", targets.DefaultOpenTimeout, "how long opening one backing device may take (a hung mount)")
 	fs.DurationVar(&c.controlTimeout, "control-timeout", 30*time.Second, "how long a control request may take to arrive; idle control connections close after it")
+	conns, pipes := nbdserver.DefaultLimits()
+	fs.IntVar(&c.nbd.maxConns, "nbd-max-connections", conns,
+		fmt.Sprintf("most NBD connections open at once; more are closed at once (default from RLIMIT_NOFILE: (nofile-%d)/2, at most 1024; -1: no limit)", nbdserver.FDReserve))
+	fs.IntVar(&c.nbd.maxConnsPerClient, "nbd-max-connections-per-client", nbdserver.DefaultMaxConnsPerClient,
+		"most NBD connections of one client (over TCP an IPv4 address or IPv6 /64, over the UNIX socket a peer uid); -1: no limit")
+	fs.DurationVar(&c.nbd.idleTimeout, "nbd-idle-timeout", 0,
+		"close an NBD connection with nothing in flight that sends nothing for this long (0: never; the kernel's nbd client may rightly idle for hours)")
+	fs.DurationVar(&c.nbd.writeTimeout, "nbd-write-timeout", nbdserver.DefaultWriteTimeout,
+		"drop an NBD client that takes no reply for this long (-1s: never)")
+	fs.DurationVar(&c.nbd.payloadTimeout, "nbd-payload-timeout", nbdserver.DefaultPayloadTimeout,
+		"drop an NBD client whose write payload has not all arrived this long after its header (-1s: never)")
+	fs.Int64Var(&c.nbd.maxInFlightTotal, "nbd-max-inflight-bytes", nbdserver.DefaultMaxInFlightTotal,
+		"most bytes of NBD requests in flight across all connections; readers wait past it (-1: no limit)")
+	fs.IntVar(&c.nbd.maxPipes, "nbd-max-pipes", pipes,
+		fmt.Sprintf("most pipes held by spliced reads (two fds each); past it reads are copied (default from RLIMIT_NOFILE: (nofile-%d)/4, at most 256)", nbdserver.FDReserve))
 }
 
 func runServe(args []string, _ io.Reader, stdout io.Writer) error {
@@ -148,6 +147,7 @@ func startServer(cfg serveConfig, stdout io.Writer) (*running, error) {
 	r.d = newDaemon(log, state, cfg.metricsListen != "")
 	r.d.unreadableStates = len(unreadable)
 	r.d.open = targets.OpenOptions{Timeout: cfg.openTimeout, AllowPrefixes: cfg.allowPaths}
+	cfg.nbd.apply(r.d.nbd)
 	r.d.restore(saved)
 	if len(saved) > 0 {
 		log.Info("restored devices", "count", len(saved), "broken", r.d.brokenCount(), "state", state.devicesDir())

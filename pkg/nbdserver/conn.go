@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -17,14 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var errTooManyFiles = syscall.EMFILE
-
 // conn is one client connection.
 type conn struct {
-	srv *Server
-	nc  net.Conn
-	br  *inbuf
-	log *slog.Logger
+	srv    *Server
+	nc     net.Conn
+	br     *inbuf
+	log    *slog.Logger
+	client string // clientKey, counted against MaxConnsPerClient; immutable
 
 	ctx    context.Context // cancelled when the connection is killed
 	cancel context.CancelFunc
@@ -70,7 +70,10 @@ type conn struct {
 	spare   []*reply
 	wmu     sync.Mutex // held by the one writing to the socket
 	vec     net.Buffers
-	broken  bool // guarded by wmu: a write failed, drop further replies
+	broken  bool      // guarded by wmu: a write failed, drop further replies
+	wlimit  time.Time // guarded by wmu: the write deadline set on nc (see armWrite)
+	// readErr is the error that ended reading; guarded by rmu.
+	readErr error
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -89,7 +92,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
-		budget: budget{maxN: maxN, maxBytes: maxBytes},
+		budget: budget{maxN: maxN, maxBytes: maxBytes, shared: s.shared},
 	}
 	c.br = newInbuf(nc)
 	if sc, ok := nc.(syscall.Conn); ok {
@@ -131,6 +134,17 @@ func (c *conn) kill() {
 	c.budget.close()
 }
 
+// setReadDeadline sets the idle deadline for the reading turn, unless a
+// shutdown has begun: stopReading sets stopped before its own (immediate)
+// deadline, so checking stopped after setting ours means one of the two
+// sees the other, and the shutdown's deadline is never overwritten.
+func (c *conn) setReadDeadline(t time.Time) {
+	c.nc.SetReadDeadline(t)
+	if c.stopped.Load() {
+		c.nc.SetReadDeadline(time.Now())
+	}
+}
+
 // stopReading asks for a graceful end: no more requests are read, the ones
 // read are finished and answered.
 func (c *conn) stopReading() {
@@ -148,6 +162,8 @@ func (c *conn) serve() {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
+	// Runs first: the defers above then release what the connection held.
+	defer c.recovered("handshake or transmit")
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	if err := c.handshake(); err != nil {
 		var he *errHandshake
@@ -204,6 +220,8 @@ func (c *conn) transmit() {
 	c.workers.Add(1)
 	c.worker()
 	c.workers.Wait()
+	c.dropPending()
+	c.budget.settle()
 	if c.sawDisc || c.stopped.Load() {
 		// DISC or a shutdown: what was written must be durable.
 		if err := c.exp.Flush(c.ctx); err != nil && !c.killed.Load() {
@@ -265,6 +283,7 @@ const inlineBelow = 10 * time.Microsecond
 // backend is fast again.
 func (c *conn) worker() {
 	defer c.workers.Done()
+	defer c.recovered("worker")
 	run := &batchRun{c: c}
 	c.srv.stalls.add(run)
 	defer c.srv.stalls.remove(run)
@@ -272,41 +291,92 @@ func (c *conn) worker() {
 		if c.inline() && c.waiting.Load() > 0 {
 			return // another worker reads next; one is enough
 		}
-		c.waiting.Add(1)
-		c.rmu.Lock()
-		c.waiting.Add(-1)
-		if c.readDone {
-			c.rmu.Unlock()
+		n, inline := c.readTurn(run)
+		if n == 0 {
 			return
 		}
-		// Serving inline, this worker is the only reader: it does its
-		// batch, then reads again. Payloads are then left in the read
-		// buffer (no copy): each batch is done before the next read, so
-		// the buffer is seldom pinned when it fills and a stall pins at
-		// most one old chunk.
-		inline := c.inline()
-		if c.spin != nil {
-			c.spin.on = inline
-		}
-		w, ok := c.readOne(true, inline)
-		if !ok {
-			c.rmu.Unlock()
-			return
-		}
-		run.items[0] = w
-		n := 1
-		for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; n++ {
-			if run.items[n], ok = c.readOne(false, inline); !ok {
-				break
-			}
-		}
-		if !inline && c.waiting.Load() == 0 && !c.readDone {
-			c.workers.Add(1)
-			go c.worker()
-		}
-		c.rmu.Unlock()
 		c.serveBatch(run, n, inline)
 	}
+}
+
+// readTurn takes the reading turn, reads a batch into run.items and hands
+// the turn on. It returns how many it read (0: reading has ended) and
+// whether the batch is to be served inline.
+//
+// rmu is unlocked by a defer, so that a panic while reading does not leave
+// the other workers waiting for the turn forever. The panic is recovered
+// here and the connection killed before the turn is given up: the next
+// worker then sees killed and leaves, rather than read on from a buffer
+// the panic may have left half updated.
+func (c *conn) readTurn(run *batchRun) (n int, inline bool) {
+	c.waiting.Add(1)
+	c.rmu.Lock()
+	defer func() {
+		if p := recover(); p != nil {
+			c.panicked("reading requests", p)
+			n = 0
+		}
+		c.rmu.Unlock()
+	}()
+	c.waiting.Add(-1)
+	if c.readDone || c.killed.Load() {
+		return 0, false
+	}
+	// Serving inline, this worker is the only reader: it does its
+	// batch, then reads again. Payloads are then left in the read
+	// buffer (no copy): each batch is done before the next read, so
+	// the buffer is seldom pinned when it fills and a stall pins at
+	// most one old chunk.
+	inline = c.inline()
+	if c.spin != nil {
+		c.spin.on = inline
+	}
+	idle := c.srv.IdleTimeout > 0 && c.inflight.Load() == 0 && c.br.Buffered() < requestHeaderSize
+	if idle {
+		c.setReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	}
+	w, ok := c.readOne(true, inline)
+	if idle {
+		c.setReadDeadline(time.Time{})
+	}
+	if !ok {
+		if idle && errors.Is(c.readErr, os.ErrDeadlineExceeded) && !c.stopped.Load() {
+			c.srv.stats.IdleTimeouts.Add(1)
+			c.log.Info("idle connection closed", "after", c.srv.IdleTimeout)
+		}
+		return 0, false
+	}
+	run.items[0] = w
+	n = 1
+	for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; n++ {
+		if run.items[n], ok = c.readOne(false, inline); !ok {
+			break
+		}
+	}
+	if !inline && c.waiting.Load() == 0 && !c.readDone {
+		c.workers.Add(1)
+		go c.worker()
+	}
+	return n, inline
+}
+
+// recovered, deferred by each goroutine that serves a connection, turns a
+// panic into the end of that connection alone: it is logged with its
+// stack, counted, and the connection killed, so that its other goroutines
+// give up whatever they wait for (the socket, the budgets, the export's
+// context) and serve returns, releasing everything. A panic in a request's
+// own handling is answered EIO instead (handle); this is for the rest.
+func (c *conn) recovered(where string) {
+	if p := recover(); p != nil {
+		c.panicked(where, p)
+	}
+}
+
+// panicked ends the connection after panic p in where.
+func (c *conn) panicked(where string, p any) {
+	c.srv.stats.ConnPanics.Add(1)
+	c.log.Error("panic serving a connection; closing it", "in", where, "panic", p, "stack", string(debug.Stack()))
+	c.kill()
 }
 
 // inline reports whether requests are cheap enough to serve in the reader.
@@ -362,6 +432,7 @@ func (c *conn) serveBatch(run *batchRun, n int, sole bool) {
 func (c *conn) readOne(wait, take bool) (work, bool) {
 	h, err := c.br.Peek(requestHeaderSize)
 	if err != nil {
+		c.readErr = err
 		if !c.stopped.Load() && !c.killed.Load() && !errors.Is(err, io.EOF) {
 			c.log.Debug("read request", "err", err)
 		}
@@ -417,7 +488,15 @@ func (c *conn) readOne(wait, take bool) (work, bool) {
 				return c.endReading()
 			}
 		} else {
+			// The payload holds its bytes of both budgets while it
+			// arrives: a client that sends a header and then trickles or
+			// withholds the payload is dropped after PayloadTimeout, or a
+			// few could hold the shared bound and stall every client.
 			var err error
+			slow := c.srv.PayloadTimeout > 0 && c.br.Buffered() < int(r.length)
+			if slow {
+				c.setReadDeadline(time.Now().Add(c.srv.PayloadTimeout))
+			}
 			if take && r.length <= maxTake {
 				w.payload, w.pinned, err = c.br.Take(int(r.length))
 			} else {
@@ -425,7 +504,14 @@ func (c *conn) readOne(wait, take bool) (work, bool) {
 				w.payload = *w.pooled
 				_, err = io.ReadFull(c.br, w.payload)
 			}
+			if slow {
+				c.setReadDeadline(time.Time{})
+			}
 			if err != nil {
+				if slow && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopped.Load() {
+					c.srv.stats.PayloadTimeouts.Add(1)
+					c.log.Info("write payload did not arrive; closing", "payload_timeout", c.srv.PayloadTimeout, "length", r.length)
+				}
 				w.done()
 				c.budget.release(charge)
 				return c.endReading()
@@ -448,7 +534,10 @@ func (c *conn) handle(w *work) (rep *reply) {
 			if rep.pooled != nil {
 				putBuf(rep.pooled)
 			}
-			rep.pooled, rep.data = nil, nil
+			if rep.pipe != nil {
+				c.srv.pipes.discard(rep.pipe) // it may hold data: never sent after this header
+			}
+			rep.pooled, rep.data, rep.pipe, rep.pipeLen = nil, nil, nil, 0
 			c.simpleReply(rep, r.cookie, errIO)
 		}
 		w.done()
@@ -560,7 +649,7 @@ func (c *conn) spliceRead(rep *reply, off, n int64) (bool, error) {
 		return false, nil
 	}
 	if err := c.splicer.SpliceRead(c.ctx, p.w, off, n); err != nil {
-		p.close() // it may hold part of the range
+		c.srv.pipes.discard(p) // it may hold part of the range
 		if errors.Is(err, ErrNoSplice) {
 			return false, nil
 		}
@@ -573,6 +662,7 @@ func (c *conn) spliceRead(rep *reply, off, n int64) (bool, error) {
 // spliceOut moves a reply's data from its pipe into the socket. Called
 // with wmu held, after the reply's header was written.
 func (c *conn) spliceOut(p *pipe, n int) error {
+	c.armWrite() // the poller behind raw.Write honours nc's write deadline
 	var serr error
 	err := c.raw.Write(func(fd uintptr) bool {
 		for n > 0 {
@@ -687,25 +777,7 @@ func (c *conn) queue(reps []*reply) {
 // sender's TryLock failed) is then still seen, so none is stranded.
 func (c *conn) flushQueue() {
 	for c.wmu.TryLock() {
-		for {
-			c.qmu.Lock()
-			batch := c.pending
-			c.pending, c.spare = c.spare[:0], nil
-			c.qmu.Unlock()
-			if len(batch) == 0 {
-				c.qmu.Lock()
-				c.spare = batch
-				c.qmu.Unlock()
-				break
-			}
-			c.writeBatch(batch)
-			c.qmu.Lock()
-			if c.spare == nil {
-				c.spare = batch[:0]
-			}
-			c.qmu.Unlock()
-		}
-		c.wmu.Unlock()
+		c.drainLocked()
 		c.qmu.Lock()
 		more := len(c.pending) > 0
 		c.qmu.Unlock()
@@ -715,9 +787,49 @@ func (c *conn) flushQueue() {
 	}
 }
 
-// writeBatch sends replies with one writev, then recycles their buffers.
-// Called with wmu held.
+// drainLocked writes queued replies until the queue is empty, then
+// unlocks wmu, which the caller took. The unlock is deferred so that a
+// panic while writing (recovered by the goroutine's caller, which kills
+// the connection) leaves no one unable to write or drop replies.
+func (c *conn) drainLocked() {
+	defer c.wmu.Unlock()
+	for {
+		c.qmu.Lock()
+		batch := c.pending
+		c.pending, c.spare = c.spare[:0], nil
+		c.qmu.Unlock()
+		if len(batch) == 0 {
+			c.qmu.Lock()
+			c.spare = batch
+			c.qmu.Unlock()
+			return
+		}
+		c.writeBatch(batch)
+		c.qmu.Lock()
+		if c.spare == nil {
+			c.spare = batch[:0]
+		}
+		c.qmu.Unlock()
+	}
+}
+
+// dropPending recycles replies still queued once every worker has left:
+// after a panic in a writer, replies queued meanwhile found wmu taken and
+// were left for it. Their pipes and budget must not outlive the
+// connection.
+func (c *conn) dropPending() {
+	c.qmu.Lock()
+	left := c.pending
+	c.pending = nil
+	c.qmu.Unlock()
+	c.recycle(left)
+}
+
+// writeBatch sends replies with one writev, then recycles their buffers
+// (deferred: also after a panic, so no pipe or budget leaks). Called with
+// wmu held.
 func (c *conn) writeBatch(batch []*reply) {
+	defer c.recycle(batch)
 	bufs := c.vec[:0]
 	for _, r := range batch {
 		if c.broken {
@@ -743,8 +855,17 @@ func (c *conn) writeBatch(batch []*reply) {
 	if !c.broken {
 		c.writeOut(&bufs)
 	}
+	clear(bufs)
 	c.vec = bufs[:0]
+}
+
+// recycle gives back the buffers, pipes and budget of replies written or
+// dropped.
+func (c *conn) recycle(batch []*reply) {
 	for i, r := range batch {
+		if r == nil {
+			continue
+		}
 		if r.pooled != nil {
 			putBuf(r.pooled)
 		}
@@ -752,7 +873,7 @@ func (c *conn) writeBatch(batch []*reply) {
 			if r.pipeLen == 0 {
 				c.srv.pipes.put(r.pipe) // emptied
 			} else {
-				r.pipe.close()
+				c.srv.pipes.discard(r.pipe)
 			}
 		}
 		c.budget.release(r.charge)
@@ -767,19 +888,50 @@ func (c *conn) writeOut(bufs *net.Buffers) {
 		return
 	}
 	v := *bufs
+	c.armWrite()
 	if _, err := v.WriteTo(c.nc); err != nil {
 		c.writeFailed(err)
 	}
 	*bufs = (*bufs)[:0]
 }
 
-// writeFailed marks the connection broken: the client is gone, replies
-// are dropped from now on.
+// armWrite makes sure the socket's write deadline lies at least
+// WriteTimeout ahead before a write. Setting a deadline costs a lock and a
+// timer update, too much for every batch of small replies, so it is set a
+// quarter further out and renewed only once less than WriteTimeout is
+// left: a client that takes no reply is dropped between WriteTimeout and
+// 1.25 times it after the write began. Called with wmu held.
+func (c *conn) armWrite() {
+	t := c.srv.WriteTimeout
+	if t <= 0 {
+		return
+	}
+	now := time.Now()
+	if c.wlimit.Sub(now) >= t {
+		return
+	}
+	c.wlimit = now.Add(t + t/4)
+	c.nc.SetWriteDeadline(c.wlimit)
+}
+
+// writeFailed marks the connection broken: replies are dropped from now
+// on. A client that took no reply within WriteTimeout is stuck or hostile:
+// the connection is killed, cancelling its requests, so that everything it
+// holds is released now. A client that went away (EPIPE, reset) may have
+// sent DISC first, so its requests still finish and are flushed; the
+// socket is only closed.
 func (c *conn) writeFailed(err error) {
 	c.broken = true
-	if !c.killed.Load() {
-		c.log.Debug("write reply", "err", err)
+	if c.killed.Load() {
+		return
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.srv.stats.WriteTimeouts.Add(1)
+		c.log.Info("client takes no replies; closing", "write_timeout", c.srv.WriteTimeout)
+		c.kill()
+		return
+	}
+	c.log.Debug("write reply", "err", err)
 	c.nc.Close()
 }
 
@@ -794,105 +946,4 @@ func getReply(charge int64) *reply {
 func putReply(r *reply) {
 	*r = reply{}
 	replyPool.Put(r)
-}
-
-// budget bounds a connection's requests in flight, by count and by bytes.
-// The reader blocks in acquire when either is reached; the writer releases.
-// One request larger than the byte bound still runs, alone.
-type budget struct {
-	mu       sync.Mutex
-	cond     *sync.Cond
-	maxN     int
-	maxBytes int64
-	n        int
-	bytes    int64
-	closed   bool
-}
-
-func (b *budget) init() {
-	if b.cond == nil {
-		b.cond = sync.NewCond(&b.mu)
-	}
-}
-
-func (b *budget) acquire(bytes int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.init()
-	for !b.closed && b.full(bytes) {
-		b.cond.Wait()
-	}
-	if b.closed {
-		return false
-	}
-	b.n++
-	b.bytes += bytes
-	return true
-}
-
-// full reports whether taking one more request of bytes would pass a bound.
-// One request is always let in, however large, so that none waits forever.
-func (b *budget) full(bytes int64) bool {
-	return b.n >= b.maxN || (b.n > 0 && b.bytes+bytes > b.maxBytes)
-}
-
-// tryAcquire is acquire without waiting.
-func (b *budget) tryAcquire(bytes int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed || b.full(bytes) {
-		return false
-	}
-	b.n++
-	b.bytes += bytes
-	return true
-}
-
-func (b *budget) release(bytes int64) {
-	b.mu.Lock()
-	b.init()
-	b.n--
-	b.bytes -= bytes
-	b.mu.Unlock()
-	b.cond.Signal()
-}
-
-func (b *budget) close() {
-	b.mu.Lock()
-	b.init()
-	b.closed = true
-	b.mu.Unlock()
-	b.cond.Broadcast()
-}
-
-// Buffer pools by power-of-two size, 4 KiB to MaxBlockSize.
-const minPoolShift, maxPoolShift = 12, 25
-
-var pools [maxPoolShift - minPoolShift + 1]sync.Pool
-
-func poolIndex(n int) int {
-	i := 0
-	for (1 << (minPoolShift + i)) < n {
-		i++
-	}
-	return i
-}
-
-func getBuf(n int) *[]byte {
-	i := poolIndex(n)
-	if p, ok := pools[i].Get().(*[]byte); ok {
-		*p = (*p)[:n]
-		return p
-	}
-	b := make([]byte, n, 1<<(minPoolShift+i))
-	return &b
-}
-
-func putBuf(p *[]byte) {
-	c := cap(*p)
-	i := poolIndex(c)
-	if 1<<(minPoolShift+i) != c {
-		return // not one of ours
-	}
-	pools[i].Put(p)
 }

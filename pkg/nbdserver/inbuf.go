@@ -1,6 +1,8 @@
 package nbdserver
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -114,6 +116,10 @@ func (b *inbuf) fill(need int) {
 	}
 	for range 100 {
 		n, err := b.src.Read(b.cur.b[b.w:end])
+		if n < 0 || n > end-b.w {
+			b.err = badCount(n, end-b.w, err)
+			return
+		}
 		b.w += n
 		if err != nil {
 			b.err = err
@@ -124,6 +130,21 @@ func (b *inbuf) fill(need int) {
 		}
 	}
 	b.err = io.ErrNoProgress
+}
+
+// errBadCount is a source's Read returning a count outside [0, len(p)].
+var errBadCount = errors.New("nbdserver: read returned an impossible count")
+
+// badCount is the error for a Read into room bytes that returned n: the
+// count is never added to the buffer's indices (a -1 from a failed read(2)
+// once was, and crashed the daemon on a connection reset). It wraps
+// io.ErrShortBuffer as well, the io package's word for a count that does
+// not fit, and the Read's own error if it had one.
+func badCount(n, room int, err error) error {
+	if err != nil {
+		return fmt.Errorf("%w (%d into %d): %w: %w", errBadCount, n, room, io.ErrShortBuffer, err)
+	}
+	return fmt.Errorf("%w (%d into %d): %w", errBadCount, n, room, io.ErrShortBuffer)
 }
 
 // readErr returns and clears the pending read error.
@@ -176,7 +197,11 @@ func (b *inbuf) Read(p []byte) (int, error) {
 			return 0, b.readErr()
 		}
 		if len(p) >= directMin {
-			return b.src.Read(p)
+			n, err := b.src.Read(p)
+			if n < 0 || n > len(p) {
+				return 0, badCount(n, len(p), err)
+			}
+			return n, err
 		}
 		b.fill(len(p))
 		if b.r == b.w {

@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,15 +27,24 @@ type pipe struct {
 	size int // capacity in bytes
 }
 
-// pipePool keeps empty pipes for reuse.
+// pipePool keeps empty pipes for reuse, and bounds the pipes open at once
+// (in use or idle): each holds two descriptors and up to pipeSize of
+// kernel memory, and a client that queues large reads and never reads the
+// replies pins one per reply. Past the bound reads are copied instead (no
+// pipe), so the descriptors clients can cost are at most one per
+// connection plus two per pipe.
 type pipePool struct {
-	mu     sync.Mutex
+	max     int // bound on open pipes; <= 0: none
+	refused *atomic.Uint64
+
+	mu     sync.Mutex // guards idle, open, closed
 	idle   []*pipe
+	open   int
 	closed bool
 }
 
-// get returns an empty pipe, or nil when none can be made (out of
-// descriptors): the caller then reads the ordinary way.
+// get returns an empty pipe, or nil when none may or can be made (at the
+// bound, or out of descriptors): the caller then reads the ordinary way.
 func (pp *pipePool) get() *pipe {
 	pp.mu.Lock()
 	if n := len(pp.idle); n > 0 {
@@ -43,7 +53,23 @@ func (pp *pipePool) get() *pipe {
 		pp.mu.Unlock()
 		return p
 	}
+	if pp.max > 0 && pp.open >= pp.max {
+		pp.mu.Unlock()
+		if pp.refused != nil {
+			pp.refused.Add(1)
+		}
+		return nil
+	}
+	pp.open++
 	pp.mu.Unlock()
+	p := newPipe()
+	if p == nil {
+		pp.forget()
+	}
+	return p
+}
+
+func newPipe() *pipe {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil
@@ -61,6 +87,13 @@ func (pp *pipePool) get() *pipe {
 	return p
 }
 
+// forget counts one pipe less open.
+func (pp *pipePool) forget() {
+	pp.mu.Lock()
+	pp.open--
+	pp.mu.Unlock()
+}
+
 // put keeps an empty pipe for reuse.
 func (pp *pipePool) put(p *pipe) {
 	pp.mu.Lock()
@@ -70,15 +103,38 @@ func (pp *pipePool) put(p *pipe) {
 	}
 	pp.mu.Unlock()
 	if p != nil {
-		p.close()
+		pp.discard(p)
 	}
 }
 
-// close closes the idle pipes; pipes in use are closed when put back.
+// discard closes a pipe that may hold data, instead of keeping it.
+func (pp *pipePool) discard(p *pipe) {
+	p.close()
+	pp.forget()
+}
+
+// Open counts the pipes open, in use or idle.
+func (pp *pipePool) Open() int {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.open
+}
+
+// close closes the idle pipes for good; pipes in use are closed when put
+// back.
 func (pp *pipePool) close() {
 	pp.mu.Lock()
+	pp.closed = true
+	pp.mu.Unlock()
+	pp.trim()
+}
+
+// trim closes the idle pipes.
+func (pp *pipePool) trim() {
+	pp.mu.Lock()
 	idle := pp.idle
-	pp.idle, pp.closed = nil, true
+	pp.idle = nil
+	pp.open -= len(idle)
 	pp.mu.Unlock()
 	for _, p := range idle {
 		p.close()

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -24,16 +26,49 @@ type Server struct {
 	MaxInFlight      int
 	MaxInFlightBytes int64
 
+	// The bounds below hold whatever clients do (see limits.go for the
+	// defaults and why). Zero takes the default; negative means none.
+	//
+	// MaxConns bounds the open connections; MaxConnsPerClient those of one
+	// client (an IPv4 address or IPv6 /64 for TCP, a peer uid for UNIX
+	// sockets). A connection past either is closed at once, before the
+	// handshake.
+	MaxConns          int
+	MaxConnsPerClient int
+	// IdleTimeout closes a connection past its handshake that has nothing
+	// in flight and sends no request for this long. Default: none, since
+	// the kernel's nbd client may rightly sit idle for hours.
+	IdleTimeout time.Duration
+	// WriteTimeout drops a client that has not taken a reply within this
+	// (between it and 1.25 times it; default 60 s), releasing its buffers
+	// and pipes.
+	WriteTimeout time.Duration
+	// PayloadTimeout drops a client whose write payload has not all
+	// arrived this long after its header (default 60 s). Clients send the
+	// payload right behind the header; one that withholds it holds budget.
+	PayloadTimeout time.Duration
+	// MaxInFlightBytesTotal bounds the bytes in flight across all
+	// connections (default 512 MiB).
+	MaxInFlightBytesTotal int64
+	// MaxPipes bounds the pipes that spliced reads hold (two descriptors
+	// each); past it reads are copied.
+	MaxPipes int
+
 	stats  Stats
 	stalls stallWatch
 	pipes  pipePool
+	setup  sync.Once
+	shared *sharedBudget
+	mem    memReleaser
 	// transmitting counts connections past their handshake; TCP readers
 	// spin only while it is small (see spinWindow).
 	transmitting atomic.Int32
 
-	mu        sync.Mutex // guards listeners, conns, shutdown
+	mu        sync.Mutex // guards listeners, conns, clients, open, shutdown
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	clients   map[string]int // open connections by client (clientKey)
+	open      int            // open connections, as admitted
 	shutdown  bool
 	connsDone chan struct{} // closed when conns empties after shutdown
 }
@@ -45,9 +80,29 @@ type Stats struct {
 	Options         [maxOptionStat + 1]atomic.Uint64 // by option type; the last counts unknown types
 	ProtocolErrors  atomic.Uint64
 	Panics          atomic.Uint64
+	// ConnPanics counts panics outside a request's own handling (the
+	// handshake, reading requests, writing replies): each ended its
+	// connection, and only that.
+	ConnPanics atomic.Uint64
 	// Stalls counts batches whose requests were handed to other goroutines
 	// because one of them took longer than a millisecond.
 	Stalls atomic.Uint64
+	// Refused counts connections closed at once for a limit, by
+	// RefusedGlobal or RefusedPerClient.
+	Refused [numRefusals]atomic.Uint64
+	// IdleTimeouts and WriteTimeouts count connections dropped by
+	// IdleTimeout and WriteTimeout.
+	IdleTimeouts, WriteTimeouts atomic.Uint64
+	// PayloadTimeouts counts connections dropped by PayloadTimeout.
+	PayloadTimeouts atomic.Uint64
+	// InFlightWaits counts requests whose reader waited for the bound on
+	// bytes in flight across all connections.
+	InFlightWaits atomic.Uint64
+	// PipesRefused counts reads copied rather than spliced because
+	// MaxPipes pipes were open.
+	PipesRefused atomic.Uint64
+	// MemoryReleases counts memory given back to the OS after a burst.
+	MemoryReleases atomic.Uint64
 	// SpinsFound and SpinsParked count TCP reads that spun on an empty
 	// socket (see spinWindow): those that saw a request arrive, and those
 	// that gave up and parked. Mostly parked means spinning does not pay on
@@ -81,6 +136,22 @@ func OptionName(i int) string { return optionNames[i] }
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
 
+// Gauges are the server's current use of its bounded resources.
+type Gauges struct {
+	Conns         int   // open connections
+	InFlightBytes int64 // bytes in flight across all connections
+	Pipes         int   // pipes open for spliced reads
+}
+
+// Gauges returns the server's current use of its bounds.
+func (s *Server) Gauges() Gauges {
+	s.init()
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	return Gauges{Conns: n, InFlightBytes: s.shared.bytes.Load(), Pipes: s.pipes.Open()}
+}
+
 func (s *Server) log() *slog.Logger {
 	if s.Log == nil {
 		return slog.Default()
@@ -91,6 +162,7 @@ func (s *Server) log() *slog.Logger {
 // Serve accepts connections on l until Shutdown or Close, and returns
 // ErrServerClosed then. Each connection is served on its own goroutines.
 func (s *Server) Serve(l net.Listener) error {
+	s.init()
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
@@ -115,7 +187,7 @@ func (s *Server) Serve(l net.Listener) error {
 				return ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || outOfResources(err) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log().Warn("accept failed; retrying", "err", err, "in", backoff)
 				time.Sleep(backoff)
@@ -124,14 +196,62 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.stats.Accepted.Add(1)
-		c := newConn(s, nc)
-		if !s.track(c) {
-			nc.Close()
+		if !s.start(nc) {
 			return ErrServerClosed
 		}
-		go c.serve()
 	}
+}
+
+// start admits an accepted connection and starts serving it, or refuses
+// it; it returns false once the server is shutting down. A panic here
+// (in setting the connection up) closes that connection only, as on the
+// connection's own goroutines (conn.recovered).
+func (s *Server) start(nc net.Conn) (open bool) {
+	key, admitted := "", false
+	defer func() {
+		if p := recover(); p != nil {
+			s.stats.ConnPanics.Add(1)
+			s.log().Error("panic setting up a connection; closing it", "panic", p, "stack", string(debug.Stack()))
+			if admitted {
+				s.leave(key)
+			}
+			nc.Close()
+			open = true
+		}
+	}()
+	key = clientKey(nc)
+	switch s.admit(key) {
+	case admitClosed:
+		nc.Close()
+		return false
+	case RefusedGlobal:
+		s.refuse(nc, RefusedGlobal, key)
+		return true
+	case RefusedPerClient:
+		s.refuse(nc, RefusedPerClient, key)
+		return true
+	}
+	admitted = true
+	s.stats.Accepted.Add(1)
+	c := newConn(s, nc)
+	c.client = key
+	if !s.track(c) {
+		s.leave(key)
+		nc.Close()
+		return false
+	}
+	go c.serve()
+	return true
+}
+
+// outOfResources reports an accept error that passes once descriptors or
+// memory are freed: the accept loop backs off (without spinning) and
+// retries. The connection limits leave FDReserve descriptors free, so
+// EMFILE should not happen; another part of the process may still use them
+// up, or the whole system run out (ENFILE).
+func outOfResources(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 func (s *Server) closing() bool {
@@ -153,13 +273,21 @@ func (s *Server) track(c *conn) bool {
 	return true
 }
 
+// untrack forgets an ended connection. The last one to go also closes the
+// idle pipes: two descriptors each, kept only while clients may want them,
+// so that a server without clients holds no descriptor for them.
 func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.leaveLocked(c.client)
 	delete(s.conns, c)
-	if s.shutdown && len(s.conns) == 0 && s.connsDone != nil {
+	last := len(s.conns) == 0
+	if s.shutdown && last && s.connsDone != nil {
 		close(s.connsDone)
 		s.connsDone = nil
+	}
+	s.mu.Unlock()
+	if last {
+		s.pipes.trim()
 	}
 }
 

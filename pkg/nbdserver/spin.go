@@ -99,7 +99,10 @@ func (s *spinReader) Read(p []byte) (int, error) {
 				}
 				continue
 			case err != nil:
+				// read(2) returns -1 with its error: never hand that on
+				// as a count (a reset connection crashed the daemon so).
 				rerr = err
+				m = 0
 			case m == 0:
 				rerr = io.EOF
 			case spin && !deadline.IsZero():

@@ -129,6 +129,10 @@ func (w *stallWatch) scan() (busy bool) {
 	return busy
 }
 
+// testHookRescued, when set by a test, runs in each rescued request's
+// goroutine before the request: a place to inject a panic.
+var testHookRescued func()
+
 // rescue is called by the watch, with run.mu held, for a batch that has
 // run for over stallAfter. Its requests not yet started each get a
 // goroutine, another worker starts reading if the batch's worker was the
@@ -162,6 +166,10 @@ func (c *conn) rescue(run *batchRun) {
 	for _, w := range stolen {
 		go func() {
 			defer c.workers.Done()
+			defer c.recovered("rescued request")
+			if testHookRescued != nil {
+				testHookRescued()
+			}
 			rep := c.handle(&w)
 			c.queue([]*reply{rep})
 		}()

@@ -1,0 +1,220 @@
+package nbdserver
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// budget bounds a connection's requests in flight, by count and by bytes,
+// and takes their bytes from the server's shared bound as well. The reader
+// blocks in acquire when a bound is reached; the writer releases. One
+// request larger than a byte bound still runs, alone, so none waits
+// forever.
+type budget struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	maxN     int
+	maxBytes int64
+	n        int
+	bytes    int64
+	closed   bool
+	// shared is the server-wide bound on bytes in flight (nil: none).
+	shared *sharedBudget
+	dead   atomic.Bool // closed, for waiters on shared
+}
+
+func (b *budget) init() {
+	if b.cond == nil {
+		b.cond = sync.NewCond(&b.mu)
+	}
+}
+
+// acquire waits until a request of bytes fits both bounds and takes it; it
+// returns false once the budget is closed (the connection is killed).
+func (b *budget) acquire(bytes int64) bool {
+	if !b.acquireLocal(bytes) {
+		return false
+	}
+	if b.shared != nil && !b.shared.acquire(bytes, &b.dead) {
+		b.releaseLocal(bytes)
+		return false
+	}
+	return true
+}
+
+func (b *budget) acquireLocal(bytes int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.init()
+	for !b.closed && b.full(bytes) {
+		b.cond.Wait()
+	}
+	if b.closed {
+		return false
+	}
+	b.n++
+	b.bytes += bytes
+	return true
+}
+
+// full reports whether taking one more request of bytes would pass a bound.
+// One request is always let in, however large, so that none waits forever.
+func (b *budget) full(bytes int64) bool {
+	return b.n >= b.maxN || (b.n > 0 && b.bytes+bytes > b.maxBytes)
+}
+
+// tryAcquire is acquire without waiting.
+func (b *budget) tryAcquire(bytes int64) bool {
+	b.mu.Lock()
+	if b.closed || b.full(bytes) {
+		b.mu.Unlock()
+		return false
+	}
+	b.n++
+	b.bytes += bytes
+	b.mu.Unlock()
+	if b.shared != nil && !b.shared.tryAcquire(bytes) {
+		b.releaseLocal(bytes)
+		return false
+	}
+	return true
+}
+
+func (b *budget) release(bytes int64) {
+	b.releaseLocal(bytes)
+	if b.shared != nil {
+		b.shared.release(bytes)
+	}
+}
+
+func (b *budget) releaseLocal(bytes int64) {
+	b.mu.Lock()
+	b.init()
+	b.n--
+	b.bytes -= bytes
+	b.mu.Unlock()
+	b.cond.Signal()
+}
+
+// settle gives back to the shared bound whatever the connection still
+// holds once all of its goroutines are done: nothing, unless a panic cut a
+// request short between taking its bytes and handing them on (a request
+// read in a batch that never ran, a rescued request that never got its
+// reply queued). The bytes would otherwise be lost to every client.
+func (b *budget) settle() {
+	b.mu.Lock()
+	left := b.bytes
+	b.n, b.bytes = 0, 0
+	b.mu.Unlock()
+	if b.shared != nil && left != 0 {
+		b.shared.release(left)
+	}
+}
+
+// close makes every waiter, on this budget or the shared one, give up.
+func (b *budget) close() {
+	b.mu.Lock()
+	b.init()
+	b.closed = true
+	b.mu.Unlock()
+	b.dead.Store(true)
+	b.cond.Broadcast()
+	if b.shared != nil {
+		b.shared.wake()
+	}
+}
+
+// sharedBudget bounds the bytes in flight across all of a server's
+// connections: the per-connection budgets alone let N clients pin N times
+// their bound (eight clients with unread 32 MiB reads pinned 834 MB).
+//
+// The price of a global bound: requests stuck in flight on one export (a
+// suspended device, a hung backend) hold their bytes, and past the bound
+// the readers of every connection wait until they move. The per-connection
+// budget keeps one connection from holding more than its share; the bound
+// itself is a flag.
+//
+// It is an atomic counter rather than a mutex, since every read and write
+// of every connection passes here; the mutex and condition are only for
+// readers that must wait, and a release takes them only when one does.
+type sharedBudget struct {
+	max     int64 // bound in bytes; <= 0: none
+	bytes   atomic.Int64
+	peak    atomic.Int64 // high-water mark, reset by the memory releaser
+	waiters atomic.Int32
+	mu      sync.Mutex
+	cond    sync.Cond
+	waits   *atomic.Uint64 // counts acquires that had to wait
+	// idle, when set, is called when bytes falls back to 0.
+	idle func()
+}
+
+func newSharedBudget(max int64, waits *atomic.Uint64, idle func()) *sharedBudget {
+	g := &sharedBudget{max: max, waits: waits, idle: idle}
+	g.cond.L = &g.mu
+	return g
+}
+
+// tryAcquire takes n bytes if they fit, or if nothing is in flight (so a
+// request larger than the bound still runs, alone).
+func (g *sharedBudget) tryAcquire(n int64) bool {
+	if n == 0 {
+		return true
+	}
+	for {
+		cur := g.bytes.Load()
+		if g.max > 0 && cur > 0 && cur+n > g.max {
+			return false
+		}
+		if g.bytes.CompareAndSwap(cur, cur+n) {
+			if cur+n > g.peak.Load() {
+				g.peak.Store(cur + n) // racy by design: a rough high-water mark
+			}
+			return true
+		}
+	}
+}
+
+// acquire waits until n bytes fit, or until dead is set.
+//
+// No wake-up is lost: a waiter counts itself in waiters before it tries,
+// under mu; a releaser subtracts first and then, seeing a waiter, takes mu
+// before it broadcasts, so the waiter has either seen the bytes given back
+// or is waiting on cond by then.
+func (g *sharedBudget) acquire(n int64, dead *atomic.Bool) bool {
+	if g.tryAcquire(n) {
+		return true
+	}
+	g.waits.Add(1)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.waiters.Add(1)
+	defer g.waiters.Add(-1)
+	for !g.tryAcquire(n) {
+		if dead.Load() {
+			return false
+		}
+		g.cond.Wait()
+	}
+	return true
+}
+
+func (g *sharedBudget) release(n int64) {
+	if n == 0 {
+		return
+	}
+	left := g.bytes.Add(-n)
+	if g.waiters.Load() > 0 {
+		g.wake()
+	}
+	if left == 0 && g.idle != nil {
+		g.idle()
+	}
+}
+
+// wake makes every waiter look again (at the bytes, or at its dead flag).
+func (g *sharedBudget) wake() {
+	g.mu.Lock()
+	g.mu.Unlock() // empty: only to order this wake after a waiter's check (see acquire)
+	g.cond.Broadcast()
+}
