@@ -203,6 +203,7 @@ func TestHostileKill9DuringVerbs(t *testing.T) {
 // while many are open, verbs still work.
 func TestHostileSlowControlRequests(t *testing.T) {
 	d := startDaemon(t, "", "--control-timeout", "1s")
+	base := measure(t, d)
 	var conns []net.Conn
 	for range 50 {
 		c, err := net.Dial("unix", d.control)
@@ -219,8 +220,10 @@ func TestHostileSlowControlRequests(t *testing.T) {
 		if _, err := io.ReadAll(c); err != nil {
 			t.Fatalf("an unfinished control request was held open: %v", err)
 		}
+		c.Close()
 	}
-	d.gdm("ls")
+	d.gdm("remove", "z")
+	backToBaseline(t, d, base)
 }
 
 // SIGTERM ends the daemon within --shutdown-timeout even while a client's
