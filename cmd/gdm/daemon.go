@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -189,18 +190,7 @@ func (d *daemon) create(name, text, uuid string, readOnly bool) (*managed, error
 	m := d.newManaged(deviceState{ID: newID(), Name: name, UUID: uuid, ReadOnly: readOnly})
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
-	t, err := d.build(m, text, nil)
-	if err != nil {
-		return nil, err
-	}
-	next := m.saved
-	next.Live, next.LiveIdentities = t.Text(), t.Identities()
-	if err := d.commitLocked(m, next); err != nil {
-		m.dev.Discard(t)
-		return nil, err
-	}
-	if err := m.dev.Load(t); err != nil {
-		m.dev.Discard(t)
+	if err := d.loadLocked(m, text, true); err != nil {
 		return nil, d.undoCreate(m, err)
 	}
 	if err := m.dev.Resume(context.Background(), true); err != nil {
@@ -213,9 +203,11 @@ func (d *daemon) create(name, text, uuid string, readOnly bool) (*managed, error
 	return m, nil
 }
 
-// undoCreate removes the state file of a create that failed in memory
-// (which a fresh device cannot, short of a bug).
+// undoCreate removes the state file, if any, of a create that failed.
 func (d *daemon) undoCreate(m *managed, err error) error {
+	if _, serr := os.Stat(d.state.fileOf(m.id)); serr != nil {
+		return err // never written
+	}
 	if rerr := d.state.remove(m.id); rerr != nil {
 		d.log.Error("state keeps a device whose create failed", "device", m.name(), "err", rerr)
 	}
@@ -232,21 +224,31 @@ func (d *daemon) load(name, text string) (*managed, error) {
 		return nil, err
 	}
 	defer m.opMu.Unlock()
-	t, err := d.build(m, text, nil)
-	if err != nil {
-		return nil, err
-	}
-	next := m.saved
-	next.Inactive, next.InactiveIdentities = t.Text(), t.Identities()
-	if err := d.commitLocked(m, next); err != nil {
-		m.dev.Discard(t)
-		return nil, err
-	}
-	if err := m.dev.Load(t); err != nil { // only if closed, which opMu rules out
-		m.dev.Discard(t)
+	if err := d.loadLocked(m, text, false); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// loadLocked builds a table from text and puts it in m's inactive slot,
+// recording it in m's state first: as its live table (create, which
+// resumes it next) or as its inactive one (load).
+func (d *daemon) loadLocked(m *managed, text string, asLive bool) error {
+	t, err := d.build(m, text, nil)
+	if err != nil {
+		return err
+	}
+	next := m.saved
+	if asLive {
+		next.Live, next.LiveIdentities = t.Text(), t.Identities()
+	} else {
+		next.Inactive, next.InactiveIdentities = t.Text(), t.Identities()
+	}
+	err = d.writeAhead(m, next, func() error { return m.dev.Load(t) }) // Load fails only on a removed device, which opMu rules out
+	if err != nil {
+		m.dev.Discard(t)
+	}
+	return err
 }
 
 // writeAhead persists next, runs op, and on op's failure persists the
