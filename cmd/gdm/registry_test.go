@@ -408,3 +408,34 @@ func TestAllowPath(t *testing.T) {
 	td.fails(t, "not allowed", "create", "esc", "--table", "0 2048 linear "+escape+" 0")
 	td.fails(t, "not allowed", "load", "in", "--table", "0 2048 linear "+escape+" 0")
 }
+
+// Definitions an older gdm accepted (a uuid used twice, a uuid dm refuses)
+// come back as broken devices, visible and removable, not hidden.
+func TestRestoreOldDefinitions(t *testing.T) {
+	dir := t.TempDir()
+	store := &stateStore{dir: filepath.Join(dir, "state")}
+	if _, _, err := store.open(); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []deviceState{
+		{ID: "a", Name: "first", UUID: "same", Live: "0 8 zero\n"},
+		{ID: "b", Name: "second", UUID: "same", Live: "0 8 zero\n"},
+		{ID: "c", Name: "weird", UUID: "a\x00b\n" + strings.Repeat("u", 4096), Live: "0 8 zero\n"},
+	} {
+		if err := store.save(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	td := startTestDaemon(t, dir)
+	if out := td.ok(t, "info", "first"); !strings.Contains(out, "ACTIVE") {
+		t.Fatalf("first of two with one uuid:\n%s", out)
+	}
+	if out := td.ok(t, "info", "second"); !strings.Contains(out, "BROKEN") || !strings.Contains(out, "uuid already in use") {
+		t.Fatalf("second of two with one uuid:\n%s", out)
+	}
+	if out := td.ok(t, "info", "weird"); !strings.Contains(out, "BROKEN") || !strings.Contains(out, "bad uuid") || len(out) > 2048 {
+		t.Fatalf("a uuid dm refuses:\n%s", out)
+	}
+	td.ok(t, "remove", "second")
+	td.ok(t, "remove", "weird")
+}

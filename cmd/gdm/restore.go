@@ -23,17 +23,29 @@ func (d *daemon) restore(devs []deviceState) {
 
 func (d *daemon) restoreOne(s deviceState) error {
 	if err := checkName(s.Name); err != nil {
-		return err
+		return err // it could not be addressed; its file stays for the operator
 	}
-	if err := checkUUID(s.UUID); err != nil {
-		return err
+	// An older gdm accepted any uuid, and the same one twice: such a
+	// device comes up broken (visible, removable), not hidden.
+	uuidErr, reserved := checkUUID(s.UUID), ""
+	if uuidErr == nil {
+		if uuidErr = d.reserve(s.Name, s.UUID); uuidErr == nil {
+			reserved = s.UUID
+		}
 	}
-	if err := d.reserve(s.Name, s.UUID); err != nil {
-		return err
+	if uuidErr != nil {
+		s.UUID = truncate(s.UUID, 64)
+		if err := d.reserve(s.Name, ""); err != nil {
+			return err
+		}
 	}
-	defer d.unreserve(s.Name, s.UUID)
+	defer d.unreserve(s.Name, reserved)
 	m := d.newManaged(s)
-	if err := d.restoreTables(m, s); err != nil {
+	err := uuidErr
+	if err == nil {
+		err = d.restoreTables(m, s)
+	}
+	if err != nil {
 		// Whatever opened is closed again; the device stays, broken.
 		m.dev.Close()
 		m.dev = d.newDevice(s)
