@@ -181,6 +181,9 @@ func (c *conn) serve() {
 	}
 	c.log = c.log.With("export", c.exportName())
 	defer c.release()
+	share := c.srv.joinShare(c.exp)
+	defer c.srv.leaveShare(c.exp, share) // after transmit: all given back by then
+	c.budget.setShare(share)
 	c.transmit()
 }
 
