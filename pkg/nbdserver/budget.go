@@ -290,7 +290,7 @@ type exportShare struct {
 // export keeps its share. Called once per connection, after the handshake:
 // the request path then uses the share without looking it up.
 func (s *Server) joinShare(exp Export) *sharedBudget {
-	if max := s.MaxInFlightBytesPerExport; max <= 0 || s.MaxInFlightBytesTotal > 0 && max >= s.MaxInFlightBytesTotal {
+	if per := s.MaxInFlightBytesPerExport; per <= 0 || s.MaxInFlightBytesTotal > 0 && per >= s.MaxInFlightBytesTotal {
 		return nil // a share as large as the whole bound bounds nothing more
 	}
 	s.mu.Lock()

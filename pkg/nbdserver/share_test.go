@@ -158,3 +158,22 @@ func TestExportShareLifetime(t *testing.T) {
 		t.Fatalf("%d bytes still in flight", got)
 	}
 }
+
+// An export's share defaults to half of the server's bound, and to none
+// when the server's bound is off; a share set is kept.
+func TestExportShareDefault(t *testing.T) {
+	for _, tc := range []struct{ total, per, want int64 }{
+		{0, 0, DefaultMaxInFlightTotal / 2},
+		{64 << 20, 0, 32 << 20},
+		{1, 0, 1},
+		{-1, 0, -1},
+		{64 << 20, 48 << 20, 48 << 20},
+		{64 << 20, -1, -1},
+	} {
+		s := Server{MaxInFlightBytesTotal: tc.total, MaxInFlightBytesPerExport: tc.per}
+		s.init()
+		if s.MaxInFlightBytesPerExport != tc.want {
+			t.Errorf("total %d, per export %d: per export %d after init, want %d", tc.total, tc.per, s.MaxInFlightBytesPerExport, tc.want)
+		}
+	}
+}
