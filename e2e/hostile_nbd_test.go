@@ -273,7 +273,9 @@ func TestHostileUnreadReplies(t *testing.T) {
 // once the clients go the RSS returns near its baseline.
 func TestHostileMemory(t *testing.T) {
 	const bound = 128 << 20
-	d := startDaemon(t, "", "--nbd-max-inflight-bytes", strconv.Itoa(bound))
+	// One device here, so no share of the bound per device: the bound
+	// itself is what this reaches (hostile_share_test.go tests the share).
+	d := startDaemon(t, "", "--nbd-max-inflight-bytes", strconv.Itoa(bound), "--nbd-max-inflight-bytes-per-device", "-1")
 	hostileDevice(t, d, "h")
 	healthy(t, d, "h")
 	base := measure(t, d)

@@ -58,6 +58,7 @@ var (
 	descOpenConns  = prometheus.NewDesc("gdm_nbd_connections", "Open NBD connections, all exports (including those in the handshake).", nil, nil)
 	descInFlightB  = prometheus.NewDesc("gdm_nbd_inflight_bytes", "Bytes of NBD requests in flight across all connections (bounded by --nbd-max-inflight-bytes).", nil, nil)
 	descInFlightW  = prometheus.NewDesc("gdm_nbd_inflight_waits_total", "Requests whose reader waited for the bound on bytes in flight across connections.", nil, nil)
+	descInFlightDW = prometheus.NewDesc("gdm_nbd_inflight_device_waits_total", "Requests whose reader waited for its device's share of the bytes in flight (bounded by --nbd-max-inflight-bytes-per-device).", nil, nil)
 	descPipes      = prometheus.NewDesc("gdm_nbd_pipes", "Pipes open for spliced reads (bounded by --nbd-max-pipes).", nil, nil)
 	descPipesRef   = prometheus.NewDesc("gdm_nbd_pipe_limit_fallbacks_total", "Reads copied rather than spliced because --nbd-max-pipes pipes were open.", nil, nil)
 	descMemRel     = prometheus.NewDesc("gdm_nbd_memory_releases_total", "Times memory was given back to the OS after a burst of requests ended.", nil, nil)
@@ -74,7 +75,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descSize, descSuspended, descReadOnly, descBroken, descBadStates, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
 		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins,
-		descConnPanics, descRefused, descDropped, descOpenConns, descInFlightB, descInFlightW, descPipes, descPipesRef, descMemRel} {
+		descConnPanics, descRefused, descDropped, descOpenConns, descInFlightB, descInFlightW, descInFlightDW, descPipes, descPipesRef, descMemRel} {
 		ch <- d
 	}
 }
@@ -132,6 +133,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, descDropped, st.WriteTimeouts.Load(), "write_timeout")
 	counter(ch, descDropped, st.PayloadTimeouts.Load(), "payload_timeout")
 	counter(ch, descInFlightW, st.InFlightWaits.Load())
+	counter(ch, descInFlightDW, st.ExportInFlightWaits.Load())
 	counter(ch, descPipesRef, st.PipesRefused.Load())
 	counter(ch, descMemRel, st.MemoryReleases.Load())
 	g := c.d.nbd.Gauges()

@@ -76,6 +76,8 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 		"drop an NBD client whose write payload has not all arrived this long after its header (-1s: never)")
 	fs.Int64Var(&c.nbd.maxInFlightTotal, "nbd-max-inflight-bytes", nbdserver.DefaultMaxInFlightTotal,
 		"most bytes of NBD requests in flight across all connections; readers wait past it (-1: no limit)")
+	fs.Int64Var(&c.nbd.maxInFlightDevice, "nbd-max-inflight-bytes-per-device", 0,
+		"most bytes of NBD requests in flight for one device, across its connections, so that requests stuck on one device (suspended, hung backend) leave the rest of --nbd-max-inflight-bytes to the others (0: half of --nbd-max-inflight-bytes; -1: no limit)")
 	fs.IntVar(&c.nbd.maxPipes, "nbd-max-pipes", pipes,
 		fmt.Sprintf("most pipes held by spliced reads (two fds each); past it reads are copied (default from RLIMIT_NOFILE: (nofile-%d)/4, at most 256)", nbdserver.FDReserve))
 }

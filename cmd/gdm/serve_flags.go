@@ -18,6 +18,9 @@ type nbdLimits struct {
 	writeTimeout      time.Duration
 	payloadTimeout    time.Duration
 	maxInFlightTotal  int64
+	// maxInFlightDevice is one device's share of maxInFlightTotal;
+	// 0 takes the server's default (half of it).
+	maxInFlightDevice int64
 	maxPipes          int
 }
 
@@ -29,6 +32,7 @@ func (l nbdLimits) apply(srv *nbdserver.Server) {
 	srv.WriteTimeout = l.writeTimeout
 	srv.PayloadTimeout = l.payloadTimeout
 	srv.MaxInFlightBytesTotal = l.maxInFlightTotal
+	srv.MaxInFlightBytesPerExport = l.maxInFlightDevice
 	srv.MaxPipes = l.maxPipes
 }
 

@@ -6,10 +6,10 @@ import (
 )
 
 // budget bounds a connection's requests in flight, by count and by bytes,
-// and takes their bytes from the server's shared bound as well. The reader
-// blocks in acquire when a bound is reached; the writer releases. One
-// request larger than a byte bound still runs, alone, so none waits
-// forever.
+// and takes their bytes from its export's share of the server's bound and
+// from the server's bound as well. The reader blocks in acquire when a
+// bound is reached; the writer releases. One request larger than a byte
+// bound still runs, alone, so none waits forever.
 type budget struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -18,9 +18,15 @@ type budget struct {
 	n        int
 	bytes    int64
 	closed   bool
+	// share is the bound on bytes in flight of the connection's export,
+	// across its connections (nil: none; see Server.joinShare). Set once
+	// with mu held, after the handshake and before any request is read;
+	// the connection's goroutines read it without mu since they start (or
+	// read requests) after that, close reads it with mu.
+	share *sharedBudget
 	// shared is the server-wide bound on bytes in flight (nil: none).
 	shared *sharedBudget
-	dead   atomic.Bool // closed, for waiters on shared
+	dead   atomic.Bool // closed, for waiters on share and shared
 }
 
 func (b *budget) init() {
@@ -31,11 +37,25 @@ func (b *budget) init() {
 
 // acquire waits until a request of bytes fits both bounds and takes it; it
 // returns false once the budget is closed (the connection is killed).
+//
+// The export's share is taken before the server's bound: a reader that
+// waits for its export's share then holds nothing of the server's bound,
+// so the readers of a stuck export, however many, hold at most their share
+// of it. No wait can deadlock: the server's bound is held only by requests
+// past every wait (in flight), and each bound lets one request in when it
+// has nothing in flight.
 func (b *budget) acquire(bytes int64) bool {
 	if !b.acquireLocal(bytes) {
 		return false
 	}
+	if b.share != nil && !b.share.acquire(bytes, &b.dead) {
+		b.releaseLocal(bytes)
+		return false
+	}
 	if b.shared != nil && !b.shared.acquire(bytes, &b.dead) {
+		if b.share != nil {
+			b.share.release(bytes)
+		}
 		b.releaseLocal(bytes)
 		return false
 	}
@@ -73,18 +93,31 @@ func (b *budget) tryAcquire(bytes int64) bool {
 	b.n++
 	b.bytes += bytes
 	b.mu.Unlock()
+	if b.share != nil && !b.share.tryAcquire(bytes) {
+		b.releaseLocal(bytes)
+		return false
+	}
 	if b.shared != nil && !b.shared.tryAcquire(bytes) {
+		if b.share != nil {
+			b.share.release(bytes)
+		}
 		b.releaseLocal(bytes)
 		return false
 	}
 	return true
 }
 
+// release gives back what acquire took, in the reverse order: a reader
+// woken on one bound then finds room in the next one rather than wait
+// again (and be counted as waiting) for bytes about to come back.
 func (b *budget) release(bytes int64) {
-	b.releaseLocal(bytes)
 	if b.shared != nil {
 		b.shared.release(bytes)
 	}
+	if b.share != nil {
+		b.share.release(bytes)
+	}
+	b.releaseLocal(bytes)
 }
 
 func (b *budget) releaseLocal(bytes int64) {
@@ -96,7 +129,7 @@ func (b *budget) releaseLocal(bytes int64) {
 	b.cond.Signal()
 }
 
-// settle gives back to the shared bound whatever the connection still
+// settle gives back to the shared bounds whatever the connection still
 // holds once all of its goroutines are done: nothing, unless a panic cut a
 // request short between taking its bytes and handing them on (a request
 // read in a batch that never ran, a rescued request that never got its
@@ -106,33 +139,56 @@ func (b *budget) settle() {
 	left := b.bytes
 	b.n, b.bytes = 0, 0
 	b.mu.Unlock()
-	if b.shared != nil && left != 0 {
+	if left == 0 {
+		return
+	}
+	if b.shared != nil {
 		b.shared.release(left)
+	}
+	if b.share != nil {
+		b.share.release(left)
 	}
 }
 
-// close makes every waiter, on this budget or the shared one, give up.
+// setShare sets the connection's export's share of the bound, before the
+// connection's first request is read.
+func (b *budget) setShare(share *sharedBudget) {
+	b.mu.Lock()
+	b.share = share
+	b.mu.Unlock()
+}
+
+// close makes every waiter, on this budget or the shared ones, give up.
 func (b *budget) close() {
 	b.mu.Lock()
 	b.init()
 	b.closed = true
+	share := b.share
 	b.mu.Unlock()
 	b.dead.Store(true)
 	b.cond.Broadcast()
+	if share != nil {
+		share.wake()
+	}
 	if b.shared != nil {
 		b.shared.wake()
 	}
 }
 
-// sharedBudget bounds the bytes in flight across all of a server's
-// connections: the per-connection budgets alone let N clients pin N times
-// their bound (eight clients with unread 32 MiB reads pinned 834 MB).
+// sharedBudget bounds bytes in flight across connections: the server has
+// one for all of its connections (Server.MaxInFlightBytesTotal), and each
+// export one for the connections serving it, its share of the server's
+// (Server.MaxInFlightBytesPerExport). The per-connection budgets alone let
+// N clients pin N times their bound (eight clients with unread 32 MiB
+// reads pinned 834 MB).
 //
-// The price of a global bound: requests stuck in flight on one export (a
+// The price of a bound across connections: requests stuck in flight (a
 // suspended device, a hung backend) hold their bytes, and past the bound
-// the readers of every connection wait until they move. The per-connection
-// budget keeps one connection from holding more than its share; the bound
-// itself is a flag.
+// the readers of every connection wait until they move. The export's
+// share confines that to the export's own connections: one stuck export
+// holds at most its share, and the rest of the server's bound stays for
+// the others. Two or more stuck exports can still fill the server's bound
+// between them; the bounds are flags.
 //
 // It is an atomic counter rather than a mutex, since every read and write
 // of every connection passes here; the mutex and condition are only for
@@ -217,4 +273,53 @@ func (g *sharedBudget) wake() {
 	g.mu.Lock()
 	g.mu.Unlock() // empty: only to order this wake after a waiter's check (see acquire)
 	g.cond.Broadcast()
+}
+
+// exportShare is one export's share of the server's bound on bytes in
+// flight, with the connections using it.
+type exportShare struct {
+	budget *sharedBudget
+	conns  int // connections serving the export; guarded by Server.mu
+}
+
+// joinShare returns exp's share of the bound on bytes in flight for a
+// connection that starts serving exp, or nil when exports have none. The
+// share is made for exp's first connection and dropped by leaveShare when
+// its last one ends, so the server keeps one only for exports being
+// served. Exports are compared by identity, as connsOf does: a renamed
+// export keeps its share. Called once per connection, after the handshake:
+// the request path then uses the share without looking it up.
+func (s *Server) joinShare(exp Export) *sharedBudget {
+	if per := s.MaxInFlightBytesPerExport; per <= 0 || s.MaxInFlightBytesTotal > 0 && per >= s.MaxInFlightBytesTotal {
+		return nil // a share as large as the whole bound bounds nothing more
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sh := s.shares[exp]
+	if sh == nil {
+		if s.shares == nil {
+			s.shares = map[Export]*exportShare{}
+		}
+		sh = &exportShare{budget: newSharedBudget(s.MaxInFlightBytesPerExport, &s.stats.ExportInFlightWaits, nil)}
+		s.shares[exp] = sh
+	}
+	sh.conns++
+	return sh.budget
+}
+
+// leaveShare is called when a connection given share by joinShare(exp)
+// ends, having given back all it held; the last one drops the share.
+func (s *Server) leaveShare(exp Export, share *sharedBudget) {
+	if share == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sh := s.shares[exp]
+	if sh == nil || sh.budget != share {
+		panic("nbdserver: leaving an export's share never joined")
+	}
+	if sh.conns--; sh.conns == 0 {
+		delete(s.shares, exp)
+	}
 }

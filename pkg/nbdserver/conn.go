@@ -118,6 +118,13 @@ func (c *conn) export() Export {
 	return nil
 }
 
+// releaseExport gives back the export the handshake opened, if it did.
+func (c *conn) releaseExport() {
+	if c.release != nil {
+		c.release()
+	}
+}
+
 func (c *conn) exportName() string {
 	if p := c.name.Load(); p != nil {
 		return *p
@@ -164,6 +171,9 @@ func (c *conn) serve() {
 	}
 	// Runs first: the defers above then release what the connection held.
 	defer c.recovered("handshake or transmit")
+	// The export, once the handshake opened it, whether or not the
+	// handshake then completes (its reply may find the client gone).
+	defer c.releaseExport()
 	c.nc.SetDeadline(time.Now().Add(timeout))
 	if err := c.handshake(); err != nil {
 		var he *errHandshake
@@ -180,7 +190,9 @@ func (c *conn) serve() {
 		c.nc.SetReadDeadline(time.Now())
 	}
 	c.log = c.log.With("export", c.exportName())
-	defer c.release()
+	share := c.srv.joinShare(c.exp)
+	defer c.srv.leaveShare(c.exp, share) // after transmit: all given back by then
+	c.budget.setShare(share)
 	c.transmit()
 }
 

@@ -28,6 +28,15 @@ import (
 // Bytes in flight, 512 MiB across connections: sixteen 32 MiB requests, or
 // enough 1 MiB ones to keep any disk busy, while a host's memory is never
 // pinned by clients that do not read their replies.
+//
+// Bytes in flight per export, half of that: requests stuck on one export
+// (a suspended device holds its I/O until resume) then leave the other
+// half to every other export, 256 MiB by default, still enough to keep a
+// disk busy; and one busy export alone still gets twice what one
+// connection may hold, so a multi-connection client of a single device is
+// not slowed. A smaller share would slow a lone busy device; a larger one
+// would leave less to the rest when a device is stuck. The half is a
+// guarantee against one stuck export only: two can fill the bound.
 const (
 	FDReserve                = 256
 	DefaultMaxConnsPerClient = 128
@@ -86,6 +95,12 @@ func (s *Server) init() {
 		}
 		if s.MaxInFlightBytesTotal == 0 {
 			s.MaxInFlightBytesTotal = DefaultMaxInFlightTotal
+		}
+		if s.MaxInFlightBytesPerExport == 0 {
+			s.MaxInFlightBytesPerExport = -1 // no total: no share of it either
+			if s.MaxInFlightBytesTotal > 0 {
+				s.MaxInFlightBytesPerExport = max(1, s.MaxInFlightBytesTotal/2)
+			}
 		}
 		if s.MaxPipes == 0 {
 			s.MaxPipes = pipes

@@ -194,11 +194,15 @@ func TestIdleTimeout(t *testing.T) {
 // The bytes in flight across connections are bounded: a reader waits for
 // room (counted), proceeds once another connection's request is done, and
 // gives up its wait when its connection is ended. One request larger than
-// the bound runs when nothing else is in flight.
+// the bound runs when nothing else is in flight. (Exports' shares of the
+// bound are off: see share_test.go.)
 func TestSharedInFlightBound(t *testing.T) {
 	m := newMem(8 << 20)
 	m.blockAt, m.block = 4<<20, make(chan struct{})
-	s, sock := startServer(t, testExports{"a": m}, func(s *Server) { s.MaxInFlightBytesTotal = 1 << 20 })
+	s, sock := startServer(t, testExports{"a": m}, func(s *Server) {
+		s.MaxInFlightBytesTotal = 1 << 20
+		s.MaxInFlightBytesPerExport = -1 // the server's bound alone: one export here
+	})
 	a := dial(t, sock)
 	a.connect("a", false)
 	b := dial(t, sock)
@@ -228,7 +232,10 @@ func TestSharedInFlightKill(t *testing.T) {
 	m := newMem(8 << 20)
 	m.blockAt, m.block = 4<<20, make(chan struct{})
 	defer close(m.block)
-	s, sock := startServer(t, testExports{"a": m}, func(s *Server) { s.MaxInFlightBytesTotal = 1 << 20 })
+	s, sock := startServer(t, testExports{"a": m}, func(s *Server) {
+		s.MaxInFlightBytesTotal = 1 << 20
+		s.MaxInFlightBytesPerExport = -1 // the server's bound alone: one export here
+	})
 	a := dial(t, sock)
 	a.connect("a", false)
 	a.request(cmdRead, 0, 4, 4<<20, 1<<20, nil)

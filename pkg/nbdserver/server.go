@@ -50,6 +50,12 @@ type Server struct {
 	// MaxInFlightBytesTotal bounds the bytes in flight across all
 	// connections (default 512 MiB).
 	MaxInFlightBytesTotal int64
+	// MaxInFlightBytesPerExport bounds the bytes in flight of one export
+	// across its connections, a share of MaxInFlightBytesTotal (default
+	// half of it): requests stuck on one export (a suspended device, a
+	// hung backend) then never hold the whole bound, and the other
+	// exports' readers keep going. See limits.go.
+	MaxInFlightBytesPerExport int64
 	// MaxPipes bounds the pipes that spliced reads hold (two descriptors
 	// each); past it reads are copied.
 	MaxPipes int
@@ -64,13 +70,16 @@ type Server struct {
 	// spin only while it is small (see spinWindow).
 	transmitting atomic.Int32
 
-	mu        sync.Mutex // guards listeners, conns, clients, open, shutdown
+	mu        sync.Mutex // guards listeners, conns, clients, open, shares, shutdown
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	clients   map[string]int // open connections by client (clientKey)
 	open      int            // open connections, as admitted
 	shutdown  bool
 	connsDone chan struct{} // closed when conns empties after shutdown
+	// shares holds each served export's share of the bound on bytes in
+	// flight (see joinShare).
+	shares map[Export]*exportShare
 }
 
 // Stats are the server's counters. Read them with Snapshot.
@@ -98,6 +107,9 @@ type Stats struct {
 	// InFlightWaits counts requests whose reader waited for the bound on
 	// bytes in flight across all connections.
 	InFlightWaits atomic.Uint64
+	// ExportInFlightWaits counts requests whose reader waited for its
+	// export's share of that bound (MaxInFlightBytesPerExport).
+	ExportInFlightWaits atomic.Uint64
 	// PipesRefused counts reads copied rather than spliced because
 	// MaxPipes pipes were open.
 	PipesRefused atomic.Uint64

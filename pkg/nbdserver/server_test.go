@@ -6,6 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"runtime"
 	"strings"
 	"syscall"
@@ -616,5 +619,48 @@ func TestDisconnectExport(t *testing.T) {
 	other.request(cmdRead, 0, 1, 0, 512, nil)
 	if e, _ := other.simple(); e != 0 {
 		t.Fatal("other export's connection was hurt")
+	}
+}
+
+// An export the handshake opened is released when the handshake then
+// fails: a client that selects an export and goes away before the reply
+// must not leave it counted as open (the daemon would call its device
+// busy for good).
+func TestHandshakeFailureReleasesExport(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  []byte
+	}{
+		{"export_name", optBytes(optExportName, []byte("a"))},
+		{"go", optBytes(optGo, infoData("a"))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMem(64 << 10)
+			srv := &Server{Exports: testExports{"a": m}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			server, client := net.Pipe()
+			c := newConn(srv, server)
+			done := make(chan struct{})
+			go func() {
+				c.serve()
+				close(done)
+			}()
+			if _, err := io.ReadFull(client, make([]byte, 18)); err != nil {
+				t.Fatal(err)
+			}
+			// A pipe's write returns once the server has read it all; the
+			// server's reply then finds the client gone.
+			if _, err := client.Write(append(binary.BigEndian.AppendUint32(nil, clientFixedNewstyle|clientNoZeroes), tc.opt...)); err != nil {
+				t.Fatal(err)
+			}
+			client.Close()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the connection did not end")
+			}
+			if n := m.opened.Load(); n != 0 {
+				t.Fatalf("export still open %d times after its handshake failed", n)
+			}
+		})
 	}
 }
