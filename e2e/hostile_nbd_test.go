@@ -153,16 +153,8 @@ func TestHostileIdleHogs(t *testing.T) {
 	if out, err := d.try("ls"); err != nil || !strings.Contains(out, "h") {
 		t.Fatalf("gdm ls with the NBD limits reached: %v\n%s", err, out)
 	}
-	for _, c := range hogs {
-		c.Close()
-	}
+	releaseHogs(t, d, hogs, base)
 	hogs = nil
-	eventually(t, 10*time.Second, "the hogs gone", func() (bool, string) {
-		n := metric(t, d, "gdm_nbd_connections")
-		return n == 0, fmt.Sprint(n)
-	})
-	healthy(t, d, "h")
-	backToBaseline(t, d, base)
 }
 
 // At a 1024-descriptor limit, a thousand idle connections cannot exhaust
@@ -203,16 +195,8 @@ func TestHostileIdleHogsAtFDLimit(t *testing.T) {
 	if out, err := d.try("ls"); err != nil || !strings.Contains(out, "h") {
 		t.Fatalf("gdm ls with 1012 hogs: %v\n%s", err, out)
 	}
-	for _, c := range hogs {
-		c.Close()
-	}
+	releaseHogs(t, d, hogs, base)
 	hogs = nil
-	eventually(t, 10*time.Second, "the hogs gone", func() (bool, string) {
-		n := metric(t, d, "gdm_nbd_connections")
-		return n == 0, fmt.Sprint(n)
-	})
-	healthy(t, d, "h")
-	backToBaseline(t, d, base)
 	if strings.Contains(d.log.String(), "too many open files") {
 		t.Fatalf("EMFILE:\n%s", d.log)
 	}
@@ -372,4 +356,19 @@ func startLimited(t *testing.T, nofile int, extra ...string) *daemon {
 	gdmBin = wrapper
 	defer func() { gdmBin = real }() // verbs run unlimited
 	return startDaemon(t, "", extra...)
+}
+
+// releaseHogs closes the hogs' connections, waits until the daemon has
+// none left, and checks that it serves again and is back to its baseline.
+func releaseHogs(t *testing.T, d *daemon, hogs []net.Conn, base baseline) {
+	t.Helper()
+	for _, c := range hogs {
+		c.Close()
+	}
+	eventually(t, 10*time.Second, "the hogs gone", func() (bool, string) {
+		n := metric(t, d, "gdm_nbd_connections")
+		return n == 0, fmt.Sprint(n)
+	})
+	healthy(t, d, "h")
+	backToBaseline(t, d, base)
 }

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/gdm-project/gdm/pkg/nbdserver"
+	"github.com/gdm-project/gdm/pkg/table"
+	"github.com/gdm-project/gdm/pkg/targets"
+)
+
+// The daemon is the NBD server's catalogue.
+var _ nbdserver.Exports = (*daemon)(nil)
+
+func (d *daemon) info(m *managed) nbdserver.ExportInfo {
+	return nbdserver.ExportInfo{Name: m.name(), Description: "gdm device " + m.name(), ReadOnly: m.dev.ReadOnly(), Size: m.dev.Size()}
+}
+
+func (d *daemon) List() []nbdserver.ExportInfo {
+	var out []nbdserver.ExportInfo
+	for _, m := range d.list() {
+		out = append(out, d.info(m))
+	}
+	return out
+}
+
+func (d *daemon) Info(name string) (nbdserver.ExportInfo, bool) {
+	m, err := d.get(name)
+	if err != nil {
+		return nbdserver.ExportInfo{}, false
+	}
+	return d.info(m), true
+}
+
+// Open hands a device to a new NBD connection. It takes mu only for the
+// lookup and the connection count (remove checks both under mu).
+func (d *daemon) Open(name string) (nbdserver.Export, func(), error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m, ok := d.devices[name]
+	if !ok || m.gone.Load() {
+		return nil, nil, nbdserver.ErrUnknownExport
+	}
+	if !m.dev.HasLive() {
+		return nil, nil, fmt.Errorf("device %s has no live table", name)
+	}
+	m.conns.Add(1)
+	var once sync.Once
+	return m.exp, func() { once.Do(func() { m.conns.Add(-1) }) }, nil
+}
+
+// deviceExport adapts a table.Device to nbdserver.Export.
+type deviceExport struct {
+	*table.Device
+}
+
+var (
+	_ nbdserver.Export       = (*deviceExport)(nil)
+	_ nbdserver.SpliceReader = (*deviceExport)(nil)
+)
+
+func (e *deviceExport) Zero(ctx context.Context, off, length int64, noHole, fast bool) error {
+	return e.Device.Zero(ctx, off, length, targets.ZeroFlags{NoHole: noHole, Fast: fast})
+}
+
+// SpliceRead lets the NBD server send large reads without copying them.
+func (e *deviceExport) SpliceRead(ctx context.Context, pipe int, off, length int64) error {
+	err := e.Device.SpliceRead(ctx, pipe, off, length)
+	if err == targets.ErrPipeFull {
+		return fmt.Errorf("%w: %w", nbdserver.ErrNoSplice, err)
+	}
+	return err
+}
+
+func (e *deviceExport) Extents(ctx context.Context, off, length int64, emit func(int64, uint32) bool) error {
+	return e.Device.Extents(ctx, off, length, func(x targets.Extent) bool { return emit(x.Length, x.Flags) })
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/gdm-project/gdm/pkg/table"
+	"github.com/gdm-project/gdm/pkg/targets"
+)
+
+// The daemon's verbs: each takes its device's lock, writes the device's
+// state file before (or, for resume and suspend, around) its change in
+// memory, and so happens entirely or not at all.
+
+// build parses and opens a table for m, with no registry lock held. With
+// expect, each path must still name the file it named then.
+func (d *daemon) build(m *managed, text string, expect map[string]targets.Identity) (*table.Table, error) {
+	if h := d.buildHook; h != nil {
+		h(m.name())
+	}
+	opts := d.open
+	opts.Expect = expect
+	return m.dev.Build(text, opts)
+}
+
+// commit makes next the device's persisted definition. Every verb writes
+// its state file before (or, for resume and suspend, around) its change in
+// memory, so that either both happen or neither does.
+func (d *daemon) commitLocked(m *managed, next deviceState) error {
+	if err := d.state.save(next); err != nil {
+		d.log.Error("saving state", "device", next.Name, "err", err)
+		return fmt.Errorf("state not saved, nothing was changed: %w", err)
+	}
+	m.saved = next
+	return nil
+}
+
+// create makes a device whose table goes live at once.
+func (d *daemon) create(name, text, uuid string, readOnly bool) (*managed, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if err := checkUUID(uuid); err != nil {
+		return nil, err
+	}
+	if text == "" {
+		return nil, errNoTable
+	}
+	if uuid == "" {
+		uuid = newUUID()
+	}
+	if err := d.reserve(name, uuid); err != nil {
+		return nil, err
+	}
+	defer d.unreserve(name, uuid)
+	m := d.newManaged(deviceState{ID: newID(), Name: name, UUID: uuid, ReadOnly: readOnly})
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
+	if err := d.loadLocked(m, text, true); err != nil {
+		return nil, d.undoCreate(m, err)
+	}
+	if err := m.dev.Resume(context.Background(), true); err != nil {
+		m.dev.Close()
+		return nil, d.undoCreate(m, err)
+	}
+	d.mu.Lock()
+	d.devices[name] = m
+	d.mu.Unlock()
+	return m, nil
+}
+
+// undoCreate removes the state file, if any, of a create that failed.
+func (d *daemon) undoCreate(m *managed, err error) error {
+	if _, serr := os.Stat(d.state.fileOf(m.id)); serr != nil {
+		return err // never written
+	}
+	if rerr := d.state.remove(m.id); rerr != nil {
+		d.log.Error("state keeps a device whose create failed", "device", m.name(), "err", rerr)
+	}
+	return err
+}
+
+// load puts a table in the device's inactive slot.
+func (d *daemon) load(name, text string) (*managed, error) {
+	if text == "" {
+		return nil, errNoTable
+	}
+	m, err := d.lockDevice(name)
+	if err != nil {
+		return nil, err
+	}
+	defer m.opMu.Unlock()
+	if err := d.loadLocked(m, text, false); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// loadLocked builds a table from text and puts it in m's inactive slot,
+// recording it in m's state first: as its live table (create, which
+// resumes it next) or as its inactive one (load).
+func (d *daemon) loadLocked(m *managed, text string, asLive bool) error {
+	t, err := d.build(m, text, nil)
+	if err != nil {
+		return err
+	}
+	next := m.saved
+	if asLive {
+		next.Live, next.LiveIdentities = t.Text(), t.Identities()
+	} else {
+		next.Inactive, next.InactiveIdentities = t.Text(), t.Identities()
+	}
+	err = d.writeAhead(m, next, func() error { return m.dev.Load(t) }) // Load fails only on a removed device, which opMu rules out
+	if err != nil {
+		m.dev.Discard(t)
+	}
+	return err
+}
+
+// writeAhead persists next, runs op, and on op's failure persists the
+// device's previous definition again. For verbs (resume, suspend) whose
+// change in memory can fail after the state was written.
+func (d *daemon) writeAhead(m *managed, next deviceState, op func() error) error {
+	prev := m.saved
+	if err := d.commitLocked(m, next); err != nil {
+		return err
+	}
+	if err := op(); err != nil {
+		if rerr := d.commitLocked(m, prev); rerr != nil {
+			d.log.Error("state says the failed verb happened; it did not", "device", m.name(), "err", rerr)
+		}
+		return err
+	}
+	return nil
+}
+
+func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, error) {
+	m, err := d.lockDevice(name)
+	if err != nil {
+		return nil, err
+	}
+	defer m.opMu.Unlock()
+	if reason := m.broken.Load(); reason != nil && !m.dev.HasInactive() {
+		return nil, fmt.Errorf("%w (%s): load a table, then resume", errBroken, *reason)
+	}
+	next := m.saved
+	if m.dev.HasInactive() {
+		next.Live, next.Inactive = next.Inactive, ""
+		next.LiveIdentities, next.InactiveIdentities = next.InactiveIdentities, nil
+	}
+	next.Suspended = false
+	if err := d.writeAhead(m, next, func() error { return m.dev.Resume(ctx, live) }); err != nil {
+		return nil, err
+	}
+	if m.broken.Swap(nil) != nil {
+		d.log.Info("broken device repaired", "device", name)
+	}
+	return m, nil
+}
+
+func (d *daemon) suspend(ctx context.Context, name string, noflush bool) (*managed, error) {
+	m, err := d.lockDevice(name)
+	if err != nil {
+		return nil, err
+	}
+	defer m.opMu.Unlock()
+	if reason := m.broken.Load(); reason != nil {
+		return nil, fmt.Errorf("%w: %s", errBroken, *reason)
+	}
+	next := m.saved
+	next.Suspended = true
+	if err := d.writeAhead(m, next, func() error { return m.dev.Suspend(ctx, noflush) }); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (d *daemon) clear(name string) (*managed, error) {
+	m, err := d.lockDevice(name)
+	if err != nil {
+		return nil, err
+	}
+	defer m.opMu.Unlock()
+	next := m.saved
+	next.Inactive, next.InactiveIdentities = "", nil
+	if err := d.commitLocked(m, next); err != nil {
+		return nil, err
+	}
+	if err := m.dev.Clear(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// remove takes the device out of the catalogue, ends its connections when
+// forced, and destroys its tables: when it returns, no backing file of the
+// device is open and the name is free. If its state file cannot be
+// removed, nothing is: the device stays as it was.
+func (d *daemon) remove(name string, force bool) error {
+	m, err := d.lockDevice(name)
+	if err != nil {
+		return err
+	}
+	defer m.opMu.Unlock()
+	d.mu.Lock()
+	if m.conns.Load() > 0 && !force {
+		d.mu.Unlock()
+		return errBusy
+	}
+	m.gone.Store(true) // under mu: Open checks it there, so no new connection
+	d.mu.Unlock()
+	if err := d.state.remove(m.id); err != nil {
+		m.gone.Store(false)
+		d.log.Error("removing state", "device", name, "err", err)
+		return fmt.Errorf("state not saved, nothing was changed: %w", err)
+	}
+	d.mu.Lock()
+	delete(d.devices, name)
+	d.mu.Unlock()
+	if force {
+		if n := d.nbd.Disconnect(m.exp); n > 0 {
+			d.log.Info("remove --force disconnected clients", "device", name, "connections", n)
+		}
+	}
+	// Close fails I/O waiting on a suspended device and waits for in-flight
+	// I/O to drain before closing the backing files.
+	if cerr := m.dev.Close(); cerr != nil {
+		d.log.Warn("closing device", "device", name, "err", cerr)
+	}
+	return nil
+}
+
+func (d *daemon) rename(old, new string) (*managed, error) {
+	if err := checkName(new); err != nil {
+		return nil, err
+	}
+	m, err := d.lockDevice(old)
+	if err != nil {
+		return nil, err
+	}
+	defer m.opMu.Unlock()
+	if err := d.reserve(new, ""); err != nil {
+		return nil, err
+	}
+	defer d.unreserve(new, "")
+	next := m.saved
+	next.Name = new
+	if err := d.commitLocked(m, next); err != nil {
+		return nil, err
+	}
+	// Connections keep their Export, so they are not disturbed; the
+	// device's errors and log lines name it anew.
+	d.mu.Lock()
+	delete(d.devices, old)
+	d.devices[new] = m
+	m.dev.Rename(new)
+	d.mu.Unlock()
+	return m, nil
+}
