@@ -168,16 +168,8 @@ func startServer(cfg serveConfig, stdout io.Writer) (*running, error) {
 	return r, nil
 }
 
+// listen opens every listener and serves each.
 func (r *running) listen() error {
-	cl, err := listenUnix(r.cfg.control, 0o600)
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	r.addrs["control"] = r.cfg.control
-	r.control = &http.Server{Handler: r.d.apiHandler(), ReadTimeout: r.cfg.controlTimeout,
-		IdleTimeout: r.cfg.controlTimeout, MaxHeaderBytes: 64 << 10}
-	go func() { r.served <- ignoreClosed(r.control.Serve(cl)) }()
-
 	if r.cfg.nbdListen != "" {
 		l, err := net.Listen("tcp", r.cfg.nbdListen)
 		if err != nil {
@@ -204,6 +196,16 @@ func (r *running) listen() error {
 			IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
 		go func() { r.served <- ignoreClosed(r.metrics.Serve(l)) }()
 	}
+	// The control socket comes last: once it answers, every listener is
+	// up (scripts and tests wait on it as the daemon's sign of readiness).
+	cl, err := listenUnix(r.cfg.control, 0o600)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	r.addrs["control"] = r.cfg.control
+	r.control = &http.Server{Handler: r.d.apiHandler(), ReadTimeout: r.cfg.controlTimeout,
+		IdleTimeout: r.cfg.controlTimeout, MaxHeaderBytes: 64 << 10}
+	go func() { r.served <- ignoreClosed(r.control.Serve(cl)) }()
 	return nil
 }
 
