@@ -26,8 +26,19 @@ type option struct {
 	data []byte
 }
 
-// handshake runs fixed newstyle negotiation until the client picks an export
+// handshake runs newstyle negotiation until the client picks an export
 // (EXPORT_NAME or GO), and leaves the connection ready for transmission.
+//
+// Both kinds of newstyle client are served. A fixed newstyle client may send
+// any option and gets a reply to each but EXPORT_NAME. A plain (non-fixed)
+// client, one that leaves NBD_FLAG_C_FIXED_NEWSTYLE clear (go-nbd's client,
+// old nbd-client), has only EXPORT_NAME in its protocol; proto.md lets a
+// server honour fixed newstyle from it anyway, and this one does for the
+// options it implements: go-nbd's List sends LIST with client flags 0 and
+// reads the reply, as the reference nbd-server gives it. What a plain client
+// cannot be sent is NBD_REP_ERR_UNSUP, a reply its protocol does not have:
+// an option this server does not know ends its session, as non-fixed
+// newstyle servers always ended it (see readOption).
 func (c *conn) handshake() error {
 	var hello [18]byte
 	binary.BigEndian.PutUint64(hello[0:], magicNBD)
@@ -41,12 +52,15 @@ func (c *conn) handshake() error {
 		return failHandshake(HandshakeIO, err)
 	}
 	clientFlags := binary.BigEndian.Uint32(cf[:])
-	if clientFlags&clientFixedNewstyle == 0 || clientFlags&^(clientFixedNewstyle|clientNoZeroes) != 0 {
+	// proto.md: the server MUST drop the connection on a client flag it does
+	// not know. Both known flags answer one the server advertised.
+	if clientFlags&^(clientFixedNewstyle|clientNoZeroes) != 0 {
 		return failHandshake(HandshakeBadFlags, fmt.Errorf("client flags %#x", clientFlags))
 	}
+	fixed := clientFlags&clientFixedNewstyle != 0
 	c.noZeroes = clientFlags&clientNoZeroes != 0
 	for {
-		opt, err := c.readOption()
+		opt, err := c.readOption(fixed)
 		if err != nil {
 			return err
 		}
@@ -63,7 +77,12 @@ func (c *conn) handshake() error {
 // readOption reads one option. Data past maxOptionLen is never held in
 // memory: up to maxOptionSkip it is read and dropped and the option answered
 // ERR_TOO_BIG (nil, nil); beyond, the connection is closed.
-func (c *conn) readOption() (*option, error) {
+//
+// From a plain newstyle client (fixed false), an option handleOption does not
+// implement closes the connection before its data is read, with no reply: to
+// such a client no option reply can mean "unsupported". It counts as
+// bad_flags, the client's flags being what makes the option fatal.
+func (c *conn) readOption(fixed bool) (*option, error) {
 	var h [16]byte
 	if _, err := io.ReadFull(c.br, h[:]); err != nil {
 		return nil, failHandshake(HandshakeIO, err)
@@ -74,6 +93,9 @@ func (c *conn) readOption() (*option, error) {
 	}
 	typ, n := binary.BigEndian.Uint32(h[8:]), binary.BigEndian.Uint32(h[12:])
 	c.srv.stats.Options[min(typ, maxOptionStat)].Add(1)
+	if !fixed && !implemented(typ) {
+		return nil, failHandshake(HandshakeBadFlags, fmt.Errorf("option %d from a client without fixed newstyle", typ))
+	}
 	if n > maxOptionLen {
 		if n > maxOptionSkip || typ == optExportName {
 			return nil, failHandshake(HandshakeOversized, fmt.Errorf("option %d with %d bytes of data", typ, n))
@@ -106,6 +128,18 @@ func (c *conn) optReply(opt, typ uint32, data []byte) error {
 
 func (c *conn) optError(opt, typ uint32, format string, args ...any) error {
 	return c.optReply(opt, typ, fmt.Appendf(nil, format, args...))
+}
+
+// implemented reports whether handleOption does what typ asks, rather than
+// answering it NBD_REP_ERR_UNSUP (STARTTLS included: TLS is not served).
+// Keep the two in step.
+func implemented(typ uint32) bool {
+	switch typ {
+	case optExportName, optAbort, optList, optInfo, optGo, optStructuredReply,
+		optListMetaContext, optSetMetaContext:
+		return true
+	}
+	return false
 }
 
 // handleOption answers one option; done means transmission starts now.

@@ -218,9 +218,9 @@ func TestHandshakeProtocolErrorsClose(t *testing.T) {
 	c.hello(clientFixedNewstyle)
 	c.write(make([]byte, 16))
 	c.expectClosed()
-	// Client without fixed newstyle.
+	// A client flag the server does not know.
 	c = dial(t, sock)
-	c.hello(0)
+	c.hello(clientFixedNewstyle | 1<<2)
 	c.expectClosed()
 	// Option data too long to skip: closed without reading it.
 	c = dial(t, sock)
