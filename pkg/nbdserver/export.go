@@ -1,4 +1,4 @@
-// Package nbdserver is gdm's NBD server: fixed newstyle negotiation, then a
+// Package nbdserver is gdm's NBD server: newstyle negotiation (fixed or plain), then a
 // transmission phase with many requests in flight per connection, replies in
 // any order, structured replies and the base:allocation meta context.
 //

@@ -126,7 +126,7 @@ type Stats struct {
 const (
 	HandshakeIO            = iota // the client went away or timed out
 	HandshakeBadMagic             // wrong option magic
-	HandshakeBadFlags             // client without fixed newstyle
+	HandshakeBadFlags             // unknown client flag bits, or an unimplemented option from a plain newstyle client
 	HandshakeUnknownExport        // EXPORT_NAME of an unknown export
 	HandshakeOversized            // option data too long to skip
 	HandshakeAborted              // client sent ABORT
