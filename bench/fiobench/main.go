@@ -1,5 +1,5 @@
 // Command fiobench serves one tmpfs file from several NBD servers at once
-// (gdm, go-nbd's server, nbdkit's file plugin), runs the same fio jobs
+// (gdm, go-nbd's server, nbdkit's file plugin, qemu-nbd), runs the same fio jobs
 // against each in turn with --ioengine=nbd, for a few rounds, and prints
 // the median IOPS, MiB/s and server CPU seconds per GiB moved (from
 // /proc/PID/stat), each also as a ratio to nbdkit's. Run it via
@@ -106,6 +106,7 @@ func main() {
 			}
 			return exec.Command("nbdkit", "-f", "-U", ep.addr, "--exportname=bench", "file", file)
 		}},
+		{"qemu-nbd", qemuNBD},
 	}
 	if *onlyServers != "" {
 		var kept []server
@@ -293,6 +294,25 @@ func gdmServer(gdm, work, name, metrics string) func(file string, ep endpoint) *
 		return exec.Command(gdm, "serve", "--state-dir", state, "--control", gdmControl(work, name),
 			"--nbd-socket", sock, "--nbd-listen", listen, "--metrics-listen", metrics, "--log-level", "warn")
 	}
+}
+
+// qemuNBD serves file with qemu-nbd, set up like nbdkit's file plugin:
+// the page cache in between (--cache=writeback, qemu's default, flushes
+// only on NBD_CMD_FLUSH; none would be O_DIRECT, which tmpfs refuses),
+// pread/pwrite from a thread pool (--aio=threads, nbdkit's file plugin
+// also uses plain pread/pwrite from its threads), trims passed on to the
+// file as nbdkit does. -t keeps it up after its first client leaves and
+// -e 8 lets more than one client in (the 2-connection job), as the other
+// servers do by default.
+func qemuNBD(file string, ep endpoint) *exec.Cmd {
+	args := []string{"-t", "-e", "8", "-f", "raw", "--cache=writeback", "--aio=threads", "--discard=unmap", "-x", "bench"}
+	if ep.network == "tcp" {
+		host, port, _ := net.SplitHostPort(ep.addr)
+		args = append(args, "-b", host, "-p", port)
+	} else {
+		args = append(args, "-k", ep.addr)
+	}
+	return exec.Command("qemu-nbd", append(args, file)...)
 }
 
 // freePort is a loopback TCP address no one listens on now.
