@@ -188,52 +188,15 @@ func main() {
 		}
 		stop()
 	}
-	fmt.Printf("Medians of %d rounds, %s per fio run. The vs-nbdkit columns are the median of each round's ratio to nbdkit, with the lowest and highest round in brackets.\n", *repeat, *runtime)
-	if *tcp {
-		// Loopback TCP results depend on the congestion control more than
-		// on the servers: BBR without the fq qdisc paces from timers and
-		// reorders on loopback (see README).
-		fmt.Printf("Loopback TCP, congestion control %s.\n", sysctl("net/ipv4/tcp_congestion_control"))
-	}
-	fmt.Println()
-	fmt.Println("| job | server | IOPS | MiB/s | server CPU s/GiB | IOPS vs nbdkit | CPU/GiB vs nbdkit |")
-	fmt.Println("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-	for _, j := range jobs {
-		base := runs[j.name+"|nbdkit"]
-		for _, s := range servers {
-			rs := runs[j.name+"|"+s.name]
-			r, ok := median(rs)
-			if !ok {
-				fmt.Printf("| %s | %s | failed | | | | |\n", j.name, s.name)
-				continue
-			}
-			vsIOPS, vsCPU := "", ""
-			if s.name != "nbdkit" {
-				vsIOPS = ratios(rs, base, func(r result) float64 { return r.iops })
-				vsCPU = ratios(rs, base, func(r result) float64 { return r.cpuPerGiB })
-			}
-			fmt.Printf("| %s | %s | %.0f | %.1f | %.2f | %s | %s |\n", j.name, s.name, r.iops, r.mibs, r.cpuPerGiB, vsIOPS, vsCPU)
-		}
-	}
+	report(os.Stdout, runs, names(servers), *repeat, *runtime, *tcp)
 }
 
-// ratios compares rs with base round by round (rounds where both ran) and
-// gives the median change and the range, as "+7% (+5..+12)".
-func ratios(rs, base []result, f func(result) float64) string {
-	var v []float64
-	for i := range min(len(rs), len(base)) {
-		if base[i].iops > 0 && rs[i].iops > 0 && f(base[i]) > 0 {
-			v = append(v, 100*(f(rs[i])/f(base[i])-1))
-		}
+func names(servers []server) []string {
+	var ns []string
+	for _, s := range servers {
+		ns = append(ns, s.name)
 	}
-	if len(v) == 0 {
-		return ""
-	}
-	slices.Sort(v)
-	if len(v) == 1 {
-		return pct(v[0]) + "%"
-	}
-	return fmt.Sprintf("%s%% (%s..%s)", pct(mid(v)), pct(v[0]), pct(v[len(v)-1]))
+	return ns
 }
 
 // pct prints a signed whole percentage, never "-0".
@@ -383,13 +346,4 @@ func runFio(uri string, j job, size int64, runtime time.Duration) (bytes int64, 
 	}
 	r := res.Jobs[0]
 	return r.Read.Bytes + r.Write.Bytes, r.Read.IOPS + r.Write.IOPS, (r.Read.BW + r.Write.BW) / (1 << 20), nil
-}
-
-// sysctl reads a sysctl by its path under /proc/sys, or says it could not.
-func sysctl(path string) string {
-	b, err := os.ReadFile(filepath.Join("/proc/sys", path))
-	if err != nil {
-		return "unknown (" + err.Error() + ")"
-	}
-	return strings.TrimSpace(string(b))
 }
