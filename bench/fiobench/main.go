@@ -1,9 +1,10 @@
 // Command fiobench serves one tmpfs file from several NBD servers at once
-// (gdm, go-nbd's server, nbdkit's file plugin, qemu-nbd), runs the same fio jobs
-// against each in turn with --ioengine=nbd, for a few rounds, and prints
-// the median IOPS, MiB/s and server CPU seconds per GiB moved (from
-// /proc/PID/stat), each also as a ratio to nbdkit's. Run it via
-// bench/run.sh.
+// (gdm, go-nbd's server, nbdkit's file plugin, qemu-nbd), runs the same
+// fio jobs against each in turn with --ioengine=nbd, for a few rounds,
+// and prints the machine it ran on, the median IOPS, MiB/s and server CPU
+// seconds per GiB moved (from /proc/PID/stat), each also as a ratio to the
+// round's best peer, and per job whether gdm meets issue 13's goal. Run it
+// via bench/run.sh.
 package main
 
 import (
