@@ -64,7 +64,7 @@ func main() {
 	size := flag.Int64("size", 1<<30, "bytes in the served file")
 	runtime := flag.Duration("runtime", 10*time.Second, "fio runtime per job")
 	dir := flag.String("dir", "/dev/shm", "where the served file lives (tmpfs)")
-	onlyServers := flag.String("servers", "", "comma-separated servers to run (default: all)")
+	onlyServers := flag.String("servers", "", "comma-separated servers to run: gdm, gdm+metrics, go-nbd, nbdkit, qemu-nbd (default: all)")
 	onlyJobs := flag.String("jobs", "", "run only jobs whose name contains this (default: all)")
 	repeat := flag.Int("repeat", 3, "rounds; each row shows the median")
 	tcp := flag.Bool("tcp", false, "serve on loopback TCP instead of UNIX sockets")
