@@ -1,0 +1,69 @@
+package main
+
+import "testing"
+
+func TestMeets(t *testing.T) {
+	for _, c := range []struct {
+		dIOPS, dCPU float64
+		want        bool
+	}{
+		{0, 50, true},      // at the best peer's IOPS, whatever the CPU
+		{12, 0, true},      // above it
+		{-0.1, 0, false},   // just below, at the same CPU
+		{-3, -20, true},    // within 3% at 20% less CPU
+		{-3.1, -40, false}, // more than 3% behind
+		{-2, -19.9, false}, // within 3%, but not 20% less CPU
+		{-1, -25, true},    // within 3%, 25% less CPU
+	} {
+		if got := meets(c.dIOPS, c.dCPU); got != c.want {
+			t.Errorf("meets(%v, %v) = %v, want %v", c.dIOPS, c.dCPU, got, c.want)
+		}
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	best := []result{{iops: 100, cpuPerGiB: 1}, {iops: 100, cpuPerGiB: 1}, {iops: 100, cpuPerGiB: 1}}
+	for _, c := range []struct {
+		name string
+		gdm  []result
+		want string
+	}{
+		{"ahead every round", []result{{iops: 101, cpuPerGiB: 2}, {iops: 110, cpuPerGiB: 2}, {iops: 100, cpuPerGiB: 2}}, "met (3 of 3 rounds)"},
+		{"median round ahead", []result{{iops: 90, cpuPerGiB: 1}, {iops: 101, cpuPerGiB: 1}, {iops: 105, cpuPerGiB: 1}}, "met (2 of 3 rounds)"},
+		{"close at less CPU", []result{{iops: 98, cpuPerGiB: 0.7}, {iops: 97.5, cpuPerGiB: 0.78}, {iops: 99, cpuPerGiB: 0.75}}, "met (3 of 3 rounds)"},
+		{"close at too much CPU", []result{{iops: 98, cpuPerGiB: 0.9}, {iops: 99, cpuPerGiB: 0.85}, {iops: 99, cpuPerGiB: 0.9}}, "not met (0 of 3 rounds)"},
+		{"a failed round left out", []result{{iops: 120, cpuPerGiB: 1}, {}, {iops: 80, cpuPerGiB: 1}}, "met (1 of 2 rounds)"},
+		{"every round failed", []result{{}, {}, {}}, "no rounds to compare"},
+	} {
+		if got := verdict(c.gdm, best); got != c.want {
+			t.Errorf("%s: verdict = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestTally(t *testing.T) {
+	for _, c := range []struct {
+		who  []string
+		want string
+	}{
+		{[]string{"qemu-nbd", "nbdkit", "nbdkit"}, "nbdkit 2, qemu-nbd 1"},
+		{[]string{"go-nbd", "", "go-nbd"}, "go-nbd 2"},
+		{[]string{"", ""}, "none ran"},
+	} {
+		if got := tally(c.who); got != c.want {
+			t.Errorf("tally(%q) = %q, want %q", c.who, got, c.want)
+		}
+	}
+}
+
+func TestBestPeer(t *testing.T) {
+	runs := map[string][]result{
+		"j|gdm":      {{iops: 500}, {iops: 500}},
+		"j|nbdkit":   {{iops: 100}, {iops: 300}},
+		"j|qemu-nbd": {{iops: 200}, {}},
+	}
+	best, who := bestPeer(runs, "j", []string{"gdm", "nbdkit", "qemu-nbd"}, 2)
+	if best[0].iops != 200 || who[0] != "qemu-nbd" || best[1].iops != 300 || who[1] != "nbdkit" {
+		t.Errorf("bestPeer = %v %v, want qemu-nbd's 200 then nbdkit's 300 (gdm is no peer)", best, who)
+	}
+}
