@@ -582,9 +582,9 @@ func (c *conn) do(r request, payload []byte, rep *reply) {
 	case cmdBlockStatus:
 		c.serveBlockStatus(r, rep)
 	default:
-		// A command with a rule but no handler: a bug here, not the
-		// client's; still, every request gets its reply.
-		c.refuse(rep, r, errInval)
+		// check passed a command that has no handler: a bug in gdm, not
+		// the client's. handle answers the panic with EIO and logs it.
+		panic(fmt.Sprintf("nbdserver: command %d passed check but has no handler", r.typ))
 	}
 }
 
