@@ -70,13 +70,17 @@ var flagAdverts = [...]struct{ flag, advert uint16 }{
 	{cmdFlagFastZero, tfSendFastZero},
 }
 
-// ruleFor returns the rule of command typ; an unknown command gets the
-// zero rule.
-func ruleFor(typ uint16) cmdRule {
+// unknownCmd is the rule of every command gdm does not know: the zero
+// rule, which refuses it.
+var unknownCmd cmdRule
+
+// ruleFor returns the rule of command typ. A pointer: check runs on every
+// request, and copying the rule cost more than reading it.
+func ruleFor(typ uint16) *cmdRule {
 	if int(typ) < len(cmdRules) {
-		return cmdRules[typ]
+		return &cmdRules[typ]
 	}
-	return cmdRule{}
+	return &unknownCmd
 }
 
 // advertisedCmdFlags is the set of command flags that transmission flags
@@ -113,7 +117,7 @@ func (c *conn) check(r request) uint32 {
 		return errInval
 	case r.flags&^rule.flags != 0:
 		return errInval
-	case r.flags&^advertisedCmdFlags(c.flags) != 0:
+	case r.flags != 0 && r.flags&^advertisedCmdFlags(c.flags) != 0:
 		return errInval
 	case rule.payload && r.length > MaxBlockSize:
 		return errInval
