@@ -208,3 +208,26 @@ func TestCheckAdvertised(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheck measures check alone, the cost it adds to every request:
+// the socket benchmarks (BenchmarkRequests) are too noisy to show it.
+func BenchmarkCheck(b *testing.B) {
+	c := &conn{size: 1 << 30}
+	c.flags = c.transmissionFlags(false)
+	for _, bc := range []struct {
+		name string
+		r    request
+	}{
+		{"op=read", request{typ: cmdRead, offset: 4096, length: 4096}},
+		{"op=write/fua", request{typ: cmdWrite, flags: cmdFlagFUA, offset: 4096, length: 4096}},
+		{"op=unknown", request{typ: 42}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for range b.N {
+				if c.check(bc.r) == 0 && bc.r.typ == 42 {
+					b.Fatal("unknown command passed")
+				}
+			}
+		})
+	}
+}
