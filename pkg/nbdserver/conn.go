@@ -558,90 +558,33 @@ func (c *conn) handle(w *work) (rep *reply) {
 	return rep
 }
 
-// do runs the command and fills in its reply.
+// do serves one request and fills in its reply: first check, which
+// refuses what may not be served (see cmdRules), then the command's
+// handler, which can assume a valid request.
 func (c *conn) do(r request, payload []byte, rep *reply) {
-	off, n := int64(r.offset), int64(r.length)
-	inRange := r.offset <= uint64(c.size) && uint64(r.length) <= uint64(c.size)-r.offset
+	if errno := c.check(r); errno != 0 {
+		c.refuse(rep, r, errno)
+		return
+	}
 	switch r.typ {
 	case cmdRead:
-		if !inRange || r.length > MaxBlockSize {
-			c.errorReply(rep, r, errInval)
-			return
-		}
-		if spliced, err := c.spliceRead(rep, off, n); err != nil {
-			c.errorReply(rep, r, ErrorCode(err))
-			return
-		} else if !spliced {
-			buf := getBuf(int(n))
-			if err := c.exp.ReadAt(c.ctx, *buf, off); err != nil {
-				putBuf(buf)
-				c.errorReply(rep, r, ErrorCode(err))
-				return
-			}
-			rep.pooled = buf
-			rep.data = *buf
-		}
-		if c.structured && n == 0 {
-			c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkNone, 0)
-		} else if c.structured {
-			c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkOffsetData, uint32(8+n))
-			binary.BigEndian.PutUint64(rep.head[20:], r.offset)
-			rep.headLen = 28
-		} else {
-			c.simpleReply(rep, r.cookie, 0)
-		}
+		c.serveRead(r, rep)
 	case cmdWrite:
-		switch {
-		case c.readOnly:
-			c.simpleReply(rep, r.cookie, errPerm)
-		case r.length > MaxBlockSize:
-			c.simpleReply(rep, r.cookie, errInval)
-		case !inRange:
-			c.simpleReply(rep, r.cookie, errNoSpc)
-		default:
-			err := c.exp.WriteAt(c.ctx, payload, off)
-			if err == nil && r.flags&cmdFlagFUA != 0 {
-				err = c.exp.Flush(c.ctx)
-			}
-			c.simpleReply(rep, r.cookie, ErrorCode(err))
-		}
+		c.serveWrite(r, payload, rep)
 	case cmdFlush:
-		c.simpleReply(rep, r.cookie, ErrorCode(c.exp.Flush(c.ctx)))
-	case cmdTrim, cmdWriteZeroes:
-		switch {
-		case c.readOnly:
-			c.simpleReply(rep, r.cookie, errPerm)
-		case !inRange && r.typ == cmdWriteZeroes:
-			c.simpleReply(rep, r.cookie, errNoSpc)
-		case !inRange:
-			c.simpleReply(rep, r.cookie, errInval)
-		default:
-			var err error
-			if r.typ == cmdTrim {
-				err = c.exp.Trim(c.ctx, off, n)
-			} else {
-				err = c.exp.Zero(c.ctx, off, n, r.flags&cmdFlagNoHole != 0, r.flags&cmdFlagFastZero != 0)
-			}
-			if err == nil && r.flags&cmdFlagFUA != 0 {
-				err = c.exp.Flush(c.ctx)
-			}
-			c.simpleReply(rep, r.cookie, ErrorCode(err))
-		}
+		c.serveFlush(r, rep)
+	case cmdTrim:
+		c.serveTrim(r, rep)
+	case cmdWriteZeroes:
+		c.serveWriteZeroes(r, rep)
 	case cmdCache:
-		// A hint; the page cache already does what it asks.
-		if !inRange {
-			c.simpleReply(rep, r.cookie, errInval)
-			return
-		}
-		c.simpleReply(rep, r.cookie, 0)
+		c.serveCache(r, rep)
 	case cmdBlockStatus:
-		if !c.metaAllocation || !inRange || n == 0 {
-			c.errorReply(rep, r, errInval)
-			return
-		}
-		c.blockStatus(r, rep)
+		c.serveBlockStatus(r, rep)
 	default:
-		c.errorReply(rep, r, errInval)
+		// check passed a command that has no handler: a bug in gdm, not
+		// the client's. handle answers the panic with EIO and logs it.
+		panic(fmt.Sprintf("nbdserver: command %d passed check but has no handler", r.typ))
 	}
 }
 
@@ -699,51 +642,6 @@ func (c *conn) spliceOut(p *pipe, n int) error {
 		return err
 	}
 	return serr
-}
-
-// maxExtents bounds one block-status reply; the client asks again for more.
-const maxExtents = 1024
-
-func (c *conn) blockStatus(r request, rep *reply) {
-	desc := getBuf(4 + 8*maxExtents)
-	b := (*desc)[:4]
-	binary.BigEndian.PutUint32(b, metaAllocationID)
-	count := 0
-	var last uint32
-	limit := maxExtents
-	if r.flags&cmdFlagReqOne != 0 {
-		limit = 1
-	}
-	err := c.exp.Extents(c.ctx, int64(r.offset), int64(r.length), func(length int64, flags uint32) bool {
-		for length > 0 {
-			// Merge runs of the same kind; split runs past a u32.
-			if count > 0 && flags == last && uint64(binary.BigEndian.Uint32(b[len(b)-8:]))+uint64(length) <= 0xffffffff {
-				binary.BigEndian.PutUint32(b[len(b)-8:], binary.BigEndian.Uint32(b[len(b)-8:])+uint32(length))
-				return true
-			}
-			if count == limit {
-				return false
-			}
-			piece := min(length, 0xffffffff&^511)
-			b = binary.BigEndian.AppendUint32(b, uint32(piece))
-			b = binary.BigEndian.AppendUint32(b, flags)
-			count++
-			last = flags
-			length -= piece
-		}
-		return true
-	})
-	if err == nil && count == 0 {
-		err = fmt.Errorf("nbdserver: export reported no extents: %w", syscall.EIO)
-	}
-	if err != nil {
-		putBuf(desc)
-		c.errorReply(rep, r, ErrorCode(err))
-		return
-	}
-	rep.pooled = desc
-	rep.data = b
-	c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkBlockStatus, uint32(len(b)))
 }
 
 func (c *conn) simpleReply(rep *reply, cookie uint64, errno uint32) {

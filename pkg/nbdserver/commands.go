@@ -1,0 +1,127 @@
+package nbdserver
+
+import (
+	"encoding/binary"
+	"fmt"
+	"syscall"
+)
+
+// The handlers of the transmission commands, one each. do calls them only
+// with requests check has passed: in range, flags allowed, the export
+// writable where they write.
+
+// serveRead reads the range into the reply: spliced when the export can,
+// else into a pooled buffer. With structured replies it is one chunk, so
+// DF ("don't fragment") is always honoured.
+func (c *conn) serveRead(r request, rep *reply) {
+	off, n := int64(r.offset), int64(r.length)
+	if spliced, err := c.spliceRead(rep, off, n); err != nil {
+		c.errorReply(rep, r, ErrorCode(err))
+		return
+	} else if !spliced {
+		buf := getBuf(int(n))
+		if err := c.exp.ReadAt(c.ctx, *buf, off); err != nil {
+			putBuf(buf)
+			c.errorReply(rep, r, ErrorCode(err))
+			return
+		}
+		rep.pooled = buf
+		rep.data = *buf
+	}
+	switch {
+	case c.structured && n == 0:
+		c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkNone, 0)
+	case c.structured:
+		c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkOffsetData, uint32(8+n))
+		binary.BigEndian.PutUint64(rep.head[20:], r.offset)
+		rep.headLen = 28
+	default:
+		c.simpleReply(rep, r.cookie, 0)
+	}
+}
+
+// serveWrite writes the payload, then flushes if FUA asks for it.
+func (c *conn) serveWrite(r request, payload []byte, rep *reply) {
+	err := c.exp.WriteAt(c.ctx, payload, int64(r.offset))
+	c.simpleReply(rep, r.cookie, ErrorCode(c.fua(r, err)))
+}
+
+// serveFlush flushes; a FUA flag on it adds nothing.
+func (c *conn) serveFlush(r request, rep *reply) {
+	c.simpleReply(rep, r.cookie, ErrorCode(c.exp.Flush(c.ctx)))
+}
+
+// serveTrim discards the range, then flushes if FUA asks for it.
+func (c *conn) serveTrim(r request, rep *reply) {
+	err := c.exp.Trim(c.ctx, int64(r.offset), int64(r.length))
+	c.simpleReply(rep, r.cookie, ErrorCode(c.fua(r, err)))
+}
+
+// serveWriteZeroes zeroes the range as NO_HOLE and FAST_ZERO ask, then
+// flushes if FUA asks for it.
+func (c *conn) serveWriteZeroes(r request, rep *reply) {
+	err := c.exp.Zero(c.ctx, int64(r.offset), int64(r.length), r.flags&cmdFlagNoHole != 0, r.flags&cmdFlagFastZero != 0)
+	c.simpleReply(rep, r.cookie, ErrorCode(c.fua(r, err)))
+}
+
+// serveCache succeeds at once: CACHE is a hint, and the page cache
+// already does what it asks.
+func (c *conn) serveCache(r request, rep *reply) {
+	c.simpleReply(rep, r.cookie, 0)
+}
+
+// fua flushes after a command that wrote without error, when the request
+// has FUA set: its reply must wait until the data is durable.
+func (c *conn) fua(r request, err error) error {
+	if err == nil && r.flags&cmdFlagFUA != 0 {
+		err = c.exp.Flush(c.ctx)
+	}
+	return err
+}
+
+// maxExtents bounds one block-status reply; the client asks again for more.
+const maxExtents = 1024
+
+// serveBlockStatus answers with the allocation of the range, in at most
+// maxExtents descriptors (one with REQ_ONE).
+func (c *conn) serveBlockStatus(r request, rep *reply) {
+	desc := getBuf(4 + 8*maxExtents)
+	b := (*desc)[:4]
+	binary.BigEndian.PutUint32(b, metaAllocationID)
+	count := 0
+	var last uint32
+	limit := maxExtents
+	if r.flags&cmdFlagReqOne != 0 {
+		limit = 1
+	}
+	err := c.exp.Extents(c.ctx, int64(r.offset), int64(r.length), func(length int64, flags uint32) bool {
+		for length > 0 {
+			// Merge runs of the same kind; split runs past a u32.
+			if count > 0 && flags == last && uint64(binary.BigEndian.Uint32(b[len(b)-8:]))+uint64(length) <= 0xffffffff {
+				binary.BigEndian.PutUint32(b[len(b)-8:], binary.BigEndian.Uint32(b[len(b)-8:])+uint32(length))
+				return true
+			}
+			if count == limit {
+				return false
+			}
+			piece := min(length, 0xffffffff&^511)
+			b = binary.BigEndian.AppendUint32(b, uint32(piece))
+			b = binary.BigEndian.AppendUint32(b, flags)
+			count++
+			last = flags
+			length -= piece
+		}
+		return true
+	})
+	if err == nil && count == 0 {
+		err = fmt.Errorf("nbdserver: export reported no extents: %w", syscall.EIO)
+	}
+	if err != nil {
+		putBuf(desc)
+		c.errorReply(rep, r, ErrorCode(err))
+		return
+	}
+	rep.pooled = desc
+	rep.data = b
+	c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkBlockStatus, uint32(len(b)))
+}
