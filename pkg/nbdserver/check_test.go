@@ -231,3 +231,25 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+// A request that panics is answered EIO in the form its command's errors
+// take: an error chunk for a READ once structured replies are on (a simple
+// reply there is a protocol error the client cannot parse).
+func TestPanicReplyForm(t *testing.T) {
+	m := newMem(1 << 20)
+	m.panicOn = 4096
+	s, sock := startServer(t, testExports{"disk": m}, nil)
+	c := dial(t, sock)
+	c.connect("disk", true)
+	c.request(cmdRead, 0, 7, 4096, 512, nil)
+	if e, ck := c.answer(structured, cmdRead, 512); e != errIO || ck != 7 {
+		t.Fatalf("panicking read: errno %d cookie %d, want EIO cookie 7", e, ck)
+	}
+	c.request(cmdRead, 0, 8, 0, 512, nil)
+	if e, ck := c.answer(structured, cmdRead, 512); e != 0 || ck != 8 {
+		t.Fatalf("read after the panic: errno %d cookie %d", e, ck)
+	}
+	if s.Stats().Panics.Load() != 1 {
+		t.Fatal("panic not counted")
+	}
+}

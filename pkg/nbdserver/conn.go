@@ -550,7 +550,7 @@ func (c *conn) handle(w *work) (rep *reply) {
 				c.srv.pipes.discard(rep.pipe) // it may hold data: never sent after this header
 			}
 			rep.pooled, rep.data, rep.pipe, rep.pipeLen = nil, nil, nil, 0
-			c.simpleReply(rep, r.cookie, errIO)
+			c.refuse(rep, r, errIO) // in the form this command's errors take
 		}
 		w.done()
 	}()
