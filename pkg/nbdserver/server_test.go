@@ -583,7 +583,14 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 	shut := make(chan error)
 	go func() { shut <- s.Shutdown(context.Background()) }()
-	time.Sleep(20 * time.Millisecond)
+	// Shutdown has begun for this connection once it has been told to stop
+	// reading: only then is the blocked read in flight during a shutdown.
+	// (A connection gone by then was ended, not shut down: the reply below
+	// then fails the test.)
+	waitUntil(t, func() bool {
+		cs := s.connsOf(m)
+		return s.closing() && (len(cs) == 0 || cs[0].stopped.Load())
+	})
 	close(m.block)
 	if e, ck := c.simple(); e != 0 || ck != 1 {
 		t.Fatalf("in-flight read after shutdown began: %d %d", e, ck)
