@@ -120,9 +120,12 @@ func TestExportShareLifetime(t *testing.T) {
 	a.connect("a", false)
 	r := dial(t, sock)
 	r.connect("renamed", false)
-	if n, conns := shares(); n != 2 || conns[m] != 2 {
-		t.Fatalf("%d shares, %d connections on m's: want 2 shares, m's used by both of its connections", n, conns[m])
-	}
+	// A connection joins its export's share after its handshake, which
+	// the client may see end first.
+	waitFor(t, "2 shares, m's used by both of its connections", func() bool {
+		n, conns := shares()
+		return n == 2 && conns[m] == 2
+	})
 	stuckWrites(t, s, a, m, 3, 512<<10)
 	// r's reader waits for the share that a's stuck writes hold; ending r
 	// must wake it, a's writes being as stuck as before.
