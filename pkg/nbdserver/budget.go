@@ -18,6 +18,10 @@ type budget struct {
 	n        int
 	bytes    int64
 	closed   bool
+	// sleeps counts the times a reader went to wait on cond (tests watch
+	// it to see a reader blocked in acquire). Only the waiting path
+	// touches it, with mu held.
+	sleeps int
 	// share is the bound on bytes in flight of the connection's export,
 	// across its connections (nil: none; see Server.joinShare). Set once
 	// with mu held, after the handshake and before any request is read;
@@ -67,6 +71,7 @@ func (b *budget) acquireLocal(bytes int64) bool {
 	defer b.mu.Unlock()
 	b.init()
 	for !b.closed && b.full(bytes) {
+		b.sleeps++
 		b.cond.Wait()
 	}
 	if b.closed {

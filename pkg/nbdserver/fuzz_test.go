@@ -5,26 +5,30 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // runRaw feeds a raw client byte stream to one server connection over a
-// pipe and waits for the server to finish with it. The server must neither
-// panic nor hang, whatever the bytes.
-func runRaw(t *testing.T, input []byte) {
+// socket pair and waits for the server to finish with it. The server must
+// neither panic (even a panic it recovers from) nor hang, whatever the
+// bytes.
+func runRaw(t *testing.T, input []byte) *Server {
 	srv := &Server{
 		Exports:          testExports{"a": newMem(64 << 10)},
 		Log:              slog.New(slog.NewTextHandler(io.Discard, nil)),
 		HandshakeTimeout: 2 * time.Second,
 	}
-	server, client := net.Pipe()
+	server, client := socketPair(t)
 	c := newConn(srv, server)
 	go io.Copy(io.Discard, client) // the replies
 	go func() {
 		client.Write(input)
-		time.Sleep(time.Millisecond) // let the requests be read before EOF
-		client.Close()
+		// EOF once the server has read it all; unlike a close, this lets
+		// the server's replies (the handshake's too) still go out.
+		client.CloseWrite()
 	}()
 	done := make(chan struct{})
 	go func() {
@@ -36,6 +40,32 @@ func runRaw(t *testing.T, input []byte) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("server did not finish with input % x", input)
 	}
+	// The connection recovers a panic and ends (the daemon lives on): the
+	// counters are where one shows.
+	if p, cp := srv.stats.Panics.Load(), srv.stats.ConnPanics.Load(); p != 0 || cp != 0 {
+		t.Fatalf("%d panics in requests, %d on the connection, with input % x", p, cp, input)
+	}
+	return srv
+}
+
+// socketPair returns both ends of a connected UNIX stream socket pair.
+func socketPair(t *testing.T) (server, client *net.UnixConn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*net.UnixConn)
+	}
+	return conn(fds[0]), conn(fds[1])
 }
 
 func optBytes(typ uint32, data []byte) []byte {
@@ -83,6 +113,12 @@ func FuzzRequests(f *testing.F) {
 	f.Add(reqBytes(cmdRead, cmdFlagDF, 1<<63, 1<<31))
 	f.Add(append(reqBytes(cmdFlush, 0, 0, 0), reqBytes(cmdDisc, 0, 0, 0)...))
 	f.Fuzz(func(t *testing.T, input []byte) {
-		runRaw(t, append(goPrefix(), input...))
+		srv := runRaw(t, append(goPrefix(), input...))
+		// A valid handshake: the requests, whatever they are, were served.
+		for i := range srv.stats.HandshakeFailed {
+			if n := srv.stats.HandshakeFailed[i].Load(); n != 0 {
+				t.Fatalf("the handshake failed (%s): the requests were never read", HandshakeFailureNames[i])
+			}
+		}
 	})
 }

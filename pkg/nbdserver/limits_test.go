@@ -24,6 +24,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitingIn counts the readers blocked in g.acquire, waiting on its cond:
+// a waiter counts itself with g.mu held and gives mu up only in the wait.
+func waitingIn(g *sharedBudget) int32 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiters.Load()
+}
+
 // dialNet is dial for any network, with the greeting read: the server
 // has then admitted the connection.
 func dialNet(t *testing.T, network, addr string) *client {
@@ -211,6 +219,7 @@ func TestSharedInFlightBound(t *testing.T) {
 	waitFor(t, "a's read in flight", func() bool { return s.Gauges().InFlightBytes == 1<<20 })
 	b.request(cmdRead, 0, 2, 0, 4096, nil)
 	waitFor(t, "b to wait for room", func() bool { return s.Stats().InFlightWaits.Load() == 1 })
+	waitFor(t, "b's reader blocked in the bound", func() bool { return waitingIn(s.shared) == 1 })
 	close(m.block)
 	for _, c := range []*client{a, b} {
 		if errno, _ := c.simple(); errno != 0 {
@@ -244,6 +253,8 @@ func TestSharedInFlightKill(t *testing.T) {
 	c.connect("a", false)
 	c.request(cmdRead, 0, 5, 0, 4096, nil)
 	waitFor(t, "c to wait for room", func() bool { return s.Stats().InFlightWaits.Load() == 1 })
+	// Blocked in the wait, so that only the kill's wake-up can end it.
+	waitFor(t, "c's reader blocked in the bound", func() bool { return waitingIn(s.shared) == 1 })
 	s.mu.Lock()
 	var victim *conn
 	for cc := range s.conns {

@@ -60,17 +60,17 @@ func TestConnectionPanics(t *testing.T) {
 		// arm sets the trap on the victim's server side, after the
 		// handshake unless inHandshake, then makes it spring.
 		inHandshake bool
-		arm         func(t *testing.T, m *memExport, tc *trapConn, c *client)
+		arm         func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client)
 	}{
-		{"handshake", true, func(t *testing.T, m *memExport, tc *trapConn, c *client) {
+		{"handshake", true, func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
 			tc.onRead.Store(true)
 			c.hello(clientFixedNewstyle | clientNoZeroes)
 		}},
-		{"reader", false, func(t *testing.T, m *memExport, tc *trapConn, c *client) {
+		{"reader", false, func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
 			tc.onRead.Store(true)
 			c.request(cmdRead, 0, 1, 0, 4096, nil)
 		}},
-		{"reader-while-another-waits", false, func(t *testing.T, m *memExport, tc *trapConn, c *client) {
+		{"reader-while-another-waits", false, func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
 			// A slow write ends serving inline: the worker that read it
 			// hands the reading on to a new worker, and waits for the
 			// turn again once done. The new one, holding the turn,
@@ -80,14 +80,24 @@ func TestConnectionPanics(t *testing.T) {
 			if errno, _ := c.simple(); errno != 0 {
 				t.Fatalf("write: errno %d", errno)
 			}
+			waitFor(t, "the slow write to end serving inline", func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				for sc := range s.conns {
+					if sc.nc == tc {
+						return !sc.inline()
+					}
+				}
+				return false
+			})
 			tc.onRead.Store(true)
 			c.request(cmdRead, 0, 2, 0, 4096, nil)
 		}},
-		{"writer", false, func(t *testing.T, m *memExport, tc *trapConn, c *client) {
+		{"writer", false, func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
 			tc.onWrite.Store(true)
 			c.request(cmdRead, 0, 1, 0, 4096, nil)
 		}},
-		{"rescued", false, func(t *testing.T, m *memExport, tc *trapConn, c *client) {
+		{"rescued", false, func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
 			testHookRescued = func() { panic("test: panic in a rescued request") }
 			t.Cleanup(func() { testHookRescued = nil })
 			// Two requests in one write: the first blocks, the second is
@@ -117,7 +127,7 @@ func TestConnectionPanics(t *testing.T) {
 			if !tc.inHandshake {
 				victim.connect("a", false)
 			}
-			tc.arm(t, m, trap, victim)
+			tc.arm(t, s, m, trap, victim)
 			victim.expectClosed()
 			if got := s.Stats().ConnPanics.Load(); got != 1 {
 				t.Fatalf("ConnPanics = %d, want 1", got)

@@ -546,27 +546,56 @@ func TestSlowBackendDoesNotPileUpWorkers(t *testing.T) {
 	}
 }
 
+// A request past either bound waits in acquire, and is let in once a
+// release makes room for it, not before: not while a release leaves too
+// little room.
 func TestBudgetBoundsInFlight(t *testing.T) {
-	b := budget{maxN: 2, maxBytes: 1000}
-	if !b.acquire(600) || !b.acquire(0) {
+	b := budget{maxN: 3, maxBytes: 1000}
+	got := make(chan bool, 1)
+	// asleep waits until a reader has gone to wait on the budget's cond
+	// for the nth time: it is then blocked in acquire, not admitted, and
+	// only a release or close wakes it.
+	asleep := func(n int, why string) {
+		t.Helper()
+		waitUntil(t, func() bool {
+			select {
+			case ok := <-got:
+				t.Fatalf("admitted (%v) %s", ok, why)
+			default:
+			}
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			return b.sleeps == n
+		})
+	}
+	admitted := func(why string) {
+		t.Helper()
+		select {
+		case ok := <-got:
+			if !ok {
+				t.Fatalf("acquire failed %s", why)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("not admitted %s", why)
+		}
+	}
+	if !b.acquire(600) || !b.acquire(0) || !b.acquire(0) {
 		t.Fatal("acquire failed")
 	}
-	got := make(chan bool)
-	go func() { got <- b.acquire(600) }()
-	select {
-	case <-got:
-		t.Fatal("third request admitted past the count bound")
-	case <-time.After(20 * time.Millisecond):
-	}
+	go func() { got <- b.acquire(300) }() // its bytes fit, the count does not
+	asleep(1, "past the count bound")
 	b.release(0)
-	select {
-	case <-got:
-		t.Fatal("admitted past the byte bound")
-	case <-time.After(20 * time.Millisecond):
-	}
-	b.release(600)
-	if !<-got {
-		t.Fatal("not admitted after release")
+	admitted("once the count fits")
+
+	b.release(0)                          // 2 requests, 900 bytes
+	go func() { got <- b.acquire(500) }() // the count fits, its bytes do not
+	asleep(2, "past the byte bound")
+	b.release(300) // 600 bytes left: still no room for 500
+	asleep(3, "after a release that left too little room")
+	b.release(600) // room at last
+	admitted("once its bytes fit")
+	if b.n != 1 || b.bytes != 500 {
+		t.Fatalf("budget holds %d requests, %d bytes; want 1, 500", b.n, b.bytes)
 	}
 	b.close()
 	if b.acquire(0) {
@@ -583,7 +612,14 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 	shut := make(chan error)
 	go func() { shut <- s.Shutdown(context.Background()) }()
-	time.Sleep(20 * time.Millisecond)
+	// Shutdown has begun for this connection once it has been told to stop
+	// reading: only then is the blocked read in flight during a shutdown.
+	// (A connection gone by then was ended, not shut down: the reply below
+	// then fails the test.)
+	waitUntil(t, func() bool {
+		cs := s.connsOf(m)
+		return s.closing() && (len(cs) == 0 || cs[0].stopped.Load())
+	})
 	close(m.block)
 	if e, ck := c.simple(); e != 0 || ck != 1 {
 		t.Fatalf("in-flight read after shutdown began: %d %d", e, ck)

@@ -131,6 +131,12 @@ func TestExportShareLifetime(t *testing.T) {
 	// must wake it, a's writes being as stuck as before.
 	r.request(cmdWrite, 0, 1, 0, 4096, make([]byte, 4096))
 	waitFor(t, "r's reader to wait for the share", func() bool { return s.Stats().ExportInFlightWaits.Load() == 2 })
+	// Both readers blocked in the wait (a's and r's), so that only the
+	// kill's wake-up can end r's.
+	s.mu.Lock()
+	share := s.shares[m].budget
+	s.mu.Unlock()
+	waitFor(t, "r's reader blocked in the share", func() bool { return waitingIn(share) == 2 })
 	var victim *conn
 	s.mu.Lock()
 	for c := range s.conns {

@@ -51,6 +51,10 @@ type spinReader struct {
 	// skip counts waits left to park at once; backoff is the next skip
 	// after a failed spin, doubling up to maxSpinBackoff.
 	skip, backoff int
+	// onSpin, when a test sets it, is called as a wait begins to spin on
+	// an empty socket: the slow path, where the reader is about to retry
+	// for up to window anyway.
+	onSpin func()
 }
 
 // spinning reports whether this wait may spin, and counts it against the
@@ -88,6 +92,9 @@ func (s *spinReader) Read(p []byte) (int, error) {
 				now := time.Now()
 				if deadline.IsZero() {
 					deadline = now.Add(s.window)
+					if s.onSpin != nil {
+						s.onSpin()
+					}
 				} else if now.After(deadline) {
 					// Nothing came in the window: park, and park at
 					// once for the next few waits too.

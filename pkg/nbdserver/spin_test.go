@@ -49,32 +49,95 @@ func newTestSpinReader(t *testing.T, c *net.TCPConn, busy *atomic.Int32) *spinRe
 }
 
 // A spinning reader hands over the stream's bytes unchanged and in order,
-// whether they are there at once or arrive while it spins or parks, and
-// then EOF.
+// whether they arrive while it spins, are there at once, or arrive after
+// it has given up spinning and parked; and then EOF. The writer sends each
+// chunk of the first part only once the reader spins on the empty socket,
+// so each of those spins finds data; then the bulk, at once; then, with a
+// short window, the last chunk only once the reader has parked.
 func TestSpinReaderStream(t *testing.T) {
 	sc, cc := tcpPair(t)
 	var busy atomic.Int32
 	busy.Store(1)
 	s := newTestSpinReader(t, sc, &busy)
+	s.window = 10 * time.Second // a spin lasts until the data comes
+	spun := make(chan struct{}, 1)
+	s.onSpin = func() {
+		select {
+		case spun <- struct{}{}:
+		default:
+		}
+	}
 	want := make([]byte, 1<<20)
 	for i := range want {
 		want[i] = byte(i * 7)
 	}
+	const chunk, spinChunks = 1024, 8
+	spinEnd, bulkEnd := spinChunks*chunk, len(want)-chunk
+
+	type result struct {
+		got           []byte
+		err           error
+		found, parked uint64 // once the spun-for chunks are read
+		bulkFound     uint64 // once the bulk is read
+	}
+	done := make(chan result, 1)
 	go func() {
-		for i := 0; i < len(want); i += 64 << 10 {
-			cc.Write(want[i : i+64<<10])
-			if i%(256<<10) == 0 {
-				time.Sleep(2 * time.Millisecond) // make the reader wait now and then
+		var r result
+		buf := make([]byte, 64<<10)
+		seen := false
+		for {
+			n, err := s.Read(buf)
+			r.got = append(r.got, buf[:n]...)
+			if !seen && len(r.got) >= spinEnd {
+				seen = true
+				r.found, r.parked = s.stats.SpinsFound.Load(), s.stats.SpinsParked.Load()
+			}
+			if len(r.got) == bulkEnd {
+				r.bulkFound = s.stats.SpinsFound.Load()
+				s.window = time.Microsecond // the next wait spins, finds nothing, parks
+			}
+			if err != nil {
+				if err != io.EOF {
+					r.err = err
+				}
+				break
 			}
 		}
-		cc.CloseWrite()
+		done <- r
 	}()
-	got, err := io.ReadAll(s)
-	if err != nil {
-		t.Fatal(err)
+
+	for i := range spinChunks {
+		select {
+		case <-spun:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("chunk %d: the reader never spun on the empty socket", i)
+		}
+		cc.Write(want[i*chunk : (i+1)*chunk])
 	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("read %d bytes, not the %d sent", len(got), len(want))
+	cc.Write(want[spinEnd:bulkEnd])
+	waitFor(t, "the reader to give up spinning and park", func() bool { return s.stats.SpinsParked.Load() > 0 })
+	cc.Write(want[bulkEnd:])
+	cc.CloseWrite()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader did not reach EOF")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !bytes.Equal(r.got, want) {
+		t.Fatalf("read %d bytes, not the %d sent", len(r.got), len(want))
+	}
+	if r.found != spinChunks || r.parked != 0 {
+		t.Fatalf("after the chunks sent to a spinning reader: %d spins found data, %d parked; want %d and 0", r.found, r.parked, spinChunks)
+	}
+	if p := s.stats.SpinsParked.Load(); p != 1 {
+		t.Fatalf("%d spins parked, want 1: the one before the last chunk", p)
+	}
+	if f := s.stats.SpinsFound.Load(); f != r.bulkFound {
+		t.Fatalf("%d spins found data, %d before the last chunk: the read that parked was counted as found too", f, r.bulkFound)
 	}
 }
 
@@ -125,13 +188,14 @@ func TestSpinReaderWhenToSpin(t *testing.T) {
 	s := newTestSpinReader(t, sc, &busy)
 	s.window = 10 * time.Second // long enough to see the write below
 	s.backoff = 8
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		cc.Write([]byte("x"))
-	}()
+	// The byte is sent once the read spins on the empty socket: sent
+	// earlier, it would be there at once and no spin would find it.
+	s.onSpin = func() { cc.Write([]byte("x")) }
+	sc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := s.Read(make([]byte, 1)); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v: the read never spun", err)
 	}
+	sc.SetReadDeadline(time.Time{})
 	if s.backoff != 0 || s.stats.SpinsFound.Load() != 1 {
 		t.Fatalf("backoff %d, %d spins counted as found after a spin that found data; want 0 and 1", s.backoff, s.stats.SpinsFound.Load())
 	}
