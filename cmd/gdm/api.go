@@ -102,6 +102,13 @@ func statusOf(m *managed) deviceStatus {
 // apiHandler routes the control API.
 func (d *daemon) apiHandler() http.Handler {
 	mux := http.NewServeMux()
+	d.queryRoutes(mux)
+	d.verbRoutes(mux)
+	return mux
+}
+
+// queryRoutes are the control API's reads: version, devices, status, tables.
+func (d *daemon) queryRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, versionNow())
 	})
@@ -112,31 +119,13 @@ func (d *daemon) apiHandler() http.Handler {
 		}
 		reply(w, out)
 	})
-	mux.HandleFunc("POST /v1/devices", func(w http.ResponseWriter, r *http.Request) {
-		var req createReq
-		if !decode(w, r, &req) {
-			return
-		}
-		m, err := d.create(req.Name, req.Table, req.UUID, req.ReadOnly)
-		replyInfo(w, d, m, err)
-	})
-	withDevice := func(f func(w http.ResponseWriter, r *http.Request, m *managed)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			m, err := d.get(r.PathValue("name"))
-			if err != nil {
-				fail(w, err)
-				return
-			}
-			f(w, r, m)
-		}
-	}
-	mux.HandleFunc("GET /v1/devices/{name}", withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
+	mux.HandleFunc("GET /v1/devices/{name}", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
 		reply(w, d.infoOf(m))
 	}))
-	mux.HandleFunc("GET /v1/devices/{name}/status", withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
+	mux.HandleFunc("GET /v1/devices/{name}/status", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
 		reply(w, statusOf(m))
 	}))
-	mux.HandleFunc("GET /v1/devices/{name}/table", withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
+	mux.HandleFunc("GET /v1/devices/{name}/table", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
 		t := m.dev.Acquire(r.URL.Query().Get("inactive") == "1")
 		out := tableText{Name: m.name()}
 		if t != nil {
@@ -145,6 +134,18 @@ func (d *daemon) apiHandler() http.Handler {
 		}
 		reply(w, out)
 	}))
+}
+
+// verbRoutes are the control API's verbs, each a call of one daemon verb.
+func (d *daemon) verbRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/devices", func(w http.ResponseWriter, r *http.Request) {
+		var req createReq
+		if !decode(w, r, &req) {
+			return
+		}
+		m, err := d.create(req.Name, req.Table, req.UUID, req.ReadOnly)
+		replyInfo(w, d, m, err)
+	})
 	mux.HandleFunc("POST /v1/devices/{name}/load", func(w http.ResponseWriter, r *http.Request) {
 		var req tableText
 		if !decode(w, r, &req) {
@@ -186,7 +187,19 @@ func (d *daemon) apiHandler() http.Handler {
 		}
 		reply(w, map[string]string{"removed": r.PathValue("name")})
 	})
-	return mux
+}
+
+// withDevice runs f with the device the request's path names, or answers
+// its error.
+func (d *daemon) withDevice(f func(w http.ResponseWriter, r *http.Request, m *managed)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		m, err := d.get(r.PathValue("name"))
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		f(w, r, m)
+	}
 }
 
 // opContext bounds a suspend's or resume's wait for in-flight I/O.
