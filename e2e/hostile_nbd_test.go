@@ -24,9 +24,7 @@ import (
 // bounds out of range" in inbuf.Peek: spinReader handed on read(2)'s -1.)
 func TestHostileReset(t *testing.T) {
 	d := startDaemon(t, "")
-	hostileDevice(t, d, "h")
-	healthy(t, d, "h")
-	base := measure(t, d)
+	base := servedDevice(t, d)
 	cases := []struct {
 		name string
 		act  func(t *testing.T) *net.TCPConn
@@ -82,9 +80,7 @@ func TestHostileReset(t *testing.T) {
 func TestHostileFioKilled(t *testing.T) {
 	fio := testkit.NeedTool(t, "fio")
 	d := startDaemon(t, "")
-	hostileDevice(t, d, "h")
-	healthy(t, d, "h")
-	base := measure(t, d)
+	base := servedDevice(t, d)
 	for round := range 2 {
 		cmd := exec.Command(fio, "--name=hostile", "--ioengine=nbd", "--uri=nbd://"+d.tcp+"/h",
 			"--rw=randrw", "--bs=64k", "--iodepth=32", "--numjobs=2", "--thread", "--size=64m", // threads: SIGKILL ends every job
@@ -112,9 +108,7 @@ func TestHostileFioKilled(t *testing.T) {
 // uid (another).
 func TestHostileIdleHogs(t *testing.T) {
 	d := startDaemon(t, "", "--nbd-max-connections", "40", "--nbd-max-connections-per-client", "30")
-	hostileDevice(t, d, "h")
-	healthy(t, d, "h")
-	base := measure(t, d)
+	base := servedDevice(t, d)
 	var hogs []net.Conn
 	defer func() {
 		for _, c := range hogs {
@@ -166,9 +160,7 @@ func TestHostileIdleHogsAtFDLimit(t *testing.T) {
 	if err != nil || !regexp.MustCompile(`Max open files\s+1024\s+1024`).Match(limits) {
 		t.Fatalf("the daemon's fd limit is not 1024: %v\n%s", err, limits)
 	}
-	hostileDevice(t, d, "h")
-	healthy(t, d, "h")
-	base := measure(t, d)
+	base := servedDevice(t, d)
 	var hogs []net.Conn
 	defer func() {
 		for _, c := range hogs {
@@ -208,9 +200,7 @@ func TestHostileIdleHogsAtFDLimit(t *testing.T) {
 // baseline.
 func TestHostileUnreadReplies(t *testing.T) {
 	d := startDaemon(t, "", "--nbd-write-timeout", "2s", "--nbd-max-pipes", "16")
-	hostileDevice(t, d, "h")
-	healthy(t, d, "h")
-	base := measure(t, d)
+	base := servedDevice(t, d)
 	const clients = 40
 	var hogs []*net.TCPConn
 	defer func() {
@@ -260,9 +250,7 @@ func TestHostileMemory(t *testing.T) {
 	// One device here, so no share of the bound per device: the bound
 	// itself is what this reaches (hostile_share_test.go tests the share).
 	d := startDaemon(t, "", "--nbd-max-inflight-bytes", strconv.Itoa(bound), "--nbd-max-inflight-bytes-per-device", "-1")
-	hostileDevice(t, d, "h")
-	healthy(t, d, "h")
-	base := measure(t, d)
+	base := servedDevice(t, d)
 	rss0 := rssBytes(t, d)
 	var hogs []*net.TCPConn
 	defer func() {
@@ -319,9 +307,7 @@ func TestHostileMemory(t *testing.T) {
 // counted; fds and goroutines return to their baseline.
 func TestHostileIdleTimeout(t *testing.T) {
 	d := startDaemon(t, "", "--nbd-idle-timeout", "300ms")
-	hostileDevice(t, d, "h")
-	healthy(t, d, "h")
-	base := measure(t, d)
+	base := servedDevice(t, d)
 	c := dialNBD(t, d, "h")
 	defer c.Close()
 	if err := nbdReadOK(c); err != nil {
@@ -371,4 +357,13 @@ func releaseHogs(t *testing.T, d *daemon, hogs []net.Conn, base baseline) {
 	})
 	healthy(t, d, "h")
 	backToBaseline(t, d, base)
+}
+
+// servedDevice creates the test device "h", checks it serves, and returns
+// the daemon's baseline with it in place.
+func servedDevice(t *testing.T, d *daemon) baseline {
+	t.Helper()
+	hostileDevice(t, d, "h")
+	healthy(t, d, "h")
+	return measure(t, d)
 }
