@@ -20,7 +20,7 @@ func TestHostileDefaultsServeNoOneElse(t *testing.T) {
 	nbdinfo := testkit.NeedTool(t, "nbdinfo")
 	setpriv := testkit.NeedTool(t, "setpriv")
 	if os.Geteuid() != 0 {
-		t.Skip("SKIP (not counted as passing): needs root to switch to an unprivileged user")
+		testkit.SkipOrFail(t, "needs root to switch to an unprivileged user")
 	}
 	// Every directory on the way is reachable by anyone, as /run/gdm is:
 	// only the socket's own mode may keep the user out.

@@ -182,24 +182,6 @@ func rssBytes(t *testing.T, d *daemon) int64 {
 	return 0
 }
 
-// eventually polls cond until it holds or the wait runs out; it reports
-// the last value seen in the failure. A wait for a condition, not a sleep
-// standing in for one.
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last: %s)", what, within, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // baseline is the daemon's fds and goroutines at rest.
 type baseline struct{ fds, goroutines int }
 
@@ -211,7 +193,7 @@ func measure(t *testing.T, d *daemon) baseline {
 // little slack for the scrape's own connection and Go's helpers).
 func backToBaseline(t *testing.T, d *daemon, b baseline) {
 	t.Helper()
-	eventually(t, 30*time.Second, "fds and goroutines back to baseline", func() (bool, string) {
+	testkit.WaitForValue(t, 30*time.Second, "fds and goroutines back to baseline", func() (bool, string) {
 		now := measure(t, d)
 		return now.fds <= b.fds+2 && now.goroutines <= b.goroutines+3, fmt.Sprintf("now %+v, baseline %+v", now, b)
 	})

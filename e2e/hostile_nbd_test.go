@@ -89,7 +89,7 @@ func TestHostileFioKilled(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cmd.Process.Kill() // also if the test fails before the kill below
-		eventually(t, 30*time.Second, "fio doing I/O", func() (bool, string) {
+		testkit.WaitForValue(t, 30*time.Second, "fio doing I/O", func() (bool, string) {
 			n := metric(t, d, `gdm_device_io_operations_total{device="h",op="read"}`)
 			return n > float64(1000*(round+1)), fmt.Sprint(n)
 		})
@@ -221,7 +221,7 @@ func TestHostileUnreadReplies(t *testing.T) {
 	if out, err := d.try("ls"); err != nil || !strings.Contains(out, "h") {
 		t.Fatalf("gdm ls with unread replies: %v\n%s", err, out)
 	}
-	eventually(t, 30*time.Second, "every hog dropped for its write timeout", func() (bool, string) {
+	testkit.WaitForValue(t, 30*time.Second, "every hog dropped for its write timeout", func() (bool, string) {
 		n := metric(t, d, `gdm_nbd_connections_dropped_total{reason="write_timeout"}`)
 		if p := metric(t, d, "gdm_nbd_pipes"); p > 16 {
 			t.Fatalf("%v pipes open, bound 16", p)
@@ -269,7 +269,7 @@ func TestHostileMemory(t *testing.T) {
 		hogs = append(hogs, c)
 	}
 	var peak int64
-	eventually(t, 30*time.Second, "the in-flight bound reached", func() (bool, string) {
+	testkit.WaitForValue(t, 30*time.Second, "the in-flight bound reached", func() (bool, string) {
 		peak = max(peak, rssBytes(t, d))
 		n := metric(t, d, "gdm_nbd_inflight_bytes")
 		if n > bound {
@@ -291,7 +291,7 @@ func TestHostileMemory(t *testing.T) {
 		reset(c)
 	}
 	hogs = nil
-	eventually(t, 30*time.Second, "RSS back near its baseline", func() (bool, string) {
+	testkit.WaitForValue(t, 30*time.Second, "RSS back near its baseline", func() (bool, string) {
 		r := rssBytes(t, d)
 		return r < rss0+48<<20, fmt.Sprintf("%d MiB, baseline %d MiB, peak %d MiB", r>>20, rss0>>20, peak>>20)
 	})
@@ -351,7 +351,7 @@ func releaseHogs(t *testing.T, d *daemon, hogs []net.Conn, base baseline) {
 	for _, c := range hogs {
 		c.Close()
 	}
-	eventually(t, 10*time.Second, "the hogs gone", func() (bool, string) {
+	testkit.WaitForValue(t, 10*time.Second, "the hogs gone", func() (bool, string) {
 		n := metric(t, d, "gdm_nbd_connections")
 		return n == 0, fmt.Sprint(n)
 	})

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // Clients piling writes onto a suspended device hold at most that device's
@@ -56,7 +58,7 @@ func TestHostileShareSuspendedDevice(t *testing.T) {
 	waits := func() float64 {
 		return max(0, metric(t, d, "gdm_nbd_inflight_waits_total")) + max(0, metric(t, d, "gdm_nbd_inflight_device_waits_total"))
 	}
-	eventually(t, 30*time.Second, "a's writes to reach a bound on bytes in flight", func() (bool, string) {
+	testkit.WaitForValue(t, 30*time.Second, "a's writes to reach a bound on bytes in flight", func() (bool, string) {
 		return waits() > 0, fmt.Sprintf("%v bytes in flight", metric(t, d, "gdm_nbd_inflight_bytes"))
 	})
 	if n := metric(t, d, "gdm_nbd_inflight_bytes"); n > share {
@@ -110,7 +112,7 @@ func TestHostileShareSuspendedDevice(t *testing.T) {
 			t.Fatalf("sending a's writes: %v", err)
 		}
 	}
-	eventually(t, 30*time.Second, "no bytes left in flight", func() (bool, string) {
+	testkit.WaitForValue(t, 30*time.Second, "no bytes left in flight", func() (bool, string) {
 		n := metric(t, d, "gdm_nbd_inflight_bytes")
 		return n == 0, fmt.Sprint(n)
 	})

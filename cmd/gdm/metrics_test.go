@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -121,13 +120,7 @@ gdm_table_destroy_waiting{device="m"} 0
 
 // promtool lints a real scrape of the running daemon.
 func TestPromtoolCheckMetrics(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
-			t.Fatal("promtool is not installed (GDM_REQUIRE_TOOLS is set)")
-		}
-		t.Skip("SKIPPING: promtool (Debian package prometheus) is not installed")
-	}
+	promtool := testkit.NeedTool(t, "promtool") // Debian package prometheus
 	td := startTestDaemon(t, "")
 	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 1024 striped 2 8 "+a+" 0 "+a+" 1024")

@@ -62,7 +62,7 @@ func TestRemoveBusyAndForce(t *testing.T) {
 		e, _, err := c.do(0, 0, 512, nil)
 		resc <- result{e, err}
 	}()
-	waitFor(t, func() bool { return td.d.nbd.InFlight(mustGet(t, td, "d").exp) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the request in flight", func() bool { return td.d.nbd.InFlight(mustGet(t, td, "d").exp) == 1 })
 	td.ok(t, "remove", "d", "--force")
 	// Failed: an error reply, or the connection closed under it.
 	if r := <-resc; r.err == nil && r.errno == 0 {
@@ -85,17 +85,6 @@ func mustGet(t *testing.T, td *testDaemon, name string) *managed {
 	return m
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // The seed's second problem: a holder that lingers (a long status or
 // block-status call) delays a table's destruction but never sees it
 // destroyed.
@@ -111,7 +100,7 @@ func TestLingeringHolderDelaysDestroy(t *testing.T) {
 		td.ok(t, "resume", "d", "--live")
 		close(done)
 	}()
-	waitFor(t, func() bool { return m.dev.Stats().Destroying.Load() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the destroy to start", func() bool { return m.dev.Stats().Destroying.Load() == 1 })
 	// The new table serves I/O; the old one is still whole for its holder.
 	if info := td.d.infoOf(m); info.Sectors != 1024 {
 		t.Fatalf("live table not swapped: %+v", info)

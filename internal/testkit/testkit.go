@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Sparse makes a sparse file of size bytes in dir and returns its path.
@@ -45,16 +46,64 @@ func OpenUnder(t testing.TB, pid int, dir string) []string {
 	return out
 }
 
+// WaitFor polls cond until it holds, failing the test after within: a wait
+// for a condition another goroutine or process brings about (a
+// connection's end, a counter, a file), never a sleep standing in for one.
+// It polls every millisecond for the first 100 ms, then every 20 ms, so a
+// quick condition is seen quickly and a slow one costs little CPU.
+func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	WaitForValue(t, within, what, func() (bool, string) { return cond(), "" })
+}
+
+// WaitForValue is WaitFor for a condition that can say what it last saw;
+// the failure reports it.
+func WaitForValue(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(within)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			if last != "" {
+				t.Fatalf("%s: not within %v (last: %s)", what, within, last)
+			}
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		if time.Since(start) < 100*time.Millisecond {
+			time.Sleep(time.Millisecond)
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// Required reports whether missing tools and privileges fail tests rather
+// than skip them: GDM_REQUIRE_TOOLS is set (CI and e2e/test-all.sh set it).
+func Required() bool { return os.Getenv("GDM_REQUIRE_TOOLS") != "" }
+
+// SkipOrFail ends a test that cannot run here (a tool, a privilege or a
+// kernel feature it needs is missing): loudly skipped on a developer's
+// machine, failed where Required, so that CI never counts a skip as a pass.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if Required() {
+		t.Fatalf("cannot run here (GDM_REQUIRE_TOOLS is set): %s", msg)
+	}
+	t.Skipf("SKIPPING (not counted as passing): %s", msg)
+}
+
 // NeedTool finds a program; missing, the test is skipped on a developer's
 // machine (loudly) and fails where GDM_REQUIRE_TOOLS is set, as in CI.
 func NeedTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s is not installed (GDM_REQUIRE_TOOLS is set)", name)
-		}
-		t.Skipf("SKIPPING: %s is not installed; e2e/test-all.sh installs it", name)
+		SkipOrFail(t, "%s is not installed; e2e/test-all.sh installs it", name)
 	}
 	return p
 }

@@ -8,21 +8,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// waitFor polls cond until it holds, failing the test after a bound: a
-// wait for a condition another goroutine brings about (a connection's
-// end, a counter), never a sleep standing in for one.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+	"github.com/gdm-project/gdm/internal/testkit"
+)
 
 // waitingIn counts the readers blocked in g.acquire, waiting on its cond:
 // a waiter counts itself with g.mu held and gives mu up only in the wait.
@@ -72,7 +60,7 @@ func TestConnectionLimitsTCP(t *testing.T) {
 	for _, a := range []string{"127.0.0.1:0", "[::1]:0"} {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
-			t.Skipf("listen %s: %v", a, err)
+			testkit.SkipOrFail(t, "listen %s: %v", a, err)
 		}
 		addrs = append(addrs, l.Addr().String())
 		go s.Serve(l)
@@ -89,7 +77,7 @@ func TestConnectionLimitsTCP(t *testing.T) {
 		t.Fatalf("refused: global %d, per client %d; want 1 and 1", g, p)
 	}
 	v4a.c.Close()
-	waitFor(t, "the closed connection to leave", func() bool { return s.Gauges().Conns == 2 })
+	testkit.WaitFor(t, 10*time.Second, "the closed connection to leave", func() bool { return s.Gauges().Conns == 2 })
 	dialNet(t, "tcp", addrs[1]).hello(clientFixedNewstyle)
 }
 
@@ -151,15 +139,15 @@ func TestWriteTimeout(t *testing.T) {
 				reqs = requestBytes(reqs, cmdRead, 0, uint64(i), uint64(i%8)<<20, 1<<20, nil)
 			}
 			c.write(reqs)
-			waitFor(t, "a write timeout", func() bool { return s.Stats().WriteTimeouts.Load() == 1 })
-			waitFor(t, "the connection to end", func() bool { return s.Gauges().Conns == 0 })
+			testkit.WaitFor(t, 10*time.Second, "a write timeout", func() bool { return s.Stats().WriteTimeouts.Load() == 1 })
+			testkit.WaitFor(t, 10*time.Second, "the connection to end", func() bool { return s.Gauges().Conns == 0 })
 			if g := s.Gauges(); g.InFlightBytes != 0 {
 				t.Fatalf("after the drop: %+v, want nothing in flight", g)
 			}
 			if network == "tcp" && m.spliced.Load() == 0 {
 				t.Fatal("no read was spliced: the splice path went untested")
 			}
-			waitFor(t, "the last connection to close the idle pipes", func() bool { return s.pipes.Open() == 0 })
+			testkit.WaitFor(t, 10*time.Second, "the last connection to close the idle pipes", func() bool { return s.pipes.Open() == 0 })
 		})
 	}
 }
@@ -176,7 +164,7 @@ func TestPayloadTimeout(t *testing.T) {
 	if n := s.Stats().PayloadTimeouts.Load(); n != 1 {
 		t.Fatalf("PayloadTimeouts = %d, want 1", n)
 	}
-	waitFor(t, "the payload's budget back", func() bool { return s.Gauges().InFlightBytes == 0 })
+	testkit.WaitFor(t, 10*time.Second, "the payload's budget back", func() bool { return s.Gauges().InFlightBytes == 0 })
 }
 
 // A connection with nothing in flight that sends nothing for IdleTimeout
@@ -216,10 +204,10 @@ func TestSharedInFlightBound(t *testing.T) {
 	b := dial(t, sock)
 	b.connect("a", false)
 	a.request(cmdRead, 0, 1, 4<<20, 1<<20, nil) // blocks, holding the whole bound
-	waitFor(t, "a's read in flight", func() bool { return s.Gauges().InFlightBytes == 1<<20 })
+	testkit.WaitFor(t, 10*time.Second, "a's read in flight", func() bool { return s.Gauges().InFlightBytes == 1<<20 })
 	b.request(cmdRead, 0, 2, 0, 4096, nil)
-	waitFor(t, "b to wait for room", func() bool { return s.Stats().InFlightWaits.Load() == 1 })
-	waitFor(t, "b's reader blocked in the bound", func() bool { return waitingIn(s.shared) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "b to wait for room", func() bool { return s.Stats().InFlightWaits.Load() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "b's reader blocked in the bound", func() bool { return waitingIn(s.shared) == 1 })
 	close(m.block)
 	for _, c := range []*client{a, b} {
 		if errno, _ := c.simple(); errno != 0 {
@@ -248,13 +236,13 @@ func TestSharedInFlightKill(t *testing.T) {
 	a := dial(t, sock)
 	a.connect("a", false)
 	a.request(cmdRead, 0, 4, 4<<20, 1<<20, nil)
-	waitFor(t, "a's read in flight", func() bool { return s.Gauges().InFlightBytes == 1<<20 })
+	testkit.WaitFor(t, 10*time.Second, "a's read in flight", func() bool { return s.Gauges().InFlightBytes == 1<<20 })
 	c := dial(t, sock)
 	c.connect("a", false)
 	c.request(cmdRead, 0, 5, 0, 4096, nil)
-	waitFor(t, "c to wait for room", func() bool { return s.Stats().InFlightWaits.Load() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "c to wait for room", func() bool { return s.Stats().InFlightWaits.Load() == 1 })
 	// Blocked in the wait, so that only the kill's wake-up can end it.
-	waitFor(t, "c's reader blocked in the bound", func() bool { return waitingIn(s.shared) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "c's reader blocked in the bound", func() bool { return waitingIn(s.shared) == 1 })
 	s.mu.Lock()
 	var victim *conn
 	for cc := range s.conns {
@@ -353,7 +341,7 @@ func TestMemoryReleaseAfterBurst(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no release after a burst")
 	}
-	waitFor(t, "the release to be counted", func() bool { return runs.Load() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the release to be counted", func() bool { return runs.Load() == 1 })
 	if p := g.peak.Load(); p != 0 {
 		t.Fatalf("peak %d after the release, want 0", p)
 	}
@@ -367,5 +355,5 @@ func TestMemoryReleaseAfterBurst(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no release after an unpooled buffer")
 	}
-	waitFor(t, "the second release to be counted", func() bool { return runs.Load() == 2 })
+	testkit.WaitFor(t, 10*time.Second, "the second release to be counted", func() bool { return runs.Load() == 2 })
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -78,10 +77,7 @@ func needPythonNBD(t *testing.T) string {
 	t.Helper()
 	py := testkit.NeedTool(t, systemPython)
 	if out, err := exec.Command(py, "-c", "import nbd").CombinedOutput(); err != nil {
-		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("%s cannot import nbd (GDM_REQUIRE_TOOLS is set): %v\n%s", py, err, out)
-		}
-		t.Skipf("SKIPPING: %s cannot import nbd (install python3-libnbd): %v\n%s", py, err, out)
+		testkit.SkipOrFail(t, "%s cannot import nbd (install python3-libnbd): %v\n%s", py, err, out)
 	}
 	return py
 }

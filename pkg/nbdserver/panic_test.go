@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // trapConn is a connection that panics, once armed, in Read (after the
@@ -80,7 +82,7 @@ func TestConnectionPanics(t *testing.T) {
 			if errno, _ := c.simple(); errno != 0 {
 				t.Fatalf("write: errno %d", errno)
 			}
-			waitFor(t, "the slow write to end serving inline", func() bool {
+			testkit.WaitFor(t, 10*time.Second, "the slow write to end serving inline", func() bool {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				for sc := range s.conns {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // stuckWrites sends n writes of size bytes at m.blockAt (where they block)
@@ -18,7 +20,7 @@ func stuckWrites(t *testing.T, s *Server, c *client, m *memExport, n, size int) 
 		reqs = requestBytes(reqs, cmdWrite, 0, uint64(100+i), uint64(m.blockAt), uint32(size), make([]byte, size))
 	}
 	go c.c.Write(reqs) // blocks once the server stops reading
-	waitFor(t, "the stuck export's reader to wait for a bound", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the stuck export's reader to wait for a bound", func() bool {
 		return s.Stats().InFlightWaits.Load()+s.Stats().ExportInFlightWaits.Load() > 0
 	})
 }
@@ -84,7 +86,7 @@ func TestExportShareKeepsOthersGoing(t *testing.T) {
 			t.Fatalf("a stuck write, once unblocked: errno %d", errno)
 		}
 	}
-	waitFor(t, "every byte given back", func() bool { return s.Gauges().InFlightBytes == 0 })
+	testkit.WaitFor(t, 10*time.Second, "every byte given back", func() bool { return s.Gauges().InFlightBytes == 0 })
 }
 
 // An export's share exists while connections serve it: one share per
@@ -122,7 +124,7 @@ func TestExportShareLifetime(t *testing.T) {
 	r.connect("renamed", false)
 	// A connection joins its export's share once its handshake is over,
 	// which is just after the client has its GO reply.
-	waitFor(t, "2 shares, m's used by both of its connections", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "2 shares, m's used by both of its connections", func() bool {
 		n, conns := shares()
 		return n == 2 && conns[m] == 2
 	})
@@ -130,13 +132,13 @@ func TestExportShareLifetime(t *testing.T) {
 	// r's reader waits for the share that a's stuck writes hold; ending r
 	// must wake it, a's writes being as stuck as before.
 	r.request(cmdWrite, 0, 1, 0, 4096, make([]byte, 4096))
-	waitFor(t, "r's reader to wait for the share", func() bool { return s.Stats().ExportInFlightWaits.Load() == 2 })
+	testkit.WaitFor(t, 10*time.Second, "r's reader to wait for the share", func() bool { return s.Stats().ExportInFlightWaits.Load() == 2 })
 	// Both readers blocked in the wait (a's and r's), so that only the
 	// kill's wake-up can end r's.
 	s.mu.Lock()
 	share := s.shares[m].budget
 	s.mu.Unlock()
-	waitFor(t, "r's reader blocked in the share", func() bool { return waitingIn(share) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "r's reader blocked in the share", func() bool { return waitingIn(share) == 2 })
 	var victim *conn
 	s.mu.Lock()
 	for c := range s.conns {
@@ -162,7 +164,7 @@ func TestExportShareLifetime(t *testing.T) {
 	}
 	b.request(cmdDisc, 0, 2, 0, 0, nil)
 	b.expectClosed()
-	waitFor(t, "no share left with no connection", func() bool { n, _ := shares(); return n == 0 })
+	testkit.WaitFor(t, 10*time.Second, "no share left with no connection", func() bool { n, _ := shares(); return n == 0 })
 	if got := s.Gauges().InFlightBytes; got != 0 {
 		t.Fatalf("%d bytes still in flight", got)
 	}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -115,7 +117,7 @@ func TestSpinReaderStream(t *testing.T) {
 		cc.Write(want[i*chunk : (i+1)*chunk])
 	}
 	cc.Write(want[spinEnd:bulkEnd])
-	waitFor(t, "the reader to give up spinning and park", func() bool { return s.stats.SpinsParked.Load() > 0 })
+	testkit.WaitFor(t, 10*time.Second, "the reader to give up spinning and park", func() bool { return s.stats.SpinsParked.Load() > 0 })
 	cc.Write(want[bulkEnd:])
 	cc.CloseWrite()
 	var r result

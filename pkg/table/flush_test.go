@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
 )
@@ -153,7 +154,7 @@ func TestSwapFlushesTheOldTable(t *testing.T) {
 		next := load()
 		resumed := make(chan error)
 		go func() { resumed <- d.Resume(ctx, true) }()
-		waitFor(t, "the swap", func() bool { return d.live.Load() == next })
+		testkit.WaitFor(t, 10*time.Second, "the swap", func() bool { return d.live.Load() == next })
 		must(t, d.Flush(ctx)) // does not wait for the holder
 		if n, _ := l.flushes(old); n != 1 || old.Destroyed() {
 			t.Fatalf("FLUSH on the new table flushed the draining old one %d times (destroyed %v); want once, before its destroy", n, old.Destroyed())

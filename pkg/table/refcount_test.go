@@ -42,19 +42,6 @@ func TestPutUnderflowWhileDrainingPanics(t *testing.T) {
 	tb.Put()
 }
 
-// waitFor spins (yielding) until cond holds, bounded in time; the test
-// fails if it never does.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // The seed's rule: a table is destroyed only after its last holder puts it,
 // and the holder's Put wakes the destroyer; Put itself destroys nothing.
 func TestDestroyWaitsForHolders(t *testing.T) {
@@ -64,7 +51,7 @@ func TestDestroyWaitsForHolders(t *testing.T) {
 	holder := d.Acquire(false) // e.g. a long status call
 	done := make(chan error)
 	go func() { done <- d.Close() }()
-	waitFor(t, "close to start draining", func() bool { return d.Stats().Destroying.Load() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "close to start draining", func() bool { return d.Stats().Destroying.Load() == 1 })
 	select {
 	case err := <-done:
 		t.Fatalf("Close returned (%v) while a holder remained", err)
@@ -102,7 +89,7 @@ func TestSuspendWaitsForInFlightAndHoldsNewIO(t *testing.T) {
 	}
 	suspended := make(chan error)
 	go func() { suspended <- d.Suspend(ctx, false) }()
-	waitFor(t, "the suspend gate", func() bool { return d.gate.Load() != nil })
+	testkit.WaitFor(t, 10*time.Second, "the suspend gate", func() bool { return d.gate.Load() != nil })
 	select {
 	case err := <-suspended:
 		t.Fatalf("Suspend returned (%v) with I/O in flight", err)
@@ -172,7 +159,7 @@ func TestResumeLiveDoesNotWaitForOldHolders(t *testing.T) {
 	}
 	resumed := make(chan error)
 	go func() { resumed <- d.Resume(ctx, true) }()
-	waitFor(t, "the swap", func() bool { return d.live.Load() != old })
+	testkit.WaitFor(t, 10*time.Second, "the swap", func() bool { return d.live.Load() != old })
 	nt, err := d.Get(ctx) // not blocked by the old table's holder
 	if err != nil || nt == old || nt.Destroyed() {
 		t.Fatalf("Get after live swap = %v, %v", nt, err)

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // A real block device: a loop device over a file. Its size comes from the
@@ -13,18 +15,12 @@ import (
 func TestLoopBlockDevice(t *testing.T) {
 	losetup, err := exec.LookPath("losetup")
 	if err != nil || os.Getuid() != 0 {
-		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("need root and losetup (GDM_REQUIRE_TOOLS is set): %v", err)
-		}
-		t.Skip("SKIPPING: a loop device needs root and losetup")
+		testkit.SkipOrFail(t, "a loop device needs root and losetup: %v", err)
 	}
 	backing := tempFile(t, 3<<20)
 	out, err := exec.Command(losetup, "--find", "--show", backing).Output()
 	if err != nil {
-		if os.Getenv("GDM_REQUIRE_TOOLS") != "" {
-			t.Fatalf("losetup: %v", err)
-		}
-		t.Skipf("SKIPPING: no loop device available here: %v", err)
+		testkit.SkipOrFail(t, "no loop device available here: %v", err)
 	}
 	loop := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })

@@ -87,11 +87,15 @@ func TestDevHolesZeroAndExtents(t *testing.T) {
 	if err := d.WriteAt(data, 256<<10); err != nil {
 		t.Fatal(err)
 	}
+	// The file's holes are seen where the filesystem can say so
+	// (SEEK_DATA); elsewhere every extent is data, and the zeroing and
+	// early-stop checks below still run.
 	got := collect(t, d, 0, 1<<20)
-	if d.noSeekData.Load() {
-		t.Skip("filesystem has no SEEK_DATA; extents are all data")
-	}
 	want := []Extent{{256 << 10, ExtentHole | ExtentZero}, {256 << 10, 0}, {512 << 10, ExtentHole | ExtentZero}}
+	if d.noSeekData.Load() {
+		t.Logf("filesystem has no SEEK_DATA: extents are all data, hole layout not checked")
+		want = []Extent{{1 << 20, 0}}
+	}
 	if !equalExtents(got, want) {
 		t.Fatalf("extents %v, want %v", got, want)
 	}
@@ -112,7 +116,7 @@ func TestDevHolesZeroAndExtents(t *testing.T) {
 			t.Fatalf("byte %d = %#x after zeroing", i, b)
 		}
 	}
-	if !d.noPunch.Load() {
+	if !d.noPunch.Load() && !d.noSeekData.Load() {
 		got = collect(t, d, 256<<10, 256<<10)
 		want = []Extent{{64 << 10, 0}, {64 << 10, ExtentHole | ExtentZero}, {128 << 10, 0}}
 		if !equalExtents(got, want) {
