@@ -206,18 +206,22 @@ func TestModelStriped(t *testing.T) {
 	if err := d.ReadAt(ctx, row, 5*32768); err != nil {
 		t.Fatal(err)
 	}
-	tb := d.Acquire(false)
-	defer tb.Put()
-	devs := tb.Devs().Devs()
-	for c := int64(5); c < 11; c++ {
-		leg := devs[c%4]
-		got := make([]byte, 32768)
-		if err := leg.ReadAt(got, (c/4)*32768); err != nil {
-			t.Fatal(err)
+	err := d.View(Live, func(tb *Table) error {
+		devs := tb.Devs().Devs()
+		for c := int64(5); c < 11; c++ {
+			leg := devs[c%4]
+			got := make([]byte, 32768)
+			if err := leg.ReadAt(got, (c/4)*32768); err != nil {
+				return err
+			}
+			if !bytes.Equal(got, row[(c-5)*32768:(c-4)*32768]) {
+				return fmt.Errorf("chunk %d is not at leg %d chunk %d", c, c%4, c/4)
+			}
 		}
-		if !bytes.Equal(got, row[(c-5)*32768:(c-4)*32768]) {
-			t.Fatalf("chunk %d is not at leg %d chunk %d", c, c%4, c/4)
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -252,11 +256,12 @@ func TestZeroAndErrorTargets(t *testing.T) {
 	if err := d.Flush(ctx); err != nil {
 		t.Errorf("flush with an error target: %v (dm sends no flush to error targets)", err)
 	}
-	segs := d.Acquire(false)
-	defer segs.Put()
-	if s := segs.SegmentSnapshot()[1]; s.Errors[OpRead] != 2 || s.Errors[OpWrite] != 1 {
-		t.Errorf("error target counted read errors %d, write errors %d; want 2, 1", s.Errors[OpRead], s.Errors[OpWrite])
-	}
+	must(t, d.View(Live, func(segs *Table) error {
+		if s := segs.SegmentSnapshot()[1]; s.Errors[OpRead] != 2 || s.Errors[OpWrite] != 1 {
+			t.Errorf("error target counted read errors %d, write errors %d; want 2, 1", s.Errors[OpRead], s.Errors[OpWrite])
+		}
+		return nil
+	}))
 	if got, err := spliceRead(t, d, 0, 4096); err != nil || !bytes.Equal(got, make([]byte, 4096)) {
 		t.Errorf("zero target through a pipe: %v", err)
 	}

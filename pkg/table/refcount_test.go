@@ -17,7 +17,7 @@ import (
 
 func TestPutWithoutGetPanics(t *testing.T) {
 	d := newLiveDevice(t, "0 8 zero")
-	tb := d.Acquire(false)
+	tb := d.acquire(Live)
 	tb.Put()
 	defer func() {
 		tb.holders.Add(1) // undo the bad Put so Close can drain
@@ -48,7 +48,7 @@ func TestDestroyWaitsForHolders(t *testing.T) {
 	dir := t.TempDir()
 	f := testkit.Sparse(t, dir, "f", 1<<20)
 	d := newLiveDevice(t, "0 2048 linear "+f+" 0")
-	holder := d.Acquire(false) // e.g. a long status call
+	holder := d.acquire(Live) // e.g. a long status call
 	done := make(chan error)
 	go func() { done <- d.Close() }()
 	testkit.WaitFor(t, 10*time.Second, "close to start draining", func() bool { return d.Stats().Destroying.Load() == 1 })
@@ -62,7 +62,7 @@ func TestDestroyWaitsForHolders(t *testing.T) {
 	}
 	// The holder can still do I/O on the table it holds.
 	p := make([]byte, 512)
-	if err := holder.ReadAt(p, 0); err != nil {
+	if err := holder.ReadAtContext(context.Background(), p, 0); err != nil {
 		t.Fatalf("holder's read: %v", err)
 	}
 	holder.Put()
@@ -265,9 +265,9 @@ func TestStressSwapUnderIO(t *testing.T) {
 						errs <- fmt.Errorf("Get returned a destroyed table")
 					}
 					if write {
-						err = tb.WriteAt(buf[:n], off)
+						err = tb.WriteAtContext(ctx, buf[:n], off, 0)
 					} else {
-						err = tb.ReadAt(back[:n], off)
+						err = tb.ReadAtContext(ctx, back[:n], off)
 					}
 					if tb.Destroyed() || tb.Devs().Closes() != 0 {
 						errs <- fmt.Errorf("table destroyed during an I/O")
@@ -289,10 +289,7 @@ func TestStressSwapUnderIO(t *testing.T) {
 	// A status reader holds tables too, briefly, like a scrape.
 	wg.Go(func() {
 		for !stop.Load() {
-			if tb := d.Acquire(false); tb != nil {
-				_ = tb.Status()
-				tb.Put()
-			}
+			_ = d.View(Live, func(tb *Table) error { _ = tb.Status(); return nil })
 		}
 	})
 	const swaps = 300

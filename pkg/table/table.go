@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/gdm-project/gdm/pkg/btree"
 	"github.com/gdm-project/gdm/pkg/targets"
@@ -23,15 +21,11 @@ var (
 	ErrNoSpace    = fmt.Errorf("table: write past the end of the device: %w", syscall.ENOSPC)
 )
 
-// drainBias is added to holders by whoever waits for them to drain (destroy,
-// or the quiesce of a suspend). Put sees a count at or above it and knows a
-// waiter needs waking; below it Put pays for nothing but its atomic add.
-const drainBias = int64(1) << 40
-
 // Table is an immutable mapping of a device's sectors onto targets.
 //
-// Its lifetime follows the seed's rules: see the package doc. Get/Put are
-// for temporary holders; Destroy is for Device only.
+// Its lifetime follows the seed's rules: see the package doc and
+// holders.go. Device.Get/View and Put are for temporary holders; destroy is
+// for Device only.
 type Table struct {
 	lines   []Line
 	targets []targets.Target
@@ -47,6 +41,13 @@ type Table struct {
 	// closeMu lets flushRetired sync the files of a table being destroyed
 	// without racing the close.
 	closeMu sync.RWMutex
+
+	// phase is where the table is in its life (lifecycle.go), guarded by
+	// the device's mu.
+	phase phase
+	// flushers are the targets with a Flush of their own, found once.
+	flushOnce sync.Once
+	flushers  []targets.Flusher
 }
 
 // Options are how a table opens its backing devices.
@@ -82,7 +83,7 @@ func NewWith(lines []Line, opts Options) (*Table, error) {
 	var next uint64
 	for i, l := range lines {
 		if l.Start != next || l.Length == 0 || l.Length > maxSectors-l.Start {
-			t.devs.Close()
+			t.abandon()
 			return nil, &LineError{Line: l.LineNo, Err: fmt.Errorf("%w: targets must start at 0 and adjoin", ErrGap)}
 		}
 		typ, err := targets.Lookup(l.Type)
@@ -90,7 +91,7 @@ func NewWith(lines []Line, opts Options) (*Table, error) {
 			t.targets[i], err = typ.New(l.Args, l.Length, t.devs)
 		}
 		if err != nil {
-			t.devs.Close()
+			t.abandon()
 			return nil, &LineError{Line: l.LineNo, Err: fmt.Errorf("%s: %w", l.Type, err)}
 		}
 		t.starts[i] = int64(l.Start) * targets.SectorSize
@@ -100,7 +101,7 @@ func NewWith(lines []Line, opts Options) (*Table, error) {
 	t.starts[len(lines)] = int64(next) * targets.SectorSize
 	var err error
 	if t.index, err = btree.Build(lasts); err != nil {
-		t.devs.Close()
+		t.abandon()
 		return nil, fmt.Errorf("table: %w", err)
 	}
 	return t, nil
@@ -147,143 +148,45 @@ func (t *Table) Sectors() uint64 { return uint64(t.Size() / targets.SectorSize) 
 // Devs is the table's backing devices.
 func (t *Table) Devs() *targets.DevSet { return t.devs }
 
-// Holders is the number of temporary holders now.
-func (t *Table) Holders() int64 {
-	n := t.holders.Load()
-	if n >= drainBias-1 {
-		n -= drainBias
-	}
-	return n
-}
+// Status returns each target's status text (dm's STATUSTYPE_INFO), in order:
+// StatusOf(targets.StatusInfo).
+func (t *Table) Status() []string { return t.StatusOf(targets.StatusInfo) }
 
-// Destroyed reports whether Destroy has closed the table.
-func (t *Table) Destroyed() bool { return t.destroyed.Load() }
-
-// Status returns each target's status text (dm's STATUSTYPE_INFO), in order.
-func (t *Table) Status() []string {
+// StatusOf returns each target's status text of the given type, in order.
+func (t *Table) StatusOf(typ targets.StatusType) []string {
 	out := make([]string, len(t.targets))
 	for i, tg := range t.targets {
-		out[i] = tg.Status()
+		out[i] = tg.Status(typ)
 	}
 	return out
-}
-
-// get takes a temporary reference. Device.Get wraps it with the checks that
-// make it race-free against a swap.
-func (t *Table) get() { t.holders.Add(1) }
-
-// Put gives back a reference taken by Device.Get or Device.Acquire. It never
-// destroys the table: when a destroyer is waiting and this was the last
-// holder, it wakes the destroyer. A Put without a Get panics.
-func (t *Table) Put() {
-	n := t.holders.Add(-1)
-	// One unsigned compare covers the usual case: 0 <= n < drainBias-1.
-	if uint64(n) < uint64(drainBias-1) {
-		return
-	}
-	t.putSlow(n)
-}
-
-func (t *Table) putSlow(n int64) {
-	switch {
-	case n < 0 || n == drainBias-1:
-		panic(fmt.Sprintf("table: holders underflow: Put without Get (count %d)", n))
-	case n == drainBias: // the last holder, with a drainer waiting
-		select {
-		case t.wake <- struct{}{}:
-		default: // a token is already there
-		}
-	}
-}
-
-// drain waits until no temporary holder remains, and leaves the bias in
-// holders so that the waiter can be woken again. Long waits are logged with
-// the count still held; the log timer is for the log only, the wake-up is the
-// last Put's. It returns false if ctx ended first (with the bias removed).
-func (t *Table) drain(ctx context.Context, log *slog.Logger, what string) (time.Duration, bool) {
-	start := time.Now()
-	if t.holders.Add(drainBias) == drainBias {
-		return 0, true
-	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for t.holders.Load() != drainBias {
-		select {
-		case <-t.wake:
-		case <-tick.C:
-			log.Warn("table drain is taking long", "waiting_for", what,
-				"holders", t.Holders(), "waited", time.Since(start).Round(time.Millisecond))
-		case <-ctx.Done():
-			t.undrain()
-			return time.Since(start), false
-		}
-	}
-	return time.Since(start), true
-}
-
-// undrain removes the bias added by drain (after a quiesce).
-func (t *Table) undrain() { t.holders.Add(-drainBias) }
-
-// destroyHook, when set, is called at the start of every destroy, on the
-// destroying goroutine. Tests use it to prove where destruction happens.
-var destroyHook atomic.Pointer[func(*Table)]
-
-// SetDestroyHook installs (or, with nil, removes) the destroy hook. For
-// tests only.
-func SetDestroyHook(f func(*Table)) {
-	if f == nil {
-		destroyHook.Store(nil)
-		return
-	}
-	destroyHook.Store(&f)
-}
-
-// destroy waits for every holder to go, then (with flush) syncs and closes
-// the backing devices. Called only by Device at its fixed points, once per
-// table.
-func (t *Table) destroy(log *slog.Logger, flush bool) (time.Duration, error) {
-	if !t.destroying.CompareAndSwap(false, true) {
-		panic("table: destroyed twice")
-	}
-	if h := destroyHook.Load(); h != nil {
-		(*h)(t)
-	}
-	// Not cancellable: closing files under a holder is what must never be.
-	waited, _ := t.drain(context.Background(), log, "destroy")
-	var ferr error
-	if flush {
-		if ferr = t.Flush(); ferr != nil {
-			ferr = fmt.Errorf("table: flush before destroy: %w", ferr)
-		}
-	}
-	t.closeMu.Lock()
-	t.destroyed.Store(true)
-	cerr := t.devs.Close()
-	t.closeMu.Unlock()
-	return waited, errors.Join(ferr, cerr)
 }
 
 // flushRetired flushes a table that has left the live slot but may still
 // be draining: its files are open until destroy closes them, and destroy
 // flushes before it closes, so a destroyed table needs nothing.
-func (t *Table) flushRetired() error {
+func (t *Table) flushRetired(ctx context.Context) error {
 	t.closeMu.RLock()
 	defer t.closeMu.RUnlock()
 	if t.destroyed.Load() {
 		return nil
 	}
-	return t.Flush()
+	return t.FlushContext(ctx)
 }
 
-// ReadAt reads len(p) bytes at off, splitting at target boundaries.
-func (t *Table) ReadAt(p []byte, off int64) error { return t.rw(p, off, OpRead) }
+// ReadAtContext reads len(p) bytes at off, splitting at target boundaries.
+func (t *Table) ReadAtContext(ctx context.Context, p []byte, off int64) error {
+	return t.rw(ctx, p, off, OpRead, 0)
+}
 
-// WriteAt writes p at off, splitting at target boundaries.
-func (t *Table) WriteAt(p []byte, off int64) error { return t.rw(p, off, OpWrite) }
+// WriteAtContext writes p at off, splitting at target boundaries; each
+// target gets flags (FUA: each piece is durable when its target returns).
+func (t *Table) WriteAtContext(ctx context.Context, p []byte, off int64, flags targets.WriteFlags) error {
+	return t.rw(ctx, p, off, OpWrite, flags)
+}
 
 // rw splits p at target boundaries; each piece is a slice of the caller's
 // buffer, so data is never copied here.
-func (t *Table) rw(p []byte, off int64, op Op) error {
+func (t *Table) rw(ctx context.Context, p []byte, off int64, op Op, flags targets.WriteFlags) error {
 	if err := t.check(off, int64(len(p)), op); err != nil {
 		return err
 	}
@@ -291,9 +194,9 @@ func (t *Table) rw(p []byte, off int64, op Op) error {
 		i, tOff, n := t.locate(off, int64(len(p)))
 		var err error
 		if op == OpWrite {
-			err = t.targets[i].WriteAt(p[:n], tOff)
+			err = t.targets[i].WriteAt(ctx, p[:n], tOff, flags)
 		} else {
-			err = t.targets[i].ReadAt(p[:n], tOff)
+			err = t.targets[i].ReadAt(ctx, p[:n], tOff)
 		}
 		t.stats[i].record(op, n, err)
 		if err != nil {
@@ -305,41 +208,63 @@ func (t *Table) rw(p []byte, off int64, op Op) error {
 	return nil
 }
 
-// SpliceTo moves [off, off+n) into pipe without copying it through user
-// space, target by target (see targets.Target.SpliceTo). After an error
-// the pipe holds part of the range.
-func (t *Table) SpliceTo(pipe int, off, n int64) error {
-	return t.each(off, n, OpRead, func(tg targets.Target, tOff, m int64) error { return tg.SpliceTo(pipe, tOff, m) })
+// SpliceToContext moves [off, off+n) into pipe without copying it through
+// user space, target by target (see targets.Target.SpliceTo). After an
+// error the pipe holds part of the range.
+func (t *Table) SpliceToContext(ctx context.Context, pipe int, off, n int64) error {
+	return t.each(off, n, OpRead, func(tg targets.Target, tOff, m int64) error { return tg.SpliceTo(ctx, pipe, tOff, m) })
 }
 
-// Trim discards [off, off+length) on every target it covers.
-func (t *Table) Trim(off, length int64) error {
-	return t.each(off, length, OpTrim, func(tg targets.Target, tOff, n int64) error { return tg.Trim(tOff, n) })
+// TrimContext discards [off, off+length) on every target it covers.
+func (t *Table) TrimContext(ctx context.Context, off, length int64) error {
+	return t.each(off, length, OpTrim, func(tg targets.Target, tOff, n int64) error { return tg.Trim(ctx, tOff, n) })
 }
 
-// Zero makes [off, off+length) read as zeros.
-func (t *Table) Zero(off, length int64, flags targets.ZeroFlags) error {
-	return t.each(off, length, OpZero, func(tg targets.Target, tOff, n int64) error { return tg.Zero(tOff, n, flags) })
+// ZeroContext makes [off, off+length) read as zeros.
+func (t *Table) ZeroContext(ctx context.Context, off, length int64, flags targets.ZeroFlags) error {
+	return t.each(off, length, OpZero, func(tg targets.Target, tOff, n int64) error { return tg.Zero(ctx, tOff, n, flags) })
 }
 
-// Flush makes every completed write durable: each backing device of the
-// table is synced once, however many targets use it.
-func (t *Table) Flush() error {
+// FlushContext makes every completed write durable: each backing device of
+// the table is synced once, however many targets use it, and then every
+// target with a Flush of its own (targets.Flusher) is flushed, in table
+// order; a failed sync stops there (a target's flush may record that the
+// data before it is durable).
+func (t *Table) FlushContext(ctx context.Context) error {
 	if h := flushHook.Load(); h != nil {
 		if err := (*h)(t); err != nil {
 			return err
 		}
 	}
-	return t.devs.Sync()
+	if err := t.devs.Sync(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range t.targetFlushers() {
+		errs = append(errs, f.Flush(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// targetFlushers finds, once, the targets that have a Flush of their own.
+func (t *Table) targetFlushers() []targets.Flusher {
+	t.flushOnce.Do(func() {
+		for _, tg := range t.targets {
+			if f, ok := tg.(targets.Flusher); ok {
+				t.flushers = append(t.flushers, f)
+			}
+		}
+	})
+	return t.flushers
 }
 
 // flushHook, when set, runs at the start of every Flush; an error from it
 // fails the flush. Tests use it to see which tables are flushed, and when.
 var flushHook atomic.Pointer[func(*Table) error]
 
-// Extents reports allocation of [off, off+length), calling emit per run in
-// order until it returns false.
-func (t *Table) Extents(off, length int64, emit func(targets.Extent) bool) error {
+// ExtentsContext reports allocation of [off, off+length), calling emit per
+// run in order until it returns false.
+func (t *Table) ExtentsContext(ctx context.Context, off, length int64, emit func(targets.Extent) bool) error {
 	more := true
 	guard := func(e targets.Extent) bool {
 		more = emit(e)
@@ -349,7 +274,7 @@ func (t *Table) Extents(off, length int64, emit func(targets.Extent) bool) error
 		if !more {
 			return errStop
 		}
-		return tg.Extents(tOff, n, guard)
+		return tg.Extents(ctx, tOff, n, guard)
 	})
 }
 

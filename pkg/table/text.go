@@ -1,17 +1,3 @@
-// Package table holds gdm's dm tables and the devices that serve them.
-//
-// A Table is an immutable list of targets with a btree index over their
-// sectors. A Device has a live slot and an inactive slot, each holding at
-// most one table. The rules come from the kernel patch "dm table: rework
-// reference counting" (shared/seed):
-//
-//   - A table has exactly one uncounted reference: the slot holding it.
-//   - Temporary users (each I/O, status, block status, metrics) take Get and
-//     give back Put; they count in holders.
-//   - A table is destroyed only by the Device operations that take it out of
-//     its slot (load over an inactive table, resume, clear, close), never by a
-//     Put. Destroy waits for holders to drain, then closes the table's backing
-//     devices exactly once.
 package table
 
 import (

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"strings"
@@ -44,21 +45,22 @@ func TestLoopBlockDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
 	data := bytes.Repeat([]byte("blockdev"), 8192)
-	if err := tg.WriteAt(data, 4096); err != nil {
+	if err := tg.WriteAt(ctx, data, 4096, FUA); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, len(data))
-	if err := tg.ReadAt(got, 4096); err != nil || !bytes.Equal(got, data) {
+	if err := tg.ReadAt(ctx, got, 4096); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read back: %v", err)
 	}
-	if err := tg.Zero(4096, 8192, ZeroFlags{}); err != nil {
+	if err := tg.Zero(ctx, 4096, 8192, ZeroFlags{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := tg.ReadAt(got[:8192], 4096); err != nil || !bytes.Equal(got[:8192], make([]byte, 8192)) {
+	if err := tg.ReadAt(ctx, got[:8192], 4096); err != nil || !bytes.Equal(got[:8192], make([]byte, 8192)) {
 		t.Fatalf("after zero: %v", err)
 	}
-	ext := collect(t, tg, 0, 1<<20)
+	ext := collect(t, func(off, n int64, emit func(Extent) bool) error { return tg.Extents(ctx, off, n, emit) }, 0, 1<<20)
 	if len(ext) != 1 || ext[0].Flags != 0 || ext[0].Length != 1<<20 {
 		t.Fatalf("block device extents %v, want all data", ext)
 	}

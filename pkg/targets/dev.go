@@ -30,6 +30,10 @@ type Dev struct {
 	noZeroRange atomic.Bool
 	noSeekData  atomic.Bool
 
+	// syncs counts the fdatasyncs that succeeded: how a test sees that a
+	// FUA write or a flush reached this device.
+	syncs atomic.Uint64
+
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool
@@ -128,9 +132,13 @@ func (d *Dev) Sync() error {
 		if err != nil {
 			return fmt.Errorf("targets: fdatasync %s: %w", d.path, err)
 		}
+		d.syncs.Add(1)
 		return nil
 	}
 }
+
+// Syncs is how many times Sync made the device's writes durable.
+func (d *Dev) Syncs() uint64 { return d.syncs.Load() }
 
 func unsupported(err error) bool {
 	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 // linear maps the target's range onto one device at an offset:
 // `linear <dev> <offset>`.
 type linear struct {
+	Base
 	dev    *Dev
 	offset int64 // bytes
 	errors atomic.Uint64
@@ -43,7 +45,7 @@ func newLinear(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &linear{dev: dev, offset: int64(off) * SectorSize}, nil
+	return &linear{Base: Base{Args: args}, dev: dev, offset: int64(off) * SectorSize}, nil
 }
 
 // openSized opens path and checks it holds offset+sectors sectors.
@@ -67,19 +69,28 @@ func (l *linear) count(err error) error {
 	return err
 }
 
-func (l *linear) ReadAt(p []byte, off int64) error {
+// The I/O methods ignore ctx: pread and pwrite on a local file or block
+// device cannot be cancelled.
+
+func (l *linear) ReadAt(_ context.Context, p []byte, off int64) error {
 	return l.count(l.dev.ReadAt(p, l.offset+off))
 }
 
-func (l *linear) WriteAt(p []byte, off int64) error {
-	return l.count(l.dev.WriteAt(p, l.offset+off))
+// WriteAt with FUA syncs the device after the write (fdatasync: the range
+// cannot be synced alone, the device's other writes become durable too).
+func (l *linear) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
+	err := l.dev.WriteAt(p, l.offset+off)
+	if err == nil && flags&FUA != 0 {
+		err = l.dev.Sync()
+	}
+	return l.count(err)
 }
 
-func (l *linear) Trim(off, length int64) error {
+func (l *linear) Trim(_ context.Context, off, length int64) error {
 	return l.count(l.dev.Trim(l.offset+off, length))
 }
 
-func (l *linear) Zero(off, length int64, flags ZeroFlags) error {
+func (l *linear) Zero(_ context.Context, off, length int64, flags ZeroFlags) error {
 	err := l.dev.Zero(l.offset+off, length, flags)
 	if err == ErrNotSupported {
 		return err // a refused fast zero is not a device error
@@ -87,9 +98,9 @@ func (l *linear) Zero(off, length int64, flags ZeroFlags) error {
 	return l.count(err)
 }
 
-func (l *linear) Extents(off, length int64, emit func(Extent) bool) error {
+func (l *linear) Extents(_ context.Context, off, length int64, emit func(Extent) bool) error {
 	return l.count(l.dev.Extents(l.offset+off, length, emit))
 }
 
-// Status: dm's linear target reports nothing in STATUSTYPE_INFO.
-func (l *linear) Status() string { return "" }
+// linear's status is Base's: dm's linear target reports nothing in
+// STATUSTYPE_INFO, and its args in STATUSTYPE_TABLE.

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -54,7 +55,7 @@ var zeroPage [4096]byte
 
 // SpliceTo writes n zero bytes (a copy, but zero targets are rarely read
 // in bulk).
-func (zeroTarget) SpliceTo(pipe int, _, n int64) error {
+func (zeroTarget) SpliceTo(_ context.Context, pipe int, _, n int64) error {
 	return fillPipe(n, func(left int64) (int64, error) {
 		m, err := unix.Write(pipe, zeroPage[:min(left, int64(len(zeroPage)))])
 		if err != nil {
@@ -65,11 +66,11 @@ func (zeroTarget) SpliceTo(pipe int, _, n int64) error {
 }
 
 // SpliceTo answers as ReadAt does.
-func (errorTarget) SpliceTo(int, int64, int64) error { return ErrTargetError }
+func (errorTarget) SpliceTo(context.Context, int, int64, int64) error { return ErrTargetError }
 
 // SpliceTo moves the range from the device. A full pipe is not a device
 // error.
-func (l *linear) SpliceTo(pipe int, off, n int64) error {
+func (l *linear) SpliceTo(_ context.Context, pipe int, off, n int64) error {
 	err := l.dev.SpliceTo(pipe, l.offset+off, n)
 	if err == ErrPipeFull {
 		return err
@@ -78,7 +79,7 @@ func (l *linear) SpliceTo(pipe int, off, n int64) error {
 }
 
 // SpliceTo moves the range chunk by chunk from the legs' devices, in order.
-func (s *striped) SpliceTo(pipe int, off, n int64) error {
+func (s *striped) SpliceTo(_ context.Context, pipe int, off, n int64) error {
 	for n > 0 {
 		leg, devOff, room := s.locate(off)
 		m := min(room, n)

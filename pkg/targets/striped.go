@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 // Chunk c of the target lives on leg c mod #stripes, at chunk c / #stripes
 // of that leg.
 type striped struct {
+	Base
 	legs       []stripeLeg
 	chunkBytes int64
 }
@@ -99,7 +101,7 @@ func checkStriped(args []string, sectors uint64) ([]string, error) {
 func newStriped(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	stripes, _ := ParseNumber(args[0]) // all checked by checkStriped
 	chunk, _ := ParseNumber(args[1])
-	s := &striped{chunkBytes: int64(chunk) * SectorSize, legs: make([]stripeLeg, stripes)}
+	s := &striped{Base: Base{Args: args}, chunkBytes: int64(chunk) * SectorSize, legs: make([]stripeLeg, stripes)}
 	for i := range s.legs {
 		off, _ := ParseNumber(args[3+2*i])
 		dev, err := openSized(devs, args[2+2*i], off, sectors/stripes)
@@ -138,8 +140,22 @@ func (s *striped) count(leg int, err error) error {
 	return err
 }
 
-func (s *striped) ReadAt(p []byte, off int64) error  { return s.rw(p, off, false) }
-func (s *striped) WriteAt(p []byte, off int64) error { return s.rw(p, off, true) }
+// The I/O methods ignore ctx, as linear's do.
+
+func (s *striped) ReadAt(_ context.Context, p []byte, off int64) error {
+	return s.rw(p, off, false)
+}
+
+// WriteAt with FUA syncs each leg the write touched, once it is written.
+func (s *striped) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
+	err := s.rw(p, off, true)
+	if err == nil && flags&FUA != 0 && len(p) > 0 {
+		err = s.legRanges(off, int64(len(p)), func(leg int, _, _ int64) error {
+			return s.count(leg, s.legs[leg].dev.Sync())
+		})
+	}
+	return err
+}
 
 // rw splits p at chunk boundaries. Pieces go straight to the caller's buffer;
 // big requests run one goroutine per leg.
@@ -229,21 +245,21 @@ func (s *striped) legRanges(off, length int64, fn func(leg int, devOff, n int64)
 }
 
 // Trim fans out to every leg the range touches.
-func (s *striped) Trim(off, length int64) error {
+func (s *striped) Trim(_ context.Context, off, length int64) error {
 	return s.legRanges(off, length, func(leg int, devOff, n int64) error {
 		return s.count(leg, s.legs[leg].dev.Trim(devOff, n))
 	})
 }
 
 // Zero fans out to every leg the range touches.
-func (s *striped) Zero(off, length int64, flags ZeroFlags) error {
+func (s *striped) Zero(_ context.Context, off, length int64, flags ZeroFlags) error {
 	return s.legRanges(off, length, func(leg int, devOff, n int64) error {
 		return s.count(leg, s.legs[leg].dev.Zero(devOff, n, flags))
 	})
 }
 
 // Extents walks the range chunk by chunk, asking each leg's device.
-func (s *striped) Extents(off, length int64, emit func(Extent) bool) error {
+func (s *striped) Extents(_ context.Context, off, length int64, emit func(Extent) bool) error {
 	end := off + length
 	more := true
 	for off < end && more {
@@ -261,9 +277,12 @@ func (s *striped) Extents(off, length int64, emit func(Extent) bool) error {
 	return nil
 }
 
-// Status is dm-stripe's: "<#stripes> <dev>... 1 <A|D per leg>", D for a leg
-// that has seen an I/O error.
-func (s *striped) Status() string {
+// Status INFO is dm-stripe's: "<#stripes> <dev>... 1 <A|D per leg>", D for
+// a leg that has seen an I/O error; TABLE is Base's.
+func (s *striped) Status(typ StatusType) string {
+	if typ != StatusInfo {
+		return s.Base.Status(typ)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d ", len(s.legs))
 	health := make([]byte, len(s.legs))

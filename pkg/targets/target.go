@@ -1,18 +1,9 @@
-// Package targets holds gdm's dm targets (linear, striped, zero, error) and
-// the backing devices they map onto.
-//
-// A Target serves byte ranges relative to its own start; the table in
-// pkg/table splits a request at target boundaries and hands each piece to the
-// right target. Targets never open or close backing devices themselves: they
-// borrow them from the table's DevSet, which opens each path once and closes
-// everything exactly once when the table is destroyed.
 package targets
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 )
@@ -47,6 +38,9 @@ var (
 	// ErrShortIO is a backing device that ended before the data did (it was
 	// truncated after the table was loaded).
 	ErrShortIO = fmt.Errorf("targets: short I/O on backing device: %w", syscall.EIO)
+	// ErrNoMessages answers a message to a target that takes none (dm's
+	// "Target type does not support messages").
+	ErrNoMessages = fmt.Errorf("targets: target type takes no messages: %w", syscall.EINVAL)
 )
 
 // ZeroFlags qualify a write-zeroes request.
@@ -70,94 +64,114 @@ type Extent struct {
 	Flags  uint32
 }
 
-// Target is one table line's mapping. Offsets are bytes from the target's
-// start; callers keep every range inside the target. Implementations must be
-// safe for concurrent use: many I/Os run on one target at once.
+// WriteFlags qualify a write.
+type WriteFlags uint32
+
+// FUA (force unit access): the write is durable when WriteAt returns, as if
+// a flush of just this range followed it (NBD_CMD_FLAG_FUA, REQ_FUA).
+const FUA WriteFlags = 1 << 0
+
+// StatusType is which of dm's two status forms is asked for.
+type StatusType uint8
+
+const (
+	// StatusInfo is dm's STATUSTYPE_INFO: the target's state (`dmsetup
+	// status`), often empty.
+	StatusInfo StatusType = iota
+	// StatusTable is dm's STATUSTYPE_TABLE: the target's args as `dmsetup
+	// table` prints them, canonical, with secrets hidden.
+	StatusTable
+)
+
+// Target is one table line's mapping: the required part of what the
+// kernel's struct target_type offers (map and status). Offsets are bytes
+// from the target's start; callers keep every range inside the target.
+// Implementations must be safe for concurrent use: many I/Os run on one
+// target at once. Every I/O method takes the request's context first; a
+// target that can wait (a remote device) must give up when it ends.
 type Target interface {
-	ReadAt(p []byte, off int64) error
-	WriteAt(p []byte, off int64) error
+	ReadAt(ctx context.Context, p []byte, off int64) error
+	// WriteAt writes p at off; with FUA in flags the data is durable when
+	// it returns.
+	WriteAt(ctx context.Context, p []byte, off int64, flags WriteFlags) error
 	// Trim discards a range; its content is undefined afterwards.
-	Trim(off, length int64) error
+	Trim(ctx context.Context, off, length int64) error
 	// Zero makes a range read as zeros.
-	Zero(off, length int64, flags ZeroFlags) error
+	Zero(ctx context.Context, off, length int64, flags ZeroFlags) error
 	// Extents reports allocation of [off, off+length) in order, calling emit
 	// for each run until it returns false. Runs may be reported shorter than
 	// they are; the sum covers at most the range.
-	Extents(off, length int64, emit func(Extent) bool) error
+	Extents(ctx context.Context, off, length int64, emit func(Extent) bool) error
 	// SpliceTo writes exactly n bytes of [off, off+n) to pipe (a pipe's
 	// write end, non-blocking) without copying them through user space
 	// where it can (see splice.go), or fails: with ErrPipeFull when the
 	// pipe has no room left. After a failure the pipe holds an unknown part
 	// of the range and must be discarded.
-	SpliceTo(pipe int, off, n int64) error
-	// Status is dm's STATUSTYPE_INFO text for this target.
-	Status() string
+	SpliceTo(ctx context.Context, pipe int, off, n int64) error
+	// Status is dm's status text of the given type (embed Base for the
+	// TABLE form).
+	Status(typ StatusType) string
 }
 
-// Type is a kind of target: how to check its arguments and how to build one.
-type Type struct {
-	Name string
-	// Check validates args for a target of the given length (sectors)
-	// without touching any device, and returns them in canonical form.
-	Check func(args []string, sectors uint64) ([]string, error)
-	// New builds a target from canonical args, opening devices via devs.
-	New func(args []string, sectors uint64, devs *DevSet) (Target, error)
+// Flusher is a target with state that the table's DevSet.Sync does not
+// make durable: a flush mark in a log, a remote device's own flush. The
+// table calls Flush on every FLUSH, after syncing the DevSet (so a target
+// whose devices all come from the DevSet needs no Flusher), and at destroy
+// before the destructor.
+type Flusher interface {
+	Flush(ctx context.Context) error
 }
 
-var types = map[string]*Type{}
-
-func register(t *Type) { types[t.Name] = t }
-
-// Lookup finds a target type by its table name.
-func Lookup(name string) (*Type, error) {
-	t, ok := types[name]
-	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownType, name)
-	}
-	return t, nil
+// Messenger is a target that takes `dmsetup message` (dm's .message): args
+// are the message's words; the reply may be empty. A target without it
+// answers ErrNoMessages.
+type Messenger interface {
+	Message(ctx context.Context, args []string) (string, error)
 }
 
-// TypeNames lists the registered target types, sorted.
-func TypeNames() []string {
-	names := make([]string, 0, len(types))
-	for n := range types {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+// Suspender is a target that acts when its table stops serving I/O, at
+// dm's points: PreSuspend before I/O is stopped (I/O may still arrive),
+// PostSuspend after in-flight I/O completed (and the flush, unless
+// noflush). PreSuspendUndo follows a PreSuspend whose suspend failed: the
+// table serves I/O again without any resume hook.
+type Suspender interface {
+	PreSuspend(ctx context.Context)
+	PreSuspendUndo(ctx context.Context)
+	PostSuspend(ctx context.Context)
 }
 
-// ParseNumber parses a non-negative decimal number of a table, saying which
-// of not-a-number, negative or too-large it is when it is none.
-func ParseNumber(s string) (uint64, error) {
-	if strings.HasPrefix(s, "-") {
-		if _, err := strconv.ParseInt(s, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
-			return 0, fmt.Errorf("%w: %q", ErrNegative, s)
-		}
-		return 0, fmt.Errorf("%w: %q", ErrNotNumber, s)
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if errors.Is(err, strconv.ErrRange) {
-		return 0, fmt.Errorf("%w: %q", ErrOverflow, s)
-	}
-	if err != nil || s == "" || s[0] == '+' {
-		return 0, fmt.Errorf("%w: %q", ErrNotNumber, s)
-	}
-	return n, nil
+// Resumer is a target that acts when its table starts serving I/O.
+// PreResume may refuse: then the resume is refused and nothing changes (a
+// table about to go live stays inactive); it may be called again later
+// without a Resume in between. Resume follows a PreResume that succeeded on
+// every target, just before I/O is let in.
+type Resumer interface {
+	PreResume(ctx context.Context) error
+	Resume(ctx context.Context)
 }
 
-// sectorsToBytes converts a sector count, refusing counts whose byte size
-// does not fit an int64 (no device is that big).
-func sectorsToBytes(s uint64) (int64, error) {
-	if s > (1<<63-1)/SectorSize {
-		return 0, fmt.Errorf("%w: %d sectors", ErrOverflow, s)
-	}
-	return int64(s) * SectorSize, nil
+// Destroyer is a target that must release what New took beyond its DevSet
+// devices (goroutines, connections, memory maps). The table calls Destroy
+// exactly once, from its destroy, after the last holder left and after the
+// final flush, while the DevSet's devices are still open: never from an I/O
+// path or a Put. A table that was live has been suspended (PostSuspend)
+// first.
+type Destroyer interface {
+	Destroy() error
 }
 
-func checkArgCount(name string, args []string, want int) error {
-	if len(args) != want {
-		return fmt.Errorf("%w: %s takes %d, got %d", ErrArgCount, name, want, len(args))
+// Base gives a target the defaults of what every target has: the TABLE
+// status from the canonical args, an empty INFO status. Embed it and set
+// Args in New.
+type Base struct {
+	// Args are the line's canonical args (what Type.Check returned).
+	Args []string
+}
+
+// Status is "" for INFO and the canonical args for TABLE.
+func (b Base) Status(typ StatusType) string {
+	if typ == StatusTable {
+		return strings.Join(b.Args, " ")
 	}
-	return nil
+	return ""
 }

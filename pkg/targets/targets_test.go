@@ -2,6 +2,7 @@ package targets
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -57,12 +58,12 @@ func TestDevSetOpensOnceClosesOnce(t *testing.T) {
 	}
 }
 
-func collect(t *testing.T, tg interface {
-	Extents(int64, int64, func(Extent) bool) error
-}, off, n int64) []Extent {
+// collect gathers the extents of [off, off+n) from extents (a Dev's or a
+// Target's Extents), merging adjacent runs of the same flags.
+func collect(t *testing.T, extents func(off, n int64, emit func(Extent) bool) error, off, n int64) []Extent {
 	t.Helper()
 	var out []Extent
-	if err := tg.Extents(off, n, func(e Extent) bool {
+	if err := extents(off, n, func(e Extent) bool {
 		if k := len(out); k > 0 && out[k-1].Flags == e.Flags {
 			out[k-1].Length += e.Length
 		} else {
@@ -90,7 +91,7 @@ func TestDevHolesZeroAndExtents(t *testing.T) {
 	// The file's holes are seen where the filesystem can say so
 	// (SEEK_DATA); elsewhere every extent is data, and the zeroing and
 	// early-stop checks below still run.
-	got := collect(t, d, 0, 1<<20)
+	got := collect(t, d.Extents, 0, 1<<20)
 	want := []Extent{{256 << 10, ExtentHole | ExtentZero}, {256 << 10, 0}, {512 << 10, ExtentHole | ExtentZero}}
 	if d.noSeekData.Load() {
 		t.Logf("filesystem has no SEEK_DATA: extents are all data, hole layout not checked")
@@ -117,7 +118,7 @@ func TestDevHolesZeroAndExtents(t *testing.T) {
 		}
 	}
 	if !d.noPunch.Load() && !d.noSeekData.Load() {
-		got = collect(t, d, 256<<10, 256<<10)
+		got = collect(t, d.Extents, 256<<10, 256<<10)
 		want = []Extent{{64 << 10, 0}, {64 << 10, ExtentHole | ExtentZero}, {128 << 10, 0}}
 		if !equalExtents(got, want) {
 			t.Fatalf("after punch: extents %v, want %v", got, want)
@@ -154,7 +155,7 @@ func TestShortBackingDevice(t *testing.T) {
 	if err := os.Truncate(p, 4096); err != nil {
 		t.Fatal(err)
 	}
-	if err := tg.ReadAt(make([]byte, 8192), 0); !errors.Is(err, ErrShortIO) {
+	if err := tg.ReadAt(context.Background(), make([]byte, 8192), 0); !errors.Is(err, ErrShortIO) {
 		t.Fatalf("read past a truncated file: %v, want ErrShortIO", err)
 	}
 }
@@ -202,11 +203,11 @@ func TestStripedLegRangesMatchChunkWalk(t *testing.T) {
 			}
 		}
 	}
-	if s := tg.Status(); !strings.HasPrefix(s, "3 ") || !strings.HasSuffix(s, " 1 AAA") {
+	if s := tg.Status(StatusInfo); !strings.HasPrefix(s, "3 ") || !strings.HasSuffix(s, " 1 AAA") {
 		t.Fatalf("status %q", s)
 	}
 	st.legs[1].stats.Errors.Add(1)
-	if s := tg.Status(); !strings.HasSuffix(s, " 1 ADA") {
+	if s := tg.Status(StatusInfo); !strings.HasSuffix(s, " 1 ADA") {
 		t.Fatalf("status after a leg error %q, want ...1 ADA", s)
 	}
 }

@@ -1,10 +1,13 @@
 package targets
 
-// zeroTarget reads zeros and discards writes: `zero`.
-type zeroTarget struct{}
+import "context"
+
+// zeroTarget reads zeros and discards writes: `zero`. Its status is
+// Base's: no args, no INFO.
+type zeroTarget struct{ Base }
 
 // errorTarget fails every I/O with EIO: `error`.
-type errorTarget struct{}
+type errorTarget struct{ Base }
 
 var (
 	_ Target = zeroTarget{}
@@ -25,22 +28,24 @@ func noArgs(name string) func([]string, uint64) ([]string, error) {
 	}
 }
 
-func (zeroTarget) ReadAt(p []byte, _ int64) error {
+func (zeroTarget) ReadAt(_ context.Context, p []byte, _ int64) error {
 	clear(p)
 	return nil
 }
-func (zeroTarget) WriteAt([]byte, int64) error        { return nil }
-func (zeroTarget) Trim(int64, int64) error            { return nil }
-func (zeroTarget) Zero(int64, int64, ZeroFlags) error { return nil }
-func (zeroTarget) Status() string                     { return "" }
-func (zeroTarget) Extents(_, n int64, emit func(Extent) bool) error {
+func (zeroTarget) WriteAt(context.Context, []byte, int64, WriteFlags) error { return nil }
+func (zeroTarget) Trim(context.Context, int64, int64) error                 { return nil }
+func (zeroTarget) Zero(context.Context, int64, int64, ZeroFlags) error      { return nil }
+func (zeroTarget) Extents(_ context.Context, _, n int64, emit func(Extent) bool) error {
 	emit(Extent{Length: n, Flags: ExtentHole | ExtentZero})
 	return nil
 }
 
-func (errorTarget) ReadAt([]byte, int64) error                    { return ErrTargetError }
-func (errorTarget) WriteAt([]byte, int64) error                   { return ErrTargetError }
-func (errorTarget) Trim(int64, int64) error                       { return ErrTargetError }
-func (errorTarget) Zero(int64, int64, ZeroFlags) error            { return ErrTargetError }
-func (errorTarget) Extents(int64, int64, func(Extent) bool) error { return ErrTargetError }
-func (errorTarget) Status() string                                { return "" }
+func (errorTarget) ReadAt(context.Context, []byte, int64) error { return ErrTargetError }
+func (errorTarget) WriteAt(context.Context, []byte, int64, WriteFlags) error {
+	return ErrTargetError
+}
+func (errorTarget) Trim(context.Context, int64, int64) error            { return ErrTargetError }
+func (errorTarget) Zero(context.Context, int64, int64, ZeroFlags) error { return ErrTargetError }
+func (errorTarget) Extents(context.Context, int64, int64, func(Extent) bool) error {
+	return ErrTargetError
+}

@@ -1,0 +1,91 @@
+package table
+
+// A device's I/O: each request takes the live table (Get), runs on it, and
+// gives it back (Put), counted in the device's statistics.
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gdm-project/gdm/pkg/targets"
+)
+
+// monoEpoch makes time.Since a cheap monotonic clock: it reads only the
+// monotonic counter, where time.Now reads the wall clock too.
+var monoEpoch = time.Now()
+
+// io runs one I/O on the live table, counting it.
+func (d *Device) io(ctx context.Context, op Op, n int64, fn func(t *Table) error) error {
+	timed := d.timeIO.Load()
+	var start time.Duration
+	if timed {
+		start = time.Since(monoEpoch)
+	}
+	t, err := d.Get(ctx)
+	if err == nil {
+		err = fn(t)
+		t.Put()
+	}
+	if err == targets.ErrPipeFull {
+		return err // not done: the caller reads the ordinary way, counted then
+	}
+	d.stats.IO.record(op, n, err)
+	if timed {
+		d.stats.Latency[op].Observe(time.Since(monoEpoch) - start)
+	}
+	return err
+}
+
+// ReadAt reads len(p) bytes at off from the live table.
+func (d *Device) ReadAt(ctx context.Context, p []byte, off int64) error {
+	return d.io(ctx, OpRead, int64(len(p)), func(t *Table) error { return t.ReadAtContext(ctx, p, off) })
+}
+
+// SpliceRead moves length bytes at off from the live table into pipe (see
+// Table.SpliceTo); it counts as a read.
+func (d *Device) SpliceRead(ctx context.Context, pipe int, off, length int64) error {
+	return d.io(ctx, OpRead, length, func(t *Table) error { return t.SpliceToContext(ctx, pipe, off, length) })
+}
+
+// WriteAt writes p at off.
+func (d *Device) WriteAt(ctx context.Context, p []byte, off int64) error {
+	return d.WriteAtFlags(ctx, p, off, 0)
+}
+
+// WriteAtFlags writes p at off with flags: with targets.FUA the data is
+// durable when it returns, made so by the targets it reaches (a sync of
+// their devices), not by a flush of the whole table.
+func (d *Device) WriteAtFlags(ctx context.Context, p []byte, off int64, flags targets.WriteFlags) error {
+	if d.readOnly {
+		return ErrReadOnly
+	}
+	return d.io(ctx, OpWrite, int64(len(p)), func(t *Table) error { return t.WriteAtContext(ctx, p, off, flags) })
+}
+
+// Flush makes completed writes durable: on the live table, and on the old
+// tables of live swaps that are still draining.
+func (d *Device) Flush(ctx context.Context) error {
+	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.FlushContext(ctx), d.flushRetiring(ctx)) })
+}
+
+// Trim discards a range.
+func (d *Device) Trim(ctx context.Context, off, length int64) error {
+	if d.readOnly {
+		return ErrReadOnly
+	}
+	return d.io(ctx, OpTrim, length, func(t *Table) error { return t.TrimContext(ctx, off, length) })
+}
+
+// Zero makes a range read as zeros.
+func (d *Device) Zero(ctx context.Context, off, length int64, flags targets.ZeroFlags) error {
+	if d.readOnly {
+		return ErrReadOnly
+	}
+	return d.io(ctx, OpZero, length, func(t *Table) error { return t.ZeroContext(ctx, off, length, flags) })
+}
+
+// Extents reports allocation of a range (see Table.Extents).
+func (d *Device) Extents(ctx context.Context, off, length int64, emit func(targets.Extent) bool) error {
+	return d.io(ctx, OpBlockStatus, length, func(t *Table) error { return t.ExtentsContext(ctx, off, length, emit) })
+}
