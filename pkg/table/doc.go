@@ -48,7 +48,8 @@
 //     then the new table's Resume, just before its I/O is let in. A live
 //     swap (resume --live) presuspends the old table before the swap and
 //     postsuspends it in destroy, after its I/O drained; a table holding a
-//     NoLiveSwap target refuses the live swap (ErrLiveSwapRefused).
+//     NoLiveSwap target refuses the live swap (ErrLiveSwapRefused) when
+//     the old table is still serving I/O.
 //   - Device.Resume of a suspended device without a new table: PreResume,
 //     then Resume, on the live table.
 //   - destroy: PostSuspend (and PreSuspend before it) if the table was

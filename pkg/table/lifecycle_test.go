@@ -231,6 +231,10 @@ func TestLiveResumeRefusedForStatefulTable(t *testing.T) {
 	d := NewDevice("test", false, discardLog())
 	must(t, d.LoadText("0 8 test-stateful s"))
 	must(t, d.Resume(ctx, true))
+	// Nor is one on a suspended device: the old table's I/O has stopped.
+	must(t, d.Suspend(ctx, false))
+	must(t, d.LoadText("0 8 test-stateful s2"))
+	must(t, d.Resume(ctx, true))
 	must(t, d.Close())
 	takeEvents()
 }

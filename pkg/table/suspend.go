@@ -84,7 +84,9 @@ func (d *Device) releaseGateLocked() {
 // old table live and the new one inactive; then the old table's suspend
 // hooks; then the new table's Resume just before its I/O is let in. A live
 // swap with a NoLiveSwap target in either table is refused with
-// ErrLiveSwapRefused, changing nothing.
+// ErrLiveSwapRefused, changing nothing. Only a swap that would leave two
+// tables serving I/O is refused: not a first resume (no old table), nor
+// one on a suspended device (the old table's I/O has stopped).
 func (d *Device) Resume(ctx context.Context, live bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
