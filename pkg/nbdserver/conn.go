@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -55,17 +56,7 @@ type conn struct {
 	// which sizes read batches (batchLimit).
 	serviceNs atomic.Int64
 
-	// Replies: whoever finishes a request queues its reply and, if no one
-	// is writing, becomes the writer and sends everything queued with one
-	// writev (flat combining). No goroutine hand-off per reply, and replies
-	// that finish together go out together.
-	qmu     sync.Mutex // guards pending, spare
-	pending []*reply
-	spare   []*reply
-	wmu     sync.Mutex // held by the one writing to the socket
-	vec     net.Buffers
-	broken  bool      // guarded by wmu: a write failed, drop further replies
-	wlimit  time.Time // guarded by wmu: the write deadline set on nc (see armWrite)
+	writer replyWriter
 	// readErr is the error that ended reading; guarded by rmu.
 	readErr error
 }
@@ -94,6 +85,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 			c.raw = raw
 		}
 	}
+	c.writer = replyWriter{nc: nc, raw: c.raw, pipes: &s.pipes, budget: &c.budget, timeout: s.WriteTimeout, failed: c.writeFailed}
 	if uc, ok := nc.(*net.UnixConn); ok {
 		// A UNIX socket's send buffer is all that lies between the
 		// server's replies and the client; Linux's default (208 KiB) holds
@@ -124,6 +116,26 @@ func (c *conn) exportName() string {
 		return *p
 	}
 	return ""
+}
+
+// writeFailed is the writer's failure (replies are dropped from now on).
+// A client that took no reply within WriteTimeout is stuck or hostile: the
+// connection is killed, cancelling its requests, so that everything it
+// holds is released now. A client that went away (EPIPE, reset) may have
+// sent DISC first, so its requests still finish and are flushed; the
+// socket is only closed.
+func (c *conn) writeFailed(err error) {
+	if c.killed.Load() {
+		return
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.srv.stats.WriteTimeouts.Add(1)
+		c.log.Info("client takes no replies; closing", "write_timeout", c.srv.WriteTimeout)
+		c.kill()
+		return
+	}
+	c.log.Debug("write reply", "err", err)
+	c.nc.Close()
 }
 
 // kill ends the connection now: the socket closes, waiting requests see

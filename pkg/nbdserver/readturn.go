@@ -29,7 +29,7 @@ func (c *conn) transmit() {
 	c.workers.Add(1)
 	c.worker()
 	c.workers.Wait()
-	c.dropPending()
+	c.writer.dropPending()
 	c.budget.settle()
 	if c.sawDisc || c.stopped.Load() {
 		// DISC or a shutdown: what was written must be durable.
@@ -206,7 +206,7 @@ func (c *conn) serveBatch(run *batchRun, n int, sole bool) {
 		per := int64(time.Since(start)) / int64(served)
 		old := c.serviceNs.Load()
 		c.serviceNs.Store(old + (per-old)/8)
-		c.queue(reps[:served])
+		c.writer.queue(reps[:served])
 		clear(reps[:served])
 	}
 }

@@ -171,7 +171,7 @@ func (c *conn) rescue(run *batchRun) {
 				testHookRescued()
 			}
 			rep := c.handle(&w)
-			c.queue([]*reply{rep})
+			c.writer.queue([]*reply{rep})
 		}()
 	}
 	if reader {
