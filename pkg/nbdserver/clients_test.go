@@ -144,7 +144,7 @@ func TestFioVerify(t *testing.T) {
 			waitUntil(t, func() bool { return s.transmitting.Load() == 0 })
 			// The one TCP connection's reader spins: hundreds of spins
 			// in a plain run; under the race detector requests are
-			// too slow to be served inline, and it spins only while
+			// too slow for the reader to serve them, and it spins only while
 			// its service time is unknown (the first wait) or small.
 			if network == "tcp" && tc.jobs == 1 {
 				if st := s.Stats(); st.SpinsFound.Load()+st.SpinsParked.Load() == 0 {

@@ -73,7 +73,7 @@ func TestConnectionPanics(t *testing.T) {
 			c.request(cmdRead, 0, 1, 0, 4096, nil)
 		}},
 		{"reader-while-another-waits", false, func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
-			// A slow write ends serving inline: the worker that read it
+			// A slow write ends the reader-serves mode: the worker that read it
 			// hands the reading on to a new worker, and waits for the
 			// turn again once done. The new one, holding the turn,
 			// panics.
@@ -82,12 +82,12 @@ func TestConnectionPanics(t *testing.T) {
 			if errno, _ := c.simple(); errno != 0 {
 				t.Fatalf("write: errno %d", errno)
 			}
-			testkit.WaitFor(t, 10*time.Second, "the slow write to end serving inline", func() bool {
+			testkit.WaitFor(t, 10*time.Second, "the slow write to end the reader-serves mode", func() bool {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				for sc := range s.conns {
 					if sc.nc == tc {
-						return !sc.inline()
+						return !sc.readerServes()
 					}
 				}
 				return false

@@ -22,10 +22,11 @@ import (
 //
 // Spinning pays only where a CPU would otherwise idle, so it is hedged
 // three ways: TCP only (on UNIX sockets it cost 3-10% of 4 KiB random
-// writes), inline connections only (cheap requests, see inlineBelow), and
-// only while no more connections are in transmission than half the CPUs
-// Go may use (as the Go scheduler limits its own spinning threads): with
-// two connections on two CPUs, spinning cost 6-10% of random reads.
+// writes), only while the reader serves its batches itself (cheap
+// requests, see readerServesBelow), and only while no more connections are
+// in transmission than half the CPUs Go may use (as the Go scheduler
+// limits its own spinning threads): with two connections on two CPUs,
+// spinning cost 6-10% of random reads.
 const spinWindow = 20 * time.Microsecond
 
 // maxSpinBackoff bounds how many waits a reader parks at once without
@@ -45,9 +46,9 @@ type spinReader struct {
 	limit  int32
 	stats  *Stats
 	window time.Duration // spinWindow; tests lengthen it
-	// on is set for each reading turn: spin only while requests are cheap
-	// (the reader serves them inline).
-	on bool
+	// readerServes is set for each reading turn: spin only while requests
+	// are cheap (the reader serves its batch itself).
+	readerServes bool
 	// skip counts waits left to park at once; backoff is the next skip
 	// after a failed spin, doubling up to maxSpinBackoff.
 	skip, backoff int
@@ -60,7 +61,7 @@ type spinReader struct {
 // spinning reports whether this wait may spin, and counts it against the
 // backoff.
 func (s *spinReader) spinning() bool {
-	if !s.on {
+	if !s.readerServes {
 		return false
 	}
 	if s.skip > 0 {

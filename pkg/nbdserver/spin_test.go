@@ -46,7 +46,7 @@ func newTestSpinReader(t *testing.T, c *net.TCPConn, busy *atomic.Int32) *spinRe
 	}
 	s := newSpinReader(raw, busy, &Stats{})
 	s.limit = 1
-	s.on = true
+	s.readerServes = true
 	return s
 }
 
@@ -180,8 +180,8 @@ func TestSpinReaderBacksOff(t *testing.T) {
 	}
 }
 
-// A spin that sees data arrive resets the backoff; a reader whose
-// connection is not inline, or whose server has more connections busy than
+// A spin that sees data arrive resets the backoff; a reader that does not
+// serve its batches itself, or whose server has more connections busy than
 // its limit, does not spin at all.
 func TestSpinReaderWhenToSpin(t *testing.T) {
 	sc, cc := tcpPair(t)
@@ -203,18 +203,18 @@ func TestSpinReaderWhenToSpin(t *testing.T) {
 	}
 
 	if !s.spinning() {
-		t.Fatal("inline reader with one busy connection does not spin")
+		t.Fatal("a reader serving its batch itself, with one busy connection, does not spin")
 	}
 	busy.Store(2)
 	if s.spinning() {
 		t.Fatal("spins with more busy connections than its limit")
 	}
 	busy.Store(1)
-	s.on = false
+	s.readerServes = false
 	if s.spinning() {
-		t.Fatal("spins while the connection is not inline")
+		t.Fatal("spins while the reader does not serve its batch itself")
 	}
-	s.on, s.skip = true, 3
+	s.readerServes, s.skip = true, 3
 	if s.spinning() || s.skip != 2 {
 		t.Fatalf("spins while backing off (skip now %d)", s.skip)
 	}

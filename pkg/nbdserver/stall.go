@@ -22,19 +22,19 @@ type batchRun struct {
 	n    int        // items in the batch being served; 0 between batches
 	gen  uint64     // batches begun
 	seen uint64     // gen when the watch last looked
-	// sole is set while the batch's worker is the connection's only
-	// reader (served inline): if it stalls, no one reads on.
-	sole  bool
-	next  atomic.Int32
-	items [maxBatch]work
+	// readerServes is set while the batch's worker serves it itself, as
+	// the connection's only reader: if it stalls, no one reads on.
+	readerServes bool
+	next         atomic.Int32
+	items        [maxBatch]work
 }
 
 // begin publishes a batch of n items (already in items) to the watch;
-// sole says whether its worker is the only reader.
-func (run *batchRun) begin(w *stallWatch, n int, sole bool) {
+// readerServes says whether its worker is the only reader.
+func (run *batchRun) begin(w *stallWatch, n int, readerServes bool) {
 	run.mu.Lock()
 	run.n = n
-	run.sole = sole
+	run.readerServes = readerServes
 	run.gen++
 	run.next.Store(0)
 	run.mu.Unlock()
@@ -137,7 +137,7 @@ var testHookRescued func()
 // run for over stallAfter. Its requests not yet started each get a
 // goroutine, another worker starts reading if the batch's worker was the
 // only reader, and the service time is raised so readers stop batching and
-// serving inline until the backend is fast again. A batch with nothing to
+// serving their batches themselves until the backend is fast again. A batch with nothing to
 // hand out whose worker had handed the reading on is left alone: starting
 // a worker for it added one that never left, on every slow request. It
 // unlocks run.mu.
@@ -147,13 +147,13 @@ func (c *conn) rescue(run *batchRun) {
 		stolen = append(stolen, *w)
 	}
 	run.seen = run.gen
-	reader := run.sole
-	if len(stolen) == 0 && !reader {
+	readerServes := run.readerServes
+	if len(stolen) == 0 && !readerServes {
 		run.mu.Unlock()
 		return
 	}
 	// The batch's worker is still serving it, so the count is not zero.
-	if reader {
+	if readerServes {
 		c.workers.Add(1 + len(stolen))
 	} else {
 		c.workers.Add(len(stolen))
@@ -174,7 +174,7 @@ func (c *conn) rescue(run *batchRun) {
 			c.writer.queue([]*reply{rep})
 		}()
 	}
-	if reader {
+	if readerServes {
 		go c.worker()
 	}
 }
