@@ -16,17 +16,17 @@ import (
 // Why: a fast server drains the socket, answers, and reads again before the
 // client has sent the next request, so its reader parks and is woken over
 // and over. On a UNIX socket that is cheap; on TCP each park and wake-up is
-// an OS thread sleeping and being woken (finish_task_switch alone was 18%
-// of gdm's CPU in a 4 KiB random-write profile over loopback TCP), while
-// the next request is usually only microseconds away.
+// an OS thread sleeping and being woken, a large part of the CPU a fast
+// loopback client costs, while the next request is usually only
+// microseconds away.
 //
 // Spinning pays only where a CPU would otherwise idle, so it is hedged
-// three ways: TCP only (on UNIX sockets it cost 3-10% of 4 KiB random
-// writes), only while the reader serves its batches itself (cheap
+// three ways: TCP only (on UNIX sockets, where waking is cheap, it cost
+// throughput), only while the reader serves its batches itself (cheap
 // requests, see readerServesBelow), and only while no more connections are
-// in transmission than half the CPUs Go may use (as the Go scheduler
-// limits its own spinning threads): with two connections on two CPUs,
-// spinning cost 6-10% of random reads.
+// in transmission than half the CPUs Go may use (as the Go scheduler limits
+// its own spinning threads): a spinning reader takes a CPU that another
+// connection's reader may need.
 const spinWindow = 20 * time.Microsecond
 
 // maxSpinBackoff bounds how many waits a reader parks at once without
