@@ -39,6 +39,9 @@ const (
 // Only the goroutine holding the reading turn calls inbuf's methods;
 // unpinning may come from any goroutine.
 type inbuf struct {
+	// All fields belong to the goroutine holding the reading turn (serve's
+	// during the handshake); src is replaced once by transmit, before the
+	// first worker starts.
 	src  io.Reader
 	cur  *inchunk
 	r, w int // unread bytes are cur.b[r:w]

@@ -60,17 +60,17 @@ type Server struct {
 	// each); past it reads are copied.
 	MaxPipes int
 
-	stats  Stats
-	stalls stallWatch
-	pipes  pipePool
-	setup  sync.Once
+	stats  Stats       // atomic counters
+	stalls stallWatch  // has its own lock
+	pipes  pipePool    // has its own lock
+	mem    memReleaser // has its own lock
+	setup  sync.Once   // runs init: the defaults, shared, and the bounds of pipes and mem
 	shared *sharedBudget
-	mem    memReleaser
-	// transmitting counts connections past their handshake; TCP readers
-	// spin only while it is small (see spinWindow).
+	// transmitting counts connections past their handshake (atomic); TCP
+	// readers spin only while it is small (see spinWindow).
 	transmitting atomic.Int32
 
-	mu        sync.Mutex // guards listeners, conns, clients, open, shares, shutdown
+	mu        sync.Mutex // guards the fields below
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	clients   map[string]int // open connections by client (clientKey)

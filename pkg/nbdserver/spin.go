@@ -38,6 +38,8 @@ const maxSpinBackoff = 64
 // socket is empty and spinning pays (see spinWindow), before it parks. Only
 // the goroutine holding the reading turn uses it.
 type spinReader struct {
+	// Set once by newSpinReader (window and onSpin by tests, before use);
+	// the other fields belong to the goroutine holding the reading turn.
 	raw syscall.RawConn
 	// busy counts the server's connections in transmission; spinning is
 	// for when it is at most limit (half of GOMAXPROCS when the connection

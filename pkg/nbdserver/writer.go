@@ -44,26 +44,30 @@ func (w *replyWriter) queue(reps []*reply) {
 	w.flushQueue()
 }
 
-// flushQueue writes queued replies while it can take the write lock. After
-// unlocking it looks again: a reply queued while it held the lock (whose
-// sender's TryLock failed) is then still seen, so none is stranded.
+// flushQueue writes queued replies unless another goroutine is writing.
+// After writing it looks again: a reply queued while it wrote (whose
+// sender found wmu taken) is then still seen, so none is stranded.
 func (w *replyWriter) flushQueue() {
-	for w.wmu.TryLock() {
-		w.drainLocked()
-		w.qmu.Lock()
-		more := len(w.pending) > 0
-		w.qmu.Unlock()
-		if !more {
-			return
-		}
+	for w.drainIfFree() && w.hasPending() {
 	}
 }
 
-// drainLocked writes queued replies until the queue is empty, then
-// unlocks wmu, which the caller took. The unlock is deferred so that a
-// panic while writing (recovered by the goroutine's caller, which kills
-// the connection) leaves no one unable to write or drop replies.
-func (w *replyWriter) drainLocked() {
+// hasPending reports whether replies are queued.
+func (w *replyWriter) hasPending() bool {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return len(w.pending) > 0
+}
+
+// drainIfFree takes wmu unless another goroutine holds it, and then writes
+// queued replies until the queue is empty; it reports whether it took wmu.
+// The unlock is deferred so that a panic while writing (recovered by the
+// goroutine's caller, which kills the connection) leaves no one unable to
+// write or drop replies.
+func (w *replyWriter) drainIfFree() bool {
+	if !w.wmu.TryLock() {
+		return false
+	}
 	defer w.wmu.Unlock()
 	for {
 		w.qmu.Lock()
@@ -74,7 +78,7 @@ func (w *replyWriter) drainLocked() {
 			w.qmu.Lock()
 			w.spare = batch
 			w.qmu.Unlock()
-			return
+			return true
 		}
 		w.writeBatch(batch)
 		w.qmu.Lock()
