@@ -1,10 +1,7 @@
 package nbdserver
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"os"
 	"time"
@@ -210,102 +207,4 @@ func (c *conn) serveBatch(run *batchRun, n int, readerServes bool) {
 		c.writer.queue(reps[:served])
 		clear(reps[:served])
 	}
-}
-
-// readOne reads the next request and its payload. It returns false when
-// reading must end: DISC, EOF, shutdown, or a protocol error (readDone is
-// then set). With wait false it returns false, consuming nothing, rather
-// than wait for the in-flight budget. With take, a write's payload up to
-// maxTake stays in the read buffer. Called with rmu held.
-func (c *conn) readOne(wait, take bool) (work, bool) {
-	h, err := c.br.Peek(requestHeaderSize)
-	if err != nil {
-		c.readErr = err
-		if !c.stopped.Load() && !c.killed.Load() && !errors.Is(err, io.EOF) {
-			c.log.Debug("read request", "err", err)
-		}
-		return c.endReading()
-	}
-	if m := binary.BigEndian.Uint32(h[0:]); m != magicRequest {
-		c.srv.stats.ProtocolErrors.Add(1)
-		c.log.Warn("bad request magic; closing", "magic", fmt.Sprintf("%#x", m))
-		return c.endReading()
-	}
-	r := request{
-		flags:  binary.BigEndian.Uint16(h[4:]),
-		typ:    binary.BigEndian.Uint16(h[6:]),
-		cookie: binary.BigEndian.Uint64(h[8:]),
-		offset: binary.BigEndian.Uint64(h[16:]),
-		length: binary.BigEndian.Uint32(h[24:]),
-	}
-	var charge int64
-	if (r.typ == cmdRead || r.typ == cmdWrite) && r.length <= MaxBlockSize {
-		charge = int64(r.length)
-	}
-	if r.typ != cmdDisc {
-		if wait {
-			if !c.budget.acquire(charge) {
-				return c.endReading()
-			}
-		} else if !c.budget.tryAcquire(charge) {
-			return work{}, false
-		}
-	}
-	c.br.Discard(requestHeaderSize)
-	// After a large write, expect another: read its header alone (see
-	// inbuf.lean).
-	c.br.lean = r.typ == cmdWrite && r.length > maxTake
-	if r.typ == cmdDisc {
-		c.sawDisc = true
-		return c.endReading()
-	}
-	w := work{r: r, charge: charge}
-	if r.typ == cmdWrite {
-		if r.length > MaxBlockSize {
-			// Too long to take: drop the payload if that is cheap enough,
-			// answer EINVAL; else we cannot find the next request safely,
-			// so close.
-			if r.length > maxPayloadSkip {
-				c.srv.stats.ProtocolErrors.Add(1)
-				c.log.Warn("write payload too long to skip; closing", "length", r.length)
-				c.budget.release(0)
-				return c.endReading()
-			}
-			if _, err := io.CopyN(io.Discard, c.br, int64(r.length)); err != nil {
-				c.budget.release(0)
-				return c.endReading()
-			}
-		} else {
-			// The payload holds its bytes of both budgets while it
-			// arrives: a client that sends a header and then trickles or
-			// withholds the payload is dropped after PayloadTimeout, or a
-			// few could hold the shared bound and stall every client.
-			var err error
-			slow := c.srv.PayloadTimeout > 0 && c.br.Buffered() < int(r.length)
-			if slow {
-				c.setReadDeadline(time.Now().Add(c.srv.PayloadTimeout))
-			}
-			if take && r.length <= maxTake {
-				w.payload, w.pinned, err = c.br.Take(int(r.length))
-			} else {
-				w.pooled = getBuf(int(r.length))
-				w.payload = *w.pooled
-				_, err = io.ReadFull(c.br, w.payload)
-			}
-			if slow {
-				c.setReadDeadline(time.Time{})
-			}
-			if err != nil {
-				if slow && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopped.Load() {
-					c.srv.stats.PayloadTimeouts.Add(1)
-					c.log.Info("write payload did not arrive; closing", "payload_timeout", c.srv.PayloadTimeout, "length", r.length)
-				}
-				w.done()
-				c.budget.release(charge)
-				return c.endReading()
-			}
-		}
-	}
-	c.inflight.Add(1)
-	return w, true
 }
