@@ -51,17 +51,7 @@ func TestInfoListAbortUnknown(t *testing.T) {
 	c.hello(clientFixedNewstyle | clientNoZeroes)
 
 	c.opt(optInfo, infoData("a", infoName, infoDescription, infoBlockSize))
-	got := map[uint16][]byte{}
-	for {
-		typ, d := c.optReply(optInfo)
-		if typ == repAck {
-			break
-		}
-		if typ != repInfo {
-			t.Fatalf("INFO reply %#x", typ)
-		}
-		got[binary.BigEndian.Uint16(d)] = d[2:]
-	}
+	got := infoReplies(t, c)
 	if binary.BigEndian.Uint64(got[infoExport]) != 8192 || string(got[infoName]) != "a" || string(got[infoDescription]) != "desc of a" {
 		t.Fatalf("INFO = %v", got)
 	}
@@ -71,15 +61,7 @@ func TestInfoListAbortUnknown(t *testing.T) {
 	}
 
 	c.opt(optList, nil)
-	var names []string
-	for {
-		typ, d := c.optReply(optList)
-		if typ == repAck {
-			break
-		}
-		names = append(names, string(d[4:4+binary.BigEndian.Uint32(d)]))
-	}
-	if len(names) != 2 {
+	if names := listReplies(c); len(names) != 2 {
 		t.Fatalf("LIST = %v", names)
 	}
 	c.opt(optList, []byte{1})
@@ -121,6 +103,34 @@ func TestInfoListAbortUnknown(t *testing.T) {
 	c.expectClosed()
 	if s.Stats().HandshakeFailed[HandshakeAborted].Load() != 1 || s.Stats().Options[optInfo].Load() != 5 {
 		t.Fatalf("stats: aborted %d, info options %d", s.Stats().HandshakeFailed[HandshakeAborted].Load(), s.Stats().Options[optInfo].Load())
+	}
+}
+
+// infoReplies reads the replies to INFO up to its ACK, by info type.
+func infoReplies(t *testing.T, c *client) map[uint16][]byte {
+	t.Helper()
+	got := map[uint16][]byte{}
+	for {
+		typ, d := c.optReply(optInfo)
+		if typ == repAck {
+			return got
+		}
+		if typ != repInfo {
+			t.Fatalf("INFO reply %#x", typ)
+		}
+		got[binary.BigEndian.Uint16(d)] = d[2:]
+	}
+}
+
+// listReplies reads the replies to LIST up to its ACK: the names listed.
+func listReplies(c *client) []string {
+	var names []string
+	for {
+		typ, d := c.optReply(optList)
+		if typ == repAck {
+			return names
+		}
+		names = append(names, string(d[4:4+binary.BigEndian.Uint32(d)]))
 	}
 }
 

@@ -204,9 +204,22 @@ func TestCommandErrors(t *testing.T) {
 	c.request(cmdWrite, 0, 99, 0, maxPayloadSkip+1, nil)
 	c.expectClosed()
 
-	// Read-only export: EPERM and the READ_ONLY flag, no write-side flags.
 	ro := dial(t, sock)
-	_, flags := ro.connect("ro", false)
+	readOnlyRefusals(t, ro, "ro")
+	// Bad request magic closes.
+	ro.write(make([]byte, 28))
+	ro.expectClosed()
+	if s.Stats().ProtocolErrors.Load() != 2 {
+		t.Fatalf("protocol errors = %d, want 2", s.Stats().ProtocolErrors.Load())
+	}
+}
+
+// readOnlyRefusals connects c to the read-only export name and checks
+// that it advertises READ_ONLY and no write-side flags, and refuses what
+// writes with EPERM.
+func readOnlyRefusals(t *testing.T, c *client, name string) {
+	t.Helper()
+	_, flags := c.connect(name, false)
 	if flags&tfReadOnly == 0 || flags&(tfSendTrim|tfSendWriteZeroes|tfSendFUA) != 0 {
 		t.Fatalf("read-only flags %#x", flags)
 	}
@@ -215,16 +228,10 @@ func TestCommandErrors(t *testing.T) {
 		if typ == cmdWrite {
 			payload = make([]byte, 512)
 		}
-		ro.request(typ, 0, uint64(i), 0, 512, payload)
-		if e, _ := ro.simple(); e != errPerm {
+		c.request(typ, 0, uint64(i), 0, 512, payload)
+		if e, _ := c.simple(); e != errPerm {
 			t.Fatalf("read-only cmd %d: errno %d", typ, e)
 		}
-	}
-	// Bad request magic closes.
-	ro.write(make([]byte, 28))
-	ro.expectClosed()
-	if s.Stats().ProtocolErrors.Load() != 2 {
-		t.Fatalf("protocol errors = %d, want 2", s.Stats().ProtocolErrors.Load())
 	}
 }
 
