@@ -59,8 +59,9 @@ type conn struct {
 	// adds, handle subtracts.
 	inflight atomic.Int64
 	// workers counts the goroutines serving requests: transmit adds the
-	// first, a reader (under rmu) the ones it starts, rescue (under the
-	// batch's run.mu, while that batch's worker still counts) its own.
+	// first, a reader (under rmu) the ones it starts, the stall watch
+	// those of a rescue (batchRun.look, under the batch's run.mu, while
+	// that batch's worker still counts).
 	// Workers are reused rather than started per request, which would
 	// grow (and copy) a fresh stack every time.
 	workers sync.WaitGroup

@@ -78,6 +78,9 @@ func (w *replyWriter) drainIfFree() bool {
 			w.qmu.Lock()
 			w.spare = batch
 			w.qmu.Unlock()
+			if testHookDrained != nil {
+				testHookDrained()
+			}
 			return true
 		}
 		w.writeBatch(batch)
@@ -88,6 +91,12 @@ func (w *replyWriter) drainIfFree() bool {
 		w.qmu.Unlock()
 	}
 }
+
+// testHookDrained, when set by a test, runs in drainIfFree with wmu held
+// once the queue is empty, just before wmu is unlocked: the moment at
+// which a reply queued by another goroutine finds wmu taken and is left
+// for this writer, which has already looked.
+var testHookDrained func()
 
 // dropPending recycles replies still queued once every worker has left:
 // after a panic in a writer, replies queued meanwhile found wmu taken and
