@@ -11,13 +11,17 @@ import (
 // bound is reached; the writer releases. One request larger than a byte
 // bound still runs, alone, so none waits forever.
 type budget struct {
-	mu       sync.Mutex
-	cond     *sync.Cond
+	// Set once by newConn, before the connection's goroutines start.
 	maxN     int
 	maxBytes int64
-	n        int
-	bytes    int64
-	closed   bool
+	// shared is the server-wide bound on bytes in flight (nil: none).
+	shared *sharedBudget
+
+	mu     sync.Mutex // guards n, bytes, closed, sleeps and share's setting
+	cond   *sync.Cond // on mu: made by init, under mu, on first use
+	n      int        // requests in flight; under mu
+	bytes  int64      // their bytes; under mu
+	closed bool       // set by close, under mu: waiters give up
 	// sleeps counts the times a reader went to wait on cond (tests watch
 	// it to see a reader blocked in acquire). Only the waiting path
 	// touches it, with mu held.
@@ -28,9 +32,9 @@ type budget struct {
 	// the connection's goroutines read it without mu since they start (or
 	// read requests) after that, close reads it with mu.
 	share *sharedBudget
-	// shared is the server-wide bound on bytes in flight (nil: none).
-	shared *sharedBudget
-	dead   atomic.Bool // closed, for waiters on share and shared
+	// dead is closed, for waiters on share and shared (atomic: they
+	// wait under those bounds' locks, not mu).
+	dead atomic.Bool
 }
 
 func (b *budget) init() {
@@ -199,15 +203,19 @@ func (b *budget) close() {
 // of every connection passes here; the mutex and condition are only for
 // readers that must wait, and a release takes them only when one does.
 type sharedBudget struct {
-	max     int64 // bound in bytes; <= 0: none
-	bytes   atomic.Int64
-	peak    atomic.Int64 // high-water mark, reset by the memory releaser
-	waiters atomic.Int32
-	mu      sync.Mutex
-	cond    sync.Cond
-	waits   *atomic.Uint64 // counts acquires that had to wait
+	// Set once by newSharedBudget.
+	max   int64          // bound in bytes; <= 0: none
+	waits *atomic.Uint64 // counts acquires that had to wait
 	// idle, when set, is called when bytes falls back to 0.
 	idle func()
+
+	// Atomic: every acquire and release of every connection.
+	bytes   atomic.Int64 // bytes in flight
+	peak    atomic.Int64 // high-water mark, reset by the memory releaser
+	waiters atomic.Int32 // acquires waiting on cond; changed under mu
+
+	mu   sync.Mutex // held by a waiter while it tries, and by wake
+	cond sync.Cond  // on mu: waiters wait for bytes to come back
 }
 
 func newSharedBudget(max int64, waits *atomic.Uint64, idle func()) *sharedBudget {

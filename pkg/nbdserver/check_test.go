@@ -66,25 +66,27 @@ func (c *client) answer(mode checkMode, typ uint16, length uint32) (uint32, uint
 // fill is n bytes of 0xaa: the payload of writes that must not land.
 func fill(n int) []byte { return bytes.Repeat([]byte{0xaa}, n) }
 
-// TestCheckRules sends one request per rule of check on a fresh
-// connection, then a valid read on the same connection: a refusal is an
-// error reply, never the end of the connection, and a refused write's
-// payload is consumed (else the read after it would be misread).
-func TestCheckRules(t *testing.T) {
-	const big = MaxBlockSize + 64<<10 // a read or write over the maximum still fits
-	exports := testExports{"a": newMem(1 << 20), "ro": newMem(8192), "big": newMem(big)}
-	_, sock := startServer(t, exports, nil)
-	cases := []struct {
-		name    string
-		export  string
-		mode    checkMode
-		typ     uint16
-		flags   uint16
-		off     uint64
-		length  uint32
-		payload []byte
-		want    uint32
-	}{
+// checkCase is one request of TestCheckRules, on a fresh connection to
+// export negotiated as mode, and the error it must get.
+type checkCase struct {
+	name    string
+	export  string
+	mode    checkMode
+	typ     uint16
+	flags   uint16
+	off     uint64
+	length  uint32
+	payload []byte
+	want    uint32
+}
+
+// bigExport is the size of the export "big": a read or write over the
+// maximum still fits it.
+const bigExport = MaxBlockSize + 64<<10
+
+// checkCommandCases are TestCheckRules' cases for commands and their flags.
+func checkCommandCases() []checkCase {
+	return []checkCase{
 		// Commands.
 		{"unknown command", "a", plain, 42, 0, 0, 0, nil, errInval},
 		{"unknown command, structured", "a", structured, 42, 0, 0, 0, nil, errInval},
@@ -121,7 +123,13 @@ func TestCheckRules(t *testing.T) {
 		{"REQ_ONE on block status", "a", structured, cmdBlockStatus, cmdFlagReqOne, 0, 4096, nil, 0},
 		{"REQ_ONE on read", "a", structured, cmdRead, cmdFlagReqOne, 0, 512, nil, errInval},
 		{"REQ_ONE on write zeroes", "a", plain, cmdWriteZeroes, cmdFlagReqOne, 0, 512, nil, errInval},
+	}
+}
 
+// checkExportCases are TestCheckRules' cases for what the export allows:
+// writes on a read-only export, meta contexts, lengths and ranges.
+func checkExportCases() []checkCase {
+	return []checkCase{
 		// Read-only export: EPERM for what writes, before anything else.
 		{"write on read-only", "ro", plain, cmdWrite, 0, 0, 512, fill(512), errPerm},
 		{"trim on read-only", "ro", plain, cmdTrim, 0, 0, 512, nil, errPerm},
@@ -153,7 +161,16 @@ func TestCheckRules(t *testing.T) {
 		{"block status offset overflow", "a", structured, cmdBlockStatus, 0, 1<<64 - 4096, 8192, nil, errInval},
 		{"read to the very end", "a", plain, cmdRead, 0, 1<<20 - 512, 512, nil, 0},
 	}
-	for _, tc := range cases {
+}
+
+// TestCheckRules sends one request per rule of check on a fresh
+// connection, then a valid read on the same connection: a refusal is an
+// error reply, never the end of the connection, and a refused write's
+// payload is consumed (else the read after it would be misread).
+func TestCheckRules(t *testing.T) {
+	exports := testExports{"a": newMem(1 << 20), "ro": newMem(8192), "big": newMem(bigExport)}
+	_, sock := startServer(t, exports, nil)
+	for _, tc := range append(checkCommandCases(), checkExportCases()...) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := connectMode(t, sock, tc.export, tc.mode)
 			c.request(tc.typ, tc.flags, 7, tc.off, tc.length, tc.payload)

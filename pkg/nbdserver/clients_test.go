@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
 )
@@ -141,10 +142,10 @@ func TestFioVerify(t *testing.T) {
 			if n := testkit.FioErrors(t, out); n != 0 {
 				t.Fatalf("fio: %d errors\n%s", n, out)
 			}
-			waitUntil(t, func() bool { return s.transmitting.Load() == 0 })
+			testkit.WaitFor(t, 10*time.Second, "every connection out of transmission", func() bool { return s.transmitting.Load() == 0 })
 			// The one TCP connection's reader spins: hundreds of spins
 			// in a plain run; under the race detector requests are
-			// too slow to be served inline, and it spins only while
+			// too slow for the reader to serve them, and it spins only while
 			// its service time is unknown (the first wait) or small.
 			if network == "tcp" && tc.jobs == 1 {
 				if st := s.Stats(); st.SpinsFound.Load()+st.SpinsParked.Load() == 0 {

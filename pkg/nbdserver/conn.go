@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -12,62 +13,79 @@ import (
 	"time"
 )
 
-// conn is one client connection.
+// conn is one client connection. Its goroutines: serve (the handshake,
+// then transmit), the workers that take turns reading and serving requests
+// (see worker), and the goroutines the stall watch starts for a stalled
+// batch (rescue). Each field says who writes it and under which lock.
 type conn struct {
+	// Set once by newConn (client by Server.start), before serve starts.
 	srv    *Server
 	nc     net.Conn
-	br     *inbuf
-	log    *slog.Logger
-	client string // clientKey, counted against MaxConnsPerClient; immutable
-
+	raw    syscall.RawConn // nc's descriptor, when it has one: for splicing and spinning
+	client string          // clientKey, counted against MaxConnsPerClient
 	ctx    context.Context // cancelled when the connection is killed
 	cancel context.CancelFunc
-	done   chan struct{} // closed when everything of the connection is over
+	done   chan struct{} // closed by serve when everything of the connection is over
 
-	// Negotiated; written by the handshake, read-only afterwards.
+	// br is set once by newConn; its contents belong to serve during the
+	// handshake, then to whoever holds the reading turn (rmu).
+	br *inbuf
+	// log is set by newConn, and replaced once by serve, after the
+	// handshake and before transmission starts any other goroutine.
+	log *slog.Logger
+
+	// Negotiated: written by the handshake (serve's goroutine), read-only
+	// once transmission starts.
 	noZeroes       bool
 	structured     bool
 	metaAllocation bool
-	name           atomic.Pointer[string]
-	expRef         atomic.Pointer[Export] // exp, for the server's lookups
 	exp            Export
-	splicer        SpliceReader    // exp, when it can splice and nc is a socket
-	spin           *spinReader     // the socket's reader in transmission, when nc is TCP
-	raw            syscall.RawConn // nc's descriptor, when it has one: for splicing and spinning
+	splicer        SpliceReader // exp, when it can splice and nc is a socket
 	release        func()
 	size           int64
 	flags          uint16
 	readOnly       bool
+	// name and expRef are exp's name and exp, stored by the handshake for
+	// the server's lookups (connsOf), which run on other goroutines.
+	name   atomic.Pointer[string]
+	expRef atomic.Pointer[Export]
 
+	// spin is the socket's reader in transmission, when nc is TCP: set by
+	// transmit before the first worker starts, used under rmu.
+	spin *spinReader
+	// budget bounds the requests in flight; it has its own lock.
+	budget budget
+	// inflight counts requests read and not yet served (atomic): readOne
+	// adds, handle subtracts.
 	inflight atomic.Int64
-	budget   budget
-	// Workers take turns reading (see transmit). Reusing them matters: a
-	// goroutine per request grew (and copied) a fresh stack every time,
-	// 17% of the CPU in a 4 KiB read profile.
-	workers  sync.WaitGroup
-	rmu      sync.Mutex // the reading turn: guards br, readDone, sawDisc
-	waiting  atomic.Int32
-	readDone bool
-	sawDisc  bool
-	killed   atomic.Bool
-	stopped  atomic.Bool
+	// workers counts the goroutines serving requests: transmit adds the
+	// first, a reader (under rmu) the ones it starts, the stall watch
+	// those of a rescue (batchRun.look, under the batch's run.mu, while
+	// that batch's worker still counts).
+	// Workers are reused rather than started per request, which would
+	// grow (and copy) a fresh stack every time.
+	workers sync.WaitGroup
+	// rmu is the reading turn: whoever holds it reads requests (through
+	// br and spin) and writes readDone, sawDisc and readErr.
+	rmu      sync.Mutex
+	readDone bool  // reading has ended for good; under rmu
+	sawDisc  bool  // the client sent DISC; under rmu (transmit reads it after the workers)
+	readErr  error // the error that ended reading; under rmu
+	// waiting counts workers waiting for the reading turn (atomic).
+	waiting atomic.Int32
+	// killed is set by kill, stopped by stopReading (atomic: read by every
+	// goroutine of the connection).
+	killed  atomic.Bool
+	stopped atomic.Bool
 	// serviceNs is a moving average of the time to serve one request,
-	// which sizes read batches (batchLimit).
+	// which sizes read batches (batchLimit) and picks the reader-serves
+	// mode (readerServes). Atomic: each worker updates it after a batch
+	// (load, then store: concurrent updates may lose one, which an
+	// average can afford), rescue raises it.
 	serviceNs atomic.Int64
 
-	// Replies: whoever finishes a request queues its reply and, if no one
-	// is writing, becomes the writer and sends everything queued with one
-	// writev (flat combining). No goroutine hand-off per reply, and replies
-	// that finish together go out together.
-	qmu     sync.Mutex // guards pending, spare
-	pending []*reply
-	spare   []*reply
-	wmu     sync.Mutex // held by the one writing to the socket
-	vec     net.Buffers
-	broken  bool      // guarded by wmu: a write failed, drop further replies
-	wlimit  time.Time // guarded by wmu: the write deadline set on nc (see armWrite)
-	// readErr is the error that ended reading; guarded by rmu.
-	readErr error
+	// writer sends the replies; see replyWriter for its fields' locks.
+	writer replyWriter
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -94,6 +112,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 			c.raw = raw
 		}
 	}
+	c.writer = replyWriter{nc: nc, raw: c.raw, pipes: &s.pipes, budget: &c.budget, timeout: s.WriteTimeout, failed: c.writeFailed}
 	if uc, ok := nc.(*net.UnixConn); ok {
 		// A UNIX socket's send buffer is all that lies between the
 		// server's replies and the client; Linux's default (208 KiB) holds
@@ -124,6 +143,26 @@ func (c *conn) exportName() string {
 		return *p
 	}
 	return ""
+}
+
+// writeFailed is the writer's failure (replies are dropped from now on).
+// A client that took no reply within WriteTimeout is stuck or hostile: the
+// connection is killed, cancelling its requests, so that everything it
+// holds is released now. A client that went away (EPIPE, reset) may have
+// sent DISC first, so its requests still finish and are flushed; the
+// socket is only closed.
+func (c *conn) writeFailed(err error) {
+	if c.killed.Load() {
+		return
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.srv.stats.WriteTimeouts.Add(1)
+		c.log.Info("client takes no replies; closing", "write_timeout", c.srv.WriteTimeout)
+		c.kill()
+		return
+	}
+	c.log.Debug("write reply", "err", err)
+	c.nc.Close()
 }
 
 // kill ends the connection now: the socket closes, waiting requests see

@@ -6,11 +6,11 @@
 // worker goroutines take turns reading requests in batches (as many as the
 // read buffer holds, sized by how fast the backend answers). While the
 // backend answers in a few microseconds, the reader serves its batch itself
-// and reads on: one goroutine per connection, no hand-offs. A slower backend
-// gets one request per turn and a worker per request in flight (bounded in
-// count and bytes). A server-wide watch hands a batch that stalls to
-// goroutines of its own. Whoever finishes replies writes everything queued
-// with one writev.
+// and reads on (the reader-serves mode): one goroutine per connection, no
+// hand-offs. A slower backend gets one request per turn and a worker per
+// request in flight (bounded in count and bytes). A server-wide watch hands
+// a batch that stalls to goroutines of its own. Whoever finishes replies
+// writes everything queued with one writev.
 package nbdserver
 
 import (

@@ -81,89 +81,122 @@ func TestInbufLeanAndDirectReads(t *testing.T) {
 // read after it. Every chunk's pins come back to zero at the end.
 func TestInbufModel(t *testing.T) {
 	for seed := range uint64(8) {
-		rng := rand.New(rand.NewPCG(seed, 1))
-		stream := make([]byte, 4<<20)
-		for i := range stream {
-			stream[i] = byte(rng.Uint32())
-		}
-		b := newInbuf(&trickle{data: stream, rng: rng})
-		type taken struct {
-			p   []byte
-			off int
-			ch  *inchunk
-		}
-		var held []taken
-		seen := map[*inchunk]bool{b.cur: true}
-		pos := 0
-		check := func(what string, got []byte) {
-			t.Helper()
-			if !bytes.Equal(got, stream[pos:pos+len(got)]) {
-				t.Fatalf("seed %d: %s at %d: wrong bytes", seed, what, pos)
-			}
-		}
-		for pos < len(stream)-2*inbufSize {
-			b.lean = rng.IntN(4) == 0
-			n := 1 + rng.IntN(maxTake)
-			switch op := rng.IntN(10); {
-			case op < 3:
-				p, err := b.Peek(n)
-				if err != nil || len(p) != n {
-					t.Fatalf("seed %d: Peek(%d) = %d bytes, %v", seed, n, len(p), err)
-				}
-				check("Peek", p)
-				k := rng.IntN(n + 1)
-				b.Discard(k)
-				pos += k
-			case op < 6:
-				p := make([]byte, rng.IntN(2*inbufSize))
-				got, err := io.ReadFull(b, p)
-				if err != nil {
-					t.Fatalf("seed %d: ReadFull(%d) = %d, %v", seed, len(p), got, err)
-				}
-				check("Read", p)
-				pos += len(p)
-			default:
-				p, ch, err := b.Take(n)
-				if err != nil || len(p) != n || cap(p) != n {
-					t.Fatalf("seed %d: Take(%d) = %d bytes (cap %d), %v", seed, n, len(p), cap(p), err)
-				}
-				check("Take", p)
-				seen[ch] = true
-				held = append(held, taken{p, pos, ch})
-				pos += n
-			}
-			seen[b.cur] = true
+		m := newInbufModel(t, seed)
+		for m.pos < len(m.stream)-2*inbufSize {
+			m.b.lean = m.rng.IntN(4) == 0
+			m.step()
+			m.seen[m.b.cur] = true
 			// Unpin some, in any order, as finished requests do.
-			for len(held) > 0 && rng.IntN(3) == 0 {
-				i := rng.IntN(len(held))
-				h := held[i]
-				if !bytes.Equal(h.p, stream[h.off:h.off+len(h.p)]) {
-					t.Fatalf("seed %d: taken slice at %d changed before it was unpinned", seed, h.off)
-				}
-				h.ch.unpin()
-				held = append(held[:i], held[i+1:]...)
+			for len(m.held) > 0 && m.rng.IntN(3) == 0 {
+				m.unpin(m.rng.IntN(len(m.held)))
 			}
 		}
-		for _, h := range held {
-			if !bytes.Equal(h.p, stream[h.off:h.off+len(h.p)]) {
-				t.Fatalf("seed %d: taken slice at %d changed before it was unpinned", seed, h.off)
-			}
-			h.ch.unpin()
+		for len(m.held) > 0 {
+			m.unpin(0)
 		}
-		// The rest of the stream, then EOF.
-		rest, err := io.ReadAll(b)
+		m.finish()
+	}
+}
+
+// inbufModel is TestInbufModel's state for one seed: the inbuf under test,
+// the stream it reads (the model) and how far into it the inbuf is, and
+// the slices Take handed out and not yet unpinned.
+type inbufModel struct {
+	t      *testing.T
+	seed   uint64
+	rng    *rand.Rand
+	stream []byte
+	b      *inbuf
+	pos    int
+	held   []takenSlice
+	seen   map[*inchunk]bool // every chunk the inbuf used
+}
+
+// takenSlice is a slice Take handed out, at off in the stream.
+type takenSlice struct {
+	p   []byte
+	off int
+	ch  *inchunk
+}
+
+func newInbufModel(t *testing.T, seed uint64) *inbufModel {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	stream := make([]byte, 4<<20)
+	for i := range stream {
+		stream[i] = byte(rng.Uint32())
+	}
+	b := newInbuf(&trickle{data: stream, rng: rng})
+	return &inbufModel{t: t, seed: seed, rng: rng, stream: stream, b: b, seen: map[*inchunk]bool{b.cur: true}}
+}
+
+// check fails the test unless got is the stream's next bytes.
+func (m *inbufModel) check(what string, got []byte) {
+	m.t.Helper()
+	if !bytes.Equal(got, m.stream[m.pos:m.pos+len(got)]) {
+		m.t.Fatalf("seed %d: %s at %d: wrong bytes", m.seed, what, m.pos)
+	}
+}
+
+// step does one random Peek and Discard, Read or Take.
+func (m *inbufModel) step() {
+	t, b, seed := m.t, m.b, m.seed
+	n := 1 + m.rng.IntN(maxTake)
+	switch op := m.rng.IntN(10); {
+	case op < 3:
+		p, err := b.Peek(n)
+		if err != nil || len(p) != n {
+			t.Fatalf("seed %d: Peek(%d) = %d bytes, %v", seed, n, len(p), err)
+		}
+		m.check("Peek", p)
+		k := m.rng.IntN(n + 1)
+		b.Discard(k)
+		m.pos += k
+	case op < 6:
+		p := make([]byte, m.rng.IntN(2*inbufSize))
+		got, err := io.ReadFull(b, p)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("seed %d: ReadFull(%d) = %d, %v", seed, len(p), got, err)
 		}
-		check("ReadAll", rest)
-		if _, err := b.Peek(1); !errors.Is(err, io.EOF) {
-			t.Fatalf("seed %d: Peek at the end: %v, want EOF", seed, err)
+		m.check("Read", p)
+		m.pos += len(p)
+	default:
+		p, ch, err := b.Take(n)
+		if err != nil || len(p) != n || cap(p) != n {
+			t.Fatalf("seed %d: Take(%d) = %d bytes (cap %d), %v", seed, n, len(p), cap(p), err)
 		}
-		b.release()
-		for ch := range seen {
-			if p := ch.pins.Load(); p != 0 {
-				t.Fatalf("seed %d: a chunk still has %d pins", seed, p)
-			}
+		m.check("Take", p)
+		m.seen[ch] = true
+		m.held = append(m.held, takenSlice{p, m.pos, ch})
+		m.pos += n
+	}
+}
+
+// unpin checks that the i'th slice held still has its bytes, and unpins it.
+func (m *inbufModel) unpin(i int) {
+	h := m.held[i]
+	if !bytes.Equal(h.p, m.stream[h.off:h.off+len(h.p)]) {
+		m.t.Fatalf("seed %d: taken slice at %d changed before it was unpinned", m.seed, h.off)
+	}
+	h.ch.unpin()
+	m.held = append(m.held[:i], m.held[i+1:]...)
+}
+
+// finish reads the rest of the stream, then EOF, and checks that every
+// chunk's pins came back to zero.
+func (m *inbufModel) finish() {
+	t, b := m.t, m.b
+	rest, err := io.ReadAll(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.check("ReadAll", rest)
+	if _, err := b.Peek(1); !errors.Is(err, io.EOF) {
+		t.Fatalf("seed %d: Peek at the end: %v, want EOF", m.seed, err)
+	}
+	b.release()
+	for ch := range m.seen {
+		if p := ch.pins.Load(); p != 0 {
+			t.Fatalf("seed %d: a chunk still has %d pins", m.seed, p)
 		}
 	}
 }

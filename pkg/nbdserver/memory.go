@@ -33,14 +33,17 @@ const releaseGap = 2 * time.Second
 // flight last fell to zero: a burst often ends in a trickle of small zero
 // crossings, and its garbage is released after the last of them.
 type memReleaser struct {
-	mu       sync.Mutex
-	last     time.Time   // when the last release ran
-	pending  *time.Timer // a release is scheduled
-	runs     *atomic.Uint64
-	inFlight *atomic.Int64 // the shared budget's bytes
-	peak     *atomic.Int64 // their high-water mark since the last release
-	unpooled *atomic.Int64 // bytes of unpooled buffers made since then
-	free     func()        // debug.FreeOSMemory; tests count calls instead
+	mu      sync.Mutex  // guards last and pending
+	last    time.Time   // when the last release ran
+	pending *time.Timer // a release is scheduled
+
+	// Set once by Server.init (free by tests, before the server runs);
+	// the counters they point to are atomic.
+	runs     *atomic.Uint64 // Stats.MemoryReleases
+	inFlight *atomic.Int64  // the shared budget's bytes
+	peak     *atomic.Int64  // their high-water mark since the last release
+	unpooled *atomic.Int64  // bytes of unpooled buffers made since then
+	free     func()         // debug.FreeOSMemory; tests count calls instead
 }
 
 // burstEnded is called when the bytes in flight fall to zero. It schedules
@@ -75,8 +78,10 @@ func (m *memReleaser) release() {
 	if free == nil {
 		free = debug.FreeOSMemory
 	}
-	free()
+	// Counted as it begins: whoever sees the memory given back (the RSS
+	// falls during free) then also sees the release counted.
 	m.runs.Add(1)
+	free()
 	m.mu.Lock()
 	m.last = time.Now()
 	m.mu.Unlock()

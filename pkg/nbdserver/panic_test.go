@@ -72,29 +72,7 @@ func TestConnectionPanics(t *testing.T) {
 			tc.onRead.Store(true)
 			c.request(cmdRead, 0, 1, 0, 4096, nil)
 		}},
-		{"reader-while-another-waits", false, func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
-			// A slow write ends serving inline: the worker that read it
-			// hands the reading on to a new worker, and waits for the
-			// turn again once done. The new one, holding the turn,
-			// panics.
-			m.delay = 5 * time.Millisecond
-			c.request(cmdWrite, 0, 1, 0, 512, make([]byte, 512))
-			if errno, _ := c.simple(); errno != 0 {
-				t.Fatalf("write: errno %d", errno)
-			}
-			testkit.WaitFor(t, 10*time.Second, "the slow write to end serving inline", func() bool {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-				for sc := range s.conns {
-					if sc.nc == tc {
-						return !sc.inline()
-					}
-				}
-				return false
-			})
-			tc.onRead.Store(true)
-			c.request(cmdRead, 0, 2, 0, 4096, nil)
-		}},
+		{"reader-while-another-waits", false, armWhileAnotherWaits},
 		{"writer", false, func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
 			tc.onWrite.Store(true)
 			c.request(cmdRead, 0, 1, 0, 4096, nil)
@@ -108,47 +86,76 @@ func TestConnectionPanics(t *testing.T) {
 			c.write(requestBytes(requestBytes(nil, cmdRead, 0, 1, 8192, 4096, nil), cmdRead, 0, 2, 0, 4096, nil))
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := newMem(1 << 20)
-			exports := testExports{"a": m}
-			inner, err := net.Listen("unix", t.TempDir()+"/nbd.sock")
-			if err != nil {
-				t.Fatal(err)
-			}
-			l := &trapListener{Listener: inner, accepted: make(chan *trapConn, 4)}
-			s := &Server{Exports: exports, Log: discardLog()}
-			served := make(chan error, 1)
-			go func() { served <- s.Serve(l) }()
-			defer s.Close()
+		t.Run(tc.name, func(t *testing.T) { connectionPanic(t, tc.inHandshake, tc.arm) })
+	}
+}
 
-			other := dial(t, inner.Addr().String())
-			<-l.accepted
-			other.connect("a", false)
-			victim := dial(t, inner.Addr().String())
-			trap := <-l.accepted
-			if !tc.inHandshake {
-				victim.connect("a", false)
+// armWhileAnotherWaits makes the reader panic while another worker waits
+// for the reading turn. A slow write ends the reader-serves mode: the
+// worker that read it hands the reading on to a new worker, and waits for
+// the turn again once done. The new one, holding the turn, panics.
+func armWhileAnotherWaits(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
+	m.delay = 5 * time.Millisecond
+	c.request(cmdWrite, 0, 1, 0, 512, make([]byte, 512))
+	if errno, _ := c.simple(); errno != 0 {
+		t.Fatalf("write: errno %d", errno)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the slow write to end the reader-serves mode", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for sc := range s.conns {
+			if sc.nc == tc {
+				return !sc.readerServes()
 			}
-			tc.arm(t, s, m, trap, victim)
-			victim.expectClosed()
-			if got := s.Stats().ConnPanics.Load(); got != 1 {
-				t.Fatalf("ConnPanics = %d, want 1", got)
-			}
-			other.request(cmdRead, 0, 5, 0, 4096, nil)
-			if errno, cookie := other.simple(); errno != 0 || cookie != 5 {
-				t.Fatalf("other connection: errno %d cookie %d", errno, cookie)
-			}
-			other.read(4096)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := s.Shutdown(ctx); err != nil {
-				t.Fatalf("Shutdown: %v: a connection did not finish after its panic", err)
-			}
-			<-served
-			if g := s.Gauges(); g.InFlightBytes != 0 {
-				t.Fatalf("after the panic: %d bytes still held of the shared bound", g.InFlightBytes)
-			}
-		})
+		}
+		return false
+	})
+	tc.onRead.Store(true)
+	c.request(cmdRead, 0, 2, 0, 4096, nil)
+}
+
+// connectionPanic serves two connections, has arm make the second one's
+// server side panic (after its handshake unless inHandshake), and checks
+// that it alone ends and the server then shuts down cleanly.
+func connectionPanic(t *testing.T, inHandshake bool, arm func(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client)) {
+	m := newMem(1 << 20)
+	exports := testExports{"a": m}
+	inner, err := net.Listen("unix", t.TempDir()+"/nbd.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &trapListener{Listener: inner, accepted: make(chan *trapConn, 4)}
+	s := &Server{Exports: exports, Log: discardLog()}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	defer s.Close()
+
+	other := dial(t, inner.Addr().String())
+	<-l.accepted
+	other.connect("a", false)
+	victim := dial(t, inner.Addr().String())
+	trap := <-l.accepted
+	if !inHandshake {
+		victim.connect("a", false)
+	}
+	arm(t, s, m, trap, victim)
+	victim.expectClosed()
+	if got := s.Stats().ConnPanics.Load(); got != 1 {
+		t.Fatalf("ConnPanics = %d, want 1", got)
+	}
+	other.request(cmdRead, 0, 5, 0, 4096, nil)
+	if errno, cookie := other.simple(); errno != 0 || cookie != 5 {
+		t.Fatalf("other connection: errno %d cookie %d", errno, cookie)
+	}
+	other.read(4096)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v: a connection did not finish after its panic", err)
+	}
+	<-served
+	if g := s.Gauges(); g.InFlightBytes != 0 {
+		t.Fatalf("after the panic: %d bytes still held of the shared bound", g.InFlightBytes)
 	}
 }
 

@@ -34,8 +34,9 @@ type pipe struct {
 // pipe), so the descriptors clients can cost are at most one per
 // connection plus two per pipe.
 type pipePool struct {
-	max     int // bound on open pipes; <= 0: none
-	refused *atomic.Uint64
+	// Set once by Server.init, before the first connection.
+	max     int            // bound on open pipes; <= 0: none
+	refused *atomic.Uint64 // Stats.PipesRefused
 
 	mu     sync.Mutex // guards idle, open, closed
 	idle   []*pipe

@@ -18,7 +18,7 @@ func TestSpinReaderReset(t *testing.T) {
 		sc, cc := tcpPair(t)
 		var busy atomic.Int32
 		s := newTestSpinReader(t, sc, &busy)
-		s.on = spin
+		s.readerServes = spin
 		cc.Write([]byte("x"))
 		cc.SetLinger(0)
 		cc.Close()

@@ -1,10 +1,7 @@
 package nbdserver
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"os"
 	"time"
@@ -29,7 +26,7 @@ func (c *conn) transmit() {
 	c.workers.Add(1)
 	c.worker()
 	c.workers.Wait()
-	c.dropPending()
+	c.writer.dropPending()
 	c.budget.settle()
 	if c.sawDisc || c.stopped.Load() {
 		// DISC or a shutdown: what was written must be durable.
@@ -67,22 +64,22 @@ const maxBatch = 16
 // that wait near this bound. A slow backend thus gets batches of one.
 const batchBudget = 100 * time.Microsecond
 
-// inlineBelow is the service time under which the reader serves its batch
-// itself and reads on afterwards, instead of handing the read turn to
-// another worker. Handing over wakes a goroutine, often on another OS
+// readerServesBelow is the service time under which the reader serves its
+// batch itself and reads on afterwards (the reader-serves mode), instead of
+// handing the read turn to another worker. Handing over wakes a goroutine, often on another OS
 // thread, and that costs a few microseconds: more than a 4 KiB pwrite to
 // the page cache. Work that cheap gains nothing from running in parallel on
 // one connection; a client wanting more uses more connections (the export
 // advertises CAN_MULTI_CONN).
-const inlineBelow = 10 * time.Microsecond
+const readerServesBelow = 10 * time.Microsecond
 
 // worker reads requests when it is its turn, then serves them.
 //
 // A worker takes more than one request per turn when more are already in
 // the read buffer and the backend is fast (batchLimit); the batch's replies
-// go out with one writev. While the backend is very fast (inlineBelow) it
-// then serves the batch itself and reads again: one goroutine per
-// connection, no hand-offs. Otherwise it first makes sure another worker
+// go out with one writev. While the backend is very fast
+// (readerServesBelow) it then serves the batch itself and reads again: one
+// goroutine per connection, no hand-offs. Otherwise it first makes sure another worker
 // will read next (leader/followers, as nbdkit's threads do), starting one
 // when none is waiting: workers never outnumber requests in flight (which
 // the budget bounds) by more than two. Surplus workers leave when the
@@ -94,27 +91,27 @@ func (c *conn) worker() {
 	c.srv.stalls.add(run)
 	defer c.srv.stalls.remove(run)
 	for {
-		if c.inline() && c.waiting.Load() > 0 {
+		if c.readerServes() && c.waiting.Load() > 0 {
 			return // another worker reads next; one is enough
 		}
-		n, inline := c.readTurn(run)
+		n, readerServes := c.readTurn(run)
 		if n == 0 {
 			return
 		}
-		c.serveBatch(run, n, inline)
+		c.serveBatch(run, n, readerServes)
 	}
 }
 
 // readTurn takes the reading turn, reads a batch into run.items and hands
 // the turn on. It returns how many it read (0: reading has ended) and
-// whether the batch is to be served inline.
+// whether this worker serves the batch itself, as the only reader.
 //
 // rmu is unlocked by a defer, so that a panic while reading does not leave
 // the other workers waiting for the turn forever. The panic is recovered
 // here and the connection killed before the turn is given up: the next
 // worker then sees killed and leaves, rather than read on from a buffer
 // the panic may have left half updated.
-func (c *conn) readTurn(run *batchRun) (n int, inline bool) {
+func (c *conn) readTurn(run *batchRun) (n int, readerServes bool) {
 	c.waiting.Add(1)
 	c.rmu.Lock()
 	defer func() {
@@ -128,20 +125,20 @@ func (c *conn) readTurn(run *batchRun) (n int, inline bool) {
 	if c.readDone || c.killed.Load() {
 		return 0, false
 	}
-	// Serving inline, this worker is the only reader: it does its
+	// Serving its batch itself, this worker is the only reader: it does its
 	// batch, then reads again. Payloads are then left in the read
 	// buffer (no copy): each batch is done before the next read, so
 	// the buffer is seldom pinned when it fills and a stall pins at
 	// most one old chunk.
-	inline = c.inline()
+	readerServes = c.readerServes()
 	if c.spin != nil {
-		c.spin.on = inline
+		c.spin.readerServes = readerServes
 	}
 	idle := c.srv.IdleTimeout > 0 && c.inflight.Load() == 0 && c.br.Buffered() < requestHeaderSize
 	if idle {
 		c.setReadDeadline(time.Now().Add(c.srv.IdleTimeout))
 	}
-	w, ok := c.readOne(true, inline)
+	w, ok := c.readOne(true, readerServes)
 	if idle {
 		c.setReadDeadline(time.Time{})
 	}
@@ -155,20 +152,21 @@ func (c *conn) readTurn(run *batchRun) (n int, inline bool) {
 	run.items[0] = w
 	n = 1
 	for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; n++ {
-		if run.items[n], ok = c.readOne(false, inline); !ok {
+		if run.items[n], ok = c.readOne(false, readerServes); !ok {
 			break
 		}
 	}
-	if !inline && c.waiting.Load() == 0 && !c.readDone {
+	if !readerServes && c.waiting.Load() == 0 && !c.readDone {
 		c.workers.Add(1)
 		go c.worker()
 	}
-	return n, inline
+	return n, readerServes
 }
 
-// inline reports whether requests are cheap enough to serve in the reader.
-func (c *conn) inline() bool {
-	return c.serviceNs.Load() < int64(inlineBelow)
+// readerServes reports whether requests are cheap enough for the reader to
+// serve its batch itself (see readerServesBelow).
+func (c *conn) readerServes() bool {
+	return c.serviceNs.Load() < int64(readerServesBelow)
 }
 
 // batchLimit is how many requests the reader may take in one turn now.
@@ -189,8 +187,8 @@ func (c *conn) endReading() (work, bool) {
 // serveBatch does the n requests in run.items in order, then queues their
 // replies together. It times the batch to keep serviceNs current; the
 // server's stall watch sees the batch while it runs.
-func (c *conn) serveBatch(run *batchRun, n int, sole bool) {
-	run.begin(&c.srv.stalls, n, sole)
+func (c *conn) serveBatch(run *batchRun, n int, readerServes bool) {
+	run.begin(&c.srv.stalls, n, readerServes)
 	start := time.Now()
 	var reps [maxBatch]*reply
 	served := 0
@@ -206,105 +204,7 @@ func (c *conn) serveBatch(run *batchRun, n int, sole bool) {
 		per := int64(time.Since(start)) / int64(served)
 		old := c.serviceNs.Load()
 		c.serviceNs.Store(old + (per-old)/8)
-		c.queue(reps[:served])
+		c.writer.queue(reps[:served])
 		clear(reps[:served])
 	}
-}
-
-// readOne reads the next request and its payload. It returns false when
-// reading must end: DISC, EOF, shutdown, or a protocol error (readDone is
-// then set). With wait false it returns false, consuming nothing, rather
-// than wait for the in-flight budget. With take, a write's payload up to
-// maxTake stays in the read buffer. Called with rmu held.
-func (c *conn) readOne(wait, take bool) (work, bool) {
-	h, err := c.br.Peek(requestHeaderSize)
-	if err != nil {
-		c.readErr = err
-		if !c.stopped.Load() && !c.killed.Load() && !errors.Is(err, io.EOF) {
-			c.log.Debug("read request", "err", err)
-		}
-		return c.endReading()
-	}
-	if m := binary.BigEndian.Uint32(h[0:]); m != magicRequest {
-		c.srv.stats.ProtocolErrors.Add(1)
-		c.log.Warn("bad request magic; closing", "magic", fmt.Sprintf("%#x", m))
-		return c.endReading()
-	}
-	r := request{
-		flags:  binary.BigEndian.Uint16(h[4:]),
-		typ:    binary.BigEndian.Uint16(h[6:]),
-		cookie: binary.BigEndian.Uint64(h[8:]),
-		offset: binary.BigEndian.Uint64(h[16:]),
-		length: binary.BigEndian.Uint32(h[24:]),
-	}
-	var charge int64
-	if (r.typ == cmdRead || r.typ == cmdWrite) && r.length <= MaxBlockSize {
-		charge = int64(r.length)
-	}
-	if r.typ != cmdDisc {
-		if wait {
-			if !c.budget.acquire(charge) {
-				return c.endReading()
-			}
-		} else if !c.budget.tryAcquire(charge) {
-			return work{}, false
-		}
-	}
-	c.br.Discard(requestHeaderSize)
-	// After a large write, expect another: read its header alone (see
-	// inbuf.lean).
-	c.br.lean = r.typ == cmdWrite && r.length > maxTake
-	if r.typ == cmdDisc {
-		c.sawDisc = true
-		return c.endReading()
-	}
-	w := work{r: r, charge: charge}
-	if r.typ == cmdWrite {
-		if r.length > MaxBlockSize {
-			// Too long to take: drop the payload if that is cheap enough,
-			// answer EINVAL; else we cannot find the next request safely,
-			// so close.
-			if r.length > maxPayloadSkip {
-				c.srv.stats.ProtocolErrors.Add(1)
-				c.log.Warn("write payload too long to skip; closing", "length", r.length)
-				c.budget.release(0)
-				return c.endReading()
-			}
-			if _, err := io.CopyN(io.Discard, c.br, int64(r.length)); err != nil {
-				c.budget.release(0)
-				return c.endReading()
-			}
-		} else {
-			// The payload holds its bytes of both budgets while it
-			// arrives: a client that sends a header and then trickles or
-			// withholds the payload is dropped after PayloadTimeout, or a
-			// few could hold the shared bound and stall every client.
-			var err error
-			slow := c.srv.PayloadTimeout > 0 && c.br.Buffered() < int(r.length)
-			if slow {
-				c.setReadDeadline(time.Now().Add(c.srv.PayloadTimeout))
-			}
-			if take && r.length <= maxTake {
-				w.payload, w.pinned, err = c.br.Take(int(r.length))
-			} else {
-				w.pooled = getBuf(int(r.length))
-				w.payload = *w.pooled
-				_, err = io.ReadFull(c.br, w.payload)
-			}
-			if slow {
-				c.setReadDeadline(time.Time{})
-			}
-			if err != nil {
-				if slow && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopped.Load() {
-					c.srv.stats.PayloadTimeouts.Add(1)
-					c.log.Info("write payload did not arrive; closing", "payload_timeout", c.srv.PayloadTimeout, "length", r.length)
-				}
-				w.done()
-				c.budget.release(charge)
-				return c.endReading()
-			}
-		}
-	}
-	c.inflight.Add(1)
-	return w, true
 }

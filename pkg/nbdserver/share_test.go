@@ -101,15 +101,7 @@ func TestExportShareLifetime(t *testing.T) {
 	s, sock := startServer(t, testExports{"a": m, "renamed": m, "b": newMem(4 << 20)}, func(s *Server) {
 		s.MaxInFlightBytesTotal = 2 << 20
 	})
-	shares := func() (n int, conns map[Export]int) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		conns = map[Export]int{}
-		for e, sh := range s.shares {
-			conns[e] = sh.conns
-		}
-		return len(s.shares), conns
-	}
+	shares := func() (int, map[Export]int) { return exportShares(s) }
 	b := dial(t, sock)
 	b.connect("b", false)
 	b.request(cmdRead, 0, 1, 0, 3<<20, nil) // over the share and the bound: alone
@@ -139,14 +131,7 @@ func TestExportShareLifetime(t *testing.T) {
 	share := s.shares[m].budget
 	s.mu.Unlock()
 	testkit.WaitFor(t, 10*time.Second, "r's reader blocked in the share", func() bool { return waitingIn(share) == 2 })
-	var victim *conn
-	s.mu.Lock()
-	for c := range s.conns {
-		if c.exportName() == "renamed" {
-			victim = c
-		}
-	}
-	s.mu.Unlock()
+	victim := connServing(s, "renamed")
 	victim.kill()
 	select {
 	case <-victim.done:
@@ -168,6 +153,30 @@ func TestExportShareLifetime(t *testing.T) {
 	if got := s.Gauges().InFlightBytes; got != 0 {
 		t.Fatalf("%d bytes still in flight", got)
 	}
+}
+
+// exportShares returns how many exports have a share of the bound, and how
+// many connections use each.
+func exportShares(s *Server) (n int, conns map[Export]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns = map[Export]int{}
+	for e, sh := range s.shares {
+		conns[e] = sh.conns
+	}
+	return len(s.shares), conns
+}
+
+// connServing returns a connection of s serving the export named name.
+func connServing(s *Server, name string) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.exportName() == name {
+			return c
+		}
+	}
+	return nil
 }
 
 // An export's share defaults to half of the server's bound, and to none

@@ -16,16 +16,17 @@ import (
 // Why: a fast server drains the socket, answers, and reads again before the
 // client has sent the next request, so its reader parks and is woken over
 // and over. On a UNIX socket that is cheap; on TCP each park and wake-up is
-// an OS thread sleeping and being woken (finish_task_switch alone was 18%
-// of gdm's CPU in a 4 KiB random-write profile over loopback TCP), while
-// the next request is usually only microseconds away.
+// an OS thread sleeping and being woken, a large part of the CPU a fast
+// loopback client costs, while the next request is usually only
+// microseconds away.
 //
 // Spinning pays only where a CPU would otherwise idle, so it is hedged
-// three ways: TCP only (on UNIX sockets it cost 3-10% of 4 KiB random
-// writes), inline connections only (cheap requests, see inlineBelow), and
-// only while no more connections are in transmission than half the CPUs
-// Go may use (as the Go scheduler limits its own spinning threads): with
-// two connections on two CPUs, spinning cost 6-10% of random reads.
+// three ways: TCP only (on UNIX sockets, where waking is cheap, it cost
+// throughput), only while the reader serves its batches itself (cheap
+// requests, see readerServesBelow), and only while no more connections are
+// in transmission than half the CPUs Go may use (as the Go scheduler limits
+// its own spinning threads): a spinning reader takes a CPU that another
+// connection's reader may need.
 const spinWindow = 20 * time.Microsecond
 
 // maxSpinBackoff bounds how many waits a reader parks at once without
@@ -37,6 +38,8 @@ const maxSpinBackoff = 64
 // socket is empty and spinning pays (see spinWindow), before it parks. Only
 // the goroutine holding the reading turn uses it.
 type spinReader struct {
+	// Set once by newSpinReader (window and onSpin by tests, before use);
+	// the other fields belong to the goroutine holding the reading turn.
 	raw syscall.RawConn
 	// busy counts the server's connections in transmission; spinning is
 	// for when it is at most limit (half of GOMAXPROCS when the connection
@@ -45,9 +48,9 @@ type spinReader struct {
 	limit  int32
 	stats  *Stats
 	window time.Duration // spinWindow; tests lengthen it
-	// on is set for each reading turn: spin only while requests are cheap
-	// (the reader serves them inline).
-	on bool
+	// readerServes is set for each reading turn: spin only while requests
+	// are cheap (the reader serves its batch itself).
+	readerServes bool
 	// skip counts waits left to park at once; backoff is the next skip
 	// after a failed spin, doubling up to maxSpinBackoff.
 	skip, backoff int
@@ -60,7 +63,7 @@ type spinReader struct {
 // spinning reports whether this wait may spin, and counts it against the
 // backoff.
 func (s *spinReader) spinning() bool {
-	if !s.on {
+	if !s.readerServes {
 		return false
 	}
 	if s.skip > 0 {

@@ -46,7 +46,7 @@ func newTestSpinReader(t *testing.T, c *net.TCPConn, busy *atomic.Int32) *spinRe
 	}
 	s := newSpinReader(raw, busy, &Stats{})
 	s.limit = 1
-	s.on = true
+	s.readerServes = true
 	return s
 }
 
@@ -76,37 +76,8 @@ func TestSpinReaderStream(t *testing.T) {
 	const chunk, spinChunks = 1024, 8
 	spinEnd, bulkEnd := spinChunks*chunk, len(want)-chunk
 
-	type result struct {
-		got           []byte
-		err           error
-		found, parked uint64 // once the spun-for chunks are read
-		bulkFound     uint64 // once the bulk is read
-	}
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		buf := make([]byte, 64<<10)
-		seen := false
-		for {
-			n, err := s.Read(buf)
-			r.got = append(r.got, buf[:n]...)
-			if !seen && len(r.got) >= spinEnd {
-				seen = true
-				r.found, r.parked = s.stats.SpinsFound.Load(), s.stats.SpinsParked.Load()
-			}
-			if len(r.got) == bulkEnd {
-				r.bulkFound = s.stats.SpinsFound.Load()
-				s.window = time.Microsecond // the next wait spins, finds nothing, parks
-			}
-			if err != nil {
-				if err != io.EOF {
-					r.err = err
-				}
-				break
-			}
-		}
-		done <- r
-	}()
+	done := make(chan streamResult, 1)
+	go func() { done <- readStream(s, spinEnd, bulkEnd) }()
 
 	for i := range spinChunks {
 		select {
@@ -120,7 +91,7 @@ func TestSpinReaderStream(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "the reader to give up spinning and park", func() bool { return s.stats.SpinsParked.Load() > 0 })
 	cc.Write(want[bulkEnd:])
 	cc.CloseWrite()
-	var r result
+	var r streamResult
 	select {
 	case r = <-done:
 	case <-time.After(10 * time.Second):
@@ -140,6 +111,41 @@ func TestSpinReaderStream(t *testing.T) {
 	}
 	if f := s.stats.SpinsFound.Load(); f != r.bulkFound {
 		t.Fatalf("%d spins found data, %d before the last chunk: the read that parked was counted as found too", f, r.bulkFound)
+	}
+}
+
+// streamResult is what readStream read, and the spin counts it saw.
+type streamResult struct {
+	got           []byte
+	err           error
+	found, parked uint64 // once the spun-for chunks are read
+	bulkFound     uint64 // once the bulk is read
+}
+
+// readStream reads s to EOF, noting the spin counts once spinEnd bytes are
+// read, and once bulkEnd are, when it shortens the spin window: the next
+// wait spins, finds nothing, and parks.
+func readStream(s *spinReader, spinEnd, bulkEnd int) streamResult {
+	var r streamResult
+	buf := make([]byte, 64<<10)
+	seen := false
+	for {
+		n, err := s.Read(buf)
+		r.got = append(r.got, buf[:n]...)
+		if !seen && len(r.got) >= spinEnd {
+			seen = true
+			r.found, r.parked = s.stats.SpinsFound.Load(), s.stats.SpinsParked.Load()
+		}
+		if len(r.got) == bulkEnd {
+			r.bulkFound = s.stats.SpinsFound.Load()
+			s.window = time.Microsecond
+		}
+		if err != nil {
+			if err != io.EOF {
+				r.err = err
+			}
+			return r
+		}
 	}
 }
 
@@ -180,8 +186,8 @@ func TestSpinReaderBacksOff(t *testing.T) {
 	}
 }
 
-// A spin that sees data arrive resets the backoff; a reader whose
-// connection is not inline, or whose server has more connections busy than
+// A spin that sees data arrive resets the backoff; a reader that does not
+// serve its batches itself, or whose server has more connections busy than
 // its limit, does not spin at all.
 func TestSpinReaderWhenToSpin(t *testing.T) {
 	sc, cc := tcpPair(t)
@@ -203,18 +209,18 @@ func TestSpinReaderWhenToSpin(t *testing.T) {
 	}
 
 	if !s.spinning() {
-		t.Fatal("inline reader with one busy connection does not spin")
+		t.Fatal("a reader serving its batch itself, with one busy connection, does not spin")
 	}
 	busy.Store(2)
 	if s.spinning() {
 		t.Fatal("spins with more busy connections than its limit")
 	}
 	busy.Store(1)
-	s.on = false
+	s.readerServes = false
 	if s.spinning() {
-		t.Fatal("spins while the connection is not inline")
+		t.Fatal("spins while the reader does not serve its batch itself")
 	}
-	s.on, s.skip = true, 3
+	s.readerServes, s.skip = true, 3
 	if s.spinning() || s.skip != 2 {
 		t.Fatalf("spins while backing off (skip now %d)", s.skip)
 	}

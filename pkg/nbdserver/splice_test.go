@@ -59,38 +59,17 @@ func TestSplicedReads(t *testing.T) {
 			c := dial(t, sock)
 			c.connect("a", structured)
 
-			type req struct{ off, n int64 }
-			reqs := map[uint64]req{}
+			reqs := map[uint64]spliceReq{}
 			var b []byte
 			for i := uint64(1); i <= 24; i++ {
-				q := req{int64(r.IntN(6<<20)) &^ 511, 512 << r.IntN(12)} // 512 B to 1 MiB
+				q := spliceReq{int64(r.IntN(6<<20)) &^ 511, 512 << r.IntN(12)} // 512 B to 1 MiB
 				reqs[i] = q
 				b = requestBytes(b, cmdRead, 0, i, uint64(q.off), uint32(q.n), nil)
 			}
 			b = requestBytes(b, cmdWrite, 0, 100, 6<<20, 512, bytes.Repeat([]byte{7}, 512))
 			c.write(b)
 			for range len(reqs) + 1 {
-				var cookie uint64
-				var data []byte
-				if magic, _ := c.br.Peek(4); structured && binary.BigEndian.Uint32(magic) == magicChunk {
-					ch := c.chunk()
-					cookie = ch.cookie
-					if cookie != 100 {
-						if ch.typ != chunkOffsetData || int64(binary.BigEndian.Uint64(ch.payload)) != reqs[cookie].off {
-							t.Fatalf("cookie %d: chunk type %d", cookie, ch.typ)
-						}
-						data = ch.payload[8:]
-					}
-				} else {
-					var e uint32
-					e, cookie = c.simple()
-					if e != 0 {
-						t.Fatalf("cookie %d: errno %d", cookie, e)
-					}
-					if cookie != 100 {
-						data = c.read(int(reqs[cookie].n))
-					}
-				}
+				cookie, data := readSplicedReply(t, c, structured, reqs, 100)
 				if cookie == 100 {
 					continue
 				}
@@ -128,4 +107,32 @@ func TestSplicedReads(t *testing.T) {
 			}
 		})
 	}
+}
+
+// spliceReq is one read of TestSplicedReads.
+type spliceReq struct{ off, n int64 }
+
+// readSplicedReply reads the next reply, a chunk or a simple reply, to one
+// of reqs or to the write with cookie write, and returns its cookie and,
+// for a read, its data. A read's error fails the test.
+func readSplicedReply(t *testing.T, c *client, structured bool, reqs map[uint64]spliceReq, write uint64) (uint64, []byte) {
+	t.Helper()
+	if magic, _ := c.br.Peek(4); structured && binary.BigEndian.Uint32(magic) == magicChunk {
+		ch := c.chunk()
+		if ch.cookie == write {
+			return ch.cookie, nil
+		}
+		if ch.typ != chunkOffsetData || int64(binary.BigEndian.Uint64(ch.payload)) != reqs[ch.cookie].off {
+			t.Fatalf("cookie %d: chunk type %d", ch.cookie, ch.typ)
+		}
+		return ch.cookie, ch.payload[8:]
+	}
+	e, cookie := c.simple()
+	if e != 0 {
+		t.Fatalf("cookie %d: errno %d", cookie, e)
+	}
+	if cookie == write {
+		return cookie, nil
+	}
+	return cookie, c.read(int(reqs[cookie].n))
 }

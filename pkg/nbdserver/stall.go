@@ -17,24 +17,28 @@ const stallAfter = time.Millisecond
 // stall watch. Items are claimed through next, so each is served once, by
 // the worker or by the watch (rescue).
 type batchRun struct {
-	c    *conn
-	mu   sync.Mutex // guards n, gen, seen; held by the watch while it claims
-	n    int        // items in the batch being served; 0 between batches
-	gen  uint64     // batches begun
-	seen uint64     // gen when the watch last looked
-	// sole is set while the batch's worker is the connection's only
-	// reader (served inline): if it stalls, no one reads on.
-	sole  bool
-	next  atomic.Int32
+	c *conn // set once by the worker that owns the run
+	// items is filled by the owning worker while it holds the reading
+	// turn, before begin publishes them; claim hands each out once.
 	items [maxBatch]work
+	next  atomic.Int32 // the next item to claim (atomic)
+
+	mu  sync.Mutex // guards n, gen, seen, readerServes
+	n   int        // items in the batch being served; 0 between batches
+	gen uint64     // batches begun
+	// seen is gen when the watch last looked, written by the watch.
+	seen uint64
+	// readerServes is set while the batch's worker serves it itself, as
+	// the connection's only reader: if it stalls, no one reads on.
+	readerServes bool
 }
 
 // begin publishes a batch of n items (already in items) to the watch;
-// sole says whether its worker is the only reader.
-func (run *batchRun) begin(w *stallWatch, n int, sole bool) {
+// readerServes says whether its worker is the only reader.
+func (run *batchRun) begin(w *stallWatch, n int, readerServes bool) {
 	run.mu.Lock()
 	run.n = n
-	run.sole = sole
+	run.readerServes = readerServes
 	run.gen++
 	run.next.Store(0)
 	run.mu.Unlock()
@@ -60,15 +64,15 @@ func (run *batchRun) claim(n int) *work {
 
 // stallWatch looks at every batch being served once per stallAfter and
 // rescues those it finds still on the batch it saw last time. A timer per
-// batch would be simpler but costs a netpoller wake-up per batch, which
-// took a quarter off 4 KiB write throughput; this is one wake-up per
-// millisecond while batches run, and none while the server is idle: the
-// watch's goroutine exits after a millisecond without a batch, and the next
-// batch starts it again.
+// batch would be simpler, but costs a netpoller wake-up per batch, which
+// showed in small writes' throughput; this is one wake-up per millisecond
+// while batches run, and none while the server is idle: the watch's
+// goroutine exits after a millisecond without a batch, and the next batch
+// starts it again.
 type stallWatch struct {
-	mu      sync.Mutex
-	runs    map[*batchRun]struct{}
-	running atomic.Bool // a watch goroutine is ticking
+	mu      sync.Mutex             // guards runs
+	runs    map[*batchRun]struct{} // every worker's run, added and removed by the worker
+	running atomic.Bool            // a watch goroutine is ticking; set by ensure, cleared by watch
 }
 
 func (w *stallWatch) add(run *batchRun) {
@@ -111,59 +115,81 @@ func (w *stallWatch) watch() {
 // scan rescues stalled batches and reports whether any batch is running
 // or has begun since the last scan: the watch keeps ticking through the
 // short gaps between batches rather than exit and be restarted each time.
+// The rescues start goroutines, so they run after the locks are released.
 func (w *stallWatch) scan() (busy bool) {
+	var stalled []stolenBatch
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	for run := range w.runs {
-		run.mu.Lock()
-		if run.n > 0 || run.gen != run.seen {
-			busy = true
+		runBusy, r := run.look()
+		busy = busy || runBusy
+		if r.c != nil {
+			stalled = append(stalled, r)
 		}
-		if run.n > 0 && run.gen == run.seen {
-			run.c.rescue(run) // unlocks run.mu
-			continue
-		}
-		run.seen = run.gen
-		run.mu.Unlock()
+	}
+	w.mu.Unlock()
+	for _, r := range stalled {
+		r.c.rescue(r)
 	}
 	return busy
+}
+
+// stolenBatch is what the watch takes from a stalled batch: its requests not
+// yet started, and whether its worker was the only reader. The worker
+// count already includes the goroutines rescue is to start.
+type stolenBatch struct {
+	c            *conn
+	stolen       []work
+	readerServes bool
+}
+
+// look is the watch's look at run: whether it is busy (a batch is being
+// served or has begun since the last look), and, when the batch is the
+// one seen last time (it has run for over stallAfter), what to rescue from
+// it. A batch with nothing to hand out whose worker had handed the reading
+// on is left alone (the zero stolenBatch): starting a worker for it added one
+// that never left, on every slow request.
+func (run *batchRun) look() (busy bool, r stolenBatch) {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	busy = run.n > 0 || run.gen != run.seen
+	stalled := run.n > 0 && run.gen == run.seen
+	run.seen = run.gen
+	if !stalled {
+		return busy, stolenBatch{}
+	}
+	for w := run.claim(run.n); w != nil; w = run.claim(run.n) {
+		r.stolen = append(r.stolen, *w)
+	}
+	if len(r.stolen) == 0 && !run.readerServes {
+		return busy, stolenBatch{}
+	}
+	r.c, r.readerServes = run.c, run.readerServes
+	// Counted now, under run.mu: the batch's worker is still serving it
+	// (run.n > 0), so the count is not zero and transmit cannot be past
+	// its Wait.
+	if r.readerServes {
+		r.c.workers.Add(1 + len(r.stolen))
+	} else {
+		r.c.workers.Add(len(r.stolen))
+	}
+	return busy, r
 }
 
 // testHookRescued, when set by a test, runs in each rescued request's
 // goroutine before the request: a place to inject a panic.
 var testHookRescued func()
 
-// rescue is called by the watch, with run.mu held, for a batch that has
-// run for over stallAfter. Its requests not yet started each get a
-// goroutine, another worker starts reading if the batch's worker was the
-// only reader, and the service time is raised so readers stop batching and
-// serving inline until the backend is fast again. A batch with nothing to
-// hand out whose worker had handed the reading on is left alone: starting
-// a worker for it added one that never left, on every slow request. It
-// unlocks run.mu.
-func (c *conn) rescue(run *batchRun) {
-	var stolen []work
-	for w := run.claim(run.n); w != nil; w = run.claim(run.n) {
-		stolen = append(stolen, *w)
-	}
-	run.seen = run.gen
-	reader := run.sole
-	if len(stolen) == 0 && !reader {
-		run.mu.Unlock()
-		return
-	}
-	// The batch's worker is still serving it, so the count is not zero.
-	if reader {
-		c.workers.Add(1 + len(stolen))
-	} else {
-		c.workers.Add(len(stolen))
-	}
-	run.mu.Unlock()
+// rescue serves a batch that has run for over stallAfter, as look found
+// it: its requests not yet started each get a goroutine, another worker
+// starts reading if the batch's worker was the only reader, and the
+// service time is raised so readers stop batching and serving their
+// batches themselves until the backend is fast again.
+func (c *conn) rescue(r stolenBatch) {
 	c.srv.stats.Stalls.Add(1)
 	if ns := int64(stallAfter); c.serviceNs.Load() < ns {
 		c.serviceNs.Store(ns)
 	}
-	for _, w := range stolen {
+	for _, w := range r.stolen {
 		go func() {
 			defer c.workers.Done()
 			defer c.recovered("rescued request")
@@ -171,10 +197,10 @@ func (c *conn) rescue(run *batchRun) {
 				testHookRescued()
 			}
 			rep := c.handle(&w)
-			c.queue([]*reply{rep})
+			c.writer.queue([]*reply{rep})
 		}()
 	}
-	if reader {
+	if r.readerServes {
 		go c.worker()
 	}
 }
