@@ -109,24 +109,25 @@ func TestEmptyIndex(t *testing.T) {
 	}
 }
 
-func TestNodesAreCacheLines(t *testing.T) {
+func TestNodesAreAligned(t *testing.T) {
 	ix, err := Build(randomLasts(rand.New(rand.NewPCG(3, 4)), 5000, 10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 5000 keys: 625 leaves, 70, 8, 1 nodes: depth 4.
+	// 5000 keys: 313 leaves, 20, 2, 1 nodes: depth 4.
 	if ix.Depth() != 4 {
 		t.Errorf("depth = %d, want 4", ix.Depth())
 	}
-	for l, level := range ix.levels {
+	for l := range ix.Depth() {
+		level := ix.level(l)
 		if len(level)%KeysPerNode != 0 {
 			t.Errorf("level %d has %d keys, not whole nodes", l, len(level))
 		}
-		if p := uintptr(unsafe.Pointer(&level[0])); p%cacheLine != 0 {
-			t.Errorf("level %d starts at %#x, not on a cache line", l, p)
+		if p := uintptr(unsafe.Pointer(&level[0])); p%nodeBytes != 0 {
+			t.Errorf("level %d starts at %#x, not on a node boundary", l, p)
 		}
 	}
-	leaves := ix.levels[len(ix.levels)-1]
+	leaves := ix.level(ix.Depth() - 1)
 	for i := 5000; i < len(leaves); i++ {
 		if leaves[i] != MaxKey {
 			t.Errorf("leaf padding %d = %d, want MaxKey", i, leaves[i])
