@@ -58,16 +58,18 @@ type Index struct {
 // keys must strictly ascend; an empty key list gives an index on which every
 // lookup is out of range.
 func Build(lastSectors []uint64) (*Index, error) {
-	for i := 1; i < len(lastSectors); i++ {
-		if lastSectors[i] <= lastSectors[i-1] {
-			return nil, fmt.Errorf("%w: key %d (%d) after %d", ErrNotAscending, i, lastSectors[i], lastSectors[i-1])
-		}
-	}
-	ix := &Index{n: len(lastSectors)}
-	if ix.n == 0 {
+	return BuildFunc(len(lastSectors), func(i int) uint64 { return lastSectors[i] })
+}
+
+// BuildFunc is Build with the n last sectors given by a function, for a
+// caller that has them in another form: a big table need not make a slice
+// of them only to have them copied.
+func BuildFunc(n int, last func(i int) uint64) (*Index, error) {
+	ix := &Index{n: n}
+	if n == 0 {
 		return ix, nil
 	}
-	ix.last = lastSectors[ix.n-1]
+	ix.last = last(n - 1)
 
 	// Node counts per level, leaves first.
 	counts := []int{divUp(ix.n, KeysPerNode)}
@@ -83,9 +85,14 @@ func Build(lastSectors []uint64) (*Index, error) {
 	ix.keys = alignedKeys(total)
 
 	leaves := ix.level(ix.depth - 1)
-	copy(leaves, lastSectors)
-	for i := ix.n; i < len(leaves); i++ {
+	for i := range leaves {
 		leaves[i] = MaxKey
+		if i < n {
+			leaves[i] = last(i)
+		}
+		if i > 0 && i < n && leaves[i] <= leaves[i-1] {
+			return nil, fmt.Errorf("%w: key %d (%d) after %d", ErrNotAscending, i, leaves[i], leaves[i-1])
+		}
 	}
 	// Key c of an internal level is the last key of node c one level down;
 	// a child that does not exist is open-ended, so MaxKey.
