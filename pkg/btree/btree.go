@@ -2,20 +2,28 @@
 // targets, in the spirit of the one Linux's dm-table.c builds, laid out for
 // few cache misses and few instructions per lookup.
 //
-// Every node is KeysPerNode sector keys: two cache lines, aligned so the
-// CPU's adjacent-line prefetch brings both in at once. Leaves hold the last
-// sector of each target in order, padded with MaxKey. An internal node's key
-// k is the highest sector under its child k, which is that child's own last
-// key, so a node has KeysPerNode children and no key is stored twice over
+// Every node has KeysPerNode keys and as many children. Leaves hold the last
+// sector of each target in order. An internal node's key k is the highest
+// sector under its child k, so no key is needed past the last child
 // (dm-table.c's nodes have one child more than keys: a sector past every key
 // of a node goes to that extra child; here the parent has already ruled that
-// case out). Levels are stored root first in one allocation.
+// case out).
+//
+// Keys are stored relative to the first sector under their node, in the
+// narrowest of 64, 32 or 16 bits that holds the widest span of sectors a
+// node of their level covers: at a million targets of a few hundred sectors,
+// the leaves are 16-bit (a node is half a cache line, 2 MB in all where
+// absolute 64-bit keys would take 8) and the levels above 32-bit. A span
+// never grows going down, so the levels are grouped root first: 64-bit ones,
+// then 32-bit, then 16-bit, each group in one allocation aligned to 128
+// bytes (the adjacent-line prefetch's pair), each level a whole number of
+// nodes, padded with the group's largest key.
 //
 // A lookup walks one node per level with a branchless binary search (four
-// compare-and-selects for 16 keys). A million targets are five levels, and
-// the whole walk is some hundred instructions with no branch that depends
-// on the data, so the CPU overlaps the cache misses of consecutive lookups
-// instead of stalling on a mispredicted branch in each.
+// compare-and-selects for 16 keys) and carries the first sector of the node
+// down. The walk has no branch that depends on the data, so the CPU overlaps
+// the cache misses of consecutive lookups instead of stalling on a
+// mispredicted branch in each.
 //
 // An Index is built once and never changes, so any number of goroutines may
 // call Lookup concurrently without locking.
@@ -28,13 +36,11 @@ import (
 )
 
 const (
-	// KeysPerNode is how many 8-byte sector keys make a node, and how many
-	// children an internal node has: 16, two 64-byte cache lines.
+	// KeysPerNode is how many keys make a node, and how many children an
+	// internal node has.
 	KeysPerNode = 16
-	// nodeBytes is a node's size; nodes are aligned to it.
-	nodeBytes = KeysPerNode * 8
-	// MaxKey pads the unused keys of the last node of each level.
-	MaxKey = ^uint64(0)
+	// align is where every group of levels starts: two cache lines.
+	align = 128
 	// maxDepth is more levels than 2^64 keys need.
 	maxDepth = 17
 )
@@ -42,12 +48,22 @@ const (
 // ErrNotAscending is returned by Build when the keys do not strictly ascend.
 var ErrNotAscending = errors.New("btree: keys must strictly ascend")
 
+// key is what a level's keys may be stored as.
+type key interface{ uint16 | uint32 | uint64 }
+
 // Index maps a sector to the index of the target that holds it.
 type Index struct {
-	// keys holds every level, root first, each a whole number of nodes.
-	keys []uint64
-	// start[l] is where level l begins in keys; level depth-1 is the
-	// leaves. A fixed array, so a lookup reads it from the Index itself.
+	// The levels, root first: [0, n64) in k64, [n64, n64+n32) in k32, the
+	// rest in k16. width[l] is level l's key size in bytes, base* where
+	// each group's keys are, for the lookup.
+	k64                    []uint64
+	k32                    []uint32
+	k16                    []uint16
+	n64, n32               int
+	width                  [maxDepth]uint8
+	base16, base32, base64 unsafe.Pointer
+	// start[l] is where level l begins in its group's keys. A fixed array,
+	// so a lookup reads it from the Index itself.
 	start [maxDepth]int
 	depth int
 	n     int    // number of targets
@@ -65,56 +81,41 @@ func Build(lastSectors []uint64) (*Index, error) {
 // caller that has them in another form: a big table need not make a slice
 // of them only to have them copied.
 func BuildFunc(n int, last func(i int) uint64) (*Index, error) {
+	for i := 1; i < n; i++ {
+		if a, b := last(i-1), last(i); b <= a {
+			return nil, fmt.Errorf("%w: key %d (%d) after %d", ErrNotAscending, i, b, a)
+		}
+	}
 	ix := &Index{n: n}
 	if n == 0 {
 		return ix, nil
 	}
 	ix.last = last(n - 1)
-
-	// Node counts per level, leaves first.
-	counts := []int{divUp(ix.n, KeysPerNode)}
-	for counts[len(counts)-1] > 1 {
-		counts = append(counts, divUp(counts[len(counts)-1], KeysPerNode))
-	}
-	ix.depth = len(counts)
-	total := 0
-	for l := 0; l < ix.depth; l++ {
-		ix.start[l] = total
-		total += counts[ix.depth-1-l] * KeysPerNode
-	}
-	ix.keys = alignedKeys(total)
-
-	leaves := ix.level(ix.depth - 1)
-	for i := range leaves {
-		leaves[i] = MaxKey
-		if i < n {
-			leaves[i] = last(i)
+	l := levels{n: n, last: last}
+	ix.depth = l.count()
+	var bytes [maxDepth]int
+	for lv := ix.depth - 1; lv >= 0; lv-- {
+		bytes[lv] = l.width(lv)
+		if lv+1 < ix.depth {
+			bytes[lv] = max(bytes[lv], bytes[lv+1])
 		}
-		if i > 0 && i < n && leaves[i] <= leaves[i-1] {
-			return nil, fmt.Errorf("%w: key %d (%d) after %d", ErrNotAscending, i, leaves[i], leaves[i-1])
+		switch bytes[lv] {
+		case 8:
+			ix.n64++
+		case 4:
+			ix.n32++
 		}
 	}
-	// Key c of an internal level is the last key of node c one level down;
-	// a child that does not exist is open-ended, so MaxKey.
-	for l := ix.depth - 2; l >= 0; l-- {
-		level, below := ix.level(l), ix.level(l+1)
-		for c := range level {
-			level[c] = MaxKey
-			if end := (c+1)*KeysPerNode - 1; end < len(below) {
-				level[c] = below[end]
-			}
-		}
+	ix.k64 = fill[uint64](&l, ix.start[:], 0, ix.n64)
+	ix.k32 = fill[uint32](&l, ix.start[:], ix.n64, ix.n64+ix.n32)
+	ix.k16 = fill[uint16](&l, ix.start[:], ix.n64+ix.n32, ix.depth)
+	ix.base64 = unsafe.Pointer(unsafe.SliceData(ix.k64))
+	ix.base32 = unsafe.Pointer(unsafe.SliceData(ix.k32))
+	ix.base16 = unsafe.Pointer(unsafe.SliceData(ix.k16))
+	for lv := range ix.depth {
+		ix.width[lv] = uint8(bytes[lv])
 	}
 	return ix, nil
-}
-
-// level returns the keys of level l (0 is the root).
-func (ix *Index) level(l int) []uint64 {
-	end := len(ix.keys)
-	if l+1 < ix.depth {
-		end = ix.start[l+1]
-	}
-	return ix.keys[ix.start[l]:end:end]
 }
 
 // Len is the number of targets indexed.
@@ -129,45 +130,70 @@ func (ix *Index) Lookup(sector uint64) (int, bool) {
 	if sector > ix.last || ix.n == 0 {
 		return 0, false
 	}
-	// i is the node's index within its level; after the leaves, the key's.
-	// Build sized every level to hold node i whole for any i a walk can
-	// reach, so the node is addressed without a bounds check: that check
-	// and the slicing would double the instructions of a level.
-	i := 0
-	keys := unsafe.Pointer(unsafe.SliceData(ix.keys))
-	for _, start := range ix.start[:ix.depth] {
-		node := (*[KeysPerNode]uint64)(unsafe.Add(keys, (start+i*KeysPerNode)*8))
-		// The first k with node[k] >= sector; the parent chose this node
-		// because its last key is >= sector. A binary search in four
-		// halvings, written inline (as a function it is not inlined), each
-		// a compare whose flag is added in: a SETcc, where an if compiles
-		// to a jump that random sectors mispredict half the time. The
-		// masks cost an AND and prove the indexes in range.
-		k := b2i(node[7] < sector) << 3
-		k += b2i(node[(k+3)&(KeysPerNode-1)] < sector) << 2
-		k += b2i(node[(k+1)&(KeysPerNode-1)] < sector) << 1
-		k += b2i(node[k&(KeysPerNode-1)] < sector)
-		i = i*KeysPerNode + k
+	// i is the node's index within its level (after the leaves, the key's),
+	// lo the node's first sector. A node is addressed without a bounds
+	// check: fill sized every level to hold node i whole for any i a walk
+	// can reach, and the check and the slicing would double the
+	// instructions of a level. The switch on the width is the same for a
+	// level on every lookup, so it predicts well.
+	i, lo := 0, uint64(0)
+	for l := range ix.depth {
+		at := uintptr(ix.start[l] + i*KeysPerNode)
+		// The sector relative to the node's first fits the level's keys:
+		// the parent chose this node because its last key is at or past it.
+		rel := sector - lo
+		var k uint
+		var before uint64 // the key before k: child k starts after it
+		switch ix.width[l] {
+		case 2:
+			node := (*[KeysPerNode]uint16)(unsafe.Add(ix.base16, at*2))
+			k = search16(node, uint16(rel))
+			before = uint64(node[(k-1)%KeysPerNode])
+		case 4:
+			node := (*[KeysPerNode]uint32)(unsafe.Add(ix.base32, at*4))
+			k = search32(node, uint32(rel))
+			before = uint64(node[(k-1)%KeysPerNode])
+		default:
+			node := (*[KeysPerNode]uint64)(unsafe.Add(ix.base64, at*8))
+			k = search64(node, rel)
+			before = node[(k-1)%KeysPerNode]
+		}
+		lo += (before + 1) & -uint64(b2i(k > 0))
+		i = i*KeysPerNode + int(k)
 	}
 	return i, true
 }
 
+// search16, search32 and search64 return the first k with node[k] >= rel,
+// for a node whose last key is >= rel: a binary search in four halvings,
+// each a compare whose flag is or-ed in (a SETcc; an if compiles to a jump
+// that random sectors mispredict half the time). Three copies of one line,
+// not a generic function: the compiler does not inline that one.
+func search16(n *[KeysPerNode]uint16, rel uint16) uint {
+	k := b2i(n[7] < rel) << 3
+	k |= b2i(n[k|3] < rel) << 2
+	k |= b2i(n[k|1] < rel) << 1
+	return k | b2i(n[k] < rel)
+}
+
+func search32(n *[KeysPerNode]uint32, rel uint32) uint {
+	k := b2i(n[7] < rel) << 3
+	k |= b2i(n[k|3] < rel) << 2
+	k |= b2i(n[k|1] < rel) << 1
+	return k | b2i(n[k] < rel)
+}
+
+func search64(n *[KeysPerNode]uint64, rel uint64) uint {
+	k := b2i(n[7] < rel) << 3
+	k |= b2i(n[k|3] < rel) << 2
+	k |= b2i(n[k|1] < rel) << 1
+	return k | b2i(n[k] < rel)
+}
+
 // b2i compiles to a SETcc.
-func b2i(b bool) int {
+func b2i(b bool) uint {
 	if b {
 		return 1
 	}
 	return 0
-}
-
-func divUp(a, b int) int { return (a + b - 1) / b }
-
-// alignedKeys returns n keys starting on a node boundary.
-func alignedKeys(n int) []uint64 {
-	buf := make([]uint64, n+KeysPerNode)
-	skip := 0
-	if r := uintptr(unsafe.Pointer(&buf[0])) % nodeBytes; r != 0 {
-		skip = int((nodeBytes - r) / 8)
-	}
-	return buf[skip : skip+n : skip+n]
 }
