@@ -3,6 +3,7 @@ package table
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -26,6 +27,10 @@ type builder struct {
 	begins []int   // the lineStore's begins
 	starts []int64 // byte offset of each target
 	next   uint64  // the sector the next line must start at
+	// verbatim: the text so far is the canonical text of the lines so far,
+	// up to lineEnd (see lineStore.verbatim).
+	verbatim bool
+	lineEnd  int
 	// lineNo says where line i came from, for errors.
 	lineNo func(i int) int
 }
@@ -40,17 +45,30 @@ func newBuilder(n int) *builder {
 func (b *builder) parse(text string) error {
 	b.text = text
 	b.lineNo = func(i int) int { return lineNoOf(text, i) }
-	return eachLine(text, func(lineNo int, fields []string) error {
+	b.verbatim = true
+	var num []byte
+	err := eachLine(text, func(lineNo int, fields []string) error {
 		l, err := checkLine(fields, b.next, len(b.begins) == 0)
 		if err != nil {
 			return &LineError{Line: lineNo, Err: err}
 		}
 		if !canonical(text, fields[2:], l) {
+			b.verbatim = false
 			return b.add(l, lineNo)
+		}
+		if b.verbatim {
+			num = strconv.AppendUint(num[:0], l.Start, 10)
+			b.verbatim = offsetIn(text, fields[0]) == b.lineEnd && fields[0] == string(num)
+			num = strconv.AppendUint(num[:0], l.Length, 10)
+			b.verbatim = b.verbatim && fields[1] == string(num) && spaced(text, fields[0], fields[1]) && spaced(text, fields[1], fields[2])
+			last := fields[len(fields)-1]
+			b.lineEnd = offsetIn(text, last) + len(last) + 1 // canonical: a newline or the end
 		}
 		b.push(l, offsetIn(text, fields[2]))
 		return nil
 	})
+	b.verbatim = b.verbatim && b.lineEnd == len(text)
+	return err
 }
 
 // addLines adds lines built by code.
@@ -105,12 +123,17 @@ func canonical(text string, fields []string, l Line) bool {
 		return false
 	}
 	for i, a := range l.Args {
-		at := offsetIn(text, fields[i+1])
-		if fields[i+1] != a || at != offsetIn(text, fields[i])+len(fields[i])+1 || text[at-1] != ' ' {
+		if fields[i+1] != a || !spaced(text, fields[i], fields[i+1]) {
 			return false
 		}
 	}
 	return true
+}
+
+// spaced reports whether b follows a in text after exactly one space.
+func spaced(text, a, b string) bool {
+	at := offsetIn(text, b)
+	return at == offsetIn(text, a)+len(a)+1 && text[at-1] == ' '
 }
 
 // offsetIn is where sub, a substring of s (or of a string s is a
@@ -143,7 +166,7 @@ func (b *builder) build(opts Options) (*Table, error) {
 		return nil, fmt.Errorf("table: %w", ErrEmpty)
 	}
 	t := &Table{
-		lines:   lineStore{text: b.text, side: string(b.side), begins: exact(b.begins)},
+		lines:   lineStore{text: b.text, side: string(b.side), begins: exact(b.begins), verbatim: b.verbatim},
 		targets: make([]targets.Target, n),
 		starts:  exact(append(b.starts, int64(b.next)*targets.SectorSize)),
 		devs:    targets.NewDevSetWith(opts.ReadOnly, opts.Open),

@@ -1,7 +1,10 @@
 package table
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"strings"
@@ -81,4 +84,57 @@ func heapPerTarget(b *testing.B, n int) float64 {
 	runtime.KeepAlive(tb)
 	tb.destroy(discardLog(), false)
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+}
+
+// BenchmarkVerbsWith1M times what a daemon does to a device whose live
+// table has a million targets: suspend and resume it, give its table text
+// (Text, and WriteText as a streamed `gdm table` would), and a random 4 KiB
+// read through it (tmpfs, holes).
+func BenchmarkVerbsWith1M(b *testing.B) {
+	const n = 1000000
+	text := linearText(b, n)
+	d := newLiveDevice(b, text)
+	defer d.Close()
+	ctx := context.Background()
+	b.Run("suspend-resume", func(b *testing.B) {
+		for b.Loop() {
+			if err := d.Suspend(ctx, false); err != nil {
+				b.Fatal(err)
+			}
+			if err := d.Resume(ctx, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	t := d.Acquire(false)
+	defer t.Put()
+	// A table whose text was not canonical (here, a comment) has its text
+	// made again, line by line.
+	remade := mustTable(b, "# made by hand\n"+text)
+	defer remade.destroy(discardLog(), false)
+	for _, c := range []struct {
+		name string
+		t    *Table
+	}{{"", t}, {"-remade", remade}} {
+		b.Run("text"+c.name, func(b *testing.B) {
+			for b.Loop() {
+				if len(c.t.Text()) != len(text) {
+					b.Fatal("text differs")
+				}
+			}
+		})
+		b.Run("write-text"+c.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := c.t.WriteText(io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	offsets := make([]int64, 4096)
+	r := rand.New(rand.NewPCG(2, 2))
+	for i := range offsets {
+		offsets[i] = r.Int64N(n*8*512/4096) * 4096
+	}
+	b.Run("read4k", func(b *testing.B) { benchDeviceRead(b, d, offsets) })
 }

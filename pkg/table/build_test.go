@@ -18,7 +18,7 @@ import (
 // TestTableKeepsLinesAsParsed checks the compact line store against Parse:
 // canonical lines are kept as slices of the text, the others as canonical
 // copies, and either way the table gives back Parse's lines and Format's
-// text.
+// text; a text that is canonical throughout is its own Text.
 func TestTableKeepsLinesAsParsed(t *testing.T) {
 	dir := t.TempDir()
 	a := testkit.Sparse(t, dir, "a", 1<<20)
@@ -32,6 +32,8 @@ func TestTableKeepsLinesAsParsed(t *testing.T) {
 		"crlf":             "0 8 linear " + a + " 0\r\n8 8 zero\r\n",
 		"comments":         "# header\n\n0 8 zero\n  # indented\n8 8 linear " + a + " 0\n",
 		"unicode spaces":   "0 8 linear\u00a0" + a + " 0\n8 8 zero\u2003\n",
+		"zero-led start":   "0 8 zero\n08 8 error\n",
+		"blank line last":  "0 8 zero\n8 8 error\n\n",
 	}
 	for name, text := range texts {
 		t.Run(name, func(t *testing.T) {
@@ -49,6 +51,9 @@ func TestTableKeepsLinesAsParsed(t *testing.T) {
 			}
 			if tb.Len() != len(want) {
 				t.Errorf("Len() = %d, want %d", tb.Len(), len(want))
+			}
+			if tb.lines.verbatim != (name == "canonical") {
+				t.Errorf("verbatim = %v: Text is the text only for the canonical one", tb.lines.verbatim)
 			}
 			if got, w := tb.Text(), Format(want); got != w {
 				t.Errorf("Text() = %q, want %q", got, w)

@@ -22,6 +22,9 @@ type lineStore struct {
 	text   string // the text the table was parsed from, kept, not copied
 	side   string // canonical copies of the parts that text has otherwise
 	begins []int
+	// verbatim: text is the table's canonical text, every byte of it (as
+	// in a table gdm itself wrote), so Text is text, made in no time.
+	verbatim bool
 }
 
 // part returns line i's type and arguments, space-separated.
@@ -78,8 +81,21 @@ func (t *Table) Lines() []Line {
 // Text is the canonical table text. For a big table, WriteText writes the
 // same without making it all in memory first.
 func (t *Table) Text() string {
+	if t.lines.verbatim {
+		return t.lines.text
+	}
+	// Sized exactly first: growing a string of tens of megabytes by
+	// doubling would touch twice the memory, and touching it is the cost.
+	size := 0
+	var num []byte
+	for i := range t.Len() {
+		num = strconv.AppendUint(num[:0], t.sector(i), 10)
+		num = append(num, ' ')
+		num = strconv.AppendUint(num, t.sector(i+1)-t.sector(i), 10)
+		size += len(num) + 1 + len(t.lines.part(i)) + 1
+	}
 	var b strings.Builder
-	b.Grow(t.Len() * 48)
+	b.Grow(size)
 	t.WriteText(&b) // a strings.Builder does not fail
 	return b.String()
 }
@@ -87,6 +103,10 @@ func (t *Table) Text() string {
 // WriteText writes the canonical table text to w, a line at a time, as
 // Format would: nothing the size of the table is made in memory.
 func (t *Table) WriteText(w io.Writer) error {
+	if t.lines.verbatim {
+		_, err := io.WriteString(w, t.lines.text)
+		return err
+	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var line []byte
 	for i := range t.Len() {
