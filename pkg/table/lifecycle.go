@@ -69,8 +69,7 @@ func (t *Table) preresume(ctx context.Context) error {
 	for i, tg := range t.targets {
 		if r, ok := tg.(targets.Resumer); ok {
 			if err := r.PreResume(ctx); err != nil {
-				l := t.lines[i]
-				return fmt.Errorf("table: target %d (%s at sector %d) refused to resume: %w", i, l.Type, l.Start, err)
+				return fmt.Errorf("table: target %d (%s at sector %d) refused to resume: %w", i, t.lines.typeName(i), t.sector(i), err)
 			}
 		}
 	}
@@ -95,7 +94,7 @@ func (t *Table) destructTargets() error {
 	for i, tg := range t.targets {
 		if d, ok := tg.(targets.Destroyer); ok {
 			if err := d.Destroy(); err != nil {
-				errs = append(errs, fmt.Errorf("target %d (%s): destructor: %w", i, t.lines[i].Type, err))
+				errs = append(errs, fmt.Errorf("target %d (%s): destructor: %w", i, t.lines.typeName(i), err))
 			}
 		}
 	}
@@ -112,9 +111,14 @@ func (t *Table) abandon() {
 // noLiveSwap returns why t may not take part in a live swap, or nil: its
 // first target whose type says NoLiveSwap.
 func (t *Table) noLiveSwap() error {
-	for i, l := range t.lines {
-		if typ, err := targets.Lookup(l.Type); err == nil && typ.NoLiveSwap {
-			return fmt.Errorf("target %d (%s at sector %d) keeps state that two live tables would corrupt", i, l.Type, l.Start)
+	var typ *targets.Type
+	for i := range t.Len() {
+		name := t.lines.typeName(i)
+		if typ == nil || typ.Name != name {
+			typ, _ = targets.Lookup(name)
+		}
+		if typ != nil && typ.NoLiveSwap {
+			return fmt.Errorf("target %d (%s at sector %d) keeps state that two live tables would corrupt", i, name, t.sector(i))
 		}
 	}
 	return nil

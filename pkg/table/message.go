@@ -25,7 +25,7 @@ func (t *Table) Message(ctx context.Context, sector uint64, args []string) (stri
 	i, _ := t.index.Lookup(sector)
 	m, ok := t.targets[i].(targets.Messenger)
 	if !ok {
-		return "", fmt.Errorf("table: target %d (%s): %w", i, t.lines[i].Type, targets.ErrNoMessages)
+		return "", fmt.Errorf("table: target %d (%s): %w", i, t.lines.typeName(i), targets.ErrNoMessages)
 	}
 	return m.Message(ctx, args)
 }

@@ -59,15 +59,6 @@ func (c *OpCounters) Snapshot() OpSnapshot {
 // SegmentStats counts I/O on one target of a table.
 type SegmentStats = OpCounters
 
-// SegmentSnapshot returns a copy of each target's counters, in table order.
-func (t *Table) SegmentSnapshot() []OpSnapshot {
-	out := make([]OpSnapshot, len(t.stats))
-	for i := range t.stats {
-		out[i] = t.stats[i].Snapshot()
-	}
-	return out
-}
-
 // LatencyBuckets are the upper bounds of Histogram's buckets: 10 µs to 10 s,
 // about three per decade.
 var LatencyBuckets = []time.Duration{

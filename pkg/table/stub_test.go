@@ -83,7 +83,7 @@ var (
 )
 
 func newRecorder(args []string, _ uint64, _ *targets.DevSet) (targets.Target, error) {
-	return &recorder{Base: targets.Base{Args: args}, name: args[0], refuse: len(args) == 2}, nil
+	return &recorder{name: args[0], refuse: len(args) == 2}, nil
 }
 
 func (r *recorder) ReadAt(_ context.Context, p []byte, _ int64) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,12 +28,12 @@ var (
 // holders.go. Device.Get/View and Put are for temporary holders; destroy is
 // for Device only.
 type Table struct {
-	lines   []Line
+	lines   lineStore
 	targets []targets.Target
 	starts  []int64 // byte offset of each target, plus the end as a last entry
 	index   *btree.Index
 	devs    *targets.DevSet
-	stats   []SegmentStats
+	stats   segStats
 
 	holders    atomic.Int64
 	wake       chan struct{} // capacity 1: a token from the Put that drained holders
@@ -68,43 +69,11 @@ func New(lines []Line, readOnly bool) (*Table, error) {
 
 // NewWith is New with the open options spelled out.
 func NewWith(lines []Line, opts Options) (*Table, error) {
-	if len(lines) == 0 {
-		return nil, fmt.Errorf("table: %w", ErrEmpty)
+	b := newBuilder(len(lines))
+	if err := b.addLines(lines); err != nil {
+		return nil, err
 	}
-	t := &Table{
-		lines:   lines,
-		targets: make([]targets.Target, len(lines)),
-		starts:  make([]int64, len(lines)+1),
-		devs:    targets.NewDevSetWith(opts.ReadOnly, opts.Open),
-		stats:   make([]SegmentStats, len(lines)),
-		wake:    make(chan struct{}, 1),
-	}
-	lasts := make([]uint64, len(lines))
-	var next uint64
-	for i, l := range lines {
-		if l.Start != next || l.Length == 0 || l.Length > maxSectors-l.Start {
-			t.abandon()
-			return nil, &LineError{Line: l.LineNo, Err: fmt.Errorf("%w: targets must start at 0 and adjoin", ErrGap)}
-		}
-		typ, err := targets.Lookup(l.Type)
-		if err == nil {
-			t.targets[i], err = typ.New(l.Args, l.Length, t.devs)
-		}
-		if err != nil {
-			t.abandon()
-			return nil, &LineError{Line: l.LineNo, Err: fmt.Errorf("%s: %w", l.Type, err)}
-		}
-		t.starts[i] = int64(l.Start) * targets.SectorSize
-		lasts[i] = l.Start + l.Length - 1
-		next = l.Start + l.Length
-	}
-	t.starts[len(lines)] = int64(next) * targets.SectorSize
-	var err error
-	if t.index, err = btree.Build(lasts); err != nil {
-		t.abandon()
-		return nil, fmt.Errorf("table: %w", err)
-	}
-	return t, nil
+	return b.build(opts)
 }
 
 // Parse and New in one step.
@@ -112,13 +81,14 @@ func FromText(text string, readOnly bool) (*Table, error) {
 	return FromTextWith(text, Options{ReadOnly: readOnly})
 }
 
-// FromTextWith is Parse and NewWith in one step.
+// FromTextWith is Parse and NewWith in one step, without making the Lines:
+// the text goes straight into the table's compact form (see build.go).
 func FromTextWith(text string, opts Options) (*Table, error) {
-	lines, err := Parse(text)
-	if err != nil {
+	b := newBuilder(strings.Count(text, "\n") + 1)
+	if err := b.parse(text); err != nil {
 		return nil, err
 	}
-	return NewWith(lines, opts)
+	return b.build(opts)
 }
 
 // Identities maps each backing path, as written in the table, to the
@@ -132,12 +102,6 @@ func (t *Table) Identities() map[string]targets.Identity {
 	}
 	return ids
 }
-
-// Lines returns the table's lines (callers must not modify them).
-func (t *Table) Lines() []Line { return t.lines }
-
-// Text is the canonical table text.
-func (t *Table) Text() string { return Format(t.lines) }
 
 // Size is the table's size in bytes.
 func (t *Table) Size() int64 { return t.starts[len(t.starts)-1] }
@@ -153,12 +117,27 @@ func (t *Table) Devs() *targets.DevSet { return t.devs }
 func (t *Table) Status() []string { return t.StatusOf(targets.StatusInfo) }
 
 // StatusOf returns each target's status text of the given type, in order.
+// The TABLE form is the line's canonical args unless the target gives
+// another (see targets.Target.Status).
 func (t *Table) StatusOf(typ targets.StatusType) []string {
 	out := make([]string, len(t.targets))
 	for i, tg := range t.targets {
-		out[i] = tg.Status(typ)
+		out[i] = t.statusOf(i, tg, typ)
 	}
 	return out
+}
+
+// statusOf is target i's status text of the given type.
+func (t *Table) statusOf(i int, tg targets.Target, typ targets.StatusType) string {
+	s := tg.Status(typ)
+	if s == "" && typ == targets.StatusTable {
+		part := t.lines.part(i)
+		if sp := strings.IndexByte(part, ' '); sp >= 0 {
+			return part[sp+1:]
+		}
+		return ""
+	}
+	return s
 }
 
 // flushRetired flushes a table that has left the live slot but may still
@@ -198,7 +177,7 @@ func (t *Table) rw(ctx context.Context, p []byte, off int64, op Op, flags target
 		} else {
 			err = t.targets[i].ReadAt(ctx, p[:n], tOff)
 		}
-		t.stats[i].record(op, n, err)
+		t.stats.record(i, op, n, err)
 		if err != nil {
 			return err
 		}
@@ -294,7 +273,7 @@ func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, 
 		if err == targets.ErrPipeFull {
 			return err // not done: the caller reads the ordinary way, counted then
 		}
-		t.stats[i].record(op, n, err)
+		t.stats.record(i, op, n, err)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package table
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -64,51 +65,61 @@ const maxSectors = (1<<63 - 1) / targets.SectorSize
 func Parse(text string) ([]Line, error) {
 	var lines []Line
 	var next uint64 // the sector the next target must start at
-	for i, raw := range strings.Split(text, "\n") {
-		lineNo := i + 1
-		fields := strings.Fields(raw)
-		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
-			continue
-		}
-		fail := func(err error) ([]Line, error) { return nil, &LineError{Line: lineNo, Err: err} }
-		if len(fields) < 3 {
-			return fail(ErrFields)
-		}
-		start, err := targets.ParseNumber(fields[0])
+	err := eachLine(text, func(lineNo int, fields []string) error {
+		l, err := checkLine(fields, next, len(lines) == 0)
 		if err != nil {
-			return fail(fmt.Errorf("start: %w", err))
+			return &LineError{Line: lineNo, Err: err}
 		}
-		length, err := targets.ParseNumber(fields[1])
-		if err != nil {
-			return fail(fmt.Errorf("length: %w", err))
-		}
-		switch {
-		case length == 0:
-			return fail(ErrZeroLength)
-		case len(lines) == 0 && start != 0:
-			return fail(fmt.Errorf("%w, not %d", ErrNotAtZero, start))
-		case start > next:
-			return fail(fmt.Errorf("%w before sector %d: previous target ends at %d", ErrGap, start, next))
-		case start < next:
-			return fail(fmt.Errorf("%w at sector %d: previous target ends at %d", ErrOverlap, start, next))
-		case length > maxSectors-start:
-			return fail(fmt.Errorf("%w (%d)", ErrTooBig, uint64(maxSectors)))
-		}
-		typ, err := targets.Lookup(fields[2])
-		if err != nil {
-			return fail(err)
-		}
-		args, err := typ.Check(fields[3:], length)
-		if err != nil {
-			return fail(fmt.Errorf("%s: %w", typ.Name, err))
-		}
-		lines = append(lines, Line{Start: start, Length: length, Type: typ.Name, Args: args, LineNo: lineNo})
-		next = start + length
+		l.Args = slices.Clone(l.Args) // not the fields buffer, whatever Check returned
+		l.LineNo = lineNo
+		lines = append(lines, l)
+		next = l.Start + l.Length
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(lines) == 0 {
 		return nil, fmt.Errorf("table: %w", ErrEmpty)
 	}
 	return lines, nil
+}
+
+// checkLine checks one line's fields, for a target that must start at
+// sector next (at 0 if it is the first), and returns it in canonical form.
+func checkLine(fields []string, next uint64, first bool) (Line, error) {
+	if len(fields) < 3 {
+		return Line{}, ErrFields
+	}
+	start, err := targets.ParseNumber(fields[0])
+	if err != nil {
+		return Line{}, fmt.Errorf("start: %w", err)
+	}
+	length, err := targets.ParseNumber(fields[1])
+	if err != nil {
+		return Line{}, fmt.Errorf("length: %w", err)
+	}
+	switch {
+	case length == 0:
+		return Line{}, ErrZeroLength
+	case first && start != 0:
+		return Line{}, fmt.Errorf("%w, not %d", ErrNotAtZero, start)
+	case start > next:
+		return Line{}, fmt.Errorf("%w before sector %d: previous target ends at %d", ErrGap, start, next)
+	case start < next:
+		return Line{}, fmt.Errorf("%w at sector %d: previous target ends at %d", ErrOverlap, start, next)
+	case length > maxSectors-start:
+		return Line{}, fmt.Errorf("%w (%d)", ErrTooBig, uint64(maxSectors))
+	}
+	typ, err := targets.Lookup(fields[2])
+	if err != nil {
+		return Line{}, err
+	}
+	args, err := typ.Check(fields[3:], length)
+	if err != nil {
+		return Line{}, fmt.Errorf("%s: %w", typ.Name, err)
+	}
+	return Line{Start: start, Length: length, Type: typ.Name, Args: args}, nil
 }
 
 // Format writes lines as canonical table text, one line each, so that

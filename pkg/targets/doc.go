@@ -24,15 +24,17 @@
 //     of this package, wrapped with what was wrong.
 //  2. A New func: build the target from canonical args, opening backing
 //     devices through the DevSet (never os.Open: the set closes them once,
-//     at destroy). Embed Base with Args set to the canonical args: it
-//     answers Status(StatusTable) with them.
+//     at destroy). The args slice is reused for the next line once New
+//     returns: keep the values (strings, numbers), never the slice.
+//     Embed Base for the defaults.
 //  3. The Target methods. Every I/O method takes the request's context
 //     first: a target that waits (a remote device, a delay) gives up when
 //     it ends. A write with FUA in its flags is durable when WriteAt
 //     returns. Errors wrap an errno (syscall.EIO, ...) so that the NBD
 //     layer can answer with the right code.
 //  4. Status(StatusInfo): dm's STATUSTYPE_INFO text (often ""); TABLE form
-//     from Base unless something must be hidden there (a key).
+//     "" (the table prints the line's canonical args) unless something
+//     must be hidden there (a key).
 //  5. Optional interfaces, only when the target needs them:
 //     Flusher if it holds state the table's DevSet.Sync does not make
 //     durable (a log's flush mark, a remote connection); Messenger for

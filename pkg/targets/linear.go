@@ -45,7 +45,7 @@ func newLinear(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &linear{Base: Base{Args: args}, dev: dev, offset: int64(off) * SectorSize}, nil
+	return &linear{dev: dev, offset: int64(off) * SectorSize}, nil
 }
 
 // openSized opens path and checks it holds offset+sectors sectors.

@@ -101,7 +101,7 @@ func checkStriped(args []string, sectors uint64) ([]string, error) {
 func newStriped(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	stripes, _ := ParseNumber(args[0]) // all checked by checkStriped
 	chunk, _ := ParseNumber(args[1])
-	s := &striped{Base: Base{Args: args}, chunkBytes: int64(chunk) * SectorSize, legs: make([]stripeLeg, stripes)}
+	s := &striped{chunkBytes: int64(chunk) * SectorSize, legs: make([]stripeLeg, stripes)}
 	for i := range s.legs {
 		off, _ := ParseNumber(args[3+2*i])
 		dev, err := openSized(devs, args[2+2*i], off, sectors/stripes)

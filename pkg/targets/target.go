@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"syscall"
 )
 
@@ -108,8 +107,11 @@ type Target interface {
 	// pipe has no room left. After a failure the pipe holds an unknown part
 	// of the range and must be discarded.
 	SpliceTo(ctx context.Context, pipe int, off, n int64) error
-	// Status is dm's status text of the given type (embed Base for the
-	// TABLE form).
+	// Status is dm's status text of the given type. For StatusTable, ""
+	// means "the line's canonical args", which the table prints itself
+	// (it keeps them; a target need not); a target returns something else
+	// only when the TABLE form must differ from its args (crypt hides its
+	// key there).
 	Status(typ StatusType) string
 }
 
@@ -160,18 +162,13 @@ type Destroyer interface {
 	Destroy() error
 }
 
-// Base gives a target the defaults of what every target has: the TABLE
-// status from the canonical args, an empty INFO status. Embed it and set
-// Args in New.
-type Base struct {
-	// Args are the line's canonical args (what Type.Check returned).
-	Args []string
-}
+// Base gives a target the defaults of what every target has: an empty
+// INFO status, and the TABLE status left to the table (the line's
+// canonical args). It holds nothing, so a million targets pay nothing for
+// it: the arguments New gets live in the table's text, in a slice the
+// builder reuses from line to line, and must not be kept as a slice.
+type Base struct{}
 
-// Status is "" for INFO and the canonical args for TABLE.
-func (b Base) Status(typ StatusType) string {
-	if typ == StatusTable {
-		return strings.Join(b.Args, " ")
-	}
-	return ""
-}
+// Status is "" for both types: no INFO text, and the canonical args for
+// TABLE (see Target.Status).
+func (Base) Status(StatusType) string { return "" }

@@ -1,0 +1,59 @@
+package table
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// eachLine calls fn with the fields of each target line of text, skipping
+// blank lines and comments, and stops at fn's first error. It walks the
+// text in place rather than splitting it into a slice of lines, and the
+// fields are substrings of text in one buffer that the next call reuses:
+// a table of a million lines costs no allocation per line here.
+func eachLine(text string, fn func(lineNo int, fields []string) error) error {
+	var fields []string
+	for lineNo := 1; text != ""; lineNo++ {
+		raw := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			raw, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
+		fields = appendFields(fields[:0], raw)
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		if err := fn(lineNo, fields); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// asciiSpace marks the bytes strings.Fields splits an ASCII line at.
+var asciiSpace = [256]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
+
+// appendFields appends the fields of line to dst, split as strings.Fields
+// splits them. ASCII lines, the usual ones, are split here without
+// allocating; a line with other bytes goes to strings.Fields, which also
+// knows Unicode's spaces.
+func appendFields(dst []string, line string) []string {
+	n0, start := len(dst), -1
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if c >= utf8.RuneSelf {
+			return append(dst[:n0], strings.Fields(line)...)
+		}
+		switch {
+		case asciiSpace[c] && start >= 0:
+			dst = append(dst, line[start:i])
+			start = -1
+		case !asciiSpace[c] && start < 0:
+			start = i
+		}
+	}
+	if start >= 0 {
+		dst = append(dst, line[start:])
+	}
+	return dst
+}
