@@ -2,14 +2,13 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gdm-project/gdm/internal/controlapi"
 	"github.com/gdm-project/gdm/internal/testkit"
 )
 
@@ -39,7 +38,7 @@ func TestVerbs(t *testing.T) {
 	if out := td.ok(t, "status", "st"); out != "0 16384 striped 2 "+a+" "+b+" 1 AA\n" {
 		t.Fatalf("status st: %q", out)
 	}
-	var info deviceInfo
+	var info controlapi.DeviceInfo
 	if err := json.Unmarshal([]byte(td.ok(t, "info", "st", "--json")), &info); err != nil {
 		t.Fatal(err)
 	}
@@ -135,91 +134,5 @@ func TestVerbErrors(t *testing.T) {
 	if code := run([]string{"ls", "--control", filepath.Join(td.dir, "none.sock")}, nil, &out, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "cannot reach the daemon") {
 		t.Fatalf("no daemon: %d %q", code, errb.String())
-	}
-}
-
-func TestStateSurvivesRestart(t *testing.T) {
-	dir := t.TempDir()
-	td := startTestDaemon(t, dir)
-	a := testkit.Sparse(t, dir, "a.img", 1<<20)
-	td.ok(t, "create", "one", "--table", "0 2048 linear "+a+" 0", "--uuid", "11111111-2222-4333-8444-555555555555")
-	td.ok(t, "create", "ro", "--table", "0 8 zero", "--read-only")
-	td.ok(t, "load", "one", "--table", "0 1024 linear "+a+" 0")
-	td.ok(t, "create", "sus", "--table", "0 8 zero")
-	td.ok(t, "suspend", "sus")
-	wantInfo := td.ok(t, "info", "--json")
-	td.running.shutdown()
-
-	td2 := startTestDaemon(t, dir)
-	if got := td2.ok(t, "info", "--json"); got != wantInfo {
-		t.Fatalf("after restart:\n%s\nwant\n%s", got, wantInfo)
-	}
-	if out := td2.ok(t, "table", "one", "--inactive"); out != "0 1024 linear "+a+" 0\n" {
-		t.Fatalf("inactive table lost: %q", out)
-	}
-	td2.running.shutdown()
-
-	// A legacy state.json that cannot be read stops the daemon (nothing
-	// can be migrated from it), and is untouched.
-	state := filepath.Join(dir, "state", "state.json")
-	os.WriteFile(state, []byte("{not json"), 0o600)
-	cfg := td2.cfg
-	if _, err := startServer(cfg, nil); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
-		t.Fatalf("start over a bad state file: %v", err)
-	}
-	if b, _ := os.ReadFile(state); string(b) != "{not json" {
-		t.Fatal("bad state file was changed")
-	}
-	// A readable one is migrated to per-device files and kept aside.
-	good, _ := json.Marshal(legacyDoc{Version: 1, Devices: []deviceState{{Name: "old", UUID: "u1", Live: "0 8 zero\n"}}})
-	os.WriteFile(state, good, 0o600)
-	td3 := startTestDaemon(t, dir)
-	if out := td3.ok(t, "table", "old"); out != "0 8 zero\n" {
-		t.Fatalf("migrated device's table: %q", out)
-	}
-	if _, err := os.Stat(state + ".migrated"); err != nil {
-		t.Fatalf("legacy state not kept aside: %v", err)
-	}
-	td3.running.shutdown()
-}
-
-// The seed's first bug, as a test: tables are destroyed only at the fixed
-// points (load, resume, clear, remove, shutdown), never from an I/O, a
-// status call or a metrics scrape.
-func TestDestroyOnlyAtFixedPoints(t *testing.T) {
-	var bad []string
-	destroys := 0
-	setDestroyHookForTest(t, func(stack string) {
-		destroys++
-		for _, forbidden := range []string{"nbdserver.(*conn)", "collector", "statusOf", "infoOf", "(*Table).Put", "(*Device).io"} {
-			if strings.Contains(stack, forbidden) {
-				bad = append(bad, stack)
-			}
-		}
-	})
-	td := startTestDaemon(t, "")
-	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
-	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
-	m, _ := td.d.get("d")
-	ctx := context.Background()
-	for i := range 20 {
-		td.ok(t, "load", "d", "--table", fmt.Sprintf("0 %d linear %s 0", 1024+i, a))
-		go func() { // I/O, status and scrapes race with the swap
-			m.dev.ReadAt(ctx, make([]byte, 512), 0)
-			statusOf(m)
-			newRegistry(td.d).Gather()
-		}()
-		td.ok(t, "resume", "d", []string{"--live", "--timeout=5s"}[i%2])
-		statusOf(m)
-		newRegistry(td.d).Gather()
-	}
-	td.ok(t, "load", "d", "--table", "0 8 zero")
-	td.ok(t, "clear", "d")
-	td.ok(t, "remove", "d")
-	if destroys < 22 {
-		t.Fatalf("%d destroys seen, want at least 22", destroys)
-	}
-	if len(bad) > 0 {
-		t.Fatalf("a table was destroyed from a forbidden place:\n%s", bad[0])
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -22,18 +24,18 @@ func runInfo(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a := newAPI(cf.control)
-	var infos []deviceInfo
+	a := controlapi.New(cf.control)
+	var infos []controlapi.DeviceInfo
 	if len(pos) == 1 {
-		var i deviceInfo
-		if err := a.call(http.MethodGet, "/v1/devices/"+pos[0], nil, nil, &i); err != nil {
+		var i controlapi.DeviceInfo
+		if err := a.Call(http.MethodGet, "/v1/devices/"+pos[0], nil, nil, &i); err != nil {
 			return onDevice(pos[0], err)
 		}
 		if cf.json {
 			return printJSON(stdout, i)
 		}
 		infos = append(infos, i)
-	} else if err := a.call(http.MethodGet, "/v1/devices", nil, nil, &infos); err != nil {
+	} else if err := a.Call(http.MethodGet, "/v1/devices", nil, nil, &infos); err != nil {
 		return err
 	}
 	if cf.json {

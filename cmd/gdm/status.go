@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -22,12 +24,12 @@ func runStatus(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a := newAPI(cf.control)
+	a := controlapi.New(cf.control)
 	names, err := namesOrAll(a, pos)
 	if err != nil {
 		return err
 	}
-	out, err := getEach[deviceStatus](a, names, "/status", nil)
+	out, err := getEach[controlapi.DeviceStatus](a, names, "/status", nil)
 	if err != nil {
 		return err
 	}
