@@ -117,3 +117,19 @@ func getEach[T any](a *controlapi.Client, names []string, suffix string, q url.V
 	}
 	return out, nil
 }
+
+// show prints what a query verb fetched for the named device (named) or
+// for every device: with --json the one item, or the list; otherwise each
+// item as text writes it (k counts the items).
+func show[T any](cf clientFlags, w io.Writer, named bool, items []T, text func(w io.Writer, item T, k int)) error {
+	if cf.json {
+		if named {
+			return printJSON(w, items[0])
+		}
+		return printJSON(w, items)
+	}
+	for k, it := range items {
+		text(w, it, k)
+	}
+	return nil
+}

@@ -40,24 +40,17 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cf.json {
-		if len(pos) == 1 {
-			return printJSON(stdout, out[0])
-		}
-		return printJSON(stdout, out)
-	}
-	for _, t := range out {
+	return show(cf, stdout, len(pos) == 1, out, func(w io.Writer, t controlapi.TableText, _ int) {
 		for _, line := range strings.Split(strings.TrimSuffix(t.Table, "\n"), "\n") {
 			if line == "" {
 				continue
 			}
 			if len(pos) == 0 {
-				fmt.Fprintf(stdout, "%s: ", t.Name)
+				fmt.Fprintf(w, "%s: ", t.Name)
 			}
-			fmt.Fprintln(stdout, line)
+			fmt.Fprintln(w, line)
 		}
-	}
-	return nil
+	})
 }
 
 // namesOrAll is the named device, or every device when none is named.
