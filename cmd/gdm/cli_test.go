@@ -136,3 +136,48 @@ func TestVerbErrors(t *testing.T) {
 		t.Fatalf("no daemon: %d %q", code, errb.String())
 	}
 }
+
+// Every flag a verb takes may also come before the verb (`gdm --control S
+// create ...`), alone or as --flag=VALUE, and means the same there; a word
+// before the verb that is no flag's value is refused as an unknown verb.
+func TestFlagsBeforeVerb(t *testing.T) {
+	td := startTestDaemon(t, "")
+	cli := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(args, strings.NewReader(""), &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	if _, errs, code := cli("--control", td.control, "--table", "0 8 zero", "create", "d", "--uuid", "u-1"); code != 0 {
+		t.Fatalf("create with flags before the verb: %d %s", code, errs)
+	}
+	if _, errs, code := cli("--control="+td.control, "--read-only", "create", "--table=0 16 zero", "r"); code != 0 {
+		t.Fatalf("create with --flag=VALUE and a boolean before the verb: %d %s", code, errs)
+	}
+	before, _, _ := cli("--control", td.control, "--json", "info", "d")
+	after := td.ok(t, "info", "d", "--json")
+	if before != after || !strings.Contains(after, `"uuid": "u-1"`) {
+		t.Fatalf("info with --json before the verb:\n%s\nafter it:\n%s", before, after)
+	}
+	if out := td.ok(t, "info", "r"); !strings.Contains(out, "read-only") {
+		t.Fatalf("--read-only before the verb was lost:\n%s", out)
+	}
+	if _, errs, code := cli("--control", td.control, "--inactive", "--json", "table", "d"); code != 0 || errs != "" {
+		t.Fatalf("table with two booleans before the verb: %d %s", code, errs)
+	}
+	if _, errs, code := cli("--control", td.control, "--force", "remove", "r"); code != 0 {
+		t.Fatalf("remove --force before the verb: %d %s", code, errs)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"d", "info"}, 2, `unknown verb "d"`},
+		{[]string{"--control", td.control}, 2, "no verb given"},
+		{[]string{"--live", "info", "d"}, 1, "gdm: info: flag provided but not defined: -live"},
+	} {
+		if _, errs, code := cli(c.args...); code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("gdm %q: exit %d, %q; want %d and %q", c.args, code, errs, c.code, c.want)
+		}
+	}
+}
