@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +74,10 @@ func TestRemoveLeavesNoFileOpen(t *testing.T) {
 // kill -9 in the middle of a fio run: fio records every write it saw
 // completed (verify_state_save); after the daemon restarts on the same state
 // dir, fio reconnects and verifies exactly those blocks. Acknowledged writes
-// are in the page cache of the backing file, so not one may be lost.
+// are in the page cache of the backing file, so not one may be lost. The
+// kill comes only after the daemon has answered 8 MiB of fio's writes, and
+// the verify pass must read back at least as much: a run that wrote
+// nothing, or verified nothing, fails.
 func TestKill9MidFio(t *testing.T) {
 	fio := testkit.NeedTool(t, "fio")
 	d := startDaemon(t, "")
@@ -87,7 +93,12 @@ func TestKill9MidFio(t *testing.T) {
 	if err := writer.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second) // writing, mid-run
+	// Mid-run: fio has had at least 8 MiB of writes answered.
+	written := `gdm_device_io_bytes_total{device="f",op="write"}`
+	testkit.WaitForValue(t, 60*time.Second, "fio writing through the daemon", func() (bool, string) {
+		v := metric(t, d, written)
+		return v >= 8<<20, fmt.Sprintf("%.0f bytes written", v)
+	})
 	d.kill9()
 	if err := writer.Wait(); err == nil {
 		t.Fatalf("fio did not notice the daemon die:\n%s", wout.String())
@@ -102,4 +113,24 @@ func TestKill9MidFio(t *testing.T) {
 	if err != nil || strings.Contains(string(out), "bad magic") || strings.Contains(string(out), "verify:") {
 		t.Fatalf("acknowledged writes lost across kill -9: %v\n%s", err, out)
 	}
+	// The verify pass read back what fio saw written, not nothing.
+	if n := fioReadBytes(t, string(out)); n < 8<<20 {
+		t.Fatalf("fio verified only %d bytes after kill -9 (8 MiB were written before it):\n%s", n, out)
+	}
+}
+
+// fioReadBytes is the io= of fio's READ summary line, in bytes (-1 if
+// there is none).
+func fioReadBytes(t *testing.T, out string) int64 {
+	t.Helper()
+	m := regexp.MustCompile(`READ: .*?io=([0-9.]+)([KMGT]?)i?B`).FindStringSubmatch(out)
+	if m == nil {
+		return -1
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m[2]]
+	return int64(v * float64(int64(1)<<shift))
 }
