@@ -256,8 +256,8 @@ func (w *verbWorker) observe(t *testing.T, d *daemon) devState {
 
 // The daemon is killed with SIGKILL at a random moment while verbs run on
 // several devices, and started again on the same state, in a loop bounded
-// by count and time. Each time it starts cleanly (no state file skipped,
-// no device broken), and every device is as its last acknowledged verb
+// by count and time. Each time it starts cleanly (its metrics show no state
+// file skipped and no device broken), and every device is as its last acknowledged verb
 // left it, or, if a verb was cut short by the kill, as that verb would
 // have left it: every acknowledged verb is in the restored state, and no
 // verb is half-done.
@@ -289,8 +289,8 @@ func TestKill9LoopKeepsAcknowledgedVerbs(t *testing.T) {
 			t.Fatal("the daemon was not killed")
 		}
 		d.start()
-		if strings.Contains(d.log.String(), "level=ERROR") {
-			t.Fatalf("round %d: the daemon did not start cleanly after kill -9:\n%s", round, d.log)
+		if m := scrape(t, d); !strings.Contains(m, "\ngdm_state_files_unreadable 0\n") || regexp.MustCompile(`\ngdm_device_broken\{.*\} 1\n`).MatchString(m) {
+			t.Fatalf("round %d: the daemon did not start cleanly after kill -9 (a state file skipped, or a device broken):\n%s", round, m)
 		}
 		for _, w := range workers {
 			if len(w.failed) > 0 {
