@@ -2,14 +2,13 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gdm-project/gdm/internal/controlapi"
 	"github.com/gdm-project/gdm/internal/testkit"
 )
 
@@ -39,7 +38,7 @@ func TestVerbs(t *testing.T) {
 	if out := td.ok(t, "status", "st"); out != "0 16384 striped 2 "+a+" "+b+" 1 AA\n" {
 		t.Fatalf("status st: %q", out)
 	}
-	var info deviceInfo
+	var info controlapi.DeviceInfo
 	if err := json.Unmarshal([]byte(td.ok(t, "info", "st", "--json")), &info); err != nil {
 		t.Fatal(err)
 	}
@@ -138,88 +137,47 @@ func TestVerbErrors(t *testing.T) {
 	}
 }
 
-func TestStateSurvivesRestart(t *testing.T) {
-	dir := t.TempDir()
-	td := startTestDaemon(t, dir)
-	a := testkit.Sparse(t, dir, "a.img", 1<<20)
-	td.ok(t, "create", "one", "--table", "0 2048 linear "+a+" 0", "--uuid", "11111111-2222-4333-8444-555555555555")
-	td.ok(t, "create", "ro", "--table", "0 8 zero", "--read-only")
-	td.ok(t, "load", "one", "--table", "0 1024 linear "+a+" 0")
-	td.ok(t, "create", "sus", "--table", "0 8 zero")
-	td.ok(t, "suspend", "sus")
-	wantInfo := td.ok(t, "info", "--json")
-	td.running.shutdown()
-
-	td2 := startTestDaemon(t, dir)
-	if got := td2.ok(t, "info", "--json"); got != wantInfo {
-		t.Fatalf("after restart:\n%s\nwant\n%s", got, wantInfo)
-	}
-	if out := td2.ok(t, "table", "one", "--inactive"); out != "0 1024 linear "+a+" 0\n" {
-		t.Fatalf("inactive table lost: %q", out)
-	}
-	td2.running.shutdown()
-
-	// A legacy state.json that cannot be read stops the daemon (nothing
-	// can be migrated from it), and is untouched.
-	state := filepath.Join(dir, "state", "state.json")
-	os.WriteFile(state, []byte("{not json"), 0o600)
-	cfg := td2.cfg
-	if _, err := startServer(cfg, nil); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
-		t.Fatalf("start over a bad state file: %v", err)
-	}
-	if b, _ := os.ReadFile(state); string(b) != "{not json" {
-		t.Fatal("bad state file was changed")
-	}
-	// A readable one is migrated to per-device files and kept aside.
-	good, _ := json.Marshal(legacyDoc{Version: 1, Devices: []deviceState{{Name: "old", UUID: "u1", Live: "0 8 zero\n"}}})
-	os.WriteFile(state, good, 0o600)
-	td3 := startTestDaemon(t, dir)
-	if out := td3.ok(t, "table", "old"); out != "0 8 zero\n" {
-		t.Fatalf("migrated device's table: %q", out)
-	}
-	if _, err := os.Stat(state + ".migrated"); err != nil {
-		t.Fatalf("legacy state not kept aside: %v", err)
-	}
-	td3.running.shutdown()
-}
-
-// The seed's first bug, as a test: tables are destroyed only at the fixed
-// points (load, resume, clear, remove, shutdown), never from an I/O, a
-// status call or a metrics scrape.
-func TestDestroyOnlyAtFixedPoints(t *testing.T) {
-	var bad []string
-	destroys := 0
-	setDestroyHookForTest(t, func(stack string) {
-		destroys++
-		for _, forbidden := range []string{"nbdserver.(*conn)", "collector", "statusOf", "infoOf", "(*Table).Put", "(*Device).io"} {
-			if strings.Contains(stack, forbidden) {
-				bad = append(bad, stack)
-			}
-		}
-	})
+// Every flag a verb takes may also come before the verb (`gdm --control S
+// create ...`), alone or as --flag=VALUE, and means the same there; a word
+// before the verb that is no flag's value is refused as an unknown verb.
+func TestFlagsBeforeVerb(t *testing.T) {
 	td := startTestDaemon(t, "")
-	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
-	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
-	m, _ := td.d.get("d")
-	ctx := context.Background()
-	for i := range 20 {
-		td.ok(t, "load", "d", "--table", fmt.Sprintf("0 %d linear %s 0", 1024+i, a))
-		go func() { // I/O, status and scrapes race with the swap
-			m.dev.ReadAt(ctx, make([]byte, 512), 0)
-			statusOf(m)
-			newRegistry(td.d).Gather()
-		}()
-		td.ok(t, "resume", "d", []string{"--live", "--timeout=5s"}[i%2])
-		statusOf(m)
-		newRegistry(td.d).Gather()
+	cli := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(args, strings.NewReader(""), &out, &errb)
+		return out.String(), errb.String(), code
 	}
-	td.ok(t, "load", "d", "--table", "0 8 zero")
-	td.ok(t, "clear", "d")
-	td.ok(t, "remove", "d")
-	if destroys < 22 {
-		t.Fatalf("%d destroys seen, want at least 22", destroys)
+	if _, errs, code := cli("--control", td.control, "--table", "0 8 zero", "create", "d", "--uuid", "u-1"); code != 0 {
+		t.Fatalf("create with flags before the verb: %d %s", code, errs)
 	}
-	if len(bad) > 0 {
-		t.Fatalf("a table was destroyed from a forbidden place:\n%s", bad[0])
+	if _, errs, code := cli("--control="+td.control, "--read-only", "create", "--table=0 16 zero", "r"); code != 0 {
+		t.Fatalf("create with --flag=VALUE and a boolean before the verb: %d %s", code, errs)
+	}
+	before, _, _ := cli("--control", td.control, "--json", "info", "d")
+	after := td.ok(t, "info", "d", "--json")
+	if before != after || !strings.Contains(after, `"uuid": "u-1"`) {
+		t.Fatalf("info with --json before the verb:\n%s\nafter it:\n%s", before, after)
+	}
+	if out := td.ok(t, "info", "r"); !strings.Contains(out, "read-only") {
+		t.Fatalf("--read-only before the verb was lost:\n%s", out)
+	}
+	if _, errs, code := cli("--control", td.control, "--inactive", "--json", "table", "d"); code != 0 || errs != "" {
+		t.Fatalf("table with two booleans before the verb: %d %s", code, errs)
+	}
+	if _, errs, code := cli("--control", td.control, "--force", "remove", "r"); code != 0 {
+		t.Fatalf("remove --force before the verb: %d %s", code, errs)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"d", "info"}, 2, `unknown verb "d"`},
+		{[]string{"--control", td.control}, 2, "no verb given"},
+		{[]string{"--live", "info", "d"}, 1, "gdm: info: flag provided but not defined: -live"},
+	} {
+		if _, errs, code := cli(c.args...); code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("gdm %q: exit %d, %q; want %d and %q", c.args, code, errs, c.code, c.want)
+		}
 	}
 }

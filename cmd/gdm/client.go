@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 const (
@@ -36,66 +34,6 @@ func (c *clientFlags) register(fs *flag.FlagSet, printing bool) {
 	if printing {
 		fs.BoolVar(&c.json, "json", false, "print JSON")
 	}
-}
-
-// api is a client of the daemon's control socket.
-type api struct {
-	socket string
-	http   *http.Client
-}
-
-func newAPI(socket string) *api {
-	return &api{socket: socket, http: &http.Client{
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		}},
-		Timeout: 10 * time.Minute,
-	}}
-}
-
-// call does one request; out, if not nil, receives the JSON reply.
-func (a *api) call(method, path string, query url.Values, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	u := "http://gdm" + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	req, err := http.NewRequest(method, u, body)
-	if err != nil {
-		return err
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		var ne *net.OpError
-		if errors.As(err, &ne) {
-			return fmt.Errorf("cannot reach the daemon at %s (is `gdm serve` running? set --control or GDM_CONTROL): %v", a.socket, ne.Err)
-		}
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e apiError
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
-		}
-		return fmt.Errorf("daemon answered %s", resp.Status)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -144,8 +82,8 @@ func (t *tableFlags) read(stdin io.Reader) (string, error) {
 // postDevice runs one action on a device (load, resume, suspend, clear,
 // rename) and, with --json, prints the device's info after it.
 func postDevice(cf clientFlags, stdout io.Writer, name, action string, q url.Values, body any) error {
-	var info deviceInfo
-	if err := newAPI(cf.control).call(http.MethodPost, "/v1/devices/"+name+"/"+action, q, body, &info); err != nil {
+	var info controlapi.DeviceInfo
+	if err := controlapi.New(cf.control).Call(http.MethodPost, "/v1/devices/"+name+"/"+action, q, body, &info); err != nil {
 		return onDevice(name, err)
 	}
 	if cf.json {
@@ -168,14 +106,30 @@ func waitQuery(flag string, set bool, timeout time.Duration) url.Values {
 }
 
 // getEach fetches path suffix for each named device.
-func getEach[T any](a *api, names []string, suffix string, q url.Values) ([]T, error) {
+func getEach[T any](a *controlapi.Client, names []string, suffix string, q url.Values) ([]T, error) {
 	out := make([]T, 0, len(names))
 	for _, n := range names {
 		var v T
-		if err := a.call(http.MethodGet, "/v1/devices/"+n+suffix, q, nil, &v); err != nil {
+		if err := a.Call(http.MethodGet, "/v1/devices/"+n+suffix, q, nil, &v); err != nil {
 			return nil, onDevice(n, err)
 		}
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// show prints what a query verb fetched for the named device (named) or
+// for every device: with --json the one item, or the list; otherwise each
+// item as text writes it (k counts the items).
+func show[T any](cf clientFlags, w io.Writer, named bool, items []T, text func(w io.Writer, item T, k int)) error {
+	if cf.json {
+		if named {
+			return printJSON(w, items[0])
+		}
+		return printJSON(w, items)
+	}
+	for k, it := range items {
+		text(w, it, k)
+	}
+	return nil
 }

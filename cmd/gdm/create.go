@@ -3,6 +3,8 @@ package main
 import (
 	"io"
 	"net/http"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -29,9 +31,9 @@ func runCreate(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return onDevice(pos[0], err)
 	}
-	var info deviceInfo
-	err = newAPI(cf.control).call(http.MethodPost, "/v1/devices", nil,
-		createReq{Name: pos[0], Table: text, UUID: *uuid, ReadOnly: *readOnly}, &info)
+	var info controlapi.DeviceInfo
+	err = controlapi.New(cf.control).Call(http.MethodPost, "/v1/devices", nil,
+		controlapi.CreateReq{Name: pos[0], Table: text, UUID: *uuid, ReadOnly: *readOnly}, &info)
 	if err != nil {
 		return onDevice(pos[0], err)
 	}

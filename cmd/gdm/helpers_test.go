@@ -3,16 +3,18 @@ package main
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/gdm-project/gdm/internal/testkit"
+	"github.com/gdm-project/gdm/internal/daemon"
 )
 
-// testDaemon is a daemon started in-process on temp sockets and ports.
+// testDaemon is a daemon started in-process on temp sockets and ports,
+// for the verbs to drive.
 type testDaemon struct {
-	*running
+	*daemon.Running
 	dir     string
 	control string
 }
@@ -22,17 +24,16 @@ func startTestDaemon(t *testing.T, dir string) *testDaemon {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	cfg := serveConfig{
-		nbdListen: "127.0.0.1:0", nbdSocket: filepath.Join(dir, "nbd.sock"),
-		control: filepath.Join(dir, "control.sock"), metricsListen: "127.0.0.1:0",
-		stateDir: filepath.Join(dir, "state"), logLevel: "error", shutdownWait: 10e9,
+	cfg := daemon.Config{
+		NBDSocket: filepath.Join(dir, "nbd.sock"), Control: filepath.Join(dir, "control.sock"),
+		StateDir: filepath.Join(dir, "state"), LogLevel: slog.LevelError, ShutdownWait: 10e9,
 	}
-	r, err := startServer(cfg, io.Discard)
+	r, err := daemon.Start(cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	td := &testDaemon{running: r, dir: dir, control: cfg.control}
-	t.Cleanup(func() { r.shutdown() })
+	td := &testDaemon{Running: r, dir: dir, control: cfg.Control}
+	t.Cleanup(func() { r.Shutdown() })
 	return td
 }
 
@@ -62,19 +63,4 @@ func (td *testDaemon) fails(t *testing.T, want string, args ...string) {
 	if code != 1 || !strings.HasPrefix(errs, "gdm: "+args[0]) || !strings.Contains(errs, want) {
 		t.Fatalf("gdm %s: exit %d, stderr %q; want exit 1 and %q", strings.Join(args, " "), code, errs, want)
 	}
-}
-
-func (td *testDaemon) uri(name string) string {
-	return "nbd+unix:///" + name + "?socket=" + filepath.Join(td.dir, "nbd.sock")
-}
-
-// openFiles lists the paths process pid has open under dir, sockets aside.
-func openFiles(t *testing.T, pid int, dir string) []string {
-	var out []string
-	for _, p := range testkit.OpenUnder(t, pid, dir) {
-		if !strings.HasSuffix(p, ".sock") {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -22,52 +24,48 @@ func runInfo(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a := newAPI(cf.control)
-	var infos []deviceInfo
+	a := controlapi.New(cf.control)
+	var infos []controlapi.DeviceInfo
 	if len(pos) == 1 {
-		var i deviceInfo
-		if err := a.call(http.MethodGet, "/v1/devices/"+pos[0], nil, nil, &i); err != nil {
-			return onDevice(pos[0], err)
-		}
-		if cf.json {
-			return printJSON(stdout, i)
-		}
-		infos = append(infos, i)
-	} else if err := a.call(http.MethodGet, "/v1/devices", nil, nil, &infos); err != nil {
+		infos, err = getEach[controlapi.DeviceInfo](a, pos, "", nil)
+	} else {
+		err = a.Call(http.MethodGet, "/v1/devices", nil, nil, &infos)
+	}
+	if err != nil {
 		return err
 	}
-	if cf.json {
-		return printJSON(stdout, infos)
+	return show(cf, stdout, len(pos) == 1, infos, printInfo)
+}
+
+// printInfo writes one device's info as dmsetup info does, after a blank
+// line if it is not the first.
+func printInfo(w io.Writer, i controlapi.DeviceInfo, k int) {
+	if k > 0 {
+		fmt.Fprintln(w)
 	}
-	for k, i := range infos {
-		if k > 0 {
-			fmt.Fprintln(stdout)
-		}
-		tables := "None"
-		switch {
-		case i.LiveTable && i.InactiveTable:
-			tables = "LIVE & INACTIVE"
-		case i.LiveTable:
-			tables = "LIVE"
-		case i.InactiveTable:
-			tables = "INACTIVE"
-		}
-		rw := "read-write"
-		if i.ReadOnly {
-			rw = "read-only"
-		}
-		fmt.Fprintf(stdout, "Name:              %s\n", i.Name)
-		fmt.Fprintf(stdout, "State:             %s (%s)\n", i.State, rw)
-		fmt.Fprintf(stdout, "Tables present:    %s\n", tables)
-		fmt.Fprintf(stdout, "Open count:        %d\n", i.OpenConnections)
-		fmt.Fprintf(stdout, "Event number:      %d\n", i.EventNumber)
-		fmt.Fprintf(stdout, "Table generation:  %d\n", i.Generation)
-		fmt.Fprintf(stdout, "Table holders:     %d\n", i.Holders)
-		fmt.Fprintf(stdout, "Size:              %d sectors (%d bytes)\n", i.Sectors, i.SizeBytes)
-		fmt.Fprintf(stdout, "UUID:              %s\n", i.UUID)
-		if i.Broken != "" {
-			fmt.Fprintf(stdout, "Broken:            %s\n", i.Broken)
-		}
+	tables := "None"
+	switch {
+	case i.LiveTable && i.InactiveTable:
+		tables = "LIVE & INACTIVE"
+	case i.LiveTable:
+		tables = "LIVE"
+	case i.InactiveTable:
+		tables = "INACTIVE"
 	}
-	return nil
+	rw := "read-write"
+	if i.ReadOnly {
+		rw = "read-only"
+	}
+	fmt.Fprintf(w, "Name:              %s\n", i.Name)
+	fmt.Fprintf(w, "State:             %s (%s)\n", i.State, rw)
+	fmt.Fprintf(w, "Tables present:    %s\n", tables)
+	fmt.Fprintf(w, "Open count:        %d\n", i.OpenConnections)
+	fmt.Fprintf(w, "Event number:      %d\n", i.EventNumber)
+	fmt.Fprintf(w, "Table generation:  %d\n", i.Generation)
+	fmt.Fprintf(w, "Table holders:     %d\n", i.Holders)
+	fmt.Fprintf(w, "Size:              %d sectors (%d bytes)\n", i.Sectors, i.SizeBytes)
+	fmt.Fprintf(w, "UUID:              %s\n", i.UUID)
+	if i.Broken != "" {
+		fmt.Fprintf(w, "Broken:            %s\n", i.Broken)
+	}
 }

@@ -1,6 +1,10 @@
 package main
 
-import "io"
+import (
+	"io"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
+)
 
 func init() {
 	register("load", verb{
@@ -24,5 +28,5 @@ func runLoad(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return onDevice(pos[0], err)
 	}
-	return postDevice(cf, stdout, pos[0], "load", nil, tableText{Table: text})
+	return postDevice(cf, stdout, pos[0], "load", nil, controlapi.TableText{Table: text})
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -21,8 +23,8 @@ func runLs(args []string, _ io.Reader, stdout io.Writer) error {
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
-	var all []deviceInfo
-	if err := newAPI(cf.control).call(http.MethodGet, "/v1/devices", nil, nil, &all); err != nil {
+	var all []controlapi.DeviceInfo
+	if err := controlapi.New(cf.control).Call(http.MethodGet, "/v1/devices", nil, nil, &all); err != nil {
 		return err
 	}
 	if cf.json {

@@ -59,16 +59,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	name := args[0]
+	word, rest, ok := splitVerb(args)
+	name := word
 	if name == "reload" {
 		name = "load"
 	}
-	v, ok := verbs[name]
-	if !ok {
-		fmt.Fprintf(stderr, "gdm: unknown verb %q (see gdm help)\n", args[0])
+	v := verbs[name]
+	if !ok && word == "" {
+		fmt.Fprintln(stderr, "gdm: no verb given (see gdm help)")
 		return 2
 	}
-	err := v.run(args[1:], stdin, stdout)
+	if !ok {
+		fmt.Fprintf(stderr, "gdm: unknown verb %q (see gdm help)\n", word)
+		return 2
+	}
+	err := v.run(rest, stdin, stdout)
 	if err == nil {
 		return 0
 	}
@@ -76,7 +81,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	}
 	var ce *cliError
-	prefix := "gdm: " + args[0]
+	prefix := "gdm: " + word
 	if errors.As(err, &ce) && ce.device != "" {
 		prefix += " " + ce.device
 	}
@@ -88,9 +93,31 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 1
 }
 
+// splitVerb finds the verb in args and returns it with the other
+// arguments, in order. Flags may come before the verb, as `dmsetup -v
+// create` and `git -C DIR` allow: the verb is the first word naming one that
+// follows only flags and the values of flags given as two words (a value
+// that is itself a verb's name must then be written --flag=VALUE). The
+// verb's own parser then takes the flags wherever they stand. Without a
+// verb, word is the stray word found instead ("" if none).
+func splitVerb(args []string) (word string, rest []string, ok bool) {
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		if _, known := verbs[a]; known || a == "reload" {
+			return a, append(args[:i:i], args[i+1:]...), true
+		}
+		if prev := args[max(i-1, 0)]; i == 0 || !strings.HasPrefix(prev, "-") || strings.Contains(prev, "=") {
+			return a, nil, false // not the value of the flag before it
+		}
+	}
+	return "", nil, false
+}
+
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "gdm: a userspace device-mapper serving dm-style tables over NBD")
-	fmt.Fprintln(w, "\nusage: gdm VERB [flags] [args]")
+	fmt.Fprintln(w, "\nusage: gdm [flags] VERB [flags] [args]")
 	var names []string
 	for n := range verbs {
 		names = append(names, n)

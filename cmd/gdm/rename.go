@@ -1,6 +1,10 @@
 package main
 
-import "io"
+import (
+	"io"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
+)
 
 func init() {
 	register("rename", verb{
@@ -18,8 +22,5 @@ func runRename(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := struct {
-		NewName string `json:"new_name"`
-	}{pos[1]}
-	return postDevice(cf, stdout, pos[0], "rename", nil, req)
+	return postDevice(cf, stdout, pos[0], "rename", nil, controlapi.RenameReq{NewName: pos[1]})
 }

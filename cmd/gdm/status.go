@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -22,28 +24,21 @@ func runStatus(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a := newAPI(cf.control)
+	a := controlapi.New(cf.control)
 	names, err := namesOrAll(a, pos)
 	if err != nil {
 		return err
 	}
-	out, err := getEach[deviceStatus](a, names, "/status", nil)
+	out, err := getEach[controlapi.DeviceStatus](a, names, "/status", nil)
 	if err != nil {
 		return err
 	}
-	if cf.json {
-		if len(pos) == 1 {
-			return printJSON(stdout, out[0])
-		}
-		return printJSON(stdout, out)
-	}
-	for _, s := range out {
+	return show(cf, stdout, len(pos) == 1, out, func(w io.Writer, s controlapi.DeviceStatus, _ int) {
 		for _, t := range s.Targets {
 			if len(pos) == 0 {
-				fmt.Fprintf(stdout, "%s: ", s.Name)
+				fmt.Fprintf(w, "%s: ", s.Name)
 			}
-			fmt.Fprintln(stdout, strings.TrimSpace(fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Status)))
+			fmt.Fprintln(w, strings.TrimSpace(fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Status)))
 		}
-	}
-	return nil
+	})
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -25,7 +27,7 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a := newAPI(cf.control)
+	a := controlapi.New(cf.control)
 	names, err := namesOrAll(a, pos)
 	if err != nil {
 		return err
@@ -34,37 +36,30 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	if *inactive {
 		q.Set("inactive", "1")
 	}
-	out, err := getEach[tableText](a, names, "/table", q)
+	out, err := getEach[controlapi.TableText](a, names, "/table", q)
 	if err != nil {
 		return err
 	}
-	if cf.json {
-		if len(pos) == 1 {
-			return printJSON(stdout, out[0])
-		}
-		return printJSON(stdout, out)
-	}
-	for _, t := range out {
+	return show(cf, stdout, len(pos) == 1, out, func(w io.Writer, t controlapi.TableText, _ int) {
 		for _, line := range strings.Split(strings.TrimSuffix(t.Table, "\n"), "\n") {
 			if line == "" {
 				continue
 			}
 			if len(pos) == 0 {
-				fmt.Fprintf(stdout, "%s: ", t.Name)
+				fmt.Fprintf(w, "%s: ", t.Name)
 			}
-			fmt.Fprintln(stdout, line)
+			fmt.Fprintln(w, line)
 		}
-	}
-	return nil
+	})
 }
 
 // namesOrAll is the named device, or every device when none is named.
-func namesOrAll(a *api, pos []string) ([]string, error) {
+func namesOrAll(a *controlapi.Client, pos []string) ([]string, error) {
 	if len(pos) == 1 {
 		return pos, nil
 	}
-	var all []deviceInfo
-	if err := a.call(http.MethodGet, "/v1/devices", nil, nil, &all); err != nil {
+	var all []controlapi.DeviceInfo
+	if err := a.Call(http.MethodGet, "/v1/devices", nil, nil, &all); err != nil {
 		return nil, err
 	}
 	names := make([]string, len(all))

@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"runtime"
 	"strings"
 
-	"github.com/gdm-project/gdm/pkg/targets"
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -18,10 +17,6 @@ func init() {
 	})
 }
 
-func versionNow() versionInfo {
-	return versionInfo{Version: versionString(), GoVersion: runtime.Version(), TargetTypes: targets.TypeNames()}
-}
-
 func runVersion(args []string, _ io.Reader, stdout io.Writer) error {
 	fs := newFlagSet("version")
 	var cf clientFlags
@@ -29,9 +24,9 @@ func runVersion(args []string, _ io.Reader, stdout io.Writer) error {
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
-	local := versionNow()
-	var daemon versionInfo
-	derr := newAPI(cf.control).call(http.MethodGet, "/v1/version", nil, nil, &daemon)
+	local := controlapi.Version(versionString())
+	var daemon controlapi.VersionInfo
+	derr := controlapi.New(cf.control).Call(http.MethodGet, "/v1/version", nil, nil, &daemon)
 	if cf.json {
 		out := map[string]any{"client": local}
 		if derr == nil {

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -86,15 +86,7 @@ func (d *daemon) load(name, text string) (*managed, error) {
 	if text == "" {
 		return nil, errNoTable
 	}
-	m, err := d.lockDevice(name)
-	if err != nil {
-		return nil, err
-	}
-	defer m.opMu.Unlock()
-	if err := d.loadLocked(m, text, false); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return d.onDevice(name, func(m *managed) error { return d.loadLocked(m, text, false) })
 }
 
 // loadLocked builds a table from text and puts it in m's inactive slot,
@@ -105,24 +97,41 @@ func (d *daemon) loadLocked(m *managed, text string, asLive bool) error {
 	if err != nil {
 		return err
 	}
-	next := m.saved
-	if asLive {
-		next.Live, next.LiveIdentities = t.Text(), t.Identities()
-	} else {
-		next.Inactive, next.InactiveIdentities = t.Text(), t.Identities()
-	}
-	err = d.writeAhead(m, next, func() error { return m.dev.Load(t) }) // Load fails only on a removed device, which opMu rules out
+	err = d.saveAround(m, func(next *deviceState) {
+		if asLive {
+			next.Live, next.LiveIdentities = t.Text(), t.Identities()
+		} else {
+			next.Inactive, next.InactiveIdentities = t.Text(), t.Identities()
+		}
+	}, func() error { return m.dev.Load(t) }) // Load fails only on a removed device, which opMu rules out
 	if err != nil {
 		m.dev.Discard(t)
 	}
 	return err
 }
 
-// writeAhead persists next, runs op, and on op's failure persists the
-// device's previous definition again. For verbs (resume, suspend) whose
-// change in memory can fail after the state was written.
-func (d *daemon) writeAhead(m *managed, next deviceState, op func() error) error {
-	prev := m.saved
+// onDevice runs verb on the named device under the device's verb lock and
+// returns the device it acted on: the get-op-save sequence of every verb
+// on an existing device, whose op and save are verb's (with saveAround).
+func (d *daemon) onDevice(name string, verb func(m *managed) error) (*managed, error) {
+	m, err := d.lockDevice(name)
+	if err != nil {
+		return nil, err
+	}
+	defer m.opMu.Unlock()
+	if err := verb(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// saveAround persists the device's definition as edit changes it, runs op
+// (the change in memory), and on op's failure persists the previous
+// definition again: the state file says the verb happened only if it did.
+// Called with m.opMu held.
+func (d *daemon) saveAround(m *managed, edit func(next *deviceState), op func() error) error {
+	prev, next := m.saved, m.saved
+	edit(&next)
 	if err := d.commitLocked(m, next); err != nil {
 		return err
 	}
@@ -136,61 +145,38 @@ func (d *daemon) writeAhead(m *managed, next deviceState, op func() error) error
 }
 
 func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, error) {
-	m, err := d.lockDevice(name)
-	if err != nil {
-		return nil, err
-	}
-	defer m.opMu.Unlock()
-	if reason := m.broken.Load(); reason != nil && !m.dev.HasInactive() {
-		return nil, fmt.Errorf("%w (%s): load a table, then resume", errBroken, *reason)
-	}
-	next := m.saved
-	if m.dev.HasInactive() {
-		next.Live, next.Inactive = next.Inactive, ""
-		next.LiveIdentities, next.InactiveIdentities = next.InactiveIdentities, nil
-	}
-	next.Suspended = false
-	if err := d.writeAhead(m, next, func() error { return m.dev.Resume(ctx, live) }); err != nil {
-		return nil, err
-	}
-	if m.broken.Swap(nil) != nil {
-		d.log.Info("broken device repaired", "device", name)
-	}
-	return m, nil
+	return d.onDevice(name, func(m *managed) error {
+		if reason := m.broken.Load(); reason != nil && !m.dev.HasInactive() {
+			return fmt.Errorf("%w (%s): load a table, then resume", errBroken, *reason)
+		}
+		err := d.saveAround(m, func(next *deviceState) {
+			if m.dev.HasInactive() {
+				next.Live, next.Inactive = next.Inactive, ""
+				next.LiveIdentities, next.InactiveIdentities = next.InactiveIdentities, nil
+			}
+			next.Suspended = false
+		}, func() error { return m.dev.Resume(ctx, live) })
+		if err == nil && m.broken.Swap(nil) != nil {
+			d.log.Info("broken device repaired", "device", name)
+		}
+		return err
+	})
 }
 
 func (d *daemon) suspend(ctx context.Context, name string, noflush bool) (*managed, error) {
-	m, err := d.lockDevice(name)
-	if err != nil {
-		return nil, err
-	}
-	defer m.opMu.Unlock()
-	if reason := m.broken.Load(); reason != nil {
-		return nil, fmt.Errorf("%w: %s", errBroken, *reason)
-	}
-	next := m.saved
-	next.Suspended = true
-	if err := d.writeAhead(m, next, func() error { return m.dev.Suspend(ctx, noflush) }); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return d.onDevice(name, func(m *managed) error {
+		if reason := m.broken.Load(); reason != nil {
+			return fmt.Errorf("%w: %s", errBroken, *reason)
+		}
+		return d.saveAround(m, func(next *deviceState) { next.Suspended = true },
+			func() error { return m.dev.Suspend(ctx, noflush) })
+	})
 }
 
 func (d *daemon) clear(name string) (*managed, error) {
-	m, err := d.lockDevice(name)
-	if err != nil {
-		return nil, err
-	}
-	defer m.opMu.Unlock()
-	next := m.saved
-	next.Inactive, next.InactiveIdentities = "", nil
-	if err := d.commitLocked(m, next); err != nil {
-		return nil, err
-	}
-	if err := m.dev.Clear(); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return d.onDevice(name, func(m *managed) error {
+		return d.saveAround(m, func(next *deviceState) { next.Inactive, next.InactiveIdentities = "", nil }, m.dev.Clear)
+	})
 }
 
 // remove takes the device out of the catalogue, ends its connections when
@@ -198,11 +184,12 @@ func (d *daemon) clear(name string) (*managed, error) {
 // device is open and the name is free. If its state file cannot be
 // removed, nothing is: the device stays as it was.
 func (d *daemon) remove(name string, force bool) error {
-	m, err := d.lockDevice(name)
-	if err != nil {
-		return err
-	}
-	defer m.opMu.Unlock()
+	_, err := d.onDevice(name, func(m *managed) error { return d.removeLocked(m, force) })
+	return err
+}
+
+func (d *daemon) removeLocked(m *managed, force bool) error {
+	name := m.name()
 	d.mu.Lock()
 	if m.conns.Load() > 0 && !force {
 		d.mu.Unlock()
@@ -235,26 +222,20 @@ func (d *daemon) rename(old, new string) (*managed, error) {
 	if err := checkName(new); err != nil {
 		return nil, err
 	}
-	m, err := d.lockDevice(old)
-	if err != nil {
-		return nil, err
-	}
-	defer m.opMu.Unlock()
-	if err := d.reserve(new, ""); err != nil {
-		return nil, err
-	}
-	defer d.unreserve(new, "")
-	next := m.saved
-	next.Name = new
-	if err := d.commitLocked(m, next); err != nil {
-		return nil, err
-	}
-	// Connections keep their Export, so they are not disturbed; the
-	// device's errors and log lines name it anew.
-	d.mu.Lock()
-	delete(d.devices, old)
-	d.devices[new] = m
-	m.dev.Rename(new)
-	d.mu.Unlock()
-	return m, nil
+	return d.onDevice(old, func(m *managed) error {
+		if err := d.reserve(new, ""); err != nil {
+			return err
+		}
+		defer d.unreserve(new, "")
+		// Connections keep their Export, so they are not disturbed; the
+		// device's errors and log lines name it anew.
+		return d.saveAround(m, func(next *deviceState) { next.Name = new }, func() error {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			delete(d.devices, old)
+			d.devices[new] = m
+			m.dev.Rename(new)
+			return nil
+		})
+	})
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -39,6 +39,8 @@ type daemon struct {
 	// buildHook, when set, runs before each table a verb builds (tests
 	// use it to hold a verb in its slow part).
 	buildHook func(name string)
+	// version is what /v1/version answers.
+	version string
 	// unreadableStates counts state files skipped at start (metric).
 	unreadableStates int
 	// open is how tables open backing devices: the allow-list and the

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"errors"
@@ -11,10 +11,10 @@ import (
 )
 
 const (
-	// demoListen is where the demo serves NBD over TCP. Only the demo
+	// DemoListen is where the demo serves NBD over TCP. Only the demo
 	// listens on TCP by default: any local user can reach a TCP listener,
 	// and the demo's device is the demo's own sparse files.
-	demoListen = "127.0.0.1:10809"
+	DemoListen = "127.0.0.1:10809"
 	demoName   = "demo"
 	demoLegs   = 4
 	demoSize   = 1 << 30

@@ -1,10 +1,9 @@
-package main
+package daemon
 
 import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -47,8 +46,8 @@ func TestRemoveBusyAndForce(t *testing.T) {
 		t.Fatalf("read: %d", e)
 	}
 	td.fails(t, "device busy", "remove", "d")
-	if out := td.ok(t, "info", "d"); !strings.Contains(out, "Open count:        1") {
-		t.Fatalf("info with a client:\n%s", out)
+	if i := td.info(t, "d"); i.OpenConnections != 1 {
+		t.Fatalf("info with a client: %+v", i)
 	}
 	// Suspend so the client's next request waits in the device; --force
 	// must fail it and disconnect.

@@ -1,7 +1,8 @@
-package main
+package daemon
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +15,7 @@ import (
 // set, never panics, and what it lists stays consistent with its state
 // files: a device is listed exactly when its state file exists.
 //
-//	go test -fuzz FuzzControlAPI ./cmd/gdm/
+//	go test -fuzz FuzzControlAPI ./internal/daemon/
 func FuzzControlAPI(f *testing.F) {
 	for _, s := range []struct{ method, path, body string }{
 		{"POST", "/v1/devices", `{"name":"a","table":"0 8 zero"}`},
@@ -70,11 +71,11 @@ func FuzzControlAPI(f *testing.F) {
 // startFuzzDaemon starts one daemon for a whole fuzz run.
 func startFuzzDaemon(f *testing.F) *testDaemon {
 	dir := f.TempDir()
-	cfg := serveConfig{control: dir + "/control.sock", stateDir: dir + "/state", logLevel: "error", shutdownWait: 10e9}
-	r, err := startServer(cfg, nil)
+	cfg := Config{Control: dir + "/control.sock", StateDir: dir + "/state", LogLevel: slog.LevelError, ShutdownWait: 10e9}
+	r, err := Start(cfg, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { r.shutdown() })
-	return &testDaemon{running: r, dir: dir, control: cfg.control}
+	f.Cleanup(func() { r.Shutdown() })
+	return &testDaemon{Running: r, dir: dir, control: cfg.Control}
 }

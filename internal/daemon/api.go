@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gdm-project/gdm/internal/controlapi"
 	"github.com/gdm-project/gdm/pkg/table"
 	"github.com/gdm-project/gdm/pkg/targets"
 )
@@ -16,57 +17,9 @@ import (
 // The control API: HTTP+JSON on a UNIX socket. Every verb but serve is a
 // client of it.
 
-// deviceInfo is what `gdm info` shows, dmsetup info adapted.
-type deviceInfo struct {
-	Name            string `json:"name"`
-	UUID            string `json:"uuid"`
-	State           string `json:"state"`            // ACTIVE, SUSPENDED, or BROKEN (not restored)
-	Broken          string `json:"broken,omitempty"` // why a BROKEN device could not be restored
-	ReadOnly        bool   `json:"read_only"`
-	OpenConnections int64  `json:"open_connections"`
-	LiveTable       bool   `json:"live_table"`
-	InactiveTable   bool   `json:"inactive_table"`
-	EventNumber     uint64 `json:"event_number"`
-	Generation      uint64 `json:"generation"`
-	Holders         int64  `json:"holders"`
-	SizeBytes       int64  `json:"size_bytes"`
-	Sectors         uint64 `json:"sectors"`
-}
-
-// statusLine is one target of `gdm status`.
-type statusLine struct {
-	Start  uint64 `json:"start"`
-	Length uint64 `json:"length"`
-	Type   string `json:"type"`
-	Status string `json:"status"`
-}
-
-type deviceStatus struct {
-	Name    string       `json:"name"`
-	Targets []statusLine `json:"targets"`
-}
-
-type tableText struct {
-	Name  string `json:"name"`
-	Table string `json:"table"`
-}
-
-type createReq struct {
-	Name     string `json:"name"`
-	Table    string `json:"table"`
-	UUID     string `json:"uuid,omitempty"`
-	ReadOnly bool   `json:"read_only,omitempty"`
-}
-
-type versionInfo struct {
-	Version     string   `json:"version"`
-	GoVersion   string   `json:"go_version"`
-	TargetTypes []string `json:"target_types"`
-}
-
-func (d *daemon) infoOf(m *managed) deviceInfo {
+func (d *daemon) infoOf(m *managed) controlapi.DeviceInfo {
 	st := m.dev.Stats()
-	i := deviceInfo{
+	i := controlapi.DeviceInfo{
 		Name: m.name(), UUID: m.uuid, State: "ACTIVE", ReadOnly: m.dev.ReadOnly(),
 		OpenConnections: m.conns.Load(), InactiveTable: m.dev.HasInactive(),
 		EventNumber: st.Events.Load(), Generation: st.Generation.Load(),
@@ -87,13 +40,13 @@ func (d *daemon) infoOf(m *managed) deviceInfo {
 	return i
 }
 
-func statusOf(m *managed) deviceStatus {
-	s := deviceStatus{Name: m.name(), Targets: []statusLine{}}
+func statusOf(m *managed) controlapi.DeviceStatus {
+	s := controlapi.DeviceStatus{Name: m.name(), Targets: []controlapi.StatusLine{}}
 	if t := m.dev.Acquire(false); t != nil {
 		defer t.Put()
 		st := t.Status()
 		for i, l := range t.Lines() {
-			s.Targets = append(s.Targets, statusLine{Start: l.Start, Length: l.Length, Type: l.Type, Status: st[i]})
+			s.Targets = append(s.Targets, controlapi.StatusLine{Start: l.Start, Length: l.Length, Type: l.Type, Status: st[i]})
 		}
 	}
 	return s
@@ -110,10 +63,10 @@ func (d *daemon) apiHandler() http.Handler {
 // queryRoutes are the control API's reads: version, devices, status, tables.
 func (d *daemon) queryRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, versionNow())
+		reply(w, controlapi.Version(d.version))
 	})
 	mux.HandleFunc("GET /v1/devices", func(w http.ResponseWriter, r *http.Request) {
-		out := []deviceInfo{}
+		out := []controlapi.DeviceInfo{}
 		for _, m := range d.list() {
 			out = append(out, d.infoOf(m))
 		}
@@ -127,7 +80,7 @@ func (d *daemon) queryRoutes(mux *http.ServeMux) {
 	}))
 	mux.HandleFunc("GET /v1/devices/{name}/table", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
 		t := m.dev.Acquire(r.URL.Query().Get("inactive") == "1")
-		out := tableText{Name: m.name()}
+		out := controlapi.TableText{Name: m.name()}
 		if t != nil {
 			out.Table = t.Text()
 			t.Put()
@@ -139,7 +92,7 @@ func (d *daemon) queryRoutes(mux *http.ServeMux) {
 // verbRoutes are the control API's verbs, each a call of one daemon verb.
 func (d *daemon) verbRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/devices", func(w http.ResponseWriter, r *http.Request) {
-		var req createReq
+		var req controlapi.CreateReq
 		if !decode(w, r, &req) {
 			return
 		}
@@ -147,7 +100,7 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/load", func(w http.ResponseWriter, r *http.Request) {
-		var req tableText
+		var req controlapi.TableText
 		if !decode(w, r, &req) {
 			return
 		}
@@ -171,9 +124,7 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/rename", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			NewName string `json:"new_name"`
-		}
+		var req controlapi.RenameReq
 		if !decode(w, r, &req) {
 			return
 		}
@@ -185,7 +136,7 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 			fail(w, err)
 			return
 		}
-		reply(w, map[string]string{"removed": r.PathValue("name")})
+		reply(w, controlapi.Removed{Removed: r.PathValue("name")})
 	})
 }
 
@@ -228,14 +179,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: "bad request: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, controlapi.Error{Error: "bad request: " + err.Error()})
 		return false
 	}
 	return true
-}
-
-type apiError struct {
-	Error string `json:"error"`
 }
 
 func reply(w http.ResponseWriter, v any) { writeJSON(w, http.StatusOK, v) }
@@ -254,7 +201,7 @@ func fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusGatewayTimeout
 	}
-	writeJSON(w, code, apiError{Error: strings.TrimPrefix(err.Error(), "table: ")})
+	writeJSON(w, code, controlapi.Error{Error: strings.TrimPrefix(err.Error(), "table: ")})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -1,10 +1,11 @@
-package main
+package daemon
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdm-project/gdm/internal/controlapi"
 	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -49,10 +51,10 @@ func TestSlowVerbHoldsUpNoOtherDevice(t *testing.T) {
 			<-release
 		}
 	}
-	slowDone := make(chan string, 1)
+	slowDone := make(chan error, 1)
 	go func() {
-		_, errs, _ := td.cli("", "create", "slow", "--table", "0 8 zero")
-		slowDone <- errs
+		_, err := td.call("create", "slow", "--table", "0 8 zero")
+		slowDone <- err
 	}()
 	<-held
 	within(t, "ls", func() { td.ok(t, "ls") })
@@ -81,19 +83,19 @@ func TestSlowVerbHoldsUpNoOtherDevice(t *testing.T) {
 	// refused, not queued behind the first.
 	within(t, "a second create of the same name", func() { td.fails(t, "already exists", "create", "slow", "--table", "0 8 zero") })
 	close(release)
-	if errs := <-slowDone; errs != "" {
-		t.Fatalf("the slow create: %s", errs)
+	if err := <-slowDone; err != nil {
+		t.Fatalf("the slow create: %v", err)
 	}
 }
 
 // The view of one device: what info says, its tables, and its state file.
 func deviceView(t *testing.T, td *testDaemon, name string) string {
 	t.Helper()
-	info, _, code := td.cli("", "info", name, "--json")
-	if code != 0 {
+	info, err := td.call("info", name)
+	if err != nil {
 		return "absent"
 	}
-	var i deviceInfo
+	var i controlapi.DeviceInfo
 	json.Unmarshal([]byte(info), &i)
 	i.EventNumber, i.Holders = 0, 0 // these move without a verb
 	live := td.ok(t, "table", name)
@@ -137,7 +139,7 @@ func TestVerbsAreAtomicWhenStateCannotBeSaved(t *testing.T) {
 		}
 	}
 	td.d.state.failWrites.Store(false)
-	td.running.shutdown()
+	td.Shutdown()
 	td2 := startTestDaemon(t, dir)
 	for name, want := range before {
 		if got := deviceView(t, td2, name); got != want {
@@ -169,10 +171,10 @@ func TestRacingVerbsOnOneName(t *testing.T) {
 				case 3:
 					args = []string{"rename", "y", "x"}
 				}
-				_, errs, code := td.cli("", args...)
-				if code != 0 && !strings.Contains(errs, "no such device") && !strings.Contains(errs, "already exists") {
+				_, err := td.call(args...)
+				if err != nil && !strings.Contains(err.Error(), "no such device") && !strings.Contains(err.Error(), "already exists") {
 					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%v: %d %s", args, code, errs))
+					bad = append(bad, fmt.Sprintf("%v: %v", args, err))
 					mu.Unlock()
 				}
 			}
@@ -183,7 +185,7 @@ func TestRacingVerbsOnOneName(t *testing.T) {
 		t.Fatalf("unexpected answers:\n%s", strings.Join(bad, "\n"))
 	}
 	want := td.ok(t, "ls")
-	td.running.shutdown()
+	td.Shutdown()
 	if got := startTestDaemon(t, dir).ok(t, "ls"); got != want {
 		t.Fatalf("after restart ls says\n%s\nwant\n%s", got, want)
 	}
@@ -207,11 +209,11 @@ func TestNamesAndUUIDsRefused(t *testing.T) {
 		td.fails(t, c.want, c.args...)
 	}
 	// A huge uuid is refused without echoing it back whole.
-	_, errs, code := td.cli("", "create", "b", "--table", "0 8 zero", "--uuid", strings.Repeat("u", 1<<20))
-	if code != 1 || !strings.Contains(errs, "bad uuid") || len(errs) > 1024 {
-		t.Fatalf("1 MiB uuid: exit %d, %d bytes of error", code, len(errs))
+	_, err := td.call("create", "b", "--table", "0 8 zero", "--uuid", strings.Repeat("u", 1<<20))
+	if err == nil || !strings.Contains(err.Error(), "bad uuid") || len(err.Error()) > 1024 {
+		t.Fatalf("1 MiB uuid: %d bytes of error", len(fmt.Sprint(err)))
 	}
-	if out := td.ok(t, "ls"); strings.Count(out, "\n") != 1 {
+	if out := td.ok(t, "ls"); strings.Count(out, `"name"`) != 1 {
 		t.Fatalf("refused creates left devices:\n%s", out)
 	}
 }
@@ -221,7 +223,7 @@ func TestStartRemovesLeftoverTempFiles(t *testing.T) {
 	dir := t.TempDir()
 	td := startTestDaemon(t, dir)
 	td.ok(t, "create", "d", "--table", "0 8 zero")
-	td.running.shutdown()
+	td.Shutdown()
 	devs := filepath.Join(dir, "state", "devices")
 	for _, p := range []string{filepath.Join(devs, ".tmp-123.tmp"), filepath.Join(dir, "state", ".state-9.tmp")} {
 		if err := os.WriteFile(p, []byte("{half"), 0o600); err != nil {
@@ -247,7 +249,7 @@ func TestBrokenDeviceAtStart(t *testing.T) {
 	lost := testkit.Sparse(t, dir, "lost.img", 1<<20)
 	td.ok(t, "create", "good", "--table", "0 2048 linear "+a+" 0")
 	td.ok(t, "create", "bad", "--table", "0 2048 linear "+lost+" 0", "--uuid", "keep-me")
-	td.running.shutdown()
+	td.Shutdown()
 	os.Remove(lost)
 	files, _ := filepath.Glob(filepath.Join(dir, "state", "devices", "*.json"))
 	saved := map[string][]byte{}
@@ -256,12 +258,11 @@ func TestBrokenDeviceAtStart(t *testing.T) {
 	}
 
 	td2 := startTestDaemon(t, dir)
-	out := td2.ok(t, "info", "bad")
-	if !strings.Contains(out, "State:             BROKEN") || !strings.Contains(out, "lost.img") {
-		t.Fatalf("info of the broken device:\n%s", out)
+	if i := td2.info(t, "bad"); i.State != "BROKEN" || i.Sectors != 0 || !strings.Contains(i.Broken, "lost.img") {
+		t.Fatalf("info of the broken device: %+v", i)
 	}
-	if out := td2.ok(t, "ls"); !strings.Contains(out, "bad\t(0 sectors, BROKEN)") || !strings.Contains(out, "good\t(2048 sectors, ACTIVE)") {
-		t.Fatalf("ls:\n%s", out)
+	if i := td2.info(t, "good"); i.State != "ACTIVE" || i.Sectors != 2048 {
+		t.Fatalf("info of the good device: %+v", i)
 	}
 	if err := testutil.GatherAndCompare(newRegistry(td2.d), strings.NewReader(`
 # HELP gdm_device_broken 1 for a device that could not be restored at start (see gdm info); load and resume repair it.
@@ -287,10 +288,10 @@ gdm_device_broken{device="good"} 0
 	}
 	td2.ok(t, "load", "bad", "--table", "0 1024 linear "+a+" 0")
 	td2.ok(t, "resume", "bad")
-	if out := td2.ok(t, "info", "bad"); !strings.Contains(out, "State:             ACTIVE") || !strings.Contains(out, "keep-me") {
-		t.Fatalf("after repair:\n%s", out)
+	if i := td2.info(t, "bad"); i.State != "ACTIVE" || i.UUID != "keep-me" {
+		t.Fatalf("after repair: %+v", i)
 	}
-	td2.running.shutdown()
+	td2.Shutdown()
 	td3 := startTestDaemon(t, dir)
 	if out := td3.ok(t, "table", "bad"); out != "0 1024 linear "+a+" 0\n" {
 		t.Fatalf("repaired table after restart: %q", out)
@@ -338,14 +339,14 @@ func tryDialNBD(socket, name string) (net.Conn, error) {
 // --control-timeout, and the control API keeps answering others.
 func TestControlRequestTimeout(t *testing.T) {
 	dir := t.TempDir()
-	cfg := serveConfig{control: filepath.Join(dir, "control.sock"), stateDir: filepath.Join(dir, "state"),
-		logLevel: "error", shutdownWait: 10 * time.Second, controlTimeout: 500 * time.Millisecond}
-	r, err := startServer(cfg, nil)
+	cfg := Config{Control: filepath.Join(dir, "control.sock"), StateDir: filepath.Join(dir, "state"),
+		LogLevel: slog.LevelError, ShutdownWait: 10 * time.Second, ControlTimeout: 500 * time.Millisecond}
+	r, err := Start(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.shutdown()
-	c, err := net.Dial("unix", cfg.control)
+	defer r.Shutdown()
+	c, err := net.Dial("unix", cfg.Control)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +360,7 @@ func TestControlRequestTimeout(t *testing.T) {
 	if len(b) > 0 && !strings.Contains(string(b), "400") {
 		t.Fatalf("unfinished request answered %q", b)
 	}
-	td := &testDaemon{running: r, dir: dir, control: cfg.control}
+	td := &testDaemon{Running: r, dir: dir, control: cfg.Control}
 	td.ok(t, "ls")
 }
 
@@ -372,9 +373,9 @@ func TestShutdownIsBounded(t *testing.T) {
 	m := mustGet(t, td, "d")
 	stuck := m.dev.Acquire(false) // not given back until the test ends
 	t.Cleanup(stuck.Put)
-	td.running.cfg.shutdownWait = 300 * time.Millisecond
+	td.cfg.ShutdownWait = 300 * time.Millisecond
 	var err error
-	within(t, "shutdown", func() { err = td.running.shutdown() })
+	within(t, "shutdown", func() { err = td.Shutdown() })
 	if err == nil || !strings.Contains(err.Error(), "closing devices") {
 		t.Fatalf("shutdown with a stuck table: %v", err)
 	}
@@ -392,17 +393,19 @@ func TestAllowPath(t *testing.T) {
 	if err := os.Symlink(outside, escape); err != nil {
 		t.Fatal(err)
 	}
-	cfg := serveConfig{control: filepath.Join(dir, "control.sock"), stateDir: filepath.Join(dir, "state"),
-		logLevel: "error", shutdownWait: 10 * time.Second}
-	if err := cfg.allowPaths.Set(allowed); err != nil {
-		t.Fatal(err)
-	}
-	r, err := startServer(cfg, nil)
+	cfg := Config{Control: filepath.Join(dir, "control.sock"), StateDir: filepath.Join(dir, "state"),
+		LogLevel: slog.LevelError, ShutdownWait: 10 * time.Second}
+	real, err := filepath.EvalSymlinks(allowed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.shutdown()
-	td := &testDaemon{running: r, dir: dir, control: cfg.control}
+	cfg.AllowPaths = []string{real}
+	r, err := Start(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown()
+	td := &testDaemon{Running: r, dir: dir, control: cfg.Control}
 	td.ok(t, "create", "in", "--table", "0 2048 linear "+inside+" 0")
 	td.fails(t, "not allowed", "create", "out", "--table", "0 2048 linear "+outside+" 0")
 	td.fails(t, "not allowed", "create", "esc", "--table", "0 2048 linear "+escape+" 0")
@@ -427,11 +430,11 @@ func TestRestoreOldDefinitions(t *testing.T) {
 		}
 	}
 	td := startTestDaemon(t, dir)
-	if out := td.ok(t, "info", "first"); !strings.Contains(out, "ACTIVE") {
-		t.Fatalf("first of two with one uuid:\n%s", out)
+	if i := td.info(t, "first"); i.State != "ACTIVE" {
+		t.Fatalf("first of two with one uuid: %+v", i)
 	}
-	if out := td.ok(t, "info", "second"); !strings.Contains(out, "BROKEN") || !strings.Contains(out, "uuid already in use") {
-		t.Fatalf("second of two with one uuid:\n%s", out)
+	if i := td.info(t, "second"); i.State != "BROKEN" || !strings.Contains(i.Broken, "uuid already in use") {
+		t.Fatalf("second of two with one uuid: %+v", i)
 	}
 	if out := td.ok(t, "info", "weird"); !strings.Contains(out, "BROKEN") || !strings.Contains(out, "bad uuid") || len(out) > 2048 {
 		t.Fatalf("a uuid dm refuses:\n%s", out)
