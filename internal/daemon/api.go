@@ -30,25 +30,26 @@ func (d *daemon) infoOf(m *managed) controlapi.DeviceInfo {
 	if reason := m.broken.Load(); reason != nil {
 		i.State, i.Broken = "BROKEN", *reason
 	}
-	if t := m.dev.Acquire(false); t != nil {
+	m.dev.View(table.Live, func(t *table.Table) error {
 		i.LiveTable = true
 		i.Holders = t.Holders() - 1 // not counting ourselves
 		i.SizeBytes = t.Size()
 		i.Sectors = t.Sectors()
-		t.Put()
-	}
+		return nil
+	})
 	return i
 }
 
 func statusOf(m *managed) controlapi.DeviceStatus {
 	s := controlapi.DeviceStatus{Name: m.name(), Targets: []controlapi.StatusLine{}}
-	if t := m.dev.Acquire(false); t != nil {
-		defer t.Put()
+	m.dev.View(table.Live, func(t *table.Table) error {
 		st := t.Status()
-		for i, l := range t.Lines() {
+		for i := range t.Len() {
+			l := t.Line(i)
 			s.Targets = append(s.Targets, controlapi.StatusLine{Start: l.Start, Length: l.Length, Type: l.Type, Status: st[i]})
 		}
-	}
+		return nil
+	})
 	return s
 }
 
@@ -79,12 +80,12 @@ func (d *daemon) queryRoutes(mux *http.ServeMux) {
 		reply(w, statusOf(m))
 	}))
 	mux.HandleFunc("GET /v1/devices/{name}/table", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
-		t := m.dev.Acquire(r.URL.Query().Get("inactive") == "1")
-		out := controlapi.TableText{Name: m.name()}
-		if t != nil {
-			out.Table = t.Text()
-			t.Put()
+		slot := table.Live
+		if r.URL.Query().Get("inactive") == "1" {
+			slot = table.Inactive
 		}
+		out := controlapi.TableText{Name: m.name()}
+		m.dev.View(slot, func(t *table.Table) error { out.Table = t.Text(); return nil })
 		reply(w, out)
 	}))
 }

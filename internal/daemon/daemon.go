@@ -180,13 +180,13 @@ func (d *daemon) closeAll(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		for _, m := range d.list() {
-			// Acquire, not Get: a suspended device is flushed too.
-			if t := m.dev.Acquire(false); t != nil {
-				if err := t.Flush(); err != nil {
+			// View, not Get: a suspended device is flushed too.
+			m.dev.View(table.Live, func(t *table.Table) error {
+				if err := t.Flush(ctx); err != nil {
 					d.log.Warn("flush at shutdown", "device", m.name(), "err", err)
 				}
-				t.Put()
-			}
+				return nil
+			})
 			m.dev.Close()
 		}
 	}()

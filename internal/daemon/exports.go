@@ -58,7 +58,14 @@ type deviceExport struct {
 var (
 	_ nbdserver.Export       = (*deviceExport)(nil)
 	_ nbdserver.SpliceReader = (*deviceExport)(nil)
+	_ nbdserver.FUAWriter    = (*deviceExport)(nil)
 )
+
+// WriteAtFUA hands a FUA write to the table's targets, which sync what
+// they wrote to, instead of flushing every backing device of the device.
+func (e *deviceExport) WriteAtFUA(ctx context.Context, p []byte, off int64) error {
+	return e.Device.WriteAtFlags(ctx, p, off, targets.FUA)
+}
 
 func (e *deviceExport) Zero(ctx context.Context, off, length int64, noHole, fast bool) error {
 	return e.Device.Zero(ctx, off, length, targets.ZeroFlags{NoHole: noHole, Fast: fast})

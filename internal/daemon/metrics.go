@@ -167,35 +167,9 @@ func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {
 	counter(ch, descLoadFails, st.LoadFails.Load(), name)
 	histogram(ch, descDrainWait, st.DrainWait.Snapshot(), name)
 
-	t := dev.Acquire(false)
-	if t == nil {
+	if dev.View(table.Live, func(t *table.Table) error { collectTargets(ch, t, name); return nil }) != nil {
 		gauge(ch, descSize, 0, name)
 		gauge(ch, descHolders, 0, name)
-		return
-	}
-	defer t.Put()
-	gauge(ch, descSize, float64(t.Size()), name)
-	gauge(ch, descHolders, float64(t.Holders()-1), name) // not counting this scrape
-	lines := t.Lines()
-	for i, seg := range t.SegmentSnapshot() {
-		idx, typ := strconv.Itoa(i), lines[i].Type
-		for op := range table.NumOps {
-			if seg.Ops[op] == 0 && seg.Errors[op] == 0 {
-				continue // keep the series few: only ops a target has seen
-			}
-			o := op.String()
-			counter(ch, descSegOps, seg.Ops[op], name, idx, typ, o)
-			counter(ch, descSegBytes, seg.Bytes[op], name, idx, typ, o)
-			counter(ch, descSegErrors, seg.Errors[op], name, idx, typ, o)
-		}
-		if lg, ok := t.Targets()[i].(targets.Legged); ok {
-			for leg, ls := range lg.Legs() {
-				l := strconv.Itoa(leg)
-				counter(ch, descLegOps, ls.Ops.Load(), name, idx, l)
-				counter(ch, descLegBytes, ls.Bytes.Load(), name, idx, l)
-				counter(ch, descLegErrors, ls.Errors.Load(), name, idx, l)
-			}
-		}
 	}
 }
 
@@ -225,4 +199,33 @@ func metricsHandler(d *daemon, withPprof bool) http.Handler {
 		w.Write([]byte("gdm: see /metrics\n"))
 	})
 	return mux
+}
+
+// collectTargets sends a live table's size and holders, and the counters of
+// each of its targets that has seen I/O: a million-target table with I/O on
+// a few targets costs a few series, not a million.
+func collectTargets(ch chan<- prometheus.Metric, t *table.Table, name string) {
+	gauge(ch, descSize, float64(t.Size()), name)
+	gauge(ch, descHolders, float64(t.Holders()-1), name) // not counting this scrape
+	tgs := t.Targets()
+	t.EachSegment(func(i int, seg table.OpSnapshot) {
+		idx, typ := strconv.Itoa(i), t.Line(i).Type
+		for op := range table.NumOps {
+			if seg.Ops[op] == 0 && seg.Errors[op] == 0 {
+				continue // keep the series few: only ops a target has seen
+			}
+			o := op.String()
+			counter(ch, descSegOps, seg.Ops[op], name, idx, typ, o)
+			counter(ch, descSegBytes, seg.Bytes[op], name, idx, typ, o)
+			counter(ch, descSegErrors, seg.Errors[op], name, idx, typ, o)
+		}
+		if lg, ok := tgs[i].(targets.Legged); ok {
+			for leg, ls := range lg.Legs() {
+				l := strconv.Itoa(leg)
+				counter(ch, descLegOps, ls.Ops.Load(), name, idx, l)
+				counter(ch, descLegBytes, ls.Bytes.Load(), name, idx, l)
+				counter(ch, descLegErrors, ls.Errors.Load(), name, idx, l)
+			}
+		}
+	})
 }

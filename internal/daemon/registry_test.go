@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -371,10 +372,12 @@ func TestShutdownIsBounded(t *testing.T) {
 	td := startTestDaemon(t, "")
 	td.ok(t, "create", "d", "--table", "0 8 zero")
 	m := mustGet(t, td, "d")
-	stuck := m.dev.Acquire(false) // not given back until the test ends
+	stuck, err := m.dev.Get(context.Background()) // not given back until the test ends
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(stuck.Put)
 	td.cfg.ShutdownWait = 300 * time.Millisecond
-	var err error
 	within(t, "shutdown", func() { err = td.Shutdown() })
 	if err == nil || !strings.Contains(err.Error(), "closing devices") {
 		t.Fatalf("shutdown with a stuck table: %v", err)

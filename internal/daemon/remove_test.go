@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -92,7 +93,10 @@ func TestLingeringHolderDelaysDestroy(t *testing.T) {
 	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
 	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
 	m := mustGet(t, td, "d")
-	held := m.dev.Acquire(false) // what a long block-status call holds
+	held, err := m.dev.Get(context.Background()) // what a long block-status call holds
+	if err != nil {
+		t.Fatal(err)
+	}
 	td.ok(t, "load", "d", "--table", "0 1024 linear "+a+" 0")
 	done := make(chan struct{})
 	go func() {
@@ -105,13 +109,13 @@ func TestLingeringHolderDelaysDestroy(t *testing.T) {
 		t.Fatalf("live table not swapped: %+v", info)
 	}
 	var covered int64
-	if err := held.Extents(0, 2048*512, func(e targets.Extent) bool { covered += e.Length; return true }); err != nil || covered != 2048*512 {
+	if err := held.Extents(context.Background(), 0, 2048*512, func(e targets.Extent) bool { covered += e.Length; return true }); err != nil || covered != 2048*512 {
 		t.Fatalf("lingering block status: %v, covered %d", err, covered)
 	}
 	if held.Destroyed() || held.Devs().Devs()[0].Closed() {
 		t.Fatal("table destroyed under a lingering holder")
 	}
-	if err := held.ReadAt(make([]byte, 4096), 0); err != nil {
+	if err := held.ReadAt(context.Background(), make([]byte, 4096), 0); err != nil {
 		t.Fatalf("lingering holder's read: %v", err)
 	}
 	select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/gdm-project/gdm/pkg/table"
 	"github.com/gdm-project/gdm/pkg/targets"
 )
 
@@ -103,18 +104,18 @@ func (d *daemon) restoreTables(m *managed, s deviceState) error {
 func (d *daemon) recordIdentities(m *managed) {
 	next := m.saved
 	changed := false
-	if t := m.dev.Acquire(false); t != nil {
+	m.dev.View(table.Live, func(t *table.Table) error {
 		if ids := t.Identities(); next.LiveIdentities == nil && len(ids) > 0 {
 			next.LiveIdentities, changed = ids, true
 		}
-		t.Put()
-	}
-	if t := m.dev.Acquire(true); t != nil {
+		return nil
+	})
+	m.dev.View(table.Inactive, func(t *table.Table) error {
 		if ids := t.Identities(); next.InactiveIdentities == nil && len(ids) > 0 {
 			next.InactiveIdentities, changed = ids, true
 		}
-		t.Put()
-	}
+		return nil
+	})
 	if changed {
 		if err := d.commitLocked(m, next); err != nil {
 			d.log.Warn("recording backing file identities", "device", m.name(), "err", err)

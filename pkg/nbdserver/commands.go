@@ -40,8 +40,15 @@ func (c *conn) serveRead(r request, rep *reply) {
 	}
 }
 
-// serveWrite writes the payload, then flushes if FUA asks for it.
+// serveWrite writes the payload; with FUA, durably: through the export's
+// own FUA write if it has one (FUAWriter), else a write and a flush.
 func (c *conn) serveWrite(r request, payload []byte, rep *reply) {
+	if r.flags&cmdFlagFUA != 0 {
+		if fw, ok := c.exp.(FUAWriter); ok {
+			c.simpleReply(rep, r.cookie, ErrorCode(fw.WriteAtFUA(c.ctx, payload, int64(r.offset))))
+			return
+		}
+	}
 	err := c.exp.WriteAt(c.ctx, payload, int64(r.offset))
 	c.simpleReply(rep, r.cookie, ErrorCode(c.fua(r, err)))
 }

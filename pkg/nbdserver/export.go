@@ -71,5 +71,14 @@ type SpliceReader interface {
 	SpliceRead(ctx context.Context, pipe int, off, length int64) error
 }
 
+// FUAWriter is an optional Export capability for writes with FUA:
+// WriteAtFUA writes p at off and returns once that data is durable, made so
+// by what the write reached (a sync of the files it touched) rather than by
+// a flush of the whole export. Without it, a FUA write is WriteAt then
+// Flush.
+type FUAWriter interface {
+	WriteAtFUA(ctx context.Context, p []byte, off int64) error
+}
+
 // ErrNoSplice: the export did not splice this range; read it with ReadAt.
 var ErrNoSplice = errors.New("nbdserver: range not spliced")

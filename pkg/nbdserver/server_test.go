@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -287,5 +288,45 @@ func TestDisconnectExport(t *testing.T) {
 	other.request(cmdRead, 0, 1, 0, 512, nil)
 	if e, _ := other.simple(); e != 0 {
 		t.Fatal("other export's connection was hurt")
+	}
+}
+
+// fuaExport is a memExport that writes FUA itself (FUAWriter), counting
+// how often.
+type fuaExport struct {
+	*memExport
+	fuaWrites atomic.Int64
+}
+
+func (f *fuaExport) WriteAtFUA(ctx context.Context, p []byte, off int64) error {
+	f.fuaWrites.Add(1)
+	return f.WriteAt(ctx, p, off)
+}
+
+// A FUA write goes to an export's own FUA write when it has one, with no
+// flush of the whole export; a plain write does not.
+func TestFUAWriteUsesTheExportsFUAWriter(t *testing.T) {
+	m := newMem(1 << 20)
+	f := &fuaExport{memExport: m}
+	m.as = f
+	_, sock := startServer(t, testExports{"a": m}, nil)
+	c := dial(t, sock)
+	c.connect("a", false)
+	data := bytes.Repeat([]byte{0x5a}, 512)
+	c.request(cmdWrite, cmdFlagFUA, 1, 0, 512, data)
+	c.request(cmdWrite, 0, 2, 512, 512, data)
+	for range 2 {
+		if e, _ := c.simple(); e != 0 {
+			t.Fatal(e)
+		}
+	}
+	if got := f.fuaWrites.Load(); got != 1 {
+		t.Fatalf("FUA writes through WriteAtFUA = %d, want 1", got)
+	}
+	if got := m.flushes.Load(); got != 0 {
+		t.Fatalf("flushes = %d, want 0 (the FUA writer made its write durable)", got)
+	}
+	if !bytes.Equal(m.data[:1024], bytes.Repeat([]byte{0x5a}, 1024)) {
+		t.Fatal("data not written")
 	}
 }

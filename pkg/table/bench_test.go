@@ -90,7 +90,7 @@ func BenchmarkRead4K(b *testing.B) {
 			b.SetBytes(4096)
 			i := 0
 			for b.Loop() {
-				if err := tb.ReadAt(buf, offsets[i&4095]); err != nil {
+				if err := tb.ReadAt(context.Background(), buf, offsets[i&4095]); err != nil {
 					b.Fatal(err)
 				}
 				i++

@@ -106,7 +106,7 @@ func BenchmarkVerbsWith1M(b *testing.B) {
 			}
 		}
 	})
-	t := d.Acquire(false)
+	t := d.acquire(Live)
 	defer t.Put()
 	// A table whose text was not canonical (here, a comment) has its text
 	// made again, line by line.

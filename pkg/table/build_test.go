@@ -2,6 +2,7 @@ package table
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -119,7 +120,7 @@ func TestSegmentStatsAreMadeOnFirstIO(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			if err := tb.ReadAt(make([]byte, 512), 130*8*512); err != nil {
+			if err := tb.ReadAt(context.Background(), make([]byte, 512), 130*8*512); err != nil {
 				t.Error(err)
 			}
 		})

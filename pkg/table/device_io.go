@@ -39,13 +39,13 @@ func (d *Device) io(ctx context.Context, op Op, n int64, fn func(t *Table) error
 
 // ReadAt reads len(p) bytes at off from the live table.
 func (d *Device) ReadAt(ctx context.Context, p []byte, off int64) error {
-	return d.io(ctx, OpRead, int64(len(p)), func(t *Table) error { return t.ReadAtContext(ctx, p, off) })
+	return d.io(ctx, OpRead, int64(len(p)), func(t *Table) error { return t.ReadAt(ctx, p, off) })
 }
 
 // SpliceRead moves length bytes at off from the live table into pipe (see
 // Table.SpliceTo); it counts as a read.
 func (d *Device) SpliceRead(ctx context.Context, pipe int, off, length int64) error {
-	return d.io(ctx, OpRead, length, func(t *Table) error { return t.SpliceToContext(ctx, pipe, off, length) })
+	return d.io(ctx, OpRead, length, func(t *Table) error { return t.SpliceTo(ctx, pipe, off, length) })
 }
 
 // WriteAt writes p at off.
@@ -60,13 +60,13 @@ func (d *Device) WriteAtFlags(ctx context.Context, p []byte, off int64, flags ta
 	if d.readOnly {
 		return ErrReadOnly
 	}
-	return d.io(ctx, OpWrite, int64(len(p)), func(t *Table) error { return t.WriteAtContext(ctx, p, off, flags) })
+	return d.io(ctx, OpWrite, int64(len(p)), func(t *Table) error { return t.WriteAt(ctx, p, off, flags) })
 }
 
 // Flush makes completed writes durable: on the live table, and on the old
 // tables of live swaps that are still draining.
 func (d *Device) Flush(ctx context.Context) error {
-	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.FlushContext(ctx), d.flushRetiring(ctx)) })
+	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.Flush(ctx), d.flushRetiring(ctx)) })
 }
 
 // Trim discards a range.
@@ -74,7 +74,7 @@ func (d *Device) Trim(ctx context.Context, off, length int64) error {
 	if d.readOnly {
 		return ErrReadOnly
 	}
-	return d.io(ctx, OpTrim, length, func(t *Table) error { return t.TrimContext(ctx, off, length) })
+	return d.io(ctx, OpTrim, length, func(t *Table) error { return t.Trim(ctx, off, length) })
 }
 
 // Zero makes a range read as zeros.
@@ -82,10 +82,10 @@ func (d *Device) Zero(ctx context.Context, off, length int64, flags targets.Zero
 	if d.readOnly {
 		return ErrReadOnly
 	}
-	return d.io(ctx, OpZero, length, func(t *Table) error { return t.ZeroContext(ctx, off, length, flags) })
+	return d.io(ctx, OpZero, length, func(t *Table) error { return t.Zero(ctx, off, length, flags) })
 }
 
 // Extents reports allocation of a range (see Table.Extents).
 func (d *Device) Extents(ctx context.Context, off, length int64, emit func(targets.Extent) bool) error {
-	return d.io(ctx, OpBlockStatus, length, func(t *Table) error { return t.ExtentsContext(ctx, off, length, emit) })
+	return d.io(ctx, OpBlockStatus, length, func(t *Table) error { return t.Extents(ctx, off, length, emit) })
 }

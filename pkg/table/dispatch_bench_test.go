@@ -21,7 +21,7 @@ func BenchmarkDispatch(b *testing.B) {
 			defer tb.destroy(discardLog(), false)
 			p := make([]byte, 512)
 			for b.Loop() {
-				if err := tb.ReadAt(p, 7*512+256); err != nil {
+				if err := tb.ReadAt(context.Background(), p, 7*512+256); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -118,7 +118,7 @@ func (t *Table) destroy(log *slog.Logger, flush bool) (time.Duration, error) {
 	waited, _ := t.drain(ctx, log, "destroy")
 	var ferr error
 	if flush {
-		if ferr = t.FlushContext(ctx); ferr != nil {
+		if ferr = t.Flush(ctx); ferr != nil {
 			ferr = fmt.Errorf("table: flush before destroy: %w", ferr)
 		}
 	}
@@ -218,18 +218,6 @@ func (d *Device) acquire(slot Slot) *Table {
 		}
 		t.Put()
 	}
-}
-
-// Acquire returns the live table (or the inactive one) with a holder
-// counted, without waiting for a suspended device: for status and metrics.
-// It returns nil if the slot is empty. The caller must Put a non-nil table.
-//
-// Deprecated: use View, which pairs the Put itself.
-func (d *Device) Acquire(inactive bool) *Table {
-	if inactive {
-		return d.acquire(Inactive)
-	}
-	return d.acquire(Live)
 }
 
 // destroyTable destroys a table that is in no slot (taken out of one under

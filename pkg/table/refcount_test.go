@@ -62,7 +62,7 @@ func TestDestroyWaitsForHolders(t *testing.T) {
 	}
 	// The holder can still do I/O on the table it holds.
 	p := make([]byte, 512)
-	if err := holder.ReadAtContext(context.Background(), p, 0); err != nil {
+	if err := holder.ReadAt(context.Background(), p, 0); err != nil {
 		t.Fatalf("holder's read: %v", err)
 	}
 	holder.Put()
@@ -265,9 +265,9 @@ func TestStressSwapUnderIO(t *testing.T) {
 						errs <- fmt.Errorf("Get returned a destroyed table")
 					}
 					if write {
-						err = tb.WriteAtContext(ctx, buf[:n], off, 0)
+						err = tb.WriteAt(ctx, buf[:n], off, 0)
 					} else {
-						err = tb.ReadAtContext(ctx, back[:n], off)
+						err = tb.ReadAt(ctx, back[:n], off)
 					}
 					if tb.Destroyed() || tb.Devs().Closes() != 0 {
 						errs <- fmt.Errorf("table destroyed during an I/O")

@@ -41,7 +41,7 @@ func (d *Device) Suspend(ctx context.Context, noflush bool) error {
 	}
 	var err error
 	if !noflush {
-		if err = t.FlushContext(ctx); err != nil {
+		if err = t.Flush(ctx); err != nil {
 			err = fmt.Errorf("table: suspend %s: flush: %w", d.Name(), err)
 		}
 	}
@@ -177,7 +177,7 @@ func (d *Device) stopOldLocked(ctx context.Context, old *Table, live bool) (flus
 	if !quiesced && !d.suspended.Load() {
 		return true, nil
 	}
-	if err := old.FlushContext(ctx); err != nil {
+	if err := old.Flush(ctx); err != nil {
 		if quiesced {
 			d.releaseGateLocked()
 			old.presuspendUndo(ctx)

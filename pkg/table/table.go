@@ -149,17 +149,17 @@ func (t *Table) flushRetired(ctx context.Context) error {
 	if t.destroyed.Load() {
 		return nil
 	}
-	return t.FlushContext(ctx)
+	return t.Flush(ctx)
 }
 
-// ReadAtContext reads len(p) bytes at off, splitting at target boundaries.
-func (t *Table) ReadAtContext(ctx context.Context, p []byte, off int64) error {
+// ReadAt reads len(p) bytes at off, splitting at target boundaries.
+func (t *Table) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return t.rw(ctx, p, off, OpRead, 0)
 }
 
-// WriteAtContext writes p at off, splitting at target boundaries; each
+// WriteAt writes p at off, splitting at target boundaries; each
 // target gets flags (FUA: each piece is durable when its target returns).
-func (t *Table) WriteAtContext(ctx context.Context, p []byte, off int64, flags targets.WriteFlags) error {
+func (t *Table) WriteAt(ctx context.Context, p []byte, off int64, flags targets.WriteFlags) error {
 	return t.rw(ctx, p, off, OpWrite, flags)
 }
 
@@ -187,29 +187,29 @@ func (t *Table) rw(ctx context.Context, p []byte, off int64, op Op, flags target
 	return nil
 }
 
-// SpliceToContext moves [off, off+n) into pipe without copying it through
+// SpliceTo moves [off, off+n) into pipe without copying it through
 // user space, target by target (see targets.Target.SpliceTo). After an
 // error the pipe holds part of the range.
-func (t *Table) SpliceToContext(ctx context.Context, pipe int, off, n int64) error {
+func (t *Table) SpliceTo(ctx context.Context, pipe int, off, n int64) error {
 	return t.each(off, n, OpRead, func(tg targets.Target, tOff, m int64) error { return tg.SpliceTo(ctx, pipe, tOff, m) })
 }
 
-// TrimContext discards [off, off+length) on every target it covers.
-func (t *Table) TrimContext(ctx context.Context, off, length int64) error {
+// Trim discards [off, off+length) on every target it covers.
+func (t *Table) Trim(ctx context.Context, off, length int64) error {
 	return t.each(off, length, OpTrim, func(tg targets.Target, tOff, n int64) error { return tg.Trim(ctx, tOff, n) })
 }
 
-// ZeroContext makes [off, off+length) read as zeros.
-func (t *Table) ZeroContext(ctx context.Context, off, length int64, flags targets.ZeroFlags) error {
+// Zero makes [off, off+length) read as zeros.
+func (t *Table) Zero(ctx context.Context, off, length int64, flags targets.ZeroFlags) error {
 	return t.each(off, length, OpZero, func(tg targets.Target, tOff, n int64) error { return tg.Zero(ctx, tOff, n, flags) })
 }
 
-// FlushContext makes every completed write durable: each backing device of
+// Flush makes every completed write durable: each backing device of
 // the table is synced once, however many targets use it, and then every
 // target with a Flush of its own (targets.Flusher) is flushed, in table
 // order; a failed sync stops there (a target's flush may record that the
 // data before it is durable).
-func (t *Table) FlushContext(ctx context.Context) error {
+func (t *Table) Flush(ctx context.Context) error {
 	if h := flushHook.Load(); h != nil {
 		if err := (*h)(t); err != nil {
 			return err
@@ -241,9 +241,9 @@ func (t *Table) targetFlushers() []targets.Flusher {
 // fails the flush. Tests use it to see which tables are flushed, and when.
 var flushHook atomic.Pointer[func(*Table) error]
 
-// ExtentsContext reports allocation of [off, off+length), calling emit per
+// Extents reports allocation of [off, off+length), calling emit per
 // run in order until it returns false.
-func (t *Table) ExtentsContext(ctx context.Context, off, length int64, emit func(targets.Extent) bool) error {
+func (t *Table) Extents(ctx context.Context, off, length int64, emit func(targets.Extent) bool) error {
 	more := true
 	guard := func(e targets.Extent) bool {
 		more = emit(e)
