@@ -54,6 +54,10 @@ type conn struct {
 	// serviceNs is a moving average of the time to serve one request,
 	// which sizes read batches (batchLimit).
 	serviceNs atomic.Int64
+	// knobs is the serving setting (knobInline...), chosen by tune, which
+	// the reader runs (under rmu); read by every worker.
+	knobs atomic.Uint32
+	tune  *tuner
 
 	// Replies: whoever finishes a request queues its reply and, if no one
 	// is writing, becomes the writer and sends everything queued with one
@@ -89,6 +93,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		budget: budget{maxN: maxN, maxBytes: maxBytes, shared: s.shared},
 	}
 	c.br = newInbuf(nc)
+	c.knobs.Store(knobInline | knobSplice | knobSpin)
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw

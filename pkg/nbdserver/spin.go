@@ -22,7 +22,8 @@ import (
 //
 // Spinning pays only where a CPU would otherwise idle, so it is hedged
 // three ways: TCP only (on UNIX sockets it cost 3-10% of 4 KiB random
-// writes), inline connections only (cheap requests, see inlineBelow), and
+// writes), inline connections only (see conn.inline) and when the tuner
+// finds it pays (knobSpin), and
 // only while no more connections are in transmission than half the CPUs
 // Go may use (as the Go scheduler limits its own spinning threads): with
 // two connections on two CPUs, spinning cost 6-10% of random reads.
