@@ -174,6 +174,7 @@ func main() {
 		return procs, stop
 	}
 	runs := map[string][]result{} // by job and server, one per round
+	var loads []float64           // the load average before each fio run
 	for round := range *repeat {
 		procs, stop := startAll()
 		for _, j := range jobs {
@@ -181,6 +182,7 @@ func main() {
 				i := (k + round) % len(servers)
 				s := servers[i]
 				pid := procs[i].Process.Pid
+				loads = append(loads, loadAvg())
 				cpu0 := cpuSeconds(pid)
 				bytes, iops, mibs, err := runFio(eps[i].uri(), j, *size, *runtime)
 				cpu := cpuSeconds(pid) - cpu0
@@ -199,7 +201,7 @@ func main() {
 		}
 		stop()
 	}
-	report(os.Stdout, runs, names(servers), *repeat, *runtime, *tcp)
+	report(os.Stdout, runs, names(servers), *repeat, *runtime, *tcp, loads)
 }
 
 func names(servers []server) []string {
