@@ -42,19 +42,20 @@ const (
 	// probeWindows windows are timed for each side of a comparison; their
 	// medians are compared, so that a window or two spoiled by a neighbour
 	// do not decide.
-	probeWindows = 5
+	probeWindows = 7
 	// exploitWindows is the least number of windows between probes, and
 	// maxExploit the most: a probe that loses doubles the wait before the
 	// next, so a settled connection spends little time in worse settings.
 	exploitWindows = 64
 	maxExploit     = 1024
 	// probeMargin: a probe wins only if its median window is this much
-	// faster. Noise still flips a setting now and then (under a load
-	// average of 10, medians of two settings that cannot differ, splicing
-	// on and off in a write-only job, were 25% apart once); a flip that
-	// was wrong is undone when a later probe of that knob finds the
-	// other way clearly faster.
-	probeMargin = 0.05
+	// faster. The real differences found were 20-60% (hand-over against
+	// inline for 4 KiB reads over TCP, splicing against copying 1 MiB
+	// reads); noise on the shared VM, at a load average of 7-10, made 5%
+	// flip 4 KiB writes between inline and hand-over and back every few
+	// probes. A flip that was wrong is undone when a later probe of that
+	// knob finds the other way clearly faster.
+	probeMargin = 0.10
 )
 
 // tuner picks a connection's setting. It is used by one goroutine at a
@@ -74,14 +75,15 @@ type tuner struct {
 	began       time.Duration // monotonic clock at its start; < 0: none yet
 	reqs, units int64
 
-	skip    int                   // windows still to drop at the start (warming up)
-	probing bool                  // in a probe: cur alternates, starting flipped
-	n       int                   // windows timed in this probe
-	left    int                   // windows of best before the next probe
-	wait    int                   // windows between probes now (exploitWindows..maxExploit)
-	warm    int                   // probes still to make at the short interval
-	tried   [probeWindows]float64 // the flipped setting's windows, ns per unit
-	kept    [probeWindows]float64 // best's windows, in between
+	skip       int                   // windows still to drop at the start (warming up)
+	probing    bool                  // in a probe: cur alternates, starting flipped
+	confirming bool                  // the flip won the last probe: this one must confirm it
+	n          int                   // windows timed in this probe
+	left       int                   // windows of best before the next probe
+	wait       int                   // windows between probes now (exploitWindows..maxExploit)
+	warm       int                   // probes still to make at the short interval
+	tried      [probeWindows]float64 // the flipped setting's windows, ns per unit
+	kept       [probeWindows]float64 // best's windows, in between
 }
 
 // warmWindows are dropped at a connection's start: its first requests pay
@@ -127,7 +129,7 @@ func (t *tuner) count(reqs int, bytes int64, now func() time.Duration) uint8 {
 	}
 	at := now()
 	if t.began >= 0 {
-		if d := at - t.began; d <= maxWindow {
+		if d := at - t.began; d > 0 && d <= maxWindow {
 			t.windowDone(float64(d) / float64(t.units))
 		} else if t.probing {
 			// A pause, or a setting far slower than best: either way
@@ -163,18 +165,27 @@ func (t *tuner) windowDone(cost float64) {
 	}
 }
 
-// decide ends a probe: the flipped setting becomes best if its median
-// window beat best's by probeMargin.
+// decide ends a probe. The flipped setting becomes best if its median
+// window beat best's by probeMargin in two probes in a row: after a first
+// win the same knob is probed again at once. A win made by noise seldom
+// comes twice; a real one does.
 func (t *tuner) decide() {
-	tried, kept := median5(t.tried), median5(t.kept)
-	if tried < kept*(1-probeMargin) {
+	tried, kept := medianOf(t.tried), medianOf(t.kept)
+	won := tried < kept*(1-probeMargin)
+	t.cur = t.best
+	t.probing = false
+	if won && !t.confirming {
+		t.confirming, t.left = true, 1 // probe the same knob again
+		return
+	}
+	t.confirming = false
+	if won {
 		t.best ^= t.flip
+		t.cur = t.best
 		t.wait = exploitWindows
 	} else {
 		t.wait = min(2*t.wait, maxExploit)
 	}
-	t.cur = t.best
-	t.probing = false
 	t.flip = t.nextKnob(t.flip)
 	t.left = t.wait
 	if t.warm > 0 {
@@ -186,8 +197,8 @@ func (t *tuner) decide() {
 	}
 }
 
-// median5 is the median of a probe's windows.
-func median5(v [probeWindows]float64) float64 {
+// medianOf is the median of one side of a probe's windows.
+func medianOf(v [probeWindows]float64) float64 {
 	slices.Sort(v[:]) // v is a copy
 	return v[probeWindows/2]
 }
