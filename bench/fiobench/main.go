@@ -39,6 +39,7 @@ var jobs = []job{
 type server struct {
 	name  string
 	start func(file string, ep endpoint) *exec.Cmd
+	gdm   string // for a gdm daemon: its binary, which creates the bench device
 }
 
 // endpoint is where a server listens: a UNIX socket path, or a TCP
@@ -60,20 +61,24 @@ type result struct {
 
 func main() {
 	gdm := flag.String("gdm", "", "gdm binary")
+	base := flag.String("base", "", "another gdm binary (say, main's) to run as gdm-base and gdm-base+metrics, for before and after in one run")
 	gonbd := flag.String("gonbd", "", "gonbd binary")
 	size := flag.Int64("size", 1<<30, "bytes in the served file")
 	runtime := flag.Duration("runtime", 10*time.Second, "fio runtime per job")
 	dir := flag.String("dir", "/dev/shm", "where the served file lives (tmpfs)")
-	onlyServers := flag.String("servers", "", "comma-separated servers to run: gdm, gdm+metrics, go-nbd, nbdkit, qemu-nbd (default: all)")
-	onlyJobs := flag.String("jobs", "", "run only jobs whose name contains this (default: all)")
+	onlyServers := flag.String("servers", "", "comma-separated servers to run: gdm, gdm+metrics, gdm-base, gdm-base+metrics (with -base), go-nbd, nbdkit, qemu-nbd (default: all)")
+	onlyJobs := flag.String("jobs", "", "run only jobs whose name contains one of these comma-separated strings (default: all)")
 	repeat := flag.Int("repeat", 3, "rounds; each row shows the median")
 	tcp := flag.Bool("tcp", false, "serve on loopback TCP instead of UNIX sockets")
 	flag.Parse()
 	if *onlyJobs != "" {
 		var kept []job
 		for _, j := range jobs {
-			if strings.Contains(j.name, *onlyJobs) {
-				kept = append(kept, j)
+			for _, part := range strings.Split(*onlyJobs, ",") {
+				if strings.Contains(j.name, part) {
+					kept = append(kept, j)
+					break
+				}
 			}
 		}
 		jobs = kept
@@ -92,22 +97,27 @@ func main() {
 	}
 
 	servers := []server{
-		{"gdm", gdmServer(*gdm, work, "gdm", "")},
-		{"gdm+metrics", gdmServer(*gdm, work, "gdm+metrics", "127.0.0.1:0")},
+		{"gdm", gdmServer(*gdm, work, "gdm", ""), *gdm},
+		{"gdm+metrics", gdmServer(*gdm, work, "gdm+metrics", "127.0.0.1:0"), *gdm},
 		{"go-nbd", func(file string, ep endpoint) *exec.Cmd {
 			if ep.network == "tcp" {
 				return exec.Command(*gonbd, "-file", file, "-listen", ep.addr)
 			}
 			return exec.Command(*gonbd, "-file", file, "-socket", ep.addr)
-		}},
+		}, ""},
 		{"nbdkit", func(file string, ep endpoint) *exec.Cmd {
 			if ep.network == "tcp" {
 				host, port, _ := net.SplitHostPort(ep.addr)
 				return exec.Command("nbdkit", "-f", "-i", host, "-p", port, "--exportname=bench", "file", file)
 			}
 			return exec.Command("nbdkit", "-f", "-U", ep.addr, "--exportname=bench", "file", file)
-		}},
-		{"qemu-nbd", qemuNBD},
+		}, ""},
+		{"qemu-nbd", qemuNBD, ""},
+	}
+	if *base != "" {
+		servers = slices.Insert(servers, 2,
+			server{"gdm-base", gdmServer(*base, work, "gdm-base", ""), *base},
+			server{"gdm-base+metrics", gdmServer(*base, work, "gdm-base+metrics", "127.0.0.1:0"), *base})
 	}
 	if *onlyServers != "" {
 		var kept []server
@@ -152,8 +162,8 @@ func main() {
 			}
 			procs = append(procs, p)
 			waitListening(eps[i])
-			if strings.HasPrefix(s.name, "gdm") {
-				ctl := exec.Command(*gdm, "create", "bench", "--control", gdmControl(work, s.name),
+			if s.gdm != "" {
+				ctl := exec.Command(s.gdm, "create", "bench", "--control", gdmControl(work, s.name),
 					"--table", fmt.Sprintf("0 %d linear %s 0", *size/512, file))
 				if out, err := ctl.CombinedOutput(); err != nil {
 					stop()
@@ -164,6 +174,7 @@ func main() {
 		return procs, stop
 	}
 	runs := map[string][]result{} // by job and server, one per round
+	var loads []float64           // the load average before each fio run
 	for round := range *repeat {
 		procs, stop := startAll()
 		for _, j := range jobs {
@@ -171,6 +182,7 @@ func main() {
 				i := (k + round) % len(servers)
 				s := servers[i]
 				pid := procs[i].Process.Pid
+				loads = append(loads, loadAvg())
 				cpu0 := cpuSeconds(pid)
 				bytes, iops, mibs, err := runFio(eps[i].uri(), j, *size, *runtime)
 				cpu := cpuSeconds(pid) - cpu0
@@ -183,13 +195,13 @@ func main() {
 				}
 				r := result{iops, mibs, cpu / (float64(bytes) / (1 << 30))}
 				runs[j.name+"|"+s.name] = append(runs[j.name+"|"+s.name], r)
-				fmt.Fprintf(os.Stderr, "round %d %-11s %-24s %9.0f IOPS %8.1f MiB/s %6.2f CPU s/GiB\n",
+				fmt.Fprintf(os.Stderr, "round %d %-16s %-24s %9.0f IOPS %8.1f MiB/s %6.2f CPU s/GiB\n",
 					round+1, s.name, j.name, r.iops, r.mibs, r.cpuPerGiB)
 			}
 		}
 		stop()
 	}
-	report(os.Stdout, runs, names(servers), *repeat, *runtime, *tcp)
+	report(os.Stdout, runs, names(servers), *repeat, *runtime, *tcp, loads)
 }
 
 func names(servers []server) []string {

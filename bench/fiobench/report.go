@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,9 +29,9 @@ func isPeer(name string) bool { return !strings.HasPrefix(name, "gdm") }
 // server's medians with their ratios to the best peer, then, per job,
 // whether gdm meets the goal. runs holds one result per round for each
 // "job|server"; a zero result is a failed run.
-func report(w io.Writer, runs map[string][]result, servers []string, rounds int, perRun time.Duration, tcp bool) {
+func report(w io.Writer, runs map[string][]result, servers []string, rounds int, perRun time.Duration, tcp bool, loads []float64) {
 	machine(w, tcp)
-	fmt.Fprintf(w, "Medians of %d rounds, %s per fio run.", rounds, perRun)
+	fmt.Fprintf(w, "Medians of %d rounds, %s per fio run.%s", rounds, perRun, loadNote(loads))
 	peers := slices.DeleteFunc(slices.Clone(servers), func(s string) bool { return !isPeer(s) })
 	if len(peers) == 0 {
 		fmt.Fprint(w, " No peer ran: nothing to compare with.\n\n")
@@ -255,4 +256,35 @@ func sysctl(path string) string {
 		return "unknown (" + err.Error() + ")"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// loadNote says how busy the machine was: the 1-minute load average before
+// each fio run, lowest to highest. On a shared machine a run at a load
+// well above the CPU count (other work compiling) swings rows by several
+// times between rounds; the ratios within a round are what to read then.
+func loadNote(loads []float64) string {
+	if len(loads) == 0 {
+		return ""
+	}
+	lo, hi := slices.Min(loads), slices.Max(loads)
+	return fmt.Sprintf(" Load average (1 min) before each fio run: %.1f to %.1f.", lo, hi)
+}
+
+// loadAvg is the 1-minute load average, or 0 if it cannot be read.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	return parseLoad(string(b))
+}
+
+// parseLoad takes the first field of /proc/loadavg's text.
+func parseLoad(s string) float64 {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }

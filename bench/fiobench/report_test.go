@@ -67,3 +67,18 @@ func TestBestPeer(t *testing.T) {
 		t.Errorf("bestPeer = %v %v, want qemu-nbd's 200 then nbdkit's 300 (gdm is no peer)", best, who)
 	}
 }
+
+func TestLoadNote(t *testing.T) {
+	if got := parseLoad("7.25 6.10 5.02 3/412 9876\n"); got != 7.25 {
+		t.Errorf("parseLoad = %v, want 7.25", got)
+	}
+	if got := parseLoad(""); got != 0 {
+		t.Errorf("parseLoad of nothing = %v, want 0", got)
+	}
+	if got, want := loadNote([]float64{3.5, 0.75, 9.04}), " Load average (1 min) before each fio run: 0.8 to 9.0."; got != want {
+		t.Errorf("loadNote = %q, want %q", got, want)
+	}
+	if got := loadNote(nil); got != "" {
+		t.Errorf("loadNote of no runs = %q, want nothing", got)
+	}
+}

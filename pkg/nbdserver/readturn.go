@@ -23,6 +23,7 @@ func (c *conn) transmit() {
 		c.spin = newSpinReader(c.raw, &c.srv.transmitting, &c.srv.stats)
 		c.br.src = c.spin
 	}
+	c.tune = newTuner(c.tunable(), uint8(c.knobs.Load()))
 	c.workers.Add(1)
 	c.worker()
 	c.workers.Wait()
@@ -64,21 +65,23 @@ const maxBatch = 16
 // that wait near this bound. A slow backend thus gets batches of one.
 const batchBudget = 100 * time.Microsecond
 
-// readerServesBelow is the service time under which the reader serves its
-// batch itself and reads on afterwards (the reader-serves mode), instead of
-// handing the read turn to another worker. Handing over wakes a goroutine, often on another OS
-// thread, and that costs a few microseconds: more than a 4 KiB pwrite to
-// the page cache. Work that cheap gains nothing from running in parallel on
-// one connection; a client wanting more uses more connections (the export
-// advertises CAN_MULTI_CONN).
-const readerServesBelow = 10 * time.Microsecond
+// readerServesMax is the service time under which the reader may serve
+// its batch itself and read on afterwards (the reader-serves mode, when the
+// tuner's knobReaderServes says so), instead of handing the read turn to
+// another worker. Handing over wakes a goroutine, often on another OS
+// thread, which costs from a few microseconds to tens in a VM: more than a
+// 4 KiB pwrite to the page cache, and on a 2-core VM more than running 1 MiB
+// writes one after another. Which way is faster below this bound the tuner
+// measures (see tune.go); above it a request is slow enough to block the
+// reader (the stall watch's tick), and it is always handed over.
+const readerServesMax = stallAfter
 
 // worker reads requests when it is its turn, then serves them.
 //
 // A worker takes more than one request per turn when more are already in
 // the read buffer and the backend is fast (batchLimit); the batch's replies
-// go out with one writev. While the backend is very fast
-// (readerServesBelow) it then serves the batch itself and reads again: one
+// go out with one writev. While the reader serving its batch itself pays
+// (readerServes) it then serves the batch itself and reads again: one
 // goroutine per connection, no hand-offs. Otherwise it first makes sure another worker
 // will read next (leader/followers, as nbdkit's threads do), starting one
 // when none is waiting: workers never outnumber requests in flight (which
@@ -132,7 +135,7 @@ func (c *conn) readTurn(run *batchRun) (n int, readerServes bool) {
 	// most one old chunk.
 	readerServes = c.readerServes()
 	if c.spin != nil {
-		c.spin.readerServes = readerServes
+		c.spin.readerServes = readerServes && c.knobs.Load()&knobSpin != 0
 	}
 	idle := c.srv.IdleTimeout > 0 && c.inflight.Load() == 0 && c.br.Buffered() < requestHeaderSize
 	if idle {
@@ -160,13 +163,37 @@ func (c *conn) readTurn(run *batchRun) (n int, readerServes bool) {
 		c.workers.Add(1)
 		go c.worker()
 	}
+	c.knobs.Store(uint32(c.tune.count(n, batchBytes(run.items[:n]), monoNow)))
 	return n, readerServes
 }
 
-// readerServes reports whether requests are cheap enough for the reader to
-// serve its batch itself (see readerServesBelow).
+// readerServes reports whether the reader serves its batches itself:
+// requests are cheap enough (readerServesMax), and the tuner found it pays.
 func (c *conn) readerServes() bool {
-	return c.serviceNs.Load() < int64(readerServesBelow)
+	return c.knobs.Load()&knobReaderServes != 0 && c.serviceNs.Load() < int64(readerServesMax)
+}
+
+// tunable is the set of knobs the tuner may turn for this connection.
+func (c *conn) tunable() uint8 {
+	mask := uint8(knobReaderServes)
+	if c.splicer != nil {
+		mask |= knobSplice
+	}
+	if c.spin != nil {
+		mask |= knobSpin
+	}
+	return mask
+}
+
+// batchBytes is the data the reads and writes of a batch move.
+func batchBytes(items []work) int64 {
+	var n int64
+	for i := range items {
+		if t := items[i].r.typ; t == cmdRead || t == cmdWrite {
+			n += int64(items[i].r.length)
+		}
+	}
+	return n
 }
 
 // batchLimit is how many requests the reader may take in one turn now.

@@ -326,6 +326,8 @@ func TestFUAWriteUsesTheExportsFUAWriter(t *testing.T) {
 	if got := m.flushes.Load(); got != 0 {
 		t.Fatalf("flushes = %d, want 0 (the FUA writer made its write durable)", got)
 	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	if !bytes.Equal(m.data[:1024], bytes.Repeat([]byte{0x5a}, 1024)) {
 		t.Fatal("data not written")
 	}

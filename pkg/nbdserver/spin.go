@@ -23,10 +23,11 @@ import (
 // Spinning pays only where a CPU would otherwise idle, so it is hedged
 // three ways: TCP only (on UNIX sockets, where waking is cheap, it cost
 // throughput), only while the reader serves its batches itself (cheap
-// requests, see readerServesBelow), and only while no more connections are
-// in transmission than half the CPUs Go may use (as the Go scheduler limits
-// its own spinning threads): a spinning reader takes a CPU that another
-// connection's reader may need.
+// requests, see conn.readerServes) and the tuner finds spinning pays
+// (knobSpin), and only while no more connections are in transmission than
+// half the CPUs Go may use (as the Go scheduler limits its own spinning
+// threads): a spinning reader takes a CPU that another connection's reader
+// may need.
 const spinWindow = 20 * time.Microsecond
 
 // maxSpinBackoff bounds how many waits a reader parks at once without

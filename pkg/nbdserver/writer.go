@@ -24,6 +24,12 @@ type replyWriter struct {
 	// failed is called, with wmu held, when a write fails; the writer has
 	// marked itself broken and drops further replies (conn.writeFailed).
 	failed func(error)
+	// drained, when a test sets it, runs in drainIfFree with wmu held once
+	// the queue is empty, just before wmu is unlocked: the moment at which
+	// a reply queued by another goroutine finds wmu taken and is left for
+	// this writer, which has already looked. A field, not a package
+	// variable, so that other tests' connections never see it.
+	drained func()
 
 	qmu     sync.Mutex // guards pending and spare
 	pending []*reply   // queued, not yet taken by a writer; under qmu
@@ -78,8 +84,8 @@ func (w *replyWriter) drainIfFree() bool {
 			w.qmu.Lock()
 			w.spare = batch
 			w.qmu.Unlock()
-			if testHookDrained != nil {
-				testHookDrained()
+			if w.drained != nil {
+				w.drained()
 			}
 			return true
 		}
@@ -91,12 +97,6 @@ func (w *replyWriter) drainIfFree() bool {
 		w.qmu.Unlock()
 	}
 }
-
-// testHookDrained, when set by a test, runs in drainIfFree with wmu held
-// once the queue is empty, just before wmu is unlocked: the moment at
-// which a reply queued by another goroutine finds wmu taken and is left
-// for this writer, which has already looked.
-var testHookDrained func()
 
 // dropPending recycles replies still queued once every worker has left:
 // after a panic in a writer, replies queued meanwhile found wmu taken and

@@ -50,7 +50,7 @@ func TestReplyQueuedAsWriterFinishesIsWritten(t *testing.T) {
 		return []*reply{r}
 	}
 	fired := false
-	testHookDrained = func() {
+	w.drained = func() {
 		if fired {
 			return
 		}
@@ -64,7 +64,6 @@ func TestReplyQueuedAsWriterFinishesIsWritten(t *testing.T) {
 		}()
 		<-done
 	}
-	t.Cleanup(func() { testHookDrained = nil })
 	w.queue(reply(1))
 	if got := rc.cookies(); len(got) != 2 || got[0] != 1 || got[1] != 2 {
 		t.Fatalf("replies written: cookies %v, want [1 2]: the one queued as the writer finished was stranded", got)

@@ -1,0 +1,210 @@
+package nbdserver
+
+import (
+	"slices"
+	"time"
+)
+
+// Tuning: each connection chooses how it serves by measuring its own
+// traffic, not by thresholds tuned on one machine.
+//
+// Three choices trade costs that differ from machine to machine: serving
+// cheap batches in the reader (reader-serves) or handing the read turn to another
+// worker; sending large reads by splicing or by pread and writev; spinning
+// on an empty TCP socket or parking. Each was a threshold tuned on one
+// machine. On a shared 2-core VM (a syscall about 2 us, a context switch
+// several) the old rule, reader-serves below 10 us of measured service time,
+// flapped: a 4 KiB write takes a few microseconds, and a neighbour's load
+// (or the metrics' clock reads) pushed the average over the line, so 5-25%
+// of read turns were handed over, each a wake-up. Whether splicing beats
+// copying 1 MiB reads differed between that machine and the one the
+// thresholds came from. So the connection times windows of its traffic
+// under its setting, now and then flips one choice for a few windows (a
+// probe), and keeps the flip if those ran clearly faster.
+
+// Knobs: the choices a tuner makes, as bits of a setting.
+const (
+	knobReaderServes = 1 << iota // the reader serves cheap batches itself (see readerServesMax)
+	knobSplice                   // reads of spliceMin and more are spliced when the export can
+	knobSpin                     // the TCP reader spins on an empty socket (see spinReader)
+)
+
+const (
+	// A window is at least windowUnits of work and windowReqs requests;
+	// a request counts as requestUnits plus the bytes it moves, so a
+	// window is about 1000 4 KiB requests or 32 1 MiB ones: 5-20 ms here.
+	windowUnits  = 8 << 20
+	windowReqs   = 32
+	requestUnits = 4096
+	// maxWindow: a window that took longer spanned a pause of the client
+	// and says nothing about the setting; it is dropped.
+	maxWindow = 250 * time.Millisecond
+	// probeWindows windows are timed for each side of a comparison; their
+	// medians are compared, so that a window or two spoiled by a neighbour
+	// do not decide.
+	probeWindows = 7
+	// exploitWindows is the least number of windows between probes, and
+	// maxExploit the most: a probe that loses doubles the wait before the
+	// next, so a settled connection spends little time in worse settings.
+	exploitWindows = 64
+	maxExploit     = 1024
+	// probeMargin: a probe wins only if its median window is this much
+	// faster. The real differences found were 20-60% (hand-over against
+	// reader-serves for 4 KiB reads over TCP, splicing against copying 1 MiB
+	// reads); noise on the shared VM, at a load average of 7-10, made 5%
+	// flip 4 KiB writes between reader-serves and hand-over and back every few
+	// probes. A flip that was wrong is undone when a later probe of that
+	// knob finds the other way clearly faster.
+	probeMargin = 0.10
+)
+
+// tuner picks a connection's setting. It is used by one goroutine at a
+// time (the reader, under rmu); the connection publishes its setting for
+// the others (conn.knobs).
+//
+// A probe alternates windows of best and of best with one knob flipped, so
+// that both sides see the same load (the machine is shared, and a client's
+// pace drifts), and compares their medians.
+type tuner struct {
+	mask uint8 // the knobs that apply to this connection
+	best uint8 // the setting kept between probes
+	cur  uint8 // the setting in use: best, or best with one knob flipped
+	flip uint8 // the knob the next (or current) probe flips
+
+	// The window being timed.
+	began       time.Duration // monotonic clock at its start; < 0: none yet
+	reqs, units int64
+
+	skip       int                   // windows still to drop at the start (warming up)
+	probing    bool                  // in a probe: cur alternates, starting flipped
+	confirming bool                  // the flip won the last probe: this one must confirm it
+	n          int                   // windows timed in this probe
+	left       int                   // windows of best before the next probe
+	wait       int                   // windows between probes now (exploitWindows..maxExploit)
+	warm       int                   // probes still to make at the short interval
+	tried      [probeWindows]float64 // the flipped setting's windows, ns per unit
+	kept       [probeWindows]float64 // best's windows, in between
+}
+
+// warmWindows are dropped at a connection's start: its first requests pay
+// for growing stacks and buffers, whatever the setting.
+const warmWindows = 2
+
+// newTuner starts with setting start, tuning the knobs in mask (the others
+// keep their value in start). Its first probes come quickly, one per knob,
+// so that a short-lived connection still finds a good setting; later ones
+// come every exploitWindows to maxExploit windows.
+func newTuner(mask, start uint8) *tuner {
+	t := &tuner{mask: mask, best: start, cur: start, began: -1, skip: warmWindows, wait: exploitWindows}
+	t.flip = lowestBit(mask)
+	for m := mask; m != 0; m &= m - 1 {
+		t.warm++
+	}
+	return t
+}
+
+// lowestBit is m's lowest set bit, or 0.
+func lowestBit(m uint8) uint8 { return m & -m }
+
+// nextKnob is the knob after k in mask, round robin.
+func (t *tuner) nextKnob(k uint8) uint8 {
+	for b := k << 1; b != 0; b <<= 1 {
+		if t.mask&b != 0 {
+			return b
+		}
+	}
+	return lowestBit(t.mask)
+}
+
+// count adds a read turn's requests and bytes to the window and returns
+// the setting to use from now on. now is read only when a window ends.
+func (t *tuner) count(reqs int, bytes int64, now func() time.Duration) uint8 {
+	if t.mask == 0 {
+		return t.cur
+	}
+	t.reqs += int64(reqs)
+	t.units += int64(reqs)*requestUnits + bytes
+	if t.began >= 0 && (t.units < windowUnits || t.reqs < windowReqs) {
+		return t.cur
+	}
+	at := now()
+	if t.began >= 0 {
+		if d := at - t.began; d > 0 && d <= maxWindow {
+			t.windowDone(float64(d) / float64(t.units))
+		} else if t.probing {
+			// A pause, or a setting far slower than best: either way
+			// this probe can no longer be fair. Back to best.
+			t.probing, t.cur, t.left = false, t.best, t.wait
+		}
+	}
+	t.began, t.reqs, t.units = at, 0, 0
+	return t.cur
+}
+
+// windowDone records a timed window's cost per unit and moves the tuning on.
+func (t *tuner) windowDone(cost float64) {
+	switch {
+	case t.skip > 0:
+		t.skip--
+	case !t.probing:
+		if t.left--; t.left <= 0 {
+			t.probing, t.n = true, 0
+			t.cur = t.best ^ t.flip
+		}
+	default:
+		if t.n%2 == 0 {
+			t.tried[t.n/2] = cost
+			t.cur = t.best
+		} else {
+			t.kept[t.n/2] = cost
+			t.cur = t.best ^ t.flip
+		}
+		if t.n++; t.n == 2*probeWindows {
+			t.decide()
+		}
+	}
+}
+
+// decide ends a probe. The flipped setting becomes best if its median
+// window beat best's by probeMargin in two probes in a row: after a first
+// win the same knob is probed again at once. A win made by noise seldom
+// comes twice; a real one does.
+func (t *tuner) decide() {
+	tried, kept := medianOf(t.tried), medianOf(t.kept)
+	won := tried < kept*(1-probeMargin)
+	t.cur = t.best
+	t.probing = false
+	if won && !t.confirming {
+		t.confirming, t.left = true, 1 // probe the same knob again
+		return
+	}
+	t.confirming = false
+	if won {
+		t.best ^= t.flip
+		t.cur = t.best
+		t.wait = exploitWindows
+	} else {
+		t.wait = min(2*t.wait, maxExploit)
+	}
+	t.flip = t.nextKnob(t.flip)
+	t.left = t.wait
+	if t.warm > 0 {
+		t.warm--
+		t.left = 1
+		if t.warm == 0 {
+			t.wait = exploitWindows
+		}
+	}
+}
+
+// medianOf is the median of one side of a probe's windows.
+func medianOf(v [probeWindows]float64) float64 {
+	slices.Sort(v[:]) // v is a copy
+	return v[probeWindows/2]
+}
+
+// monoEpoch makes monoNow a cheap monotonic clock: time.Since reads only
+// the monotonic counter, where time.Now reads the wall clock too.
+var monoEpoch = time.Now()
+
+func monoNow() time.Duration { return time.Since(monoEpoch) }
