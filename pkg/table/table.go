@@ -1,6 +1,7 @@
 package table
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -282,11 +283,16 @@ func (t *Table) ReadAt(p []byte, off int64) error { return t.rw(p, off, OpRead) 
 func (t *Table) WriteAt(p []byte, off int64) error { return t.rw(p, off, OpWrite) }
 
 // rw splits p at target boundaries; each piece is a slice of the caller's
-// buffer, so data is never copied here.
+// buffer, so data is never copied here. A read stops at its first failed
+// piece; a write goes on to the rest and returns the first error, as dm
+// does (it submits every target's clone of a bio, whichever fails): the
+// oracle saw a write across an error and a linear target leave the linear
+// part unwritten in gdm and written in dm.
 func (t *Table) rw(p []byte, off int64, op Op) error {
 	if err := t.check(off, int64(len(p)), op); err != nil {
 		return err
 	}
+	var first error
 	for len(p) > 0 {
 		i, tOff, n := t.locate(off, int64(len(p)))
 		var err error
@@ -296,13 +302,14 @@ func (t *Table) rw(p []byte, off int64, op Op) error {
 			err = t.targets[i].ReadAt(p[:n], tOff)
 		}
 		t.stats[i].record(op, n, err)
-		if err != nil {
+		if err != nil && op != OpWrite {
 			return err
 		}
+		first = cmp.Or(first, err)
 		p = p[n:]
 		off += n
 	}
-	return nil
+	return first
 }
 
 // SpliceTo moves [off, off+n) into pipe without copying it through user
@@ -360,6 +367,7 @@ func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, 
 	if err := t.check(off, length, op); err != nil {
 		return err
 	}
+	var first error
 	for length > 0 {
 		i, tOff, n := t.locate(off, length)
 		err := fn(t.targets[i], tOff, n)
@@ -370,13 +378,14 @@ func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, 
 			return err // not done: the caller reads the ordinary way, counted then
 		}
 		t.stats[i].record(op, n, err)
-		if err != nil {
+		if err != nil && op != OpTrim && op != OpZero {
 			return err
 		}
+		first = cmp.Or(first, err) // trim and zero go on, as writes do (see rw)
 		off += n
 		length -= n
 	}
-	return nil
+	return first
 }
 
 // check refuses a range that is not inside the table, with the error op's
