@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
+	"strconv"
 )
 
 func init() {
@@ -42,7 +42,7 @@ func runStatus(args []string, _ io.Reader, stdout io.Writer) error {
 			if len(pos) == 0 {
 				fmt.Fprintf(stdout, "%s: ", s.Name)
 			}
-			fmt.Fprintln(stdout, strings.TrimSpace(fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Status)))
+			fmt.Fprintln(stdout, dmsetupLine(strconv.FormatUint(t.Start, 10), strconv.FormatUint(t.Length, 10), t.Type, t.Status))
 		}
 	}
 	return nil
