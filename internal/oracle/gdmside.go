@@ -147,7 +147,9 @@ func (g *GDM) Remove(name string) error {
 func (g *GDM) Attach(name string, n int) (string, error) {
 	dev := "/dev/nbd" + strconv.Itoa(n)
 	host, port, _ := net.SplitHostPort(g.addr)
-	if _, err := run("", nil, "nbd-client", host, port, dev, "-N", name, "-b", "512"); err != nil {
+	// -t: a request gdm leaves unanswered fails after 30 s instead of
+	// hanging the guest.
+	if _, err := run("", nil, "nbd-client", host, port, dev, "-N", name, "-b", "512", "-t", "30"); err != nil {
 		return "", err
 	}
 	g.nbd[name] = dev

@@ -50,8 +50,9 @@ func Boundaries(table string) (size int64, bounds []int64) {
 }
 
 // Standard is the script most cases run, made from seed: for each
-// boundary a write and a read that cross it (of sizes from one sector to
-// 4 MiB), a 4 MiB write and read, a discard, a write-zeroes and a FUA write
+// boundary a write and a read that cross it (of sizes from two sectors to
+// 4 MiB), one-sector writes and reads either side of one, a 4 MiB write and
+// read, a discard, a write-zeroes and a FUA write
 // across boundaries, a flush, and at the end a read of the whole device.
 func Standard(seed uint64, table string) []Op {
 	size, bounds := Boundaries(table)
@@ -76,6 +77,10 @@ func Standard(seed uint64, table string) []Op {
 		ops = append(ops, cross(Write, bound()))
 	}
 	ops = append(ops, cross(Write, 512*r.intn(size/512)))
+	if b := bound(); b >= 512 { // one sector each side of a boundary
+		ops = append(ops, Op{Kind: Write, Off: b - 512, Len: 512, Seed: r.next()}, Op{Kind: Read, Off: b - 512, Len: 512},
+			Op{Kind: WriteFUA, Off: b, Len: min(512, size-b), Seed: r.next()}, Op{Kind: Read, Off: b - 512, Len: min(1024, size-b+512)})
+	}
 	big := min(int64(4<<20), size)
 	at := 4096 * r.intn((size-big)/4096+1)
 	ops = append(ops, Op{Kind: Write, Off: at, Len: big, Seed: r.next()}, Op{Kind: Read, Off: at, Len: big})
