@@ -38,6 +38,13 @@ func TestVerbs(t *testing.T) {
 	if out := td.ok(t, "status", "st"); out != "0 16384 striped 2 "+a+" "+b+" 1 AA\n" {
 		t.Fatalf("status st: %q", out)
 	}
+	// dmsetup's forms to the byte: a blank before empty parameters too.
+	if out := td.ok(t, "status", "lin"); out != "0 8192 linear \n8192 8192 linear \n" {
+		t.Fatalf("status lin: %q", out)
+	}
+	if out := td.ok(t, "table", "z"); out != "0 2048 zero \n" {
+		t.Fatalf("table z: %q", out)
+	}
 	var info controlapi.DeviceInfo
 	if err := json.Unmarshal([]byte(td.ok(t, "info", "st", "--json")), &info); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
+	"strconv"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
 )
@@ -38,7 +38,7 @@ func runStatus(args []string, _ io.Reader, stdout io.Writer) error {
 			if len(pos) == 0 {
 				fmt.Fprintf(w, "%s: ", s.Name)
 			}
-			fmt.Fprintln(w, strings.TrimSpace(fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Status)))
+			fmt.Fprintln(w, dmsetupLine(strconv.FormatUint(t.Start, 10), strconv.FormatUint(t.Length, 10), t.Type, t.Status))
 		}
 	})
 }

@@ -48,9 +48,20 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 			if len(pos) == 0 {
 				fmt.Fprintf(w, "%s: ", t.Name)
 			}
-			fmt.Fprintln(w, line)
+			fmt.Fprintln(w, dmsetupLine(strings.SplitN(line, " ", 4)...))
 		}
 	})
+}
+
+// dmsetupLine prints a target the way dmsetup does ("%llu %llu %s %s"):
+// start, length, type and parameters, with the blank before the parameters
+// even when a target has none ("0 8 zero "), so that gdm's table and status
+// output is dmsetup's to the byte.
+func dmsetupLine(fields ...string) string {
+	for len(fields) < 4 {
+		fields = append(fields, "")
+	}
+	return strings.Join(fields, " ")
 }
 
 // namesOrAll is the named device, or every device when none is named.

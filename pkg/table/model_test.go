@@ -252,7 +252,6 @@ func TestZeroAndErrorTargets(t *testing.T) {
 	if err := d.ReadAt(ctx, p[:512], 24*512-1); err == nil {
 		t.Error("read past the end succeeded")
 	}
-
 	if err := d.Flush(ctx); err != nil {
 		t.Errorf("flush with an error target: %v (dm sends no flush to error targets)", err)
 	}
@@ -268,4 +267,32 @@ func TestZeroAndErrorTargets(t *testing.T) {
 	if _, err := spliceRead(t, d, 0, 12*512); err == nil || !strings.Contains(err.Error(), "error target") {
 		t.Errorf("error target through a pipe: err = %v", err)
 	}
+}
+
+// A write or write-zeroes across an error target fails, but still does the
+// linear part after it, as dm does (found by the dm oracle, e2e/oracle_test.go).
+func TestWriteAcrossErrorTarget(t *testing.T) {
+	f := testkit.Sparse(t, t.TempDir(), "f", 1<<20)
+	d := newLiveDevice(t, "0 8 zero\n8 8 error\n16 8 linear "+f+" 0\n")
+	defer d.Close()
+	ctx := context.Background()
+	p := make([]byte, 4096)
+	for _, op := range []func() error{
+		func() error { return d.WriteAt(ctx, p, 12*512) },
+		func() error { return d.Zero(ctx, 12*512, 4096, targets.ZeroFlags{NoHole: true}) },
+	} {
+		copy(p, bytes.Repeat([]byte{0xab}, 4096))
+		if err := d.WriteAt(ctx, p[:4*512], 16*512); err != nil {
+			t.Fatal(err)
+		}
+		copy(p, bytes.Repeat([]byte{0xcd}, 4096))
+		if err := op(); err == nil {
+			t.Error("I/O across the error target succeeded")
+		}
+		got := make([]byte, 4*512)
+		if err := d.ReadAt(ctx, got, 16*512); err != nil || bytes.Contains(got, []byte{0xab}) {
+			t.Errorf("the linear part after the error target was not done: %v %x", err, got[:8])
+		}
+	}
+
 }

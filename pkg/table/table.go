@@ -1,6 +1,7 @@
 package table
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -164,11 +165,16 @@ func (t *Table) WriteAt(ctx context.Context, p []byte, off int64, flags targets.
 }
 
 // rw splits p at target boundaries; each piece is a slice of the caller's
-// buffer, so data is never copied here.
+// buffer, so data is never copied here. A read stops at its first failed
+// piece; a write goes on to the rest and returns the first error, as dm
+// does (it submits every target's clone of a bio, whichever fails): the
+// oracle saw a write across an error and a linear target leave the linear
+// part unwritten in gdm and written in dm.
 func (t *Table) rw(ctx context.Context, p []byte, off int64, op Op, flags targets.WriteFlags) error {
 	if err := t.check(off, int64(len(p)), op); err != nil {
 		return err
 	}
+	var first error
 	for len(p) > 0 {
 		i, tOff, n := t.locate(off, int64(len(p)))
 		var err error
@@ -178,13 +184,14 @@ func (t *Table) rw(ctx context.Context, p []byte, off int64, op Op, flags target
 			err = t.targets[i].ReadAt(ctx, p[:n], tOff)
 		}
 		t.stats.record(i, op, n, err)
-		if err != nil {
+		if err != nil && op != OpWrite {
 			return err
 		}
+		first = cmp.Or(first, err)
 		p = p[n:]
 		off += n
 	}
-	return nil
+	return first
 }
 
 // SpliceTo moves [off, off+n) into pipe without copying it through
@@ -264,6 +271,7 @@ func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, 
 	if err := t.check(off, length, op); err != nil {
 		return err
 	}
+	var first error
 	for length > 0 {
 		i, tOff, n := t.locate(off, length)
 		err := fn(t.targets[i], tOff, n)
@@ -274,13 +282,14 @@ func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, 
 			return err // not done: the caller reads the ordinary way, counted then
 		}
 		t.stats.record(i, op, n, err)
-		if err != nil {
+		if err != nil && op != OpTrim && op != OpZero {
 			return err
 		}
+		first = cmp.Or(first, err) // trim and zero go on, as writes do (see rw)
 		off += n
 		length -= n
 	}
-	return nil
+	return first
 }
 
 // check refuses a range that is not inside the table, with the error op's

@@ -91,11 +91,13 @@ func checkLine(fields []string, next uint64, first bool) (Line, error) {
 	if len(fields) < 3 {
 		return Line{}, ErrFields
 	}
-	start, err := targets.ParseNumber(fields[0])
+	// dmsetup reads start and length with sscanf's %llu, which takes one
+	// leading '+' ("0 +8 zero" is a table dm accepts).
+	start, err := targets.ParseNumber(strings.TrimPrefix(fields[0], "+"))
 	if err != nil {
 		return Line{}, fmt.Errorf("start: %w", err)
 	}
-	length, err := targets.ParseNumber(fields[1])
+	length, err := targets.ParseNumber(strings.TrimPrefix(fields[1], "+"))
 	if err != nil {
 		return Line{}, fmt.Errorf("length: %w", err)
 	}

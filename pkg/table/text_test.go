@@ -28,11 +28,11 @@ func TestParseErrors(t *testing.T) {
 		{"linear arg count", "0 8 linear /dev/x", 1, targets.ErrArgCount},
 		{"linear arg count extra", "0 8 linear /dev/x 0 1", 1, targets.ErrArgCount},
 		{"zero arg count", "0 8 zero extra", 1, targets.ErrArgCount},
-		{"error arg count", "0 8 error extra", 1, targets.ErrArgCount},
 		{"start not a number", "zero 8 zero", 1, targets.ErrNotNumber},
 		{"length not a number", "0 8x zero", 1, targets.ErrNotNumber},
 		{"length hex", "0 0x10 zero", 1, targets.ErrNotNumber},
-		{"length plus sign", "0 +8 zero", 1, targets.ErrNotNumber},
+		{"length two plus signs", "0 ++8 zero", 1, targets.ErrNotNumber},
+		{"offset plus sign", "0 8 linear /dev/x +1", 1, targets.ErrNotNumber},
 		{"negative start", "-8 8 zero", 1, targets.ErrNegative},
 		{"negative length", "0 -8 zero", 1, targets.ErrNegative},
 		{"negative offset", "0 8 linear /dev/x -1", 1, targets.ErrNegative},
@@ -45,6 +45,8 @@ func TestParseErrors(t *testing.T) {
 		{"stripes arg count", "0 16 striped 2 8 /a 0", 1, targets.ErrArgCount},
 		{"stripes arg count huge", "0 16 striped 1000000 8 /a 0", 1, targets.ErrArgCount},
 		{"stripes not a number", "0 16 striped two 8 /a 0 /b 0", 1, targets.ErrNotNumber},
+		{"stripes two plus signs", "0 16 striped ++2 8 /a 0 /b 0", 1, targets.ErrNotNumber},
+		{"stripe offset plus sign", "0 16 striped 2 8 /a +0 /b 0", 1, targets.ErrNotNumber},
 		{"chunk negative", "0 16 striped 2 -8 /a 0 /b 0", 1, targets.ErrNegative},
 		{"stripe offset bad", "0 16 striped 2 8 /a 0 /b x", 1, targets.ErrNotNumber},
 		{"length not divisible by stripes", "0 15 striped 2 1 /a 0 /b 0", 1, targets.ErrStripeLength},
@@ -77,7 +79,7 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseFormatRoundTrip(t *testing.T) {
 	in := "# a comment\n\n0   2048 linear /dev/sda 0010\n" +
-		"2048 4096  striped 2 64 /a 0 /b 000\n\t6144 8 zero\n6152 8 error\n"
+		"2048 4096  striped +2 +64 /a 0 /b 000\n\t6144 +8 zero\n+6152 8 error ignored args\n"
 	want := "0 2048 linear /dev/sda 10\n2048 4096 striped 2 64 /a 0 /b 0\n6144 8 zero\n6152 8 error\n"
 	lines, err := Parse(in)
 	if err != nil {

@@ -53,14 +53,15 @@ func checkStriped(args []string, sectors uint64) ([]string, error) {
 	if len(args) < 2 {
 		return nil, fmt.Errorf("%w: striped takes <#stripes> <chunk_sectors> and a <dev> <offset> pair per stripe", ErrArgCount)
 	}
-	stripes, err := ParseNumber(args[0])
+	// dm reads both with kstrtouint, which takes one leading '+'.
+	stripes, err := ParseNumber(strings.TrimPrefix(args[0], "+"))
 	if err != nil {
 		return nil, fmt.Errorf("stripes: %w", err)
 	}
 	if stripes == 0 {
 		return nil, ErrStripes
 	}
-	chunk, err := ParseNumber(args[1])
+	chunk, err := ParseNumber(strings.TrimPrefix(args[1], "+"))
 	if err != nil {
 		return nil, fmt.Errorf("chunk size: %w", err)
 	}

@@ -16,7 +16,7 @@ var (
 
 func init() {
 	register(&Type{Name: "zero", Check: noArgs("zero"), New: func([]string, uint64, *DevSet) (Target, error) { return zeroTarget{}, nil }})
-	register(&Type{Name: "error", Check: noArgs("error"), New: func([]string, uint64, *DevSet) (Target, error) { return errorTarget{}, nil }})
+	register(&Type{Name: "error", Check: anyArgs, New: func([]string, uint64, *DevSet) (Target, error) { return errorTarget{}, nil }})
 }
 
 func noArgs(name string) func([]string, uint64) ([]string, error) {
@@ -27,6 +27,10 @@ func noArgs(name string) func([]string, uint64) ([]string, error) {
 		return nil, nil
 	}
 }
+
+// anyArgs is the error target's check: dm's error target takes and ignores
+// any arguments ("0 8 error foo" loads, and its table reads "0 8 error").
+func anyArgs([]string, uint64) ([]string, error) { return nil, nil }
 
 func (zeroTarget) ReadAt(_ context.Context, p []byte, _ int64) error {
 	clear(p)

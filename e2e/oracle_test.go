@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/oracle"
+	"github.com/gdm-project/gdm/internal/testkit"
+)
+
+// oracleDisks is how many backing disks each side has (the widest case
+// stripes over 7).
+const oracleDisks = 8
+
+// oracleBoot bounds the one guest boot that runs every case: a guard
+// against a hang, not a speed bound (it takes about 2 minutes here).
+const oracleBoot = 8 * time.Minute
+
+// The kernel's device-mapper is the oracle for gdm's targets: one qemu guest
+// runs every case of internal/oracle on dm (dmsetup over virtio disks) and
+// on gdm (its daemon in the guest over copies of the disks, attached with
+// the kernel's nbd-client), and compares each operation's result and data,
+// the backing disks' final contents, table and status text, the device
+// size, and which tables each accepts. One generated case per run comes from
+// a fresh seed, printed; GDM_ORACLE_SEED=N replays it and GDM_ORACLE_ONLY=RE
+// runs only the cases whose name matches.
+func TestOracle(t *testing.T) {
+	seed := rand.Uint64() >> 1
+	if s := os.Getenv("GDM_ORACLE_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("GDM_ORACLE_SEED: %v", err)
+		}
+	}
+	t.Logf("generated case seed %d (replay: GDM_ORACLE_SEED=%d go test -run Oracle ./e2e/)", seed, seed)
+	only := os.Getenv("GDM_ORACLE_ONLY")
+	start := time.Now()
+	console := bootOracle(t, seed, only)
+	t.Logf("guest ran the oracle in %v", time.Since(start).Round(time.Second))
+	reports := oracleReports(t, console)
+	if only == "" {
+		if want := len(oracle.Cases()) + 1 + len(oracle.Acceptance()); len(reports) != want {
+			t.Errorf("the guest reported %d cases, want %d", len(reports), want)
+		}
+	}
+	for _, r := range reports {
+		t.Run(r.Case, func(t *testing.T) {
+			t.Logf("%.1fs in the guest", r.Seconds)
+			if len(r.Diffs) > 0 {
+				t.Error(r.Text)
+			} else if len(r.Notes) > 0 {
+				t.Log(r.Text)
+			}
+		})
+	}
+}
+
+// oracleReports reads the guest's ORACLE-CASE lines; the guest must have
+// reached ORACLE-DONE.
+func oracleReports(t *testing.T, console string) []oracle.Line {
+	if !strings.Contains(console, "ORACLE-DONE") {
+		t.Fatalf("the guest did not finish the oracle:\n%s", console)
+	}
+	var out []oracle.Line
+	for _, line := range strings.Split(console, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), "ORACLE-CASE ")
+		if !ok {
+			continue
+		}
+		var r oracle.Line
+		if err := json.Unmarshal([]byte(rest), &r); err != nil {
+			t.Fatalf("bad report line %q: %v", line, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// bootOracle builds gdm and the guest program statically, an initramfs
+// with dmsetup and the dm modules, 2 x oracleDisks sparse disks (serials
+// dmN and gdmN), and boots the guest once under TCG. It returns the
+// console.
+func bootOracle(t *testing.T, seed uint64, only string) string {
+	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
+	testkit.NeedTool(t, "busybox")
+	testkit.NeedTool(t, "nbd-client")
+	dmsetup := testkit.NeedTool(t, "dmsetup")
+	if k, _ := filepath.Glob("/boot/vmlinuz-*cloud-amd64"); len(k) == 0 {
+		testkit.SkipOrFail(t, "linux-image-cloud-amd64 is not installed")
+	}
+	dir := t.TempDir()
+	for _, b := range []struct{ out, pkg string }{{"gdm", "../cmd/gdm"}, {"oracleguest", "./oracleguest"}} {
+		build := exec.Command("go", "build", "-ldflags=-s -w", "-o", filepath.Join(dir, b.out), b.pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("building %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	script := fmt.Sprintf("dmesg -n 1\n/bin/oracleguest -gdm /bin/gdm -seed %d -only %q\n", seed, only)
+	guest := filepath.Join(dir, "guest.sh")
+	if err := os.WriteFile(guest, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mk := exec.Command("bash", "vm-initramfs.sh", dir, guest)
+	mk.Env = append(os.Environ(), "VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS="+dmsetup+" "+filepath.Join(dir, "gdm")+" "+filepath.Join(dir, "oracleguest"),
+		"VM_MODULES=virtio_blk dm-mod dm-zero", "VM_MODULE_ARGS=nbd=nbds_max=64")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
+	}
+	args := []string{"-accel", "tcg", "-m", "1024", "-smp", "1",
+		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.gz"),
+		"-append", "console=ttyS0 panic=-1 edd=off quiet", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"}
+	for _, side := range []string{"dm", "gdm"} {
+		for i := 0; i < oracleDisks; i++ {
+			id := fmt.Sprintf("%s%d", side, i)
+			img := testkit.Sparse(t, dir, id+".img", oracle.DiskBytes)
+			args = append(args, "-drive", "file="+img+",format=raw,if=none,id="+id+",cache=unsafe,discard=unmap",
+				"-device", "virtio-blk-pci,drive="+id+",serial="+id)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), oracleBoot)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "GDM-VM-OK") {
+		t.Fatalf("guest failed (%v):\n%s", err, out.String())
+	}
+	return out.String()
+}

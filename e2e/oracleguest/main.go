@@ -1,0 +1,109 @@
+// Command oracleguest runs the oracle's cases inside the qemu guest that
+// e2e/oracle_test.go boots: the kernel's dm (dmsetup over virtio disks
+// with serials dm0, dm1, ...) against gdm (its daemon over disks gdm0,
+// gdm1, ..., attached with the kernel's nbd-client). It prints one
+// "ORACLE-CASE {json}" line per case and "ORACLE-DONE" at the end.
+//
+// Both sides run in the guest, driven by this one program, rather than gdm
+// on the host behind qemu's guestfwd: the program then reaches both
+// devices through the same block-layer calls, compares each operation as
+// it happens with both sides' bytes at hand, fills and compares the
+// backing disks between cases without any host round trip, and one boot
+// runs every case.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/oracle"
+)
+
+func main() {
+	gdmBin := flag.String("gdm", "/bin/gdm", "the gdm binary")
+	seed := flag.Uint64("seed", 1, "seed of the generated case")
+	only := flag.String("only", "", "run only the cases matching this regexp")
+	flag.Parse()
+	if err := runAll(*gdmBin, *seed, *only); err != nil {
+		fmt.Println("ORACLE-ERROR", err)
+		os.Exit(1)
+	}
+	fmt.Println("ORACLE-DONE")
+}
+
+func runAll(gdmBin string, seed uint64, only string) error {
+	match, err := regexp.Compile(only)
+	if err != nil {
+		return err
+	}
+	dmDisks, gdmDisks, err := disksBySerial()
+	if err != nil {
+		return err
+	}
+	dm, err := oracle.NewDM(dmDisks)
+	if err != nil {
+		return err
+	}
+	g, err := oracle.StartGDM(gdmBin, "/tmp/gdm", gdmDisks)
+	if err != nil {
+		return err
+	}
+	defer g.Stop()
+	rn := &oracle.Runner{A: dm, B: g, Direct: true, DiskSize: oracle.DiskBytes}
+	for _, c := range append(oracle.Cases(), oracle.Generated(seed)) {
+		if match.MatchString(c.Name) {
+			start := time.Now()
+			emit(rn.Run(c), start)
+		}
+	}
+	for i, a := range oracle.Acceptance() {
+		if match.MatchString("accept") {
+			start := time.Now()
+			emit(rn.RunAccept(i, a), start)
+		}
+	}
+	return nil
+}
+
+func emit(r *oracle.Report, start time.Time) {
+	b, _ := json.Marshal(r.Line(time.Since(start).Seconds()))
+	fmt.Printf("ORACLE-CASE %s\n", b)
+}
+
+// disksBySerial finds the virtio disks the host named dmN and gdmN (by
+// serial, not by probe order), each list in N order.
+func disksBySerial() (dm, gdm []string, err error) {
+	paths, _ := filepath.Glob("/sys/block/vd*/serial")
+	bySerial := map[string]string{}
+	for _, p := range paths {
+		s, err := os.ReadFile(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		bySerial[strings.TrimSpace(string(s))] = "/dev/" + filepath.Base(filepath.Dir(p))
+	}
+	var serials []string
+	for s := range bySerial {
+		serials = append(serials, s)
+	}
+	sort.Strings(serials)
+	for i := 0; ; i++ {
+		a, okA := bySerial[fmt.Sprintf("dm%d", i)]
+		b, okB := bySerial[fmt.Sprintf("gdm%d", i)]
+		if !okA || !okB {
+			break
+		}
+		dm, gdm = append(dm, a), append(gdm, b)
+	}
+	if len(dm) == 0 {
+		return nil, nil, fmt.Errorf("no disks with serials dm0 and gdm0 (found %v)", serials)
+	}
+	return dm, gdm, nil
+}

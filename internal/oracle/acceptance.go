@@ -1,0 +1,97 @@
+package oracle
+
+import "fmt"
+
+// Accept is a table that dm accepts (Want) or refuses; gdm must do the
+// same, and when both accept, print the same table and status.
+type Accept struct {
+	Table string
+	Want  bool
+}
+
+// Acceptance is the set of tables both must accept or refuse alike: bad
+// chunk sizes, lengths, argument counts, numbers, devices too small, and
+// the table-wide rules (start at 0, no gaps, no overlaps).
+func Acceptance() []Accept {
+	yes := func(t string) Accept { return Accept{Table: t, Want: true} }
+	no := func(t string) Accept { return Accept{Table: t} }
+	return []Accept{
+		yes("0 16384 linear $0 0"),
+		yes("0 1 linear $0 16383"),
+		yes("0 100 linear $0 007"),
+		yes("0 16384 striped 1 8 $0 0"),
+		yes("0 12 striped 2 3 $0 0 $1 0"),
+		yes("0 32768 striped 2 16384 $0 0 $1 0"),
+		yes("0 16 striped 2 8 $0 0 $0 8"),
+		yes("0 8 zero"),
+		yes("0 8 error"),
+		yes("0 8 zero\n8 8 error\n16 8 linear $1 8"),
+		yes("0 16 striped 2 8 $0 1 $1 16375"),
+		yes("0 8 error foo bar"),
+		yes("0 +8 zero\n+8 8 zero"),
+		yes("0 16 striped +2 +8 $0 0 $1 0"),
+		no("0 16385 linear $0 0"),
+		no("0 100 linear $0 16300"),
+		no("0 100 linear $0"),
+		no("0 100 linear $0 0 5"),
+		no("0 100 linear $0 x"),
+		no("0 100 linear $0 -1"),
+		no("0 100 linear /dev/nonexistent 0"),
+		no("0 16 striped 2 0 $0 0 $1 0"),
+		no("0 16 striped 0 8"),
+		no("0 16 striped 2 8x $0 0 $1 0"),
+		no("0 18 striped 2 8 $0 0 $1 0"),
+		no("0 17 striped 2 1 $0 0 $1 0"),
+		no("0 16 striped 2 8 $0 0"),
+		no("0 16 striped 2 8 $0 0 $1 0 $2 0"),
+		no("0 16 striped 2"),
+		no("0 32768 striped 2 8 $0 0 $1 8"),
+		no("0 16 striped 2 8 $0 0 $1 16377"),
+		no("0 8 zero 1"),
+		no("0 0 zero"),
+		no("1 8 zero"),
+		no("0 8 zero\n16 8 zero"),
+		no("0 8 zero\n4 8 zero"),
+		no("0 8 bogus"),
+		no("0 8 ZERO"),
+		no("0 100 linear $0 0x10"),
+		no("0 100 linear $0 +5"),
+		no("0 16 striped ++2 8 $0 0 $1 0"),
+		no("0 16 striped 2 8 $0 0 $1 +0"),
+		no("0 ++8 zero"),
+		no("0 -8 zero"),
+		no("0 100 linear $0 18446744073709551615"),
+		no("0 16 striped 4294967298 8 $0 0 $1 0"),
+		no("0 16 striped 2 4294967304 $0 0 $1 0"),
+	}
+}
+
+// RunAccept creates one table on both sides and compares the verdicts
+// with each other and with the case's expectation (a case dm does not
+// judge as written is itself wrong), then table and status text.
+func (rn *Runner) RunAccept(i int, a Accept) *Report {
+	name := fmt.Sprintf("accept-%d", i)
+	rep := &Report{Case: fmt.Sprintf("%s %q", name, a.Table), Ops: 1}
+	errA := rn.A.Create(name, Bind(a.Table, rn.A.Disks()))
+	errB := rn.B.Create(name, Bind(a.Table, rn.B.Disks()))
+	verdict := func(err error) string {
+		if err != nil {
+			return "refused (" + err.Error() + ")"
+		}
+		return "accepted"
+	}
+	if (errA == nil) != a.Want {
+		rep.addf("the case expects dm to %s, but %s %s", map[bool]string{true: "accept", false: "refuse"}[a.Want],
+			rn.A.Name(), verdict(errA))
+	}
+	if (errA == nil) != (errB == nil) {
+		rep.addf("%s %s; %s %s", rn.A.Name(), verdict(errA), rn.B.Name(), verdict(errB))
+	}
+	if errA == nil && errB == nil {
+		rn.compareText(rep, name, "after create")
+	}
+	if err := rn.remove(name, errA == nil, errB == nil); err != nil {
+		rep.addf("remove: %v", err)
+	}
+	return rep
+}

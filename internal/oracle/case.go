@@ -1,0 +1,127 @@
+// Package oracle checks gdm against the kernel's own device-mapper: one
+// table and one I/O script run on both, and everything a user could observe
+// is compared (each operation's result and data, the backing devices'
+// final contents, table and status text, the device size, and whether a
+// table is accepted at all).
+//
+// The package is the whole harness but the boot: e2e/oracleguest runs it in
+// a qemu guest where dm and gdm sit side by side (see Side), and
+// e2e/oracle_test.go boots that guest. A case is a few lines here (cases.go,
+// acceptance.go); every target added to gdm adds its cases.
+package oracle
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Init is a backing device's contents before a case runs: zeros, or the
+// seeded pattern when Pattern is set.
+type Init struct {
+	Pattern bool
+	Seed    uint64
+}
+
+// Zeros and Pattern name the two kinds of Init.
+var Zeros = Init{}
+
+// Pattern fills a backing device with the pattern of seed.
+func Pattern(seed uint64) Init { return Init{Pattern: true, Seed: seed} }
+
+// OpKind is what one step of a script does.
+type OpKind string
+
+// The operations of a script. Read, the writes, discard and write-zeroes
+// take a byte range of the mapped device; flush takes none; suspend, resume
+// and reload act on the device itself (reload takes a table in Arg).
+const (
+	Read        OpKind = "read"
+	Write       OpKind = "write"
+	WriteFUA    OpKind = "fua-write"
+	Discard     OpKind = "discard"
+	WriteZeroes OpKind = "write-zeroes"
+	Flush       OpKind = "flush"
+	Suspend     OpKind = "suspend"
+	Resume      OpKind = "resume"
+	Reload      OpKind = "reload"
+)
+
+// Op is one step of a script. A write's data is the pattern of Seed.
+type Op struct {
+	Kind OpKind
+	Off  int64 // bytes
+	Len  int64 // bytes
+	Seed uint64
+	Arg  string // Reload: the new table (with $N device names)
+}
+
+func (o Op) String() string {
+	switch o.Kind {
+	case Flush, Suspend, Resume:
+		return string(o.Kind)
+	case Reload:
+		return fmt.Sprintf("reload %q", o.Arg)
+	}
+	return fmt.Sprintf("%s %d@%d (sectors %d+%d)", o.Kind, o.Len, o.Off, o.Off/512, o.Len/512)
+}
+
+// Case is one table and one script, run on dm and on gdm over backing
+// devices that start with the same contents.
+type Case struct {
+	Name string
+	// Devs are the backing devices $0, $1, ... of the table, in order.
+	Devs []Init
+	// Table is in dmsetup's syntax, one target a line, with $N for the
+	// N-th backing device.
+	Table string
+	// Script is the I/O; nil runs Standard(Seed) over the table.
+	Script []Op
+	// Seed is printed with every difference, so that a case can be replayed.
+	Seed uint64
+}
+
+// Bind puts real device names in a table: $N becomes devs[N].
+func Bind(table string, devs []string) string {
+	return replaceTokens(table, func(f string) (string, bool) {
+		if n, ok := devIndex(f); ok && n < len(devs) {
+			return devs[n], true
+		}
+		return "", false
+	})
+}
+
+// devIndex reads a "$N" token.
+func devIndex(f string) (int, bool) {
+	if !strings.HasPrefix(f, "$") {
+		return 0, false
+	}
+	n, err := strconv.Atoi(f[1:])
+	return n, err == nil && n >= 0
+}
+
+// Unbind is Bind's inverse for text a side printed: each token that names
+// backing device N (by path or by major:minor) becomes $N. Spacing is kept
+// exactly, so that a stray or missing blank still shows as a difference.
+func Unbind(text string, names map[string]int) string {
+	return replaceTokens(text, func(f string) (string, bool) {
+		n, ok := names[f]
+		return "$" + strconv.Itoa(n), ok
+	})
+}
+
+// replaceTokens rewrites the space-separated tokens of text that repl
+// knows, leaving every separator as it was.
+func replaceTokens(text string, repl func(string) (string, bool)) string {
+	lines := strings.Split(text, "\n")
+	for li, line := range lines {
+		tokens := strings.Split(line, " ")
+		for i, tok := range tokens {
+			if r, ok := repl(tok); ok {
+				tokens[i] = r
+			}
+		}
+		lines[li] = strings.Join(tokens, " ")
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,182 @@
+package oracle
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// GDM is gdm's daemon in the guest, over its own copies of the disks. Its
+// devices reach the block layer through the kernel's nbd client, as users
+// attach them: the same O_DIRECT, discard and zero-out calls then go to
+// both sides.
+type GDM struct {
+	Bin     string
+	dir     string
+	disks   []string
+	names   map[string]int
+	cmd     *exec.Cmd
+	control string
+	addr    string
+	nbd     map[string]string // device name -> /dev/nbdN it is attached at
+	http    *http.Client      // to the control socket
+}
+
+// StartGDM starts `gdm serve` with its state under dir.
+func StartGDM(bin, dir string, disks []string) (*GDM, error) {
+	names, err := devNames(disks)
+	if err != nil {
+		return nil, err
+	}
+	g := &GDM{Bin: bin, dir: dir, disks: disks, names: names, control: filepath.Join(dir, "control.sock"),
+		addr: "127.0.0.1:10809", nbd: map[string]string{}}
+	g.http = &http.Client{Timeout: cmdTimeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, "unix", g.control)
+		}}}
+	g.cmd = exec.Command(bin, "serve", "--state-dir", filepath.Join(dir, "state"), "--control", g.control,
+		"--nbd-socket", "", "--nbd-listen", g.addr, "--metrics-listen", "", "--log-level", "warn")
+	g.cmd.Stdout, g.cmd.Stderr = os.Stderr, os.Stderr
+	if err := g.cmd.Start(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(cmdTimeout)
+	for {
+		c, err := net.Dial("unix", g.control)
+		if err == nil {
+			c.Close()
+			return g, nil
+		}
+		if time.Now().After(deadline) {
+			g.Stop()
+			return nil, fmt.Errorf("gdm serve did not come up in %v: %v", cmdTimeout, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a socket that has no event to wait on
+	}
+}
+
+// Stop ends the daemon.
+func (g *GDM) Stop() {
+	g.cmd.Process.Signal(unix.SIGTERM)
+	done := make(chan struct{})
+	go func() { g.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(cmdTimeout):
+		g.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (g *GDM) Name() string             { return "gdm" }
+func (g *GDM) Disks() []string          { return g.disks }
+func (g *GDM) DevNames() map[string]int { return g.names }
+
+func (g *GDM) gdm(stdin string, args ...string) (string, error) {
+	return run(stdin, []string{"GDM_CONTROL=" + g.control}, g.Bin, args...)
+}
+
+// call makes one control API request. Create, load, suspend, resume and
+// remove go this way: their output is not compared, and under TCG each
+// CLI process costs about a second. Table and status, whose text is
+// compared with dmsetup's, go through the CLI as a user sees them.
+func (g *GDM) call(method, path string, body any) error {
+	var in io.Reader = http.NoBody
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		in = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://gdm"+path, in)
+	if err != nil {
+		return err
+	}
+	resp, err := g.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("gdm %s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+type tableBody struct {
+	Name  string `json:"name,omitempty"`
+	Table string `json:"table"`
+}
+
+func (g *GDM) Create(name, table string) error {
+	return g.call(http.MethodPost, "/v1/devices", tableBody{Name: name, Table: table})
+}
+
+func (g *GDM) Reload(name, table string) error {
+	return g.call(http.MethodPost, "/v1/devices/"+url.PathEscape(name)+"/load", tableBody{Table: table})
+}
+
+func (g *GDM) Suspend(name string) error {
+	return g.call(http.MethodPost, "/v1/devices/"+url.PathEscape(name)+"/suspend", nil)
+}
+
+func (g *GDM) Resume(name string) error {
+	return g.call(http.MethodPost, "/v1/devices/"+url.PathEscape(name)+"/resume", nil)
+}
+
+func (g *GDM) Remove(name string) error {
+	return g.call(http.MethodDelete, "/v1/devices/"+url.PathEscape(name), nil)
+}
+
+// Attach connects /dev/nbdN to the device with the kernel's nbd-client,
+// 512-byte blocks as dm's virtio disks have.
+func (g *GDM) Attach(name string, n int) (string, error) {
+	dev := "/dev/nbd" + strconv.Itoa(n)
+	host, port, _ := net.SplitHostPort(g.addr)
+	// -t: a request gdm leaves unanswered fails after 30 s instead of
+	// hanging the guest.
+	if _, err := run("", nil, "nbd-client", host, port, dev, "-N", name, "-b", "512", "-t", "30"); err != nil {
+		return "", err
+	}
+	g.nbd[name] = dev
+	return dev, nil
+}
+
+func (g *GDM) Detach(name string) error {
+	dev, ok := g.nbd[name]
+	if !ok {
+		return nil
+	}
+	delete(g.nbd, name)
+	_, err := run("", nil, "nbd-client", "-d", dev)
+	return err
+}
+
+func (g *GDM) Table(name string) (string, error)  { return g.gdm("", "table", name) }
+func (g *GDM) Status(name string) (string, error) { return g.gdm("", "status", name) }
+
+// majorMinor is how dm names a block device: "254:0".
+func majorMinor(path string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return "", err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return path, nil // a file (unit tests): its path is its only name
+	}
+	return fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)), nil
+}

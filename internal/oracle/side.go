@@ -1,0 +1,114 @@
+package oracle
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Side is one implementation under comparison: the kernel's dm (dmsetup
+// over virtio disks) or gdm (its own daemon, reached through the kernel's
+// nbd client). Both run in the same guest, so that one program drives both
+// through the same block-layer calls and compares as it goes, with both
+// sides' bytes at hand when they differ.
+type Side interface {
+	Name() string
+	// Disks are the backing devices $0, $1, ... of this side's tables.
+	Disks() []string
+	// DevNames maps every way this side prints a backing device (path,
+	// major:minor) to its index in Disks.
+	DevNames() map[string]int
+	// Create makes a device with a table whose $N are already bound.
+	Create(name, table string) error
+	// Attach returns the block device to do I/O on; Detach lets it go.
+	Attach(name string, n int) (string, error)
+	Detach(name string) error
+	Remove(name string) error
+	// Table and Status print as `dmsetup table` and `dmsetup status` do.
+	Table(name string) (string, error)
+	Status(name string) (string, error)
+	Suspend(name string) error
+	Resume(name string) error
+	Reload(name, table string) error
+}
+
+// cmdTimeout bounds every command a side runs: a hung dmsetup or gdm
+// fails the case instead of the run.
+const cmdTimeout = 60 * time.Second
+
+// run runs a command with stdin and returns its stdout, or an error with
+// its stderr.
+func run(stdin string, env []string, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// DM is the kernel's device-mapper, driven by dmsetup without udev.
+type DM struct {
+	disks []string
+	names map[string]int
+}
+
+// NewDM uses disks as $0, $1, ...; it learns their major:minor, which is
+// how dmsetup prints them.
+func NewDM(disks []string) (*DM, error) {
+	names, err := devNames(disks)
+	return &DM{disks: disks, names: names}, err
+}
+
+var dmEnv = []string{"DM_DISABLE_UDEV=1"}
+
+func (d *DM) Name() string             { return "dm" }
+func (d *DM) Disks() []string          { return d.disks }
+func (d *DM) DevNames() map[string]int { return d.names }
+
+func (d *DM) dmsetup(stdin string, args ...string) (string, error) {
+	return run(stdin, dmEnv, "dmsetup", args...)
+}
+
+// Create is `dmsetup create`, which loads and resumes. A table the kernel
+// refuses at resume (a device too small) can leave an empty device behind:
+// it is removed, so that a refusal leaves nothing, as it does in gdm.
+func (d *DM) Create(name, table string) error {
+	_, err := d.dmsetup(table, "create", name)
+	if err != nil {
+		d.dmsetup("", "remove", name)
+	}
+	return err
+}
+
+func (d *DM) Attach(name string, _ int) (string, error) { return "/dev/mapper/" + name, nil }
+func (d *DM) Detach(string) error                       { return nil }
+func (d *DM) Remove(name string) error                  { _, err := d.dmsetup("", "remove", name); return err }
+func (d *DM) Table(name string) (string, error)         { return d.dmsetup("", "table", name) }
+func (d *DM) Status(name string) (string, error)        { return d.dmsetup("", "status", name) }
+func (d *DM) Suspend(name string) error                 { _, err := d.dmsetup("", "suspend", name); return err }
+func (d *DM) Resume(name string) error                  { _, err := d.dmsetup("", "resume", name); return err }
+func (d *DM) Reload(name, table string) error           { _, err := d.dmsetup(table, "reload", name); return err }
+
+// devNames maps each disk's path and major:minor to its index.
+func devNames(disks []string) (map[string]int, error) {
+	names := map[string]int{}
+	for i, p := range disks {
+		names[p] = i
+		mm, err := majorMinor(p)
+		if err != nil {
+			return nil, err
+		}
+		names[mm] = i
+	}
+	return names, nil
+}
