@@ -46,6 +46,8 @@ type daemon struct {
 	// open is how tables open backing devices: the allow-list and the
 	// open timeout (Expect is set per table).
 	open targets.OpenOptions
+	// retired keeps the drain waits of devices that are gone.
+	retired drainRetired
 
 	mu       sync.Mutex          // guards devices and reserved
 	devices  map[string]*managed // by name

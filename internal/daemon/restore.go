@@ -49,6 +49,7 @@ func (d *daemon) restoreOne(s deviceState) error {
 	if err != nil {
 		// Whatever opened is closed again; the device stays, broken.
 		m.dev.Close()
+		d.retired.add(m.dev)
 		m.dev = d.newDevice(s)
 		m.exp.Device = m.dev
 		reason := err.Error()

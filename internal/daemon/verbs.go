@@ -215,6 +215,7 @@ func (d *daemon) removeLocked(m *managed, force bool) error {
 	if cerr := m.dev.Close(); cerr != nil {
 		d.log.Warn("closing device", "device", name, "err", cerr)
 	}
+	d.retired.add(m.dev)
 	return nil
 }
 
