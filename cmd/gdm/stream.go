@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
+)
+
+// The text output of `gdm table` and `gdm status`, printed as the daemon
+// streams it: a million-target table is never whole in this process.
+
+// streamTables prints each named device's table as it arrives, each line
+// prefixed with the device's name when prefix is set.
+func streamTables(a *controlapi.Client, w io.Writer, names []string, q url.Values, prefix bool) error {
+	q.Set("format", "text")
+	for _, n := range names {
+		err := streamOne(a, "/v1/devices/"+n+"/table", q, func(body io.Reader) error {
+			if !prefix {
+				_, err := io.Copy(w, body)
+				return err
+			}
+			return eachLine(body, func(line string) { fmt.Fprintf(w, "%s: %s\n", n, line) })
+		})
+		if err != nil {
+			return onDevice(n, err)
+		}
+	}
+	return nil
+}
+
+// streamStatuses prints each named device's status lines as they are
+// decoded.
+func streamStatuses(a *controlapi.Client, w io.Writer, names []string, prefix bool) error {
+	for _, n := range names {
+		err := streamOne(a, "/v1/devices/"+n+"/status", nil, func(body io.Reader) error {
+			return eachStatusLine(body, func(t controlapi.StatusLine) {
+				if prefix {
+					fmt.Fprintf(w, "%s: ", n)
+				}
+				fmt.Fprintln(w, strings.TrimSpace(fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Status)))
+			})
+		})
+		if err != nil {
+			return onDevice(n, err)
+		}
+	}
+	return nil
+}
+
+// streamOne GETs path and hands its body to read.
+func streamOne(a *controlapi.Client, path string, q url.Values, read func(io.Reader) error) error {
+	body, err := a.Open(http.MethodGet, path, q, "", nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	return read(body)
+}
+
+// eachLine calls fn with each non-empty line of r, without its newline.
+func eachLine(r io.Reader, fn func(string)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadString('\n')
+		if line = strings.TrimSuffix(line, "\n"); line != "" {
+			fn(line)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// eachStatusLine decodes a DeviceStatus from r one target at a time.
+func eachStatusLine(r io.Reader, fn func(controlapi.StatusLine)) error {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if key != "targets" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := expectDelim(dec, '['); err != nil {
+			return err
+		}
+		for dec.More() {
+			var t controlapi.StatusLine
+			if err := dec.Decode(&t); err != nil {
+				return err
+			}
+			fn(t)
+		}
+		if err := expectDelim(dec, ']'); err != nil {
+			return err
+		}
+	}
+	return expectDelim(dec, '}')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("reading the daemon's answer: %w", err)
+	}
+	if tok != want {
+		return fmt.Errorf("reading the daemon's answer: %v where %v was expected", tok, want)
+	}
+	return nil
+}
