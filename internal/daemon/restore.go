@@ -129,7 +129,7 @@ func (d *daemon) recordIdentities(m *managed) {
 	}
 }
 
-// externalize moves the tables of a restored device whose state holds
+// externalize moves the big tables of a restored device whose state holds
 // their text (written before table files) out to table files: from now
 // on its verbs rewrite only a small JSON. On failure the text stays in
 // the JSON, which is still read.
@@ -139,7 +139,7 @@ func (d *daemon) externalize(m *managed) {
 		slot         table.Slot
 		inline, file *string
 	}{{table.Live, &next.Live, &next.LiveFile}, {table.Inactive, &next.Inactive, &next.InactiveFile}} {
-		if *s.inline == "" {
+		if len(*s.inline) <= inlineTableMax {
 			continue
 		}
 		err := m.dev.View(s.slot, func(t *table.Table) error {

@@ -24,8 +24,8 @@ type deviceState struct {
 	ID      string `json:"id"` // names the file; never changes, not even on rename
 	Name    string `json:"name"`
 	UUID    string `json:"uuid"`
-	// The tables' files (state_tables.go), or, in state written before
-	// table files, the tables' text itself (read, never written now).
+	// The tables' files (state_tables.go), or, for a small table (and in
+	// state written before table files), the table's text itself.
 	LiveFile     string `json:"live_table_file,omitempty"`
 	InactiveFile string `json:"inactive_table_file,omitempty"`
 	Live         string `json:"live_table,omitempty"`

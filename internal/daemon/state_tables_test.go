@@ -39,6 +39,7 @@ func fileStamp(t *testing.T, path string) uint64 {
 // that replaces the old table removes the old file.
 func TestTableFileWrittenOnce(t *testing.T) {
 	dir := t.TempDir()
+	tablesInFiles(t)
 	td := startTestDaemon(t, dir)
 	td.ok(t, "create", "d", "--table", "0 8 zero", "--table", "8 8 error")
 	st := readState(t, td, "d")
@@ -69,9 +70,20 @@ func TestTableFileWrittenOnce(t *testing.T) {
 	}
 }
 
+// A small table stays inside its device's JSON: one file, one fsync.
+func TestSmallTableStaysInJSON(t *testing.T) {
+	td := startTestDaemon(t, "")
+	td.ok(t, "create", "small", "--table", "0 8 zero")
+	if st := readState(t, td, "small"); st.LiveFile != "" || st.Live != "0 8 zero\n" {
+		t.Fatalf("a small table is not kept in the JSON: %+v", st)
+	}
+	checkStateFiles(t, td, "a small table")
+}
+
 // State written before table files (the table's text inside the JSON, as
 // gdm wrote it until now) is restored, and its tables moved out to files.
 func TestRestoreTablesInsideJSON(t *testing.T) {
+	tablesInFiles(t)
 	dir := t.TempDir()
 	store := &stateStore{dir: filepath.Join(dir, "state")}
 	if _, _, err := store.open(); err != nil {
@@ -102,6 +114,7 @@ func TestRestoreTablesInsideJSON(t *testing.T) {
 // and the JSON naming it) is removed; one whose device's JSON cannot be
 // read is kept with it; a JSON naming a file not its own is refused.
 func TestStartSweepsUnnamedTableFiles(t *testing.T) {
+	tablesInFiles(t)
 	dir := t.TempDir()
 	td := startTestDaemon(t, dir)
 	td.ok(t, "create", "d", "--table", "0 8 zero")
@@ -128,4 +141,12 @@ func TestStartSweepsUnnamedTableFiles(t *testing.T) {
 	if out := td2.ok(t, "table", "d"); out != "0 8 zero\n" {
 		t.Fatalf("table %q", out)
 	}
+}
+
+// tablesInFiles makes every table, however small, go to a file of its own
+// for the rest of the test.
+func tablesInFiles(t *testing.T) {
+	old := inlineTableMax
+	inlineTableMax = 0
+	t.Cleanup(func() { inlineTableMax = old })
 }

@@ -99,16 +99,16 @@ func (d *daemon) loadLocked(m *managed, text string, asLive bool) error {
 	if err != nil {
 		return err
 	}
-	file, err := d.state.writeTable(m.id, t)
+	file, saved, err := d.state.saveTable(m.id, t)
 	if err != nil {
 		d.log.Error("saving a table", "device", m.name(), "err", err)
 		err = fmt.Errorf("state not saved, nothing was changed: %w", err)
 	} else {
 		err = d.saveAround(m, func(next *deviceState) {
 			if asLive {
-				next.LiveFile, next.Live, next.LiveIdentities = file, "", t.Identities()
+				next.LiveFile, next.Live, next.LiveIdentities = file, saved, t.Identities()
 			} else {
-				next.InactiveFile, next.Inactive, next.InactiveIdentities = file, "", t.Identities()
+				next.InactiveFile, next.Inactive, next.InactiveIdentities = file, saved, t.Identities()
 			}
 		}, func() error { return m.dev.Load(t) }) // Load fails only on a removed device, which opMu rules out
 	}
