@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/gdm-project/gdm/pkg/table"
 	"github.com/gdm-project/gdm/pkg/targets"
@@ -21,8 +22,19 @@ func (d *daemon) build(m *managed, text string, expect map[string]targets.Identi
 	}
 	opts := d.open
 	opts.Expect = expect
-	return m.dev.Build(text, opts)
+	t, err := m.dev.Build(text, opts)
+	if err == nil && t.Len() >= bigTableTargets {
+		// Building a million targets leaves a few hundred MB of garbage
+		// that the runtime would hand back to the OS only slowly: the
+		// daemon's RSS would stay that much above its live heap.
+		go debug.FreeOSMemory()
+	}
+	return t, err
 }
+
+// bigTableTargets is the size of a table after whose build the daemon
+// gives its garbage back to the OS at once.
+const bigTableTargets = 100_000
 
 // commit makes next the device's persisted definition. Every verb writes
 // its state file before (or, for resume and suspend, around) its change in
@@ -65,7 +77,7 @@ func (d *daemon) create(name, text, uuid string, readOnly bool) (*managed, error
 		return nil, d.undoCreate(m, err)
 	}
 	d.mu.Lock()
-	d.devices[name] = m
+	d.register(m)
 	d.mu.Unlock()
 	return m, nil
 }
@@ -220,7 +232,7 @@ func (d *daemon) removeLocked(m *managed, force bool) error {
 	}
 	d.state.dropTables(m.saved, deviceState{})
 	d.mu.Lock()
-	delete(d.devices, name)
+	d.unregister(m)
 	d.mu.Unlock()
 	if force {
 		if n := d.nbd.Disconnect(m.exp); n > 0 {
