@@ -130,3 +130,21 @@ func timed(f func() error) (time.Duration, error) {
 }
 
 func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+// gauge is the value of an unlabelled series of a scrape (0 if absent).
+func (d *daemon) gauge(name string) float64 {
+	resp, err := http.Get("http://" + d.metrics + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
