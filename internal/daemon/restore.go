@@ -59,7 +59,7 @@ func (d *daemon) restoreOne(s deviceState) error {
 		d.externalize(m)
 	}
 	d.mu.Lock()
-	d.devices[s.Name] = m
+	d.register(m)
 	d.mu.Unlock()
 	return nil
 }
