@@ -13,3 +13,13 @@ func TestUUIDFreedByRemove(t *testing.T) {
 	td.ok(t, "remove", "b")
 	td.ok(t, "create", "c", "--table", "0 8 zero", "--uuid", u)
 }
+
+// A restored device's uuid is taken as a created one's is.
+func TestUUIDOfRestoredDeviceTaken(t *testing.T) {
+	dir := t.TempDir()
+	td := startTestDaemon(t, dir)
+	td.ok(t, "create", "a", "--table", "0 8 zero", "--uuid", "LVM-restored")
+	td.Shutdown()
+	td2 := startTestDaemon(t, dir)
+	td2.fails(t, "uuid already in use", "create", "b", "--table", "0 8 zero", "--uuid", "LVM-restored")
+}
