@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,17 +106,13 @@ func (d *daemon) serveStatus(w http.ResponseWriter, m *managed) {
 	fmt.Fprintf(bw, "{\n  \"name\": %s,\n  \"targets\": [", name)
 	err := m.dev.View(table.Live, func(t *table.Table) error {
 		st := t.Status()
+		var b []byte
 		for i := range t.Len() {
-			l := t.Line(i)
-			b, err := json.Marshal(controlapi.StatusLine{Start: l.Start, Length: l.Length, Type: l.Type, Status: st[i]})
-			if err != nil {
-				return err
-			}
 			sep := ",\n    "
 			if i == 0 {
 				sep = "\n    "
 			}
-			bw.WriteString(sep)
+			b = appendStatusLine(append(b[:0], sep...), t.Line(i), st[i])
 			if _, err := bw.Write(b); err != nil {
 				return err // the client is gone: stop encoding
 			}
@@ -128,4 +125,33 @@ func (d *daemon) serveStatus(w http.ResponseWriter, m *managed) {
 	}
 	bw.WriteString("\n  ]\n}\n")
 	bw.Flush()
+}
+
+// appendStatusLine appends the JSON of one controlapi.StatusLine, as
+// json.Marshal would write it, at a fraction of its cost (a million-target
+// status took a second in json.Marshal alone).
+func appendStatusLine(b []byte, l table.Line, status string) []byte {
+	b = append(b, `{"start":`...)
+	b = strconv.AppendUint(b, l.Start, 10)
+	b = append(b, `,"length":`...)
+	b = strconv.AppendUint(b, l.Length, 10)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, l.Type)
+	b = append(b, `,"status":`...)
+	b = appendJSONString(b, status)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string: printable ASCII as it is,
+// anything else through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

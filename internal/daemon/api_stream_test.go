@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/pkg/table"
 )
 
 // A table sent as plain text (create and load) is the device's table, and
@@ -79,5 +80,17 @@ func TestStatusStreamedIsJSON(t *testing.T) {
 	want := `{"name":"s","targets":[{"start":0,"length":8,"type":"zero","status":""},{"start":8,"length":8,"type":"error","status":""},{"start":16,"length":4,"type":"zero","status":""}]}`
 	if string(b) != want {
 		t.Fatalf("status %s\nwant   %s", b, want)
+	}
+}
+
+// The hand-made status line is byte for byte what json.Marshal writes,
+// whatever a target's type or status holds.
+func TestAppendStatusLineIsJSONMarshal(t *testing.T) {
+	for _, s := range []string{"", "2 /a /b 1 AA", `say "hi"`, `back\slash`, "tab\there", "<&>", "é\u2028x", "\x00\x7f", string([]byte{0xff})} {
+		l := table.Line{Start: 1 << 40, Length: 8, Type: s}
+		want, _ := json.Marshal(controlapi.StatusLine{Start: l.Start, Length: l.Length, Type: s, Status: s})
+		if got := appendStatusLine(nil, l, s); string(got) != string(want) {
+			t.Errorf("%q:\n got %s\nwant %s", s, got, want)
+		}
 	}
 }
