@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
@@ -17,7 +18,9 @@ import (
 
 // streamTables prints each named device's table as it arrives, each line
 // prefixed with the device's name when prefix is set.
-func streamTables(a *controlapi.Client, w io.Writer, names []string, q url.Values, prefix bool) error {
+func streamTables(a *controlapi.Client, out io.Writer, names []string, q url.Values, prefix bool) error {
+	w := bufio.NewWriterSize(out, 64<<10) // a write per line would be a syscall per line
+	defer w.Flush()
 	q.Set("format", "text")
 	for _, n := range names {
 		err := streamOne(a, "/v1/devices/"+n+"/table", q, func(body io.Reader) error {
@@ -36,14 +39,17 @@ func streamTables(a *controlapi.Client, w io.Writer, names []string, q url.Value
 
 // streamStatuses prints each named device's status lines as they are
 // decoded.
-func streamStatuses(a *controlapi.Client, w io.Writer, names []string, prefix bool) error {
+func streamStatuses(a *controlapi.Client, out io.Writer, names []string, prefix bool) error {
+	w := bufio.NewWriterSize(out, 64<<10)
+	defer w.Flush()
 	for _, n := range names {
 		err := streamOne(a, "/v1/devices/"+n+"/status", nil, func(body io.Reader) error {
 			return eachStatusLine(body, func(t controlapi.StatusLine) {
 				if prefix {
 					fmt.Fprintf(w, "%s: ", n)
 				}
-				fmt.Fprintln(w, strings.TrimSpace(fmt.Sprintf("%d %d %s %s", t.Start, t.Length, t.Type, t.Status)))
+				line := strconv.FormatUint(t.Start, 10) + " " + strconv.FormatUint(t.Length, 10) + " " + t.Type + " " + t.Status
+				w.WriteString(strings.TrimSpace(line) + "\n")
 			})
 		})
 		if err != nil {
