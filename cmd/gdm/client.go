@@ -92,6 +92,21 @@ func postDevice(cf clientFlags, stdout io.Writer, name, action string, q url.Val
 	return nil
 }
 
+// postTable sends a table as plain text (create, load): a million targets
+// are 50 MB the daemon reads once, not a JSON string to decode. With
+// --json it prints the device's info after it.
+func postTable(cf clientFlags, stdout io.Writer, name, path string, q url.Values, text string) error {
+	var info controlapi.DeviceInfo
+	err := controlapi.New(cf.control).CallBody(http.MethodPost, path, q, controlapi.TextTable, strings.NewReader(text), &info)
+	if err != nil {
+		return onDevice(name, err)
+	}
+	if cf.json {
+		return printJSON(stdout, info)
+	}
+	return nil
+}
+
 // waitQuery is the query of a verb that waits for in-flight I/O: the flag
 // named by set (if on) and the timeout (if given).
 func waitQuery(flag string, set bool, timeout time.Duration) url.Values {

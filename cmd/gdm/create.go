@@ -2,9 +2,7 @@ package main
 
 import (
 	"io"
-	"net/http"
-
-	"github.com/gdm-project/gdm/internal/controlapi"
+	"net/url"
 )
 
 func init() {
@@ -31,14 +29,12 @@ func runCreate(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return onDevice(pos[0], err)
 	}
-	var info controlapi.DeviceInfo
-	err = controlapi.New(cf.control).Call(http.MethodPost, "/v1/devices", nil,
-		controlapi.CreateReq{Name: pos[0], Table: text, UUID: *uuid, ReadOnly: *readOnly}, &info)
-	if err != nil {
-		return onDevice(pos[0], err)
+	q := url.Values{"name": {pos[0]}}
+	if *uuid != "" {
+		q.Set("uuid", *uuid)
 	}
-	if cf.json {
-		return printJSON(stdout, info)
+	if *readOnly {
+		q.Set("read_only", "1")
 	}
-	return nil
+	return postTable(cf, stdout, pos[0], "/v1/devices", q, text)
 }

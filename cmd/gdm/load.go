@@ -2,8 +2,6 @@ package main
 
 import (
 	"io"
-
-	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -28,5 +26,5 @@ func runLoad(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return onDevice(pos[0], err)
 	}
-	return postDevice(cf, stdout, pos[0], "load", nil, controlapi.TableText{Table: text})
+	return postTable(cf, stdout, pos[0], "/v1/devices/"+pos[0]+"/load", nil, text)
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
 )
@@ -29,16 +27,12 @@ func runStatus(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if !cf.json {
+		return streamStatuses(a, stdout, names, len(pos) == 0)
+	}
 	out, err := getEach[controlapi.DeviceStatus](a, names, "/status", nil)
 	if err != nil {
 		return err
 	}
-	return show(cf, stdout, len(pos) == 1, out, func(w io.Writer, s controlapi.DeviceStatus, _ int) {
-		for _, t := range s.Targets {
-			if len(pos) == 0 {
-				fmt.Fprintf(w, "%s: ", s.Name)
-			}
-			fmt.Fprintln(w, dmsetupLine(strconv.FormatUint(t.Start, 10), strconv.FormatUint(t.Length, 10), t.Type, t.Status))
-		}
-	})
+	return show(cf, stdout, len(pos) == 1, out, nil)
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
 )
@@ -36,32 +34,14 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	if *inactive {
 		q.Set("inactive", "1")
 	}
+	if !cf.json {
+		return streamTables(a, stdout, names, q, len(pos) == 0)
+	}
 	out, err := getEach[controlapi.TableText](a, names, "/table", q)
 	if err != nil {
 		return err
 	}
-	return show(cf, stdout, len(pos) == 1, out, func(w io.Writer, t controlapi.TableText, _ int) {
-		for _, line := range strings.Split(strings.TrimSuffix(t.Table, "\n"), "\n") {
-			if line == "" {
-				continue
-			}
-			if len(pos) == 0 {
-				fmt.Fprintf(w, "%s: ", t.Name)
-			}
-			fmt.Fprintln(w, dmsetupLine(strings.SplitN(line, " ", 4)...))
-		}
-	})
-}
-
-// dmsetupLine prints a target the way dmsetup does ("%llu %llu %s %s"):
-// start, length, type and parameters, with the blank before the parameters
-// even when a target has none ("0 8 zero "), so that gdm's table and status
-// output is dmsetup's to the byte.
-func dmsetupLine(fields ...string) string {
-	for len(fields) < 4 {
-		fields = append(fields, "")
-	}
-	return strings.Join(fields, " ")
+	return show(cf, stdout, len(pos) == 1, out, nil)
 }
 
 // namesOrAll is the named device, or every device when none is named.

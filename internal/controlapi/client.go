@@ -13,6 +13,11 @@ import (
 	"time"
 )
 
+// TextTable is the media type of a table sent or fetched as plain text
+// (POST /v1/devices and .../load with this Content-Type; GET .../table
+// with ?format=text): a big table then never travels inside a JSON string.
+const TextTable = "text/plain"
+
 // Client talks to the daemon's control socket.
 type Client struct {
 	socket string
@@ -41,36 +46,55 @@ func (c *Client) Call(method, path string, query url.Values, in, out any) error 
 		}
 		body = bytes.NewReader(b)
 	}
+	return c.CallBody(method, path, query, "application/json", body, out)
+}
+
+// CallBody is Call with a body of the given media type, sent as it is
+// (a TextTable).
+func (c *Client) CallBody(method, path string, query url.Values, contentType string, body io.Reader, out any) error {
+	rc, err := c.Open(method, path, query, contentType, body)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, rc)
+		return err
+	}
+	return json.NewDecoder(rc).Decode(out)
+}
+
+// Open does one request and returns the reply's body to be read as it
+// comes (a streamed table or status); the caller closes it. An answer
+// other than 200 OK is returned as the error the daemon gave.
+func (c *Client) Open(method, path string, query url.Values, contentType string, body io.Reader) (io.ReadCloser, error) {
 	u := "http://gdm" + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
 	req, err := http.NewRequest(method, u, body)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var ne *net.OpError
 		if errors.As(err, &ne) {
-			return fmt.Errorf("cannot reach the daemon at %s (is `gdm serve` running? set --control or GDM_CONTROL): %v", c.socket, ne.Err)
+			return nil, fmt.Errorf("cannot reach the daemon at %s (is `gdm serve` running? set --control or GDM_CONTROL): %v", c.socket, ne.Err)
 		}
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		var e Error
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return errors.New(e.Error)
+			return nil, errors.New(e.Error)
 		}
-		return fmt.Errorf("daemon answered %s", resp.Status)
+		return nil, fmt.Errorf("daemon answered %s", resp.Status)
 	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
+	return resp.Body, nil
 }

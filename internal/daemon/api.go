@@ -40,19 +40,6 @@ func (d *daemon) infoOf(m *managed) controlapi.DeviceInfo {
 	return i
 }
 
-func statusOf(m *managed) controlapi.DeviceStatus {
-	s := controlapi.DeviceStatus{Name: m.name(), Targets: []controlapi.StatusLine{}}
-	m.dev.View(table.Live, func(t *table.Table) error {
-		st := t.Status()
-		for i := range t.Len() {
-			l := t.Line(i)
-			s.Targets = append(s.Targets, controlapi.StatusLine{Start: l.Start, Length: l.Length, Type: l.Type, Status: st[i]})
-		}
-		return nil
-	})
-	return s
-}
-
 // apiHandler routes the control API.
 func (d *daemon) apiHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -77,35 +64,27 @@ func (d *daemon) queryRoutes(mux *http.ServeMux) {
 		reply(w, d.infoOf(m))
 	}))
 	mux.HandleFunc("GET /v1/devices/{name}/status", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
-		reply(w, statusOf(m))
+		d.serveStatus(w, m)
 	}))
-	mux.HandleFunc("GET /v1/devices/{name}/table", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
-		slot := table.Live
-		if r.URL.Query().Get("inactive") == "1" {
-			slot = table.Inactive
-		}
-		out := controlapi.TableText{Name: m.name()}
-		m.dev.View(slot, func(t *table.Table) error { out.Table = t.Text(); return nil })
-		reply(w, out)
-	}))
+	mux.HandleFunc("GET /v1/devices/{name}/table", d.withDevice(d.serveTable))
 }
 
 // verbRoutes are the control API's verbs, each a call of one daemon verb.
 func (d *daemon) verbRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/devices", func(w http.ResponseWriter, r *http.Request) {
-		var req controlapi.CreateReq
-		if !decode(w, r, &req) {
+		req, ok := createReq(w, r)
+		if !ok {
 			return
 		}
 		m, err := d.create(req.Name, req.Table, req.UUID, req.ReadOnly)
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/load", func(w http.ResponseWriter, r *http.Request) {
-		var req controlapi.TableText
-		if !decode(w, r, &req) {
+		text, ok := loadReq(w, r)
+		if !ok {
 			return
 		}
-		m, err := d.load(r.PathValue("name"), req.Table)
+		m, err := d.load(r.PathValue("name"), text)
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/resume", func(w http.ResponseWriter, r *http.Request) {

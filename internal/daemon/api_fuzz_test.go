@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -61,10 +62,7 @@ func FuzzControlAPI(f *testing.F) {
 				t.Fatalf("%s %s %q: device %s is listed without a state file: %v", method, path, body, m.name(), err)
 			}
 		}
-		files, _ := os.ReadDir(td.d.state.devicesDir())
-		if n := len(td.d.list()); len(files) != n {
-			t.Fatalf("%s %s %q: %d state files for %d devices", method, path, body, len(files), n)
-		}
+		checkStateFiles(t, td, fmt.Sprintf("%s %s %q", method, path, body))
 	})
 }
 
@@ -78,4 +76,31 @@ func startFuzzDaemon(f *testing.F) *testDaemon {
 	}
 	f.Cleanup(func() { r.Shutdown() })
 	return &testDaemon{Running: r, dir: dir, control: cfg.Control}
+}
+
+// checkStateFiles fails unless the state directory holds one JSON file per
+// device and exactly the table files the devices' definitions name.
+func checkStateFiles(t *testing.T, td *testDaemon, what string) {
+	t.Helper()
+	named := map[string]bool{}
+	for _, m := range td.d.list() {
+		for _, f := range m.saved.tableFiles() {
+			named[f] = true
+		}
+	}
+	files, _ := os.ReadDir(td.d.state.devicesDir())
+	jsons, tables := 0, 0
+	for _, f := range files {
+		switch {
+		case strings.HasSuffix(f.Name(), ".json"):
+			jsons++
+		case named[f.Name()]:
+			tables++
+		default:
+			t.Fatalf("%s: stray file %s in the state directory", what, f.Name())
+		}
+	}
+	if n := len(td.d.list()); jsons != n || tables != len(named) {
+		t.Fatalf("%s: %d state files and %d of %d table files for %d devices", what, jsons, tables, len(named), n)
+	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -68,7 +69,7 @@ func TestDestroyOnlyAtFixedPoints(t *testing.T) {
 			case <-stop:
 				return
 			case <-scrape:
-				statusOf(m)
+				td.d.serveStatus(httptest.NewRecorder(), m)
 				newRegistry(td.d).Gather()
 			}
 		}

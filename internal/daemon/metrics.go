@@ -38,7 +38,7 @@ var (
 	descHolders    = prometheus.NewDesc("gdm_table_holders", "Temporary holders of the live table (in-flight I/O, status calls).", devLabels, nil)
 	descDestroying = prometheus.NewDesc("gdm_table_destroy_waiting", "Tables out of their slot, waiting for holders to drain.", devLabels, nil)
 	descSwaps      = prometheus.NewDesc("gdm_table_swaps_total", "Swaps of the inactive table into the live slot.", devLabels, nil)
-	descDrainWait  = prometheus.NewDesc("gdm_table_drain_wait_seconds", "How long each table destroy waited for its holders.", devLabels, nil)
+	descDrainWait  = prometheus.NewDesc("gdm_table_drain_wait_seconds", "How long each table destroy waited for its holders, all devices (removed ones included).", nil, nil)
 	descLoadFails  = prometheus.NewDesc("gdm_table_load_failures_total", "Tables refused by load or create (bad text, missing or small backing device).", devLabels, nil)
 	descSegOps     = prometheus.NewDesc("gdm_target_io_operations_total", "Pieces of requests mapped to a target of the live table (resets when the table is swapped).", segLabels, nil)
 	descSegBytes   = prometheus.NewDesc("gdm_target_io_bytes_total", "Bytes of successful pieces mapped to a target of the live table.", segLabels, nil)
@@ -101,7 +101,9 @@ func histogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h table.Histogra
 	buckets := make(map[float64]uint64, len(table.LatencyBuckets))
 	var cum uint64
 	for i, ub := range table.LatencyBuckets {
-		cum += h.Counts[i]
+		if i < len(h.Counts) { // a daemon that never had a device has none
+			cum += h.Counts[i]
+		}
 		buckets[ub.Seconds()] = cum
 	}
 	ch <- prometheus.MustNewConstHistogram(d, h.Count(), h.Sum.Seconds(), buckets, labels...)
@@ -111,6 +113,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.d.list() {
 		c.collectDevice(ch, m)
 	}
+	histogram(ch, descDrainWait, c.d.drainWait())
 	st := c.d.nbd.Stats()
 	gauge(ch, descBadStates, float64(c.d.unreadableStates))
 	counter(ch, descAccepted, st.Accepted.Load())
@@ -142,17 +145,25 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(ch, descPipes, float64(g.Pipes))
 }
 
+// collectDevice sends one device's series. Their number is bounded (see
+// scrape_bound.go): an idle device costs idleDeviceSeries
+// lines; an op's counters (other than read and write) and its latency
+// histogram appear once the device has seen that op.
 func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {
 	name := m.name()
 	dev := m.dev
 	st := dev.Stats()
 	io := st.IO.Snapshot()
 	for op := range table.NumOps {
+		seen := io.Ops[op] > 0 || io.Errors[op] > 0
+		if !seen && op != table.OpRead && op != table.OpWrite {
+			continue
+		}
 		o := op.String()
 		counter(ch, descIOOps, io.Ops[op], name, o)
 		counter(ch, descIOBytes, io.Bytes[op], name, o)
 		counter(ch, descIOErrors, io.Errors[op], name, o)
-		if c.d.timed {
+		if c.d.timed && seen {
 			histogram(ch, descIOLatency, st.Latency[op].Snapshot(), name, o)
 		}
 	}
@@ -165,7 +176,6 @@ func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {
 	gauge(ch, descDestroying, float64(st.Destroying.Load()), name)
 	counter(ch, descSwaps, st.Swaps.Load(), name)
 	counter(ch, descLoadFails, st.LoadFails.Load(), name)
-	histogram(ch, descDrainWait, st.DrainWait.Snapshot(), name)
 
 	if dev.View(table.Live, func(t *table.Table) error { collectTargets(ch, t, name); return nil }) != nil {
 		gauge(ch, descSize, 0, name)

@@ -49,15 +49,17 @@ func (d *daemon) restoreOne(s deviceState) error {
 	if err != nil {
 		// Whatever opened is closed again; the device stays, broken.
 		m.dev.Close()
+		d.retired.add(m.dev)
 		m.dev = d.newDevice(s)
 		m.exp.Device = m.dev
 		reason := err.Error()
 		m.broken.Store(&reason)
 	} else {
 		d.recordIdentities(m)
+		d.externalize(m)
 	}
 	d.mu.Lock()
-	d.devices[s.Name] = m
+	d.register(m)
 	d.mu.Unlock()
 	return nil
 }
@@ -67,8 +69,12 @@ func (d *daemon) restoreOne(s deviceState) error {
 // required to name the file it named when the table was loaded.
 func (d *daemon) restoreTables(m *managed, s deviceState) error {
 	ctx := context.Background()
-	load := func(what, text string, expect map[string]targets.Identity) error {
-		t, err := d.build(m, text, expect)
+	load := func(what, file, inline string, expect map[string]targets.Identity) error {
+		text, err := d.state.tableText(file, inline)
+		var t *table.Table
+		if err == nil {
+			t, err = d.build(m, text, expect)
+		}
 		if err == nil {
 			err = m.dev.Load(t)
 		}
@@ -77,8 +83,8 @@ func (d *daemon) restoreTables(m *managed, s deviceState) error {
 		}
 		return nil
 	}
-	if s.Live != "" {
-		if err := load("live", s.Live, s.LiveIdentities); err != nil {
+	if s.LiveFile != "" || s.Live != "" {
+		if err := load("live", s.LiveFile, s.Live, s.LiveIdentities); err != nil {
 			return err
 		}
 		if err := m.dev.Resume(ctx, true); err != nil {
@@ -90,8 +96,8 @@ func (d *daemon) restoreTables(m *managed, s deviceState) error {
 			return fmt.Errorf("suspend: %w", err)
 		}
 	}
-	if s.Inactive != "" {
-		if err := load("inactive", s.Inactive, s.InactiveIdentities); err != nil {
+	if s.InactiveFile != "" || s.Inactive != "" {
+		if err := load("inactive", s.InactiveFile, s.Inactive, s.InactiveIdentities); err != nil {
 			return err
 		}
 	}
@@ -121,4 +127,37 @@ func (d *daemon) recordIdentities(m *managed) {
 			d.log.Warn("recording backing file identities", "device", m.name(), "err", err)
 		}
 	}
+}
+
+// externalize moves the big tables of a restored device whose state holds
+// their text (written before table files) out to table files: from now
+// on its verbs rewrite only a small JSON. On failure the text stays in
+// the JSON, which is still read.
+func (d *daemon) externalize(m *managed) {
+	prev, next := m.saved, m.saved
+	for _, s := range []struct {
+		slot         table.Slot
+		inline, file *string
+	}{{table.Live, &next.Live, &next.LiveFile}, {table.Inactive, &next.Inactive, &next.InactiveFile}} {
+		if len(*s.inline) <= inlineTableMax {
+			continue
+		}
+		err := m.dev.View(s.slot, func(t *table.Table) error {
+			f, err := d.state.writeTable(m.id, t)
+			*s.inline, *s.file = "", f
+			return err
+		})
+		if err != nil {
+			d.log.Warn("moving a table out of the state file", "device", m.name(), "err", err)
+			return
+		}
+	}
+	if next.Live == prev.Live && next.Inactive == prev.Inactive {
+		return
+	}
+	if err := d.commitLocked(m, next); err != nil {
+		d.log.Warn("moving a table out of the state file", "device", m.name(), "err", err)
+		return
+	}
+	d.state.dropTables(prev, next)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,14 +20,18 @@ import (
 // deviceState is what survives a restart of the daemon: one device's
 // definition, in a file of its own.
 type deviceState struct {
-	Version   int    `json:"version"`
-	ID        string `json:"id"` // names the file; never changes, not even on rename
-	Name      string `json:"name"`
-	UUID      string `json:"uuid"`
-	Live      string `json:"live_table,omitempty"`
-	Inactive  string `json:"inactive_table,omitempty"`
-	Suspended bool   `json:"suspended,omitempty"`
-	ReadOnly  bool   `json:"read_only,omitempty"`
+	Version int    `json:"version"`
+	ID      string `json:"id"` // names the file; never changes, not even on rename
+	Name    string `json:"name"`
+	UUID    string `json:"uuid"`
+	// The tables' files (state_tables.go), or, for a small table (and in
+	// state written before table files), the table's text itself.
+	LiveFile     string `json:"live_table_file,omitempty"`
+	InactiveFile string `json:"inactive_table_file,omitempty"`
+	Live         string `json:"live_table,omitempty"`
+	Inactive     string `json:"inactive_table,omitempty"`
+	Suspended    bool   `json:"suspended,omitempty"`
+	ReadOnly     bool   `json:"read_only,omitempty"`
 	// The identity of each backing path of the live and inactive tables
 	// when they were loaded: at restart a path that names another file
 	// now (replaced, or swapped for a symlink) is refused, and the device
@@ -102,6 +107,7 @@ func (s *stateStore) open() ([]deviceState, []error, error) {
 	}
 	var devs []deviceState
 	var bad []error
+	unread := map[string]bool{}
 	for _, e := range entries {
 		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") {
 			continue
@@ -109,10 +115,12 @@ func (s *stateStore) open() ([]deviceState, []error, error) {
 		st, err := s.read(filepath.Join(s.devicesDir(), e.Name()))
 		if err != nil {
 			bad = append(bad, err)
+			unread[strings.TrimSuffix(e.Name(), ".json")] = true
 			continue
 		}
 		devs = append(devs, st)
 	}
+	s.sweepTables(devs, unread)
 	sort.Slice(devs, func(i, j int) bool { return devs[i].Name < devs[j].Name })
 	return devs, bad, nil
 }
@@ -131,6 +139,9 @@ func (s *stateStore) read(path string) (deviceState, error) {
 	}
 	if want := strings.TrimSuffix(filepath.Base(path), ".json"); st.ID != want {
 		return st, fmt.Errorf("state: %s holds id %q, not its file name's; it was left untouched", path, st.ID)
+	}
+	if err := checkTableFiles(st); err != nil {
+		return st, fmt.Errorf("state: %s %v; it was left untouched", path, err)
 	}
 	return st, nil
 }
@@ -185,12 +196,23 @@ func (s *stateStore) save(st deviceState) error {
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
+	return s.replace(func(w io.Writer) (string, error) {
+		_, err := w.Write(append(b, '\n'))
+		return st.ID + ".json", err
+	})
+}
+
+// replace writes a file of devices/ atomically and durably: write fills a
+// temp file and returns the name it is to have; the temp file is fsynced,
+// renamed to that name, and the directory fsynced.
+func (s *stateStore) replace(write func(w io.Writer) (string, error)) error {
 	tmp, err := os.CreateTemp(s.devicesDir(), tmpPrefix+"*.tmp")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	name, err := write(tmp)
+	if err != nil {
 		tmp.Close()
 		return fmt.Errorf("state: write: %w", err)
 	}
@@ -201,7 +223,7 @@ func (s *stateStore) save(st deviceState) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), s.fileOf(st.ID)); err != nil {
+	if err := os.Rename(tmp.Name(), filepath.Join(s.devicesDir(), name)); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	return syncDir(s.devicesDir())

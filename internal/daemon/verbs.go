@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/gdm-project/gdm/pkg/table"
 	"github.com/gdm-project/gdm/pkg/targets"
@@ -21,8 +22,19 @@ func (d *daemon) build(m *managed, text string, expect map[string]targets.Identi
 	}
 	opts := d.open
 	opts.Expect = expect
-	return m.dev.Build(text, opts)
+	t, err := m.dev.Build(text, opts)
+	if err == nil && t.Len() >= bigTableTargets {
+		// Building a million targets leaves a few hundred MB of garbage
+		// that the runtime would hand back to the OS only slowly: the
+		// daemon's RSS would stay that much above its live heap.
+		go debug.FreeOSMemory()
+	}
+	return t, err
 }
+
+// bigTableTargets is the size of a table after whose build the daemon
+// gives its garbage back to the OS at once.
+const bigTableTargets = 100_000
 
 // commit makes next the device's persisted definition. Every verb writes
 // its state file before (or, for resume and suspend, around) its change in
@@ -65,7 +77,7 @@ func (d *daemon) create(name, text, uuid string, readOnly bool) (*managed, error
 		return nil, d.undoCreate(m, err)
 	}
 	d.mu.Lock()
-	d.devices[name] = m
+	d.register(m)
 	d.mu.Unlock()
 	return m, nil
 }
@@ -77,7 +89,9 @@ func (d *daemon) undoCreate(m *managed, err error) error {
 	}
 	if rerr := d.state.remove(m.id); rerr != nil {
 		d.log.Error("state keeps a device whose create failed", "device", m.name(), "err", rerr)
+		return err
 	}
+	d.state.dropTables(m.saved, deviceState{})
 	return err
 }
 
@@ -97,13 +111,19 @@ func (d *daemon) loadLocked(m *managed, text string, asLive bool) error {
 	if err != nil {
 		return err
 	}
-	err = d.saveAround(m, func(next *deviceState) {
-		if asLive {
-			next.Live, next.LiveIdentities = t.Text(), t.Identities()
-		} else {
-			next.Inactive, next.InactiveIdentities = t.Text(), t.Identities()
-		}
-	}, func() error { return m.dev.Load(t) }) // Load fails only on a removed device, which opMu rules out
+	file, saved, err := d.state.saveTable(m.id, t)
+	if err != nil {
+		d.log.Error("saving a table", "device", m.name(), "err", err)
+		err = fmt.Errorf("state not saved, nothing was changed: %w", err)
+	} else {
+		err = d.saveAround(m, func(next *deviceState) {
+			if asLive {
+				next.LiveFile, next.Live, next.LiveIdentities = file, saved, t.Identities()
+			} else {
+				next.InactiveFile, next.Inactive, next.InactiveIdentities = file, saved, t.Identities()
+			}
+		}, func() error { return m.dev.Load(t) }) // Load fails only on a removed device, which opMu rules out
+	}
 	if err != nil {
 		m.dev.Discard(t)
 	}
@@ -128,19 +148,24 @@ func (d *daemon) onDevice(name string, verb func(m *managed) error) (*managed, e
 // saveAround persists the device's definition as edit changes it, runs op
 // (the change in memory), and on op's failure persists the previous
 // definition again: the state file says the verb happened only if it did.
+// The table files only the replaced definition named are removed last,
+// when the definition that no longer names them is durable and in force.
 // Called with m.opMu held.
 func (d *daemon) saveAround(m *managed, edit func(next *deviceState), op func() error) error {
 	prev, next := m.saved, m.saved
 	edit(&next)
 	if err := d.commitLocked(m, next); err != nil {
-		return err
+		return err // a table file written for next is swept at the next start
 	}
 	if err := op(); err != nil {
 		if rerr := d.commitLocked(m, prev); rerr != nil {
 			d.log.Error("state says the failed verb happened; it did not", "device", m.name(), "err", rerr)
+		} else {
+			d.state.dropTables(next, prev)
 		}
 		return err
 	}
+	d.state.dropTables(prev, next)
 	return nil
 }
 
@@ -152,6 +177,7 @@ func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, 
 		err := d.saveAround(m, func(next *deviceState) {
 			if m.dev.HasInactive() {
 				next.Live, next.Inactive = next.Inactive, ""
+				next.LiveFile, next.InactiveFile = next.InactiveFile, ""
 				next.LiveIdentities, next.InactiveIdentities = next.InactiveIdentities, nil
 			}
 			next.Suspended = false
@@ -175,7 +201,9 @@ func (d *daemon) suspend(ctx context.Context, name string, noflush bool) (*manag
 
 func (d *daemon) clear(name string) (*managed, error) {
 	return d.onDevice(name, func(m *managed) error {
-		return d.saveAround(m, func(next *deviceState) { next.Inactive, next.InactiveIdentities = "", nil }, m.dev.Clear)
+		return d.saveAround(m, func(next *deviceState) {
+			next.Inactive, next.InactiveFile, next.InactiveIdentities = "", "", nil
+		}, m.dev.Clear)
 	})
 }
 
@@ -202,8 +230,9 @@ func (d *daemon) removeLocked(m *managed, force bool) error {
 		d.log.Error("removing state", "device", name, "err", err)
 		return fmt.Errorf("state not saved, nothing was changed: %w", err)
 	}
+	d.state.dropTables(m.saved, deviceState{})
 	d.mu.Lock()
-	delete(d.devices, name)
+	d.unregister(m)
 	d.mu.Unlock()
 	if force {
 		if n := d.nbd.Disconnect(m.exp); n > 0 {
@@ -215,6 +244,7 @@ func (d *daemon) removeLocked(m *managed, force bool) error {
 	if cerr := m.dev.Close(); cerr != nil {
 		d.log.Warn("closing device", "device", name, "err", cerr)
 	}
+	d.retired.add(m.dev)
 	return nil
 }
 

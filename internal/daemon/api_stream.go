@@ -1,0 +1,157 @@
+package daemon
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/pkg/table"
+)
+
+// A million-target table is tens of megabytes of text. These handlers take
+// it in and give it out as plain text, streamed: never inside a JSON
+// string (decoding one cost 1.5 s and a second copy of the table), never
+// built whole in memory to be written.
+
+// maxTableBytes bounds a table sent as text (64 MiB was the JSON body's
+// bound; a million linear targets with long paths is about 50 MB).
+const maxTableBytes = 256 << 20
+
+// streamTimeout bounds how long a streamed answer may hold a table: the
+// table is held (a suspend waits for it) while its text goes out, so a
+// client that stops reading is cut off after this.
+const streamTimeout = 30 * time.Second
+
+// isText reports whether the request's body is a plain-text table.
+func isText(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == controlapi.TextTable
+}
+
+// readTable reads a plain-text table body into one string (one copy: the
+// builder is sized from Content-Length), or answers 400 and returns false.
+func readTable(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var b strings.Builder
+	if n := r.ContentLength; n > 0 && n <= maxTableBytes {
+		b.Grow(int(n))
+	}
+	if _, err := io.Copy(&b, http.MaxBytesReader(w, r.Body, maxTableBytes)); err != nil {
+		writeJSON(w, http.StatusBadRequest, controlapi.Error{Error: "bad request: reading the table: " + err.Error()})
+		return "", false
+	}
+	return b.String(), true
+}
+
+// createReq is a create's request: JSON, or the table as plain text with
+// name, uuid and read_only in the query.
+func createReq(w http.ResponseWriter, r *http.Request) (controlapi.CreateReq, bool) {
+	var req controlapi.CreateReq
+	if !isText(r) {
+		return req, decode(w, r, &req)
+	}
+	q := r.URL.Query()
+	req.Name, req.UUID, req.ReadOnly = q.Get("name"), q.Get("uuid"), q.Get("read_only") == "1"
+	var ok bool
+	req.Table, ok = readTable(w, r)
+	return req, ok
+}
+
+// loadReq is a load's table: JSON, or plain text.
+func loadReq(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if isText(r) {
+		return readTable(w, r)
+	}
+	var req controlapi.TableText
+	ok := decode(w, r, &req)
+	return req.Table, ok
+}
+
+// serveTable answers GET .../table: with ?format=text the table's text
+// itself, written from the table as it goes; else the JSON TableText.
+func (d *daemon) serveTable(w http.ResponseWriter, r *http.Request, m *managed) {
+	slot := table.Live
+	if r.URL.Query().Get("inactive") == "1" {
+		slot = table.Inactive
+	}
+	if r.URL.Query().Get("format") != "text" {
+		out := controlapi.TableText{Name: m.name()}
+		m.dev.View(slot, func(t *table.Table) error { out.Table = t.Text(); return nil })
+		reply(w, out)
+		return
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout))
+	w.Header().Set("Content-Type", controlapi.TextTable)
+	// No table in the slot: an empty text, as the JSON's empty string.
+	if err := m.dev.View(slot, func(t *table.Table) error { return t.WriteText(w) }); err != nil && !errors.Is(err, table.ErrNoTable) {
+		// Mid-stream: the status is sent; the client sees the cut.
+		d.log.Debug("streaming a table", "device", m.name(), "err", err)
+	}
+}
+
+// serveStatus answers GET .../status with the DeviceStatus JSON, each
+// target's line encoded and written as it comes.
+func (d *daemon) serveStatus(w http.ResponseWriter, m *managed) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout))
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	name, _ := json.Marshal(m.name())
+	fmt.Fprintf(bw, "{\n  \"name\": %s,\n  \"targets\": [", name)
+	err := m.dev.View(table.Live, func(t *table.Table) error {
+		st := t.Status()
+		var b []byte
+		for i := range t.Len() {
+			sep := ",\n    "
+			if i == 0 {
+				sep = "\n    "
+			}
+			b = appendStatusLine(append(b[:0], sep...), t.Line(i), st[i])
+			if _, err := bw.Write(b); err != nil {
+				return err // the client is gone: stop encoding
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, table.ErrNoTable) {
+		d.log.Debug("streaming a status", "device", m.name(), "err", err)
+		return
+	}
+	bw.WriteString("\n  ]\n}\n")
+	bw.Flush()
+}
+
+// appendStatusLine appends the JSON of one controlapi.StatusLine, as
+// json.Marshal would write it, at a fraction of its cost (a million-target
+// status took a second in json.Marshal alone).
+func appendStatusLine(b []byte, l table.Line, status string) []byte {
+	b = append(b, `{"start":`...)
+	b = strconv.AppendUint(b, l.Start, 10)
+	b = append(b, `,"length":`...)
+	b = strconv.AppendUint(b, l.Length, 10)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, l.Type)
+	b = append(b, `,"status":`...)
+	b = appendJSONString(b, status)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string: printable ASCII as it is,
+// anything else through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

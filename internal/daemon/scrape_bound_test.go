@@ -1,0 +1,78 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+)
+
+// deviceLines counts the exposition lines of one device in a scrape.
+func deviceLines(t *testing.T, td *testDaemon, name string) int {
+	t.Helper()
+	mfs, err := newRegistry(td.d).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, `device="`+name+`"`) {
+			n++
+		}
+	}
+	return n
+}
+
+// An idle device costs idleDeviceSeries lines of a scrape, and one that
+// has seen every op (with latency histograms on) maxDeviceSeries: the
+// bound the README states.
+func TestScrapeLinesPerDevice(t *testing.T) {
+	td := startTestDaemon(t, "")
+	if !td.d.timed {
+		t.Fatal("the test daemon does not time I/O: histograms untested")
+	}
+	td.ok(t, "create", "idle", "--table", "0 64 zero")
+	if n := deviceLines(t, td, "idle"); n != idleDeviceSeries {
+		t.Errorf("idle device: %d lines, want %d", n, idleDeviceSeries)
+	}
+	m := mustGet(t, td, "idle")
+	ctx := context.Background()
+	buf := make([]byte, 512)
+	m.dev.ReadAt(ctx, buf, 0)
+	m.dev.WriteAt(ctx, buf, 0)
+	m.dev.Flush(ctx)
+	m.dev.Trim(ctx, 0, 512)
+	m.exp.Zero(ctx, 0, 512, false, false)
+	m.exp.Extents(ctx, 0, 512, func(int64, uint32) bool { return true })
+	// The zero target's own per-target series: 3 per op it saw (flush is
+	// the device's, not a target's).
+	perTarget := 3 * 5
+	if n := deviceLines(t, td, "idle"); n != maxDeviceSeries+perTarget {
+		t.Errorf("device that saw every op: %d lines, want %d", n, maxDeviceSeries+perTarget)
+	}
+}
+
+// The daemon-wide drain-wait histogram keeps the waits of removed devices:
+// a counter that went down when a device did would read as a reset.
+func TestDrainWaitSurvivesRemove(t *testing.T) {
+	td := startTestDaemon(t, "")
+	td.ok(t, "create", "d", "--table", "0 8 zero")
+	td.ok(t, "load", "d", "--table", "0 16 zero")
+	td.ok(t, "resume", "d") // the first table is destroyed: one drain
+	before := td.d.drainWait().Count()
+	if before == 0 {
+		t.Fatal("a swap recorded no drain wait")
+	}
+	td.ok(t, "remove", "d")
+	if after := td.d.drainWait().Count(); after < before {
+		t.Fatalf("drain waits went from %d to %d when the device was removed", before, after)
+	}
+}

@@ -1,0 +1,141 @@
+package daemon
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gdm-project/gdm/pkg/table"
+)
+
+// A device's tables (those over inlineTableMax) live in files of their own
+// beside its JSON state, written once when the table is loaded: suspend, resume, rename and clear
+// rewrite only the small JSON, never a 50 MB table.
+//
+// A table file is named by its device's id and its content's hash
+// (<id>.<sha256 prefix>.table) and written whole (temp file, fsync,
+// rename, fsync dir) before the JSON that names it is written: a crash
+// leaves at worst a table file no JSON names, removed at the next start
+// (sweepTables). A file the old JSON named is removed only after the new
+// JSON is durable and the verb's change in memory is done (dropTables).
+//
+// A small table, and any in state written before table files, is its text
+// inside the JSON (live_table/inactive_table); a big one in such old state
+// is moved out to a file once its device is restored (externalize).
+
+const tableSuffix = ".table"
+
+// inlineTableMax is the largest table kept inside its device's JSON: a
+// small table costs one file and one fsync, not two (10,000 one-line
+// devices were created at half the speed with a file each), and rewriting
+// a JSON of a few kilobytes costs nothing. A variable for tests.
+var inlineTableMax = 16 << 10
+
+// tableFiles are the table files a definition names.
+func (s deviceState) tableFiles() []string {
+	var out []string
+	for _, f := range []string{s.LiveFile, s.InactiveFile} {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// saveTable makes t's text savable in a definition: the text itself for a
+// small table (file ""), else the name of a new table file of device id
+// (text "").
+func (s *stateStore) saveTable(id string, t *table.Table) (file, text string, err error) {
+	if t.Len() <= inlineTableMax/32 { // cheap to make, to measure
+		if text = t.Text(); len(text) <= inlineTableMax {
+			return "", text, nil
+		}
+	}
+	file, err = s.writeTable(id, t)
+	return file, "", err
+}
+
+// writeTable writes t's text to a new table file of device id and returns
+// its name.
+func (s *stateStore) writeTable(id string, t *table.Table) (string, error) {
+	if s.failWrites.Load() {
+		return "", fmt.Errorf("state: %w", errInjected)
+	}
+	var name string
+	err := s.replace(func(w io.Writer) (string, error) {
+		h := sha256.New()
+		if err := t.WriteText(io.MultiWriter(w, h)); err != nil {
+			return "", err
+		}
+		name = id + "." + hex.EncodeToString(h.Sum(nil)[:12]) + tableSuffix
+		return name, nil
+	})
+	return name, err
+}
+
+// tableText is the text of a saved table: its file's, or (state written
+// before table files) the text inside the JSON.
+func (s *stateStore) tableText(file, inline string) (string, error) {
+	if file == "" {
+		return inline, nil
+	}
+	f, err := os.Open(filepath.Join(s.devicesDir(), file))
+	if err != nil {
+		return "", fmt.Errorf("state: table file: %w", err)
+	}
+	defer f.Close()
+	var b strings.Builder
+	if st, err := f.Stat(); err == nil {
+		b.Grow(int(st.Size())) // one copy of the text, not a doubling series
+	}
+	if _, err := io.Copy(&b, f); err != nil {
+		return "", fmt.Errorf("state: table file: %w", err)
+	}
+	return b.String(), nil
+}
+
+// dropTables removes the table files old names and keep does not.
+func (s *stateStore) dropTables(old, keep deviceState) {
+	for _, f := range old.tableFiles() {
+		if f != keep.LiveFile && f != keep.InactiveFile {
+			os.Remove(filepath.Join(s.devicesDir(), f)) // if it fails, swept at the next start
+		}
+	}
+}
+
+// checkTableFiles refuses a definition naming a table file that is not its
+// device's (a path, or another device's file).
+func checkTableFiles(st deviceState) error {
+	for _, f := range st.tableFiles() {
+		if !strings.HasPrefix(f, st.ID+".") || !strings.HasSuffix(f, tableSuffix) || strings.ContainsAny(f, `/\`) {
+			return fmt.Errorf("names table file %q, not one of its own", f)
+		}
+	}
+	return nil
+}
+
+// sweepTables removes the table files that no definition names: left by a
+// crash between a table file and the JSON naming it, or between a JSON and
+// the removal of the file it stopped naming. The files of a device whose
+// JSON cannot be read (idsUnread) are kept with it, for the operator.
+func (s *stateStore) sweepTables(devs []deviceState, idsUnread map[string]bool) {
+	named := map[string]bool{}
+	for _, st := range devs {
+		for _, f := range st.tableFiles() {
+			named[f] = true
+		}
+	}
+	entries, _ := os.ReadDir(s.devicesDir())
+	for _, e := range entries {
+		n := e.Name()
+		id, _, _ := strings.Cut(n, ".")
+		if !e.Type().IsRegular() || !strings.HasSuffix(n, tableSuffix) || named[n] || idsUnread[id] {
+			continue
+		}
+		os.Remove(filepath.Join(s.devicesDir(), n))
+	}
+}
