@@ -59,32 +59,37 @@ type result struct {
 	iops, mibs, cpuPerGiB float64
 }
 
-func main() {
-	gdm := flag.String("gdm", "", "gdm binary")
-	base := flag.String("base", "", "another gdm binary (say, main's) to run as gdm-base and gdm-base+metrics, for before and after in one run")
-	gonbd := flag.String("gonbd", "", "gonbd binary")
-	size := flag.Int64("size", 1<<30, "bytes in the served file")
-	runtime := flag.Duration("runtime", 10*time.Second, "fio runtime per job")
-	dir := flag.String("dir", "/dev/shm", "where the served file lives (tmpfs)")
-	onlyServers := flag.String("servers", "", "comma-separated servers to run: gdm, gdm+metrics, gdm-base, gdm-base+metrics (with -base), go-nbd, nbdkit, qemu-nbd (default: all)")
-	onlyJobs := flag.String("jobs", "", "run only jobs whose name contains one of these comma-separated strings (default: all)")
-	repeat := flag.Int("repeat", 3, "rounds; each row shows the median")
-	tcp := flag.Bool("tcp", false, "serve on loopback TCP instead of UNIX sockets")
-	flag.Parse()
-	if *onlyJobs != "" {
-		var kept []job
-		for _, j := range jobs {
-			for _, part := range strings.Split(*onlyJobs, ",") {
-				if strings.Contains(j.name, part) {
-					kept = append(kept, j)
-					break
-				}
-			}
-		}
-		jobs = kept
-	}
+// config is the command line.
+type config struct {
+	gdm, base, gonbd      string
+	size                  int64
+	runtime               time.Duration
+	dir                   string
+	onlyServers, onlyJobs string
+	repeat                int
+	tcp                   bool
+}
 
-	work, err := os.MkdirTemp(*dir, "gdm-bench")
+func parseFlags() config {
+	var c config
+	flag.StringVar(&c.gdm, "gdm", "", "gdm binary")
+	flag.StringVar(&c.base, "base", "", "another gdm binary (say, main's) to run as gdm-base and gdm-base+metrics, for before and after in one run")
+	flag.StringVar(&c.gonbd, "gonbd", "", "gonbd binary")
+	flag.Int64Var(&c.size, "size", 1<<30, "bytes in the served file")
+	flag.DurationVar(&c.runtime, "runtime", 10*time.Second, "fio runtime per job")
+	flag.StringVar(&c.dir, "dir", "/dev/shm", "where the served file lives (tmpfs)")
+	flag.StringVar(&c.onlyServers, "servers", "", "comma-separated servers to run: gdm, gdm+metrics, gdm-base, gdm-base+metrics (with -base), go-nbd, nbdkit, qemu-nbd (default: all)")
+	flag.StringVar(&c.onlyJobs, "jobs", "", "run only jobs whose name contains one of these comma-separated strings (default: all)")
+	flag.IntVar(&c.repeat, "repeat", 3, "rounds; each row shows the median")
+	flag.BoolVar(&c.tcp, "tcp", false, "serve on loopback TCP instead of UNIX sockets")
+	flag.Parse()
+	return c
+}
+
+func main() {
+	cfg := parseFlags()
+	jobs = filterJobs(jobs, cfg.onlyJobs)
+	work, err := os.MkdirTemp(cfg.dir, "gdm-bench")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -92,18 +97,47 @@ func main() {
 	file := filepath.Join(work, "disk.img")
 	// A fully allocated file, so reads are real copies, not holes.
 	if out, err := exec.Command("fio", "--name=fill", "--filename="+file, "--rw=write", "--bs=1m",
-		fmt.Sprintf("--size=%d", *size), "--ioengine=psync").CombinedOutput(); err != nil {
+		fmt.Sprintf("--size=%d", cfg.size), "--ioengine=psync").CombinedOutput(); err != nil {
 		log.Fatalf("filling %s: %v\n%s", file, err, out)
 	}
+	servers := filterServers(benchServers(cfg, work), cfg.onlyServers)
+	if len(jobs) == 0 || len(servers) == 0 {
+		log.Fatal("no job or no server left to run")
+	}
+	b := &bench{cfg: cfg, servers: servers, work: work, file: file}
+	b.endpoints()
+	runs, loads := b.rounds()
+	report(os.Stdout, runs, names(servers), cfg.repeat, cfg.runtime, cfg.tcp, loads)
+}
 
+// filterJobs keeps the jobs whose name contains one of the comma-separated
+// parts of only (all of them when only is empty).
+func filterJobs(all []job, only string) []job {
+	if only == "" {
+		return all
+	}
+	var kept []job
+	for _, j := range all {
+		for _, part := range strings.Split(only, ",") {
+			if strings.Contains(j.name, part) {
+				kept = append(kept, j)
+				break
+			}
+		}
+	}
+	return kept
+}
+
+// benchServers are the servers compared, gdm's first.
+func benchServers(cfg config, work string) []server {
 	servers := []server{
-		{"gdm", gdmServer(*gdm, work, "gdm", ""), *gdm},
-		{"gdm+metrics", gdmServer(*gdm, work, "gdm+metrics", "127.0.0.1:0"), *gdm},
+		{"gdm", gdmServer(cfg.gdm, work, "gdm", ""), cfg.gdm},
+		{"gdm+metrics", gdmServer(cfg.gdm, work, "gdm+metrics", "127.0.0.1:0"), cfg.gdm},
 		{"go-nbd", func(file string, ep endpoint) *exec.Cmd {
 			if ep.network == "tcp" {
-				return exec.Command(*gonbd, "-file", file, "-listen", ep.addr)
+				return exec.Command(cfg.gonbd, "-file", file, "-listen", ep.addr)
 			}
-			return exec.Command(*gonbd, "-file", file, "-socket", ep.addr)
+			return exec.Command(cfg.gonbd, "-file", file, "-socket", ep.addr)
 		}, ""},
 		{"nbdkit", func(file string, ep endpoint) *exec.Cmd {
 			if ep.network == "tcp" {
@@ -114,94 +148,124 @@ func main() {
 		}, ""},
 		{"qemu-nbd", qemuNBD, ""},
 	}
-	if *base != "" {
+	if cfg.base != "" {
 		servers = slices.Insert(servers, 2,
-			server{"gdm-base", gdmServer(*base, work, "gdm-base", ""), *base},
-			server{"gdm-base+metrics", gdmServer(*base, work, "gdm-base+metrics", "127.0.0.1:0"), *base})
+			server{"gdm-base", gdmServer(cfg.base, work, "gdm-base", ""), cfg.base},
+			server{"gdm-base+metrics", gdmServer(cfg.base, work, "gdm-base+metrics", "127.0.0.1:0"), cfg.base})
 	}
-	if *onlyServers != "" {
-		var kept []server
-		for _, s := range servers {
-			if strings.Contains(","+*onlyServers+",", ","+s.name+",") {
-				kept = append(kept, s)
-			}
-		}
-		servers = kept
+	return servers
+}
+
+// filterServers keeps the servers named in the comma-separated only (all
+// of them when only is empty).
+func filterServers(all []server, only string) []server {
+	if only == "" {
+		return all
 	}
-	if len(jobs) == 0 || len(servers) == 0 {
-		log.Fatal("no job or no server left to run")
-	}
-	// Each round starts every server afresh, runs every job against every
-	// server back to back, the servers' order rotating from round to round,
-	// and stops them. A row then compares runs seconds apart, not a whole
-	// benchmark apart, and the median of the rounds drops the odd run (or
-	// server process) a noisy neighbour spoiled.
-	eps := make([]endpoint, len(servers))
-	for i, s := range servers {
-		eps[i] = endpoint{"unix", filepath.Join(work, s.name+".sock")}
-		if *tcp {
-			eps[i] = endpoint{"tcp", freePort()}
+	var kept []server
+	for _, s := range all {
+		if strings.Contains(","+only+",", ","+s.name+",") {
+			kept = append(kept, s)
 		}
 	}
-	startAll := func() (procs []*exec.Cmd, stop func()) {
-		stop = func() {
-			for _, p := range procs {
-				p.Process.Kill()
-				p.Wait()
-			}
+	return kept
+}
+
+// bench is one run: the servers, where each listens, and the served file.
+//
+// Each round starts every server afresh, runs every job against every
+// server back to back, the servers' order rotating from round to round,
+// and stops them. A row then compares runs seconds apart, not a whole
+// benchmark apart, and the median of the rounds drops the odd run (or
+// server process) a noisy neighbour spoiled.
+type bench struct {
+	cfg        config
+	servers    []server
+	eps        []endpoint
+	work, file string
+}
+
+// endpoints gives each server its socket path or loopback port.
+func (b *bench) endpoints() {
+	b.eps = make([]endpoint, len(b.servers))
+	for i, s := range b.servers {
+		b.eps[i] = endpoint{"unix", filepath.Join(b.work, s.name+".sock")}
+		if b.cfg.tcp {
+			b.eps[i] = endpoint{"tcp", freePort()}
 		}
-		for i, s := range servers {
-			if eps[i].network == "unix" {
-				os.Remove(eps[i].addr)
-			}
-			p := s.start(file, eps[i])
-			p.Stderr = os.Stderr
-			if err := p.Start(); err != nil {
+	}
+}
+
+// startAll starts every server and, for gdm's, creates the device; stop
+// kills them all.
+func (b *bench) startAll() (procs []*exec.Cmd, stop func()) {
+	stop = func() {
+		for _, p := range procs {
+			p.Process.Kill()
+			p.Wait()
+		}
+	}
+	for i, s := range b.servers {
+		if b.eps[i].network == "unix" {
+			os.Remove(b.eps[i].addr)
+		}
+		p := s.start(b.file, b.eps[i])
+		p.Stderr = os.Stderr
+		if err := p.Start(); err != nil {
+			stop()
+			log.Fatalf("%s: %v", s.name, err)
+		}
+		procs = append(procs, p)
+		waitListening(b.eps[i])
+		if s.gdm != "" {
+			ctl := exec.Command(s.gdm, "create", "bench", "--control", gdmControl(b.work, s.name),
+				"--table", fmt.Sprintf("0 %d linear %s 0", b.cfg.size/512, b.file))
+			if out, err := ctl.CombinedOutput(); err != nil {
 				stop()
-				log.Fatalf("%s: %v", s.name, err)
-			}
-			procs = append(procs, p)
-			waitListening(eps[i])
-			if s.gdm != "" {
-				ctl := exec.Command(s.gdm, "create", "bench", "--control", gdmControl(work, s.name),
-					"--table", fmt.Sprintf("0 %d linear %s 0", *size/512, file))
-				if out, err := ctl.CombinedOutput(); err != nil {
-					stop()
-					log.Fatalf("gdm create: %v %s", err, out)
-				}
+				log.Fatalf("gdm create: %v %s", err, out)
 			}
 		}
-		return procs, stop
 	}
-	runs := map[string][]result{} // by job and server, one per round
-	var loads []float64           // the load average before each fio run
-	for round := range *repeat {
-		procs, stop := startAll()
+	return procs, stop
+}
+
+// rounds runs every round and returns the results by job and server (one
+// per round) and the load average before each fio run.
+func (b *bench) rounds() (runs map[string][]result, loads []float64) {
+	runs = map[string][]result{}
+	for round := range b.cfg.repeat {
+		procs, stop := b.startAll()
 		for _, j := range jobs {
-			for k := range servers {
-				i := (k + round) % len(servers)
-				s := servers[i]
-				pid := procs[i].Process.Pid
+			for k := range b.servers {
+				i := (k + round) % len(b.servers)
 				loads = append(loads, loadAvg())
-				cpu0 := cpuSeconds(pid)
-				bytes, iops, mibs, err := runFio(eps[i].uri(), j, *size, *runtime)
-				cpu := cpuSeconds(pid) - cpu0
-				if err != nil {
-					log.Printf("%s / %s: %v", s.name, j.name, err)
-					// A zero result marks the failed round, which
-					// keeps rounds aligned across servers.
-					runs[j.name+"|"+s.name] = append(runs[j.name+"|"+s.name], result{})
-					continue
+				r, ok := b.one(j, i, procs[i].Process.Pid)
+				key := j.name + "|" + b.servers[i].name
+				// A zero result marks a failed run, which keeps rounds
+				// aligned across servers.
+				runs[key] = append(runs[key], r)
+				if ok {
+					fmt.Fprintf(os.Stderr, "round %d %-16s %-24s %9.0f IOPS %8.1f MiB/s %6.2f CPU s/GiB\n",
+						round+1, b.servers[i].name, j.name, r.iops, r.mibs, r.cpuPerGiB)
 				}
-				r := result{iops, mibs, cpu / (float64(bytes) / (1 << 30))}
-				runs[j.name+"|"+s.name] = append(runs[j.name+"|"+s.name], r)
-				fmt.Fprintf(os.Stderr, "round %d %-16s %-24s %9.0f IOPS %8.1f MiB/s %6.2f CPU s/GiB\n",
-					round+1, s.name, j.name, r.iops, r.mibs, r.cpuPerGiB)
 			}
 		}
 		stop()
 	}
-	report(os.Stdout, runs, names(servers), *repeat, *runtime, *tcp, loads)
+	return runs, loads
+}
+
+// one runs job j against server i (process pid), with the server's CPU
+// per GiB moved; a failed run is the zero result, and not ok.
+func (b *bench) one(j job, i, pid int) (result, bool) {
+	cpu0 := cpuSeconds(pid)
+	bytes, iops, mibs, err := runFio(b.eps[i].uri(), j, b.cfg.size, b.cfg.runtime)
+	cpu := cpuSeconds(pid) - cpu0
+	if err != nil {
+		log.Printf("%s / %s: %v", b.servers[i].name, j.name, err)
+		return result{}, false
+	}
+	return result{iops, mibs, cpu / (float64(bytes) / (1 << 30))}, true
 }
 
 func names(servers []server) []string {

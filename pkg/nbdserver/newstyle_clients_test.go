@@ -21,13 +21,7 @@ import (
 // expects the answer a fixed newstyle client gets. It needs no kernel.
 func TestGoNBDList(t *testing.T) {
 	_, sock := startServer(t, testExports{"disk": newMem(4096)}, nil)
-	conn, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	names, err := nbdclient.List(conn)
+	conn, names, err := goNBDList(t, sock)
 	if err != nil || !slices.Equal(names, []string{"disk"}) {
 		t.Fatalf("go-nbd List = %q, %v", names, err)
 	}
@@ -55,13 +49,7 @@ func TestGoNBDList(t *testing.T) {
 // This pins that down, so that a change on either side is noticed.
 func TestGoNBDListSeesFirstReplyOnly(t *testing.T) {
 	_, sock := startServer(t, testExports{"a": newMem(512), "b": newMem(512)}, nil)
-	conn, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	names, err := nbdclient.List(conn)
+	_, names, err := goNBDList(t, sock)
 	if err != nil || len(names) != 1 || (names[0] != "a" && names[0] != "b") {
 		t.Fatalf("go-nbd List = %q, %v", names, err)
 	}
@@ -149,4 +137,18 @@ func TestLibnbdPlainNewstyle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goNBDList runs go-nbd's client.List over a new connection to sock, and
+// returns the connection (closed when the test ends) with List's answer.
+func goNBDList(t *testing.T, sock string) (net.Conn, []string, error) {
+	t.Helper()
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	names, err := nbdclient.List(conn)
+	return conn, names, err
 }
