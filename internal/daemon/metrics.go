@@ -18,10 +18,11 @@ import (
 // pkg/table, pkg/targets and pkg/nbdserver; the collector reads them at
 // scrape time.
 var (
-	devLabels = []string{"device"}
-	opLabels  = []string{"device", "op"}
-	segLabels = []string{"device", "target", "type", "op"}
-	legLabels = []string{"device", "target", "leg"}
+	devLabels   = []string{"device"}
+	opLabels    = []string{"device", "op"}
+	segLabels   = []string{"device", "target", "type", "op"}
+	legLabels   = []string{"device", "target", "leg"}
+	faultLabels = []string{"device", "target", "type", "kind"}
 
 	descIOOps      = prometheus.NewDesc("gdm_device_io_operations_total", "I/O requests served by a device, by op.", opLabels, nil)
 	descIOBytes    = prometheus.NewDesc("gdm_device_io_bytes_total", "Bytes moved (read, write) or covered (trim, zero, block_status) by successful requests.", opLabels, nil)
@@ -46,6 +47,8 @@ var (
 	descLegOps     = prometheus.NewDesc("gdm_target_leg_io_operations_total", "Reads and writes sent to one leg of a striped target.", legLabels, nil)
 	descLegBytes   = prometheus.NewDesc("gdm_target_leg_io_bytes_total", "Bytes read or written on one leg of a striped target.", legLabels, nil)
 	descLegErrors  = prometheus.NewDesc("gdm_target_leg_io_errors_total", "Failed I/O on one leg of a striped target.", legLabels, nil)
+	descFaults     = prometheus.NewDesc("gdm_target_faults_total", "Requests a fault-injecting target (flakey, delay, dust) changed, by kind: read_error, write_error, write_dropped, corrupted, delayed.", faultLabels, nil)
+	descFaultDelay = prometheus.NewDesc("gdm_target_fault_delay_seconds_total", "Total time a delay target held its requests back.", segLabels[:3], nil)
 	descAccepted   = prometheus.NewDesc("gdm_nbd_connections_accepted_total", "NBD connections accepted.", nil, nil)
 	descHandshake  = prometheus.NewDesc("gdm_nbd_handshakes_failed_total", "NBD handshakes that did not reach transmission, by reason.", []string{"reason"}, nil)
 	descOptions    = prometheus.NewDesc("gdm_nbd_options_total", "NBD handshake options received, by option.", []string{"option"}, nil)
@@ -74,7 +77,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
 		descSize, descSuspended, descReadOnly, descBroken, descBadStates, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
-		descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins,
+		descFaults, descFaultDelay, descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins,
 		descConnPanics, descRefused, descDropped, descOpenConns, descInFlightB, descInFlightW, descInFlightDW, descPipes, descPipesRef, descMemRel} {
 		ch <- d
 	}
@@ -237,5 +240,22 @@ func collectTargets(ch chan<- prometheus.Metric, t *table.Table, name string) {
 				counter(ch, descLegErrors, ls.Errors.Load(), name, idx, l)
 			}
 		}
+		if fc, ok := tgs[i].(targets.FaultCounter); ok {
+			collectFaults(ch, fc.Faults(), name, idx, typ)
+		}
 	})
+}
+
+// collectFaults sends a fault-injecting target's counters: a kind's series
+// appears once the target has injected it, and the delay total once it has
+// delayed a request.
+func collectFaults(ch chan<- prometheus.Metric, f *targets.FaultStats, name, idx, typ string) {
+	for k := range targets.NumFaultKinds {
+		if n := f.Requests[k].Load(); n > 0 {
+			counter(ch, descFaults, n, name, idx, typ, k.String())
+		}
+	}
+	if f.Requests[targets.FaultDelayed].Load() > 0 {
+		ch <- prometheus.MustNewConstMetric(descFaultDelay, prometheus.CounterValue, f.Delay().Seconds(), name, idx, typ)
+	}
 }
