@@ -48,25 +48,7 @@ func TestPrometheusScrapesGdm(t *testing.T) {
 	file := testkit.Sparse(t, d.dir, "p.img", 64<<20)
 	d.gdm("create", "p", "--table", "0 131072 linear "+file+" 0")
 
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: gdm
-    static_configs:
-      - targets: ['%s']
-`, d.metrics)), 0o600)
-	web := freePort(t)
-	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+web, "--log.level=warn")
-	out, _ := os.Create(filepath.Join(dir, "prometheus.log"))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	web, promLog := startPrometheus(t, prom, d.metrics, "")
 
 	// Load: a few rounds of writes and reads while Prometheus scrapes, and
 	// three reloads.
@@ -74,7 +56,7 @@ scrape_configs:
 	var rate, swaps float64
 	for round := 0; ; round++ {
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
+			log, _ := os.ReadFile(promLog)
 			t.Fatalf("Prometheus never saw the values: rate %v swaps %v\n%s", rate, swaps, log)
 		}
 		run(t, "qemu-io", "-f", "raw", "-c", "write -P 1 0 8M", "-c", "read -P 1 0 8M", d.uri("p"))
@@ -94,4 +76,40 @@ scrape_configs:
 	if up, ok := promQuery(t, web, `up{job="gdm"}`); !ok || up != 1 {
 		t.Fatalf("up = %v", up)
 	}
+}
+
+// startPrometheus runs prom scraping gdm's metrics address every second,
+// evaluating rules (a rule file's path, or "") every second too. It returns
+// Prometheus' web address and its log file.
+func startPrometheus(t *testing.T, prom, metrics, rules string) (web, logFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	ruleFiles := ""
+	if rules != "" {
+		abs, err := filepath.Abs(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ruleFiles = fmt.Sprintf("rule_files: ['%s']\n", abs)
+	}
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+%sscrape_configs:
+  - job_name: gdm
+    static_configs:
+      - targets: ['%s']
+`, ruleFiles, metrics)), 0o600)
+	web = freePort(t)
+	logFile = filepath.Join(dir, "prometheus.log")
+	cmd := exec.Command(prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+web, "--log.level=warn")
+	out, _ := os.Create(logFile)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return web, logFile
 }
