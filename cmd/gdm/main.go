@@ -11,9 +11,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/gdm-project/gdm/pkg/targets"
 )
 
 // verb is one subcommand. run gets the arguments after the verb and returns
@@ -118,13 +119,14 @@ func splitVerb(args []string) (word string, rest []string, ok bool) {
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "gdm: a userspace device-mapper serving dm-style tables over NBD")
 	fmt.Fprintln(w, "\nusage: gdm [flags] VERB [flags] [args]")
-	var names []string
-	for n := range verbs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range verbNames() {
 		fmt.Fprintf(w, "  %-44s %s\n", verbs[n].usage, verbs[n].help)
+	}
+	fmt.Fprintln(w, "\nTable lines are <start> <length> <target> <args>, in 512-byte sectors; targets:")
+	for _, n := range targets.TypeNames() {
+		if t, _ := targets.Lookup(n); t.Summary != "" { // tests' stub types have none
+			fmt.Fprintf(w, "  %-44s %s\n", strings.TrimSpace(n+" "+t.Syntax), t.Summary)
+		}
 	}
 	fmt.Fprintln(w, "\nVerbs other than serve talk to the daemon's control socket: --control or $GDM_CONTROL")
 	fmt.Fprintln(w, "(default /run/gdm/gdm.sock). `gdm VERB -h` lists a verb's flags.")
@@ -166,6 +168,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("gdm "+name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
+	if captureFlags != nil {
+		captureFlags(fs)
+	}
 	return fs
 }
 

@@ -25,6 +25,7 @@ type Running struct {
 	control *http.Server
 	metrics *http.Server
 	served  chan error
+	notify  *notifier // systemd's sd_notify, a no-op outside systemd
 	addrs   map[string]string // what listens where: nbd-tcp, nbd-unix, control, metrics
 }
 
@@ -64,6 +65,11 @@ func Start(cfg Config, stdout io.Writer) (*Running, error) {
 		return nil, err
 	}
 	r.banner(stdout)
+	r.notify = newNotifier()
+	if err := r.notify.ready(len(r.d.list())); err != nil {
+		log.Warn("cannot tell systemd gdm is ready", "err", err)
+	}
+	r.notify.startWatchdog(func() { r.d.list() })
 	return r, nil
 }
 
@@ -146,6 +152,7 @@ func (r *Running) banner(w io.Writer) {
 // verb draining a table) is abandoned and reported, and the process exits.
 func (r *Running) Shutdown() error {
 	r.log.Info("shutting down: finishing in-flight requests")
+	r.notify.stopping()
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownWait)
 	defer cancel()
 	var errs []error

@@ -19,7 +19,9 @@ type linear struct {
 var _ Target = (*linear)(nil)
 
 func init() {
-	register(&Type{Name: "linear", Check: checkLinear, New: newLinear})
+	register(&Type{Name: "linear", Check: checkLinear, New: newLinear,
+		Syntax:  "<dev> <offset>",
+		Summary: "maps the range onto <dev> from sector <offset>"})
 }
 
 func checkLinear(args []string, sectors uint64) ([]string, error) {

@@ -14,6 +14,11 @@ import (
 // Type is a kind of target: how to check its arguments and how to build one.
 type Type struct {
 	Name string
+	// Syntax is the args of a line of this type as `gdm help` and gdm(8)
+	// show them, in dm's documentation's words: "<dev> <offset>".
+	Syntax string
+	// Summary says in one line what the target does.
+	Summary string
 	// Check validates args for a target of the given length (sectors)
 	// without touching any device, and returns them in canonical form.
 	Check func(args []string, sectors uint64) ([]string, error)
