@@ -35,6 +35,14 @@ func New(socket string) *Client {
 	}}
 }
 
+// WithTimeout is the client with every request bounded by d (shell
+// completion must not hang on a stuck daemon).
+func (c *Client) WithTimeout(d time.Duration) *Client {
+	h := *c.http
+	h.Timeout = d
+	return &Client{socket: c.socket, http: &h}
+}
+
 // Call does one request; out, if not nil, receives the JSON reply. An
 // answer other than 200 OK is returned as the error the daemon gave.
 func (c *Client) Call(method, path string, query url.Values, in, out any) error {
