@@ -5,6 +5,10 @@
 #   docker exec gdm /gdm create disk --table '0 2097152 linear /srv/images/disk.img 0'
 # Backing files must be visible inside the container (a bind mount) and
 # writable by uid 65532; block devices need --device and matching rights.
+# The image carries what operators load elsewhere, in /usr/share/gdm: the
+# Prometheus rules (gdm-rules.yml), the Grafana dashboard (gdm.json), the
+# systemd unit for hosts without containers, and gdm(8)
+# (`docker run --rm gdm man > gdm.8`). See packaging/ and the README.
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
@@ -12,7 +16,9 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/gdm ./cmd/gdm
-RUN mkdir -p /out/root/var/lib/gdm /out/root/run/gdm
+RUN mkdir -p /out/root/var/lib/gdm /out/root/run/gdm /out/root/usr/share/gdm /out/root/usr/share/man/man8 \
+ && /out/gdm man > /out/root/usr/share/man/man8/gdm.8 \
+ && cp packaging/prometheus/gdm-rules.yml packaging/grafana/gdm.json packaging/systemd/gdm.service /out/root/usr/share/gdm/
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/gdm /gdm

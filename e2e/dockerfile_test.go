@@ -28,7 +28,7 @@ func TestDockerfile(t *testing.T) {
 	if len(res.Warnings) > 0 {
 		t.Errorf("parser warnings: %v", res.Warnings)
 	}
-	var froms, users, exposes, volumes, health, builds []string
+	var froms, users, exposes, volumes, health, builds, afterBuild []string
 	stage := 0
 	for _, n := range res.AST.Children {
 		args := []string{}
@@ -50,6 +50,8 @@ func TestDockerfile(t *testing.T) {
 		case "run":
 			if stage == 1 && strings.Contains(n.Original, "go build") {
 				builds = append(builds, strings.TrimPrefix(n.Original, "RUN "))
+			} else if stage == 1 && len(builds) > 0 {
+				afterBuild = append(afterBuild, strings.TrimPrefix(n.Original, "RUN "))
 			}
 		}
 	}
@@ -100,5 +102,19 @@ func TestDockerfile(t *testing.T) {
 	}
 	if v, err := exec.Command(filepath.Join(out, "gdm"), "version").Output(); err != nil || !strings.Contains(string(v), "Client version") {
 		t.Fatalf("built binary does not run: %v %s", err, v)
+	}
+	// The steps after it lay out the image's files: the operator's kit
+	// (rules, dashboard, unit) and gdm(8).
+	for _, step := range afterBuild {
+		cmd := exec.Command("sh", "-c", strings.ReplaceAll(step, "/out/", out+"/"))
+		cmd.Dir = ".."
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", step, err, b)
+		}
+	}
+	for _, f := range []string{"usr/share/gdm/gdm-rules.yml", "usr/share/gdm/gdm.json", "usr/share/gdm/gdm.service", "usr/share/man/man8/gdm.8"} {
+		if st, err := os.Stat(filepath.Join(out, "root", f)); err != nil || st.Size() == 0 {
+			t.Errorf("the image lacks /%s: %v", f, err)
+		}
 	}
 }
