@@ -13,6 +13,12 @@ import (
 // as its features say: `flakey <dev> <offset> <up> <down> [<#feature
 // args> <feature>...]`. Its TABLE status is its canonical args (Base),
 // its INFO status empty, as in dm.
+//
+// It takes the features of today's dm (error_reads and random_*_corrupt
+// came in 6.5; the oracle's 6.1 refuses them) with today's checks, and
+// behaves as today's dm does where 6.1 differs: 6.1 never corrupted a
+// read (its end_io found the bio already consumed, fixed in 2025) and
+// corrupted a write in the submitter's own pages (a clone since 6.5).
 type flakey struct {
 	Base
 	dev    *Dev
