@@ -101,3 +101,17 @@ func TestRegisterRefusesADuplicateName(t *testing.T) {
 		t.Fatalf("Register(linear) = %v, want ErrDuplicateType", err)
 	}
 }
+
+// Every target type says its syntax and what it does: gdm -h and gdm(8)
+// list them (stub types of tests register none and are not listed).
+func TestEveryTypeDocumented(t *testing.T) {
+	for _, n := range []string{"linear", "striped", "zero", "error", "flakey"} {
+		tp, err := Lookup(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tp.Summary == "" || (tp.Syntax == "" && n != "zero" && n != "error") {
+			t.Errorf("target %s has no Summary or Syntax", n)
+		}
+	}
+}
