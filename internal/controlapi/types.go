@@ -62,6 +62,19 @@ type RenameReq struct {
 	NewName string `json:"new_name"`
 }
 
+// MessageReq is the body of POST /v1/devices/NAME/message, dmsetup
+// message: the words of the message, for the target holding Sector of the
+// live table.
+type MessageReq struct {
+	Sector uint64   `json:"sector"`
+	Args   []string `json:"args"`
+}
+
+// MessageResp answers a message with the target's reply ("" for none).
+type MessageResp struct {
+	Reply string `json:"reply"`
+}
+
 // Removed answers DELETE /v1/devices/NAME.
 type Removed struct {
 	Removed string `json:"removed"`

@@ -111,6 +111,7 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 		m, err := d.rename(r.PathValue("name"), req.NewName)
 		replyInfo(w, d, m, err)
 	})
+	mux.HandleFunc("POST /v1/devices/{name}/message", d.withDevice(d.serveMessage))
 	mux.HandleFunc("DELETE /v1/devices/{name}", func(w http.ResponseWriter, r *http.Request) {
 		if err := d.remove(r.PathValue("name"), r.URL.Query().Get("force") == "1"); err != nil {
 			fail(w, err)
