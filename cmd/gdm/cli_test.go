@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -185,6 +186,34 @@ func TestFlagsBeforeVerb(t *testing.T) {
 	} {
 		if _, errs, code := cli(c.args...); code != c.code || !strings.Contains(errs, c.want) {
 			t.Errorf("gdm %q: exit %d, %q; want %d and %q", c.args, code, errs, c.code, c.want)
+		}
+	}
+}
+
+// "--" ends the flags wherever it stands: the words after it are
+// positional even when they look like flags; a "--" that is a flag's value
+// is only that.
+func TestParseInterspersedDashDash(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"a", "--", "-5", "--x"}, []string{"a", "-5", "--x"}},
+		{[]string{"--", "-5"}, []string{"-5"}},
+		{[]string{"--json", "--", "-5"}, []string{"-5"}},
+		{[]string{"a", "--json", "b", "--", "--json"}, []string{"a", "b", "--json"}},
+		{[]string{"--name", "--", "a"}, []string{"a"}},
+		{[]string{"a", "b"}, []string{"a", "b"}},
+	} {
+		fs := newFlagSet("test")
+		fs.Bool("json", false, "")
+		name := fs.String("name", "", "")
+		got, err := parseInterspersed(fs, c.args)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%q: got %q, %v; want %q", c.args, got, err, c.want)
+		}
+		if c.args[0] == "--name" && *name != "--" {
+			t.Errorf("--name took %q, want the value \"--\"", *name)
 		}
 	}
 }

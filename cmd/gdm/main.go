@@ -154,6 +154,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 			return nil, err
 		}
 		rest := fs.Args()
+		if consumed := args[:len(args)-len(rest)]; endsWithDashDash(fs, consumed) {
+			return append(pos, rest...), nil // flag.Parse took the "--"
+		}
 		if len(rest) == 0 {
 			return pos, nil
 		}
@@ -163,6 +166,28 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// endsWithDashDash says whether the words flag.Parse consumed end in a
+// "--" that ended the flags (and not in the value of a flag before it).
+func endsWithDashDash(fs *flag.FlagSet, consumed []string) bool {
+	n := len(consumed)
+	if n == 0 || consumed[n-1] != "--" {
+		return false
+	}
+	if n == 1 {
+		return true
+	}
+	prev := consumed[n-2]
+	if !strings.HasPrefix(prev, "-") || strings.Contains(prev, "=") {
+		return true
+	}
+	f := fs.Lookup(strings.TrimLeft(prev, "-"))
+	if f == nil {
+		return true
+	}
+	b, isBool := f.Value.(interface{ IsBoolFlag() bool })
+	return isBool && b.IsBoolFlag()
 }
 
 func newFlagSet(name string) *flag.FlagSet {
