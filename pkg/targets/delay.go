@@ -71,7 +71,11 @@ func checkDelay(args []string, sectors uint64) ([]string, error) {
 }
 
 func newDelay(args []string, sectors uint64, devs *DevSet) (Target, error) {
-	return newDelayWith(args, sectors, devs, realDelayClock{})
+	t, err := newDelayWith(args, sectors, devs, realDelayClock{})
+	if err != nil {
+		return nil, err // not a nil *delayTarget in a non-nil Target
+	}
+	return t, nil
 }
 
 // newDelayWith builds a delay target on clk (a fake one in tests) from

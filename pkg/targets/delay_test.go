@@ -295,3 +295,20 @@ func TestDelayWaitersCostNoGoroutineOfTheTarget(t *testing.T) {
 		released(t, done)
 	}
 }
+
+func TestDelayNewRefusesASmallDeviceWithANilTarget(t *testing.T) {
+	typ, err := Lookup("delay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewDevSet(false)
+	defer s.Close()
+	big, small := tempFile(t, 1<<20), tempFile(t, 4096)
+	tg, err := typ.New([]string{big, "0", "0", small, "0", "1"}, 64, s)
+	if !errors.Is(err, ErrDeviceTooSmall) || !strings.Contains(err.Error(), "write") {
+		t.Fatalf("err %v, want ErrDeviceTooSmall for the write device", err)
+	}
+	if tg != nil { // a table destroys every non-nil target it built
+		t.Fatalf("New failed but returned the target %#v", tg)
+	}
+}
