@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
+	"golang.org/x/sys/unix"
 )
 
 func TestDelayCheck(t *testing.T) {
@@ -119,8 +120,12 @@ func TestDelayRoutesEachClassToItsDevice(t *testing.T) {
 		if err := fx.tg.ReadAt(ctx, p, 4096); err != nil || string(p) != "readme" {
 			t.Errorf("%s: read %q, %v from the read device", c.args, p, err)
 		}
+		syncs := wdev.Syncs()
 		if err := fx.tg.WriteAt(ctx, []byte("write!"), 8192, FUA); err != nil {
 			t.Fatal(err)
+		}
+		if wdev.Syncs() != syncs+1 {
+			t.Errorf("%s: a FUA write did not sync the write device", c.args)
 		}
 		if got := at(t, wdev, c.woff+8192, 6); string(got) != "write!" {
 			t.Errorf("%s: write landed elsewhere (write device has %q)", c.args, got)
@@ -310,5 +315,29 @@ func TestDelayNewRefusesASmallDeviceWithANilTarget(t *testing.T) {
 	}
 	if tg != nil { // a table destroys every non-nil target it built
 		t.Fatalf("New failed but returned the target %#v", tg)
+	}
+}
+
+func TestDelaySpliceIsHeldAsARead(t *testing.T) {
+	fx := newDelayFixture(t, "R 8 3600000 W 0 0")
+	if err := fx.r.WriteAt([]byte("spliced!"), 8*512+4096); err != nil {
+		t.Fatal(err)
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	done := make(chan error, 1)
+	go func() { done <- fx.tg.SpliceTo(context.Background(), fds[1], 4096, 4096) }()
+	testkit.WaitFor(t, 10*time.Second, "splice held", func() bool { return fx.tg.Status(StatusInfo) == "1 0 0" })
+	fx.tg.PreSuspend(context.Background())
+	if err := released(t, done); err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 4096)
+	if n, err := unix.Read(fds[0], p); n != 4096 || err != nil || string(p[:8]) != "spliced!" {
+		t.Fatalf("pipe got %d bytes %q, %v; want the read device's 4096 at offset 8 sectors", n, p[:8], err)
 	}
 }
