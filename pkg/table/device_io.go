@@ -63,10 +63,11 @@ func (d *Device) WriteAtFlags(ctx context.Context, p []byte, off int64, flags ta
 	return d.io(ctx, OpWrite, int64(len(p)), func(t *Table) error { return t.WriteAt(ctx, p, off, flags) })
 }
 
-// Flush makes completed writes durable: on the live table, and on the old
-// tables of live swaps that are still draining.
+// Flush serves a client's FLUSH: completed writes become durable, on the
+// live table (whose targets see the request: Table.FlushRequest), and on
+// the old tables of live swaps that are still draining.
 func (d *Device) Flush(ctx context.Context) error {
-	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.Flush(ctx), d.flushRetiring(ctx)) })
+	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.FlushRequest(ctx), d.flushRetiring(ctx)) })
 }
 
 // Trim discards a range.

@@ -75,11 +75,12 @@ type recorder struct {
 }
 
 var (
-	_ targets.Flusher   = (*recorder)(nil)
-	_ targets.Messenger = (*recorder)(nil)
-	_ targets.Suspender = (*recorder)(nil)
-	_ targets.Resumer   = (*recorder)(nil)
-	_ targets.Destroyer = (*recorder)(nil)
+	_ targets.Flusher        = (*recorder)(nil)
+	_ targets.FlushRequester = (*recorder)(nil)
+	_ targets.Messenger      = (*recorder)(nil)
+	_ targets.Suspender      = (*recorder)(nil)
+	_ targets.Resumer        = (*recorder)(nil)
+	_ targets.Destroyer      = (*recorder)(nil)
 )
 
 func newRecorder(args []string, _ uint64, _ *targets.DevSet) (targets.Target, error) {
@@ -107,6 +108,11 @@ func (r *recorder) Extents(_ context.Context, _, n int64, emit func(targets.Exte
 }
 
 func (r *recorder) Flush(context.Context) error { record(r.name, "flush"); return nil }
+
+func (r *recorder) FlushRequest(context.Context) error {
+	record(r.name, "flush-request")
+	return nil
+}
 
 func (r *recorder) Message(_ context.Context, args []string) (string, error) {
 	record(r.name, "message")

@@ -50,6 +50,9 @@ type Table struct {
 	// flushers are the targets with a Flush of their own, found once.
 	flushOnce sync.Once
 	flushers  []targets.Flusher
+	// requesters are the targets that see clients' FLUSH requests,
+	// found with the flushers.
+	requesters []targets.FlushRequester
 }
 
 // Options are how a table opens its backing devices.
@@ -232,12 +235,30 @@ func (t *Table) Flush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// targetFlushers finds, once, the targets that have a Flush of their own.
+// FlushRequest serves a client's FLUSH: every target that acts on one
+// (targets.FlushRequester) gets it first, in table order, then the table
+// is flushed as at any other point. A target's error fails the request,
+// but the sync still runs: the other targets' writes are made durable, as
+// dm's other clones of the flush bio still reach their devices.
+func (t *Table) FlushRequest(ctx context.Context) error {
+	t.targetFlushers()
+	var errs []error
+	for _, r := range t.requesters {
+		errs = append(errs, r.FlushRequest(ctx))
+	}
+	return errors.Join(append(errs, t.Flush(ctx))...)
+}
+
+// targetFlushers finds, once, the targets that have a Flush of their own
+// (and those that see FLUSH requests).
 func (t *Table) targetFlushers() []targets.Flusher {
 	t.flushOnce.Do(func() {
 		for _, tg := range t.targets {
 			if f, ok := tg.(targets.Flusher); ok {
 				t.flushers = append(t.flushers, f)
+			}
+			if r, ok := tg.(targets.FlushRequester); ok {
+				t.requesters = append(t.requesters, r)
 			}
 		}
 	})

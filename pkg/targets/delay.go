@@ -28,16 +28,18 @@ type delayClass struct {
 }
 
 var (
-	_ Target       = (*delayTarget)(nil)
-	_ Flusher      = (*delayTarget)(nil)
-	_ Suspender    = (*delayTarget)(nil)
-	_ Resumer      = (*delayTarget)(nil)
-	_ Destroyer    = (*delayTarget)(nil)
-	_ FaultCounter = (*delayTarget)(nil)
+	_ Target         = (*delayTarget)(nil)
+	_ FlushRequester = (*delayTarget)(nil)
+	_ Suspender      = (*delayTarget)(nil)
+	_ Resumer        = (*delayTarget)(nil)
+	_ Destroyer      = (*delayTarget)(nil)
+	_ FaultCounter   = (*delayTarget)(nil)
 )
 
 func init() {
-	register(&Type{Name: "delay", Check: checkDelay, New: newDelay})
+	register(&Type{Name: "delay", Check: checkDelay, New: newDelay,
+		Syntax:  "<dev> <offset> <ms> [<write dev> <write offset> <write ms> [<flush dev> <flush offset> <flush ms>]]",
+		Summary: "linear, with reads, writes and flushes each held back by a delay (dm-delay)"})
 }
 
 // delayClassNames name the triples in errors, in table order.

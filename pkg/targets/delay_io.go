@@ -65,11 +65,12 @@ func (t *delayTarget) Extents(_ context.Context, off, length int64, emit func(Ex
 	return c.dev.Extents(c.offset+off, length, emit)
 }
 
-// Flush waits the flush class's delay. The table has already synced every
-// device of its DevSet, the flush device among them, so the wait is all
-// that is left of dm's delayed empty flush: the FLUSH is answered no
-// earlier than the delay, and no later write is made durable by it.
-func (t *delayTarget) Flush(ctx context.Context) error {
+// FlushRequest holds a client's FLUSH for the flush class's delay, as dm
+// holds its empty flush bio before passing it down; the table then syncs
+// every device of its DevSet, the flush device among them. The table's own
+// flushes (suspend, swap, destroy) are no client's request and are not
+// held.
+func (t *delayTarget) FlushRequest(ctx context.Context) error {
 	_, err := t.hold(ctx, delayFlush)
 	return err
 }

@@ -161,7 +161,7 @@ func TestDelayFlushGoesWhereDmSendsIt(t *testing.T) {
 	for _, args := range []string{"R 0 3600000", "R 0 0 W 0 3600000", "R 0 0 W 0 0 F 0 3600000"} {
 		fx := newDelayFixture(t, args)
 		done := make(chan error, 1)
-		go func() { done <- fx.tg.Flush(context.Background()) }()
+		go func() { done <- fx.tg.FlushRequest(context.Background()) }()
 		testkit.WaitFor(t, 10*time.Second, args+": flush held", func() bool {
 			return fx.tg.Status(StatusInfo) == "0 0 1"
 		})
@@ -171,7 +171,7 @@ func TestDelayFlushGoesWhereDmSendsIt(t *testing.T) {
 		}
 	}
 	fx := newDelayFixture(t, "R 0 3600000 W 0 0 F 0 0")
-	if err := fx.tg.Flush(context.Background()); err != nil { // would hang if held
+	if err := fx.tg.FlushRequest(context.Background()); err != nil { // would hang if held
 		t.Fatal(err)
 	}
 }

@@ -1,5 +1,6 @@
-// Package targets holds gdm's dm targets (linear, striped, zero, error) and
-// the backing devices they map onto.
+// Package targets holds gdm's dm targets (linear, striped, zero, error, and
+// the fault injectors delay, flakey and dust) and the backing devices they
+// map onto.
 //
 // A Target is what the kernel's struct target_type describes, in Go: a
 // required interface (Target: the I/O methods, each with a context, and
@@ -37,7 +38,9 @@
 //     must be hidden there (a key).
 //  5. Optional interfaces, only when the target needs them:
 //     Flusher if it holds state the table's DevSet.Sync does not make
-//     durable (a log's flush mark, a remote connection); Messenger for
+//     durable (a log's flush mark, a remote connection); FlushRequester
+//     if it acts on clients' FLUSH requests themselves (fails or delays
+//     them, as flakey and delay do); Messenger for
 //     `dmsetup message`; Suspender and Resumer for work at suspend and
 //     resume; Destroyer to release what New took beyond DevSet devices
 //     (goroutines, connections). The destructor runs exactly once, from

@@ -7,10 +7,9 @@ import "context"
 // counts from the start of this piece, and a piece shorter than N is left
 // alone. In the up interval flakey is linear. The kernel sends flushes,
 // discards and write-zeroes down the write side (they have no data), so
-// Trim and Zero are dropped or failed as writes are. dm does the same to
-// an empty FLUSH bio; gdm's table syncs its devices itself, and flakey has
-// no say in that (it has no Flusher: a failing one would also fail
-// suspend, reload and destroy, which dm never sends a flush bio).
+// Trim and Zero are dropped or failed as writes are, and so is a client's
+// FLUSH (FlushRequest; the table's own flushes at suspend, reload and
+// destroy are no client's and never fail here).
 //
 // The I/O methods ignore ctx: pread and pwrite on a local file or block
 // device cannot be cancelled.
@@ -54,6 +53,19 @@ func (f *flakey) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlag
 	if err == nil && flags&FUA != 0 {
 		err = f.dev.Sync()
 	}
+	return err
+}
+
+// FlushRequest fails a client's FLUSH in the down interval as a write
+// (error_writes, or no features); under drop_writes it counts as dropped
+// and succeeds, as dm ends a dropped flush bio without passing it down
+// (the table's sync still runs: the writes it makes durable were all
+// accepted before).
+func (f *flakey) FlushRequest(context.Context) error {
+	if !f.isDown() {
+		return nil
+	}
+	_, err := f.writeFault()
 	return err
 }
 

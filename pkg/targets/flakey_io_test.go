@@ -223,3 +223,31 @@ func TestFlakeyErrorReads(t *testing.T) {
 	}
 	r.wantFaults(t, 2, 0, 0, 0)
 }
+
+// A client's FLUSH is a write to flakey: failed while down without
+// features or with error_writes, dropped (and successful) with
+// drop_writes, untouched while up.
+func TestFlakeyFlushRequest(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		rest          string
+		wantErr       bool
+		errs, dropped uint64
+	}{
+		{rest: "2 3", wantErr: true, errs: 1},
+		{rest: "2 3 1 error_writes", wantErr: true, errs: 1},
+		{rest: "2 3 1 drop_writes", dropped: 1},
+		{rest: "2 3 1 error_reads"},
+	} {
+		r := newFlakeyRig(t, c.rest)
+		if err := r.f.FlushRequest(ctx); err != nil {
+			t.Fatalf("%s: up: %v", c.rest, err)
+		}
+		r.setClock(2 * time.Second)
+		err := r.f.FlushRequest(ctx)
+		if (err != nil) != c.wantErr || (err != nil && !errors.Is(err, syscall.EIO)) {
+			t.Errorf("%s: down: FLUSH gave %v, want error %v (EIO)", c.rest, err, c.wantErr)
+		}
+		r.wantFaults(t, 0, c.errs, c.dropped, 0)
+	}
+}

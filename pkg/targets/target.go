@@ -124,6 +124,18 @@ type Flusher interface {
 	Flush(ctx context.Context) error
 }
 
+// FlushRequester is a target that acts on a client's FLUSH request
+// itself, as dm hands an empty flush bio to every target of the table: a
+// fault injector fails it (flakey while down) or holds it back (delay's
+// flush class). The table calls FlushRequest on every such target for each
+// FLUSH request it serves, before it syncs; an error fails the request.
+// It is not called for the table's own flushes at suspend, swap and
+// destroy, which no client asked for (Flusher is, for state that must be
+// durable then too).
+type FlushRequester interface {
+	FlushRequest(ctx context.Context) error
+}
+
 // Messenger is a target that takes `dmsetup message` (dm's .message): args
 // are the message's words; the reply may be empty. A target without it
 // answers ErrNoMessages.
