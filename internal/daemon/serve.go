@@ -25,7 +25,7 @@ type Running struct {
 	control *http.Server
 	metrics *http.Server
 	served  chan error
-	notify  *notifier // systemd's sd_notify, a no-op outside systemd
+	notify  *notifier         // systemd's sd_notify, a no-op outside systemd
 	addrs   map[string]string // what listens where: nbd-tcp, nbd-unix, control, metrics
 }
 
