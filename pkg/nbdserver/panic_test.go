@@ -91,16 +91,24 @@ func TestConnectionPanics(t *testing.T) {
 }
 
 // armWhileAnotherWaits makes the reader panic while another worker waits
-// for the reading turn. A slow write ends the reader-serves mode: the
+// for the reading turn. A write that stalls ends the reader-serves mode
+// (the stall watch rescues its batch and raises the service time): the
 // worker that read it hands the reading on to a new worker, and waits for
-// the turn again once done. The new one, holding the turn, panics.
+// the turn again once done. The new one, holding the turn, panics. The
+// write blocks until the watch has rescued it: a write that merely takes
+// a few milliseconds is rescued only if the watch gets the CPU in time.
 func armWhileAnotherWaits(t *testing.T, s *Server, m *memExport, tc *trapConn, c *client) {
-	m.delay = 5 * time.Millisecond
-	c.request(cmdWrite, 0, 1, 0, 512, make([]byte, 512))
+	m.blockAt, m.block = 512, make(chan struct{})
+	stalls := s.stats.Stalls.Load()
+	c.request(cmdWrite, 0, 1, 512, 512, make([]byte, 512))
+	testkit.WaitFor(t, 10*time.Second, "the stall watch to rescue the blocked write", func() bool {
+		return s.stats.Stalls.Load() > stalls
+	})
+	close(m.block)
 	if errno, _ := c.simple(); errno != 0 {
 		t.Fatalf("write: errno %d", errno)
 	}
-	testkit.WaitFor(t, 10*time.Second, "the slow write to end the reader-serves mode", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the stalled write to end the reader-serves mode", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for sc := range s.conns {
