@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,6 +42,7 @@ func TestLUKS(t *testing.T) {
 			st, _ := os.Stat(img)
 			sectors := st.Size()/512 - payload
 			d.gdm("create", c.name, "--table", fmt.Sprintf("0 %d crypt %s %s 0 %s %d", sectors, c.cipher, key, img, payload))
+			checkKeyKept(t, d, c.name, key)
 			got := filepath.Join(dir, "got.img")
 			run(t, "nbdcopy", d.uri(c.name), got)
 			data, _ := os.ReadFile(got)
@@ -55,6 +57,34 @@ func TestLUKS(t *testing.T) {
 			d.gdm("remove", c.name)
 			qemuLUKS(t, img, "read -P 0xab 0 1M", "read -P 0xcd 1M 1M", "read -P 0x5c 3M 64K", "read -P 0x17 5M 4K")
 		})
+	}
+}
+
+// checkKeyKept checks where the key of a crypt device is: in the state
+// directory (the table must survive a restart) only in files no one but
+// the owner can read, and not in the device's status.
+func checkKeyKept(t *testing.T, d *daemon, name, key string) {
+	t.Helper()
+	if st := d.gdm("status", name); strings.Contains(st, key) {
+		t.Fatalf("gdm status shows the key: %s", st)
+	}
+	found := 0
+	filepath.WalkDir(d.state, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(key)) {
+			found++
+			for q := p; len(q) >= len(d.state); q = filepath.Dir(q) {
+				if fi, err := os.Stat(q); err != nil || fi.Mode().Perm()&0o077 != 0 {
+					t.Errorf("%s holds the key and %s has mode %v (%v)", p, q, fi.Mode(), err)
+				}
+			}
+		}
+		return nil
+	})
+	if found == 0 {
+		t.Fatal("the key is in no state file: the device would not survive a restart")
 	}
 }
 
