@@ -110,10 +110,14 @@ func (c *crypt) encryptWrite(off, length int64, src func(i, n int64) []byte) err
 
 // Trim passes the discard down with allow_discards (the range then reads
 // as whatever the device's discarded blocks decrypt to), and is refused
-// without it, as dm refuses it.
+// without it, as the kernel refuses it. A discard too must be whole crypt
+// sectors: the kernel refuses one that is not whole logical blocks.
 func (c *crypt) Trim(_ context.Context, off, length int64) error {
 	if !c.discards {
 		return errCryptNoDiscard
+	}
+	if err := c.aligned(off, length); err != nil {
+		return err
 	}
 	return c.count(c.dev.Trim(c.offset+off, length))
 }

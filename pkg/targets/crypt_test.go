@@ -161,13 +161,25 @@ func TestCryptRefusals(t *testing.T) {
 	if err := c.Trim(ctx, 0, 4096); !errors.Is(err, syscall.EOPNOTSUPP) {
 		t.Errorf("trim without allow_discards: %v", err)
 	}
+	d, dev := newTestCrypt(t, "aes-xts-plain64 "+key256+" 0 DEV 0 2 allow_discards sector_size:4096", 16, 16)
+	if err := d.Trim(ctx, 512, 4096); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("unaligned trim: %v, want EINVAL", err)
+	}
+	d.WriteAt(ctx, buf, 0, 0)
+	if err := d.Trim(ctx, 4096, 4096); err != nil {
+		t.Errorf("trim with allow_discards: %v", err)
+	}
+	got := collect(t, func(off, n int64, emit func(Extent) bool) error { return dev.Extents(off, n, emit) }, 0, 8192)
+	if len(got) != 2 || got[1].Flags&ExtentHole == 0 {
+		t.Errorf("the device after a trim of its second 4 KiB: %v, want data then a hole", got)
+	}
 	if err := c.Zero(ctx, 0, 4096, ZeroFlags{Fast: true}); err != ErrNotSupported {
 		t.Errorf("fast zero: %v", err)
 	}
 	if err := c.SpliceTo(ctx, -1, 0, 4096); err != ErrPipeFull {
 		t.Errorf("splice: %v", err)
 	}
-	got := collect(t, func(off, n int64, emit func(Extent) bool) error { return c.Extents(ctx, off, n, emit) }, 0, 8192)
+	got = collect(t, func(off, n int64, emit func(Extent) bool) error { return c.Extents(ctx, off, n, emit) }, 0, 8192)
 	if len(got) != 1 || got[0] != (Extent{Length: 8192}) {
 		t.Errorf("extents of a fresh (sparse) device: %v, want one data extent", got)
 	}
