@@ -89,3 +89,43 @@ func cryptReloadScript() []Op {
 		{Kind: Read, Off: 0, Len: 4 << 20},
 	}
 }
+
+// CryptAcceptance are crypt lines dm accepts or refuses, where gdm must do
+// the same: key sizes, sector_size and the length and iv_offset it must
+// divide, the option count (kstrtouint takes a '+', sscanf's numbers do
+// not), options out of 6.1, and keys gdm cannot have. Left out on purpose,
+// because gdm refuses what dm takes: IV modes gdm lacks (benbi, lmk, ...),
+// a key of an odd number of digits (dm drops the last) and words after the
+// optional parameters (dm ignores them).
+func CryptAcceptance() []Accept {
+	yes := func(t string) Accept { return Accept{Table: t, Want: true} }
+	no := func(t string) Accept { return Accept{Table: t} }
+	xts := func(rest string) string { return "0 16 crypt aes-xts-plain64 " + cryptKey256 + " " + rest }
+	return []Accept{
+		yes("0 16384 crypt aes-xts-plain64 " + cryptKey512 + " 0 $0 0"),
+		yes("0 8 crypt aes-cbc-essiv:sha256 " + cryptKey128 + " 0 $0 16376"),
+		yes("0 8 crypt aes " + cryptKey128 + " 0 $0 0"),
+		yes("0 8 crypt aes-xts-plain64 " + cryptKey256[:48] + cryptKey256[:48] + " 0 $0 0"), // AES-192, halves equal: no FIPS check in 6.1
+		yes(xts("8 $0 0 1 sector_size:4096")),
+		yes(xts("0 $0 0 +1 ALLOW_DISCARDS")),
+		yes(xts("0 $0 0 0")),
+		yes(xts("0 $0 0 2 iv_large_sectors sector_size:0512")),
+		no("0 12 crypt aes-xts-plain64 " + cryptKey256 + " 0 $0 0 1 sector_size:4096"),
+		no(xts("4 $0 0 1 sector_size:4096")),
+		no(xts("0 $0 0 1 sector_size:8192")),
+		no(xts("0 $0 0 1 sector_size:1000")),
+		no(xts("0 $0 0 1 high_priority")),
+		no(xts("0 $0 0 1 integrity:28:aead")),
+		no(xts("0 $0 0 2 allow_discards")),
+		no(xts("0 $0 0 9 allow_discards allow_discards allow_discards allow_discards allow_discards allow_discards allow_discards allow_discards allow_discards")),
+		no(xts("+0 $0 0")),
+		no(xts("0 $0 16376")),
+		no("0 8 crypt aes-xts-plain64 " + cryptKey128 + " 0 $0 0"),
+		no("0 8 crypt aes-cbc-essiv:sha256 " + cryptKey512 + " 0 $0 0"),
+		no("0 8 crypt aes-xts-plain64 zz" + cryptKey256[2:] + " 0 $0 0"),
+		no("0 8 crypt aes-xts-plain64 - 0 $0 0"),
+		no("0 8 crypt aes-xts-plain64 :32:logon:gdm-no-such-key 0 $0 0"),
+		no("0 8 crypt aes-cbc-essiv " + cryptKey128 + " 0 $0 0"),
+		no("0 8 crypt aes-xts-plain64 " + cryptKey256 + " 0 $0"),
+	}
+}

@@ -14,7 +14,7 @@ func (a *cryptArgs) parseOpts(rest []string, sectors uint64) error {
 	if len(rest) == 0 {
 		return nil
 	}
-	n, err := ParseNumber(rest[0])
+	n, err := ParseNumber(strings.TrimPrefix(rest[0], "+")) // dm reads the count with kstrtouint, which takes a '+'
 	if err != nil {
 		return fmt.Errorf("crypt: number of optional parameters: %w", err)
 	}

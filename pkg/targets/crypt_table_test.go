@@ -81,3 +81,18 @@ func TestCryptConcurrentIO(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// gdm accepts and refuses the oracle's crypt lines as the oracle says dm
+// does (the guest checks that claim against dm itself).
+func TestCryptOracleAcceptance(t *testing.T) {
+	disk := testkit.Sparse(t, t.TempDir(), "disk", oracle.DiskBytes)
+	for _, a := range oracle.CryptAcceptance() {
+		tb, err := table.FromText(oracle.Bind(a.Table, []string{disk}), false)
+		if (err == nil) != a.Want {
+			t.Errorf("%q: accepted %v, want %v (%v)", a.Table, err == nil, a.Want, err)
+		}
+		if err == nil {
+			tb.Devs().Close()
+		}
+	}
+}
