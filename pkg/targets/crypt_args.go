@@ -11,11 +11,11 @@ import (
 // common ones (ErrArgCount, ErrNotNumber, ...). None of their messages
 // ever quotes the key.
 var (
-	ErrCryptCipher  = errors.New("crypt: unsupported cipher")
-	ErrCryptKey     = errors.New("crypt: bad key")
-	ErrCryptOption  = errors.New("crypt: bad optional parameter")
-	ErrCryptIVAlign = errors.New("crypt: iv_offset not a multiple of sector_size")
-	ErrCryptLength  = errors.New("crypt: length not a multiple of sector_size")
+	ErrCryptCipher  = errors.New("unsupported cipher")
+	ErrCryptKey     = errors.New("bad key")
+	ErrCryptOption  = errors.New("bad optional parameter")
+	ErrCryptIVAlign = errors.New("iv_offset not a multiple of sector_size")
+	ErrCryptLength  = errors.New("length not a multiple of sector_size")
 )
 
 // cryptMaxOpts is dm's bound on the number of optional parameters.
@@ -180,7 +180,7 @@ func bitSizes(bytes []int) string {
 func (a *cryptArgs) parseRest(ivOff, off string, sectors uint64) error {
 	var err error
 	if a.ivOffset, err = ParseNumber(ivOff); err != nil {
-		return fmt.Errorf("crypt: iv_offset: %w", err)
+		return fmt.Errorf("iv_offset: %w", err)
 	}
 	if a.ivOffset%(a.sectorSize/SectorSize) != 0 {
 		return fmt.Errorf("%w: iv_offset %d, sector_size %d", ErrCryptIVAlign, a.ivOffset, a.sectorSize)
@@ -189,10 +189,10 @@ func (a *cryptArgs) parseRest(ivOff, off string, sectors uint64) error {
 		return ErrEmptyPath
 	}
 	if a.offset, err = ParseNumber(off); err != nil {
-		return fmt.Errorf("crypt: offset: %w", err)
+		return fmt.Errorf("offset: %w", err)
 	}
 	if _, err := sectorsToBytes(a.offset + sectors); err != nil || a.offset+sectors < a.offset {
-		return fmt.Errorf("crypt: offset+length: %w", ErrOverflow)
+		return fmt.Errorf("offset+length: %w", ErrOverflow)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ func (a *cryptArgs) parseOpts(rest []string, sectors uint64) error {
 	}
 	n, err := ParseNumber(strings.TrimPrefix(rest[0], "+")) // dm reads the count with kstrtouint, which takes a '+'
 	if err != nil {
-		return fmt.Errorf("crypt: number of optional parameters: %w", err)
+		return fmt.Errorf("number of optional parameters: %w", err)
 	}
 	if n > cryptMaxOpts {
 		return fmt.Errorf("%w: %d optional parameters, at most %d", ErrCryptOption, n, cryptMaxOpts)
