@@ -24,6 +24,10 @@ func CryptCases() []Case {
 		{Name: "crypt-xts-plain64-ivoffset-mixed", Seed: 302, Devs: []Init{p(312), p(313)}, Table: `
 0 8000 crypt aes-xts-plain64 ` + cryptKey256 + ` 12345 $0 2048
 8000 8384 linear $1 0`},
+		// IVs count from the crypt target's start, not the device's.
+		{Name: "crypt-after-linear", Seed: 311, Devs: []Init{p(323), p(324)}, Table: `
+0 4096 linear $0 0
+4096 12288 crypt aes-xts-plain64 ` + cryptKey256 + ` 0 $1 1000`},
 		// iv_offset just below 2^32: plain's 32-bit IV wraps inside the target.
 		{Name: "crypt-xts-plain-wrap", Seed: 303, Devs: []Init{p(314)},
 			Table: "0 16384 crypt aes-xts-plain " + cryptKey256 + " 4294963296 $0 0"},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -94,5 +95,39 @@ func TestCryptOracleAcceptance(t *testing.T) {
 		if err == nil {
 			tb.Devs().Close()
 		}
+	}
+}
+
+// IVs count from the target's start (dm_target_offset), neither the
+// device's nor the backing file's: a crypt target after a linear one, at
+// one offset in its file, writes what the same crypt target at sector 0 of
+// another table, at another offset, writes.
+func TestCryptIVsCountFromTheTarget(t *testing.T) {
+	dir := t.TempDir()
+	a, b, lin := testkit.Sparse(t, dir, "a", 1<<20), testkit.Sparse(t, dir, "b", 1<<20), testkit.Sparse(t, dir, "l", 1<<20)
+	line := "crypt aes-xts-plain64 " + strings.Repeat("c3", 32) + " 5 %s %d"
+	ta, err := table.FromText(fmt.Sprintf("0 64 linear %s 0\n64 1024 "+line, lin, a, 16), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ta.Devs().Close()
+	tb, err := table.FromText(fmt.Sprintf("0 1024 "+line, b, 40), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Devs().Close()
+	data := bytes.Repeat([]byte("gdm crypt "), 1000)[:8192]
+	ctx := context.Background()
+	if err := ta.WriteAt(ctx, data, 64*512+4096, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.WriteAt(ctx, data, 4096, 0); err != nil {
+		t.Fatal(err)
+	}
+	fa, _ := os.ReadFile(a)
+	fb, _ := os.ReadFile(b)
+	ca, cb := fa[16*512+4096:][:8192], fb[40*512+4096:][:8192]
+	if !bytes.Equal(ca, cb) || bytes.Equal(ca, data) {
+		t.Fatal("the crypt target after a linear one wrote other ciphertext than at sector 0")
 	}
 }
