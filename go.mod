@@ -7,6 +7,7 @@ require golang.org/x/sys v0.50.0
 require (
 	github.com/moby/buildkit v0.25.1
 	github.com/pojntfx/go-nbd v0.3.2
+	golang.org/x/crypto v0.59.0
 )
 
 require (

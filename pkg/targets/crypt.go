@@ -1,0 +1,125 @@
+package targets
+
+import (
+	"crypto/cipher"
+	"strings"
+	"sync/atomic"
+)
+
+// crypt is dm-crypt: the target's range, encrypted, on one device at an
+// offset: `crypt <cipher> <key> <iv_offset> <dev> <offset> [<#opts> <opt>...]`
+// (Documentation/admin-guide/device-mapper/dm-crypt.rst). gdm has AES in
+// XTS (plain, plain64) and CBC (plain, plain64, essiv:sha256), keys in hex,
+// and dm 6.1's optional parameters but integrity; a table it cannot serve
+// is refused, never served differently.
+//
+// Each crypt sector (sector_size bytes, 512 by default) is encrypted on
+// its own with an IV made from its number: the 512-byte sector counted from
+// the target's start plus iv_offset, or, with iv_large_sectors, that
+// number divided by sector_size/512.
+//
+// Keys. The table keeps each line's canonical args, key included: that is
+// what `gdm table --showkeys` prints and the state directory saves (its
+// files are 0600 in a 0700 directory). Status(StatusTable) gives the line
+// with the key as zeros of the same length, which is what `dmsetup table`
+// prints: the kernel's status does print the key, and it is dmsetup that
+// overwrites it unless --showkeys. Destroy wipes what the target holds
+// itself (the AES key schedules). What it cannot wipe: the table's text
+// and the args it was built from (Go strings, immutable, owned by the
+// table and the daemon), and copies the Go runtime made and freed (a
+// grown buffer, a stack) without clearing; see the README.
+type crypt struct {
+	dev        *Dev
+	offset     int64 // bytes
+	ivOffset   uint64
+	ivShift    uint   // iv_large_sectors: log2(sector_size/512), else 0
+	ivMask     uint64 // plain: the low 32 bits only
+	sectorSize int64
+	discards   bool
+	cipher     sectorCipher
+	blocks     []cipher.Block // every expanded key, for Destroy
+	table      string         // the TABLE status: args with the key masked
+	errors     atomic.Uint64
+}
+
+var (
+	_ Target    = (*crypt)(nil)
+	_ Destroyer = (*crypt)(nil)
+)
+
+func init() {
+	register(&Type{Name: "crypt", Check: checkCrypt, New: newCrypt})
+}
+
+func checkCrypt(args []string, sectors uint64) ([]string, error) {
+	a, err := parseCrypt(args, sectors)
+	if err != nil {
+		return nil, err
+	}
+	defer a.wipe()
+	return a.canonical(a.keyHex()), nil
+}
+
+func newCrypt(args []string, sectors uint64, devs *DevSet) (Target, error) {
+	a, err := parseCrypt(args, sectors) // canonical, so this cannot fail but for a table built by hand
+	if err != nil {
+		return nil, err
+	}
+	defer a.wipe()
+	dev, err := openSized(devs, a.dev, a.offset, sectors)
+	if err != nil {
+		return nil, err
+	}
+	c := &crypt{
+		dev:        dev,
+		offset:     int64(a.offset) * SectorSize,
+		ivOffset:   a.ivOffset,
+		ivMask:     ^uint64(0),
+		sectorSize: int64(a.sectorSize),
+		discards:   a.opts.allowDiscards,
+		table:      strings.Join(a.canonical(a.maskedKey()), " "),
+	}
+	if a.iv == "plain" {
+		c.ivMask = 1<<32 - 1
+	}
+	if a.opts.ivLarge {
+		for s := a.sectorSize / SectorSize; s > 1; s >>= 1 {
+			c.ivShift++
+		}
+	}
+	c.cipher, c.blocks, err = newSectorCipher(a)
+	if err != nil {
+		c.Destroy()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Status: dm-crypt has no INFO text; its TABLE text is the args with the
+// key masked (see crypt).
+func (c *crypt) Status(typ StatusType) string {
+	if typ == StatusTable {
+		return c.table
+	}
+	return ""
+}
+
+// LogicalBlockSize is the smallest I/O the target takes, sector_size: the
+// logical block size dm gives a device with this target (its io_hints),
+// which the NBD layer should advertise as the minimum block size.
+func (c *crypt) LogicalBlockSize() int { return int(c.sectorSize) }
+
+// Destroy wipes the expanded keys (see wipeBlock). It runs after the last
+// I/O, so nothing uses them again.
+func (c *crypt) Destroy() error {
+	for _, b := range c.blocks {
+		wipeBlock(b)
+	}
+	c.blocks, c.cipher = nil, nil
+	return nil
+}
+
+// ivNumber is the IV number of the crypt sector at byte off of the target.
+func (c *crypt) ivNumber(off int64) uint64 {
+	return ((uint64(off)/SectorSize + c.ivOffset) >> c.ivShift) & c.ivMask
+}
