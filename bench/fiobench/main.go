@@ -40,6 +40,16 @@ type server struct {
 	name  string
 	start func(file string, ep endpoint) *exec.Cmd
 	gdm   string // for a gdm daemon: its binary, which creates the bench device
+	// table is the bench device's table over file (nil: one linear
+	// target); a row with its own table is a target's row, compared with
+	// gdm's linear row rather than with the peers (see targetRows).
+	table func(size int64, file string) string
+}
+
+// cryptTable is the crypt row's table: aes-xts-plain64 with a fixed
+// 512-bit key (what cryptsetup and LUKS2 use by default) over the file.
+func cryptTable(size int64, file string) string {
+	return fmt.Sprintf("0 %d crypt aes-xts-plain64 %s 0 %s 0", size/512, strings.Repeat("0123456789abcdef", 8), file)
 }
 
 // endpoint is where a server listens: a UNIX socket path, or a TCP
@@ -78,7 +88,7 @@ func parseFlags() config {
 	flag.Int64Var(&c.size, "size", 1<<30, "bytes in the served file")
 	flag.DurationVar(&c.runtime, "runtime", 10*time.Second, "fio runtime per job")
 	flag.StringVar(&c.dir, "dir", "/dev/shm", "where the served file lives (tmpfs)")
-	flag.StringVar(&c.onlyServers, "servers", "", "comma-separated servers to run: gdm, gdm+metrics, gdm-base, gdm-base+metrics (with -base), go-nbd, nbdkit, qemu-nbd (default: all)")
+	flag.StringVar(&c.onlyServers, "servers", "", "comma-separated servers to run: gdm, gdm+metrics, gdm-crypt, gdm-base, gdm-base+metrics (with -base), go-nbd, nbdkit, qemu-nbd (default: all)")
 	flag.StringVar(&c.onlyJobs, "jobs", "", "run only jobs whose name contains one of these comma-separated strings (default: all)")
 	flag.IntVar(&c.repeat, "repeat", 3, "rounds; each row shows the median")
 	flag.BoolVar(&c.tcp, "tcp", false, "serve on loopback TCP instead of UNIX sockets")
@@ -131,27 +141,28 @@ func filterJobs(all []job, only string) []job {
 // benchServers are the servers compared, gdm's first.
 func benchServers(cfg config, work string) []server {
 	servers := []server{
-		{"gdm", gdmServer(cfg.gdm, work, "gdm", ""), cfg.gdm},
-		{"gdm+metrics", gdmServer(cfg.gdm, work, "gdm+metrics", "127.0.0.1:0"), cfg.gdm},
+		{"gdm", gdmServer(cfg.gdm, work, "gdm", ""), cfg.gdm, nil},
+		{"gdm+metrics", gdmServer(cfg.gdm, work, "gdm+metrics", "127.0.0.1:0"), cfg.gdm, nil},
+		{"gdm-crypt", gdmServer(cfg.gdm, work, "gdm-crypt", ""), cfg.gdm, cryptTable},
 		{"go-nbd", func(file string, ep endpoint) *exec.Cmd {
 			if ep.network == "tcp" {
 				return exec.Command(cfg.gonbd, "-file", file, "-listen", ep.addr)
 			}
 			return exec.Command(cfg.gonbd, "-file", file, "-socket", ep.addr)
-		}, ""},
+		}, "", nil},
 		{"nbdkit", func(file string, ep endpoint) *exec.Cmd {
 			if ep.network == "tcp" {
 				host, port, _ := net.SplitHostPort(ep.addr)
 				return exec.Command("nbdkit", "-f", "-i", host, "-p", port, "--exportname=bench", "file", file)
 			}
 			return exec.Command("nbdkit", "-f", "-U", ep.addr, "--exportname=bench", "file", file)
-		}, ""},
-		{"qemu-nbd", qemuNBD, ""},
+		}, "", nil},
+		{"qemu-nbd", qemuNBD, "", nil},
 	}
 	if cfg.base != "" {
 		servers = slices.Insert(servers, 2,
-			server{"gdm-base", gdmServer(cfg.base, work, "gdm-base", ""), cfg.base},
-			server{"gdm-base+metrics", gdmServer(cfg.base, work, "gdm-base+metrics", "127.0.0.1:0"), cfg.base})
+			server{"gdm-base", gdmServer(cfg.base, work, "gdm-base", ""), cfg.base, nil},
+			server{"gdm-base+metrics", gdmServer(cfg.base, work, "gdm-base+metrics", "127.0.0.1:0"), cfg.base, nil})
 	}
 	return servers
 }
@@ -218,8 +229,11 @@ func (b *bench) startAll() (procs []*exec.Cmd, stop func()) {
 		procs = append(procs, p)
 		waitListening(b.eps[i])
 		if s.gdm != "" {
-			ctl := exec.Command(s.gdm, "create", "bench", "--control", gdmControl(b.work, s.name),
-				"--table", fmt.Sprintf("0 %d linear %s 0", b.cfg.size/512, b.file))
+			table := fmt.Sprintf("0 %d linear %s 0", b.cfg.size/512, b.file)
+			if s.table != nil {
+				table = s.table(b.cfg.size, b.file)
+			}
+			ctl := exec.Command(s.gdm, "create", "bench", "--control", gdmControl(b.work, s.name), "--table", table)
 			if out, err := ctl.CombinedOutput(); err != nil {
 				stop()
 				log.Fatalf("gdm create: %v %s", err, out)

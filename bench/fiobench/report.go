@@ -25,6 +25,11 @@ const (
 // isPeer says whether a server is one gdm is measured against.
 func isPeer(name string) bool { return !strings.HasPrefix(name, "gdm") }
 
+// targetRows are gdm serving another target than linear over the same
+// file: they are compared with gdm's linear row of the same round, not
+// with the peers (issue 17: crypt as a ratio to linear).
+var targetRows = map[string]bool{"gdm-crypt": true}
+
 // report prints the machine, then a Markdown table of each job and
 // server's medians with their ratios to the best peer, then, per job,
 // whether gdm meets the goal. runs holds one result per round for each
@@ -55,6 +60,32 @@ func report(w io.Writer, runs map[string][]result, servers []string, rounds int,
 		}
 	}
 	goals(w, runs, servers, rounds)
+	versusLinear(w, runs, servers)
+}
+
+// versusLinear prints, per job, each target row's IOPS and server CPU per
+// GiB as the median of its rounds' ratios to gdm's linear row.
+func versusLinear(w io.Writer, runs map[string][]result, servers []string) {
+	var rows []string
+	for _, s := range servers {
+		if targetRows[s] {
+			rows = append(rows, s)
+		}
+	}
+	if len(rows) == 0 || !slices.Contains(servers, "gdm") {
+		return
+	}
+	fmt.Fprintf(w, "\nTargets beside linear: each round's ratio to gdm's linear row of the same round (median, lowest and highest round).\n\n")
+	fmt.Fprintln(w, "| job | target | IOPS vs linear | CPU/GiB vs linear |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: |")
+	for _, j := range jobs {
+		linear := runs[j.name+"|gdm"]
+		for _, s := range rows {
+			rs := runs[j.name+"|"+s]
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", j.name, strings.TrimPrefix(s, "gdm-"),
+				span(perRound(rs, linear, iops)), span(perRound(rs, linear, cpu)))
+		}
+	}
 }
 
 func iops(r result) float64 { return r.iops }
@@ -174,7 +205,7 @@ func goals(w io.Writer, runs map[string][]result, servers []string, rounds int) 
 	for _, s := range servers {
 		if isPeer(s) {
 			peers++
-		} else {
+		} else if !targetRows[s] {
 			gdms = append(gdms, s)
 		}
 	}

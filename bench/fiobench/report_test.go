@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestMeets(t *testing.T) {
 	for _, c := range []struct {
@@ -80,5 +83,28 @@ func TestLoadNote(t *testing.T) {
 	}
 	if got := loadNote(nil); got != "" {
 		t.Errorf("loadNote of no runs = %q, want nothing", got)
+	}
+}
+
+// A target row (crypt) is reported as a ratio to gdm's linear row of the
+// same rounds, and is no gdm variant the peers' goal is judged for.
+func TestVersusLinear(t *testing.T) {
+	saved := jobs
+	defer func() { jobs = saved }()
+	jobs = []job{{name: "j"}}
+	runs := map[string][]result{
+		"j|gdm":       {{iops: 100, cpuPerGiB: 1}, {iops: 200, cpuPerGiB: 1}, {iops: 100, cpuPerGiB: 2}},
+		"j|gdm-crypt": {{iops: 50, cpuPerGiB: 3}, {iops: 150, cpuPerGiB: 2}, {iops: 60, cpuPerGiB: 4}},
+		"j|nbdkit":    {{iops: 90, cpuPerGiB: 1}, {iops: 90, cpuPerGiB: 1}, {iops: 90, cpuPerGiB: 1}},
+	}
+	var b strings.Builder
+	versusLinear(&b, runs, []string{"gdm", "gdm-crypt", "nbdkit"})
+	if !strings.Contains(b.String(), "| j | crypt | -40% (-50..-25) | +100% (+100..+200) |") {
+		t.Fatalf("versus linear:\n%s", b.String())
+	}
+	b.Reset()
+	goals(&b, runs, []string{"gdm", "gdm-crypt", "nbdkit"}, 3)
+	if strings.Contains(b.String(), "gdm-crypt") {
+		t.Fatalf("the crypt row is judged against the peers:\n%s", b.String())
 	}
 }
