@@ -18,6 +18,7 @@ type Runner struct {
 	// discards of the case that oldDiscard kept from gdm.
 	table   string
 	skipped int
+	timing  timing
 }
 
 // Run runs one case on both sides and reports every difference.
@@ -36,8 +37,8 @@ func (rn *Runner) Run(c Case) *Report {
 			}
 		}
 	}
-	errA := rn.A.Create(c.Name, Bind(c.Table, rn.A.Disks()))
-	errB := rn.B.Create(c.Name, Bind(c.Table, rn.B.Disks()))
+	errA := rn.timing.load(0, func() error { return rn.A.Create(c.Name, Bind(c.Table, rn.A.Disks())) })
+	errB := rn.timing.load(1, func() error { return rn.B.Create(c.Name, Bind(c.Table, rn.B.Disks())) })
 	if errA != nil || errB != nil {
 		rep.addf("create: %s: %v; %s: %v", rn.A.Name(), errA, rn.B.Name(), errB)
 		rn.remove(c.Name, errA == nil, errB == nil)
