@@ -107,6 +107,10 @@ type Case struct {
 	Script []Op
 	// Seed is printed with every difference, so that a case can be replayed.
 	Seed uint64
+	// Later, when set, turns dm's result of an op into what later kernels
+	// answer, where gdm follows them (known.go); it returns a note when it
+	// changed something.
+	Later func(Op, *Result) string
 }
 
 // Bind puts real device names in a table: $N becomes devs[N].
