@@ -45,10 +45,8 @@ func faultCases() []Case {
 			Table: "0 8192 flakey $0 0 0 1 5 corrupt_bio_byte 1 r 255 0", Script: flakeyDownScript(8192, false)},
 		{Name: "flakey-down-drop-corrupt-r", Seed: 28, Devs: []Init{p(65)}, Later: LaterReadCorrupt(4096, 7),
 			Table: "0 8192 flakey $0 0 0 1 6 drop_writes corrupt_bio_byte 4096 r 7 0", Script: flakeyDownScript(8192, false)},
-		{Name: "flakey-cycle", Seed: 29, Devs: []Init{p(66)}, Table: "0 8192 flakey $0 0 2 2",
-			Script: flakeyCycleScript("0 8192 flakey $0 0 2 2")},
-		{Name: "flakey-cycle-drop-writes", Seed: 30, Devs: []Init{p(67)}, Table: "0 8192 flakey $0 0 2 2 1 drop_writes",
-			Script: flakeyCycleScript("0 8192 flakey $0 0 2 2 1 drop_writes")},
+		{Name: "flakey-cycle", Seed: 29, Devs: []Init{p(66)}, Table: flakeyCycle,
+			Script: flakeyCycleScript(flakeyCycle)},
 	}
 }
 
@@ -154,9 +152,14 @@ func withoutZeroes(ops []Op) []Op {
 	return out
 }
 
-// flakeyCycleScript reloads table (up 2 s, down 2 s), restarting its
-// clock on both sides after the attach, and runs a set of writes and
-// reads 0.5 s into the first up interval, 2.5 s (down), and 4.5 s (up
+// flakeyCycle is two flakey targets that go up and down together (up
+// 2 s, down 2 s, from the same load), one without features and one that
+// drops writes: one timeline serves both.
+const flakeyCycle = "0 4096 flakey $0 0 2 2\n4096 4096 flakey $0 4096 2 2 1 drop_writes"
+
+// flakeyCycleScript reloads table, restarting its clock on both sides
+// after the attach, and runs a set of writes and reads on each half of the
+// device 0.5 s into the first up interval, 2.5 s (down), and 4.5 s (up
 // again). Each set must finish 0.1 s before its interval ends: 1.4 s for
 // a few 4 KiB ops, tens of milliseconds each under TCG, so that only a
 // stall of over a second can fail it (and then as "too slow", never as a
@@ -165,18 +168,21 @@ func flakeyCycleScript(table string) []Op {
 	const ms = time.Millisecond
 	ops := []Op{{Kind: Reload, Arg: table}, {Kind: Resume}}
 	for i, at := range []time.Duration{500 * ms, 2500 * ms, 4500 * ms} {
-		until := at + 1400*ms
-		base := int64(i) * 65536
-		for _, op := range []Op{
-			{Kind: Write, Off: base, Len: 4096, Seed: 400 + uint64(i)},
-			{Kind: Read, Off: base, Len: 4096},
-			{Kind: Read, Off: 0, Len: 4096},
-			{Kind: Flush},
-		} {
-			op.At, op.Until = at, until
-			ops = append(ops, op)
+		for _, half := range []int64{0, 4096 * 512} {
+			base := half + int64(i)*65536
+			for _, op := range []Op{
+				{Kind: Write, Off: base, Len: 4096, Seed: 400 + uint64(half) + uint64(i)},
+				{Kind: Read, Off: base, Len: 4096},
+				{Kind: Read, Off: half, Len: 4096},
+			} {
+				op.At, op.Until = at, at+1400*ms
+				ops = append(ops, op)
+			}
 		}
+		ops = append(ops, Op{Kind: Flush, At: at, Until: at + 1400*ms})
 	}
-	last := Op{Kind: Read, Off: 0, Len: 4 * 65536, At: 4500 * ms, Until: 5900 * ms}
-	return append(ops, last)
+	for _, half := range []int64{0, 4096 * 512} {
+		ops = append(ops, Op{Kind: Read, Off: half, Len: 4 * 65536, At: 4500 * ms, Until: 5900 * ms})
+	}
+	return ops
 }
