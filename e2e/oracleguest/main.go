@@ -30,15 +30,16 @@ func main() {
 	gdmBin := flag.String("gdm", "/bin/gdm", "the gdm binary")
 	seed := flag.Uint64("seed", 1, "seed of the generated case")
 	only := flag.String("only", "", "run only the cases matching this regexp")
+	self := flag.Bool("self", false, "compare dm with dm (over the gdm disks) instead of gdm: the cases' own determinism")
 	flag.Parse()
-	if err := runAll(*gdmBin, *seed, *only); err != nil {
+	if err := runAll(*gdmBin, *seed, *only, *self); err != nil {
 		fmt.Println("ORACLE-ERROR", err)
 		os.Exit(1)
 	}
 	fmt.Println("ORACLE-DONE")
 }
 
-func runAll(gdmBin string, seed uint64, only string) error {
+func runAll(gdmBin string, seed uint64, only string, self bool) error {
 	match, err := regexp.Compile(only)
 	if err != nil {
 		return err
@@ -51,12 +52,12 @@ func runAll(gdmBin string, seed uint64, only string) error {
 	if err != nil {
 		return err
 	}
-	g, err := oracle.StartGDM(gdmBin, "/tmp/gdm", gdmDisks)
+	b, stop, err := sideB(gdmBin, gdmDisks, self)
 	if err != nil {
 		return err
 	}
-	defer g.Stop()
-	rn := &oracle.Runner{A: dm, B: g, Direct: true, DiskSize: oracle.DiskBytes}
+	defer stop()
+	rn := &oracle.Runner{A: dm, B: b, Direct: true, DiskSize: oracle.DiskBytes}
 	for _, c := range append(oracle.Cases(), oracle.Generated(seed)) {
 		if match.MatchString(c.Name) {
 			start := time.Now()
@@ -70,6 +71,22 @@ func runAll(gdmBin string, seed uint64, only string) error {
 		}
 	}
 	return nil
+}
+
+// sideB is gdm over disks, or with self a second dm ("dm2") over them.
+func sideB(gdmBin string, disks []string, self bool) (oracle.Side, func(), error) {
+	if self {
+		d, err := oracle.NewDM(disks)
+		if err != nil {
+			return nil, nil, err
+		}
+		return d.Named("dm2"), func() {}, nil
+	}
+	g, err := oracle.StartGDM(gdmBin, "/tmp/gdm", disks)
+	if err != nil {
+		return nil, nil, err
+	}
+	return g, g.Stop, nil
 }
 
 func emit(r *oracle.Report, start time.Time) {

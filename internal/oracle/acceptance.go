@@ -15,7 +15,7 @@ type Accept struct {
 func Acceptance() []Accept {
 	yes := func(t string) Accept { return Accept{Table: t, Want: true} }
 	no := func(t string) Accept { return Accept{Table: t} }
-	return []Accept{
+	return append([]Accept{
 		yes("0 16384 linear $0 0"),
 		yes("0 1 linear $0 16383"),
 		yes("0 100 linear $0 007"),
@@ -63,7 +63,7 @@ func Acceptance() []Accept {
 		no("0 100 linear $0 18446744073709551615"),
 		no("0 16 striped 4294967298 8 $0 0 $1 0"),
 		no("0 16 striped 2 4294967304 $0 0 $1 0"),
-	}
+	}, faultAcceptance()...)
 }
 
 // RunAccept creates one table on both sides and compares the verdicts

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,6 +16,8 @@ type Result struct {
 	Err  string // "" or the errno's name (EIO, EINVAL, ...)
 	N    int
 	Data []byte
+	// Elapsed is how long the op took, when the runner timed it.
+	Elapsed time.Duration
 }
 
 func (r Result) String() string {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Init is a backing device's contents before a case runs: zeros, or the
@@ -35,6 +36,10 @@ type OpKind string
 // The operations of a script. Read, the writes, discard and write-zeroes
 // take a byte range of the mapped device; flush takes none; suspend, resume
 // and reload act on the device itself (reload takes a table in Arg).
+// SuspendDuring starts its Inner op (a read or a write of the range), and
+// At later suspends the device while the op is still held by a delay
+// target; the op must then finish before its Delay has passed, as dm lets
+// held I/O go at presuspend. The device stays suspended.
 const (
 	Read        OpKind = "read"
 	Write       OpKind = "write"
@@ -45,6 +50,8 @@ const (
 	Suspend     OpKind = "suspend"
 	Resume      OpKind = "resume"
 	Reload      OpKind = "reload"
+
+	SuspendDuring OpKind = "suspend-during"
 )
 
 // Op is one step of a script. A write's data is the pattern of Seed.
@@ -54,16 +61,37 @@ type Op struct {
 	Len  int64 // bytes
 	Seed uint64
 	Arg  string // Reload: the new table (with $N device names)
+	// At holds an I/O op until At after this side's table was loaded
+	// (created or reloaded), and Until (when set) is when it must have
+	// finished: flakey's up and down intervals run from its table's
+	// construction, on each side from its own.
+	At, Until time.Duration
+	// Delay is the least time an I/O op must take on both sides (its
+	// delay class); for SuspendDuring, the time it must not reach.
+	Delay time.Duration
+	Inner OpKind // SuspendDuring: Read or Write
 }
 
 func (o Op) String() string {
 	switch o.Kind {
-	case Flush, Suspend, Resume:
+	case Suspend, Resume:
 		return string(o.Kind)
 	case Reload:
 		return fmt.Sprintf("reload %q", o.Arg)
+	case SuspendDuring:
+		return fmt.Sprintf("suspend %v into a %v-delayed %s %d@%d", o.At, o.Delay, o.Inner, o.Len, o.Off)
 	}
-	return fmt.Sprintf("%s %d@%d (sectors %d+%d)", o.Kind, o.Len, o.Off, o.Off/512, o.Len/512)
+	s := fmt.Sprintf("%s %d@%d (sectors %d+%d)", o.Kind, o.Len, o.Off, o.Off/512, o.Len/512)
+	if o.Kind == Flush {
+		s = string(o.Kind)
+	}
+	if o.At > 0 {
+		s += fmt.Sprintf(" at %v", o.At)
+	}
+	if o.Delay > 0 {
+		s += fmt.Sprintf(" delayed %v", o.Delay)
+	}
+	return s
 }
 
 // Case is one table and one script, run on dm and on gdm over backing
@@ -79,6 +107,10 @@ type Case struct {
 	Script []Op
 	// Seed is printed with every difference, so that a case can be replayed.
 	Seed uint64
+	// Later, when set, turns dm's result of an op into what later kernels
+	// answer, where gdm follows them (known.go); it returns a note when it
+	// changed something.
+	Later func(Op, *Result) string
 }
 
 // Bind puts real device names in a table: $N becomes devs[N].

@@ -13,11 +13,11 @@ const DiskSectors = 16384
 const DiskBytes = DiskSectors * 512
 
 // Cases are the fixed cases: every target gdm has, with the boundaries
-// its mapping can get wrong. Each runs Standard(Seed) unless it has its
-// own script.
+// its mapping can get wrong (the fault targets' are in cases_faults.go).
+// Each runs Standard(Seed) unless it has its own script.
 func Cases() []Case {
 	p := Pattern
-	return []Case{
+	return append([]Case{
 		{Name: "linear-whole", Seed: 1, Devs: []Init{p(11)},
 			Table: "0 16384 linear $0 0"},
 		{Name: "linear-offset", Seed: 2, Devs: []Init{p(12)},
@@ -54,7 +54,7 @@ func Cases() []Case {
 14848 1536 zero`},
 		{Name: "linear-reload", Seed: 14, Devs: []Init{p(44), p(45)}, Table: "0 8192 linear $0 0",
 			Script: reloadScript()},
-	}
+	}, faultCases()...)
 }
 
 // reloadScript writes, suspends and resumes, reloads the device onto the

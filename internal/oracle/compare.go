@@ -38,6 +38,16 @@ func (r *Report) Line(seconds float64) Line {
 // OK is a case with no difference.
 func (r *Report) OK() bool { return len(r.Diffs) == 0 }
 
+// note adds a note once.
+func (r *Report) note(n string) {
+	for _, have := range r.Notes {
+		if have == n {
+			return
+		}
+	}
+	r.Notes = append(r.Notes, n)
+}
+
 func (r *Report) addf(format string, args ...any) {
 	r.Diffs = append(r.Diffs, fmt.Sprintf(format, args...))
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -138,8 +139,19 @@ func (g *GDM) Resume(name string) error {
 	return g.call(http.MethodPost, "/v1/devices/"+url.PathEscape(name)+"/resume", nil)
 }
 
+// Remove deletes the device. `nbd-client -d` returns before the daemon has
+// seen the connection close, so a remove right after it can find the
+// device still busy: it is retried until the connection is gone, within
+// cmdTimeout.
 func (g *GDM) Remove(name string) error {
-	return g.call(http.MethodDelete, "/v1/devices/"+url.PathEscape(name), nil)
+	deadline := time.Now().Add(cmdTimeout)
+	for {
+		err := g.call(http.MethodDelete, "/v1/devices/"+url.PathEscape(name), nil)
+		if err == nil || !strings.Contains(err.Error(), "NBD connections are open") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond) // the daemon has no event to wait on from here
+	}
 }
 
 // Attach connects /dev/nbdN to the device with the kernel's nbd-client,

@@ -18,6 +18,10 @@ type Runner struct {
 	// discards of the case that oldDiscard kept from gdm.
 	table   string
 	skipped int
+	timing  timing
+	// later is the case's Later; laterNote what it last said.
+	later     func(Op, *Result) string
+	laterNote string
 }
 
 // Run runs one case on both sides and reports every difference.
@@ -36,14 +40,14 @@ func (rn *Runner) Run(c Case) *Report {
 			}
 		}
 	}
-	errA := rn.A.Create(c.Name, Bind(c.Table, rn.A.Disks()))
-	errB := rn.B.Create(c.Name, Bind(c.Table, rn.B.Disks()))
+	errA := rn.timing.load(0, func() error { return rn.A.Create(c.Name, Bind(c.Table, rn.A.Disks())) })
+	errB := rn.timing.load(1, func() error { return rn.B.Create(c.Name, Bind(c.Table, rn.B.Disks())) })
 	if errA != nil || errB != nil {
 		rep.addf("create: %s: %v; %s: %v", rn.A.Name(), errA, rn.B.Name(), errB)
 		rn.remove(c.Name, errA == nil, errB == nil)
 		return rep
 	}
-	rn.table = c.Table
+	rn.table, rn.later, rn.laterNote = c.Table, c.Later, ""
 	script := c.Script
 	if script == nil {
 		script = Standard(c.Seed, c.Table)
@@ -97,6 +101,12 @@ func (rn *Runner) compareText(rep *Report, name, when string) {
 		if errA != nil || errB != nil {
 			rep.addf("%s %s: %s: %v; %s: %v", q.what, when, rn.A.Name(), errA, rn.B.Name(), errB)
 			continue
+		}
+		if _, self := rn.B.(*DM); q.what == "table" && !self {
+			var blank bool
+			if a, blank = oldFlakeyBlank(a); blank {
+				rep.note(flakeyBlankNote)
+			}
 		}
 		if d := textDiff(q.what+" "+when, rn.A.Name(), rn.B.Name(), Unbind(a, rn.A.DevNames()), Unbind(b, rn.B.DevNames())); d != "" {
 			rep.Diffs = append(rep.Diffs, d)

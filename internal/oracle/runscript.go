@@ -11,6 +11,7 @@ import (
 // later ones are counted (they usually follow from the first).
 func (rn *Runner) runScript(rep *Report, name string, script []Op) {
 	rn.skipped = 0
+	rn.timing.reset()
 	a, b, err := rn.attach(name)
 	if err != nil {
 		rep.addf("%v", err)
@@ -37,6 +38,10 @@ func (rn *Runner) runScript(rep *Report, name string, script []Op) {
 	if later > 1 {
 		rep.addf("%d later op(s) differ too", later-1)
 	}
+	rn.timing.summary(rep, rn.A.Name(), rn.B.Name())
+	if rn.laterNote != "" {
+		rep.note(rn.laterNote)
+	}
 	if rn.skipped > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d discard(s) not compared: dm 6.1 has none on a table with a zero or error target", rn.skipped))
 	}
@@ -46,28 +51,54 @@ func (rn *Runner) runScript(rep *Report, name string, script []Op) {
 // they agree).
 func (rn *Runner) step(name string, op Op, a, b *Device) string {
 	var ra, rb Result
+	var lateA, lateB string
 	switch op.Kind {
 	case Suspend, Resume, Reload:
-		ra, rb = rn.deviceOp(rn.A, name, op), rn.deviceOp(rn.B, name, op)
+		ra, rb = rn.deviceOp(0, name, op), rn.deviceOp(1, name, op)
 		if op.Kind == Reload && ra.Err == "" {
 			rn.table = op.Arg
 		}
+	case SuspendDuring:
+		ra, rb = rn.suspendDuring(0, name, a, op), rn.suspendDuring(1, name, b, op)
 	case Discard:
-		if ra = a.Do(op); oldDiscard(ra, rn.table) {
+		if ra, lateA = rn.timing.do(0, a, op); oldDiscard(ra, rn.table) {
 			rn.skipped++
 			return ""
 		}
-		rb = b.Do(op)
+		rb, lateB = rn.timing.do(1, b, op)
 	default:
-		ra, rb = a.Do(op), b.Do(op)
+		ra, lateA = rn.timing.do(0, a, op)
+		rb, lateB = rn.timing.do(1, b, op)
+	}
+	if rn.later != nil {
+		if n := rn.later(op, &ra); n != "" {
+			rn.laterNote = n
+		}
+	}
+	if lateA != "" || lateB != "" {
+		return fmt.Sprintf("timing: %s %s; %s %s", rn.A.Name(), orOK(lateA), rn.B.Name(), orOK(lateB))
 	}
 	if ra.Err != rb.Err || ra.N != rb.N {
 		return fmt.Sprintf("result %s: %s, %s: %s", rn.A.Name(), ra, rn.B.Name(), rb)
 	}
-	if op.Kind == Read && ra.Err == "" && !bytes.Equal(ra.Data, rb.Data) {
+	if (op.Kind == Read || op.Inner == Read) && ra.Err == "" && !bytes.Equal(ra.Data, rb.Data) {
 		return "read data differs: " + dataDiff(rn.A.Name(), rn.B.Name(), ra.Data, rb.Data, op.Off)
 	}
-	return ""
+	if op.Kind == SuspendDuring {
+		return checkCut(op, rn.A.Name(), rn.B.Name(), ra, rb)
+	}
+	if _, dmB := rn.B.(*DM); dmB { // a self run: dm's delays are checked per class
+		return ""
+	}
+	return checkDelay(op, rn.B.Name(), rb)
+}
+
+// orOK is s, or "in time" when s is empty.
+func orOK(s string) string {
+	if s == "" {
+		return "in time"
+	}
+	return s
 }
 
 // oldDiscard is a discard the guest's dm (6.1) refuses for a reason later
@@ -90,7 +121,8 @@ func oldDiscard(r Result, table string) bool {
 
 // deviceOp runs an op on the device itself; only success or failure is a
 // user's to see (the tools' messages differ).
-func (rn *Runner) deviceOp(s Side, name string, op Op) Result {
+func (rn *Runner) deviceOp(i int, name string, op Op) Result {
+	s := rn.side(i)
 	var err error
 	switch op.Kind {
 	case Suspend:
@@ -98,7 +130,7 @@ func (rn *Runner) deviceOp(s Side, name string, op Op) Result {
 	case Resume:
 		err = s.Resume(name)
 	case Reload:
-		err = s.Reload(name, Bind(op.Arg, s.Disks()))
+		err = rn.timing.load(i, func() error { return s.Reload(name, Bind(op.Arg, s.Disks())) })
 	}
 	if err != nil {
 		return Result{Err: "failed"}

@@ -58,20 +58,30 @@ func run(stdin string, env []string, name string, args ...string) (string, error
 
 // DM is the kernel's device-mapper, driven by dmsetup without udev.
 type DM struct {
-	disks []string
-	names map[string]int
+	name   string
+	prefix string // of its device names, so that two DMs can share a kernel
+	disks  []string
+	names  map[string]int
 }
 
 // NewDM uses disks as $0, $1, ...; it learns their major:minor, which is
 // how dmsetup prints them.
 func NewDM(disks []string) (*DM, error) {
 	names, err := devNames(disks)
-	return &DM{disks: disks, names: names}, err
+	return &DM{name: "dm", disks: disks, names: names}, err
+}
+
+// Named gives this side another name in reports: a run that puts dm on
+// both sides (to check that the cases are deterministic on the kernel
+// itself) tells them apart.
+func (d *DM) Named(name string) *DM {
+	d.name, d.prefix = name, name+"-"
+	return d
 }
 
 var dmEnv = []string{"DM_DISABLE_UDEV=1"}
 
-func (d *DM) Name() string             { return "dm" }
+func (d *DM) Name() string             { return d.name }
 func (d *DM) Disks() []string          { return d.disks }
 func (d *DM) DevNames() map[string]int { return d.names }
 
@@ -83,21 +93,30 @@ func (d *DM) dmsetup(stdin string, args ...string) (string, error) {
 // refuses at resume (a device too small) can leave an empty device behind:
 // it is removed, so that a refusal leaves nothing, as it does in gdm.
 func (d *DM) Create(name, table string) error {
-	_, err := d.dmsetup(table, "create", name)
+	_, err := d.dmsetup(table, "create", d.prefix+name)
 	if err != nil {
-		d.dmsetup("", "remove", name)
+		d.dmsetup("", "remove", d.prefix+name)
 	}
 	return err
 }
 
-func (d *DM) Attach(name string, _ int) (string, error) { return "/dev/mapper/" + name, nil }
+func (d *DM) Attach(name string, _ int) (string, error) { return "/dev/mapper/" + d.prefix + name, nil }
 func (d *DM) Detach(string) error                       { return nil }
-func (d *DM) Remove(name string) error                  { _, err := d.dmsetup("", "remove", name); return err }
-func (d *DM) Table(name string) (string, error)         { return d.dmsetup("", "table", name) }
-func (d *DM) Status(name string) (string, error)        { return d.dmsetup("", "status", name) }
-func (d *DM) Suspend(name string) error                 { _, err := d.dmsetup("", "suspend", name); return err }
-func (d *DM) Resume(name string) error                  { _, err := d.dmsetup("", "resume", name); return err }
-func (d *DM) Reload(name, table string) error           { _, err := d.dmsetup(table, "reload", name); return err }
+func (d *DM) Remove(name string) error                  { return d.do("remove", name) }
+func (d *DM) Table(name string) (string, error)         { return d.dmsetup("", "table", d.prefix+name) }
+func (d *DM) Status(name string) (string, error)        { return d.dmsetup("", "status", d.prefix+name) }
+func (d *DM) Suspend(name string) error                 { return d.do("suspend", name) }
+func (d *DM) Resume(name string) error                  { return d.do("resume", name) }
+func (d *DM) Reload(name, table string) error {
+	_, err := d.dmsetup(table, "reload", d.prefix+name)
+	return err
+}
+
+// do runs a dmsetup command on a device whose output is not wanted.
+func (d *DM) do(cmd, name string) error {
+	_, err := d.dmsetup("", cmd, d.prefix+name)
+	return err
+}
 
 // devNames maps each disk's path and major:minor to its index.
 func devNames(disks []string) (map[string]int, error) {
