@@ -29,6 +29,7 @@ func writeLog(t *testing.T, dir string) (dev, log string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tg.(targets.Resumer).Resume(ctx)
 	sector := func(c byte) []byte { return bytes.Repeat([]byte{c}, 512) }
 	tg.WriteAt(ctx, sector('a'), 0, 0)
 	tg.(targets.FlushRequester).FlushRequest(ctx)

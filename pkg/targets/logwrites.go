@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/gdm-project/gdm/internal/logwrites"
@@ -28,8 +29,9 @@ import (
 // end, as dm treats a log device whose size it cannot tell.
 type logWrites struct {
 	Base
-	dev *Dev
-	log *logWriter
+	dev  *Dev
+	log  *logWriter
+	live atomic.Bool // resumed once: its destructor may write to the log
 }
 
 var (
@@ -37,6 +39,7 @@ var (
 	_ FlushRequester = (*logWrites)(nil)
 	_ Messenger      = (*logWrites)(nil)
 	_ Destroyer      = (*logWrites)(nil)
+	_ Resumer        = (*logWrites)(nil)
 )
 
 // logWritesEndMark is the mark dm's destructor logs, to get the writes no
@@ -107,10 +110,22 @@ func (l *logWrites) Message(_ context.Context, args []string) (string, error) {
 	return "", nil
 }
 
+// PreResume lets the table go live.
+func (l *logWrites) PreResume(context.Context) error { return nil }
+
+// Resume records that the table went live.
+func (l *logWrites) Resume(context.Context) { l.live.Store(true) }
+
 // Destroy logs what dm's destructor does: the writes no flush followed,
 // then the end mark (which rewrites the super block), and makes the log
-// durable, since the table's last sync came before.
+// durable, since the table's last sync came before. A table that never
+// went live writes nothing: dm's would log its end mark at the log's
+// start and count it in the super block, over the log of the live table
+// it was loaded next to (`gdm load` then `gdm clear` would wreck it).
 func (l *logWrites) Destroy() error {
+	if !l.live.Load() {
+		return nil
+	}
 	l.log.flushPending()
 	l.log.mark(logWritesEndMark)
 	return l.log.dev.Sync()

@@ -28,7 +28,9 @@ func newTestLogWrites(t *testing.T, devBytes, logBytes int64) (lw *logWrites, de
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tg.(*logWrites), dev, log
+	lw = tg.(*logWrites)
+	lw.Resume(context.Background()) // live, as a table's targets are once resumed
+	return lw, dev, log
 }
 
 // logged is one entry as a test compares it: "sector+count FLAGS" and the
@@ -252,5 +254,23 @@ func TestLogWritesEmptyLogGrows(t *testing.T) {
 	}
 	if st, _ := os.Stat(log); st.Size() != 18*512 {
 		t.Fatalf("log is %d bytes, want 18 sectors", st.Size())
+	}
+}
+
+// A table loaded but never resumed writes nothing at destroy (dm's would
+// write its end mark over the live table's log).
+func TestLogWritesUnresumedDestroyWritesNothing(t *testing.T) {
+	dev, log := tempFile(t, 64*1024), tempFile(t, 1<<20)
+	s := NewDevSet(false)
+	defer s.Close()
+	tg, err := newLogWrites([]string{dev, log}, 128, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.(Destroyer).Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(log); !bytes.Equal(b, make([]byte, len(b))) {
+		t.Fatal("an inactive table's destroy wrote to the log")
 	}
 }
