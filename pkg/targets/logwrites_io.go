@@ -133,10 +133,10 @@ func (l *logWrites) logRange(off, n int64, flags uint64, zero bool) error {
 // then the flush's entry. A failed sync logs nothing: the requests wait
 // for the next flush.
 func (l *logWrites) FlushRequest(context.Context) error {
-	if !l.log.on.Load() {
-		return nil
-	}
 	batch := l.log.takeUnflushed()
+	if !l.log.on.Load() {
+		return nil // logging stopped: what waited is dropped, as dm frees it
+	}
 	if err := l.dev.Sync(); err != nil {
 		l.log.requeue(batch)
 		return err

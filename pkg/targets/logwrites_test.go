@@ -219,11 +219,14 @@ func TestLogWritesMarkMessages(t *testing.T) {
 }
 
 // The log full: the entry that reaches the log's end is not logged, even
-// one that would just fit (dm refuses it when it ends at the last sector), logging stops for good and the status says so, with the space
-// the refused entry took counted, as dm's does; I/O goes on.
+// one that would just fit (dm refuses it when it ends at the last
+// sector); logging stops for good and the status says so, with the space
+// the refused entry took counted, as dm's does; I/O goes on, and the
+// writes that waited for a flush are dropped, not held.
 func TestLogWritesLogFull(t *testing.T) {
 	ctx := context.Background()
 	lw, dev, log := newTestLogWrites(t, 64*1024, 5*512)
+	lw.WriteAt(ctx, sectorOf('w', 1), 1536, 0)  // waits for a flush that finds the log full
 	lw.WriteAt(ctx, sectorOf('a', 1), 0, FUA)   // log sectors 1-2 of 0-4
 	lw.WriteAt(ctx, sectorOf('b', 1), 512, FUA) // would be 3-4: just fits, refused
 	if got := lw.Status(StatusInfo); got != "1 4 logging_disabled" {
@@ -231,6 +234,9 @@ func TestLogWritesLogFull(t *testing.T) {
 	}
 	lw.WriteAt(ctx, sectorOf('c', 1), 1024, 0)
 	lw.FlushRequest(ctx)
+	if n := len(lw.log.takeUnflushed()); n != 0 {
+		t.Fatalf("%d writes still held in memory for a log that stopped", n)
+	}
 	lw.Message(ctx, []string{"mark", "late"})
 	if got := lw.Status(StatusInfo); got != "1 4 logging_disabled" || superCount(t, log) != 1 {
 		t.Fatalf("after more I/O: status %q, super %d", got, superCount(t, log))
