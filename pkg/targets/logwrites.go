@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -32,6 +33,8 @@ type logWrites struct {
 	dev  *Dev
 	log  *logWriter
 	live atomic.Bool // resumed once: its destructor may write to the log
+
+	flushMu sync.Mutex // one FLUSH at a time (see FlushRequest)
 }
 
 var (

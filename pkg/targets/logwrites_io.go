@@ -132,7 +132,15 @@ func (l *logWrites) logRange(off, n int64, flags uint64, zero bool) error {
 // every device, which then makes the log durable too) they are logged,
 // then the flush's entry. A failed sync logs nothing: the requests wait
 // for the next flush.
+//
+// Flushes run one at a time. With two at once, the one issued second could
+// find nothing to take (the first took it), complete first, and let its
+// client's next FUA write be logged before writes that completed before
+// that flush, which the first logs only later: dm's log can show that
+// order; gdm's does not.
 func (l *logWrites) FlushRequest(context.Context) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
 	batch := l.log.takeUnflushed()
 	if !l.log.on.Load() {
 		return nil // logging stopped: what waited is dropped, as dm frees it
