@@ -123,3 +123,21 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// A log of 4096-byte sectors (qemu's log-sector-size) replays too: entry
+// sectors and counts are in the log's sector size.
+func TestReplayQemuBlklogwrites4K(t *testing.T) {
+	testkit.NeedTool(t, "qemu-io")
+	dir := t.TempDir()
+	dev, log, out := testkit.Sparse(t, dir, "dev", 1<<20), testkit.Sparse(t, dir, "log", 0), testkit.Sparse(t, dir, "out", 1<<20)
+	run(t, "qemu-io", "--image-opts", "driver=blklogwrites,file.driver=file,file.filename="+dev+
+		",log.driver=file,log.filename="+log+",log-sector-size=4096",
+		"-c", "write -P 0x31 4k 64k", "-c", "flush", "-c", "discard 8k 4k", "-c", "write -P 0x32 512k 8k", "-c", "flush")
+	dump := gdmOut(t, "replay", "--dump", log)
+	if !strings.Contains(dump, "sector size 4096") || !strings.Contains(dump, "0: sector 1, 16 sectors, flags NONE\n") ||
+		!strings.Contains(dump, "sector 2, 1 sectors, flags DISCARD\n") {
+		t.Fatalf("--dump:\n%s", dump)
+	}
+	gdmOut(t, "replay", log, out)
+	sameBytes(t, "replay of qemu's 4 KiB-sector log", dev, out)
+}
