@@ -40,7 +40,7 @@ var completionCases = []struct {
 	words []string
 	want  []string
 }{
-	{[]string{"gdm", "re"}, []string{"remove", "rename", "resume", "reload"}},
+	{[]string{"gdm", "re"}, []string{"remove", "rename", "replay", "resume", "reload"}},
 	{[]string{"gdm", "resume", ""}, []string{"alpha", "beta"}},
 	{[]string{"gdm", "--control", "$C", "suspend", "a"}, []string{"alpha"}},
 	{[]string{"gdm", "reload", "b"}, []string{"beta"}},

@@ -1,0 +1,135 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/gdm-project/gdm/internal/logwrites"
+)
+
+// logWrites is dm-log-writes: `log-writes <dev> <log dev>` maps the range
+// onto <dev> and records every write, discard, flush and FUA write, and
+// every mark a message adds, on <log dev> in dm's format
+// (internal/logwrites), so that `gdm replay` (or replay-log) can rebuild
+// the device as it was at any point. Its order is dm's: a plain write or
+// discard is logged only when a FLUSH that follows its completion
+// completes, just before that flush's own entry; a FUA write and a mark are
+// logged at once, and the super block's entry count is rewritten after
+// each of those two only. The log's sector size is 512 (dm's is <dev>'s
+// logical block size: 512 for the files gdm maps).
+//
+// The log is written but never synced by the target, as dm does; the
+// table's sync at a FLUSH makes it durable, since <log dev> is one of the
+// table's devices. When the log is full (or a log write failed), logging
+// stops for good and the status says logging_disabled, as dm's does; the
+// device keeps serving I/O. A <log dev> of size 0 (an empty file) has no
+// end, as dm treats a log device whose size it cannot tell.
+type logWrites struct {
+	Base
+	dev  *Dev
+	log  *logWriter
+	live atomic.Bool // resumed once: its destructor may write to the log
+
+	flushMu sync.Mutex // one FLUSH at a time (see FlushRequest)
+}
+
+var (
+	_ Target         = (*logWrites)(nil)
+	_ FlushRequester = (*logWrites)(nil)
+	_ Messenger      = (*logWrites)(nil)
+	_ Destroyer      = (*logWrites)(nil)
+	_ Resumer        = (*logWrites)(nil)
+)
+
+// logWritesEndMark is the mark dm's destructor logs, to get the writes no
+// flush followed (and the super block's count) into the log.
+const logWritesEndMark = "dm-log-writes-end"
+
+func init() {
+	register(&Type{Name: "log-writes", Check: checkLogWrites, New: newLogWrites,
+		Syntax:  "<dev> <log dev>",
+		Summary: "maps the range onto <dev>, logging writes, flushes and marks to <log dev> for gdm replay (gdm message: mark NAME)",
+		// Two tables appending to one log would interleave entries and
+		// each rewrite the super block with its own count.
+		NoLiveSwap: true})
+}
+
+// checkLogWrites takes dm's line: two paths; dm ignores further words,
+// and so does gdm (they are not in the canonical args).
+func checkLogWrites(args []string, _ uint64) ([]string, error) {
+	if len(args) < 2 {
+		return nil, fmt.Errorf("%w: log-writes takes 2, got %d: Invalid argument count", ErrArgCount, len(args))
+	}
+	if args[0] == "" || args[1] == "" {
+		return nil, ErrEmptyPath
+	}
+	return []string{args[0], args[1]}, nil
+}
+
+func newLogWrites(args []string, sectors uint64, devs *DevSet) (Target, error) {
+	dev, err := openSized(devs, args[0], 0, sectors)
+	if err != nil {
+		return nil, err
+	}
+	logDev, err := devs.Open(args[1])
+	if err != nil {
+		return nil, err
+	}
+	return &logWrites{dev: dev, log: newLogWriter(logDev)}, nil
+}
+
+// Status is dm's: INFO "<logged entries> <last log sector in use>", then
+// " logging_disabled" once logging stopped; TABLE the two paths (Base).
+func (l *logWrites) Status(typ StatusType) string {
+	if typ != StatusInfo {
+		return ""
+	}
+	entries, next, enabled := l.log.state()
+	s := fmt.Sprintf("%d %d", entries, next-1)
+	if !enabled {
+		s += " logging_disabled"
+	}
+	return s
+}
+
+// logMarkMax is the longest mark dm keeps: an entry sector less the
+// header and a NUL; longer names are cut there.
+const logMarkMax = logSectorSize - logwrites.EntryLen - 1
+
+// Message takes dm's one message, `mark <name>`: the name is logged at
+// once, after every entry logged so far.
+func (l *logWrites) Message(_ context.Context, args []string) (string, error) {
+	if len(args) != 2 {
+		return "", fmt.Errorf("log-writes: Invalid log-writes message arguments, expect 2 arguments, got %d: %w", len(args), syscall.EINVAL)
+	}
+	if !strings.EqualFold(args[0], "mark") {
+		return "", fmt.Errorf("log-writes: Unrecognised log writes target message received: %s: %w", args[0], syscall.EINVAL)
+	}
+	l.log.mark(args[1])
+	return "", nil
+}
+
+// PreResume lets the table go live.
+func (l *logWrites) PreResume(context.Context) error { return nil }
+
+// Resume records that the table went live.
+func (l *logWrites) Resume(context.Context) { l.live.Store(true) }
+
+// Destroy logs what dm's destructor does: the writes no flush followed,
+// then the end mark (which rewrites the super block), and makes the log
+// durable, since the table's last sync came before. A table that never
+// went live writes nothing: dm's would log its end mark at the log's
+// start and count it in the super block, over the log of the live table
+// it was loaded next to (`gdm load` then `gdm clear` would wreck it).
+func (l *logWrites) Destroy() error {
+	if !l.live.Load() {
+		return nil
+	}
+	l.log.flushPending()
+	l.log.mark(logWritesEndMark)
+	return l.log.dev.Sync()
+}

@@ -1,0 +1,185 @@
+package targets
+
+import (
+	"math/bits"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gdm-project/gdm/internal/logwrites"
+)
+
+// logSectorSize is the sector size of the logs gdm writes.
+const logSectorSize = 512
+
+// logPending is one request waiting to be logged: its entry, and the
+// sector buffer it is written from (the entry sector, filled in when it is
+// logged, then the data). A zero entry has no data in buf: its sectors are
+// written as zeros at log time, so that zeroing a large range costs no
+// memory while it waits for a flush.
+type logPending struct {
+	entry logwrites.Entry
+	mark  string
+	buf   []byte
+	zero  bool
+}
+
+// logWriter appends entries to a log device in dm's layout. One mutex
+// serializes the appends: entries are laid out one after another, so they
+// are allocated and written in one order, as dm's single log thread does.
+type logWriter struct {
+	dev *Dev
+	on  atomic.Bool // logging enabled: false once the log is full or broken
+
+	mu        sync.Mutex
+	entries   uint64       // entries logged
+	next      uint64       // dm's next_sector: the first free log sector
+	end       uint64       // the log's size in sectors; 0: no end
+	unflushed []logPending // completed plain writes and discards, in completion order
+}
+
+func newLogWriter(dev *Dev) *logWriter {
+	w := &logWriter{dev: dev, next: 1, end: uint64(dev.Size() / logSectorSize)}
+	w.on.Store(true)
+	return w
+}
+
+// state is the status's numbers.
+func (w *logWriter) state() (entries, next uint64, enabled bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.entries, w.next, w.on.Load()
+}
+
+// pending makes a pending entry for a write of data to byte off (both
+// sector-aligned) with flags: data is copied, as the caller's buffer is
+// reused once the write returns.
+func pendingWrite(off int64, data []byte, flags uint64) logPending {
+	buf := getLogBuf(logSectorSize + len(data))
+	copy(buf[logSectorSize:], data)
+	return logPending{buf: buf, entry: logwrites.Entry{
+		Sector: uint64(off / logSectorSize), NrSectors: uint64(len(data) / logSectorSize), Flags: flags}}
+}
+
+// pendingRange is a pending entry without data: a discard, or a zeroed
+// range.
+func pendingRange(off, n int64, flags uint64, zero bool) logPending {
+	return logPending{zero: zero, buf: getLogBuf(logSectorSize), entry: logwrites.Entry{
+		Sector: uint64(off / logSectorSize), NrSectors: uint64(n / logSectorSize), Flags: flags}}
+}
+
+// completed takes requests that completed: FUA writes are logged at once,
+// the others wait for the next flush.
+func (w *logWriter) completed(ps ...logPending) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range ps {
+		if p.entry.Flags&logwrites.FlagFUA != 0 {
+			w.appendLocked(p)
+		} else {
+			w.unflushed = append(w.unflushed, p)
+		}
+	}
+}
+
+// takeUnflushed is what a FLUSH covers: the requests completed before it.
+func (w *logWriter) takeUnflushed() []logPending {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := w.unflushed
+	w.unflushed = nil
+	return b
+}
+
+// flushed logs a completed FLUSH: the requests it covered, then its entry.
+func (w *logWriter) flushed(batch []logPending) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range batch {
+		w.appendLocked(p)
+	}
+	w.appendLocked(pendingRange(0, 0, logwrites.FlagFlush, false))
+}
+
+// flushPending logs the requests no flush followed (at destroy).
+func (w *logWriter) flushPending() {
+	batch := w.takeUnflushed()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, p := range batch {
+		w.appendLocked(p)
+	}
+}
+
+// mark logs a mark at once. The name ends at a NUL and is cut to what
+// fits an entry sector, as dm cuts it.
+func (w *logWriter) mark(name string) {
+	name, _, _ = strings.Cut(name, "\x00")
+	if len(name) > logMarkMax {
+		name = name[:logMarkMax]
+	}
+	p := pendingRange(0, 0, logwrites.FlagMark, false)
+	p.mark = name
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.appendLocked(p)
+}
+
+// appendLocked writes p at the log's end, in dm's steps: the space is
+// taken first, and if it reaches the log's last sector, logging stops
+// (the space stays counted, as dm's status shows it); a FUA write or a
+// mark then rewrites the super block. A failed log write stops logging too.
+func (w *logWriter) appendLocked(p logPending) {
+	defer putLogBuf(p.buf)
+	if !w.on.Load() {
+		return
+	}
+	at := w.next
+	w.next += p.entry.LogSectors()
+	if w.end != 0 && w.next >= w.end {
+		w.on.Store(false)
+		return
+	}
+	w.entries++
+	logwrites.AppendEntry(p.buf[:0], p.entry, p.mark, logSectorSize)
+	err := w.dev.WriteAt(p.buf, int64(at)*logSectorSize)
+	if err == nil && p.zero {
+		err = w.dev.writeZeros(int64(at+1)*logSectorSize, int64(p.entry.NrSectors)*logSectorSize)
+	}
+	if err == nil && p.entry.Flags&(logwrites.FlagFUA|logwrites.FlagMark) != 0 {
+		super := logwrites.AppendSuper(nil, logwrites.Super{NrEntries: w.entries, SectorSize: logSectorSize})
+		err = w.dev.WriteAt(super, 0)
+	}
+	if err != nil {
+		w.on.Store(false)
+	}
+}
+
+// requeue puts a batch whose flush failed back before the requests
+// completed since.
+func (w *logWriter) requeue(batch []logPending) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.unflushed = append(batch, w.unflushed...)
+}
+
+// logBufPools recycle pending buffers by power-of-two capacity: a write
+// waiting for a flush holds a copy of its data, and fresh memory for each
+// (page faults and zeroing included) cost more than the copy itself. Every
+// byte of a recycled buffer is written before use (the entry sector by
+// AppendEntry, the data by copy), so nothing stale reaches the log.
+var logBufPools [40]sync.Pool
+
+func getLogBuf(n int) []byte {
+	c := max(bits.Len(uint(n-1)), 12)
+	if v := logBufPools[c].Get(); v != nil {
+		return (*v.(*[]byte))[:n]
+	}
+	return make([]byte, n, 1<<c)
+}
+
+func putLogBuf(b []byte) {
+	if c := bits.Len(uint(cap(b) - 1)); cap(b) == 1<<c && c < len(logBufPools) {
+		logBufPools[c].Put(&b)
+	}
+}

@@ -1,0 +1,282 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/gdm-project/gdm/internal/logwrites"
+)
+
+// newTestLogWrites builds a log-writes target over fresh files: a device
+// of devBytes (the target covers it all) and a log of logBytes.
+func newTestLogWrites(t *testing.T, devBytes, logBytes int64) (lw *logWrites, dev, log string) {
+	t.Helper()
+	dev, log = tempFile(t, devBytes), tempFile(t, logBytes)
+	args, err := checkLogWrites([]string{dev, log}, uint64(devBytes/SectorSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewDevSet(false)
+	t.Cleanup(func() { s.Close() })
+	tg, err := newLogWrites(args, uint64(devBytes/SectorSize), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw = tg.(*logWrites)
+	lw.Resume(context.Background()) // live, as a table's targets are once resumed
+	return lw, dev, log
+}
+
+// logged is one entry as a test compares it: "sector+count FLAGS" and the
+// first byte of each data sector, or the mark's name.
+func logged(e logwrites.Entry, mark string, data []byte) string {
+	s := fmt.Sprintf("%d+%d %s", e.Sector, e.NrSectors, logwrites.FlagString(e.Flags))
+	if mark != "" {
+		return s + " " + mark
+	}
+	for i := 0; i < len(data); i += logSectorSize {
+		s += " " + string(data[i])
+	}
+	return s
+}
+
+// entries decodes the first n entries of the log file, whatever its super
+// block says (dm rewrites the count only at FUA writes and marks).
+func entries(t *testing.T, path string, n int) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	pos := logSectorSize
+	for range n {
+		e, mark, err := logwrites.DecodeEntry(b[pos:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var data []byte
+		if e.HasData() {
+			data = b[pos+logSectorSize : pos+logSectorSize+int(e.NrSectors)*logSectorSize]
+		}
+		out = append(out, logged(e, mark, data))
+		pos += int(e.LogSectors()) * logSectorSize
+	}
+	return out
+}
+
+// superCount is the log's super block's entry count; -1 without one.
+func superCount(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := logwrites.DecodeSuper(b)
+	if errors.Is(err, logwrites.ErrMagic) {
+		return -1
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(s.NrEntries)
+}
+
+func sectorOf(c byte, sectors int) []byte { return bytes.Repeat([]byte{c}, sectors*logSectorSize) }
+
+func expect(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("%s:\n got %q\nwant %q", what, got, want)
+	}
+}
+
+func TestLogWritesCheck(t *testing.T) {
+	if _, err := checkLogWrites([]string{"d"}, 8); !errors.Is(err, ErrArgCount) || !strings.Contains(err.Error(), "Invalid argument count") {
+		t.Errorf("one arg: %v", err)
+	}
+	if _, err := checkLogWrites([]string{"d", ""}, 8); !errors.Is(err, ErrEmptyPath) {
+		t.Errorf("empty log path: %v", err)
+	}
+	got, err := checkLogWrites([]string{"d", "l", "extra"}, 8) // dm ignores the rest
+	if err != nil || strings.Join(got, " ") != "d l" {
+		t.Errorf("canonical: %q %v", got, err)
+	}
+	tp, err := Lookup("log-writes")
+	if err != nil || !tp.NoLiveSwap {
+		t.Errorf("log-writes must refuse resume --live: %+v %v", tp, err)
+	}
+}
+
+// dm's order: a plain write is logged only when a later FLUSH completes,
+// just before that flush's entry; a FUA write at once, ahead of plain
+// writes completed before it; the super block is rewritten at FUA writes
+// and marks only.
+func TestLogWritesOrder(t *testing.T) {
+	ctx := context.Background()
+	lw, _, log := newTestLogWrites(t, 64*1024, 1<<20)
+	lw.WriteAt(ctx, sectorOf('a', 1), 0, 0)
+	lw.WriteAt(ctx, sectorOf('b', 2), 4096, 0)
+	if got := lw.Status(StatusInfo); got != "0 0" || superCount(t, log) != -1 {
+		t.Fatalf("plain writes before a flush: status %q, super %d; want nothing logged", got, superCount(t, log))
+	}
+	lw.WriteAt(ctx, sectorOf('c', 1), 512, FUA)
+	expect(t, "after the FUA write", entries(t, log, 1), []string{"1+1 FUA c"})
+	if superCount(t, log) != 1 {
+		t.Fatalf("super counts %d after a FUA write, want 1", superCount(t, log))
+	}
+	if err := lw.FlushRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lw.WriteAt(ctx, sectorOf('d', 1), 0, 0) // after the flush: waits for the next
+	want := []string{"1+1 FUA c", "0+1 NONE a", "8+2 NONE b b", "0+0 FLUSH"}
+	expect(t, "after the flush", entries(t, log, 4), want)
+	// 4 entries, last sector in use: super + 4 entry sectors + 4 data sectors.
+	if got := lw.Status(StatusInfo); got != "4 8" {
+		t.Fatalf("status %q, want dm's \"4 8\"", got)
+	}
+	if superCount(t, log) != 1 {
+		t.Fatalf("a flush rewrote the super block (%d); dm rewrites it at FUA and mark only", superCount(t, log))
+	}
+	if _, err := lw.Message(ctx, []string{"mark", "m1"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "after the mark", entries(t, log, 5), append(want, "0+0 MARK m1"))
+	if superCount(t, log) != 5 {
+		t.Fatalf("super counts %d after the mark, want 5", superCount(t, log))
+	}
+	if err := lw.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "after destroy", entries(t, log, 7), append(want, "0+0 MARK m1", "0+1 NONE d", "0+0 MARK dm-log-writes-end"))
+	if superCount(t, log) != 7 {
+		t.Fatalf("super counts %d after destroy, want 7", superCount(t, log))
+	}
+}
+
+// A discard is logged like a plain write, without data; a zeroed range as
+// a write of zeros; parts of sectors as the sectors read back.
+func TestLogWritesDiscardZeroUnaligned(t *testing.T) {
+	ctx := context.Background()
+	lw, dev, log := newTestLogWrites(t, 64*1024, 1<<20)
+	lw.WriteAt(ctx, sectorOf('x', 8), 0, 0)
+	if err := lw.Trim(ctx, 1024, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Zero(ctx, 0, 512, ZeroFlags{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Zero(ctx, 0, 512, ZeroFlags{Fast: true}); !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("fast zero: %v, want ErrNotSupported", err)
+	}
+	lw.WriteAt(ctx, []byte("yy"), 3*512+10, 0)
+	if err := lw.Trim(ctx, 5*512+100, 2*512); err != nil { // sector 6 whole, 5 and 7 in part
+		t.Fatal(err)
+	}
+	lw.FlushRequest(ctx)
+	got := entries(t, log, 8)
+	want := []string{"0+8 NONE x x x x x x x x", "2+2 DISCARD", "0+1 NONE \x00", "3+1 NONE \x00",
+		"5+1 NONE x", "6+1 DISCARD", "7+1 NONE \x00", "0+0 FLUSH"}
+	expect(t, "entries", got, want)
+	b, _ := os.ReadFile(dev)
+	if string(b[3*512+10:3*512+12]) != "yy" || b[5*512+99] != 'x' || b[5*512+100] != 0 || b[7*512+99] != 0 || b[7*512+100] != 'x' {
+		t.Fatal("the device does not hold what was written")
+	}
+	lb, _ := os.ReadFile(log)
+	if !bytes.Contains(lb, []byte("yy")) {
+		t.Fatal("the unaligned write's sector in the log lacks its bytes")
+	}
+}
+
+func TestLogWritesMarkMessages(t *testing.T) {
+	ctx := context.Background()
+	lw, _, log := newTestLogWrites(t, 64*1024, 1<<20)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"mark"}, "expect 2 arguments, got 1"},
+		{[]string{"mark", "a", "b"}, "expect 2 arguments, got 3"},
+		{[]string{"note", "a"}, "Unrecognised log writes target message received: note"},
+	} {
+		if _, err := lw.Message(ctx, c.args); !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want EINVAL saying %q", c.args, err, c.want)
+		}
+	}
+	long := strings.Repeat("n", 600)
+	for _, m := range [][]string{{"MARK", "upper"}, {"mark", long}} {
+		if r, err := lw.Message(ctx, m); err != nil || r != "" {
+			t.Fatalf("%q: %q %v", m[0], r, err)
+		}
+	}
+	expect(t, "marks", entries(t, log, 2), []string{"0+0 MARK upper", "0+0 MARK " + long[:479]})
+}
+
+// The log full: the entry that reaches the log's end is not logged, even
+// one that would just fit (dm refuses it when it ends at the last
+// sector); logging stops for good and the status says so, with the space
+// the refused entry took counted, as dm's does; I/O goes on, and the
+// writes that waited for a flush are dropped, not held.
+func TestLogWritesLogFull(t *testing.T) {
+	ctx := context.Background()
+	lw, dev, log := newTestLogWrites(t, 64*1024, 5*512)
+	lw.WriteAt(ctx, sectorOf('w', 1), 1536, 0)  // waits for a flush that finds the log full
+	lw.WriteAt(ctx, sectorOf('a', 1), 0, FUA)   // log sectors 1-2 of 0-4
+	lw.WriteAt(ctx, sectorOf('b', 1), 512, FUA) // would be 3-4: just fits, refused
+	if got := lw.Status(StatusInfo); got != "1 4 logging_disabled" {
+		t.Fatalf("status %q, want \"1 4 logging_disabled\"", got)
+	}
+	lw.WriteAt(ctx, sectorOf('c', 1), 1024, 0)
+	lw.FlushRequest(ctx)
+	if n := len(lw.log.takeUnflushed()); n != 0 {
+		t.Fatalf("%d writes still held in memory for a log that stopped", n)
+	}
+	lw.Message(ctx, []string{"mark", "late"})
+	if got := lw.Status(StatusInfo); got != "1 4 logging_disabled" || superCount(t, log) != 1 {
+		t.Fatalf("after more I/O: status %q, super %d", got, superCount(t, log))
+	}
+	if st, _ := os.Stat(log); st.Size() != 5*512 {
+		t.Fatalf("the log grew to %d bytes", st.Size())
+	}
+	b, _ := os.ReadFile(dev)
+	if b[0] != 'a' || b[512] != 'b' || b[1024] != 'c' {
+		t.Fatal("I/O stopped with the log")
+	}
+}
+
+// An empty log file has no end, as dm treats a log device of unknown size.
+func TestLogWritesEmptyLogGrows(t *testing.T) {
+	ctx := context.Background()
+	lw, _, log := newTestLogWrites(t, 64*1024, 0)
+	lw.WriteAt(ctx, sectorOf('a', 16), 0, FUA)
+	if got := lw.Status(StatusInfo); got != "1 17" {
+		t.Fatalf("status %q", got)
+	}
+	if st, _ := os.Stat(log); st.Size() != 18*512 {
+		t.Fatalf("log is %d bytes, want 18 sectors", st.Size())
+	}
+}
+
+// A table loaded but never resumed writes nothing at destroy (dm's would
+// write its end mark over the live table's log).
+func TestLogWritesUnresumedDestroyWritesNothing(t *testing.T) {
+	dev, log := tempFile(t, 64*1024), tempFile(t, 1<<20)
+	s := NewDevSet(false)
+	defer s.Close()
+	tg, err := newLogWrites([]string{dev, log}, 128, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.(Destroyer).Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(log); !bytes.Equal(b, make([]byte, len(b))) {
+		t.Fatal("an inactive table's destroy wrote to the log")
+	}
+}
