@@ -53,6 +53,10 @@ type Table struct {
 	// requesters are the targets that see clients' FLUSH requests,
 	// found with the flushers.
 	requesters []targets.FlushRequester
+
+	// blockSize is LogicalBlockSize's answer, found once.
+	blockSizeOnce sync.Once
+	blockSize     int
 }
 
 // Options are how a table opens its backing devices.
