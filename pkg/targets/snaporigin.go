@@ -143,7 +143,7 @@ func (s *snapshot) copyOut(src *Dev, off, n int64) {
 			err = copyChunk(src, st, uint64(c), nw, buf)
 		}
 		if err != nil {
-			slog.Error("snapshot: invalidated: copy of an origin chunk failed",
+			slog.Error("snapshot: invalidated: no room for, or no copy of, an origin chunk",
 				"cow", s.cow.Path(), "chunk", c, "err", err)
 			st.invalidate()
 			return
