@@ -16,6 +16,9 @@ type rangeLock struct {
 	mu   sync.Mutex // guards held, next and wake
 	held []heldRange
 	next uint64 // the last id handed out
+	// waiters counts lock calls blocked now: how a test sees that a
+	// writer waits rather than goes ahead.
+	waiters int
 	// wake is closed and replaced whenever a range is released; waiters
 	// block on the channel they saw, then look again.
 	wake chan struct{}
@@ -48,9 +51,11 @@ func (l *rangeLock) lock(lo, hi int64, shared bool) rangeToken {
 			l.wake = make(chan struct{})
 		}
 		w := l.wake
+		l.waiters++
 		l.mu.Unlock()
 		<-w
 		l.mu.Lock()
+		l.waiters--
 	}
 }
 
@@ -80,4 +85,11 @@ func (t rangeToken) unlock() {
 		close(l.wake)
 		l.wake = nil
 	}
+}
+
+// waiting is how many lock calls are blocked.
+func (l *rangeLock) waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiters
 }

@@ -28,6 +28,9 @@ type snapshot struct {
 
 	// attached: origin writes copy to this snapshot. Guarded by entry.mu.
 	attached bool
+
+	beforeOriginRead func() // tests only: a read of the origin is about to start
+
 }
 
 var (

@@ -2,7 +2,11 @@ package targets
 
 import (
 	"bytes"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // A reload: the new table's snapshot over the same COW takes over at its
@@ -53,5 +57,39 @@ func TestOriginRegistryEntries(t *testing.T) {
 	origins.mu.Unlock()
 	if left {
 		t.Error("origin entry left in the registry after every target was destroyed")
+	}
+}
+
+// While a chunk's copy is in flight (its range held, as a copy holds it),
+// both an origin write and a snapshot write to that chunk wait; then both
+// go on, and the snapshot keeps the old data under its own write.
+func TestSnapshotCopyHoldsBackBothWriters(t *testing.T) {
+	const chunk = 8192
+	orig := fillPattern(t, 16*chunk, 11)
+	old := readFile(t, orig)
+	o := newSnapTable(t, "snapshot-origin", 256, orig)
+	s := newSnapTable(t, "snapshot", 256, orig, tempFile(t, 1<<20), "P", "16").resume()
+	locks := &s.tg.(*snapshot).entry.locks
+	tok := locks.lock(chunk, 2*chunk, false)
+	var once sync.Once
+	release := func() { once.Do(tok.unlock) }
+	defer release() // a writer that went ahead must not leave the other one stuck
+	done := make(chan error, 2)
+	go func() { done <- o.tg.WriteAt(t.Context(), make([]byte, 512), chunk, 0) }()
+	go func() { done <- s.tg.WriteAt(t.Context(), []byte{0xAA}, chunk+512, 0) }()
+	testkit.WaitFor(t, 10*time.Second, "both writers to wait", func() bool { return locks.waiting() == 2 || len(done) > 0 })
+	if len(done) > 0 || !bytes.Equal(readFile(t, orig), old) {
+		t.Fatal("a writer went ahead during a copy in flight")
+	}
+	release()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := append([]byte(nil), old[chunk:2*chunk]...)
+	want[512] = 0xAA
+	if got := s.mustRead(chunk, chunk); !bytes.Equal(got, want) {
+		t.Errorf("snapshot chunk differs at byte %d", firstDiff(got, want))
 	}
 }

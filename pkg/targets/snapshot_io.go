@@ -57,6 +57,9 @@ func (s *snapshot) ReadAt(_ context.Context, p []byte, off int64) error {
 		if nw, ok := st.lookup(c.chunk); ok {
 			return st.dev.ReadAt(c.p, int64(nw)*cs+c.in)
 		}
+		if s.beforeOriginRead != nil {
+			s.beforeOriginRead()
+		}
 		return s.origin.ReadAt(c.p, at+c.in)
 	})
 }

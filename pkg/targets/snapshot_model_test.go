@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // snapModel is an origin and two snapshots of it (4 KiB and 16 KiB chunks,
@@ -143,4 +145,32 @@ func TestSnapshotConcurrentReadsSeeOldData(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// A snapshot read that goes to the origin holds the chunk: an origin write
+// to it, starting meanwhile, waits for the read, which sees the old data.
+func TestSnapshotReadHoldsBackOriginWrite(t *testing.T) {
+	const chunk = 8192
+	orig := fillPattern(t, 16*chunk, 10)
+	old := readFile(t, orig)
+	o := newSnapTable(t, "snapshot-origin", 256, orig)
+	s := newSnapTable(t, "snapshot", 256, orig, tempFile(t, 1<<20), "P", "16").resume()
+	snap := s.tg.(*snapshot)
+	done := make(chan error, 1)
+	snap.beforeOriginRead = func() {
+		snap.beforeOriginRead = nil
+		go func() { done <- o.tg.WriteAt(t.Context(), make([]byte, chunk), chunk, 0) }()
+		testkit.WaitFor(t, 10*time.Second, "the origin write to wait or finish", func() bool {
+			return snap.entry.locks.waiting() > 0 || len(done) > 0
+		})
+	}
+	if got := s.mustRead(chunk, chunk); !bytes.Equal(got, old[chunk:2*chunk]) {
+		t.Error("a snapshot read saw an origin write that started during it")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.mustRead(chunk, chunk); !bytes.Equal(got, old[chunk:2*chunk]) {
+		t.Error("the snapshot lost the chunk's old data")
+	}
 }

@@ -127,7 +127,7 @@ func (s *cowStore) readAreas() error {
 				s.nextFree = s.lay.skipMetadata(s.nextFree)
 				return nil
 			}
-			if int64(nw+1)*s.lay.chunk > s.dev.Size() {
+			if nw >= uint64(s.dev.Size()/s.lay.chunk) {
 				return fmt.Errorf("%w: area %d maps chunk %d beyond the device", ErrSnapCorrupt, k, nw)
 			}
 			s.table[old] = nw

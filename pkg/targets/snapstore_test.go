@@ -174,3 +174,27 @@ func firstDiff(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// On a COW device full of old garbage, a store that fills its first area
+// zeroes the second before the first is full on disk, so that it loads.
+func TestSnapshotZeroesTheNextArea(t *testing.T) {
+	const chunk = 1024
+	orig := fillPattern(t, 128*chunk, 12)
+	before := readFile(t, orig)
+	cow := tempFile(t, 0)
+	garbage := bytes.Repeat([]byte{0xFF}, 100*chunk)
+	clear(garbage[:chunk]) // a zero magic: a new store
+	if err := os.WriteFile(cow, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := newSnapTable(t, "snapshot-origin", 256, orig)
+	s := newSnapTable(t, "snapshot", 256, orig, cow, "P", "2").resume()
+	for c := range int64(64) {
+		o.mustWrite([]byte{1}, c*chunk, 0)
+	}
+	s.destroy()
+	s = newSnapTable(t, "snapshot", 256, orig, cow, "P", "2").resume()
+	if got := s.mustRead(0, 64*chunk); !bytes.Equal(got, before[:64*chunk]) {
+		t.Fatalf("reloaded snapshot differs at byte %d", firstDiff(got, before))
+	}
+}
