@@ -123,3 +123,34 @@ func TestSnapshotStatus(t *testing.T) {
 		t.Error("snapshot allows resume --live")
 	}
 }
+
+// Exceptions are durable before the write they cover returns: an origin
+// write that needed a copy finds the pair on the COW device and the COW
+// synced (the data, then the area); a FUA write to an existing exception
+// syncs the COW; a plain one does not.
+func TestSnapshotCommitsBeforeAck(t *testing.T) {
+	const chunk = 4096
+	orig := fillPattern(t, 16*chunk, 13)
+	cow := tempFile(t, 1<<20)
+	o := newSnapTable(t, "snapshot-origin", 128, orig)
+	s := newSnapTable(t, "snapshot", 128, orig, cow, "P", "8").resume()
+	cowDev := s.tg.(*snapshot).cow
+	n := cowDev.Syncs()
+	o.mustWrite([]byte{1}, 5*chunk, 0)
+	if got := cowDev.Syncs() - n; got != 2 {
+		t.Errorf("origin write with a copy: %d COW syncs, want 2 (data, then metadata)", got)
+	}
+	area := readFile(t, cow)[chunk : 2*chunk]
+	if old, nw := getPair(area, 0); old != 5 || nw != 2 {
+		t.Errorf("first pair on disk {%d, %d}, want {5, 2}", old, nw)
+	}
+	n = cowDev.Syncs()
+	s.mustWrite([]byte{2}, 5*chunk, 0)
+	if cowDev.Syncs() != n {
+		t.Error("a plain write to an existing exception synced")
+	}
+	s.mustWrite([]byte{3}, 5*chunk, FUA)
+	if cowDev.Syncs() != n+1 {
+		t.Error("a FUA write to an existing exception did not sync the COW")
+	}
+}
