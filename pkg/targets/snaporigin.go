@@ -133,10 +133,13 @@ func (s *snapshot) copyOut(src *Dev, off, n int64) {
 	}
 	cs := st.lay.chunk
 	var pairs []snapPair
-	buf := make([]byte, cs)
+	var buf []byte // made on the first copy: a rewrite copies nothing
 	for c := off / cs; c <= (off+n-1)/cs; c++ {
 		if _, ok := st.lookup(uint64(c)); ok {
 			continue
+		}
+		if buf == nil {
+			buf = make([]byte, cs)
 		}
 		nw, err := st.prepare()
 		if err == nil {
