@@ -53,7 +53,7 @@ func BenchmarkSnapshotOriginWrite(b *testing.B) {
 		}
 	})
 	b.Run("variant=linear", func(b *testing.B) {
-		l := newSnapTable(b, "linear", chunks*8, tempFileTB(b, chunks*chunk), "0")
+		l := newSnapTable(b, "linear", chunks*8, fillPattern(b, chunks*chunk, 2), "0")
 		i := 0
 		for b.Loop() {
 			if err := l.tg.WriteAt(ctx, p, int64(i%chunks)*chunk, 0); err != nil {
