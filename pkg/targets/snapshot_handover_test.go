@@ -65,10 +65,8 @@ func TestOriginRegistryEntries(t *testing.T) {
 // go on, and the snapshot keeps the old data under its own write.
 func TestSnapshotCopyHoldsBackBothWriters(t *testing.T) {
 	const chunk = 8192
-	orig := fillPattern(t, 16*chunk, 11)
+	orig, o, s := originAndSnap(t, 16*chunk, 11, 1<<20, "P", "16")
 	old := readFile(t, orig)
-	o := newSnapTable(t, "snapshot-origin", 256, orig)
-	s := newSnapTable(t, "snapshot", 256, orig, tempFile(t, 1<<20), "P", "16").resume()
 	locks := &s.tg.(*snapshot).entry.locks
 	tok := locks.lock(chunk, 2*chunk, false)
 	var once sync.Once

@@ -114,3 +114,15 @@ func readFile(t testing.TB, p string) []byte {
 	}
 	return b
 }
+
+// originAndSnap is an origin of size bytes filled with the pattern of seed,
+// its snapshot-origin table, and a resumed snapshot of kind and chunk
+// (sectors) over a fresh COW file of cowSize bytes.
+func originAndSnap(t testing.TB, size int64, seed byte, cowSize int64, kind, chunk string) (orig string, o, s *snapTable) {
+	t.Helper()
+	orig = fillPattern(t, size, seed)
+	cow := testkit.Sparse(t, t.TempDir(), "cow", cowSize)
+	o = newSnapTable(t, "snapshot-origin", uint64(size/512), orig)
+	s = newSnapTable(t, "snapshot", uint64(size/512), orig, cow, kind, chunk).resume()
+	return orig, o, s
+}

@@ -151,10 +151,8 @@ func TestSnapshotConcurrentReadsSeeOldData(t *testing.T) {
 // to it, starting meanwhile, waits for the read, which sees the old data.
 func TestSnapshotReadHoldsBackOriginWrite(t *testing.T) {
 	const chunk = 8192
-	orig := fillPattern(t, 16*chunk, 10)
+	orig, o, s := originAndSnap(t, 16*chunk, 10, 1<<20, "P", "16")
 	old := readFile(t, orig)
-	o := newSnapTable(t, "snapshot-origin", 256, orig)
-	s := newSnapTable(t, "snapshot", 256, orig, tempFile(t, 1<<20), "P", "16").resume()
 	snap := s.tg.(*snapshot)
 	done := make(chan error, 1)
 	snap.beforeOriginRead = func() {

@@ -45,10 +45,8 @@ func TestSnapshotCheck(t *testing.T) {
 // the origin write itself goes on.
 func TestSnapshotFullCowInvalidates(t *testing.T) {
 	const chunk = 4096
-	orig := fillPattern(t, 16*chunk, 4)
-	cow := tempFile(t, 5*chunk)
-	o := newSnapTable(t, "snapshot-origin", 128, orig)
-	s := newSnapTable(t, "snapshot", 128, orig, cow, "P", "8").resume()
+	orig, o, s := originAndSnap(t, 16*chunk, 4, 5*chunk, "P", "8")
+	cow := s.tg.(*snapshot).cow.Path()
 	for c := range int64(3) {
 		o.mustWrite([]byte{1}, c*chunk, 0)
 	}
@@ -77,10 +75,7 @@ func TestSnapshotFullCowInvalidates(t *testing.T) {
 // that finds no room still invalidates it.
 func TestSnapshotOverflow(t *testing.T) {
 	const chunk = 4096
-	orig := fillPattern(t, 16*chunk, 5)
-	cow := tempFile(t, 5*chunk)
-	o := newSnapTable(t, "snapshot-origin", 128, orig)
-	s := newSnapTable(t, "snapshot", 128, orig, cow, "PO", "8").resume()
+	_, o, s := originAndSnap(t, 16*chunk, 5, 5*chunk, "PO", "8")
 	for c := range int64(3) {
 		s.mustWrite([]byte{1}, c*chunk, 0)
 	}
