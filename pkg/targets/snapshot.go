@@ -48,9 +48,8 @@ var (
 
 func init() {
 	register(&Type{Name: "snapshot", Check: checkSnapshot, New: newSnapshot, NoLiveSwap: true,
-		Syntax: "<origin> <COW device> <P|N|PO> <chunk size> [<#feature args> [discard_zeroes_cow] [discard_passdown_origin]]",
-		Summary: "a copy-on-write snapshot of <origin> as it was when the snapshot was resumed; " +
-			"P keeps the exceptions on <COW device> in dm's format, N in memory, PO as P but a full COW fails only new writes"})
+		Syntax:  "<origin> <COW device> <P|N|PO> <chunk size> [<#feature args> [discard_zeroes_cow] [discard_passdown_origin]]",
+		Summary: "copy-on-write snapshot of <origin>; P and PO keep the exceptions on <COW device> in dm's format, N in memory"})
 }
 
 // checkSnapshot validates a snapshot line and returns it canonical: the
