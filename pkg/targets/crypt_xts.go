@@ -74,11 +74,13 @@ func (x xtsCipher) decrypt(dst, src []byte, iv uint64, s *cryptScratch) {
 	x.crypt(dst, src, iv, s, true)
 }
 
-// crypt whitens src with the sector's tweaks into dst, runs the data key's
-// Encrypt (or Decrypt) over each of its blocks in place, and
-// whitens the result again. The tweaks are then cleared from the scratch,
-// which outlives the request in a pool: they are secret (an attacker who
-// knew a sector's tweaks could move or alter its blocks at will).
+// crypt whitens src (one crypt sector, at most maxCryptSector bytes) with
+// the sector's tweaks into dst, runs the data key's Encrypt (or Decrypt)
+// over each of its blocks in place, and whitens the result again. The
+// tweaks are then cleared from the scratch, which outlives the request in
+// a pool: they are meant to be secret (whoever knew two blocks' tweaks
+// could move a ciphertext block from one place to the other and have it
+// decrypt to the same plaintext there).
 func (x xtsCipher) crypt(dst, src []byte, iv uint64, s *cryptScratch, decrypt bool) {
 	t := x.tweaks(len(src), iv, s)
 	dst = dst[:len(t)]
