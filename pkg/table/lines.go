@@ -132,5 +132,11 @@ func (t *Table) WriteText(w io.Writer) error {
 	return bw.Flush()
 }
 
+// Verbatim reports whether the table's canonical text is, byte for byte,
+// the text it was built from (as that of any table gdm wrote): a caller
+// that kept that text, or wrote it out while the table was being built,
+// need not make it again.
+func (t *Table) Verbatim() bool { return t.lines.verbatim }
+
 // sector is where target i starts, in sectors (i == Len() gives the end).
 func (t *Table) sector(i int) uint64 { return uint64(t.starts[i]) / targets.SectorSize }
