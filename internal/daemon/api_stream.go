@@ -55,7 +55,8 @@ func readTable(w http.ResponseWriter, r *http.Request) (string, bool) {
 // read straight into its place, in one allocation; a body with no size or
 // a longer one grows it by doubling.
 func readBody(r io.Reader, size int64) ([]byte, error) {
-	b := make([]byte, 0, min(max(size, 512), maxTableBytes)+1)
+	b, filled := table.TextBuffer(int(min(max(size, 512), maxTableBytes) + 1))
+	defer filled()
 	for {
 		if len(b) == cap(b) {
 			b = slices.Grow(b, len(b))

@@ -1,0 +1,67 @@
+package table
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+// A big allocation's 2 MiB-aligned inside is asked for in huge pages (in
+// THP mode madvise), and the ask is taken back once it is filled; a small
+// one is not asked for.
+func TestMakeHugeAsksAndTakesBack(t *testing.T) {
+	if _, r := makeHuge[int64](hugeMin/8 - 1); r != nil { // holding 2 MiB aligned, but small
+		t.Fatalf("a small slice was advised: %d bytes", len(r))
+	}
+	if !thpMadvise() {
+		t.Skip("THP mode is not madvise here: nothing is asked")
+	}
+	const n = 3 * hugeMin / 8
+	s, r := makeHuge[int64](n)
+	if len(r) == 0 {
+		t.Fatal("a big slice was not advised")
+	}
+	lo, hi := uintptr(unsafe.Pointer(unsafe.SliceData(s))), uintptr(unsafe.Pointer(unsafe.SliceData(s)))+n*8
+	at := uintptr(unsafe.Pointer(unsafe.SliceData(r)))
+	if at%hugePage != 0 || len(r)%hugePage != 0 || at < lo || at+uintptr(len(r)) > hi {
+		t.Fatalf("range %#x+%d not 2 MiB-aligned inside %#x-%#x", at, len(r), lo, hi)
+	}
+	if f := vmFlags(t, at); !strings.Contains(f, " hg") {
+		t.Fatalf("advised range's flags %q: no hg", f)
+	}
+	s = append(s, make([]int64, n)...)
+	r.filled()
+	if f := vmFlags(t, at); strings.Contains(f, " hg") || !strings.Contains(f, " nh") {
+		t.Fatalf("filled range's flags %q: the ask is not taken back", f)
+	}
+}
+
+// vmFlags is the VmFlags line of the mapping of this process holding addr.
+func vmFlags(t *testing.T, addr uintptr) string {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	in := false
+	for sc.Scan() {
+		line := sc.Text()
+		if span, _, ok := strings.Cut(line, " "); ok && strings.Contains(span, "-") && !strings.HasSuffix(span, ":") {
+			a, b, _ := strings.Cut(span, "-")
+			start, _ := strconv.ParseUint(a, 16, 64)
+			end, _ := strconv.ParseUint(b, 16, 64)
+			in = uint64(addr) >= start && uint64(addr) < end
+			continue
+		}
+		if flags, ok := strings.CutPrefix(line, "VmFlags:"); ok && in {
+			return flags
+		}
+	}
+	t.Fatalf("no mapping holds %#x", addr)
+	return ""
+}
