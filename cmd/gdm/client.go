@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/pkg/table"
 )
 
 const (
@@ -62,7 +63,7 @@ func (t *tableFlags) read(stdin io.Reader) ([]byte, error) {
 	case t.file != "" && len(t.lines) > 0:
 		return nil, fmt.Errorf("%w: --table-file and --table together", errUsage)
 	case t.file != "":
-		return os.ReadFile(t.file)
+		return readFile(t.file)
 	case len(t.lines) > 0:
 		return []byte(strings.Join(t.lines, "\n") + "\n"), nil
 	}
@@ -79,6 +80,21 @@ func (t *tableFlags) read(stdin io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("no table: give --table-file, --table or the table on stdin")
 	}
 	return b, nil
+}
+
+// readFile reads a table file into one buffer of its size, in huge pages
+// if big (table.ReadText).
+func readFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return table.ReadText(f, st.Size())
 }
 
 // postDevice runs one action on a device (load, resume, suspend, clear,

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 	"unsafe"
@@ -42,34 +40,12 @@ func isText(r *http.Request) bool {
 // made from them would be 60 MB more of fresh memory to touch, and
 // garbage. Nothing writes to the buffer after.
 func readTable(w http.ResponseWriter, r *http.Request) (string, bool) {
-	b, err := readBody(http.MaxBytesReader(w, r.Body, maxTableBytes), r.ContentLength)
+	b, err := table.ReadText(http.MaxBytesReader(w, r.Body, maxTableBytes), min(r.ContentLength, maxTableBytes))
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, controlapi.Error{Error: "bad request: reading the table: " + err.Error()})
 		return "", false
 	}
 	return unsafe.String(unsafe.SliceData(b), len(b)), true
-}
-
-// readBody reads r to its end into one buffer of size bytes (plus one, to
-// see the end without growing), so that a body of the size announced is
-// read straight into its place, in one allocation; a body with no size or
-// a longer one grows it by doubling.
-func readBody(r io.Reader, size int64) ([]byte, error) {
-	b, filled := table.TextBuffer(int(min(max(size, 512), maxTableBytes) + 1))
-	defer filled()
-	for {
-		if len(b) == cap(b) {
-			b = slices.Grow(b, len(b))
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
 }
 
 // createReq is a create's request: JSON, or the table as plain text with

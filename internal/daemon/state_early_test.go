@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/iotest"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
 )
@@ -73,20 +71,5 @@ func TestTableFileDropAndKeep(t *testing.T) {
 	name := kept.keep()
 	if b, err := os.ReadFile(filepath.Join(s.devicesDir(), name)); err != nil || string(b) != text {
 		t.Fatalf("kept file %q: %d bytes, %v", name, len(b), err)
-	}
-}
-
-// readBody gives back the body whatever size was announced: exact, none,
-// too small (it grows) or too large, and a reader's error.
-func TestReadBodyAnySize(t *testing.T) {
-	text := strings.Repeat("0 8 zero\n", 1000)
-	for _, size := range []int64{int64(len(text)), -1, 0, 10, int64(len(text)) * 3} {
-		got, err := readBody(iotest.HalfReader(strings.NewReader(text)), size)
-		if err != nil || string(got) != text {
-			t.Errorf("size %d: %d bytes, %v", size, len(got), err)
-		}
-	}
-	if _, err := readBody(iotest.TimeoutReader(bytes.NewReader([]byte(text))), int64(len(text))); err != iotest.ErrTimeout {
-		t.Errorf("a reader's error: %v", err)
 	}
 }

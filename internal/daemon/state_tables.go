@@ -188,14 +188,15 @@ func (s *stateStore) tableText(file, inline string) (string, error) {
 		return "", fmt.Errorf("state: table file: %w", err)
 	}
 	defer f.Close()
-	var b strings.Builder
+	var size int64
 	if st, err := f.Stat(); err == nil {
-		b.Grow(int(st.Size())) // one copy of the text, not a doubling series
+		size = st.Size()
 	}
-	if _, err := io.Copy(&b, f); err != nil {
+	b, err := table.ReadText(f, size) // one buffer, read into, used as the text
+	if err != nil {
 		return "", fmt.Errorf("state: table file: %w", err)
 	}
-	return b.String(), nil
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
 // dropTables removes the table files old names and keep does not.

@@ -2,7 +2,9 @@ package table
 
 import (
 	"bytes"
+	"io"
 	"os"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -78,10 +80,27 @@ func makeHuge[T any](n int) ([]T, hugeRange) {
 	return s, adviseHuge(unsafe.Pointer(unsafe.SliceData(s)), n*int(unsafe.Sizeof(zero)))
 }
 
-// TextBuffer is a buffer for a table's text of about n bytes, to be filled
-// before the table is built from it, and its range's filled, to call then
-// (see hugeRange).
-func TextBuffer(n int) (buf []byte, filled func()) {
-	b, r := makeHuge[byte](n)
-	return b, r.filled
+// ReadText reads r to its end into one buffer of size bytes (plus one, to
+// see the end without growing), in huge pages if big: a table's text of
+// the size announced (a request's Content-Length, a file's size) is read
+// straight into its place, in one allocation, and a 60 MB text costs 30
+// page faults, not 15,000. A text with no size, or longer, grows the
+// buffer by doubling. The caller may keep the buffer as the text without
+// copying it (unsafe.String), if nothing writes to it after.
+func ReadText(r io.Reader, size int64) ([]byte, error) {
+	b, huge := makeHuge[byte](int(max(size, 512) + 1))
+	defer huge.filled()
+	for {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, len(b))
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }

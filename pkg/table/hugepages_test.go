@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"unsafe"
 )
 
@@ -64,4 +65,19 @@ func vmFlags(t *testing.T, addr uintptr) string {
 	}
 	t.Fatalf("no mapping holds %#x", addr)
 	return ""
+}
+
+// ReadText gives back the text whatever size was announced: exact, none,
+// too small (it grows) or too large, and a reader's error.
+func TestReadTextAnySize(t *testing.T) {
+	text := strings.Repeat("0 8 zero\n", 1000)
+	for _, size := range []int64{int64(len(text)), -1, 0, 10, int64(len(text)) * 3} {
+		got, err := ReadText(iotest.HalfReader(strings.NewReader(text)), size)
+		if err != nil || string(got) != text {
+			t.Errorf("size %d: %d bytes, %v", size, len(got), err)
+		}
+	}
+	if _, err := ReadText(iotest.TimeoutReader(strings.NewReader(text)), int64(len(text))); err != iotest.ErrTimeout {
+		t.Errorf("a reader's error: %v", err)
+	}
 }
