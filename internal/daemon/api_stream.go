@@ -110,7 +110,7 @@ func (d *daemon) serveStatus(w http.ResponseWriter, m *managed) {
 			if i == 0 {
 				sep = "\n    "
 			}
-			b = appendStatusLine(append(b[:0], sep...), t.Line(i), st[i])
+			b = appendStatusLine(append(b[:0], sep...), t.Head(i), st[i])
 			if _, err := bw.Write(b); err != nil {
 				return err // the client is gone: stop encoding
 			}
