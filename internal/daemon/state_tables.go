@@ -26,6 +26,9 @@ import (
 // leaves at worst a table file no JSON names, removed at the next start
 // (sweepTables). A file the old JSON named is removed only after the new
 // JSON is durable and the verb's change in memory is done (dropTables).
+// The temp file of a big table is written from the text received while
+// the table is built from it (tableFile), and renamed in place only once
+// the table is built and its text found canonical.
 //
 // A small table, and any in state written before table files, is its text
 // inside the JSON (live_table/inactive_table); a big one in such old state
