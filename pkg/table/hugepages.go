@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"unsafe"
 
@@ -18,8 +19,8 @@ import (
 // work); in 2 MiB pages it is 512 times fewer faults.
 //
 // The Go heap gets huge pages by itself where the kernel's THP mode is
-// "always", and never where it is "never". Only in mode "madvise" (the
-// usual default of distributions) do they depend on asking, so only there
+// "always", and never where it is "never". Only in mode "madvise" (Debian's
+// and Ubuntu's default) do they depend on asking, so only there
 // does hugeRange ask, for the 2 MiB-aligned inside of one big allocation,
 // before its first touch, and takes the ask back (MADV_NOHUGEPAGE, which in
 // that mode is what an address range gets by default) once the memory is
@@ -29,17 +30,22 @@ import (
 // whole, is the same in either page size.
 
 // hugeMin is the smallest allocation worth asking for: below it, the
-// 2 MiB-aligned inside is small or empty.
+// inside aligned to a huge page (2 MiB on amd64) is small or empty.
 const hugeMin = 4 << 20
 
-// hugePage is the size of a transparent huge page on amd64 and arm64
-// (4 KiB base pages).
-const hugePage = 2 << 20
-
-// thpMadvise reports whether the kernel's THP mode is "madvise", read once.
-var thpMadvise = sync.OnceValue(func() bool {
-	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
-	return err == nil && bytes.Contains(b, []byte("[madvise]"))
+// thpSize is the kernel's transparent huge page size if its THP mode is
+// "madvise", else 0 (nothing to ask), read once.
+var thpSize = sync.OnceValue(func() uintptr {
+	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || !bytes.Contains(mode, []byte("[madvise]")) {
+		return 0
+	}
+	size, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+	n, err2 := strconv.ParseUint(string(bytes.TrimSpace(size)), 10, 64)
+	if err != nil || err2 != nil || n == 0 || n&(n-1) != 0 {
+		return 0
+	}
+	return uintptr(n)
 })
 
 // hugeRange is the part of an allocation asked to take huge pages, or
@@ -49,11 +55,12 @@ type hugeRange []byte
 // adviseHuge asks for huge pages for the 2 MiB-aligned inside of size
 // bytes at p, not yet touched, if that is worth asking (see above).
 func adviseHuge(p unsafe.Pointer, size int) hugeRange {
-	if size < hugeMin || !thpMadvise() {
+	huge := thpSize()
+	if size < hugeMin || huge == 0 {
 		return nil
 	}
-	start := (uintptr(p) + hugePage - 1) &^ (hugePage - 1)
-	end := (uintptr(p) + uintptr(size)) &^ (hugePage - 1)
+	start := (uintptr(p) + huge - 1) &^ (huge - 1)
+	end := (uintptr(p) + uintptr(size)) &^ (huge - 1)
 	if end <= start {
 		return nil
 	}
