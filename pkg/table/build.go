@@ -33,18 +33,11 @@ type builder struct {
 	lineEnd  int
 	// lineNo says where line i came from, for errors.
 	lineNo func(i int) int
-	// huge are the arrays' ranges asked for in huge pages (hugepages.go).
-	huge []hugeRange
 }
 
 // newBuilder makes a builder for about n lines.
 func newBuilder(n int) *builder {
-	b := &builder{}
-	var begins, starts hugeRange
-	b.begins, begins = makeHuge[int](n)
-	b.starts, starts = makeHuge[int64](n + 1)
-	b.huge = append(b.huge, begins, starts)
-	return b
+	return &builder{begins: make([]int, 0, n), starts: make([]int64, 0, n+1)}
 }
 
 // parse checks text line by line (as Parse does) and adds each line,
@@ -172,15 +165,9 @@ func (b *builder) build(opts Options) (*Table, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("table: %w", ErrEmpty)
 	}
-	tgts, huge := makeHuge[targets.Target](n)
-	defer func() {
-		for _, r := range append(b.huge, huge) {
-			r.filled()
-		}
-	}()
 	t := &Table{
 		lines:   lineStore{text: b.text, side: string(b.side), begins: exact(b.begins), verbatim: b.verbatim},
-		targets: tgts[:n],
+		targets: make([]targets.Target, n),
 		starts:  exact(append(b.starts, int64(b.next)*targets.SectorSize)),
 		devs:    targets.NewDevSetWith(opts.ReadOnly, opts.Open),
 		stats:   newSegStats(n),

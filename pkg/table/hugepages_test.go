@@ -14,19 +14,19 @@ import (
 // THP mode madvise), and the ask is taken back once it is filled; a small
 // one is not asked for.
 func TestMakeHugeAsksAndTakesBack(t *testing.T) {
-	if _, r := makeHuge[int64](hugeMin/8 - 1); r != nil { // holding 2 MiB aligned, but small
+	if _, r := makeHuge(hugeMin - 1); r != nil { // holding 2 MiB aligned, but small
 		t.Fatalf("a small slice was advised: %d bytes", len(r))
 	}
 	huge := thpSize()
 	if huge == 0 {
 		t.Skip("THP mode is not madvise here: nothing is asked")
 	}
-	const n = 3 * hugeMin / 8
-	s, r := makeHuge[int64](n)
+	const n = 3 * hugeMin
+	s, r := makeHuge(n)
 	if len(r) == 0 {
 		t.Fatal("a big slice was not advised")
 	}
-	lo, hi := uintptr(unsafe.Pointer(unsafe.SliceData(s))), uintptr(unsafe.Pointer(unsafe.SliceData(s)))+n*8
+	lo, hi := uintptr(unsafe.Pointer(unsafe.SliceData(s))), uintptr(unsafe.Pointer(unsafe.SliceData(s)))+n
 	at := uintptr(unsafe.Pointer(unsafe.SliceData(r)))
 	if at%huge != 0 || uintptr(len(r))%huge != 0 || at < lo || at+uintptr(len(r)) > hi {
 		t.Fatalf("range %#x+%d not huge-page-aligned inside %#x-%#x", at, len(r), lo, hi)
@@ -34,7 +34,7 @@ func TestMakeHugeAsksAndTakesBack(t *testing.T) {
 	if f := vmFlags(t, at); !strings.Contains(f, " hg") {
 		t.Fatalf("advised range's flags %q: no hg", f)
 	}
-	s = append(s, make([]int64, n)...)
+	s = append(s, make([]byte, n)...)
 	r.filled()
 	if f := vmFlags(t, at); strings.Contains(f, " hg") || !strings.Contains(f, " nh") {
 		t.Fatalf("filled range's flags %q: the ask is not taken back", f)
