@@ -74,21 +74,23 @@ func loadReq(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 // serveTable answers GET .../table: with ?format=text the table's text
 // itself, written from the table as it goes; else the JSON TableText.
+// Keys are shown as dmsetup shows them (zeros) unless ?showkeys=1.
 func (d *daemon) serveTable(w http.ResponseWriter, r *http.Request, m *managed) {
 	slot := table.Live
 	if r.URL.Query().Get("inactive") == "1" {
 		slot = table.Inactive
 	}
+	showKeys := r.URL.Query().Get("showkeys") == "1"
 	if r.URL.Query().Get("format") != "text" {
 		out := controlapi.TableText{Name: m.name()}
-		m.dev.View(slot, func(t *table.Table) error { out.Table = t.Text(); return nil })
+		m.dev.View(slot, func(t *table.Table) error { out.Table = t.Shown(showKeys); return nil })
 		reply(w, out)
 		return
 	}
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout))
 	w.Header().Set("Content-Type", controlapi.TextTable)
 	// No table in the slot: an empty text, as the JSON's empty string.
-	if err := m.dev.View(slot, func(t *table.Table) error { return t.WriteText(w) }); err != nil && !errors.Is(err, table.ErrNoTable) {
+	if err := m.dev.View(slot, func(t *table.Table) error { return t.WriteShown(w, showKeys) }); err != nil && !errors.Is(err, table.ErrNoTable) {
 		// Mid-stream: the status is sent; the client sees the cut.
 		d.log.Debug("streaming a table", "device", m.name(), "err", err)
 	}

@@ -57,6 +57,9 @@ type Table struct {
 	// blockSize is LogicalBlockSize's answer, found once.
 	blockSizeOnce sync.Once
 	blockSize     int
+	// hides is hidesArgs' answer, found once.
+	hidesOnce sync.Once
+	hides     bool
 }
 
 // Options are how a table opens its backing devices.
