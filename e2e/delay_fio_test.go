@@ -17,19 +17,22 @@ import (
 const delayMs = 10
 
 // delayOverheadMs is how far above delayMs fio's median completion latency
-// may be. On an idle machine gdm adds well under a millisecond (the logged
-// runs say how much); this is a shared 2-core VM where fio, gdm and other
-// engineers' builds compete for the cores, and a request that waits for a
-// core after its timer fires pays for it, so the bound is generous. A
-// server that served a connection's requests one after another would put
-// the qd 32 median near 32 x delayMs and fail it by far.
+// may be. On this shared 2-core VM (load average near 10 from other work)
+// the median was 0.9 ms over at qd 1 and 1.5 ms at qd 32: timers and
+// goroutines that wait for a core after their deadline, then the socket,
+// the reply and fio's single thread reaping 32 replies. 3 ms leaves room
+// for a busier moment. A server that served a connection's requests one
+// after another would put the qd 32 median near 32 x delayMs and fail it
+// by far.
 const delayOverheadMs = 3
 
 // delayCPUMax is the most of one core gdm may use while qd 32 reads wait
-// on the delay (some 3,200 requests a second): a few per cent is what
-// timers and replies cost; a server that spun while it waited would use a
-// whole core, and 20% leaves room for a noisy neighbour's share of
-// accounting without letting a busy wait through.
+// on the delay (some 2,500-3,200 requests a second). Measured here: 11-16%,
+// about 3 points of it the NBD server's stall watch, which ticks every
+// millisecond while any request is being served. A delay queue changed to
+// spin until its release measured 39%, though starved by the machine's
+// other work, and failed this bound; an idle machine would show a spinner
+// at whole cores.
 const delayCPUMax = 0.20
 
 // fioStats is what one fio run reports of its reads, in milliseconds,
