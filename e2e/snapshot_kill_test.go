@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,11 +197,12 @@ func (m *skModel) check(k *skConn) error {
 }
 
 // skRun runs random I/O on every device, one goroutine each, until the
-// daemon is killed; it returns an error that is not the kill's doing.
-func skRun(d *daemon, models []*skModel, seed uint64, killed *atomic.Bool) (ops int64, err error) {
+// daemon is killed; it returns the I/Os acknowledged, those the kill cut
+// short, and an error that is not the kill's doing.
+func skRun(d *daemon, models []*skModel, seed uint64, killed *atomic.Bool) (ops, cut int64, err error) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var count atomic.Int64
+	var count, cuts atomic.Int64
 	for i, m := range models {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(i)))
@@ -212,6 +214,7 @@ func skRun(d *daemon, models []*skModel, seed uint64, killed *atomic.Bool) (ops 
 			}
 			if k != nil {
 				k.c.Close()
+				cuts.Add(1)
 			}
 			if !killed.Load() || strings.Contains(e.Error(), "live read") {
 				mu.Lock()
@@ -221,7 +224,7 @@ func skRun(d *daemon, models []*skModel, seed uint64, killed *atomic.Bool) (ops 
 		})
 	}
 	wg.Wait()
-	return count.Load(), err
+	return count.Load(), cuts.Load(), err
 }
 
 // skSetup makes the origin and two snapshots with origin data written
@@ -233,11 +236,19 @@ func skSetup(t *testing.T, d *daemon, rng *rand.Rand) []*skModel {
 	models := []*skModel{origin}
 	for i, name := range []string{"s1", "s2"} {
 		skWrites(t, d, origin, rng, 40)
-		cow := testkit.Sparse(t, d.dir, name+".cow", skCowBytes)
-		d.gdm("create", name, "--table", fmt.Sprintf("0 %d snapshot %s %s P %d", skSectors, disk, cow, skChunk))
-		models = append(models, newSKModel(name, uint32(2+i), origin))
+		models = append(models, skSnapshot(t, d, origin, name, uint32(2+i)))
 	}
 	return models
+}
+
+// skSnapshot creates snapshot name of the origin, on a new COW file, and
+// returns its model: the origin's data now. Its writes are tagged tag, so
+// that no stale exception of an earlier snapshot of the name can pass.
+func skSnapshot(t *testing.T, d *daemon, origin *skModel, name string, tag uint32) *skModel {
+	disk := filepath.Join(d.dir, "disk.img")
+	cow := testkit.Sparse(t, d.dir, fmt.Sprintf("%s-%d.cow", name, tag), skCowBytes)
+	d.gdm("create", name, "--table", fmt.Sprintf("0 %d snapshot %s %s P %d", skSectors, disk, cow, skChunk))
+	return newSKModel(name, tag, origin)
 }
 
 // skWrites does n random operations on m's device and a FLUSH, with no kill.
@@ -274,19 +285,19 @@ func TestSnapshotKill9Loop(t *testing.T) {
 	models := skSetup(t, d, rng)
 	tables := d.gdm("table")
 	const rounds, budget = 50, 150 * time.Second
-	start, round, total := time.Now(), 0, int64(0)
+	start, round, total, cut := time.Now(), 0, int64(0), int64(0)
 	for ; round < rounds && time.Since(start) < budget; round++ {
 		var killed atomic.Bool
 		delay := time.Duration(20+rng.IntN(400)) * time.Millisecond
 		proc := d.cmd.Process
 		timer := time.AfterFunc(delay, func() { killed.Store(true); proc.Kill() })
-		ops, err := skRun(d, models, seed+uint64(round), &killed)
+		ops, c, err := skRun(d, models, seed+uint64(round), &killed)
 		timer.Stop()
 		if err != nil {
 			t.Fatalf("round %d (kill after %v): %v\ndaemon log: %s", round, delay, err, d.log)
 		}
 		<-d.exited
-		total += ops
+		total, cut = total+ops, cut+c
 		d.start()
 		if got := d.gdm("table"); got != tables {
 			t.Fatalf("round %d: tables after restart:\n%s\nwant\n%s", round, got, tables)
@@ -305,9 +316,16 @@ func TestSnapshotKill9Loop(t *testing.T) {
 				t.Fatalf("round %d (seed %d, kill after %v, %d ops): %v", round, seed, delay, ops, err)
 			}
 		}
+		if round%10 == 9 { // a new snapshot, for new exceptions to keep coming
+			i := 1 + round/10%2
+			t.Logf("round %d: %s was %s", round, models[i].name, strings.TrimSpace(d.gdm("status", models[i].name)))
+			d.gdm("remove", models[i].name)
+			models[i] = skSnapshot(t, d, models[0], models[i].name, uint32(4+round/10))
+			tables = d.gdm("table")
+		}
 	}
-	t.Logf("%d rounds in %v, %d I/Os acknowledged", round, time.Since(start).Round(time.Second), total)
-	if round < 10 || total == 0 {
+	t.Logf("%d rounds in %v, %d I/Os acknowledged, %d cut short by the kill", round, time.Since(start).Round(time.Second), total, cut)
+	if round < 10 || total == 0 || cut == 0 {
 		t.Fatalf("%d rounds, %d I/Os: the loop proved nothing", round, total)
 	}
 }
