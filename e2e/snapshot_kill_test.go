@@ -292,11 +292,13 @@ func TestSnapshotKill9Loop(t *testing.T) {
 		proc := d.cmd.Process
 		timer := time.AfterFunc(delay, func() { killed.Store(true); proc.Kill() })
 		ops, c, err := skRun(d, models, seed+uint64(round), &killed)
-		timer.Stop()
+		if timer.Stop() { // every worker failed before the kill
+			proc.Kill()
+		}
+		<-d.exited
 		if err != nil {
 			t.Fatalf("round %d (kill after %v): %v\ndaemon log: %s", round, delay, err, d.log)
 		}
-		<-d.exited
 		total, cut = total+ops, cut+c
 		d.start()
 		if got := d.gdm("table"); got != tables {
