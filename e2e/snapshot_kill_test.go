@@ -161,6 +161,9 @@ func (m *skModel) flush(k *skConn) error {
 // matches none.
 func skDescribe(b []byte) string {
 	id := binary.BigEndian.Uint32(b)
+	if bytes.Equal(b, skPattern(0, 0)) {
+		return "zeros (no write)"
+	}
 	if bytes.Equal(b, skPattern(id, int(binary.BigEndian.Uint32(b[4:])))) {
 		return fmt.Sprintf("write %#x of sector %d", id, binary.BigEndian.Uint32(b[4:]))
 	}
