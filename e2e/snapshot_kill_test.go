@@ -95,27 +95,37 @@ func skPattern(id uint32, sec int) []byte {
 // FLUSH, the writes it may hold after a crash (its flushed id as well).
 type skModel struct {
 	name    string
-	tag     uint32 // high bits of this device's write ids
+	lo, hi  int    // the sectors this model's connection owns
+	tag     uint32 // high bits of this model's write ids
 	seq     uint32
 	cur     []uint32
 	flushed []uint32
 	cand    map[int][]uint32
 }
 
-func newSKModel(name string, tag uint32, from *skModel) *skModel {
-	m := &skModel{name: name, tag: tag << 24, cur: make([]uint32, skSectors), cand: map[int][]uint32{}}
-	if from != nil {
-		copy(m.cur, from.cur)
+// skHalves models device name as two connections, each owning one half
+// of it (chunk-aligned, so that they never share a chunk, yet share the
+// COW store's commits). A snapshot's halves start as the origin's (from).
+func skHalves(name string, tag uint32, from []*skModel) []*skModel {
+	var ms []*skModel
+	for h := range 2 {
+		m := &skModel{name: name, lo: h * skSectors / 2, hi: (h + 1) * skSectors / 2, tag: (2*tag + uint32(h)) << 24,
+			cur: make([]uint32, skSectors), cand: map[int][]uint32{}}
+		if from != nil {
+			copy(m.cur, from[h].cur)
+		}
+		m.flushed = append([]uint32(nil), m.cur...)
+		ms = append(ms, m)
 	}
-	m.flushed = append([]uint32(nil), m.cur...)
-	return m
+	return ms
 }
 
 // op does one random read, write or flush on k and keeps m up to date.
-// Writes are 512 B to 1 MiB at any sector, so they cross chunk boundaries.
+// Writes are 512 B to 1 MiB at any sector of m's half, so they cross
+// chunk boundaries.
 func (m *skModel) op(k *skConn, rng *rand.Rand) error {
 	n := 1 + rng.IntN(1<<rng.IntN(12))
-	sec := rng.IntN(skSectors - n + 1)
+	sec := m.lo + rng.IntN(m.hi-m.lo-n+1)
 	switch r := rng.IntN(20); {
 	case r < 3:
 		return m.flush(k)
@@ -175,7 +185,7 @@ func skDescribe(b []byte) string {
 // flushed write or one of the later ones. What it holds is then durable.
 func (m *skModel) check(k *skConn) error {
 	const step = 2048
-	for base := 0; base < skSectors; base += step {
+	for base := m.lo; base < m.hi; base += step {
 		got, err := k.do(nbdCmdRead, uint64(base)*512, nil, step*512)
 		if err != nil {
 			return err
@@ -235,23 +245,25 @@ func skRun(d *daemon, models []*skModel, seed uint64, killed *atomic.Bool) (ops,
 func skSetup(t *testing.T, d *daemon, rng *rand.Rand) []*skModel {
 	disk := testkit.Sparse(t, d.dir, "disk.img", skSectors*512)
 	d.gdm("create", "base", "--table", fmt.Sprintf("0 %d snapshot-origin %s", skSectors, disk))
-	origin := newSKModel("base", 1, nil)
-	models := []*skModel{origin}
+	origin := skHalves("base", 1, nil)
+	models := origin
 	for i, name := range []string{"s1", "s2"} {
-		skWrites(t, d, origin, rng, 40)
-		models = append(models, skSnapshot(t, d, origin, name, uint32(2+i)))
+		for _, m := range origin {
+			skWrites(t, d, m, rng, 20)
+		}
+		models = append(models, skSnapshot(t, d, origin, name, uint32(2+i))...)
 	}
 	return models
 }
 
 // skSnapshot creates snapshot name of the origin, on a new COW file, and
-// returns its model: the origin's data now. Its writes are tagged tag, so
-// that no stale exception of an earlier snapshot of the name can pass.
-func skSnapshot(t *testing.T, d *daemon, origin *skModel, name string, tag uint32) *skModel {
+// returns its models: the origin's data now. Its writes are tagged from
+// tag, so that no stale exception of an earlier snapshot of the name can pass.
+func skSnapshot(t *testing.T, d *daemon, origin []*skModel, name string, tag uint32) []*skModel {
 	disk := filepath.Join(d.dir, "disk.img")
 	cow := testkit.Sparse(t, d.dir, fmt.Sprintf("%s-%d.cow", name, tag), skCowBytes)
 	d.gdm("create", name, "--table", fmt.Sprintf("0 %d snapshot %s %s P %d", skSectors, disk, cow, skChunk))
-	return newSKModel(name, tag, origin)
+	return skHalves(name, tag, origin)
 }
 
 // skWrites does n random operations on m's device and a FLUSH, with no kill.
@@ -273,7 +285,8 @@ func skWrites(t *testing.T, d *daemon, m *skModel, rng *rand.Rand, n int) {
 }
 
 // Random reads and writes on a snapshot origin and two snapshots of it,
-// checked against a model; the daemon is killed with SIGKILL at a random
+// two connections to each (one per half), checked against a model; every
+// 5 rounds a snapshot is replaced by a new one. The daemon is killed with SIGKILL at a random
 // moment while they run, 50 times, and started again on the same state
 // dir. Each time every device is back with its table, no snapshot is
 // invalid, and every device reads what its model says: the origin and
@@ -321,11 +334,11 @@ func TestSnapshotKill9Loop(t *testing.T) {
 				t.Fatalf("round %d (seed %d, kill after %v, %d ops): %v", round, seed, delay, ops, err)
 			}
 		}
-		if round%10 == 9 { // a new snapshot, for new exceptions to keep coming
-			i := 1 + round/10%2
+		if round%5 == 4 { // a new snapshot, for new exceptions to keep coming
+			i := 2 + 2*(round/5%2)
 			t.Logf("round %d: %s was %s", round, models[i].name, strings.TrimSpace(d.gdm("status", models[i].name)))
 			d.gdm("remove", models[i].name)
-			models[i] = skSnapshot(t, d, models[0], models[i].name, uint32(4+round/10))
+			copy(models[i:], skSnapshot(t, d, models[:2], models[i].name, uint32(4+round/5)))
 			tables = d.gdm("table")
 		}
 	}
