@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -98,8 +99,8 @@ func TestSnapshotFioWhileOriginWritten(t *testing.T) {
 	out, ferr := runErr("fio", append(fio, "--do_verify=1")...)
 	close(stop)
 	<-done
-	if ferr != nil || testkit.FioErrors(t, out) != 0 {
-		t.Fatalf("fio on the snapshot while the origin was written: %v\n%s", ferr, out)
+	if ferr != nil || testkit.FioErrors(t, out) != 0 || fioVerified(t, out) < 32<<20 {
+		t.Fatalf("fio on the snapshot while the origin was written (it must verify all 32 MiB): %v\n%s", ferr, out)
 	}
 	if w.err != nil {
 		t.Fatal(w.err)
@@ -120,8 +121,8 @@ func snapshotChecks(t *testing.T, d *daemon, w *snapOriginWriter, fio []string, 
 		t.Fatalf("the snapshot's second half is not the origin as of its creation:\n%s", out)
 	}
 	out, err := runErr("fio", append(fio, "--verify_only")...)
-	if err != nil || testkit.FioErrors(t, out) != 0 {
-		t.Fatalf("fio's writes to the snapshot, verified after the origin writes: %v\n%s", err, out)
+	if err != nil || testkit.FioErrors(t, out) != 0 || fioVerified(t, out) < 32<<20 {
+		t.Fatalf("fio's writes to the snapshot, verified after the origin writes (all 32 MiB): %v\n%s", err, out)
 	}
 	back := filepath.Join(t.TempDir(), "origin.img")
 	run(t, "nbdcopy", d.uri("base"), back)
@@ -139,4 +140,26 @@ func snapshotChecks(t *testing.T, d *daemon, w *snapOriginWriter, fio []string, 
 	if st := d.gdm("status", "snap"); strings.Contains(st, "Invalid") {
 		t.Fatalf("snapshot status: %s", st)
 	}
+}
+
+// fioVerified is the bytes fio's JSON output says its jobs read: what its
+// verify pass read back, so that a pass that checked nothing shows.
+func fioVerified(t *testing.T, out string) int64 {
+	t.Helper()
+	var res struct {
+		Jobs []struct {
+			Read struct {
+				IOBytes int64 `json:"io_bytes"`
+			} `json:"read"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &res); err != nil {
+		t.Fatalf("fio output: %v\n%s", err, out)
+	}
+	var n int64
+	for _, j := range res.Jobs {
+		n += j.Read.IOBytes
+	}
+	t.Logf("fio verified %d bytes", n)
+	return n
 }
