@@ -117,7 +117,7 @@ func bootOracle(t *testing.T, seed uint64, only string, self bool) string {
 	}
 	mk := exec.Command("bash", "vm-initramfs.sh", dir, guest)
 	mk.Env = append(os.Environ(), "VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS="+dmsetup+" "+filepath.Join(dir, "gdm")+" "+filepath.Join(dir, "oracleguest"),
-		"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey", "VM_MODULE_ARGS=nbd=nbds_max=64")
+		"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes", "VM_MODULE_ARGS=nbd=nbds_max=64")
 	if out, err := mk.CombinedOutput(); err != nil {
 		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
 	}

@@ -124,6 +124,10 @@ func (f *fakeSide) Status(n string) (string, error)    { return "0 8192 linear \
 func (f *fakeSide) Suspend(string) error               { return nil }
 func (f *fakeSide) Resume(string) error                { return nil }
 func (f *fakeSide) Reload(n, tb string) error          { return f.Create(n, tb) }
+func (f *fakeSide) Message(string, []string) error     { return nil }
+func (f *fakeSide) TableKeys(n string) (string, bool, error) {
+	return f.tables[n], true, nil
+}
 
 func newFake(t *testing.T, name string, size int64) *fakeSide {
 	dir := t.TempDir()
