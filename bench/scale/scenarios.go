@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -58,7 +59,33 @@ func bigTable(bin string, n int) error {
 		d.stop()
 		return err
 	}
+	if err := cliCreate(d, dir, text); err != nil {
+		d.stop()
+		return err
+	}
 	return restartBig(bin, dir, d)
+}
+
+// cliCreate times the same table created by the gdm binary itself, from a
+// file (`gdm create --table-file`: reading and sending it included), and
+// removes that device again.
+func cliCreate(d *daemon, dir, text string) error {
+	file := filepath.Join(dir, "big.table")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		return err
+	}
+	took, err := timed(func() error {
+		out, err := exec.Command(d.bin, "create", "big-cli", "--control", d.control, "--table-file", file).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("gdm create: %v: %s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  gdm create --table-file of it: %v\n", took.Round(time.Millisecond))
+	return d.api.Call(http.MethodDelete, "/v1/devices/big-cli", nil, nil, nil)
 }
 
 // restartBig stops the daemon holding the big table and times a restart

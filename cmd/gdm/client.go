@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/pkg/table"
 )
 
 const (
@@ -54,29 +56,45 @@ func (t *tableFlags) register(fs *flag.FlagSet) {
 	fs.Var(&t.lines, "table", "a table `LINE` (repeatable; one target each)")
 }
 
-func (t *tableFlags) read(stdin io.Reader) (string, error) {
+// read returns the table's text as read: a million targets are 50 MB,
+// sent as they are, not copied into a string first.
+func (t *tableFlags) read(stdin io.Reader) ([]byte, error) {
 	switch {
 	case t.file != "" && len(t.lines) > 0:
-		return "", fmt.Errorf("%w: --table-file and --table together", errUsage)
+		return nil, fmt.Errorf("%w: --table-file and --table together", errUsage)
 	case t.file != "":
-		b, err := os.ReadFile(t.file)
-		return string(b), err
+		return readFile(t.file)
 	case len(t.lines) > 0:
-		return strings.Join(t.lines, "\n") + "\n", nil
+		return []byte(strings.Join(t.lines, "\n") + "\n"), nil
 	}
 	if f, ok := stdin.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			return "", fmt.Errorf("%w: no table: give --table-file, --table or the table on stdin", errUsage)
+			return nil, fmt.Errorf("%w: no table: give --table-file, --table or the table on stdin", errUsage)
 		}
 	}
 	b, err := io.ReadAll(stdin)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if strings.TrimSpace(string(b)) == "" {
-		return "", fmt.Errorf("no table: give --table-file, --table or the table on stdin")
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, fmt.Errorf("no table: give --table-file, --table or the table on stdin")
 	}
-	return string(b), nil
+	return b, nil
+}
+
+// readFile reads a table file into one buffer of its size, in huge pages
+// if big (table.ReadText).
+func readFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return table.ReadText(f, st.Size())
 }
 
 // postDevice runs one action on a device (load, resume, suspend, clear,
@@ -95,9 +113,9 @@ func postDevice(cf clientFlags, stdout io.Writer, name, action string, q url.Val
 // postTable sends a table as plain text (create, load): a million targets
 // are 50 MB the daemon reads once, not a JSON string to decode. With
 // --json it prints the device's info after it.
-func postTable(cf clientFlags, stdout io.Writer, name, path string, q url.Values, text string) error {
+func postTable(cf clientFlags, stdout io.Writer, name, path string, q url.Values, text []byte) error {
 	var info controlapi.DeviceInfo
-	err := controlapi.New(cf.control).CallBody(http.MethodPost, path, q, controlapi.TextTable, strings.NewReader(text), &info)
+	err := controlapi.New(cf.control).CallBody(http.MethodPost, path, q, controlapi.TextTable, bytes.NewReader(text), &info)
 	if err != nil {
 		return onDevice(name, err)
 	}

@@ -10,7 +10,7 @@ import (
 
 func init() {
 	register("table", verb{
-		usage: "table [NAME] [--inactive]",
+		usage: "table [NAME] [--inactive] [--showkeys]",
 		help:  "print the live (or inactive) table of one or every device",
 		run:   runTable,
 	})
@@ -21,6 +21,7 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	var cf clientFlags
 	cf.register(fs, true)
 	inactive := fs.Bool("inactive", false, "the inactive table")
+	showKeys := fs.Bool("showkeys", false, "print crypt keys (by default zeros of the key's length, as dmsetup prints them)")
 	pos, err := parseArgs(fs, args, 0, 1)
 	if err != nil {
 		return err
@@ -33,6 +34,9 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	q := url.Values{}
 	if *inactive {
 		q.Set("inactive", "1")
+	}
+	if *showKeys {
+		q.Set("showkeys", "1")
 	}
 	if !cf.json {
 		return streamTables(a, stdout, names, q, len(pos) == 0)

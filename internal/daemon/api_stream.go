@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
 	"github.com/gdm-project/gdm/pkg/table"
@@ -36,18 +35,17 @@ func isText(r *http.Request) bool {
 	return mt == controlapi.TextTable
 }
 
-// readTable reads a plain-text table body into one string (one copy: the
-// builder is sized from Content-Length), or answers 400 and returns false.
+// readTable reads a plain-text table body, or answers 400 and returns
+// false. The text is the bytes read, not a copy of them: a 60 MB string
+// made from them would be 60 MB more of fresh memory to touch, and
+// garbage. Nothing writes to the buffer after.
 func readTable(w http.ResponseWriter, r *http.Request) (string, bool) {
-	var b strings.Builder
-	if n := r.ContentLength; n > 0 && n <= maxTableBytes {
-		b.Grow(int(n))
-	}
-	if _, err := io.Copy(&b, http.MaxBytesReader(w, r.Body, maxTableBytes)); err != nil {
+	b, err := table.ReadText(http.MaxBytesReader(w, r.Body, maxTableBytes), min(r.ContentLength, maxTableBytes))
+	if err != nil {
 		writeJSON(w, http.StatusBadRequest, controlapi.Error{Error: "bad request: reading the table: " + err.Error()})
 		return "", false
 	}
-	return b.String(), true
+	return unsafe.String(unsafe.SliceData(b), len(b)), true
 }
 
 // createReq is a create's request: JSON, or the table as plain text with
@@ -76,21 +74,23 @@ func loadReq(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 // serveTable answers GET .../table: with ?format=text the table's text
 // itself, written from the table as it goes; else the JSON TableText.
+// Keys are shown as dmsetup shows them (zeros) unless ?showkeys=1.
 func (d *daemon) serveTable(w http.ResponseWriter, r *http.Request, m *managed) {
 	slot := table.Live
 	if r.URL.Query().Get("inactive") == "1" {
 		slot = table.Inactive
 	}
+	showKeys := r.URL.Query().Get("showkeys") == "1"
 	if r.URL.Query().Get("format") != "text" {
 		out := controlapi.TableText{Name: m.name()}
-		m.dev.View(slot, func(t *table.Table) error { out.Table = t.Text(); return nil })
+		m.dev.View(slot, func(t *table.Table) error { out.Table = t.Shown(showKeys); return nil })
 		reply(w, out)
 		return
 	}
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout))
 	w.Header().Set("Content-Type", controlapi.TextTable)
 	// No table in the slot: an empty text, as the JSON's empty string.
-	if err := m.dev.View(slot, func(t *table.Table) error { return t.WriteText(w) }); err != nil && !errors.Is(err, table.ErrNoTable) {
+	if err := m.dev.View(slot, func(t *table.Table) error { return t.WriteShown(w, showKeys) }); err != nil && !errors.Is(err, table.ErrNoTable) {
 		// Mid-stream: the status is sent; the client sees the cut.
 		d.log.Debug("streaming a table", "device", m.name(), "err", err)
 	}
@@ -112,7 +112,7 @@ func (d *daemon) serveStatus(w http.ResponseWriter, m *managed) {
 			if i == 0 {
 				sep = "\n    "
 			}
-			b = appendStatusLine(append(b[:0], sep...), t.Line(i), st[i])
+			b = appendStatusLine(append(b[:0], sep...), t.Head(i), st[i])
 			if _, err := bw.Write(b); err != nil {
 				return err // the client is gone: stop encoding
 			}

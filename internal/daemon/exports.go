@@ -14,7 +14,13 @@ import (
 var _ nbdserver.Exports = (*daemon)(nil)
 
 func (d *daemon) info(m *managed) nbdserver.ExportInfo {
-	return nbdserver.ExportInfo{Name: m.name(), Description: "gdm device " + m.name(), ReadOnly: m.dev.ReadOnly(), Size: m.dev.Size()}
+	info := nbdserver.ExportInfo{Name: m.name(), Description: "gdm device " + m.name(), ReadOnly: m.dev.ReadOnly(), Size: m.dev.Size()}
+	// Byte-granular unless a target needs more (crypt's sector_size):
+	// linear and the others serve any range.
+	if bs := m.dev.LogicalBlockSize(); bs > targets.SectorSize {
+		info.MinBlockSize = uint32(bs)
+	}
+	return info
 }
 
 func (d *daemon) List() []nbdserver.ExportInfo {

@@ -206,24 +206,44 @@ func (s *stateStore) save(st deviceState) error {
 // temp file and returns the name it is to have; the temp file is fsynced,
 // renamed to that name, and the directory fsynced.
 func (s *stateStore) replace(write func(w io.Writer) (string, error)) error {
+	tmp, name, err := s.writeTemp(write)
+	if err != nil {
+		return err
+	}
+	return s.install(tmp, name)
+}
+
+// writeTemp is replace's first half: a temp file filled by write and
+// fsynced, and the name write gave it. On error no temp file is left.
+func (s *stateStore) writeTemp(write func(w io.Writer) (string, error)) (tmpPath, name string, err error) {
 	tmp, err := os.CreateTemp(s.devicesDir(), tmpPrefix+"*.tmp")
 	if err != nil {
-		return fmt.Errorf("state: %w", err)
+		return "", "", fmt.Errorf("state: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	name, err := write(tmp)
-	if err != nil {
+	defer func() {
+		if err != nil {
+			os.Remove(tmp.Name())
+		}
+	}()
+	if name, err = write(tmp); err != nil {
 		tmp.Close()
-		return fmt.Errorf("state: write: %w", err)
+		return "", "", fmt.Errorf("state: write: %w", err)
 	}
-	if err := tmp.Sync(); err != nil {
+	if err = tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("state: fsync: %w", err)
+		return "", "", fmt.Errorf("state: fsync: %w", err)
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("state: %w", err)
+	if err = tmp.Close(); err != nil {
+		return "", "", fmt.Errorf("state: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(s.devicesDir(), name)); err != nil {
+	return tmp.Name(), name, nil
+}
+
+// install is replace's second half: the fsynced temp file renamed to name
+// in devices/, and the directory fsynced. On error the temp file is gone.
+func (s *stateStore) install(tmpPath, name string) error {
+	if err := os.Rename(tmpPath, filepath.Join(s.devicesDir(), name)); err != nil {
+		os.Remove(tmpPath)
 		return fmt.Errorf("state: %w", err)
 	}
 	return syncDir(s.devicesDir())

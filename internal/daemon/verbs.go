@@ -107,11 +107,18 @@ func (d *daemon) load(name, text string) (*managed, error) {
 // recording it in m's state first: as its live table (create, which
 // resumes it next) or as its inactive one (load).
 func (d *daemon) loadLocked(m *managed, text string, asLive bool) error {
+	var early *tableFile // on the other core, while this one builds
+	if len(text) > inlineTableMax {
+		early = d.state.startTableFile(m.id, text)
+	}
 	t, err := d.build(m, text, nil)
 	if err != nil {
+		if early != nil {
+			early.drop()
+		}
 		return err
 	}
-	file, saved, err := d.state.saveTable(m.id, t)
+	file, saved, err := d.state.saveTable(m.id, t, early)
 	if err != nil {
 		d.log.Error("saving a table", "device", m.name(), "err", err)
 		err = fmt.Errorf("state not saved, nothing was changed: %w", err)

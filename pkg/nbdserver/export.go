@@ -44,6 +44,10 @@ type ExportInfo struct {
 	Description string
 	ReadOnly    bool
 	Size        int64 // bytes, as INFO reports it
+	// MinBlockSize is the smallest request the export serves, a power of
+	// two (0: any size, 1 byte); NBD_INFO_BLOCK_SIZE advertises it, and a
+	// preferred size of at least it.
+	MinBlockSize uint32
 }
 
 // Exports is the server's catalogue. Open is called once per connection

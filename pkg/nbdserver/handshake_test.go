@@ -45,6 +45,23 @@ func TestExportNameOption(t *testing.T) {
 	c.expectClosed()
 }
 
+// An export with a minimum block size (crypt's sector_size) advertises it,
+// and a preferred size no smaller.
+func TestInfoMinimumBlockSize(t *testing.T) {
+	for _, c := range []struct{ min, wantMin, wantPref uint32 }{{0, 1, 4096}, {4096, 4096, 4096}, {8192, 8192, 8192}} {
+		m := newMem(65536)
+		m.minBlock = c.min
+		_, sock := startServer(t, testExports{"a": m}, nil)
+		cl := dial(t, sock)
+		cl.hello(clientFixedNewstyle | clientNoZeroes)
+		cl.opt(optInfo, infoData("a", infoBlockSize))
+		bs := infoReplies(t, cl)[infoBlockSize]
+		if got, pref := binary.BigEndian.Uint32(bs), binary.BigEndian.Uint32(bs[4:]); got != c.wantMin || pref != c.wantPref {
+			t.Errorf("export minimum %d: advertised minimum %d, preferred %d; want %d, %d", c.min, got, pref, c.wantMin, c.wantPref)
+		}
+	}
+}
+
 func TestInfoListAbortUnknown(t *testing.T) {
 	s, sock := startServer(t, testExports{"a": newMem(8192), "b": newMem(512)}, nil)
 	c := dial(t, sock)

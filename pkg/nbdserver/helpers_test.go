@@ -29,6 +29,8 @@ type memExport struct {
 	zeroes  []string      // flags of each Zero call
 	opened  atomic.Int64
 	as      Export // what Open hands out instead of m (a wrapper of m)
+	// minBlock is the MinBlockSize Info gives.
+	minBlock uint32
 }
 
 func newMem(size int) *memExport {
@@ -121,7 +123,7 @@ func (e testExports) Info(name string) (ExportInfo, bool) {
 	if !ok {
 		return ExportInfo{}, false
 	}
-	return ExportInfo{Name: name, Description: "desc of " + name, Size: m.Size(), ReadOnly: name == "ro"}, true
+	return ExportInfo{Name: name, Description: "desc of " + name, Size: m.Size(), ReadOnly: name == "ro", MinBlockSize: m.minBlock}, true
 }
 func (e testExports) Open(name string) (Export, func(), error) {
 	m, ok := e[name]

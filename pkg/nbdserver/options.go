@@ -50,9 +50,10 @@ func (c *conn) infoGo(o *option) (bool, error) {
 	if want[infoDescription] && info.Description != "" {
 		replies = append(replies, append(binary.BigEndian.AppendUint16(nil, infoDescription), info.Description...))
 	}
+	minBlock := max(info.MinBlockSize, 1)
 	bs := binary.BigEndian.AppendUint16(nil, infoBlockSize)
-	bs = binary.BigEndian.AppendUint32(bs, 1)
-	bs = binary.BigEndian.AppendUint32(bs, 4096)
+	bs = binary.BigEndian.AppendUint32(bs, minBlock)
+	bs = binary.BigEndian.AppendUint32(bs, max(minBlock, 4096))
 	bs = binary.BigEndian.AppendUint32(bs, MaxBlockSize)
 	replies = append(replies, bs)
 	for _, r := range replies {

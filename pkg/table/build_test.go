@@ -53,8 +53,8 @@ func TestTableKeepsLinesAsParsed(t *testing.T) {
 			if tb.Len() != len(want) {
 				t.Errorf("Len() = %d, want %d", tb.Len(), len(want))
 			}
-			if tb.lines.verbatim != (name == "canonical") {
-				t.Errorf("verbatim = %v: Text is the text only for the canonical one", tb.lines.verbatim)
+			if tb.Verbatim() != (name == "canonical") {
+				t.Errorf("Verbatim() = %v: Text is the text only for the canonical one", tb.Verbatim())
 			}
 			if got, w := tb.Text(), Format(want); got != w {
 				t.Errorf("Text() = %q, want %q", got, w)

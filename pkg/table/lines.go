@@ -76,6 +76,13 @@ func (t *Table) Line(i int) Line {
 	return l
 }
 
+// Head is line i without its arguments, made without allocating: what a
+// status of a million targets needs of each (Line would make a million
+// argument slices, 100 MB of garbage the daemon's RSS kept).
+func (t *Table) Head(i int) Line {
+	return Line{Start: t.sector(i), Length: t.sector(i+1) - t.sector(i), Type: t.lines.typeName(i)}
+}
+
 // Lines returns the table's lines, made afresh on each call: a caller that
 // only walks them should use Len and Line, which allocate one line at a
 // time.
@@ -131,6 +138,12 @@ func (t *Table) WriteText(w io.Writer) error {
 	}
 	return bw.Flush()
 }
+
+// Verbatim reports whether the table's canonical text is, byte for byte,
+// the text it was built from (as that of any table gdm wrote): a caller
+// that kept that text, or wrote it out while the table was being built,
+// need not make it again.
+func (t *Table) Verbatim() bool { return t.lines.verbatim }
 
 // sector is where target i starts, in sectors (i == Len() gives the end).
 func (t *Table) sector(i int) uint64 { return uint64(t.starts[i]) / targets.SectorSize }

@@ -53,6 +53,13 @@ type Table struct {
 	// requesters are the targets that see clients' FLUSH requests,
 	// found with the flushers.
 	requesters []targets.FlushRequester
+
+	// blockSize is LogicalBlockSize's answer, found once.
+	blockSizeOnce sync.Once
+	blockSize     int
+	// hides is hidesArgs' answer, found once.
+	hidesOnce sync.Once
+	hides     bool
 }
 
 // Options are how a table opens its backing devices.

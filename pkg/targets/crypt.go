@@ -111,6 +111,8 @@ func (c *crypt) Status(typ StatusType) string {
 // which the NBD layer should advertise as the minimum block size.
 func (c *crypt) LogicalBlockSize() int { return int(c.sectorSize) }
 
+var _ BlockSizer = (*crypt)(nil)
+
 // Destroy wipes the expanded keys (see wipeBlock). It runs after the last
 // I/O, so nothing uses them again.
 func (c *crypt) Destroy() error {

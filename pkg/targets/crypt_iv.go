@@ -8,8 +8,6 @@ import (
 	"encoding/binary"
 	"reflect"
 	"unsafe"
-
-	"golang.org/x/crypto/xts"
 )
 
 // sectorCipher encrypts and decrypts one crypt sector (sector_size bytes)
@@ -26,15 +24,9 @@ type sectorCipher interface {
 // allocates nothing.
 type cryptScratch struct {
 	iv, next [aes.BlockSize]byte
-	bounce   []byte // writes: the ciphertext, never the caller's buffer
+	tweaks   [maxCryptSector]byte // xts: one crypt sector's tweaks
+	bounce   []byte               // writes: the ciphertext, never the caller's buffer
 }
-
-// xtsCipher is AES-XTS. Its tweak is the IV number as a little-endian
-// 128-bit value, which is dm's plain64 (and plain, once cut to 32 bits).
-type xtsCipher struct{ c *xts.Cipher }
-
-func (x xtsCipher) encrypt(dst, src []byte, iv uint64, _ *cryptScratch) { x.c.Encrypt(dst, src, iv) }
-func (x xtsCipher) decrypt(dst, src []byte, iv uint64, _ *cryptScratch) { x.c.Decrypt(dst, src, iv) }
 
 // cbcCipher is AES-CBC restarted at every sector with the sector's IV:
 // the IV number in little-endian (plain, plain64), or that block encrypted
@@ -89,8 +81,8 @@ func newSectorCipher(a *cryptArgs) (sectorCipher, []cipher.Block, error) {
 		return b, err
 	}
 	if a.chain == "xts" {
-		c, err := xts.NewCipher(newAES, a.key)
-		return xtsCipher{c}, blocks, err
+		c, err := newXTS(a.key, newAES)
+		return c, blocks, err
 	}
 	b, err := newAES(a.key)
 	if err != nil || a.iv != "essiv" {

@@ -38,7 +38,25 @@ func checkLinear(args []string, sectors uint64) ([]string, error) {
 	if _, err := sectorsToBytes(off + sectors); err != nil || off+sectors < off {
 		return nil, fmt.Errorf("offset+length: %w", ErrOverflow)
 	}
+	if canonicalNumber(args[1]) {
+		return args, nil // already canonical: no new slice or string per line
+	}
 	return []string{args[0], strconv.FormatUint(off, 10)}, nil
+}
+
+// canonicalNumber says whether s is a number as strconv.FormatUint writes
+// it (digits, no sign, no leading zero): a million-line table's Check then
+// makes no garbage for it.
+func canonicalNumber(s string) bool {
+	if s == "" || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func newLinear(args []string, sectors uint64, devs *DevSet) (Target, error) {

@@ -136,6 +136,14 @@ type FlushRequester interface {
 	FlushRequest(ctx context.Context) error
 }
 
+// BlockSizer is a target that takes no I/O smaller than, or not aligned
+// to, its logical block size (crypt with sector_size: dm's io_hints). The
+// table's logical block size is the largest of its targets', and the NBD
+// server advertises it as the minimum block size.
+type BlockSizer interface {
+	LogicalBlockSize() int
+}
+
 // Messenger is a target that takes `dmsetup message` (dm's .message): args
 // are the message's words; the reply may be empty. A target without it
 // answers ErrNoMessages.

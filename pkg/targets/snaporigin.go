@@ -1,0 +1,174 @@
+package targets
+
+import (
+	"log/slog"
+	"sync"
+)
+
+// The origin registry: every origin device that a snapshot or a
+// snapshot-origin target of any table of the daemon names, keyed by its
+// Identity, as dm's origin hash is keyed by block device. The origin and
+// its snapshots are separate devices with separate tables; this is where
+// an origin write finds the snapshots that must get the old data first.
+var origins = struct {
+	mu sync.Mutex // guards m and every entry's refs
+	m  map[Identity]*originEntry
+}{m: map[Identity]*originEntry{}}
+
+// originEntry is one origin: its active snapshots and the range lock their
+// copies take.
+type originEntry struct {
+	id   Identity
+	refs int // targets holding the entry; guarded by origins.mu
+
+	// mu guards snaps. Origin writes hold it for reading across their
+	// copies, so that a snapshot handed over between tables (attach) never
+	// sees a copy land in the old table's store after the new one took it.
+	mu    sync.RWMutex
+	snaps []*snapshot
+
+	locks rangeLock
+}
+
+// acquireOrigin returns the entry of an origin, made on first use; the
+// caller releases it once, at its destroy.
+func acquireOrigin(id Identity) *originEntry {
+	origins.mu.Lock()
+	defer origins.mu.Unlock()
+	e := origins.m[id]
+	if e == nil {
+		e = &originEntry{id: id}
+		origins.m[id] = e
+	}
+	e.refs++
+	return e
+}
+
+// release drops a reference; the last one removes the entry.
+func (e *originEntry) release() {
+	origins.mu.Lock()
+	defer origins.mu.Unlock()
+	e.refs--
+	if e.refs < 0 {
+		panic("targets: origin entry released more often than acquired")
+	}
+	if e.refs == 0 && origins.m[e.id] == e {
+		delete(origins.m, e.id)
+	}
+}
+
+// attach makes s an active snapshot of the origin: origin writes copy to
+// it from now on. A snapshot of another table over the same COW device is
+// the one s replaces (a reload: dm's handover); s takes its exceptions
+// over, and that one gets no more copies.
+func (e *originEntry) attach(s *snapshot) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s.attached {
+		return
+	}
+	var old *snapshot
+	kept := e.snaps[:0]
+	for _, o := range e.snaps {
+		if o.cow.Identity() == s.cow.Identity() {
+			old = o
+			o.attached = false
+			continue
+		}
+		kept = append(kept, o)
+	}
+	e.snaps = append(kept, s)
+	s.attached = true
+	s.takeOver(old)
+}
+
+// detach stops copies to s (its table is being destroyed).
+func (e *originEntry) detach(s *snapshot) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !s.attached {
+		return
+	}
+	s.attached = false
+	for i, o := range e.snaps {
+		if o == s {
+			e.snaps = append(e.snaps[:i], e.snaps[i+1:]...)
+			return
+		}
+	}
+}
+
+// write runs an origin write (or discard, or zeroing) of [off, off+n):
+// first the old data of every chunk it touches goes to each active
+// snapshot that has no exception for it, committed; then do runs. The range
+// is locked, widened to the largest chunk of the snapshots, so that a
+// snapshot write filling the same chunk, or a snapshot read of it from the
+// origin, waits. A snapshot whose copy fails is invalidated, and the origin
+// write goes on, as dm does.
+func (e *originEntry) write(src *Dev, off, n int64, do func() error) error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if len(e.snaps) == 0 {
+		return do()
+	}
+	var g int64
+	for _, s := range e.snaps {
+		g = max(g, s.store.Load().lay.chunk)
+	}
+	lo, hi := off/g*g, (off+n+g-1)/g*g
+	tok := e.locks.lock(lo, hi, false)
+	defer tok.unlock()
+	for _, s := range e.snaps {
+		s.copyOut(src, off, n)
+	}
+	return do()
+}
+
+// copyOut gives s the old data of the chunks [off, off+n) touches that it
+// has no exception for, in one commit. The caller holds their range.
+func (s *snapshot) copyOut(src *Dev, off, n int64) {
+	st := s.store.Load()
+	if valid, _ := st.state(); !valid || n <= 0 {
+		return
+	}
+	cs := st.lay.chunk
+	var pairs []snapPair
+	var buf []byte // made on the first copy: a rewrite copies nothing
+	for c := off / cs; c <= (off+n-1)/cs; c++ {
+		if _, ok := st.lookup(uint64(c)); ok {
+			continue
+		}
+		if buf == nil {
+			buf = make([]byte, cs)
+		}
+		nw, err := st.prepare()
+		if err == nil {
+			err = copyChunk(src, st, uint64(c), nw, buf)
+		}
+		if err != nil {
+			slog.Error("snapshot: invalidated: no room for, or no copy of, an origin chunk",
+				"cow", s.cow.Path(), "chunk", c, "err", err)
+			st.invalidate()
+			return
+		}
+		pairs = append(pairs, snapPair{old: uint64(c), new: nw})
+	}
+	if len(pairs) > 0 {
+		if err := st.commit(pairs); err != nil {
+			slog.Error("snapshot: invalidated", "cow", s.cow.Path(), "err", err)
+		}
+	}
+}
+
+// copyChunk copies origin chunk old to COW chunk nw through buf (one chunk);
+// a chunk that runs past the origin's end is padded with zeros.
+func copyChunk(src *Dev, st *cowStore, old, nw uint64, buf []byte) error {
+	cs := st.lay.chunk
+	at := int64(old) * cs
+	k := min(cs, max(src.Size()-at, 0))
+	if err := src.ReadAt(buf[:k], at); err != nil {
+		return err
+	}
+	clear(buf[k:])
+	return st.dev.WriteAt(buf, int64(nw)*cs)
+}

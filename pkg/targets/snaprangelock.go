@@ -1,0 +1,95 @@
+package targets
+
+import "sync"
+
+// rangeLock serializes the users of byte ranges of one origin: an origin
+// write that copies old chunks out to snapshots, a snapshot write that
+// fills a new exception, and a snapshot read that falls through to the
+// origin. The range is in origin bytes, so snapshots with different chunk
+// sizes over one origin lock in one space. Shared holders (reads) exclude
+// only exclusive ones (writes); that is how a read during a copy sees the
+// old data: the origin write that would change it waits for the read.
+//
+// Held ranges are a plain list: at most one entry per I/O in flight on the
+// origin and its snapshots, a few dozen, so a scan beats a tree.
+type rangeLock struct {
+	mu   sync.Mutex // guards held, next and wake
+	held []heldRange
+	next uint64 // the last id handed out
+	// waiters counts lock calls blocked now: how a test sees that a
+	// writer waits rather than goes ahead.
+	waiters int
+	// wake is closed and replaced whenever a range is released; waiters
+	// block on the channel they saw, then look again.
+	wake chan struct{}
+}
+
+type heldRange struct {
+	lo, hi int64 // [lo, hi) in origin bytes
+	shared bool
+	id     uint64
+}
+
+// rangeToken identifies one held range for unlock.
+type rangeToken struct {
+	l  *rangeLock
+	id uint64
+}
+
+// lock waits until [lo, hi) conflicts with no held range, then holds it.
+func (l *rangeLock) lock(lo, hi int64, shared bool) rangeToken {
+	l.mu.Lock()
+	l.next++
+	id := l.next
+	for {
+		if !l.conflictsLocked(lo, hi, shared) {
+			l.held = append(l.held, heldRange{lo: lo, hi: hi, shared: shared, id: id})
+			l.mu.Unlock()
+			return rangeToken{l: l, id: id}
+		}
+		if l.wake == nil {
+			l.wake = make(chan struct{})
+		}
+		w := l.wake
+		l.waiters++
+		l.mu.Unlock()
+		<-w
+		l.mu.Lock()
+		l.waiters--
+	}
+}
+
+// conflictsLocked says whether a new holder of [lo, hi) must wait; l.mu held.
+func (l *rangeLock) conflictsLocked(lo, hi int64, shared bool) bool {
+	for _, h := range l.held {
+		if h.lo < hi && lo < h.hi && !(shared && h.shared) {
+			return true
+		}
+	}
+	return false
+}
+
+// unlock releases the range and wakes every waiter to look again.
+func (t rangeToken) unlock() {
+	l := t.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, h := range l.held {
+		if h.id == t.id {
+			l.held[i] = l.held[len(l.held)-1]
+			l.held = l.held[:len(l.held)-1]
+			break
+		}
+	}
+	if l.wake != nil {
+		close(l.wake)
+		l.wake = nil
+	}
+}
+
+// waiting is how many lock calls are blocked.
+func (l *rangeLock) waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiters
+}

@@ -1,0 +1,195 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+// snapshot is dm's snapshot target: `snapshot <origin> <COW device>
+// <P|N|PO> <chunk size> [<#feature args> [discard_zeroes_cow]
+// [discard_passdown_origin]]`. It reads as the origin did when the snapshot
+// became active, and takes writes of its own; both live in the COW device
+// as exceptions (origin chunk -> COW chunk), kept by a cowStore. Origin
+// writes reach it through the origin registry (snaporigin.go).
+type snapshot struct {
+	Base
+	origin, cow *Dev
+	entry       *originEntry
+	store       atomic.Pointer[cowStore] // replaced only at a handover, before I/O
+	sectors     uint64
+	overflowOK  bool // PO
+	zeroesCow   bool // discard_zeroes_cow
+
+	// attached: origin writes copy to this snapshot. Guarded by entry.mu.
+	attached bool
+
+	beforeOriginRead func() // tests only: a read of the origin is about to start
+
+}
+
+var (
+	_ Target    = (*snapshot)(nil)
+	_ Resumer   = (*snapshot)(nil)
+	_ Destroyer = (*snapshot)(nil)
+)
+
+// Errors of a snapshot line.
+var (
+	ErrSnapStoreType = errors.New("exception store type is not P, PO or N")
+	ErrSnapFeature   = errors.New("unknown or inconsistent snapshot feature")
+	ErrSnapSameDev   = errors.New("COW device cannot be the same as origin device")
+)
+
+func init() {
+	register(&Type{Name: "snapshot", Check: checkSnapshot, New: newSnapshot, NoLiveSwap: true,
+		Syntax:  "<origin> <COW device> <P|N|PO> <chunk size> [<#feature args> [discard_zeroes_cow] [discard_passdown_origin]]",
+		Summary: "copy-on-write snapshot of <origin>; P and PO keep the exceptions on <COW device> in dm's format, N in memory"})
+}
+
+// checkSnapshot validates a snapshot line and returns it canonical: the
+// store type upper case, numbers without leading zeros.
+func checkSnapshot(args []string, _ uint64) ([]string, error) {
+	if len(args) < 4 {
+		return nil, fmt.Errorf("%w: snapshot takes 4 or more, got %d", ErrArgCount, len(args))
+	}
+	if args[0] == "" || args[1] == "" {
+		return nil, ErrEmptyPath
+	}
+	if args[0] == args[1] {
+		return nil, fmt.Errorf("%w: %s", ErrSnapSameDev, args[0])
+	}
+	kind := strings.ToUpper(args[2])
+	if kind != "P" && kind != "PO" && kind != "N" {
+		return nil, fmt.Errorf("%w: %q", ErrSnapStoreType, args[2])
+	}
+	chunk, err := ParseNumber(args[3])
+	if err != nil {
+		return nil, fmt.Errorf("chunk size: %w", err)
+	}
+	if chunk != 0 || kind == "N" {
+		if err := validChunkSectors(chunk); err != nil {
+			return nil, err
+		}
+	}
+	out := []string{args[0], args[1], kind, strconv.FormatUint(chunk, 10)}
+	feats, err := checkSnapFeatures(args[4:])
+	if err != nil {
+		return nil, err
+	}
+	return append(out, feats...), nil
+}
+
+// checkSnapFeatures checks `<#args> <feature>...`; passdown needs zeroes.
+func checkSnapFeatures(args []string) ([]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	n, err := ParseNumber(args[0])
+	if err != nil {
+		return nil, fmt.Errorf("feature count: %w", err)
+	}
+	if n != uint64(len(args)-1) {
+		return nil, fmt.Errorf("%w: %d feature args announced, %d given", ErrArgCount, n, len(args)-1)
+	}
+	seen := map[string]bool{}
+	for _, f := range args[1:] {
+		if f != "discard_zeroes_cow" && f != "discard_passdown_origin" {
+			return nil, fmt.Errorf("%w: %q", ErrSnapFeature, f)
+		}
+		seen[f] = true
+	}
+	if seen["discard_passdown_origin"] && !seen["discard_zeroes_cow"] {
+		return nil, fmt.Errorf("%w: discard_passdown_origin needs discard_zeroes_cow", ErrSnapFeature)
+	}
+	return append([]string{strconv.FormatUint(n, 10)}, args[1:]...), nil
+}
+
+// newSnapshot opens the origin and the COW device and loads the store. The
+// snapshot joins its origin's entry now but gets copies only from its
+// Resume on, as dm copies only to active snapshots.
+func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
+	origin, err := openSized(devs, args[0], 0, sectors)
+	if err != nil {
+		return nil, err
+	}
+	cow, err := devs.Open(args[1])
+	if err != nil {
+		return nil, err
+	}
+	if origin.Identity() == cow.Identity() {
+		return nil, fmt.Errorf("%w: %s and %s are %s", ErrSnapSameDev, args[0], args[1], cow.Identity())
+	}
+	chunk, _ := ParseNumber(args[3]) // checked by checkSnapshot
+	st, err := openCowStore(cow, args[2] != "N", chunk)
+	if err != nil {
+		return nil, err
+	}
+	s := &snapshot{origin: origin, cow: cow, sectors: sectors, overflowOK: args[2] == "PO",
+		zeroesCow: slices.Contains(args[4:], "discard_zeroes_cow")}
+	s.store.Store(st)
+	s.entry = acquireOrigin(origin.Identity())
+	return s, nil
+}
+
+// PreResume has nothing to check: the store loaded at New.
+func (s *snapshot) PreResume(context.Context) error { return nil }
+
+// Resume makes the snapshot active: origin writes copy to it from now on.
+// It stays active through a suspend (dm keeps copying to a suspended
+// snapshot, or its view of the origin would change under it) until its
+// table is destroyed or a newer table over the same COW takes over.
+func (s *snapshot) Resume(context.Context) { s.entry.attach(s) }
+
+// takeOver loads the exceptions as they are now: from old, the same COW's
+// snapshot in the table being replaced, when there is one (its exceptions
+// are all committed: each commit is synced before its I/O goes on), else
+// from the COW device again, since a table destroyed since this one's New
+// may have added some. Called by attach under entry.mu, before I/O.
+func (s *snapshot) takeOver(old *snapshot) {
+	cur := s.store.Load()
+	if old != nil {
+		cur = old.store.Load()
+	}
+	if !cur.persistent {
+		s.store.Store(cur.adopt(s.cow))
+		return
+	}
+	st, err := openCowStore(s.cow, true, uint64(cur.lay.chunk/SectorSize))
+	if err != nil {
+		slog.Error("snapshot: invalidated: reloading the COW device failed", "cow", s.cow.Path(), "err", err)
+		s.store.Load().invalidate()
+		return
+	}
+	s.store.Store(st)
+}
+
+// Destroy stops the copies to this snapshot and leaves its origin entry.
+func (s *snapshot) Destroy() error {
+	s.entry.detach(s)
+	s.entry.release()
+	return nil
+}
+
+// Status is dm's: Invalid, Overflow, or `<sectors allocated>/<total
+// sectors> <metadata sectors>`. The TABLE form is the line's args.
+func (s *snapshot) Status(typ StatusType) string {
+	if typ != StatusInfo {
+		return ""
+	}
+	st := s.store.Load()
+	valid, over := st.state()
+	switch {
+	case !valid:
+		return "Invalid"
+	case over:
+		return "Overflow"
+	}
+	a, t, m := st.usage()
+	return fmt.Sprintf("%d/%d %d", a, t, m)
+}

@@ -1,0 +1,151 @@
+package targets
+
+import (
+	"errors"
+	"slices"
+	"syscall"
+	"testing"
+)
+
+func TestSnapshotCheck(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+		err  error
+	}{
+		{[]string{"o", "c", "p", "0016"}, []string{"o", "c", "P", "16"}, nil},
+		{[]string{"o", "c", "Po", "0"}, []string{"o", "c", "PO", "0"}, nil},
+		{[]string{"o", "c", "N", "8", "1", "discard_zeroes_cow"}, []string{"o", "c", "N", "8", "1", "discard_zeroes_cow"}, nil},
+		{[]string{"o", "c", "P", "8", "2", "discard_zeroes_cow", "discard_passdown_origin"},
+			[]string{"o", "c", "P", "8", "2", "discard_zeroes_cow", "discard_passdown_origin"}, nil},
+		{[]string{"o", "c", "P"}, nil, ErrArgCount},
+		{[]string{"o", "o", "P", "8"}, nil, ErrSnapSameDev},
+		{[]string{"o", "c", "X", "8"}, nil, ErrSnapStoreType},
+		{[]string{"o", "c", "NO", "8"}, nil, ErrSnapStoreType},
+		{[]string{"o", "c", "N", "0"}, nil, ErrChunk},
+		{[]string{"o", "c", "P", "12"}, nil, ErrChunk},
+		{[]string{"o", "c", "P", "x"}, nil, ErrNotNumber},
+		{[]string{"o", "c", "P", "8", "2", "discard_zeroes_cow"}, nil, ErrArgCount},
+		{[]string{"o", "c", "P", "8", "1", "discard_passdown_origin"}, nil, ErrSnapFeature},
+		{[]string{"o", "c", "P", "8", "1", "bogus"}, nil, ErrSnapFeature},
+		{[]string{"", "c", "P", "8"}, nil, ErrEmptyPath},
+	} {
+		got, err := checkSnapshot(c.args, 8)
+		if !errors.Is(err, c.err) || !slices.Equal(got, c.want) {
+			t.Errorf("checkSnapshot(%q) = %q, %v; want %q, %v", c.args, got, err, c.want, c.err)
+		}
+	}
+	if _, err := checkSnapOrigin([]string{"a", "b"}, 8); !errors.Is(err, ErrArgCount) {
+		t.Errorf("snapshot-origin with 2 args: %v", err)
+	}
+}
+
+// A COW device with room for three chunks: the fourth origin write that
+// needs a copy invalidates the snapshot (for good: it loads invalid), and
+// the origin write itself goes on.
+func TestSnapshotFullCowInvalidates(t *testing.T) {
+	const chunk = 4096
+	orig, o, s := originAndSnap(t, 16*chunk, 4, 5*chunk, "P", "8")
+	cow := s.tg.(*snapshot).cow.Path()
+	for c := range int64(3) {
+		o.mustWrite([]byte{1}, c*chunk, 0)
+	}
+	if got := s.tg.Status(StatusInfo); got != "40/40 16" {
+		t.Errorf("full COW: status %q, want 40/40 16", got)
+	}
+	o.mustWrite([]byte{0xFF}, 3*chunk, 0)
+	if got := o.mustRead(3*chunk, 1); got[0] != 0xFF {
+		t.Error("the origin write that overflowed the snapshot was lost")
+	}
+	if got := s.tg.Status(StatusInfo); got != "Invalid" {
+		t.Errorf("status %q, want Invalid", got)
+	}
+	if _, err := s.read(0, 512); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of an invalid snapshot: %v, want EIO", err)
+	}
+	s.destroy()
+	s = newSnapTable(t, "snapshot", 128, orig, cow, "P", "8")
+	if got := s.tg.Status(StatusInfo); got != "Invalid" {
+		t.Errorf("reloaded: status %q, want Invalid", got)
+	}
+}
+
+// PO: a snapshot write that finds no room overflows the snapshot: new
+// exceptions fail, reads and writes to existing ones go on; an origin write
+// that finds no room still invalidates it.
+func TestSnapshotOverflow(t *testing.T) {
+	const chunk = 4096
+	_, o, s := originAndSnap(t, 16*chunk, 5, 5*chunk, "PO", "8")
+	for c := range int64(3) {
+		s.mustWrite([]byte{1}, c*chunk, 0)
+	}
+	err := s.tg.WriteAt(t.Context(), []byte{1}, 3*chunk, 0)
+	if !errors.Is(err, ErrSnapOverflow) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("write past the COW's end: %v, want ErrSnapOverflow (EIO)", err)
+	}
+	if got := s.tg.Status(StatusInfo); got != "Overflow" {
+		t.Errorf("status %q, want Overflow", got)
+	}
+	s.mustWrite([]byte{2}, 0, 0)
+	if got := s.mustRead(0, 1); got[0] != 2 {
+		t.Error("write to an existing exception of an overflowed snapshot lost")
+	}
+	o.mustWrite([]byte{3}, 5*chunk, 0)
+	if got := s.tg.Status(StatusInfo); got != "Invalid" {
+		t.Errorf("after an origin write with no room: status %q, want Invalid", got)
+	}
+}
+
+// Status as dm prints it: allocated/total metadata, in sectors. A new P
+// store has its header and first area allocated; N has no metadata.
+func TestSnapshotStatus(t *testing.T) {
+	orig := fillPattern(t, 64<<10, 6)
+	o := newSnapTable(t, "snapshot-origin", 128, orig)
+	p := newSnapTable(t, "snapshot", 128, orig, tempFile(t, 1<<20), "P", "8").resume()
+	n := newSnapTable(t, "snapshot", 128, orig, tempFile(t, 1<<20), "N", "8").resume()
+	if a, b := p.tg.Status(StatusInfo), n.tg.Status(StatusInfo); a != "16/2048 16" || b != "0/2048 0" {
+		t.Errorf("fresh: P %q, N %q; want 16/2048 16, 0/2048 0", a, b)
+	}
+	o.mustWrite([]byte{1}, 0, 0)
+	if a, b := p.tg.Status(StatusInfo), n.tg.Status(StatusInfo); a != "24/2048 16" || b != "8/2048 0" {
+		t.Errorf("one exception: P %q, N %q; want 24/2048 16, 8/2048 0", a, b)
+	}
+	if p.tg.Status(StatusTable) != "" || o.tg.Status(StatusInfo) != "" {
+		t.Error("TABLE status of snapshot or INFO of origin not empty")
+	}
+	tp, _ := Lookup("snapshot")
+	if !tp.NoLiveSwap {
+		t.Error("snapshot allows resume --live")
+	}
+}
+
+// Exceptions are durable before the write they cover returns: an origin
+// write that needed a copy finds the pair on the COW device and the COW
+// synced (the data, then the area); a FUA write to an existing exception
+// syncs the COW; a plain one does not.
+func TestSnapshotCommitsBeforeAck(t *testing.T) {
+	const chunk = 4096
+	orig := fillPattern(t, 16*chunk, 13)
+	cow := tempFile(t, 1<<20)
+	o := newSnapTable(t, "snapshot-origin", 128, orig)
+	s := newSnapTable(t, "snapshot", 128, orig, cow, "P", "8").resume()
+	cowDev := s.tg.(*snapshot).cow
+	n := cowDev.Syncs()
+	o.mustWrite([]byte{1}, 5*chunk, 0)
+	if got := cowDev.Syncs() - n; got != 2 {
+		t.Errorf("origin write with a copy: %d COW syncs, want 2 (data, then metadata)", got)
+	}
+	area := readFile(t, cow)[chunk : 2*chunk]
+	if old, nw := getPair(area, 0); old != 5 || nw != 2 {
+		t.Errorf("first pair on disk {%d, %d}, want {5, 2}", old, nw)
+	}
+	n = cowDev.Syncs()
+	s.mustWrite([]byte{2}, 5*chunk, 0)
+	if cowDev.Syncs() != n {
+		t.Error("a plain write to an existing exception synced")
+	}
+	s.mustWrite([]byte{3}, 5*chunk, FUA)
+	if cowDev.Syncs() != n+1 {
+		t.Error("a FUA write to an existing exception did not sync the COW")
+	}
+}

@@ -1,0 +1,303 @@
+package targets
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
+)
+
+// cowStore is a snapshot's exception store: which origin chunks have been
+// copied to which chunks of the COW device. Persistent stores (P, PO) keep
+// the mapping on the COW device in the kernel's format (snapstore_format.go)
+// and commit each new exception there, synced, before the I/O it covers
+// goes on: so a FLUSH or FUA after it finds the mapping durable, and a
+// process killed at any point leaves a store that loads (the unsynced tail
+// of an area is at worst pairs no write was acknowledged for). Transient
+// stores (N) keep it in memory only.
+type cowStore struct {
+	dev        *Dev
+	persistent bool
+	lay        snapLayout // immutable after load
+
+	mu         sync.RWMutex // guards table, nextFree, valid, overflowed
+	table      map[uint64]uint64
+	nextFree   uint64 // the next chunk to allocate
+	valid      bool
+	overflowed bool
+
+	commitMu  sync.Mutex // serializes metadata writes; guards area, areaIdx, committed
+	area      []byte     // the current metadata area as on disk after the next write
+	areaIdx   uint64
+	committed int // pairs in area
+}
+
+// snapPair is one exception: origin chunk old lives in COW chunk new.
+type snapPair struct{ old, new uint64 }
+
+// openCowStore builds the store of a snapshot line: a transient one empty,
+// a persistent one loaded from dev (or made new on a zeroed header).
+// chunkSectors 0 asks a persistent store for the header's or the default.
+func openCowStore(dev *Dev, persistent bool, chunkSectors uint64) (*cowStore, error) {
+	s := &cowStore{dev: dev, persistent: persistent, table: map[uint64]uint64{}, valid: true}
+	if !persistent {
+		s.lay = newSnapLayout(int64(chunkSectors) * SectorSize)
+		return s, nil
+	}
+	if err := s.load(chunkSectors); err != nil {
+		return nil, fmt.Errorf("targets: snapshot store %s: %w", dev.Path(), err)
+	}
+	return s, nil
+}
+
+// load reads the header, then the areas; a zero magic is a new store.
+func (s *cowStore) load(chunkSectors uint64) error {
+	if s.dev.Size() < SectorSize {
+		return fmt.Errorf("%w: no room for a header", ErrDeviceTooSmall)
+	}
+	b := make([]byte, SectorSize)
+	if err := s.dev.ReadAt(b, 0); err != nil {
+		return err
+	}
+	h := decodeSnapHeader(b)
+	switch {
+	case h.magic == 0:
+		return s.create(chunkSectors)
+	case h.magic != snapMagic:
+		return fmt.Errorf("%w: magic %#x", ErrSnapCorrupt, h.magic)
+	case h.version != snapDiskVersion:
+		return fmt.Errorf("%w: %d", ErrSnapVersion, h.version)
+	}
+	if err := validChunkSectors(uint64(h.chunkSectors)); err != nil {
+		return fmt.Errorf("%w: header: %w", ErrSnapCorrupt, err)
+	}
+	if chunkSectors != 0 && chunkSectors != uint64(h.chunkSectors) {
+		slog.Warn("snapshot: the COW device's chunk size overrides the table's",
+			"cow", s.dev.Path(), "device", h.chunkSectors, "table", chunkSectors)
+	}
+	s.lay = newSnapLayout(int64(h.chunkSectors) * SectorSize)
+	if h.valid == 0 {
+		s.valid = false
+		return nil
+	}
+	return s.readAreas()
+}
+
+// create writes a new store: area 0 zeroed first, then the header, so that
+// a store cut short in between still reads as new.
+func (s *cowStore) create(chunkSectors uint64) error {
+	if chunkSectors == 0 {
+		chunkSectors = snapDefaultChunk
+	}
+	s.lay = newSnapLayout(int64(chunkSectors) * SectorSize)
+	if s.dev.Size() < 2*s.lay.chunk {
+		return fmt.Errorf("%w: %d bytes hold no header and metadata area of %d-byte chunks",
+			ErrDeviceTooSmall, s.dev.Size(), s.lay.chunk)
+	}
+	s.area = make([]byte, s.lay.chunk)
+	if err := s.dev.WriteAt(s.area, s.chunkOff(s.lay.areaChunk(0))); err != nil {
+		return err
+	}
+	h := snapHeader{magic: snapMagic, valid: 1, version: snapDiskVersion, chunkSectors: uint32(chunkSectors)}
+	if err := s.dev.WriteAt(h.encode(s.lay.chunk), 0); err != nil {
+		return err
+	}
+	s.nextFree = snapHeaderChunks + 1
+	return s.dev.Sync()
+}
+
+// readAreas loads every pair, area after area, up to the first zero new
+// chunk, and leaves the store ready to append after it.
+func (s *cowStore) readAreas() error {
+	s.nextFree = snapHeaderChunks + 1
+	for k := uint64(0); ; k++ {
+		loc := s.lay.areaChunk(k)
+		buf := make([]byte, s.lay.chunk)
+		s.areaIdx, s.area, s.committed = k, buf, 0
+		if int64(loc+1)*s.lay.chunk > s.dev.Size() {
+			return nil // the last area was full and no other fits: nothing more can be added
+		}
+		if err := s.dev.ReadAt(buf, s.chunkOff(loc)); err != nil {
+			return err
+		}
+		for i := 0; i < int(s.lay.perArea); i++ {
+			old, nw := getPair(buf, i)
+			if nw == 0 {
+				s.committed = i
+				s.nextFree = s.lay.skipMetadata(s.nextFree)
+				return nil
+			}
+			if nw >= uint64(s.dev.Size()/s.lay.chunk) {
+				return fmt.Errorf("%w: area %d maps chunk %d beyond the device", ErrSnapCorrupt, k, nw)
+			}
+			s.table[old] = nw
+			s.nextFree = max(s.nextFree, nw+1)
+		}
+	}
+}
+
+func (s *cowStore) chunkOff(c uint64) int64 { return int64(c) * s.lay.chunk }
+
+// lookup finds the COW chunk of origin chunk old.
+func (s *cowStore) lookup(old uint64) (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n, ok := s.table[old]
+	return n, ok
+}
+
+// state is the snapshot's condition for status and I/O: valid, overflowed.
+func (s *cowStore) state() (valid, overflowed bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.valid, s.overflowed
+}
+
+// prepare allocates a COW chunk for a new exception, stepping over
+// metadata areas; errCowFull when the device has none left.
+func (s *cowStore) prepare() (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.valid {
+		return 0, ErrSnapInvalid
+	}
+	if s.dev.Size() < int64(s.nextFree+1)*s.lay.chunk {
+		return 0, errCowFull
+	}
+	n := s.nextFree
+	s.nextFree++
+	if s.persistent {
+		s.nextFree = s.lay.skipMetadata(s.nextFree)
+	}
+	return n, nil
+}
+
+// commit makes pairs durable (persistent stores), then visible to lookup.
+// A metadata write that fails invalidates the snapshot, as dm does.
+func (s *cowStore) commit(pairs []snapPair) error {
+	if s.persistent {
+		if err := s.writePairs(pairs); err != nil {
+			s.invalidate()
+			return fmt.Errorf("targets: snapshot %s: commit: %w: %w", s.dev.Path(), err, syscall.EIO)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range pairs {
+		s.table[p.old] = p.new
+	}
+	return nil
+}
+
+// writePairs appends pairs to the current area and writes it, synced. An
+// area that fills is written with its successor zeroed (and synced) first,
+// so that a loader reading on past a full area finds the end there.
+func (s *cowStore) writePairs(pairs []snapPair) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	// The copied data first: a mapping must never be durable before the
+	// chunk it points to (dm's commit is a preflush write for this).
+	if err := s.dev.Sync(); err != nil {
+		return err
+	}
+	dirty := false
+	for _, p := range pairs {
+		putPair(s.area, s.committed, p.old, p.new)
+		s.committed++
+		dirty = true
+		if s.committed < int(s.lay.perArea) {
+			continue
+		}
+		if err := s.zeroArea(s.areaIdx + 1); err != nil {
+			return err
+		}
+		if err := s.writeArea(); err != nil {
+			return err
+		}
+		s.areaIdx++
+		s.committed = 0
+		s.area = make([]byte, s.lay.chunk)
+		dirty = false
+	}
+	if !dirty {
+		return nil
+	}
+	return s.writeArea()
+}
+
+// writeArea writes the current area and syncs the COW device; commitMu held.
+func (s *cowStore) writeArea() error {
+	if err := s.dev.WriteAt(s.area, s.chunkOff(s.lay.areaChunk(s.areaIdx))); err != nil {
+		return err
+	}
+	return s.dev.Sync()
+}
+
+// zeroArea writes area k as zeros, synced, if it fits on the device.
+func (s *cowStore) zeroArea(k uint64) error {
+	off := s.chunkOff(s.lay.areaChunk(k))
+	if off+s.lay.chunk > s.dev.Size() {
+		return nil
+	}
+	if err := s.dev.WriteAt(make([]byte, s.lay.chunk), off); err != nil {
+		return err
+	}
+	return s.dev.Sync()
+}
+
+// invalidate drops the snapshot: no more I/O, and a persistent store says
+// so in its header, so that it loads invalid too.
+func (s *cowStore) invalidate() {
+	s.mu.Lock()
+	was := s.valid
+	s.valid = false
+	s.mu.Unlock()
+	if !was || !s.persistent {
+		return
+	}
+	h := snapHeader{magic: snapMagic, valid: 0, version: snapDiskVersion, chunkSectors: uint32(s.lay.chunk / SectorSize)}
+	err := s.dev.WriteAt(h.encode(s.lay.chunk), 0)
+	if err == nil {
+		err = s.dev.Sync()
+	}
+	if err != nil {
+		slog.Warn("snapshot: marking the store invalid failed", "cow", s.dev.Path(), "err", err)
+	}
+}
+
+// setOverflow marks a PO snapshot overflowed: writes to it fail, the
+// origin's copies and reads go on.
+func (s *cowStore) setOverflow() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.overflowed = true
+}
+
+// usage is dm's: sectors allocated (header and areas included), the COW
+// device's sectors, and the metadata's sectors.
+func (s *cowStore) usage() (allocated, total, metadata uint64) {
+	cs := uint64(s.lay.chunk / SectorSize)
+	s.mu.RLock()
+	allocated = s.nextFree * cs
+	s.mu.RUnlock()
+	total = uint64(s.dev.Size() / SectorSize)
+	if s.persistent {
+		s.commitMu.Lock()
+		metadata = (s.areaIdx + 1 + snapHeaderChunks) * cs
+		s.commitMu.Unlock()
+	}
+	return allocated, total, metadata
+}
+
+// adopt is a copy of a transient store's exceptions over dev, for the
+// snapshot of a new table that takes over from the old one's.
+func (s *cowStore) adopt(dev *Dev) *cowStore {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := &cowStore{dev: dev, lay: s.lay, table: make(map[uint64]uint64, len(s.table)),
+		nextFree: s.nextFree, valid: s.valid, overflowed: s.overflowed}
+	for k, v := range s.table {
+		n.table[k] = v
+	}
+	return n
+}
