@@ -68,7 +68,7 @@ func (rn *Runner) step(name string, op Op, a, b *Device) string {
 			rn.skipped++
 			return ""
 		}
-		if cryptNoDiscard(ra, rn.table) {
+		if _, self := rn.B.(*DM); !self && cryptNoDiscard(ra, rn.table) {
 			rn.skippedCrypt++
 			return ""
 		}
