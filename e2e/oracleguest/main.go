@@ -48,6 +48,9 @@ func runAll(gdmBin string, seed uint64, only string, self bool) error {
 	if err != nil {
 		return err
 	}
+	if err := writeBack(append(dmDisks, gdmDisks...)); err != nil {
+		return err
+	}
 	dm, err := oracle.NewDM(dmDisks)
 	if err != nil {
 		return err
@@ -92,6 +95,23 @@ func sideB(gdmBin string, disks []string, self bool) (oracle.Side, func(), error
 func emit(r *oracle.Report, start time.Time) {
 	b, _ := json.Marshal(r.Line(time.Since(start).Seconds()))
 	fmt.Printf("ORACLE-CASE %s\n", b)
+}
+
+// writeBack checks that every disk has a volatile write cache: without
+// one the block layer drops flushes before dm sees them, and the
+// log-writes cases would compare logs without flush entries.
+func writeBack(disks []string) error {
+	for _, d := range disks {
+		p := filepath.Join("/sys/block", filepath.Base(d), "queue/write_cache")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if got := strings.TrimSpace(string(b)); got != "write back" {
+			return fmt.Errorf("%s is %q, want \"write back\" (qemu: a drive cache mode with writeback)", p, got)
+		}
+	}
+	return nil
 }
 
 // disksBySerial finds the virtio disks the host named dmN and gdmN (by

@@ -35,7 +35,9 @@ type OpKind string
 
 // The operations of a script. Read, the writes, discard and write-zeroes
 // take a byte range of the mapped device; flush takes none; suspend, resume
-// and reload act on the device itself (reload takes a table in Arg).
+// and reload act on the device itself (reload takes a table in Arg), as
+// does message (its words in Arg, to the target at sector 0: a log-writes
+// mark is "mark NAME").
 // SuspendDuring starts its Inner op (a read or a write of the range), and
 // At later suspends the device while the op is still held by a delay
 // target; the op must then finish before its Delay has passed, as dm lets
@@ -50,6 +52,7 @@ const (
 	Suspend     OpKind = "suspend"
 	Resume      OpKind = "resume"
 	Reload      OpKind = "reload"
+	Message     OpKind = "message"
 
 	SuspendDuring OpKind = "suspend-during"
 )
@@ -60,7 +63,7 @@ type Op struct {
 	Off  int64 // bytes
 	Len  int64 // bytes
 	Seed uint64
-	Arg  string // Reload: the new table (with $N device names)
+	Arg  string // Reload: the new table (with $N device names); Message: its words
 	// At holds an I/O op until At after this side's table was loaded
 	// (created or reloaded), and Until (when set) is when it must have
 	// finished: flakey's up and down intervals run from its table's
@@ -76,8 +79,8 @@ func (o Op) String() string {
 	switch o.Kind {
 	case Suspend, Resume:
 		return string(o.Kind)
-	case Reload:
-		return fmt.Sprintf("reload %q", o.Arg)
+	case Reload, Message:
+		return fmt.Sprintf("%s %q", o.Kind, o.Arg)
 	case SuspendDuring:
 		return fmt.Sprintf("suspend %v into a %v-delayed %s %d@%d", o.At, o.Delay, o.Inner, o.Len, o.Off)
 	}

@@ -2,6 +2,7 @@ package oracle
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -54,7 +55,7 @@ func Cases() []Case {
 14848 1536 zero`},
 		{Name: "linear-reload", Seed: 14, Devs: []Init{p(44), p(45)}, Table: "0 8192 linear $0 0",
 			Script: reloadScript()},
-	}, faultCases()...)
+	}, slices.Concat(faultCases(), CryptCases(), LogWritesCases())...)
 }
 
 // reloadScript writes, suspends and resumes, reloads the device onto the

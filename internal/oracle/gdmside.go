@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 // GDM is gdm's daemon in the guest, over its own copies of the disks. Its
@@ -32,7 +34,11 @@ type GDM struct {
 	control string
 	addr    string
 	nbd     map[string]string // device name -> /dev/nbdN it is attached at
+	block   map[string]string // device name -> nbd-client's -b for it
 	http    *http.Client      // to the control socket
+	// noShowKeys is set once `gdm table --showkeys` was refused as an
+	// unknown flag: this gdm prints keys in every table.
+	noShowKeys bool
 }
 
 // StartGDM starts `gdm serve` with its state under dir.
@@ -42,7 +48,7 @@ func StartGDM(bin, dir string, disks []string) (*GDM, error) {
 		return nil, err
 	}
 	g := &GDM{Bin: bin, dir: dir, disks: disks, names: names, control: filepath.Join(dir, "control.sock"),
-		addr: "127.0.0.1:10809", nbd: map[string]string{}}
+		addr: "127.0.0.1:10809", nbd: map[string]string{}, block: map[string]string{}}
 	g.http = &http.Client{Timeout: cmdTimeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return new(net.Dialer).DialContext(ctx, "unix", g.control)
@@ -124,7 +130,20 @@ type tableBody struct {
 }
 
 func (g *GDM) Create(name, table string) error {
+	g.block[name] = blockSize(table)
 	return g.call(http.MethodPost, "/v1/devices", tableBody{Name: name, Table: table})
+}
+
+// blockSize is the block size to attach a table with: 4096 when a crypt
+// target has 4096-byte sectors (dm's device then has 4096-byte logical
+// blocks, and the block layer refuses smaller I/O with EINVAL before dm
+// sees it; gdm's NBD server advertises no block size that nbd-client
+// would take, so the user, here the harness, gives it), else 512.
+func blockSize(table string) string {
+	if strings.Contains(table, "sector_size:4096") {
+		return "4096"
+	}
+	return "512"
 }
 
 func (g *GDM) Reload(name, table string) error {
@@ -155,13 +174,13 @@ func (g *GDM) Remove(name string) error {
 }
 
 // Attach connects /dev/nbdN to the device with the kernel's nbd-client,
-// 512-byte blocks as dm's virtio disks have.
+// 512-byte blocks as dm's virtio disks have (see blockSize).
 func (g *GDM) Attach(name string, n int) (string, error) {
 	dev := "/dev/nbd" + strconv.Itoa(n)
 	host, port, _ := net.SplitHostPort(g.addr)
 	// -t: a request gdm leaves unanswered fails after 30 s instead of
 	// hanging the guest.
-	if _, err := run("", nil, "nbd-client", host, port, dev, "-N", name, "-b", "512", "-t", "30"); err != nil {
+	if _, err := run("", nil, "nbd-client", host, port, dev, "-N", name, "-b", g.block[name], "-t", "30"); err != nil {
 		return "", err
 	}
 	g.nbd[name] = dev
@@ -180,6 +199,26 @@ func (g *GDM) Detach(name string) error {
 
 func (g *GDM) Table(name string) (string, error)  { return g.gdm("", "table", name) }
 func (g *GDM) Status(name string) (string, error) { return g.gdm("", "status", name) }
+
+// TableKeys is `gdm table --showkeys`, or not ok when this gdm has no
+// such flag (it then shows keys in Table).
+func (g *GDM) TableKeys(name string) (string, bool, error) {
+	if g.noShowKeys {
+		return "", false, nil
+	}
+	out, err := g.gdm("", "table", "--showkeys", name)
+	if err != nil && strings.Contains(err.Error(), "showkeys") && strings.Contains(err.Error(), "not defined") {
+		g.noShowKeys = true
+		return "", false, nil
+	}
+	return out, true, err
+}
+
+// Message is the control API's message call (as `gdm message NAME 0
+// WORDS...` makes it, without a CLI process's second under TCG).
+func (g *GDM) Message(name string, words []string) error {
+	return g.call(http.MethodPost, "/v1/devices/"+url.PathEscape(name)+"/message", controlapi.MessageReq{Sector: 0, Args: words})
+}
 
 // majorMinor is how dm names a block device: "254:0".
 func majorMinor(path string) (string, error) {

@@ -107,6 +107,11 @@ func mustUint(t *testing.T, s string) uint64 {
 type fakeSide struct {
 	name, disk, mapped string
 	tables             map[string]string
+	// keys is what TableKeys prints instead of the table; noKeys makes it
+	// not ok; status replaces Status's fixed line.
+	keys   string
+	noKeys bool
+	status string
 }
 
 func (f *fakeSide) Name() string             { return f.name }
@@ -120,10 +125,25 @@ func (f *fakeSide) Attach(string, int) (string, error) { return f.mapped, nil }
 func (f *fakeSide) Detach(string) error                { return nil }
 func (f *fakeSide) Remove(n string) error              { delete(f.tables, n); return nil }
 func (f *fakeSide) Table(n string) (string, error)     { return f.tables[n], nil }
-func (f *fakeSide) Status(n string) (string, error)    { return "0 8192 linear \n", nil }
-func (f *fakeSide) Suspend(string) error               { return nil }
-func (f *fakeSide) Resume(string) error                { return nil }
-func (f *fakeSide) Reload(n, tb string) error          { return f.Create(n, tb) }
+func (f *fakeSide) Status(n string) (string, error) {
+	if f.status != "" {
+		return f.status, nil
+	}
+	return "0 8192 linear \n", nil
+}
+func (f *fakeSide) Suspend(string) error           { return nil }
+func (f *fakeSide) Resume(string) error            { return nil }
+func (f *fakeSide) Reload(n, tb string) error      { return f.Create(n, tb) }
+func (f *fakeSide) Message(string, []string) error { return nil }
+func (f *fakeSide) TableKeys(n string) (string, bool, error) {
+	if f.noKeys {
+		return "", false, nil
+	}
+	if f.keys != "" {
+		return f.keys, true, nil
+	}
+	return f.tables[n], true, nil
+}
 
 func newFake(t *testing.T, name string, size int64) *fakeSide {
 	dir := t.TempDir()

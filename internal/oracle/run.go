@@ -3,6 +3,7 @@ package oracle
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Runner runs cases on two sides, A (dm, the reference) and B (gdm).
@@ -15,13 +16,17 @@ type Runner struct {
 	DiskSize int64
 	next     int // the next nbd index, one per case
 	// table is the case's table as now loaded; skipped counts the
-	// discards of the case that oldDiscard kept from gdm.
-	table   string
-	skipped int
-	timing  timing
+	// discards of the case that oldDiscard kept from gdm, and
+	// skippedCrypt those cryptNoDiscard kept.
+	table        string
+	skipped      int
+	skippedCrypt int
+	timing       timing
 	// later is the case's Later; laterNote what it last said.
 	later     func(Op, *Result) string
 	laterNote string
+	// logFull is set when dm's status said a log-writes log filled.
+	logFull bool
 }
 
 // Run runs one case on both sides and reports every difference.
@@ -47,7 +52,7 @@ func (rn *Runner) Run(c Case) *Report {
 		rn.remove(c.Name, errA == nil, errB == nil)
 		return rep
 	}
-	rn.table, rn.later, rn.laterNote = c.Table, c.Later, ""
+	rn.table, rn.later, rn.laterNote, rn.logFull = c.Table, c.Later, "", false
 	script := c.Script
 	if script == nil {
 		script = Standard(c.Seed, c.Table)
@@ -57,8 +62,13 @@ func (rn *Runner) Run(c Case) *Report {
 	if err := rn.remove(c.Name, true, true); err != nil {
 		rep.addf("remove: %v", err)
 	}
+	logs := LogDevices(c)
 	for i := range c.Devs {
-		rn.compareDisk(rep, i)
+		if slices.Contains(logs, i) {
+			rn.compareLog(rep, i)
+		} else {
+			rn.compareDisk(rep, i)
+		}
 	}
 	return rep
 }
@@ -85,33 +95,6 @@ func (rn *Runner) remove(name string, onA, onB bool) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// compareText compares table and status text, device names made $N.
-func (rn *Runner) compareText(rep *Report, name, when string) {
-	for _, q := range []struct {
-		what string
-		get  func(Side) (string, error)
-	}{
-		{"table", func(s Side) (string, error) { return s.Table(name) }},
-		{"status", func(s Side) (string, error) { return s.Status(name) }},
-	} {
-		a, errA := q.get(rn.A)
-		b, errB := q.get(rn.B)
-		if errA != nil || errB != nil {
-			rep.addf("%s %s: %s: %v; %s: %v", q.what, when, rn.A.Name(), errA, rn.B.Name(), errB)
-			continue
-		}
-		if _, self := rn.B.(*DM); q.what == "table" && !self {
-			var blank bool
-			if a, blank = oldFlakeyBlank(a); blank {
-				rep.note(flakeyBlankNote)
-			}
-		}
-		if d := textDiff(q.what+" "+when, rn.A.Name(), rn.B.Name(), Unbind(a, rn.A.DevNames()), Unbind(b, rn.B.DevNames())); d != "" {
-			rep.Diffs = append(rep.Diffs, d)
-		}
-	}
 }
 
 // attach opens both sides' mapped devices for I/O.

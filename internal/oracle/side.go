@@ -31,6 +31,12 @@ type Side interface {
 	// Table and Status print as `dmsetup table` and `dmsetup status` do.
 	Table(name string) (string, error)
 	Status(name string) (string, error)
+	// TableKeys prints the table with crypt keys shown (dmsetup table
+	// --showkeys); ok is false when this side cannot (a gdm without
+	// --showkeys prints its keys in Table).
+	TableKeys(name string) (text string, ok bool, err error)
+	// Message sends a message to the target at sector 0 (dmsetup message).
+	Message(name string, words []string) error
 	Suspend(name string) error
 	Resume(name string) error
 	Reload(name, table string) error
@@ -106,7 +112,15 @@ func (d *DM) Remove(name string) error                  { return d.do("remove", 
 func (d *DM) Table(name string) (string, error)         { return d.dmsetup("", "table", d.prefix+name) }
 func (d *DM) Status(name string) (string, error)        { return d.dmsetup("", "status", d.prefix+name) }
 func (d *DM) Suspend(name string) error                 { return d.do("suspend", name) }
-func (d *DM) Resume(name string) error                  { return d.do("resume", name) }
+func (d *DM) TableKeys(name string) (string, bool, error) {
+	out, err := d.dmsetup("", "table", "--showkeys", d.prefix+name)
+	return out, true, err
+}
+func (d *DM) Message(name string, words []string) error {
+	_, err := d.dmsetup("", append([]string{"message", d.prefix + name, "0"}, words...)...)
+	return err
+}
+func (d *DM) Resume(name string) error { return d.do("resume", name) }
 func (d *DM) Reload(name, table string) error {
 	_, err := d.dmsetup(table, "reload", d.prefix+name)
 	return err
