@@ -75,14 +75,3 @@ func TestFoldDiscFlush(t *testing.T) {
 		t.Fatal("folded logs of equal length")
 	}
 }
-
-// The crypt tables gdm judges otherwise stay out of the run until fixed.
-func TestCryptGdmBugsKeptApart(t *testing.T) {
-	for _, bug := range cryptAcceptanceGdmBugs() {
-		for _, a := range Acceptance() {
-			if a.Table == bug.Table {
-				t.Errorf("%q is in Acceptance and in cryptAcceptanceGdmBugs", a.Table)
-			}
-		}
-	}
-}

@@ -14,7 +14,7 @@ func (a *cryptArgs) parseOpts(rest []string, sectors uint64) error {
 	if len(rest) == 0 {
 		return nil
 	}
-	n, err := ParseNumber(strings.TrimPrefix(rest[0], "+")) // dm reads the count with kstrtouint, which takes a '+'
+	n, err := ParseNumber(rest[0]) // dm 6.1 refuses a '+' here (the oracle saw EINVAL)
 	if err != nil {
 		return fmt.Errorf("number of optional parameters: %w", err)
 	}
