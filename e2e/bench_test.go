@@ -8,7 +8,7 @@ import (
 	"github.com/gdm-project/gdm/internal/testkit"
 )
 
-var benchServers = []string{"| gdm |", "| gdm+metrics |", "| go-nbd |", "| nbdkit |", "| qemu-nbd |"}
+var benchServers = []string{"| gdm |", "| gdm+metrics |", "| gdm-crypt |", "| go-nbd |", "| nbdkit |", "| qemu-nbd |"}
 
 // benchTools skips (or, under GDM_REQUIRE_TOOLS, fails) without the peers'
 // tools: bench/run.sh needs them all.
@@ -33,12 +33,20 @@ func checkBenchHeader(t *testing.T, table, transport string) {
 }
 
 // checkBenchGoal checks the goal lines: one per job, a verdict for each
-// gdm variant (short runs on a shared machine may go either way).
+// gdm variant (short runs on a shared machine may go either way); then
+// the crypt row's ratios to linear, one per job.
 func checkBenchGoal(t *testing.T, table string, jobs int) {
 	t.Helper()
 	_, goal, ok := strings.Cut(table, "\nGoal: ")
 	if !ok {
 		t.Fatalf("no goal lines:\n%s", table)
+	}
+	goal, targets, ok := strings.Cut(goal, "\nTargets beside linear: ")
+	if !ok {
+		t.Fatalf("no targets-beside-linear lines:\n%s", table)
+	}
+	if n := strings.Count(targets, " | crypt | "); n != jobs {
+		t.Errorf("%d crypt rows beside linear, want %d:\n%s", n, jobs, targets)
 	}
 	if !strings.Contains(goal, "| job | best peer (rounds) | gdm | gdm+metrics |") {
 		t.Errorf("the goal table's header is not the one expected:\n%s", goal)

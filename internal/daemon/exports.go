@@ -20,6 +20,9 @@ func (d *daemon) info(m *managed) nbdserver.ExportInfo {
 	if bs := m.dev.LogicalBlockSize(); bs > targets.SectorSize {
 		info.MinBlockSize = uint32(bs)
 	}
+	// No TRIM where a target takes no discards (crypt without
+	// allow_discards), as dm's device then has no discard support.
+	info.NoTrim = !m.dev.SupportsDiscard()
 	return info
 }
 
@@ -65,6 +68,9 @@ var (
 	_ nbdserver.Export       = (*deviceExport)(nil)
 	_ nbdserver.SpliceReader = (*deviceExport)(nil)
 	_ nbdserver.FUAWriter    = (*deviceExport)(nil)
+	// Sync (table.Device's): a disconnect's flush reaches no target's
+	// FlushRequest, so log-writes logs no FLUSH that no client sent.
+	_ nbdserver.Syncer = (*deviceExport)(nil)
 )
 
 // WriteAtFUA hands a FUA write to the table's targets, which sync what

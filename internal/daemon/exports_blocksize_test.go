@@ -29,3 +29,21 @@ func TestExportMinimumBlockSize(t *testing.T) {
 		t.Errorf("after a reload to crypt: minimum block size %d", info.MinBlockSize)
 	}
 }
+
+// A table with a crypt target without allow_discards offers no TRIM, as
+// dm's device has no discard support; with allow_discards, or without
+// crypt, it does.
+func TestExportTrimFollowsDiscardSupport(t *testing.T) {
+	td := startTestDaemon(t, "")
+	img := testkit.Sparse(t, td.dir, "c.img", 1<<20)
+	key := strings.Repeat("0123456789abcdef", 4)
+	crypt := "0 1024 crypt aes-xts-plain64 " + key + " 0 " + img + " 0"
+	td.ok(t, "create", "no", "--table", crypt, "--table", "1024 1024 linear "+img+" 1024")
+	td.ok(t, "create", "yes", "--table", crypt+" 1 allow_discards")
+	td.ok(t, "create", "lin", "--table", "0 2048 linear "+img+" 0")
+	for name, noTrim := range map[string]bool{"no": true, "yes": false, "lin": false} {
+		if info, _ := td.d.Info(name); info.NoTrim != noTrim {
+			t.Errorf("%s: NoTrim %v, want %v", name, info.NoTrim, noTrim)
+		}
+	}
+}

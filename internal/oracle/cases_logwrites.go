@@ -142,27 +142,15 @@ type epoch struct {
 // the logs filled, and then only the epochs both hold in full compare.
 // "" when they agree.
 func CompareLogs(a, b []byte, full bool) string {
-	d, _ := compareLogs(a, b, full, false)
-	return d
-}
-
-// compareLogs is CompareLogs; with discFlush it first drops from b the
-// flush gdm logs at NBD disconnect (foldDiscFlush), and says whether it
-// found one.
-func compareLogs(a, b []byte, full, discFlush bool) (string, bool) {
 	ea, err := epochs(a)
 	if err != nil {
-		return "log A: " + err.Error(), false
+		return "log A: " + err.Error()
 	}
 	eb, err := epochs(b)
 	if err != nil {
-		return "log B: " + err.Error(), false
+		return "log B: " + err.Error()
 	}
-	folded := false
-	if discFlush {
-		eb, folded = foldDiscFlush(ea, eb)
-	}
-	return compareEpochs(ea, eb, full), folded
+	return compareEpochs(ea, eb, full)
 }
 
 // compareEpochs compares two logs' epochs; see CompareLogs.

@@ -16,12 +16,10 @@ type Runner struct {
 	DiskSize int64
 	next     int // the next nbd index, one per case
 	// table is the case's table as now loaded; skipped counts the
-	// discards of the case that oldDiscard kept from gdm, and
-	// skippedCrypt those cryptNoDiscard kept.
-	table        string
-	skipped      int
-	skippedCrypt int
-	timing       timing
+	// discards of the case that oldDiscard kept from gdm.
+	table   string
+	skipped int
+	timing  timing
 	// later is the case's Later; laterNote what it last said.
 	later     func(Op, *Result) string
 	laterNote string

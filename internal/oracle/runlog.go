@@ -16,13 +16,8 @@ func (rn *Runner) compareLog(rep *Report, i int) {
 		}
 		logs[k] = b
 	}
-	_, dmB := rn.B.(*DM)
-	d, folded := compareLogs(logs[0], logs[1], rn.logFull, !dmB)
-	if d != "" {
+	if d := CompareLogs(logs[0], logs[1], rn.logFull); d != "" {
 		rep.addf("log-writes log $%d (%s, %s): %s", i, rn.A.Name(), rn.B.Name(), d)
-	}
-	if folded {
-		rep.note(discFlushNote)
 	}
 	note := "log-writes logs compared by their epochs' effect (CompareLogs), not byte for byte"
 	if rn.logFull {

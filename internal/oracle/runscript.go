@@ -10,7 +10,7 @@ import (
 // script on both, op by op. The first differing op is reported in full;
 // later ones are counted (they usually follow from the first).
 func (rn *Runner) runScript(rep *Report, name string, script []Op) {
-	rn.skipped, rn.skippedCrypt = 0, 0
+	rn.skipped = 0
 	rn.timing.reset()
 	a, b, err := rn.attach(name)
 	if err != nil {
@@ -45,9 +45,6 @@ func (rn *Runner) runScript(rep *Report, name string, script []Op) {
 	if rn.skipped > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d discard(s) not compared: dm 6.1 has none on a table with a zero or error target", rn.skipped))
 	}
-	if rn.skippedCrypt > 0 {
-		rep.note(fmt.Sprintf("%d discard(s) not compared: %s", rn.skippedCrypt, cryptDiscardNote))
-	}
 }
 
 // step runs one op on both sides and describes how they differ ("" when
@@ -66,10 +63,6 @@ func (rn *Runner) step(name string, op Op, a, b *Device) string {
 	case Discard:
 		if ra, lateA = rn.timing.do(0, a, op); oldDiscard(ra, rn.table) {
 			rn.skipped++
-			return ""
-		}
-		if _, self := rn.B.(*DM); !self && cryptNoDiscard(ra, rn.table) {
-			rn.skippedCrypt++
 			return ""
 		}
 		rb, lateB = rn.timing.do(1, b, op)

@@ -198,7 +198,7 @@ func TestCheckRules(t *testing.T) {
 // commands and flags a read-only export leaves out are refused with EPERM
 // first. A connection that advertised nothing must still refuse them.
 func TestCheckAdvertised(t *testing.T) {
-	all := (&conn{}).transmissionFlags(false)
+	all := (&conn{}).transmissionFlags(ExportInfo{})
 	cases := []struct {
 		name      string
 		advertise uint16
@@ -230,7 +230,7 @@ func TestCheckAdvertised(t *testing.T) {
 // the socket benchmarks (BenchmarkRequests) are too noisy to show it.
 func BenchmarkCheck(b *testing.B) {
 	c := &conn{size: 1 << 30}
-	c.flags = c.transmissionFlags(false)
+	c.flags = c.transmissionFlags(ExportInfo{})
 	for _, bc := range []struct {
 		name string
 		r    request

@@ -48,6 +48,10 @@ type ExportInfo struct {
 	// two (0: any size, 1 byte); NBD_INFO_BLOCK_SIZE advertises it, and a
 	// preferred size of at least it.
 	MinBlockSize uint32
+	// NoTrim leaves NBD_FLAG_SEND_TRIM out: the export takes no discards
+	// (dm's device without discard support), and a TRIM is refused with
+	// EINVAL before it reaches the export.
+	NoTrim bool
 }
 
 // Exports is the server's catalogue. Open is called once per connection
@@ -82,6 +86,16 @@ type SpliceReader interface {
 // Flush.
 type FUAWriter interface {
 	WriteAtFUA(ctx context.Context, p []byte, off int64) error
+}
+
+// Syncer is an optional Export capability: Sync makes completed writes
+// durable on the server's own behalf (when a client disconnects, and at
+// shutdown), where Flush serves a client's FLUSH request. An export whose
+// FLUSH means more than durability (a log that records it, a fault
+// injector that fails it) keeps the two apart. Without it, the server
+// calls Flush.
+type Syncer interface {
+	Sync(ctx context.Context) error
 }
 
 // ErrNoSplice: the export did not splice this range; read it with ReadAt.

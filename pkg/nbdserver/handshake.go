@@ -222,19 +222,22 @@ func (c *conn) open(info ExportInfo) error {
 	}
 	c.size = exp.Size()
 	c.readOnly = info.ReadOnly
-	c.flags = c.transmissionFlags(info.ReadOnly)
+	c.flags = c.transmissionFlags(info)
 	c.name.Store(&info.Name)
 	c.expRef.Store(&exp)
 	return nil
 }
 
 // transmissionFlags advertises exactly what the server implements.
-func (c *conn) transmissionFlags(readOnly bool) uint16 {
+func (c *conn) transmissionFlags(info ExportInfo) uint16 {
 	f := tfHasFlags | tfSendFlush | tfCanMultiConn | tfSendCache
-	if readOnly {
+	if info.ReadOnly {
 		f |= tfReadOnly
 	} else {
 		f |= tfSendFUA | tfSendTrim | tfSendWriteZeroes | tfSendFastZero
+		if info.NoTrim {
+			f &^= tfSendTrim
+		}
 	}
 	if c.structured {
 		f |= tfSendDF

@@ -29,8 +29,9 @@ type memExport struct {
 	zeroes  []string      // flags of each Zero call
 	opened  atomic.Int64
 	as      Export // what Open hands out instead of m (a wrapper of m)
-	// minBlock is the MinBlockSize Info gives.
+	// minBlock is the MinBlockSize Info gives; noTrim its NoTrim.
 	minBlock uint32
+	noTrim   bool
 }
 
 func newMem(size int) *memExport {
@@ -123,7 +124,7 @@ func (e testExports) Info(name string) (ExportInfo, bool) {
 	if !ok {
 		return ExportInfo{}, false
 	}
-	return ExportInfo{Name: name, Description: "desc of " + name, Size: m.Size(), ReadOnly: name == "ro", MinBlockSize: m.minBlock}, true
+	return ExportInfo{Name: name, Description: "desc of " + name, Size: m.Size(), ReadOnly: name == "ro", MinBlockSize: m.minBlock, NoTrim: m.noTrim}, true
 }
 func (e testExports) Open(name string) (Export, func(), error) {
 	m, ok := e[name]

@@ -39,7 +39,7 @@ func (c *conn) infoGo(o *option) (bool, error) {
 		}
 		size = c.size
 	}
-	flags := c.transmissionFlags(info.ReadOnly)
+	flags := c.transmissionFlags(info)
 	exp := binary.BigEndian.AppendUint16(nil, infoExport)
 	exp = binary.BigEndian.AppendUint64(exp, uint64(size))
 	exp = binary.BigEndian.AppendUint16(exp, flags)

@@ -30,8 +30,14 @@ func (c *conn) transmit() {
 	c.writer.dropPending()
 	c.budget.settle()
 	if c.sawDisc || c.stopped.Load() {
-		// DISC or a shutdown: what was written must be durable.
-		if err := c.exp.Flush(c.ctx); err != nil && !c.killed.Load() {
+		// DISC or a shutdown: what was written must be durable. No
+		// client asked for a FLUSH, so an export that tells the two
+		// apart gets a Sync.
+		sync := c.exp.Flush
+		if s, ok := c.exp.(Syncer); ok {
+			sync = s.Sync
+		}
+		if err := sync(c.ctx); err != nil && !c.killed.Load() {
 			c.log.Warn("flush at disconnect", "err", err)
 		}
 	}

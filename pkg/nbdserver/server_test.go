@@ -332,3 +332,33 @@ func TestFUAWriteUsesTheExportsFUAWriter(t *testing.T) {
 		t.Fatal("data not written")
 	}
 }
+
+// syncExport is a memExport that tells a client's FLUSH (Flush) from the
+// server's own flush at a disconnect (Sync).
+type syncExport struct {
+	*memExport
+	syncs atomic.Int64
+}
+
+func (s *syncExport) Sync(context.Context) error { s.syncs.Add(1); return nil }
+
+// An export with Sync gets it at DISC instead of Flush: the FLUSHes it
+// sees are the client's.
+func TestDiscSyncsASyncer(t *testing.T) {
+	m := newMem(1 << 20)
+	se := &syncExport{memExport: m}
+	m.as = se
+	_, sock := startServer(t, testExports{"a": m}, nil)
+	c := dial(t, sock)
+	c.connect("a", false)
+	c.request(cmdFlush, 0, 1, 0, 0, nil)
+	if e, _ := c.simple(); e != 0 {
+		t.Fatal(e)
+	}
+	c.request(cmdDisc, 0, 2, 0, 0, nil)
+	c.expectClosed()
+	testkit.WaitFor(t, 10*time.Second, "the export to be released", func() bool { return m.opened.Load() == 0 })
+	if f, s := m.flushes.Load(), se.syncs.Load(); f != 1 || s != 1 {
+		t.Fatalf("flushes %d, syncs %d: want the client's FLUSH as Flush and the DISC as Sync", f, s)
+	}
+}

@@ -2,6 +2,9 @@ package table
 
 import "github.com/gdm-project/gdm/pkg/targets"
 
+// What a table's targets allow as a whole, as dm's io_hints and queue
+// limits give a device: its logical block size, and discard support.
+
 // LogicalBlockSize is the smallest I/O every target of the table takes:
 // the largest of its targets' (targets.BlockSizer, crypt's sector_size),
 // or 512, as dm sets a device's logical block size from its targets'
@@ -24,4 +27,28 @@ func (d *Device) LogicalBlockSize() int {
 	size := targets.SectorSize
 	d.View(Live, func(t *Table) error { size = t.LogicalBlockSize(); return nil })
 	return size
+}
+
+// SupportsDiscard says whether every target of the table takes discards
+// (targets.Discarder), as dm's table supports discards only when all its
+// targets do. Found once per table.
+func (t *Table) SupportsDiscard() bool {
+	t.discardOnce.Do(func() {
+		t.discards = true
+		for _, tg := range t.targets {
+			if d, ok := tg.(targets.Discarder); ok && !d.SupportsDiscard() {
+				t.discards = false
+				return
+			}
+		}
+	})
+	return t.discards
+}
+
+// SupportsDiscard is the live table's (see Table.SupportsDiscard); true
+// without one.
+func (d *Device) SupportsDiscard() bool {
+	ok := true
+	d.View(Live, func(t *Table) error { ok = t.SupportsDiscard(); return nil })
+	return ok
 }

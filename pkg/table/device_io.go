@@ -70,6 +70,14 @@ func (d *Device) Flush(ctx context.Context) error {
 	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.FlushRequest(ctx), d.flushRetiring(ctx)) })
 }
 
+// Sync makes completed writes durable as Flush does, on the server's own
+// behalf (a client's disconnect): the targets that act on clients' FLUSH
+// requests (targets.FlushRequester: a log that records them, a fault
+// injector that fails them) do not see it.
+func (d *Device) Sync(ctx context.Context) error {
+	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.Flush(ctx), d.flushRetiring(ctx)) })
+}
+
 // Trim discards a range.
 func (d *Device) Trim(ctx context.Context, off, length int64) error {
 	if d.readOnly {

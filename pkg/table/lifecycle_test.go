@@ -250,6 +250,8 @@ func TestFlushAndFUAReachTargets(t *testing.T) {
 	takeEvents()
 	must(t, d.Flush(ctx))
 	expectEvents(t, "flush", "a:flush-request", "b:flush-request", "a:flush", "b:flush")
+	must(t, d.Sync(ctx))
+	expectEvents(t, "sync (no client's FLUSH)", "a:flush", "b:flush")
 	must(t, d.WriteAtFlags(ctx, make([]byte, 24*512), 0, targets.FUA))
 	expectEvents(t, "FUA write over all three", "a:write-fua", "b:write-fua")
 	must(t, d.WriteAt(ctx, make([]byte, 24*512), 0))

@@ -57,6 +57,9 @@ type Table struct {
 	// blockSize is LogicalBlockSize's answer, found once.
 	blockSizeOnce sync.Once
 	blockSize     int
+	// discards is SupportsDiscard's answer, found once.
+	discardOnce sync.Once
+	discards    bool
 	// hides is hidesArgs' answer, found once.
 	hidesOnce sync.Once
 	hides     bool

@@ -111,7 +111,14 @@ func (c *crypt) Status(typ StatusType) string {
 // which the NBD layer should advertise as the minimum block size.
 func (c *crypt) LogicalBlockSize() int { return int(c.sectorSize) }
 
-var _ BlockSizer = (*crypt)(nil)
+var (
+	_ BlockSizer = (*crypt)(nil)
+	_ Discarder  = (*crypt)(nil)
+)
+
+// SupportsDiscard is allow_discards: without it dm's device has no
+// discard support at all.
+func (c *crypt) SupportsDiscard() bool { return c.discards }
 
 // Destroy wipes the expanded keys (see wipeBlock). It runs after the last
 // I/O, so nothing uses them again.

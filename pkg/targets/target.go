@@ -144,6 +144,13 @@ type BlockSizer interface {
 	LogicalBlockSize() int
 }
 
+// Discarder is a target that may take no discards (crypt without
+// allow_discards): dm then gives the whole device no discard support, and
+// gdm's NBD export offers no TRIM. Targets without it take discards.
+type Discarder interface {
+	SupportsDiscard() bool
+}
+
 // Messenger is a target that takes `dmsetup message` (dm's .message): args
 // are the message's words; the reply may be empty. A target without it
 // answers ErrNoMessages.
