@@ -93,6 +93,16 @@ func TestDashboardAndRulesQueryRealMetrics(t *testing.T) {
 	d.gdm("create", "g", "--table", "0 32768 linear "+file+" 0")
 	d.gdm("create", "f", "--table", "0 32768 flakey "+file+" 0 0 1 1 error_writes")
 	web, promLog := startPrometheus(t, prom, d.metrics, "../packaging/prometheus/gdm-rules.yml")
+	// Queried before it listens, Prometheus refuses the connection: that
+	// is no verdict on a query.
+	testkit.WaitFor(t, 60*time.Second, "Prometheus to be ready", func() bool {
+		resp, err := http.Get("http://" + web + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 
 	// The I/O goes on until every query has data or the deadline passes;
 	// a query that does not parse fails at once.
