@@ -103,6 +103,31 @@ func TestStalledWriteKeepsItsPayload(t *testing.T) {
 	}
 }
 
+// A request held far longer than the watch's tick (a delay target's) is
+// one stall: the watch rescues its batch once, and then stops ticking
+// until another batch begins. It used to rescue a reader-serves batch on
+// every tick, starting one more reader each time (80 in 100 ms), and to
+// tick for as long as any request was held.
+func TestHeldRequestIsOneStall(t *testing.T) {
+	m, s, c := blockingExport(t)
+	c.request(cmdRead, 0, 1, 0, 512, nil) // held until m.block closes
+	testkit.WaitFor(t, 10*time.Second, "a stall", func() bool { return s.Stats().Stalls.Load() > 0 })
+	testkit.WaitFor(t, 10*time.Second, "the stall watch to stop", func() bool { return !s.stalls.running.Load() })
+	if n := s.Stats().Stalls.Load(); n != 1 {
+		t.Fatalf("%d stalls counted for one held request", n)
+	}
+	c.request(cmdRead, 0, 2, 4096, 512, nil) // served while the first is held
+	if e, ck := c.simple(); e != 0 || ck != 2 {
+		t.Fatalf("read beside the held one: errno %d cookie %d", e, ck)
+	}
+	c.read(512)
+	close(m.block)
+	if e, ck := c.simple(); e != 0 || ck != 1 {
+		t.Fatalf("held read: errno %d cookie %d", e, ck)
+	}
+	c.read(512)
+}
+
 // A backend slower than the stall watch's tick (every write takes 3 ms)
 // makes every batch a "stall". Once serving is spread over workers, a
 // batch of one has nothing to hand out and a reader already exists, so

@@ -23,11 +23,16 @@ type batchRun struct {
 	items [maxBatch]work
 	next  atomic.Int32 // the next item to claim (atomic)
 
-	mu  sync.Mutex // guards n, gen, seen, readerServes
+	mu  sync.Mutex // guards n, gen, seen, handled, readerServes
 	n   int        // items in the batch being served; 0 between batches
 	gen uint64     // batches begun
 	// seen is gen when the watch last looked, written by the watch.
 	seen uint64
+	// handled is set by the watch once it has dealt with this batch's
+	// stall (rescued it, or found nothing to rescue): the batch then needs
+	// no more looks, and keeps neither the watch ticking nor starting
+	// readers. Cleared by begin.
+	handled bool
 	// readerServes is set while the batch's worker serves it itself, as
 	// the connection's only reader: if it stalls, no one reads on.
 	readerServes bool
@@ -39,6 +44,7 @@ func (run *batchRun) begin(w *stallWatch, n int, readerServes bool) {
 	run.mu.Lock()
 	run.n = n
 	run.readerServes = readerServes
+	run.handled = false
 	run.gen++
 	run.next.Store(0)
 	run.mu.Unlock()
@@ -142,21 +148,27 @@ type stolenBatch struct {
 	readerServes bool
 }
 
-// look is the watch's look at run: whether it is busy (a batch is being
-// served or has begun since the last look), and, when the batch is the
-// one seen last time (it has run for over stallAfter), what to rescue from
-// it. A batch with nothing to hand out whose worker had handed the reading
-// on is left alone (the zero stolenBatch): starting a worker for it added one
-// that never left, on every slow request.
+// look is the watch's look at run: whether it is busy (a batch not yet
+// handled is being served, or one has begun since the last look), and,
+// when the batch is the one seen last time (it has run for over
+// stallAfter), what to rescue from it. Each stall is handled once: a
+// batch with nothing to hand out whose worker had handed the reading on is
+// left alone (the zero stolenBatch), since starting a worker for it added
+// one that never left, on every slow request; and a rescued batch is not
+// rescued again, which started another reader on every tick for as long as
+// a reader-serves request was held (80 in 100 ms), and kept the watch
+// ticking through every long-held request (a delay target's).
 func (run *batchRun) look() (busy bool, r stolenBatch) {
 	run.mu.Lock()
 	defer run.mu.Unlock()
-	busy = run.n > 0 || run.gen != run.seen
-	stalled := run.n > 0 && run.gen == run.seen
+	open := run.n > 0 && !run.handled
+	busy = open || run.gen != run.seen
+	stalled := open && run.gen == run.seen
 	run.seen = run.gen
 	if !stalled {
 		return busy, stolenBatch{}
 	}
+	run.handled = true
 	for w := run.claim(run.n); w != nil; w = run.claim(run.n) {
 		r.stolen = append(r.stolen, *w)
 	}
