@@ -54,7 +54,7 @@ var (
 	descOptions    = prometheus.NewDesc("gdm_nbd_options_total", "NBD handshake options received, by option.", []string{"option"}, nil)
 	descProtoErrs  = prometheus.NewDesc("gdm_nbd_protocol_errors_total", "Connections closed for a protocol violation (bad magic, oversized data).", nil, nil)
 	descPanics     = prometheus.NewDesc("gdm_nbd_request_panics_total", "Requests that panicked (answered EIO).", nil, nil)
-	descStalls     = prometheus.NewDesc("gdm_nbd_batch_stalls_total", "Request batches that took over 1 ms, whose waiting requests were then served concurrently.", nil, nil)
+	descStalls     = prometheus.NewDesc("gdm_nbd_batch_stalls_total", "Request batches the stall watch found still running after a tick (1 to 4 ms), whose waiting requests were then served concurrently.", nil, nil)
 	descConnPanics = prometheus.NewDesc("gdm_nbd_connection_panics_total", "Panics outside a request's handling (handshake, reading, writing replies); each closed its connection only.", nil, nil)
 	descRefused    = prometheus.NewDesc("gdm_nbd_connections_refused_total", "NBD connections closed at once for a limit, by reason: global (--nbd-max-connections) or per_client.", []string{"reason"}, nil)
 	descDropped    = prometheus.NewDesc("gdm_nbd_connections_dropped_total", "NBD connections closed by a timeout, by reason: idle (--nbd-idle-timeout), write_timeout (--nbd-write-timeout) or payload_timeout (--nbd-payload-timeout).", []string{"reason"}, nil)

@@ -3,6 +3,7 @@ package nbdserver
 import (
 	"bytes"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -215,5 +216,24 @@ func TestBudgetBoundsInFlight(t *testing.T) {
 	b.close()
 	if b.acquire(0) {
 		t.Fatal("acquire after close")
+	}
+}
+
+// The watch's tick doubles while nothing stalls, up to maxStallTick, and
+// is back to stallAfter after a rescue: a stall soon after a calm spell is
+// found within two ticks of maxStallTick, and one after another stall
+// within two of stallAfter.
+func TestStallTickBacksOff(t *testing.T) {
+	var got []time.Duration
+	for tick, i := stallAfter, 0; i < 4; i++ {
+		tick = nextTick(tick, false)
+		got = append(got, tick)
+	}
+	want := []time.Duration{2 * stallAfter, 4 * stallAfter, maxStallTick, maxStallTick}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ticks without a stall: %v, want %v", got, want)
+	}
+	if tick := nextTick(maxStallTick, true); tick != stallAfter {
+		t.Fatalf("tick after a rescue: %v, want %v", tick, stallAfter)
 	}
 }

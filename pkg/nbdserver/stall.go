@@ -9,9 +9,26 @@ import (
 // stallAfter is how long a batch may run before its requests not yet
 // started are handed to goroutines of their own and another worker starts
 // reading: a request that blocks (a hung backend, a suspended device) then
-// delays the others on its connection by one to two of these, not
-// indefinitely.
+// delays the others on its connection by one to two of the watch's ticks,
+// not indefinitely. The tick is stallAfter after a stall and backs off to
+// maxStallTick while none happens.
 const stallAfter = time.Millisecond
+
+// maxStallTick bounds the watch's back-off. While batches keep finishing,
+// a 1 ms tick is a thousand goroutine wake-ups a second for nothing: on a
+// loaded 2-core VM the tick cost a quarter to a third of gdm's CPU per 4 KiB
+// request. With a 4 ms cap a blocked request is rescued within 8 ms.
+const maxStallTick = 4 * stallAfter
+
+// nextTick is the watch's next sleep after a scan: back to stallAfter once
+// something stalled (more may follow, from the same slow backend), else
+// twice the last, up to maxStallTick.
+func nextTick(tick time.Duration, rescued bool) time.Duration {
+	if rescued {
+		return stallAfter
+	}
+	return min(2*tick, maxStallTick)
+}
 
 // batchRun is the batch a worker is serving, shared with the server's
 // stall watch. Items are claimed through next, so each is served once, by
@@ -68,13 +85,13 @@ func (run *batchRun) claim(n int) *work {
 	return &run.items[i]
 }
 
-// stallWatch looks at every batch being served once per stallAfter and
-// rescues those it finds still on the batch it saw last time. A timer per
-// batch would be simpler, but costs a netpoller wake-up per batch, which
-// showed in small writes' throughput; this is one wake-up per millisecond
-// while batches run, and none while the server is idle: the watch's
-// goroutine exits after a millisecond without a batch, and the next batch
-// starts it again.
+// stallWatch looks at every batch being served once per tick (1 to 4 ms,
+// see nextTick) and rescues those it finds still on the batch it saw last
+// time. A timer per batch would be simpler, but costs a netpoller wake-up
+// per batch, which showed in small writes' throughput; this is one
+// wake-up per tick while batches run, and none while the server is idle:
+// the watch's goroutine exits after a tick without a batch, and the next
+// batch starts it again.
 type stallWatch struct {
 	mu      sync.Mutex             // guards runs
 	runs    map[*batchRun]struct{} // every worker's run, added and removed by the worker
@@ -106,13 +123,16 @@ func (w *stallWatch) ensure() {
 }
 
 func (w *stallWatch) watch() {
+	tick := stallAfter
 	for {
-		time.Sleep(stallAfter)
-		if w.scan() {
+		time.Sleep(tick)
+		busy, rescued := w.scan()
+		tick = nextTick(tick, rescued)
+		if busy {
 			continue
 		}
 		w.running.Store(false)
-		if !w.scan() || !w.running.CompareAndSwap(false, true) {
+		if busy, _ := w.scan(); !busy || !w.running.CompareAndSwap(false, true) {
 			return
 		}
 	}
@@ -122,7 +142,7 @@ func (w *stallWatch) watch() {
 // or has begun since the last scan: the watch keeps ticking through the
 // short gaps between batches rather than exit and be restarted each time.
 // The rescues start goroutines, so they run after the locks are released.
-func (w *stallWatch) scan() (busy bool) {
+func (w *stallWatch) scan() (busy, rescued bool) {
 	var stalled []stolenBatch
 	w.mu.Lock()
 	for run := range w.runs {
@@ -136,7 +156,7 @@ func (w *stallWatch) scan() (busy bool) {
 	for _, r := range stalled {
 		r.c.rescue(r)
 	}
-	return busy
+	return busy, len(stalled) > 0
 }
 
 // stolenBatch is what the watch takes from a stalled batch: its requests not
@@ -150,8 +170,8 @@ type stolenBatch struct {
 
 // look is the watch's look at run: whether it is busy (a batch not yet
 // handled is being served, or one has begun since the last look), and,
-// when the batch is the one seen last time (it has run for over
-// stallAfter), what to rescue from it. Each stall is handled once: a
+// when the batch is the one seen last time (it has run for over a
+// tick), what to rescue from it. Each stall is handled once: a
 // batch with nothing to hand out whose worker had handed the reading on is
 // left alone (the zero stolenBatch), since starting a worker for it added
 // one that never left, on every slow request; and a rescued batch is not
@@ -191,7 +211,7 @@ func (run *batchRun) look() (busy bool, r stolenBatch) {
 // goroutine before the request: a place to inject a panic.
 var testHookRescued func()
 
-// rescue serves a batch that has run for over stallAfter, as look found
+// rescue serves a batch that has run for over a tick, as look found
 // it: its requests not yet started each get a goroutine, another worker
 // starts reading if the batch's worker was the only reader, and the
 // service time is raised so readers stop batching and serving their
