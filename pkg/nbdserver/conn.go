@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -27,6 +28,11 @@ type conn struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed by serve when everything of the connection is over
 
+	// secure is the TLS session over nc once STARTTLS succeeded: set by the
+	// handshake (serve's goroutine) before transmission starts, after which
+	// it is only read. Reads and writes then go through it; nc stays the
+	// socket, for deadlines and Close.
+	secure *tls.Conn
 	// br is set once by newConn; its contents belong to serve during the
 	// handshake, then to whoever holds the reading turn (rmu).
 	br *inbuf

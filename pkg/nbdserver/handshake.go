@@ -59,12 +59,21 @@ func (c *conn) handshake() error {
 	}
 	fixed := clientFlags&clientFixedNewstyle != 0
 	c.noZeroes = clientFlags&clientNoZeroes != 0
+	if !fixed && c.srv.TLSRequired {
+		return failHandshake(HandshakeTLS, errors.New("TLS is required, and a client without fixed newstyle cannot start it"))
+	}
 	for {
 		opt, err := c.readOption(fixed)
 		if err != nil {
 			return err
 		}
 		if opt == nil { // oversized, skipped and answered
+			continue
+		}
+		if refused, err := c.needsTLS(opt); refused || err != nil {
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		done, err := c.handleOption(opt)
@@ -120,7 +129,7 @@ func (c *conn) optReply(opt, typ uint32, data []byte) error {
 	binary.BigEndian.PutUint32(buf[12:], typ)
 	binary.BigEndian.PutUint32(buf[16:], uint32(len(data)))
 	copy(buf[20:], data)
-	if _, err := c.nc.Write(buf); err != nil {
+	if _, err := c.wire().Write(buf); err != nil {
 		return failHandshake(HandshakeIO, err)
 	}
 	return nil
@@ -131,8 +140,9 @@ func (c *conn) optError(opt, typ uint32, format string, args ...any) error {
 }
 
 // implemented reports whether handleOption does what typ asks, rather than
-// answering it NBD_REP_ERR_UNSUP (STARTTLS included: TLS is not served).
-// Keep the two in step.
+// answering it NBD_REP_ERR_UNSUP: the options a plain newstyle client may
+// send. STARTTLS is not among them: it needs fixed newstyle (proto.md), and
+// is served only where TLS is configured. Keep the two in step.
 func implemented(typ uint32) bool {
 	switch typ {
 	case optExportName, optAbort, optList, optInfo, optGo, optStructuredReply,
@@ -172,7 +182,7 @@ func (c *conn) handleOption(o *option) (done bool, err error) {
 	case optListMetaContext, optSetMetaContext:
 		return false, c.metaContext(o)
 	case optStartTLS:
-		return false, c.optError(o.typ, repErrUnsup, "TLS is not supported")
+		return false, c.startTLS(o)
 	default:
 		return false, c.optError(o.typ, repErrUnsup, "option %d not supported", o.typ)
 	}
@@ -204,7 +214,7 @@ func (c *conn) exportName0(o *option) error {
 	if !c.noZeroes {
 		buf = append(buf, make([]byte, 124)...)
 	}
-	if _, err := c.nc.Write(buf); err != nil {
+	if _, err := c.wire().Write(buf); err != nil {
 		return failHandshake(HandshakeIO, err)
 	}
 	return nil

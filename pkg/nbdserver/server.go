@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -59,6 +60,16 @@ type Server struct {
 	// MaxPipes bounds the pipes that spliced reads hold (two descriptors
 	// each); past it reads are copied.
 	MaxPipes int
+
+	// TLS, when set, is offered with NBD_OPT_STARTTLS: after it the
+	// connection's options and transmission run inside TLS (and reads are
+	// copied, never spliced). Certificates may change between handshakes
+	// through the config's GetCertificate or GetConfigForClient.
+	// TLSRequired answers every option but STARTTLS and ABORT before TLS
+	// with NBD_REP_ERR_TLS_REQD, so export names do not leak, and closes
+	// the connection of a client that cannot or will not use TLS.
+	TLS         *tls.Config
+	TLSRequired bool
 
 	stats  Stats       // atomic counters
 	stalls stallWatch  // has its own lock

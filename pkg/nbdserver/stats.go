@@ -40,6 +40,8 @@ type Stats struct {
 	// that gave up and parked. Mostly parked means spinning does not pay on
 	// this machine and client.
 	SpinsFound, SpinsParked atomic.Uint64
+	// TLSSessions counts connections that started TLS (NBD_OPT_STARTTLS).
+	TLSSessions atomic.Uint64
 }
 
 // Handshake failure reasons, for Stats.
@@ -50,11 +52,12 @@ const (
 	HandshakeUnknownExport        // EXPORT_NAME of an unknown export
 	HandshakeOversized            // option data too long to skip
 	HandshakeAborted              // client sent ABORT
+	HandshakeTLS                  // the TLS handshake failed, or a client went on without the TLS the server requires
 	numHandshakeFailures
 )
 
 // HandshakeFailureNames name the reasons, in order, for metrics labels.
-var HandshakeFailureNames = [numHandshakeFailures]string{"io", "bad_magic", "bad_flags", "unknown_export", "oversized", "aborted"}
+var HandshakeFailureNames = [numHandshakeFailures]string{"io", "bad_magic", "bad_flags", "unknown_export", "oversized", "aborted", "tls"}
 
 const maxOptionStat = 11
 

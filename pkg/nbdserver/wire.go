@@ -49,6 +49,7 @@ const (
 	repErrPolicy   = uint32(1<<31 | 2)
 	repErrInvalid  = uint32(1<<31 | 3)
 	repErrUnknown  = protocol.NEGOTIATION_TYPE_REPLY_ERR_UNKNOWN
+	repErrTLSReqd  = uint32(1<<31 | 5)
 	repErrTooBig   = uint32(1<<31 | 9)
 )
 

@@ -1,6 +1,7 @@
 package nbdserver
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"sync"
@@ -16,11 +17,15 @@ import (
 // hand-off per reply, and replies that finish together go out together.
 type replyWriter struct {
 	// Set once by newConn, before the connection's goroutines start.
-	nc      net.Conn
-	raw     syscall.RawConn // nc's descriptor, for splicing; nil without one
-	pipes   *pipePool       // the server's, where spliced replies' pipes go back
-	budget  *budget         // the connection's, where written replies' bytes go back
-	timeout time.Duration   // Server.WriteTimeout; <= 0: none
+	nc  net.Conn
+	raw syscall.RawConn // nc's descriptor, for splicing; nil without one
+	// gather, under TLS, collects a batch's pieces into full records
+	// before they reach nc (see tlsWriteBuffer). Set with nc by the
+	// handshake's STARTTLS, before transmission; used under wmu.
+	gather  *bufio.Writer
+	pipes   *pipePool     // the server's, where spliced replies' pipes go back
+	budget  *budget       // the connection's, where written replies' bytes go back
+	timeout time.Duration // Server.WriteTimeout; <= 0: none
 	// failed is called, with wmu held, when a write fails; the writer has
 	// marked itself broken and drops further replies (conn.writeFailed).
 	failed func(error)
@@ -174,10 +179,25 @@ func (w *replyWriter) writeOut(bufs *net.Buffers) {
 	}
 	v := *bufs
 	w.armWrite()
-	if _, err := v.WriteTo(w.nc); err != nil {
+	if err := w.write(v); err != nil {
 		w.fail(err)
 	}
 	*bufs = (*bufs)[:0]
+}
+
+// write sends v with one writev, or under TLS through gather. Called
+// with wmu held.
+func (w *replyWriter) write(v net.Buffers) error {
+	if w.gather == nil {
+		_, err := v.WriteTo(w.nc)
+		return err
+	}
+	for _, b := range v {
+		if _, err := w.gather.Write(b); err != nil {
+			return err
+		}
+	}
+	return w.gather.Flush()
 }
 
 // fail marks the writer broken, so that further replies are dropped, and
