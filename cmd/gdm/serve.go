@@ -48,6 +48,10 @@ func (s *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.OpenTimeout, "open-timeout", targets.DefaultOpenTimeout, "how long opening one backing device may take (a hung mount)")
 	fs.DurationVar(&c.ControlTimeout, "control-timeout", 30*time.Second, "how long a control request may take to arrive; idle control connections close after it")
 	registerNBDLimits(fs, &c.NBD)
+	fs.StringVar(&c.TLS.Mode, "tls", "off", "NBD over TLS (STARTTLS): off, on (offered) or require (nothing else answered before it)")
+	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "server certificate `FILE` (PEM; reloaded on SIGHUP)")
+	fs.StringVar(&c.TLS.Key, "tls-key", "", "server private key `FILE` (PEM; reloaded on SIGHUP)")
+	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "CA certificates `FILE` (PEM): clients must then present a certificate it signed")
 }
 
 func registerNBDLimits(fs *flag.FlagSet, l *daemon.NBDLimits) {

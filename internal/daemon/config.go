@@ -28,6 +28,8 @@ type Config struct {
 	// is kept.
 	ControlTimeout time.Duration
 	NBD            NBDLimits
+	// TLS is NBD over TLS (STARTTLS) for the NBD listeners.
+	TLS TLSConfig
 	// Version is the daemon's version, as /v1/version and the log show it.
 	Version string
 }

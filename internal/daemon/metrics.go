@@ -65,6 +65,7 @@ var (
 	descPipes      = prometheus.NewDesc("gdm_nbd_pipes", "Pipes open for spliced reads (bounded by --nbd-max-pipes).", nil, nil)
 	descPipesRef   = prometheus.NewDesc("gdm_nbd_pipe_limit_fallbacks_total", "Reads copied rather than spliced because --nbd-max-pipes pipes were open.", nil, nil)
 	descMemRel     = prometheus.NewDesc("gdm_nbd_memory_releases_total", "Times memory was given back to the OS after a burst of requests ended.", nil, nil)
+	descTLS        = prometheus.NewDesc("gdm_nbd_tls_sessions_total", "NBD connections that started TLS (STARTTLS).", nil, nil)
 	descSpins      = prometheus.NewDesc("gdm_nbd_read_spins_total", "TCP reads that spun on an empty socket before parking, by result: found (a request came) or parked.", []string{"result"}, nil)
 )
 
@@ -77,7 +78,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
 		descSize, descSuspended, descReadOnly, descBroken, descBadStates, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
-		descFaults, descFaultDelay, descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins,
+		descFaults, descFaultDelay, descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins, descTLS,
 		descConnPanics, descRefused, descDropped, descOpenConns, descInFlightB, descInFlightW, descInFlightDW, descPipes, descPipesRef, descMemRel} {
 		ch <- d
 	}
@@ -131,6 +132,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, descStalls, st.Stalls.Load())
 	counter(ch, descSpins, st.SpinsFound.Load(), "found")
 	counter(ch, descSpins, st.SpinsParked.Load(), "parked")
+	counter(ch, descTLS, st.TLSSessions.Load())
 	counter(ch, descConnPanics, st.ConnPanics.Load())
 	for i, name := range nbdserver.RefusalNames {
 		counter(ch, descRefused, st.Refused[i].Load(), name)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -18,42 +19,83 @@ type nbdConn struct {
 
 func dialNBD(t *testing.T, socket, name string) *nbdConn {
 	t.Helper()
-	c, err := net.Dial("unix", socket)
+	return dialNBDTLS(t, socket, name, nil)
+}
+
+// dialNBDTLS is dialNBD with STARTTLS first when cfg is set.
+func dialNBDTLS(t *testing.T, socket, name string, cfg *tls.Config) *nbdConn {
+	t.Helper()
+	n, err := openNBD(socket, name, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { n.c.Close() })
+	return n
+}
+
+// openNBD connects and negotiates GO of name, after STARTTLS when cfg is
+// set.
+func openNBD(socket, name string, cfg *tls.Config) (*nbdConn, error) {
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		return nil, err
+	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	t.Cleanup(func() { c.Close() })
-	n := &nbdConn{c: c}
+	n, err := negotiate(c, name, cfg)
+	if err != nil {
+		c.Close()
+	}
+	return n, err
+}
+
+func negotiate(c net.Conn, name string, cfg *tls.Config) (*nbdConn, error) {
 	hello := make([]byte, 18)
 	if _, err := io.ReadFull(c, hello); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	out := binary.BigEndian.AppendUint32(nil, 3) // fixed newstyle, no zeroes
-	out = binary.BigEndian.AppendUint64(out, 0x49484156454F5054)
-	out = binary.BigEndian.AppendUint32(out, 7) // GO
+	c.Write(binary.BigEndian.AppendUint32(nil, 3)) // fixed newstyle, no zeroes
+	if cfg != nil {
+		c.Write(nbdOption(5, nil)) // STARTTLS
+		h := make([]byte, 20)
+		if _, err := io.ReadFull(c, h); err != nil || binary.BigEndian.Uint32(h[12:]) != 1 {
+			return nil, fmt.Errorf("STARTTLS: % x %v", h, err)
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.Handshake(); err != nil {
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		c = tc
+	}
+	n := &nbdConn{c: c}
 	data := binary.BigEndian.AppendUint32(nil, uint32(len(name)))
 	data = append(data, name...)
 	data = binary.BigEndian.AppendUint16(data, 0)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(data)))
-	c.Write(append(out, data...))
+	c.Write(nbdOption(7, data)) // GO
 	for {
 		h := make([]byte, 20)
 		if _, err := io.ReadFull(c, h); err != nil {
-			t.Fatalf("GO %s: %v", name, err)
+			return nil, fmt.Errorf("GO %s: %w", name, err)
 		}
 		typ, l := binary.BigEndian.Uint32(h[12:]), binary.BigEndian.Uint32(h[16:])
 		d := make([]byte, l)
 		io.ReadFull(c, d)
 		switch {
 		case typ == 1: // ACK
-			return n
+			return n, nil
 		case typ == 3 && binary.BigEndian.Uint16(d) == 0:
 			n.size = int64(binary.BigEndian.Uint64(d[2:]))
 		case typ&(1<<31) != 0:
-			t.Fatalf("GO %s: error %#x %s", name, typ, d[4:])
+			return nil, fmt.Errorf("GO %s: error %#x %s", name, typ, d[4:])
 		}
 	}
+}
+
+// nbdOption is an option's bytes.
+func nbdOption(typ uint32, data []byte) []byte {
+	out := binary.BigEndian.AppendUint64(nil, 0x49484156454F5054)
+	out = binary.BigEndian.AppendUint32(out, typ)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(data)))
+	return append(out, data...)
 }
 
 // do sends one request and returns its errno (and data for reads).

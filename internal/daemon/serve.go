@@ -26,6 +26,8 @@ type Running struct {
 	metrics *http.Server
 	served  chan error
 	notify  *notifier         // systemd's sd_notify, a no-op outside systemd
+	tls     *tlsFiles         // nil without TLS
+	stopHUP func()            // ends the SIGHUP watch; nil without TLS
 	addrs   map[string]string // what listens where: nbd-tcp, nbd-unix, control, metrics
 }
 
@@ -50,6 +52,12 @@ func Start(cfg Config, stdout io.Writer) (*Running, error) {
 	r.d.unreadableStates = len(unreadable)
 	r.d.open = targets.OpenOptions{Timeout: cfg.OpenTimeout, AllowPrefixes: cfg.AllowPaths}
 	cfg.NBD.apply(r.d.nbd)
+	if r.tls, err = newTLSFiles(cfg.TLS); err != nil {
+		return nil, err
+	}
+	if r.tls != nil {
+		r.d.nbd.TLS, r.d.nbd.TLSRequired = r.tls.serverConfig(), cfg.TLS.Mode == TLSRequire
+	}
 	r.d.restore(saved)
 	if len(saved) > 0 {
 		log.Info("restored devices", "count", len(saved), "broken", r.d.brokenCount(), "state", state.devicesDir())
@@ -65,6 +73,9 @@ func Start(cfg Config, stdout io.Writer) (*Running, error) {
 		return nil, err
 	}
 	r.banner(stdout)
+	if r.tls != nil {
+		r.stopHUP = r.watchHUP()
+	}
 	r.notify = newNotifier()
 	if err := r.notify.ready(len(r.d.list())); err != nil {
 		log.Warn("cannot tell systemd gdm is ready", "err", err)
@@ -153,6 +164,9 @@ func (r *Running) banner(w io.Writer) {
 func (r *Running) Shutdown() error {
 	r.log.Info("shutting down: finishing in-flight requests")
 	r.notify.stopping()
+	if r.stopHUP != nil {
+		r.stopHUP()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownWait)
 	defer cancel()
 	var errs []error
