@@ -70,6 +70,8 @@ func TestCryptCheck(t *testing.T) {
 		{"aes-xts-plain64 " + k + " 0 /d 0 1 integrity:28:aead", 8, "", ErrCryptOption},
 		{"aes-xts-plain64 " + k + " 0 /d 0 1 high_priority", 8, "", ErrCryptOption},
 		{"aes-xts-plain64 " + k + " 4 /d 0 1 sector_size:4096", 8, "", ErrCryptIVAlign},
+		{"aes-xts-plain64 " + k + " 0 /d 4 1 sector_size:4096", 8, "", ErrCryptStart}, // dm's table: start=4 not aligned
+		{"aes-xts-plain64 " + k + " 0 /d 6 1 sector_size:1024", 8, "aes-xts-plain64 " + k + " 0 /d 6 1 sector_size:1024", nil},
 		{"aes-xts-plain64 " + k + " -1 /d 0", 8, "", ErrNegative},
 		{"aes-xts-plain64 " + k + " 0 /d 18446744073709551615", 8, "", ErrOverflow},
 		{"aes-xts-plain64 " + k[:32] + " 0 /d 0", 8, "", ErrCryptKey},
