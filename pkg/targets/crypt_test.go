@@ -125,7 +125,7 @@ func TestCryptStatusMasksTheKey(t *testing.T) {
 func TestCryptDestroyWipesKeys(t *testing.T) {
 	for _, args := range []string{"aes-xts-plain64 " + key512 + " 0 DEV 0", "aes-cbc-essiv:sha256 " + key256 + " 0 DEV 0"} {
 		c, _ := newTestCrypt(t, args, 8, 8)
-		blocks := c.blocks
+		blocks := c.key.Load().blocks
 		if len(blocks) != 2 {
 			t.Fatalf("%s: %d block ciphers, want 2", args, len(blocks))
 		}
