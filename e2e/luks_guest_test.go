@@ -135,7 +135,6 @@ $cs close x
 func bootLUKSGuest(t *testing.T, dir, img, script string) string {
 	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
 	testkit.NeedTool(t, "busybox")
-	testkit.NeedTool(t, "nbd-client")
 	cs := testkit.NeedTool(t, "cryptsetup")
 	dmsetup := testkit.NeedTool(t, "dmsetup")
 	if k, _ := filepath.Glob("/boot/vmlinuz-*cloud-amd64"); len(k) == 0 {
@@ -146,7 +145,7 @@ func bootLUKSGuest(t *testing.T, dir, img, script string) string {
 		t.Fatal(err)
 	}
 	mk := exec.Command("bash", "vm-initramfs.sh", dir, guest)
-	mk.Env = append(os.Environ(), "VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS="+cs+" "+dmsetup,
+	mk.Env = append(os.Environ(), "VM_BASE_PROGS=", "VM_PROGS="+cs+" "+dmsetup,
 		"VM_MODULES=virtio_blk dm-mod dm-crypt xts aesni-intel algif_skcipher")
 	if out, err := mk.CombinedOutput(); err != nil {
 		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
