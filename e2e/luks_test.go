@@ -28,17 +28,18 @@ func TestLUKS(t *testing.T) {
 	cases := []struct {
 		name, cipher string
 		format       []string
+		toLUKS1      bool
 	}{
-		{"luks1-xts-512", "aes-xts-plain64", []string{"--type", "luks1", "--cipher", "aes-xts-plain64", "--key-size", "512"}},
-		{"luks1-xts-256", "aes-xts-plain64", []string{"--type", "luks1", "--cipher", "aes-xts-plain64", "--key-size", "256"}},
-		{"luks1-cbc-essiv", "aes-cbc-essiv:sha256", []string{"--type", "luks1", "--cipher", "aes-cbc-essiv:sha256", "--key-size", "256"}},
-		{"luks2-to-luks1", "aes-xts-plain64", []string{"--type", "luks2", "--sector-size", "512", "--pbkdf", "pbkdf2"}},
+		{"luks1-xts-512", "aes-xts-plain64", []string{"--type", "luks1", "--cipher", "aes-xts-plain64", "--key-size", "512"}, false},
+		{"luks1-xts-256", "aes-xts-plain64", []string{"--type", "luks1", "--cipher", "aes-xts-plain64", "--key-size", "256"}, false},
+		{"luks1-cbc-essiv", "aes-cbc-essiv:sha256", []string{"--type", "luks1", "--cipher", "aes-cbc-essiv:sha256", "--key-size", "256"}, false},
+		{"luks2-to-luks1", "aes-xts-plain64", []string{"--type", "luks2", "--sector-size", "512", "--pbkdf", "pbkdf2"}, true},
 	}
 	d := startDaemon(t, "")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			img, key, payload := luksVolume(t, dir, c.format)
+			img, key, payload := luksVolume(t, dir, c.format, c.toLUKS1)
 			qemuLUKS(t, img, "write -P 0xab 0 1M", "write -P 0x5c 3M 64K")
 
 			st, _ := os.Stat(img)
@@ -91,9 +92,9 @@ func checkKeyKept(t *testing.T, d *daemon, name, key string) {
 }
 
 // luksVolume formats a 32 MiB file with cryptsetup (PBKDF2 with few
-// iterations, to be quick; LUKS2 converted to LUKS1) and returns its path,
-// master key in hex and payload offset in sectors.
-func luksVolume(t *testing.T, dir string, format []string) (img, key string, payload int64) {
+// iterations, to be quick; converted to LUKS1 if toLUKS1) and returns its
+// path, master key in hex and payload offset in sectors.
+func luksVolume(t *testing.T, dir string, format []string, toLUKS1 bool) (img, key string, payload int64) {
 	img = filepath.Join(dir, "luks.img")
 	kf := filepath.Join(dir, "key")
 	if err := os.WriteFile(kf, []byte(luksPass), 0o600); err != nil {
@@ -104,7 +105,7 @@ func luksVolume(t *testing.T, dir string, format []string) (img, key string, pay
 	}
 	args := append([]string{"luksFormat", "-q", "--key-file", kf, "--pbkdf-force-iterations", "1000"}, format...)
 	run(t, "cryptsetup", append(args, img)...)
-	if format[1] == "luks2" {
+	if toLUKS1 {
 		run(t, "cryptsetup", "convert", "--type", "luks1", "-q", img)
 	}
 	dump := run(t, "cryptsetup", "luksDump", "--dump-master-key", "--key-file", kf, "-q", img)
@@ -153,5 +154,34 @@ func TestCryptSurvivesRestart(t *testing.T) {
 	}
 	if out := run(t, "nbdinfo", "--json", d.uri("c")); !strings.Contains(out, `"block_size_minimum": 4096`) {
 		t.Fatalf("the minimum block size advertised is not 4096:\n%s", out)
+	}
+}
+
+// cryptsetup's luksSuspend and luksResume through gdm's verbs: key
+// messages are refused on a live device; after suspend and key wipe the
+// resume is refused until key set gives the key back, and the data then
+// reads as before; `gdm table` shows zeros throughout.
+func TestCryptKeyMessages(t *testing.T) {
+	testkit.NeedTool(t, "qemu-io")
+	d := startDaemon(t, "")
+	img := testkit.Sparse(t, d.dir, "k.img", 8<<20)
+	key := strings.Repeat("a7", 32)
+	d.gdm("create", "k", "--table", "0 16384 crypt aes-xts-plain64 "+key+" 0 "+img+" 0")
+	run(t, "qemu-io", "-f", "raw", "-c", "write -P 0x61 0 1M", d.uri("k"))
+	if out, err := d.try("message", "k", "0", "key", "wipe"); err == nil || !strings.Contains(out, "not suspended") {
+		t.Fatalf("key wipe on a live device: %v\n%s", err, out)
+	}
+	d.gdm("suspend", "k")
+	d.gdm("message", "k", "0", "key", "wipe")
+	if out, err := d.try("resume", "k"); err == nil || !strings.Contains(out, "crypt key is not set") {
+		t.Fatalf("resume after key wipe: %v\n%s", err, out)
+	}
+	d.gdm("message", "k", "0", "key", "set", key)
+	if tbl := d.gdm("table", "k"); strings.Contains(tbl, key) || !strings.Contains(tbl, strings.Repeat("0", 64)) {
+		t.Fatalf("gdm table after key set: %s", tbl)
+	}
+	d.gdm("resume", "k")
+	if out := run(t, "qemu-io", "-f", "raw", "-r", "-c", "read -P 0x61 0 1M", d.uri("k")); strings.Contains(out, "fail") {
+		t.Fatalf("after key set:\n%s", out)
 	}
 }

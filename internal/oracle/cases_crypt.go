@@ -1,5 +1,7 @@
 package oracle
 
+import "strings"
+
 // Keys of the crypt cases: test keys, printed in every table. cryptKey128
 // is given in upper case once, since dm prints keys in lower case.
 const (
@@ -50,6 +52,36 @@ func CryptCases() []Case {
 			Script: cryptScript4K(16376 * 512)},
 		{Name: "crypt-reload", Seed: 310, Devs: []Init{p(321), p(322)},
 			Table: "0 8192 crypt aes-xts-plain64 " + cryptKey512 + " 0 $0 0", Script: cryptReloadScript()},
+		{Name: "crypt-key-messages", Seed: 312, Devs: []Init{p(325)},
+			Table: "0 8192 crypt aes-xts-plain64 " + cryptKey512 + " 0 $0 0 1 sector_size:4096", Script: cryptKeyScript()},
+	}
+}
+
+// cryptKeyScript is cryptsetup's luksSuspend and luksResume and what dm
+// refuses around them: key messages while live, a key of another size,
+// a resume without a key (after key wipe, and after a key set that does
+// not decode), and a key set to another key, which both sides must then
+// read and write with.
+func cryptKeyScript() []Op {
+	other := cryptKey512[64:] + cryptKey512[:64]
+	return []Op{
+		{Kind: Write, Off: 0, Len: 1 << 20, Seed: 400},
+		{Kind: Message, Arg: "key wipe"}, // refused: not suspended
+		{Kind: Suspend},
+		{Kind: Message, Arg: "key set " + cryptKey256}, // refused: another size
+		{Kind: Message, Arg: "key wipe"},
+		{Kind: Resume}, // refused: no key
+		{Kind: Message, Arg: "key set " + other},
+		{Kind: Resume},
+		{Kind: Read, Off: 0, Len: 2 << 20},
+		{Kind: Write, Off: 1 << 20, Len: 64 << 10, Seed: 401},
+		{Kind: Suspend},
+		{Kind: Message, Arg: "key set zz" + cryptKey512[2:]}, // refused, and no valid key left
+		{Kind: Resume},                                       // refused
+		{Kind: Message, Arg: "KEY SET " + strings.ToUpper(cryptKey512)},
+		{Kind: Resume},
+		{Kind: Read, Off: 0, Len: 2 << 20},
+		{Kind: Message, Arg: "key set " + cryptKey512}, // refused: not suspended
 	}
 }
 
@@ -133,5 +165,13 @@ func CryptAcceptance() []Accept {
 		no("0 8 crypt aes-xts-plain64 :32:logon:gdm-no-such-key 0 $0 0"),
 		no("0 8 crypt aes-cbc-essiv " + cryptKey128 + " 0 $0 0"),
 		no("0 8 crypt aes-xts-plain64 " + cryptKey256 + " 0 $0"),
+		// The table must end on its logical block size; dm splits a block
+		// between targets over 512-byte disks. A crypt's area on its disk
+		// must be aligned to its sector_size.
+		no("0 7 linear $0 0\n7 8 crypt aes-xts-plain64 " + cryptKey256 + " 0 $0 16 1 sector_size:4096"),
+		yes("0 7 linear $0 0\n7 8 crypt aes-xts-plain64 " + cryptKey256 + " 0 $0 16 1 sector_size:4096\n15 1 zero"),
+		no("0 8 crypt aes-xts-plain64 " + cryptKey256 + " 0 $0 0 1 sector_size:4096\n8 3 zero"),
+		no(xts("0 $0 4 1 sector_size:4096")),
+		yes(xts("0 $0 6 1 sector_size:1024")),
 	}
 }

@@ -177,6 +177,10 @@ func (b *builder) build(opts Options) (*Table, error) {
 		t.abandon()
 		return nil, err
 	}
+	if err := b.checkAlignment(t); err != nil {
+		t.abandon()
+		return nil, err
+	}
 	var err error
 	if t.index, err = btree.BuildFunc(n, func(i int) uint64 { return t.sector(i+1) - 1 }); err != nil {
 		t.abandon()

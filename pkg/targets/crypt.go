@@ -1,8 +1,8 @@
 package targets
 
 import (
-	"crypto/cipher"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -28,6 +28,9 @@ import (
 // and the args it was built from (Go strings, immutable, owned by the
 // table and the daemon), and copies the Go runtime made and freed (a
 // grown buffer, a stack) without clearing; see the README.
+//
+// dm-crypt's messages `key wipe` and `key set <hex>` replace the key
+// while the device is suspended (crypt_key.go).
 type crypt struct {
 	dev        *Dev
 	offset     int64 // bytes
@@ -36,10 +39,23 @@ type crypt struct {
 	ivMask     uint64 // plain: the low 32 bits only
 	sectorSize int64
 	discards   bool
-	cipher     sectorCipher
-	blocks     []cipher.Block // every expanded key, for Destroy
-	table      string         // the TABLE status: args with the key masked
-	errors     atomic.Uint64
+	chain      string // "xts" or "cbc", to build a key set by message
+	ivMode     string // "plain", "plain64" or "essiv"
+	keyBytes   int    // the key's length: a key set by message must keep it
+	// key is the cipher in use. The I/O path loads it; a message replaces
+	// it only while the table is suspended, when no I/O runs.
+	key    atomic.Pointer[cryptKey]
+	table  string // the TABLE status: args with the key masked
+	errors atomic.Uint64
+	// keyMu guards the state of the key messages (crypt_key.go).
+	keyMu sync.Mutex
+	// suspended: between PostSuspend and Resume, when dm takes key
+	// messages (its DM_CRYPT_SUSPENDED).
+	suspended bool
+	// keyUnset: a key wipe, or a key set that failed to decode, left no
+	// valid key, and the table must not resume (dm's DM_CRYPT_KEY_VALID
+	// clear).
+	keyUnset bool
 }
 
 var (
@@ -79,6 +95,9 @@ func newCrypt(args []string, sectors uint64, devs *DevSet) (Target, error) {
 		ivMask:     ^uint64(0),
 		sectorSize: int64(a.sectorSize),
 		discards:   a.opts.allowDiscards,
+		chain:      a.chain,
+		ivMode:     a.iv,
+		keyBytes:   len(a.key),
 		table:      strings.Join(a.canonical(a.maskedKey()), " "),
 	}
 	if a.iv == "plain" {
@@ -89,11 +108,11 @@ func newCrypt(args []string, sectors uint64, devs *DevSet) (Target, error) {
 			c.ivShift++
 		}
 	}
-	c.cipher, c.blocks, err = newSectorCipher(a)
+	k, err := newCryptKey(a)
 	if err != nil {
-		c.Destroy()
 		return nil, err
 	}
+	c.key.Store(k)
 	return c, nil
 }
 
@@ -123,10 +142,9 @@ func (c *crypt) SupportsDiscard() bool { return c.discards }
 // Destroy wipes the expanded keys (see wipeBlock). It runs after the last
 // I/O, so nothing uses them again.
 func (c *crypt) Destroy() error {
-	for _, b := range c.blocks {
-		wipeBlock(b)
+	if k := c.key.Swap(nil); k != nil {
+		k.wipe()
 	}
-	c.blocks, c.cipher = nil, nil
 	return nil
 }
 

@@ -16,6 +16,7 @@ var (
 	ErrCryptOption  = errors.New("bad optional parameter")
 	ErrCryptIVAlign = errors.New("iv_offset not a multiple of sector_size")
 	ErrCryptLength  = errors.New("length not a multiple of sector_size")
+	ErrCryptStart   = errors.New("offset not aligned to sector_size")
 )
 
 // cryptMaxOpts is dm's bound on the number of optional parameters.
@@ -193,6 +194,13 @@ func (a *cryptArgs) parseRest(ivOff, off string, sectors uint64) error {
 	}
 	if _, err := sectorsToBytes(a.offset + sectors); err != nil || a.offset+sectors < a.offset {
 		return fmt.Errorf("offset+length: %w", ErrOverflow)
+	}
+	// dm's table checks each target's area on its device against the
+	// target's logical block size (crypt's io_hints: sector_size) and
+	// refuses the table, in the kernel log's words below.
+	if a.offset%(a.sectorSize/SectorSize) != 0 {
+		return fmt.Errorf("%w: start=%d not aligned to h/w logical block size %d of %s",
+			ErrCryptStart, a.offset, a.sectorSize, a.dev)
 	}
 	return nil
 }

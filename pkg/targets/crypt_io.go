@@ -51,9 +51,10 @@ func (c *crypt) ReadAt(_ context.Context, p []byte, off int64) error {
 		return c.count(err)
 	}
 	s := cryptScratches.Get().(*cryptScratch)
+	k := c.key.Load().cipher
 	for i := int64(0); i < int64(len(p)); i += c.sectorSize {
 		sec := p[i : i+c.sectorSize]
-		c.cipher.decrypt(sec, sec, c.ivNumber(off+i), s)
+		k.decrypt(sec, sec, c.ivNumber(off+i), s)
 	}
 	cryptScratches.Put(s)
 	return nil
@@ -94,11 +95,12 @@ func (c *crypt) encryptWrite(off, length int64, src func(i, n int64) []byte) err
 	if s.bounce == nil {
 		s.bounce = make([]byte, cryptBounce)
 	}
+	k := c.key.Load().cipher
 	for done := int64(0); done < length; {
 		n := min(length-done, cryptBounce)
 		plain := src(done, n)
 		for i := int64(0); i < n; i += c.sectorSize {
-			c.cipher.encrypt(s.bounce[i:i+c.sectorSize], plain[i:i+c.sectorSize], c.ivNumber(off+done+i), s)
+			k.encrypt(s.bounce[i:i+c.sectorSize], plain[i:i+c.sectorSize], c.ivNumber(off+done+i), s)
 		}
 		if err := c.dev.WriteAt(s.bounce[:n], c.offset+off+done); err != nil {
 			return err

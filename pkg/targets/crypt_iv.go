@@ -69,6 +69,32 @@ func (c cbcCipher) decrypt(dst, src []byte, iv uint64, s *cryptScratch) {
 	}
 }
 
+// cryptKey is a key in use: its cipher, and the block ciphers (expanded
+// keys) it holds, for wipe.
+type cryptKey struct {
+	cipher sectorCipher
+	blocks []cipher.Block
+}
+
+// newCryptKey builds the cipher of a's key; a failure leaves nothing
+// unwiped.
+func newCryptKey(a *cryptArgs) (*cryptKey, error) {
+	c, blocks, err := newSectorCipher(a)
+	k := &cryptKey{cipher: c, blocks: blocks}
+	if err != nil {
+		k.wipe()
+		return nil, err
+	}
+	return k, nil
+}
+
+// wipe overwrites the expanded keys; the key must not be used afterwards.
+func (k *cryptKey) wipe() {
+	for _, b := range k.blocks {
+		wipeBlock(b)
+	}
+}
+
 // newSectorCipher builds the cipher of a (whose cipher spec and key are
 // checked) and returns the block ciphers it made, for Destroy to wipe.
 func newSectorCipher(a *cryptArgs) (sectorCipher, []cipher.Block, error) {

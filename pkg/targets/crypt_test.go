@@ -70,6 +70,8 @@ func TestCryptCheck(t *testing.T) {
 		{"aes-xts-plain64 " + k + " 0 /d 0 1 integrity:28:aead", 8, "", ErrCryptOption},
 		{"aes-xts-plain64 " + k + " 0 /d 0 1 high_priority", 8, "", ErrCryptOption},
 		{"aes-xts-plain64 " + k + " 4 /d 0 1 sector_size:4096", 8, "", ErrCryptIVAlign},
+		{"aes-xts-plain64 " + k + " 0 /d 4 1 sector_size:4096", 8, "", ErrCryptStart}, // dm's table: start=4 not aligned
+		{"aes-xts-plain64 " + k + " 0 /d 6 1 sector_size:1024", 8, "aes-xts-plain64 " + k + " 0 /d 6 1 sector_size:1024", nil},
 		{"aes-xts-plain64 " + k + " -1 /d 0", 8, "", ErrNegative},
 		{"aes-xts-plain64 " + k + " 0 /d 18446744073709551615", 8, "", ErrOverflow},
 		{"aes-xts-plain64 " + k[:32] + " 0 /d 0", 8, "", ErrCryptKey},
@@ -123,7 +125,7 @@ func TestCryptStatusMasksTheKey(t *testing.T) {
 func TestCryptDestroyWipesKeys(t *testing.T) {
 	for _, args := range []string{"aes-xts-plain64 " + key512 + " 0 DEV 0", "aes-cbc-essiv:sha256 " + key256 + " 0 DEV 0"} {
 		c, _ := newTestCrypt(t, args, 8, 8)
-		blocks := c.blocks
+		blocks := c.key.Load().blocks
 		if len(blocks) != 2 {
 			t.Fatalf("%s: %d block ciphers, want 2", args, len(blocks))
 		}

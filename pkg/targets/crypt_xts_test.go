@@ -136,12 +136,13 @@ func TestCryptXTSAllocs(t *testing.T) {
 // wipes, and no other copy of a key schedule.
 func TestCryptXTSBlocksAreWiped(t *testing.T) {
 	c, _ := newTestCrypt(t, "aes-xts-plain64 "+key512+" 0 DEV 0", 8, 8)
-	x, ok := c.cipher.(xtsCipher)
+	k := c.key.Load()
+	x, ok := k.cipher.(xtsCipher)
 	if !ok {
-		t.Fatalf("cipher is %T", c.cipher)
+		t.Fatalf("cipher is %T", k.cipher)
 	}
-	if len(c.blocks) != 2 || c.blocks[0] != x.data || c.blocks[1] != x.tweak {
-		t.Fatalf("blocks %v are not the cipher's data and tweak blocks", c.blocks)
+	if len(k.blocks) != 2 || k.blocks[0] != x.data || k.blocks[1] != x.tweak {
+		t.Fatalf("blocks %v are not the cipher's data and tweak blocks", k.blocks)
 	}
 	c.Destroy()
 	if !allZero(blockMemory(x.data)) || !allZero(blockMemory(x.tweak)) {
