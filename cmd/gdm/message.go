@@ -29,13 +29,15 @@ dmsetup message does, and prints the target's reply, if any. A target
 without messages, a sector outside the table or a message the target
 refuses exits 1 with the target's reason.
 
-What a message changes (dust's bad-block list and modes) lives in the
-table's memory only: it is never saved, and a new table or a restart of
-the daemon starts without it. Write "--" before message words that begin
+What a message changes (dust's bad-block list and modes, crypt's key)
+lives in the table's memory only: it is never saved, and a new table or a
+restart of the daemon starts without it (a restart brings a crypt device
+back with its table's key, even after a key wipe). Write "--" before message words that begin
 with "-".
 
 dust takes: addbadblock N [WRITE_FAILS], removebadblock N, queryblock N,
 countbadblocks, clearbadblocks, listbadblocks, enable, disable, quiet.
+crypt takes, while the device is suspended: key wipe, key set HEX.
 
 Flags:
 `
