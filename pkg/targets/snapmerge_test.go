@@ -34,7 +34,21 @@ func TestSnapMergeModelMidIO(t *testing.T) {
 	b := newSnapTable(t, "snapshot", uint64(f.size/512), f.orig, bCow, "P", "8").resume()
 	bView := readFile(t, f.orig)
 	stepped, resume := make(chan struct{}), make(chan struct{})
-	tb, m := f.merge(f.orig, f.cow, func() { stepped <- struct{}{}; <-resume })
+	quit := make(chan struct{}) // a failed test must not leave the merge stuck in its hook
+	tb, m := f.merge(f.orig, f.cow, func() {
+		select {
+		case stepped <- struct{}{}:
+		case <-quit:
+			return
+		case <-resume: // closed: the test stopped stepping
+			return
+		}
+		select {
+		case <-resume:
+		case <-quit:
+		}
+	})
+	t.Cleanup(func() { close(quit) }) // runs before the table's destroy
 	tb.resume()
 	total := m.total.Load()
 	if total == 0 {
