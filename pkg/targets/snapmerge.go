@@ -31,6 +31,8 @@ type snapMerge struct {
 
 	// afterStep, tests only: a merge step committed (run's goroutine).
 	afterStep func()
+	// inStep, tests only: a step holds its range and is about to copy.
+	inStep func()
 }
 
 var (

@@ -6,6 +6,9 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // Origin writes during a merge make no exception in the merging snapshot
@@ -121,5 +124,42 @@ func TestSnapshotDiscardPassdown(t *testing.T) {
 		if pass && !bytes.Equal(after[4096:12288], make([]byte, 8192)) {
 			t.Errorf("passdown: the discarded origin range does not read as zeros")
 		}
+	}
+}
+
+// A write to a chunk being merged waits for the step, as dm queues it,
+// then lands on the origin (the chunk has no exception any more).
+func TestSnapMergeWriteWaitsForItsStep(t *testing.T) {
+	f := newMergeFixture(t, 8, 1)
+	in, resume := make(chan struct{}), make(chan struct{})
+	var once bool
+	tb, m := f.merge(f.orig, f.cow, nil)
+	m.inStep = func() {
+		if !once {
+			once = true
+			in <- struct{}{}
+			<-resume
+		}
+	}
+	release := sync.OnceFunc(func() { close(resume) })
+	defer release()
+	tb.resume()
+	<-in // the first step holds the last exception's chunk, 239
+	p := bytes.Repeat([]byte{0x77}, 100)
+	done := make(chan error, 1)
+	go func() { done <- tb.tg.WriteAt(t.Context(), p, 239*512+7, 0) }()
+	locks := &m.s.entry.locks
+	testkit.WaitFor(t, 10*time.Second, "the write to wait", func() bool { return locks.waiting() == 1 || len(done) > 0 })
+	if len(done) > 0 {
+		t.Fatal("a write to a chunk being merged went ahead of the merge")
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	copy(f.view[239*512+7:], p)
+	waitMerged(t, m)
+	if got := readFile(t, f.orig); !bytes.Equal(got, f.view) {
+		t.Fatalf("origin differs from the snapshot's view with the write at byte %d", firstDiff(got, f.view))
 	}
 }

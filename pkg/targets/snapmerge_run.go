@@ -80,6 +80,9 @@ func (m *snapMerge) step() (bool, error) {
 	}
 	off, length := int64(old)*cs, int64(n)*cs
 	err = m.s.entry.write(m.s.origin, off, length, func() error {
+		if m.inStep != nil {
+			m.inStep()
+		}
 		if err := copyBack(m.s.origin, st, off, int64(nw)*cs, length); err != nil {
 			return err
 		}
