@@ -42,7 +42,7 @@ func (s *cowStore) prepareMerge(limit int) (old, nw uint64, n int, err error) {
 
 // commitMerge drops the last n pairs of the current area on the device
 // (written and synced: the caller synced the origin first), then from the
-// table, whose chunks old... read from the origin from now on. The
+// table: chunks old to old+n-1 read from the origin from now on. The
 // allocation count shrinks as dm's does, so that the status reaches
 // allocated == metadata when the merge is done.
 func (s *cowStore) commitMerge(old uint64, n int) error {
