@@ -82,6 +82,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descConnPanics, descRefused, descDropped, descOpenConns, descInFlightB, descInFlightW, descInFlightDW, descPipes, descPipesRef, descMemRel} {
 		ch <- d
 	}
+	for _, d := range snapshotDescs {
+		ch <- d
+	}
 }
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
@@ -223,6 +226,7 @@ func collectTargets(ch chan<- prometheus.Metric, t *table.Table, name string) {
 	gauge(ch, descSize, float64(t.Size()), name)
 	gauge(ch, descHolders, float64(t.Holders()-1), name) // not counting this scrape
 	tgs := t.Targets()
+	collectSnapshots(ch, t, tgs, name)
 	t.EachSegment(func(i int, seg table.OpSnapshot) {
 		idx, typ := strconv.Itoa(i), t.Line(i).Type
 		for op := range table.NumOps {
@@ -245,6 +249,7 @@ func collectTargets(ch chan<- prometheus.Metric, t *table.Table, name string) {
 		if fc, ok := tgs[i].(targets.FaultCounter); ok {
 			collectFaults(ch, fc.Faults(), name, idx, typ)
 		}
+
 	})
 }
 

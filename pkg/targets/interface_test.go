@@ -105,7 +105,7 @@ func TestRegisterRefusesADuplicateName(t *testing.T) {
 // Every target type says its syntax and what it does: gdm -h and gdm(8)
 // list them (stub types of tests register none and are not listed).
 func TestEveryTypeDocumented(t *testing.T) {
-	for _, n := range []string{"linear", "striped", "zero", "error", "flakey", "dust", "delay", "crypt", "log-writes", "snapshot", "snapshot-origin"} {
+	for _, n := range []string{"linear", "striped", "zero", "error", "flakey", "dust", "delay", "crypt", "log-writes", "snapshot", "snapshot-origin", "snapshot-merge"} {
 		tp, err := Lookup(n)
 		if err != nil {
 			t.Fatal(err)

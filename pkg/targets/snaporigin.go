@@ -73,6 +73,7 @@ func (e *originEntry) attach(s *snapshot) {
 		if o.cow.Identity() == s.cow.Identity() {
 			old = o
 			o.attached = false
+			o.handedOver.Store(true)
 			continue
 		}
 		kept = append(kept, o)
@@ -119,7 +120,9 @@ func (e *originEntry) write(src *Dev, off, n int64, do func() error) error {
 	tok := e.locks.lock(lo, hi, false)
 	defer tok.unlock()
 	for _, s := range e.snaps {
-		s.copyOut(src, off, n)
+		if !s.merging {
+			s.copyOut(src, off, n)
+		}
 	}
 	return do()
 }
@@ -152,6 +155,7 @@ func (s *snapshot) copyOut(src *Dev, off, n int64) {
 			return
 		}
 		pairs = append(pairs, snapPair{old: uint64(c), new: nw})
+		s.copied.Add(1)
 	}
 	if len(pairs) > 0 {
 		if err := st.commit(pairs); err != nil {

@@ -25,6 +25,15 @@ type snapshot struct {
 	sectors     uint64
 	overflowOK  bool // PO
 	zeroesCow   bool // discard_zeroes_cow
+	passdown    bool // discard_passdown_origin
+	// merging: a snapshot-merge's (snapmerge.go). Origin writes make no
+	// exceptions in it: it is being deleted, its chunks going back.
+	merging bool
+	// handedOver: a newer table's snapshot over the same COW took the
+	// exceptions; this one answers I/O with errors from then on, as dm's
+	// handover leaves its source invalid.
+	handedOver atomic.Bool
+	copied     atomic.Uint64 // origin chunks copied to the COW (COW faults)
 
 	// attached: origin writes copy to this snapshot. Guarded by entry.mu.
 	attached bool
@@ -131,7 +140,8 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 		return nil, err
 	}
 	s := &snapshot{origin: origin, cow: cow, sectors: sectors, overflowOK: args[2] == "PO",
-		zeroesCow: slices.Contains(args[4:], "discard_zeroes_cow")}
+		zeroesCow: slices.Contains(args[4:], "discard_zeroes_cow"),
+		passdown:  slices.Contains(args[4:], "discard_passdown_origin")}
 	s.store.Store(st)
 	s.entry = acquireOrigin(origin.Identity())
 	return s, nil
@@ -185,7 +195,7 @@ func (s *snapshot) Status(typ StatusType) string {
 	st := s.store.Load()
 	valid, over := st.state()
 	switch {
-	case !valid:
+	case !valid || s.handedOver.Load():
 		return "Invalid"
 	case over:
 		return "Overflow"

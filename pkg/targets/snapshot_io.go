@@ -35,7 +35,7 @@ func eachPiece(cs int64, p []byte, off int64, f func(chunkPiece) error) error {
 // usable is the store, or the error every I/O of an invalid snapshot gets.
 func (s *snapshot) usable() (*cowStore, error) {
 	st := s.store.Load()
-	if valid, _ := st.state(); !valid {
+	if valid, _ := st.state(); !valid || s.handedOver.Load() {
 		return nil, ErrSnapInvalid
 	}
 	return st, nil
@@ -122,6 +122,7 @@ func (s *snapshot) writeNew(st *cowStore, c chunkPiece) error {
 			st.invalidate()
 			return err
 		}
+		s.copied.Add(1)
 	}
 	if err := st.dev.WriteAt(c.p, int64(nw)*cs+c.in); err != nil {
 		return err
@@ -132,12 +133,19 @@ func (s *snapshot) writeNew(st *cowStore, c chunkPiece) error {
 // Zero writes zeros through WriteAt: a snapshot has no cheaper way to make
 // a range read as zeros, so a fast zero is refused.
 func (s *snapshot) Zero(ctx context.Context, off, length int64, flags ZeroFlags) error {
+	return zeroByWrites(ctx, s.WriteAt, off, length, flags)
+}
+
+// zeroByWrites makes a range read as zeros with plain writes of zeros; a
+// fast zero, which asks for a cheaper way, is refused.
+func zeroByWrites(ctx context.Context, write func(context.Context, []byte, int64, WriteFlags) error,
+	off, length int64, flags ZeroFlags) error {
 	if flags.Fast {
 		return ErrNotSupported
 	}
 	for length > 0 {
 		n := min(length, int64(len(zeroBuf)))
-		if err := s.WriteAt(ctx, zeroBuf[:n], off, 0); err != nil {
+		if err := write(ctx, zeroBuf[:n], off, 0); err != nil {
 			return err
 		}
 		off, length = off+n, length-n
@@ -147,8 +155,12 @@ func (s *snapshot) Zero(ctx context.Context, off, length int64, flags ZeroFlags)
 
 // Trim does nothing unless discard_zeroes_cow: then the whole chunks of the
 // range that have exceptions are zeroed on the COW device (they read as
-// zeros from now on). discard_passdown_origin is accepted and not acted on:
-// passing a discard to the origin would first need every snapshot's copy.
+// zeros from now on). With discard_passdown_origin too, the range is
+// discarded on the origin as well, as dm passes a second discard bio
+// straight to the origin's device: no copy-out first (that would fill the
+// COW the discard means to spare), so the origin's other snapshots, if
+// any, see the discard too, as in dm. The origin's range is held meanwhile
+// so that no copy or snapshot read of it is half done.
 func (s *snapshot) Trim(_ context.Context, off, length int64) error {
 	st, err := s.usable()
 	if err != nil || !s.zeroesCow {
@@ -162,7 +174,12 @@ func (s *snapshot) Trim(_ context.Context, off, length int64) error {
 			}
 		}
 	}
-	return nil
+	if !s.passdown {
+		return nil
+	}
+	tok := s.entry.locks.lock(off/cs*cs, (off+length+cs-1)/cs*cs, false)
+	defer tok.unlock()
+	return s.origin.Trim(off, length)
 }
 
 // Extents reports everything as data: the mapping is per chunk and mixes
