@@ -95,7 +95,7 @@ func TestVerbs(t *testing.T) {
 		t.Fatalf("ls after rename:\n%s", out)
 	}
 	td.ok(t, "remove", "zz")
-	if out := td.ok(t, "version"); !strings.Contains(out, "Daemon version:") || !strings.Contains(out, "linear log-writes snapshot snapshot-origin striped") {
+	if out := td.ok(t, "version"); !strings.Contains(out, "Daemon version:") || !strings.Contains(out, "linear log-writes snapshot snapshot-merge snapshot-origin striped") {
 		t.Fatalf("version:\n%s", out)
 	}
 	if out := td.ok(t, "table"); !strings.Contains(out, "lin: 0 8192 linear") || !strings.Contains(out, "st: 0 16384 striped") {

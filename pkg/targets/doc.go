@@ -1,6 +1,6 @@
 // Package targets holds gdm's dm targets (linear, striped, zero, error; the
-// fault injectors delay, flakey and dust; crypt; log-writes; snapshot and
-// snapshot-origin) and the backing devices they map onto.
+// fault injectors delay, flakey and dust; crypt; log-writes; snapshot,
+// snapshot-origin and snapshot-merge) and the backing devices they map onto.
 //
 // A Target is what the kernel's struct target_type describes, in Go: a
 // required interface (Target: the I/O methods, each with a context, and
