@@ -25,7 +25,7 @@ const oracleDisks = 8
 // oracleBoot bounds the one guest boot that runs every case: a guard
 // against a hang, not a speed bound (it takes about 2 minutes on a quiet
 // host, 5 to 8 on a loaded one).
-const oracleBoot = 12 * time.Minute
+const oracleBoot = 15 * time.Minute
 
 // The kernel's device-mapper is the oracle for gdm's targets: one qemu guest
 // runs every case of internal/oracle on dm (dmsetup over virtio disks) and
