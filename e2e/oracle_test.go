@@ -25,7 +25,7 @@ const oracleDisks = 8
 // oracleBoot bounds the one guest boot that runs every case: a guard
 // against a hang, not a speed bound (it takes about 2 minutes on a quiet
 // host, 5 to 8 on a loaded one).
-const oracleBoot = 12 * time.Minute
+const oracleBoot = 15 * time.Minute
 
 // The kernel's device-mapper is the oracle for gdm's targets: one qemu guest
 // runs every case of internal/oracle on dm (dmsetup over virtio disks) and
@@ -36,7 +36,9 @@ const oracleBoot = 12 * time.Minute
 // a fresh seed, printed; GDM_ORACLE_SEED=N replays it and GDM_ORACLE_ONLY=RE
 // runs only the cases whose name matches. GDM_ORACLE_SELF=1 puts dm on both
 // sides instead, to check that the cases themselves are deterministic on
-// the kernel (every timed case must agree with itself).
+// the kernel (every timed case must agree with itself). GDM_ORACLE_MERGE=1
+// adds the snapshot-merge cases, which are not in the case list until gdm
+// has that target (with GDM_ORACLE_SELF=1 they check themselves on dm).
 func TestOracle(t *testing.T) {
 	seed := rand.Uint64() >> 1
 	if s := os.Getenv("GDM_ORACLE_SEED"); s != "" {
@@ -48,12 +50,17 @@ func TestOracle(t *testing.T) {
 	t.Logf("generated case seed %d (replay: GDM_ORACLE_SEED=%d go test -run Oracle ./e2e/)", seed, seed)
 	only := os.Getenv("GDM_ORACLE_ONLY")
 	self := os.Getenv("GDM_ORACLE_SELF") == "1"
+	merge := os.Getenv("GDM_ORACLE_MERGE") == "1"
 	start := time.Now()
-	console := bootOracle(t, seed, only, self)
+	console := bootOracle(t, seed, only, self, merge)
 	t.Logf("guest ran the oracle in %v", time.Since(start).Round(time.Second))
 	reports := oracleReports(t, console)
 	if only == "" {
-		if want := len(oracle.Cases()) + 1 + len(oracle.Acceptance()); len(reports) != want {
+		want := len(oracle.Cases()) + 1 + len(oracle.Acceptance())
+		if merge {
+			want += len(oracle.SnapshotMergeCases())
+		}
+		if len(reports) != want {
 			t.Errorf("the guest reported %d cases, want %d", len(reports), want)
 		}
 	}
@@ -94,7 +101,7 @@ func oracleReports(t *testing.T, console string) []oracle.Line {
 // with dmsetup and the dm modules, 2 x oracleDisks sparse disks (serials
 // dmN and gdmN), and boots the guest once under TCG. It returns the
 // console.
-func bootOracle(t *testing.T, seed uint64, only string, self bool) string {
+func bootOracle(t *testing.T, seed uint64, only string, self, merge bool) string {
 	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
 	testkit.NeedTool(t, "busybox")
 	testkit.NeedTool(t, "nbd-client")
@@ -110,14 +117,14 @@ func bootOracle(t *testing.T, seed uint64, only string, self bool) string {
 			t.Fatalf("building %s: %v\n%s", b.pkg, err, out)
 		}
 	}
-	script := fmt.Sprintf("dmesg -n 1\n/bin/oracleguest -gdm /bin/gdm -seed %d -only %q -self=%t\n", seed, only, self)
+	script := fmt.Sprintf("dmesg -n 1\n/bin/oracleguest -gdm /bin/gdm -seed %d -only %q -self=%t -merge=%t\n", seed, only, self, merge)
 	guest := filepath.Join(dir, "guest.sh")
 	if err := os.WriteFile(guest, []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mk := exec.Command("bash", "vm-initramfs.sh", dir, guest)
 	mk.Env = append(os.Environ(), "VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS="+dmsetup+" "+filepath.Join(dir, "gdm")+" "+filepath.Join(dir, "oracleguest"),
-		"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes", "VM_MODULE_ARGS=nbd=nbds_max=64")
+		"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes dm-snapshot", "VM_MODULE_ARGS=nbd=nbds_max=128")
 	if out, err := mk.CombinedOutput(); err != nil {
 		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
 	}

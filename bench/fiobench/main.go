@@ -44,6 +44,10 @@ type server struct {
 	// target); a row with its own table is a target's row, compared with
 	// gdm's linear row rather than with the peers (see targetRows).
 	table func(size int64, file string) string
+	// setup, when set, makes the row's devices in its fresh daemon
+	// instead (the snapshot rows, snap.go); a row with setup is a target's
+	// row too.
+	setup func(b *bench, i int) error
 }
 
 // cryptTable is the crypt row's table: aes-xts-plain64 with a fixed
@@ -88,7 +92,7 @@ func parseFlags() config {
 	flag.Int64Var(&c.size, "size", 1<<30, "bytes in the served file")
 	flag.DurationVar(&c.runtime, "runtime", 10*time.Second, "fio runtime per job")
 	flag.StringVar(&c.dir, "dir", "/dev/shm", "where the served file lives (tmpfs)")
-	flag.StringVar(&c.onlyServers, "servers", "", "comma-separated servers to run: gdm, gdm+metrics, gdm-crypt, gdm-base, gdm-base+metrics (with -base), go-nbd, nbdkit, qemu-nbd (default: all)")
+	flag.StringVar(&c.onlyServers, "servers", "", "comma-separated servers to run: gdm, gdm+metrics, gdm-crypt, gdm-snap, gdm-snap-origin, gdm-snap-rewrite, gdm-base, gdm-base+metrics (with -base), go-nbd, nbdkit, qemu-nbd (default: all)")
 	flag.StringVar(&c.onlyJobs, "jobs", "", "run only jobs whose name contains one of these comma-separated strings (default: all)")
 	flag.IntVar(&c.repeat, "repeat", 3, "rounds; each row shows the median")
 	flag.BoolVar(&c.tcp, "tcp", false, "serve on loopback TCP instead of UNIX sockets")
@@ -141,28 +145,29 @@ func filterJobs(all []job, only string) []job {
 // benchServers are the servers compared, gdm's first.
 func benchServers(cfg config, work string) []server {
 	servers := []server{
-		{"gdm", gdmServer(cfg.gdm, work, "gdm", ""), cfg.gdm, nil},
-		{"gdm+metrics", gdmServer(cfg.gdm, work, "gdm+metrics", "127.0.0.1:0"), cfg.gdm, nil},
-		{"gdm-crypt", gdmServer(cfg.gdm, work, "gdm-crypt", ""), cfg.gdm, cryptTable},
-		{"go-nbd", func(file string, ep endpoint) *exec.Cmd {
+		{name: "gdm", start: gdmServer(cfg.gdm, work, "gdm", ""), gdm: cfg.gdm},
+		{name: "gdm+metrics", start: gdmServer(cfg.gdm, work, "gdm+metrics", "127.0.0.1:0"), gdm: cfg.gdm},
+		{name: "gdm-crypt", start: gdmServer(cfg.gdm, work, "gdm-crypt", ""), gdm: cfg.gdm, table: cryptTable},
+		{name: "go-nbd", start: func(file string, ep endpoint) *exec.Cmd {
 			if ep.network == "tcp" {
 				return exec.Command(cfg.gonbd, "-file", file, "-listen", ep.addr)
 			}
 			return exec.Command(cfg.gonbd, "-file", file, "-socket", ep.addr)
-		}, "", nil},
-		{"nbdkit", func(file string, ep endpoint) *exec.Cmd {
+		}},
+		{name: "nbdkit", start: func(file string, ep endpoint) *exec.Cmd {
 			if ep.network == "tcp" {
 				host, port, _ := net.SplitHostPort(ep.addr)
 				return exec.Command("nbdkit", "-f", "-i", host, "-p", port, "--exportname=bench", "file", file)
 			}
 			return exec.Command("nbdkit", "-f", "-U", ep.addr, "--exportname=bench", "file", file)
-		}, "", nil},
-		{"qemu-nbd", qemuNBD, "", nil},
+		}},
+		{name: "qemu-nbd", start: qemuNBD},
 	}
+	servers = slices.Insert(servers, 3, snapServers(cfg.gdm, work)...)
 	if cfg.base != "" {
 		servers = slices.Insert(servers, 2,
-			server{"gdm-base", gdmServer(cfg.base, work, "gdm-base", ""), cfg.base, nil},
-			server{"gdm-base+metrics", gdmServer(cfg.base, work, "gdm-base+metrics", "127.0.0.1:0"), cfg.base, nil})
+			server{name: "gdm-base", start: gdmServer(cfg.base, work, "gdm-base", ""), gdm: cfg.base},
+			server{name: "gdm-base+metrics", start: gdmServer(cfg.base, work, "gdm-base+metrics", "127.0.0.1:0"), gdm: cfg.base})
 	}
 	return servers
 }
@@ -228,7 +233,12 @@ func (b *bench) startAll() (procs []*exec.Cmd, stop func()) {
 		}
 		procs = append(procs, p)
 		waitListening(b.eps[i])
-		if s.gdm != "" {
+		if s.setup != nil {
+			if err := s.setup(b, i); err != nil {
+				stop()
+				log.Fatalf("%s: %v", s.name, err)
+			}
+		} else if s.gdm != "" {
 			table := fmt.Sprintf("0 %d linear %s 0", b.cfg.size/512, b.file)
 			if s.table != nil {
 				table = s.table(b.cfg.size, b.file)

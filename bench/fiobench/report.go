@@ -28,7 +28,7 @@ func isPeer(name string) bool { return !strings.HasPrefix(name, "gdm") }
 // targetRows are gdm serving another target than linear over the same
 // file: they are compared with gdm's linear row of the same round, not
 // with the peers (issue 17: crypt as a ratio to linear).
-var targetRows = map[string]bool{"gdm-crypt": true}
+var targetRows = map[string]bool{"gdm-crypt": true, "gdm-snap": true, "gdm-snap-origin": true, "gdm-snap-rewrite": true}
 
 // report prints the machine, then a Markdown table of each job and
 // server's medians with their ratios to the best peer, then, per job,
@@ -61,6 +61,7 @@ func report(w io.Writer, runs map[string][]result, servers []string, rounds int,
 	}
 	goals(w, runs, servers, rounds)
 	versusLinear(w, runs, servers)
+	snapGoals(w, runs, servers)
 }
 
 // versusLinear prints, per job, each target row's IOPS and server CPU per

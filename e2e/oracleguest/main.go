@@ -31,15 +31,20 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed of the generated case")
 	only := flag.String("only", "", "run only the cases matching this regexp")
 	self := flag.Bool("self", false, "compare dm with dm (over the gdm disks) instead of gdm: the cases' own determinism")
+	merge := flag.Bool("merge", false, "run the snapshot-merge cases too (not in the case list until gdm has the target)")
 	flag.Parse()
-	if err := runAll(*gdmBin, *seed, *only, *self); err != nil {
+	cases := append(oracle.Cases(), oracle.Generated(*seed))
+	if *merge {
+		cases = append(cases, oracle.SnapshotMergeCases()...)
+	}
+	if err := runAll(*gdmBin, cases, *only, *self); err != nil {
 		fmt.Println("ORACLE-ERROR", err)
 		os.Exit(1)
 	}
 	fmt.Println("ORACLE-DONE")
 }
 
-func runAll(gdmBin string, seed uint64, only string, self bool) error {
+func runAll(gdmBin string, cases []oracle.Case, only string, self bool) error {
 	match, err := regexp.Compile(only)
 	if err != nil {
 		return err
@@ -61,7 +66,7 @@ func runAll(gdmBin string, seed uint64, only string, self bool) error {
 	}
 	defer stop()
 	rn := &oracle.Runner{A: dm, B: b, Direct: true, DiskSize: oracle.DiskBytes}
-	for _, c := range append(oracle.Cases(), oracle.Generated(seed)) {
+	for _, c := range cases {
 		if match.MatchString(c.Name) {
 			start := time.Now()
 			emit(rn.Run(c), start)

@@ -73,6 +73,9 @@ type Op struct {
 	// delay class); for SuspendDuring, the time it must not reach.
 	Delay time.Duration
 	Inner OpKind // SuspendDuring: Read or Write
+	// Dev is the device the op acts on: 0 the case's own table, i > 0
+	// the case's More[i-1].
+	Dev int
 }
 
 func (o Op) String() string {
@@ -87,6 +90,9 @@ func (o Op) String() string {
 	s := fmt.Sprintf("%s %d@%d (sectors %d+%d)", o.Kind, o.Len, o.Off, o.Off/512, o.Len/512)
 	if o.Kind == Flush {
 		s = string(o.Kind)
+	}
+	if o.Dev > 0 {
+		s += fmt.Sprintf(" on device %d", o.Dev)
 	}
 	if o.At > 0 {
 		s += fmt.Sprintf(" at %v", o.At)
@@ -114,6 +120,30 @@ type Case struct {
 	// answer, where gdm follows them (known.go); it returns a note when it
 	// changed something.
 	Later func(Op, *Result) string
+	// Scratch are backing devices whose final contents are not compared,
+	// only noted: an N snapshot's COW, where dm places the copies of a
+	// write across chunks in the order its split pieces happen to run.
+	// What the snapshot reads from it is compared all the same.
+	Scratch []int
+	// More are further devices of the case, each with its own table over
+	// the same backing devices (a snapshot-origin and its snapshots, as
+	// users make them): created after the case's own, in order, and
+	// removed before it, in reverse. An op's Dev picks the device.
+	More []string
+	// Then, when set, is the case's second half, for what one side wrote
+	// and the other must read: once the first half's devices are gone and
+	// the backing devices compared, each side's backing devices get the
+	// other side's contents (dm's COW device goes to gdm, gdm's to dm),
+	// and Then's tables and script run on them.
+	Then *Half
+}
+
+// Half is the second half of a case: its tables (as Case's Table and
+// More) and its script, which must be given.
+type Half struct {
+	Table  string
+	More   []string
+	Script []Op
 }
 
 // Bind puts real device names in a table: $N becomes devs[N].

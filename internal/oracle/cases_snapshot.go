@@ -1,66 +1,93 @@
 package oracle
 
-// SnapshotCases are the snapshot target's cases. Each case's one table
-// holds an origin and its snapshot side by side, so that the one-device
-// Case model fits: sectors [0, 8192) are `snapshot-origin $0`, sectors
-// [8192, 16384) a snapshot of the same 4 MiB of $0 with its COW on $1.
-// Writes to the first half copy to the second; the final contents of $1
-// compare gdm's COW device byte for byte with the kernel's, and status
-// compares the usage line. Not yet covered here (they need more than one
-// device per case, or a smaller disk): origin and snapshot as separate
-// devices, a full COW, and reading a COW the other side wrote.
+import "slices"
+
+// SnapshotCases are the snapshot targets' cases. Each has the origin and
+// its snapshot as separate devices, as users make them: the case's own
+// table is `snapshot-origin $0` over the whole disk, its More a snapshot
+// of it with the COW on $1. Writes to the origin copy to the snapshot; the
+// final contents of $1 compare gdm's COW device byte for byte with the
+// kernel's, and status compares the usage line.
+//
+// Origin and snapshot are never put in one table at two offsets: dm's
+// snapshot and snapshot-origin map by the sector of the whole device, not
+// of their target (snapshot_map and origin_map take no target offset), so
+// a snapshot at sector 8192 of a table reads origin sector 8192 where its
+// first sector is, and gdm, which maps by the target's own sector, differs
+// (a difference the oracle found; see the README's Testing section).
 func SnapshotCases() []Case {
 	p := Pattern
-	return []Case{
+	return append([]Case{
 		{Name: "snapshot-P-8", Seed: 201, Devs: []Init{p(61), Zeros},
-			Table: "0 8192 snapshot-origin $0\n8192 8192 snapshot $0 $1 P 8", Script: snapshotScript(false)},
+			Table: snapOrigin, More: []string{snapTable("P", "8")}, Script: snapshotScript(false)},
 		{Name: "snapshot-PO-32", Seed: 202, Devs: []Init{p(62), Zeros},
-			Table: "0 8192 snapshot-origin $0\n8192 8192 snapshot $0 $1 PO 32", Script: snapshotScript(false)},
+			Table: snapOrigin, More: []string{snapTable("PO", "32")}, Script: snapshotScript(false)},
 		{Name: "snapshot-N-16", Seed: 203, Devs: []Init{p(63), Zeros},
-			Table: "0 8192 snapshot-origin $0\n8192 8192 snapshot $0 $1 N 16", Script: snapshotScript(true)},
+			Table: snapOrigin, More: []string{snapTable("N", "16")}, Script: snapshotScript(true), Scratch: []int{1}},
 		{Name: "snapshot-P-reload", Seed: 204, Devs: []Init{p(64), Zeros},
-			Table: "0 8192 snapshot-origin $0\n8192 8192 snapshot $0 $1 P 8", Script: snapshotReloadScript()},
-	}
+			Table: snapOrigin, More: []string{snapTable("P", "8")}, Script: snapshotReloadScript()},
+	}, snapshotDeviceCases()...)
 }
 
-// snapHalf is where the snapshot half of a snapshot case's device starts.
-const snapHalf = 4 << 20
+// snapBytes is the size of a snapshot case's devices (4 MiB, half a
+// disk): every read of them is a TCG guest's time, on both sides.
+const snapBytes = 4 << 20
 
-// snapshotScript writes the origin half (one sector, sectors at a chunk's
-// end, a whole chunk), writes the snapshot half where it has and has not
-// been copied to, and reads both halves whole. Each write of a P case stays
-// in one 4 KiB chunk: dm commits the exceptions of a write that spans
-// chunks in the order their copies finish, so the pairs of one area could
-// lie in another order on the two sides with the same meaning. N keeps no
-// pairs on disk, and its cases (wide) write across chunks, up to 1 MiB.
+// snapOrigin is the origin device's table of the snapshot cases.
+const snapOrigin = "0 8192 snapshot-origin $0"
+
+// snapTable is a snapshot of snapOrigin's 4 MiB with its COW on $1.
+func snapTable(kind, chunk string) string { return "0 8192 snapshot $0 $1 " + kind + " " + chunk }
+
+// lvmOrder is how a script starts once the snapshot exists: the origin is
+// suspended and resumed, as LVM does around making a snapshot. dm's origin
+// learns its snapshots' smallest chunk (where it splits writes) at resume;
+// one resumed before its snapshot existed passes a write spanning chunks
+// to the snapshot as one, and only its first chunk is copied (the oracle
+// found this: gdm copies every chunk whatever the order).
+var lvmOrder = []Op{{Kind: Suspend}, {Kind: Resume}}
+
+// snapshotScript writes the origin (one sector, sectors at a chunk's end,
+// a whole chunk), writes the snapshot where it has and has not been copied
+// to, and reads both whole. Each write of a P case stays in one 4 KiB
+// chunk: dm commits the exceptions of a write that spans chunks in the
+// order their copies finish, so the pairs of one area could lie in another
+// order on the two sides with the same meaning. N keeps no pairs on disk,
+// and its cases (wide) write across chunks, up to 1 MiB: dm then places
+// the copies in the order the pieces run, so an N case's COW device is
+// Scratch, and what the snapshot reads is what compares.
 func snapshotScript(wide bool) []Op {
 	big := int64(4096)
 	if wide {
 		big = 1 << 20
 	}
-	return []Op{
-		{Kind: Read, Off: snapHalf, Len: 1 << 20},
-		{Kind: Write, Off: 512, Len: 512, Seed: 1},
-		{Kind: Write, Off: 4096 - 1024, Len: 1024, Seed: 2},
-		{Kind: WriteFUA, Off: 1 << 20, Len: big, Seed: 3},
-		{Kind: Read, Off: snapHalf, Len: 4 << 20},
-		{Kind: Write, Off: snapHalf + 1024, Len: 1024, Seed: 4},
-		{Kind: Write, Off: snapHalf + 3<<20, Len: big, Seed: 5},
-		{Kind: Flush},
-		{Kind: Write, Off: 1<<20 + 4096, Len: 4096, Seed: 6},
-		{Kind: Read, Off: 0, Len: 8 << 20},
-	}
+	ops := append(slices.Clone(lvmOrder),
+		Op{Kind: Read, Off: 0, Len: 1 << 20, Dev: 1},
+		Op{Kind: Write, Off: 512, Len: 512, Seed: 1},
+		Op{Kind: Write, Off: 4096 - 1024, Len: 1024, Seed: 2},
+		Op{Kind: WriteFUA, Off: 1 << 20, Len: big, Seed: 3},
+		Op{Kind: Read, Off: 0, Len: 4 << 20, Dev: 1},
+		Op{Kind: Write, Off: 1024, Len: 1024, Seed: 4, Dev: 1},
+		Op{Kind: Write, Off: 3 << 20, Len: big, Seed: 5, Dev: 1},
+		Op{Kind: Flush, Dev: 1},
+		Op{Kind: Write, Off: 1<<20 + 4096, Len: 4096, Seed: 6},
+	)
+	return append(append(ops, ReadAll(snapBytes)...), onDev(1, ReadAll(snapBytes))...)
 }
 
 // snapshotReloadScript hands the snapshot over to a new table (dm's
-// handover) after a suspend, and goes on writing and reading.
+// handover) after a suspend, reloads the origin too, and goes on writing
+// and reading.
 func snapshotReloadScript() []Op {
-	return []Op{
-		{Kind: Write, Off: 0, Len: 4096, Seed: 7},
-		{Kind: Suspend}, {Kind: Resume},
-		{Kind: Write, Off: 128 << 10, Len: 4096, Seed: 8},
-		{Kind: Reload, Arg: "0 8192 snapshot-origin $0\n8192 8192 snapshot $0 $1 P 8"}, {Kind: Resume},
-		{Kind: Write, Off: 256 << 10, Len: 4096, Seed: 9},
-		{Kind: Read, Off: 0, Len: 8 << 20},
-	}
+	ops := append(slices.Clone(lvmOrder),
+		Op{Kind: Write, Off: 0, Len: 4096, Seed: 7},
+		Op{Kind: Suspend, Dev: 1}, Op{Kind: Resume, Dev: 1},
+		Op{Kind: Write, Off: 128 << 10, Len: 4096, Seed: 8},
+		Op{Kind: Reload, Arg: snapTable("P", "8"), Dev: 1}, Op{Kind: Resume, Dev: 1},
+		Op{Kind: Write, Off: 256 << 10, Len: 4096, Seed: 9},
+		Op{Kind: Write, Off: 384 << 10, Len: 4096, Seed: 10, Dev: 1},
+		Op{Kind: Reload, Arg: snapOrigin}, Op{Kind: Resume},
+		Op{Kind: Write, Off: 512 << 10, Len: 4096, Seed: 11},
+	)
+	return append(append(ops, ReadAll(snapBytes)...), onDev(1, ReadAll(snapBytes))...)
 }

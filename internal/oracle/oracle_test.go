@@ -112,6 +112,14 @@ type fakeSide struct {
 	keys   string
 	noKeys bool
 	status string
+	// log records creates and removes, in order ("+name", "-name").
+	log []string
+	// attachSecond, when set, is what the second Attach of a device
+	// name returns (a second half that maps the wrong place).
+	attachSecond string
+	attached     map[string]int
+	// byName maps a device name to its own file instead of mapped.
+	byName map[string]string
 }
 
 func (f *fakeSide) Name() string             { return f.name }
@@ -119,12 +127,28 @@ func (f *fakeSide) Disks() []string          { return []string{f.disk} }
 func (f *fakeSide) DevNames() map[string]int { return map[string]int{f.disk: 0} }
 func (f *fakeSide) Create(n, tb string) error {
 	f.tables[n] = tb
+	f.log = append(f.log, "+"+n)
 	return nil
 }
-func (f *fakeSide) Attach(string, int) (string, error) { return f.mapped, nil }
-func (f *fakeSide) Detach(string) error                { return nil }
-func (f *fakeSide) Remove(n string) error              { delete(f.tables, n); return nil }
-func (f *fakeSide) Table(n string) (string, error)     { return f.tables[n], nil }
+func (f *fakeSide) Attach(n string, _ int) (string, error) {
+	if f.attached == nil {
+		f.attached = map[string]int{}
+	}
+	if f.attached[n]++; f.attached[n] == 2 && f.attachSecond != "" {
+		return f.attachSecond, nil
+	}
+	if p, ok := f.byName[n]; ok {
+		return p, nil
+	}
+	return f.mapped, nil
+}
+func (f *fakeSide) Detach(string) error { return nil }
+func (f *fakeSide) Remove(n string) error {
+	delete(f.tables, n)
+	f.log = append(f.log, "-"+n)
+	return nil
+}
+func (f *fakeSide) Table(n string) (string, error) { return f.tables[n], nil }
 func (f *fakeSide) Status(n string) (string, error) {
 	if f.status != "" {
 		return f.status, nil
@@ -133,7 +157,7 @@ func (f *fakeSide) Status(n string) (string, error) {
 }
 func (f *fakeSide) Suspend(string) error           { return nil }
 func (f *fakeSide) Resume(string) error            { return nil }
-func (f *fakeSide) Reload(n, tb string) error      { return f.Create(n, tb) }
+func (f *fakeSide) Reload(n, tb string) error      { f.tables[n] = tb; return nil }
 func (f *fakeSide) Message(string, []string) error { return nil }
 func (f *fakeSide) TableKeys(n string) (string, bool, error) {
 	if f.noKeys {

@@ -43,32 +43,88 @@ func (rn *Runner) Run(c Case) *Report {
 			}
 		}
 	}
-	errA := rn.timing.load(0, func() error { return rn.A.Create(c.Name, Bind(c.Table, rn.A.Disks())) })
-	errB := rn.timing.load(1, func() error { return rn.B.Create(c.Name, Bind(c.Table, rn.B.Disks())) })
-	if errA != nil || errB != nil {
-		rep.addf("create: %s: %v; %s: %v", rn.A.Name(), errA, rn.B.Name(), errB)
-		rn.remove(c.Name, errA == nil, errB == nil)
-		return rep
-	}
-	rn.table, rn.later, rn.laterNote, rn.logFull = c.Table, c.Later, "", false
+	rn.later = c.Later
 	script := c.Script
 	if script == nil {
 		script = Standard(c.Seed, c.Table)
 	}
-	rn.runScript(rep, c.Name, script)
-	rn.compareText(rep, c.Name, "after the script")
-	if err := rn.remove(c.Name, true, true); err != nil {
-		rep.addf("remove: %v", err)
+	if !rn.half(rep, c.Name, append([]string{c.Table}, c.More...), script) {
+		return rep
 	}
+	rn.compareDisks(rep, c)
+	if c.Then == nil {
+		return rep
+	}
+	first := len(rep.Diffs)
+	if err := rn.swapDisks(n); err != nil {
+		rep.addf("second half: swapping the backing devices: %v", err)
+		return rep
+	}
+	if rn.half(rep, c.Name, append([]string{c.Then.Table}, c.Then.More...), c.Then.Script) {
+		rn.compareDisks(rep, c)
+	}
+	for i := first; i < len(rep.Diffs); i++ {
+		rep.Diffs[i] = "second half (each side on the other's backing devices): " + rep.Diffs[i]
+	}
+	return rep
+}
+
+// half creates a case's devices (tables[0] is named name, the others
+// name-1, name-2, ...), runs the script, compares their text and removes
+// them. It says whether the devices were made on both sides.
+func (rn *Runner) half(rep *Report, name string, tables []string, script []Op) bool {
+	names := devNamesOf(name, len(tables))
+	for j, tb := range tables {
+		errA := rn.timing.load(0, func() error { return rn.A.Create(names[j], Bind(tb, rn.A.Disks())) })
+		errB := rn.timing.load(1, func() error { return rn.B.Create(names[j], Bind(tb, rn.B.Disks())) })
+		if errA != nil || errB != nil {
+			rep.addf("create %s: %s: %v; %s: %v", names[j], rn.A.Name(), errA, rn.B.Name(), errB)
+			rn.remove(names[j], errA == nil, errB == nil)
+			rn.removeAll(rep, names[:j])
+			return false
+		}
+	}
+	rn.table, rn.laterNote, rn.logFull = tables[0], "", false
+	rn.runScript(rep, names, script)
+	for _, nm := range names {
+		rn.compareText(rep, nm, "after the script")
+	}
+	rn.removeAll(rep, names)
+	return true
+}
+
+// devNamesOf names a case's n devices: name, name-1, name-2, ...
+func devNamesOf(name string, n int) []string {
+	names := []string{name}
+	for j := 1; j < n; j++ {
+		names = append(names, fmt.Sprintf("%s-%d", name, j))
+	}
+	return names
+}
+
+// removeAll removes devices from both sides, the last made first.
+func (rn *Runner) removeAll(rep *Report, names []string) {
+	for j := len(names) - 1; j >= 0; j-- {
+		if err := rn.remove(names[j], true, true); err != nil {
+			rep.addf("remove %s: %v", names[j], err)
+		}
+	}
+}
+
+// compareDisks compares a case's backing devices (its logs as logs).
+func (rn *Runner) compareDisks(rep *Report, c Case) {
 	logs := LogDevices(c)
 	for i := range c.Devs {
+		if slices.Contains(c.Scratch, i) {
+			rep.note(fmt.Sprintf("backing device $%d not compared: scratch space whose layout is the kernel's to choose", i))
+			continue
+		}
 		if slices.Contains(logs, i) {
 			rn.compareLog(rep, i)
 		} else {
 			rn.compareDisk(rep, i)
 		}
 	}
-	return rep
 }
 
 // fill gives one backing disk its initial contents.

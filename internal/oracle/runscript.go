@@ -6,28 +6,40 @@ import (
 	"strings"
 )
 
-// runScript attaches both devices, compares their sizes, and runs the
-// script on both, op by op. The first differing op is reported in full;
+// runScript attaches both sides' devices (names[0] and the case's
+// More), compares their sizes, and runs the script on both, op by op, each
+// on the device its Dev names. The first differing op is reported in full;
 // later ones are counted (they usually follow from the first).
-func (rn *Runner) runScript(rep *Report, name string, script []Op) {
+func (rn *Runner) runScript(rep *Report, names []string, script []Op) {
 	rn.skipped = 0
 	rn.timing.reset()
-	a, b, err := rn.attach(name)
-	if err != nil {
-		rep.addf("%v", err)
-		return
-	}
-	defer b.Close()
-	defer a.Close()
-	sa, errA := a.Size()
-	sb, errB := b.Size()
-	if errA != nil || errB != nil || sa != sb {
-		rep.addf("device size: %s %d (%v), %s %d (%v)", rn.A.Name(), sa, errA, rn.B.Name(), sb, errB)
+	var as, bs []*Device
+	defer func() {
+		for _, d := range append(as, bs...) {
+			d.Close()
+		}
+	}()
+	for _, nm := range names {
+		a, b, err := rn.attach(nm)
+		if err != nil {
+			rep.addf("%v", err)
+			return
+		}
+		as, bs = append(as, a), append(bs, b)
+		sa, errA := a.Size()
+		sb, errB := b.Size()
+		if errA != nil || errB != nil || sa != sb {
+			rep.addf("device size of %s: %s %d (%v), %s %d (%v)", nm, rn.A.Name(), sa, errA, rn.B.Name(), sb, errB)
+		}
 	}
 	later := 0
 	for i, op := range script {
 		rep.Ops++
-		d := rn.step(name, op, a, b)
+		if op.Dev < 0 || op.Dev >= len(names) {
+			rep.addf("op %d of %d, %s: the case has no device %d", i, len(script), op, op.Dev)
+			return
+		}
+		d := rn.step(names[op.Dev], op, as[op.Dev], bs[op.Dev])
 		if d == "" {
 			continue
 		}
@@ -60,6 +72,8 @@ func (rn *Runner) step(name string, op Op, a, b *Device) string {
 		}
 	case SuspendDuring:
 		ra, rb = rn.suspendDuring(0, name, a, op), rn.suspendDuring(1, name, b, op)
+	case WaitMerged:
+		ra, rb = rn.waitMerged(0, name), rn.waitMerged(1, name)
 	case Discard:
 		if ra, lateA = rn.timing.do(0, a, op); oldDiscard(ra, rn.table) {
 			rn.skipped++

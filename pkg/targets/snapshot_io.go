@@ -66,11 +66,16 @@ func (s *snapshot) ReadAt(_ context.Context, p []byte, off int64) error {
 
 // WriteAt writes each piece into its exception, made first where missing.
 // A new exception is committed (synced) before WriteAt returns, so FUA
-// needs a sync only for pieces that went to existing exceptions.
+// needs a sync only for pieces that went to existing exceptions. An
+// overflowed (PO) snapshot takes no write at all, even to a chunk it has,
+// as dm kills every write to it (the oracle's snapshot-full-PO case).
 func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
 	st, err := s.usable()
 	if err != nil {
 		return err
+	}
+	if _, over := st.state(); over {
+		return ErrSnapOverflow
 	}
 	cs := st.lay.chunk
 	err = eachPiece(cs, p, off, func(c chunkPiece) error {

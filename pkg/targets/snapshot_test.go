@@ -70,8 +70,8 @@ func TestSnapshotFullCowInvalidates(t *testing.T) {
 	}
 }
 
-// PO: a snapshot write that finds no room overflows the snapshot: new
-// exceptions fail, reads and writes to existing ones go on; an origin write
+// PO: a snapshot write that finds no room overflows the snapshot: every
+// write fails from then on (dm kills them all), reads go on; an origin write
 // that finds no room still invalidates it.
 func TestSnapshotOverflow(t *testing.T) {
 	const chunk = 4096
@@ -86,9 +86,11 @@ func TestSnapshotOverflow(t *testing.T) {
 	if got := s.tg.Status(StatusInfo); got != "Overflow" {
 		t.Errorf("status %q, want Overflow", got)
 	}
-	s.mustWrite([]byte{2}, 0, 0)
-	if got := s.mustRead(0, 1); got[0] != 2 {
-		t.Error("write to an existing exception of an overflowed snapshot lost")
+	if err := s.tg.WriteAt(t.Context(), []byte{2}, 0, 0); !errors.Is(err, ErrSnapOverflow) {
+		t.Errorf("write to an existing exception of an overflowed snapshot: %v, want ErrSnapOverflow as dm", err)
+	}
+	if got := s.mustRead(0, 1); got[0] != 1 {
+		t.Errorf("an overflowed snapshot reads %d where it has 1", got[0])
 	}
 	o.mustWrite([]byte{3}, 5*chunk, 0)
 	if got := s.tg.Status(StatusInfo); got != "Invalid" {
