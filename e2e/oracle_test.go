@@ -36,9 +36,7 @@ const oracleBoot = 15 * time.Minute
 // a fresh seed, printed; GDM_ORACLE_SEED=N replays it and GDM_ORACLE_ONLY=RE
 // runs only the cases whose name matches. GDM_ORACLE_SELF=1 puts dm on both
 // sides instead, to check that the cases themselves are deterministic on
-// the kernel (every timed case must agree with itself). GDM_ORACLE_MERGE=1
-// adds the snapshot-merge cases, which are not in the case list until gdm
-// has that target (with GDM_ORACLE_SELF=1 they check themselves on dm).
+// the kernel (every timed case must agree with itself).
 func TestOracle(t *testing.T) {
 	seed := rand.Uint64() >> 1
 	if s := os.Getenv("GDM_ORACLE_SEED"); s != "" {
@@ -50,16 +48,12 @@ func TestOracle(t *testing.T) {
 	t.Logf("generated case seed %d (replay: GDM_ORACLE_SEED=%d go test -run Oracle ./e2e/)", seed, seed)
 	only := os.Getenv("GDM_ORACLE_ONLY")
 	self := os.Getenv("GDM_ORACLE_SELF") == "1"
-	merge := os.Getenv("GDM_ORACLE_MERGE") == "1"
 	start := time.Now()
-	console := bootOracle(t, seed, only, self, merge)
+	console := bootOracle(t, seed, only, self)
 	t.Logf("guest ran the oracle in %v", time.Since(start).Round(time.Second))
 	reports := oracleReports(t, console)
 	if only == "" {
 		want := len(oracle.Cases()) + 1 + len(oracle.Acceptance())
-		if merge {
-			want += len(oracle.SnapshotMergeCases())
-		}
 		if len(reports) != want {
 			t.Errorf("the guest reported %d cases, want %d", len(reports), want)
 		}
@@ -101,7 +95,7 @@ func oracleReports(t *testing.T, console string) []oracle.Line {
 // with dmsetup and the dm modules, 2 x oracleDisks sparse disks (serials
 // dmN and gdmN), and boots the guest once under TCG. It returns the
 // console.
-func bootOracle(t *testing.T, seed uint64, only string, self, merge bool) string {
+func bootOracle(t *testing.T, seed uint64, only string, self bool) string {
 	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
 	testkit.NeedTool(t, "busybox")
 	testkit.NeedTool(t, "nbd-client")
@@ -117,7 +111,7 @@ func bootOracle(t *testing.T, seed uint64, only string, self, merge bool) string
 			t.Fatalf("building %s: %v\n%s", b.pkg, err, out)
 		}
 	}
-	script := fmt.Sprintf("dmesg -n 1\n/bin/oracleguest -gdm /bin/gdm -seed %d -only %q -self=%t -merge=%t\n", seed, only, self, merge)
+	script := fmt.Sprintf("dmesg -n 1\n/bin/oracleguest -gdm /bin/gdm -seed %d -only %q -self=%t\n", seed, only, self)
 	guest := filepath.Join(dir, "guest.sh")
 	if err := os.WriteFile(guest, []byte(script), 0o644); err != nil {
 		t.Fatal(err)

@@ -31,12 +31,8 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed of the generated case")
 	only := flag.String("only", "", "run only the cases matching this regexp")
 	self := flag.Bool("self", false, "compare dm with dm (over the gdm disks) instead of gdm: the cases' own determinism")
-	merge := flag.Bool("merge", false, "run the snapshot-merge cases too (not in the case list until gdm has the target)")
 	flag.Parse()
 	cases := append(oracle.Cases(), oracle.Generated(*seed))
-	if *merge {
-		cases = append(cases, oracle.SnapshotMergeCases()...)
-	}
 	if err := runAll(*gdmBin, cases, *only, *self); err != nil {
 		fmt.Println("ORACLE-ERROR", err)
 		os.Exit(1)
