@@ -63,7 +63,8 @@ func init() {
 }
 
 // checkDust validates a dust line in dm's order (argument count, block
-// size, offset), with dm's words for the block size.
+// size, then the device and offset as linear checks them), with dm's
+// words for the block size.
 func checkDust(args []string, sectors uint64) ([]string, error) {
 	if err := checkArgCount("dust", args, 3); err != nil {
 		return nil, err
@@ -72,17 +73,11 @@ func checkDust(args []string, sectors uint64) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	off, err := ParseNumber(args[1])
+	devOff, err := checkLinear(args[:2:2], sectors)
 	if err != nil {
-		return nil, fmt.Errorf("offset: %w", err)
+		return nil, err
 	}
-	if _, err := sectorsToBytes(off + sectors); err != nil || off+sectors < off {
-		return nil, fmt.Errorf("offset+length: %w", ErrOverflow)
-	}
-	if args[0] == "" {
-		return nil, ErrEmptyPath
-	}
-	return []string{args[0], strconv.FormatUint(off, 10), strconv.FormatUint(blksz, 10)}, nil
+	return append(devOff, strconv.FormatUint(blksz, 10)), nil
 }
 
 // dustBlockSize parses a block size as dm's kstrtouint does (one leading
