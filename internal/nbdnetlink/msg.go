@@ -49,7 +49,7 @@ const (
 )
 
 const (
-	nlaNested = 0x8000 // NLA_F_NESTED
+	nlaNested   = 0x8000 // NLA_F_NESTED
 	nlmsgHdrLen = 16
 	genlHdrLen  = 4
 	nlaHdrLen   = 4
