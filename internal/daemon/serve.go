@@ -51,6 +51,7 @@ func Start(cfg Config, stdout io.Writer) (*Running, error) {
 	r.d.open = targets.OpenOptions{Timeout: cfg.OpenTimeout, AllowPrefixes: cfg.AllowPaths}
 	cfg.NBD.apply(r.d.nbd)
 	r.d.restore(saved)
+	r.d.reattachAll()
 	if len(saved) > 0 {
 		log.Info("restored devices", "count", len(saved), "broken", r.d.brokenCount(), "state", state.devicesDir())
 	}
@@ -158,6 +159,9 @@ func (r *Running) Shutdown() error {
 	var errs []error
 	if err := r.d.nbd.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("NBD shutdown: %w", err))
+	}
+	if err := r.d.shutdownAttached(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("NBD shutdown (attached devices): %w", err))
 	}
 	if r.metrics != nil {
 		r.metrics.Shutdown(ctx)

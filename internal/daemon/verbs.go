@@ -192,6 +192,9 @@ func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, 
 		if err == nil && m.broken.Swap(nil) != nil {
 			d.log.Info("broken device repaired", "device", name)
 		}
+		if err == nil {
+			d.resizeAttached(m)
+		}
 		return err
 	})
 }
@@ -225,6 +228,9 @@ func (d *daemon) remove(name string, force bool) error {
 
 func (d *daemon) removeLocked(m *managed, force bool) error {
 	name := m.name()
+	if err := d.detachForRemove(m, force); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	if m.conns.Load() > 0 && !force {
 		d.mu.Unlock()

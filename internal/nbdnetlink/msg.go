@@ -28,6 +28,7 @@ const (
 	attrSockets     = 7
 	attrDeadTimeout = 8
 	attrDeviceList  = 9
+	attrBackend     = 10
 
 	sockItem = 1
 	sockFD   = 1

@@ -36,6 +36,10 @@ type Config struct {
 	// DeadTimeout is how long I/O waits for a dead connection to be
 	// replaced (RECONFIGURE) before it fails; whole seconds.
 	DeadTimeout time.Duration
+	// Backend names the server side (/sys/block/nbdN/backend). Once a
+	// device has one, the kernel refuses a RECONFIGURE that does not
+	// name the same: a server cannot take over another's device.
+	Backend string
 }
 
 func (cfg Config) attrs(connect bool) attrs {
@@ -57,6 +61,9 @@ func (cfg Config) attrs(connect bool) attrs {
 	}
 	if connect && cfg.ServerFlags != 0 {
 		a = a.u64(attrServerFlags, cfg.ServerFlags)
+	}
+	if cfg.Backend != "" {
+		a = a.str(attrBackend, cfg.Backend)
 	}
 	if len(cfg.Sockets) > 0 {
 		var socks attrs
