@@ -185,7 +185,7 @@ func (d *daemon) detach(target string) (*managed, error) {
 
 // attachedName resolves a detach's target to a device name.
 func (d *daemon) attachedName(target string) (string, error) {
-	if !strings.HasPrefix(target, "/dev/") {
+	if !strings.Contains(target, "/") { // names have no slash
 		return target, nil
 	}
 	for _, m := range d.list() {
@@ -218,4 +218,24 @@ func (d *daemon) detachLocked(m *managed) error {
 	err = d.saveAround(m, func(next *deviceState) { next.Attached = nil }, func() error { m.attached.Store(nil); return nil })
 	d.log.Info("detached", "device", m.name(), "nbd", a.Device)
 	return err
+}
+
+// renameAttached moves an attached device's link to its new name. Called
+// with m.opMu held, after the rename; a failure is logged, the rename
+// stands (the kernel device is the same).
+func (d *daemon) renameAttached(m *managed, old string) {
+	a := m.attached.Load()
+	if a == nil {
+		return
+	}
+	next := *a
+	link, err := d.att.links.set(m.name(), a.Device)
+	if err != nil {
+		d.log.Warn("attached device renamed without a link", "device", m.name(), "err", err)
+	}
+	d.att.links.drop(old, a.Device)
+	next.Link = link
+	if err := d.saveAround(m, func(st *deviceState) { st.Attached = &next }, func() error { m.attached.Store(&next); return nil }); err != nil {
+		d.log.Error("saving an attached device's link", "device", m.name(), "err", err)
+	}
 }

@@ -169,3 +169,27 @@ func TestAttachRefusesForeignLink(t *testing.T) {
 		t.Fatalf("the foreign link was changed to %q", target)
 	}
 }
+
+// A rename moves the link; the kernel device stays as it is.
+func TestRenameMovesLink(t *testing.T) {
+	k := &fakeKernel{}
+	links := useFakeKernel(t, k)
+	td := startTestDaemon(t, "")
+	attachedDevice(t, td)
+	td.ok(t, "rename", "d", "e")
+	if _, err := os.Lstat(filepath.Join(links, "d")); !os.IsNotExist(err) {
+		t.Fatalf("old link: %v", err)
+	}
+	if target, err := os.Readlink(filepath.Join(links, "e")); err != nil || target != "/dev/nbd0" {
+		t.Fatalf("new link: %q, %v", target, err)
+	}
+	if i := td.info(t, "e"); i.Attached == nil || i.Attached.Link != filepath.Join(links, "e") {
+		t.Fatalf("info: %+v", i.Attached)
+	}
+	if err := td.detach("/dev/gdm-nope"); err == nil {
+		t.Fatal("detach of an unknown path succeeded")
+	}
+	if err := td.detach(filepath.Join(links, "e")); err != nil {
+		t.Fatalf("detach by link: %v", err)
+	}
+}

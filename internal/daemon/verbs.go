@@ -272,7 +272,7 @@ func (d *daemon) rename(old, new string) (*managed, error) {
 		defer d.unreserve(new, "")
 		// Connections keep their Export, so they are not disturbed; the
 		// device's errors and log lines name it anew.
-		return d.saveAround(m, func(next *deviceState) { next.Name = new }, func() error {
+		err := d.saveAround(m, func(next *deviceState) { next.Name = new }, func() error {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			delete(d.devices, old)
@@ -280,5 +280,9 @@ func (d *daemon) rename(old, new string) (*managed, error) {
 			m.dev.Rename(new)
 			return nil
 		})
+		if err == nil {
+			d.renameAttached(m, old)
+		}
+		return err
 	})
 }
