@@ -1,6 +1,7 @@
 package nbdnetlink
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,7 +28,9 @@ type Conn struct {
 
 // Open opens the socket and resolves the family. A kernel without the nbd
 // driver answers ErrNoDriver.
-func Open() (*Conn, error) {
+func Open() (*Conn, error) { return openFamily("nbd") }
+
+func openFamily(name string) (*Conn, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
 	if err != nil {
 		return nil, fmt.Errorf("nbdnetlink: socket: %w", err)
@@ -44,7 +47,7 @@ func Open() (*Conn, error) {
 		return nil, fmt.Errorf("nbdnetlink: %w", err)
 	}
 	c := &Conn{fd: fd}
-	reply, err := c.request(ctrlID, ctrlCmdGetFamily, ctrlVersion, attrs(nil).str(ctrlAttrFamilyName, "nbd"))
+	reply, err := c.request(ctrlID, ctrlCmdGetFamily, ctrlVersion, attrs(nil).str(ctrlAttrFamilyName, name))
 	if errors.Is(err, unix.ENOENT) {
 		err = ErrNoDriver
 	}
@@ -124,7 +127,8 @@ func (c *Conn) absorb(b []byte, reply *map[uint16][]byte) (done bool, err error)
 			if len(body) < genlHdrLen {
 				return false, errShort
 			}
-			a, err := parseAttrs(body[genlHdrLen:])
+			// A copy: the caller's buffer takes the next datagram (the ack).
+			a, err := parseAttrs(bytes.Clone(body[genlHdrLen:]))
 			if err != nil {
 				return false, err
 			}

@@ -74,11 +74,16 @@ func TestAbsorbReplies(t *testing.T) {
 	reply := message(0x1c, 0, 4, cmdConnect, 1, attrs(nil).u32(attrIndex, 6))
 	stale := message(0x1c, 0, 3, cmdConnect, 1, attrs(nil).u32(attrIndex, 9))
 	var got map[uint16][]byte
-	if done, err := c.absorb(append(stale, reply...), &got); done || err != nil {
+	buf := append(stale, reply...)
+	if done, err := c.absorb(buf, &got); done || err != nil {
 		t.Fatalf("reply: done %v err %v", done, err)
 	}
 	if v := binary.NativeEndian.Uint32(got[attrIndex]); v != 6 {
 		t.Fatalf("index %d, want 6 (a stale reply must be skipped)", v)
+	}
+	clear(buf) // the buffer takes the next datagram
+	if v := binary.NativeEndian.Uint32(got[attrIndex]); v != 6 {
+		t.Fatalf("index %d after the buffer's reuse: the reply must be copied", v)
 	}
 	if done, err := c.absorb(ack(4, 0), &got); !done || err != nil {
 		t.Fatalf("ack: done %v err %v", done, err)
@@ -86,7 +91,7 @@ func TestAbsorbReplies(t *testing.T) {
 	if _, err := c.absorb(ack(4, -int32(unix.EBUSY)), &got); !errors.Is(err, unix.EBUSY) {
 		t.Fatalf("negative ack: %v", err)
 	}
-	if _, err := c.absorb(reply[:20], &got); err == nil {
+	if _, err := c.absorb(message(0x1c, 0, 4, cmdConnect, 1, attrs(nil).u32(attrIndex, 6))[:20], &got); err == nil {
 		t.Fatal("a truncated message was accepted")
 	}
 }
@@ -124,5 +129,18 @@ func TestOpenWithoutDriver(t *testing.T) {
 	}
 	if !errors.Is(err, ErrNoDriver) {
 		t.Fatalf("Open without the driver: %v, want ErrNoDriver", err)
+	}
+}
+
+// The request path against the running kernel: generic netlink's own
+// controller family is always there, with its fixed id.
+func TestResolveControllerFamily(t *testing.T) {
+	c, err := openFamily("nlctrl")
+	if err != nil {
+		t.Skipf("no generic netlink here: %v", err)
+	}
+	defer c.Close()
+	if c.family != ctrlID {
+		t.Fatalf("nlctrl resolved to %d, want %d", c.family, ctrlID)
 	}
 }
