@@ -44,7 +44,10 @@ var (
 
 func newAttacher(d *daemon) *attacher {
 	return &attacher{
-		srv:    &nbdserver.Server{Exports: attachExports{d}, Log: d.log.With("component", "nbd-attach")},
+		// Every pair looks like one client: the per-client bound would
+		// cap the kernel's connections over all attached devices.
+		srv: &nbdserver.Server{Exports: attachExports{d}, Log: d.log.With("component", "nbd-attach"),
+			MaxConnsPerClient: -1},
 		open:   openKernel,
 		links:  linkDir{path: linkPath},
 		pairs:  newPairListener(),

@@ -193,3 +193,21 @@ func TestRenameMovesLink(t *testing.T) {
 		t.Fatalf("detach by link: %v", err)
 	}
 }
+
+// More kernel connections than one client may hold on the shared server:
+// the attach server does not count them per client.
+func TestAttachManyConnections(t *testing.T) {
+	k := &fakeKernel{}
+	useFakeKernel(t, k)
+	td := startTestDaemon(t, "")
+	for _, name := range []string{"a", "b", "c"} {
+		f := testkit.Sparse(t, td.dir, name+".img", 1<<20)
+		td.ok(t, "create", name, "--table", "0 2048 linear "+f+" 0")
+		if _, err := td.attach(name, controlapi.AttachReq{Connections: 64}); err != nil {
+			t.Fatalf("attach %s: %v", name, err)
+		}
+	}
+	if e, _, err := k.dev(2).conns[63].do(0, 0, 512, nil); e != 0 || err != nil {
+		t.Fatalf("read on the 192nd connection: errno %d, %v", e, err)
+	}
+}

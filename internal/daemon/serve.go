@@ -183,6 +183,7 @@ func (r *Running) Shutdown() error {
 // abort closes whatever startServer opened before it failed.
 func (r *Running) abort() {
 	r.d.nbd.Close()
+	r.d.att.srv.Close()
 	if r.control != nil {
 		r.control.Close()
 	}

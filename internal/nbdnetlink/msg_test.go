@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,5 +143,16 @@ func TestResolveControllerFamily(t *testing.T) {
 	defer c.Close()
 	if c.family != ctrlID {
 		t.Fatalf("nlctrl resolved to %d, want %d", c.family, ctrlID)
+	}
+}
+
+// Without CAP_SYS_ADMIN the kernel answers EPERM: the error says root.
+func TestExplainPermission(t *testing.T) {
+	err := explain("connect", unix.EPERM)
+	if !errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "needs root") {
+		t.Fatalf("EPERM: %v", err)
+	}
+	if err := explain("connect", unix.EBUSY); !errors.Is(err, unix.EBUSY) {
+		t.Fatalf("EBUSY lost: %v", err)
 	}
 }
