@@ -211,3 +211,32 @@ func TestAttachManyConnections(t *testing.T) {
 		t.Fatalf("read on the 192nd connection: errno %d, %v", e, err)
 	}
 }
+
+// The options reach the kernel: the index asked for, read-only in the
+// server flags, the timeouts in whole seconds; bad ones are refused.
+func TestAttachOptions(t *testing.T) {
+	k := &fakeKernel{}
+	useFakeKernel(t, k)
+	td := startTestDaemon(t, "")
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
+	td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
+	five := 5
+	info, err := td.attach("d", controlapi.AttachReq{Index: &five, ReadOnly: true, TimeoutSeconds: 7})
+	if err != nil || info.Attached.Device != "/dev/nbd5" {
+		t.Fatalf("attach --index 5: %+v, %v", info.Attached, err)
+	}
+	cfg := k.dev(5).cfg
+	if cfg.ServerFlags&nbdnetlink.FlagReadOnly == 0 || cfg.Timeout != 7*time.Second || cfg.DeadTimeout != defaultDeadTimeout*time.Second {
+		t.Fatalf("kernel got %+v", cfg)
+	}
+	if len(k.dev(5).conns) != defaultAttachConns {
+		t.Fatalf("%d connections by default", len(k.dev(5).conns))
+	}
+	td.ok(t, "create", "e", "--table", "0 2048 zero")
+	if _, err := td.attach("e", controlapi.AttachReq{Index: &five}); err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("attach to a device in use: %v", err)
+	}
+	if _, err := td.attach("e", controlapi.AttachReq{Connections: 65}); err == nil {
+		t.Fatal("65 connections accepted")
+	}
+}
