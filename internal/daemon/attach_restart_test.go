@@ -98,3 +98,36 @@ func TestResizeReachesAttached(t *testing.T) {
 		t.Fatal("a read past the end succeeded")
 	}
 }
+
+// A device broken at restart keeps its attachment; the load and resume
+// that repair it reconnect the kernel (within its dead timeout).
+func TestRepairReconnectsAttached(t *testing.T) {
+	k := &fakeKernel{}
+	useFakeKernel(t, k)
+	dir := t.TempDir()
+	td := startTestDaemon(t, dir)
+	_, a := attachedDevice(t, td)
+	td.Shutdown()
+	if err := os.Rename(a, a+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	td = startTestDaemon(t, dir)
+	if i := td.info(t, "d"); i.State != "BROKEN" || i.Attached == nil {
+		t.Fatalf("after restart: %s, attached %+v", i.State, i.Attached)
+	}
+	if len(k.reconfigs) != 0 {
+		t.Fatalf("a broken device was reconnected: %+v", k.reconfigs)
+	}
+	td.ok(t, "load", "d", "--table", "0 2048 linear "+a+".moved 0")
+	td.ok(t, "resume", "d")
+	if len(k.reconfigs) != 1 || len(k.dev(0).conns) != 4 {
+		t.Fatalf("after the repair: %d reconfigures, %d connections", len(k.reconfigs), len(k.dev(0).conns))
+	}
+	if e, _, err := k.dev(0).conns[0].do(0, 0, 512, nil); e != 0 || err != nil {
+		t.Fatalf("read after the repair: errno %d, %v", e, err)
+	}
+	td.ok(t, "resume", "d") // connected: nothing more to do
+	if len(k.reconfigs) != 1 {
+		t.Fatalf("a connected device was reconnected again: %d reconfigures", len(k.reconfigs))
+	}
+}

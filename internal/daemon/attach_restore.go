@@ -79,6 +79,19 @@ func (d *daemon) detachForRemove(m *managed, force bool) error {
 	return d.detachLocked(m)
 }
 
+// afterResume brings an attached device's kernel side up to date: a
+// device that was broken at start (its connections not made again) gets
+// them now, within the kernel's dead timeout; a new size is told to the
+// kernel. Called with m.opMu held.
+func (d *daemon) afterResume(m *managed) {
+	if a := m.attached.Load(); a != nil && !d.att.connected(a.Index) {
+		if err := d.reattach(m); err != nil {
+			d.log.Error("cannot reconnect an attached device", "device", m.name(), "err", err)
+		}
+	}
+	d.resizeAttached(m)
+}
+
 // resizeAttached tells the kernel the device's new size after a resume
 // changed it, so that a filesystem on it can grow. Called with m.opMu
 // held; a failure is logged, the resume stands.
@@ -120,6 +133,21 @@ func (a *attacher) track(index int, ends []*kernelEnd) {
 	for _, e := range ends {
 		a.served[index] = append(a.served[index], e.served)
 	}
+}
+
+// connected says whether the server still serves a connection of the
+// attachment at index.
+func (a *attacher) connected(index int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.served[index] {
+		select {
+		case <-c:
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 // awaitServed waits (bounded) until the server has closed every

@@ -193,7 +193,7 @@ func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, 
 			d.log.Info("broken device repaired", "device", name)
 		}
 		if err == nil {
-			d.resizeAttached(m)
+			d.afterResume(m)
 		}
 		return err
 	})
