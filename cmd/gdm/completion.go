@@ -49,7 +49,7 @@ compdef _gdm gdm
 )
 
 // deviceVerbs take an existing device's name as their first argument.
-var deviceVerbs = map[string]bool{"clear": true, "info": true, "load": true, "reload": true, "message": true,
+var deviceVerbs = map[string]bool{"attach": true, "detach": true, "clear": true, "info": true, "load": true, "reload": true, "message": true,
 	"remove": true, "rename": true, "resume": true, "status": true, "suspend": true, "table": true}
 
 func runCompletion(args []string, _ io.Reader, stdout io.Writer) error {

@@ -68,4 +68,10 @@ func printInfo(w io.Writer, i controlapi.DeviceInfo, k int) {
 	if i.Broken != "" {
 		fmt.Fprintf(w, "Broken:            %s\n", i.Broken)
 	}
+	if a := i.Attached; a != nil {
+		fmt.Fprintf(w, "Attached:          %s (%d connections, timeout %ds, dead timeout %ds)\n", a.Device, a.Connections, a.TimeoutSeconds, a.DeadTimeoutSeconds)
+		if a.Link != "" {
+			fmt.Fprintf(w, "Link:              %s\n", a.Link)
+		}
+	}
 }

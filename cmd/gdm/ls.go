@@ -34,7 +34,11 @@ func runLs(args []string, _ io.Reader, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "No devices found")
 	}
 	for _, d := range all {
-		fmt.Fprintf(stdout, "%s\t(%d sectors, %s)\n", d.Name, d.Sectors, d.State)
+		fmt.Fprintf(stdout, "%s\t(%d sectors, %s)", d.Name, d.Sectors, d.State)
+		if d.Attached != nil {
+			fmt.Fprintf(stdout, "\t%s", d.Attached.Device)
+		}
+		fmt.Fprintln(stdout)
 		if d.Broken != "" {
 			fmt.Fprintf(stdout, "\t%s\n", d.Broken)
 		}

@@ -26,6 +26,8 @@ type DeviceInfo struct {
 	Holders         int64  `json:"holders"`
 	SizeBytes       int64  `json:"size_bytes"`
 	Sectors         uint64 `json:"sectors"`
+
+	Attached *Attachment `json:"attached,omitempty"` // its kernel NBD device (gdm attach), if any
 }
 
 // StatusLine is one target of `gdm status`.

@@ -22,7 +22,7 @@ func (d *daemon) infoOf(m *managed) controlapi.DeviceInfo {
 	i := controlapi.DeviceInfo{
 		Name: m.name(), UUID: m.uuid, State: "ACTIVE", ReadOnly: m.dev.ReadOnly(),
 		OpenConnections: m.conns.Load(), InactiveTable: m.dev.HasInactive(),
-		EventNumber: st.Events.Load(), Generation: st.Generation.Load(),
+		EventNumber: st.Events.Load(), Generation: st.Generation.Load(), Attached: m.attached.Load(),
 	}
 	if m.dev.Suspended() {
 		i.State = "SUSPENDED"
@@ -45,6 +45,7 @@ func (d *daemon) apiHandler() http.Handler {
 	mux := http.NewServeMux()
 	d.queryRoutes(mux)
 	d.verbRoutes(mux)
+	d.attachRoutes(mux)
 	return mux
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/gdm-project/gdm/internal/controlapi"
 	"github.com/gdm-project/gdm/pkg/nbdserver"
 	"github.com/gdm-project/gdm/pkg/table"
 	"github.com/gdm-project/gdm/pkg/targets"
@@ -49,6 +50,7 @@ type daemon struct {
 	open targets.OpenOptions
 	// retired keeps the drain waits of devices that are gone.
 	retired drainRetired
+	att     *attacher // gdm attach: the kernel's NBD devices
 
 	mu      sync.Mutex          // guards devices, uuids and reserved
 	devices map[string]*managed // by name
@@ -76,17 +78,22 @@ type managed struct {
 	// is fine); written under opMu. A broken device has no tables open;
 	// load + resume repair it, remove removes it.
 	broken atomic.Pointer[string]
+	// attached is its kernel NBD device (saved.Attached, readable
+	// without opMu by ls and info); written under opMu.
+	attached atomic.Pointer[controlapi.Attachment]
 }
 
 func newDaemon(log *slog.Logger, state *stateStore, timed bool) *daemon {
 	d := &daemon{log: log, state: state, timed: timed, devices: map[string]*managed{}, uuids: map[string][]*managed{}, reserved: map[string]bool{}}
 	d.nbd = &nbdserver.Server{Exports: d, Log: log.With("component", "nbd")}
+	d.att = newAttacher(d)
 	return d
 }
 
 func (d *daemon) newManaged(st deviceState) *managed {
 	m := &managed{id: st.ID, uuid: st.UUID, dev: d.newDevice(st), saved: st}
 	m.exp = &deviceExport{Device: m.dev}
+	m.attached.Store(st.Attached)
 	return m
 }
 

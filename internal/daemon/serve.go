@@ -59,6 +59,7 @@ func Start(cfg Config, stdout io.Writer) (*Running, error) {
 		r.d.nbd.TLS, r.d.nbd.TLSRequired = r.tls.serverConfig(), cfg.TLS.Mode == TLSRequire
 	}
 	r.d.restore(saved)
+	r.d.reattachAll()
 	if len(saved) > 0 {
 		log.Info("restored devices", "count", len(saved), "broken", r.d.brokenCount(), "state", state.devicesDir())
 	}
@@ -173,6 +174,9 @@ func (r *Running) Shutdown() error {
 	if err := r.d.nbd.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("NBD shutdown: %w", err))
 	}
+	if err := r.d.shutdownAttached(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("NBD shutdown (attached devices): %w", err))
+	}
 	if r.metrics != nil {
 		r.metrics.Shutdown(ctx)
 	}
@@ -193,6 +197,7 @@ func (r *Running) Shutdown() error {
 // abort closes whatever startServer opened before it failed.
 func (r *Running) abort() {
 	r.d.nbd.Close()
+	r.d.att.srv.Close()
 	if r.control != nil {
 		r.control.Close()
 	}

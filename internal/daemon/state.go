@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/gdm-project/gdm/internal/controlapi"
 	"github.com/gdm-project/gdm/pkg/targets"
 )
 
@@ -38,6 +39,9 @@ type deviceState struct {
 	// comes up broken.
 	LiveIdentities     map[string]targets.Identity `json:"live_identities,omitempty"`
 	InactiveIdentities map[string]targets.Identity `json:"inactive_identities,omitempty"`
+	// Attached is the kernel NBD device it is attached as (attach.go),
+	// reconnected at restart.
+	Attached *controlapi.Attachment `json:"attached,omitempty"`
 }
 
 // legacyDoc is the single state.json of gdm before per-device files.

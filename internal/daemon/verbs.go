@@ -192,6 +192,9 @@ func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, 
 		if err == nil && m.broken.Swap(nil) != nil {
 			d.log.Info("broken device repaired", "device", name)
 		}
+		if err == nil {
+			d.afterResume(m)
+		}
 		return err
 	})
 }
@@ -225,6 +228,9 @@ func (d *daemon) remove(name string, force bool) error {
 
 func (d *daemon) removeLocked(m *managed, force bool) error {
 	name := m.name()
+	if err := d.detachForRemove(m, force); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	if m.conns.Load() > 0 && !force {
 		d.mu.Unlock()
@@ -266,7 +272,7 @@ func (d *daemon) rename(old, new string) (*managed, error) {
 		defer d.unreserve(new, "")
 		// Connections keep their Export, so they are not disturbed; the
 		// device's errors and log lines name it anew.
-		return d.saveAround(m, func(next *deviceState) { next.Name = new }, func() error {
+		err := d.saveAround(m, func(next *deviceState) { next.Name = new }, func() error {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			delete(d.devices, old)
@@ -274,5 +280,9 @@ func (d *daemon) rename(old, new string) (*managed, error) {
 			m.dev.Rename(new)
 			return nil
 		})
+		if err == nil {
+			d.renameAttached(m, old)
+		}
+		return err
 	})
 }

@@ -1,0 +1,133 @@
+package daemon
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// At restart the daemon reconnects an attached device with RECONFIGURE:
+// the same index and backend, as many new connections, over which the
+// kernel's I/O reaches the table again.
+func TestRestartReconnectsAttached(t *testing.T) {
+	k := &fakeKernel{}
+	links := useFakeKernel(t, k)
+	dir := t.TempDir()
+	td := startTestDaemon(t, dir)
+	info, _ := attachedDevice(t, td)
+	old := k.dev(0).conns
+	td.Shutdown()
+	for _, c := range old { // the kernel sees its connections end
+		if _, _, err := c.do(0, 0, 512, nil); err == nil {
+			t.Fatal("a connection outlived the daemon")
+		}
+	}
+	os.Remove(filepath.Join(links, "d")) // as a reboot-less /dev would keep it, or not
+	td = startTestDaemon(t, dir)
+	if len(k.reconfigs) != 1 {
+		t.Fatalf("%d reconfigures, want 1", len(k.reconfigs))
+	}
+	rc := k.reconfigs[0]
+	if rc.Index != 0 || rc.Backend != info.Attached.Backend || rc.DeadTimeout.Seconds() != 60 {
+		t.Fatalf("reconfigure %+v", rc)
+	}
+	conns := k.dev(0).conns
+	if len(conns) != 4 {
+		t.Fatalf("%d new connections, want 4", len(conns))
+	}
+	data := bytes.Repeat([]byte("r"), 512)
+	if e, _, err := conns[0].do(1, 0, 512, data); e != 0 || err != nil {
+		t.Fatalf("write after restart: errno %d, %v", e, err)
+	}
+	if e, got, err := conns[2].do(0, 0, 512, nil); e != 0 || err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read after restart: errno %d, %v", e, err)
+	}
+	if target, err := os.Readlink(filepath.Join(links, "d")); err != nil || target != "/dev/nbd0" {
+		t.Fatalf("link after restart: %q, %v", target, err)
+	}
+	if i := td.info(t, "d"); i.Attached == nil || i.Attached.Device != "/dev/nbd0" {
+		t.Fatalf("info after restart: %+v", i.Attached)
+	}
+}
+
+// A kernel that no longer has the device (it gave up after the dead
+// timeout, or rebooted) refuses RECONFIGURE: the attachment is forgotten.
+func TestRestartForgetsAttachmentTheKernelDropped(t *testing.T) {
+	k := &fakeKernel{}
+	links := useFakeKernel(t, k)
+	dir := t.TempDir()
+	td := startTestDaemon(t, dir)
+	attachedDevice(t, td)
+	td.Shutdown()
+	k.devs = map[int]*fakeNBD{}
+	td = startTestDaemon(t, dir)
+	if i := td.info(t, "d"); i.Attached != nil {
+		t.Fatalf("attachment kept: %+v", i.Attached)
+	}
+	if _, err := os.Lstat(filepath.Join(links, "d")); !os.IsNotExist(err) {
+		t.Fatalf("link kept: %v", err)
+	}
+	td.Shutdown()
+	td = startTestDaemon(t, dir)
+	if i := td.info(t, "d"); i.Attached != nil {
+		t.Fatalf("attachment back after a second restart: %+v", i.Attached)
+	}
+}
+
+// A resume that grows the device tells the kernel the new size, and the
+// kernel's connections reach the new end (they negotiated no size of
+// their own).
+func TestResizeReachesAttached(t *testing.T) {
+	k := &fakeKernel{}
+	useFakeKernel(t, k)
+	td := startTestDaemon(t, "")
+	_, a := attachedDevice(t, td)
+	td.ok(t, "load", "d", "--table", "0 8192 linear "+a+" 0")
+	td.ok(t, "resume", "d")
+	if got := k.dev(0).cfg.SizeBytes; got != 8192*512 {
+		t.Fatalf("kernel size %d, want %d", got, 8192*512)
+	}
+	if i := td.info(t, "d"); i.Attached.SizeBytes != 8192*512 {
+		t.Fatalf("recorded size %d", i.Attached.SizeBytes)
+	}
+	if e, _, err := k.dev(0).conns[1].do(1, 8191*512, 512, make([]byte, 512)); e != 0 || err != nil {
+		t.Fatalf("write at the new end over an old connection: errno %d, %v", e, err)
+	}
+	if e, _, _ := k.dev(0).conns[1].do(0, 8192*512, 512, nil); e == 0 {
+		t.Fatal("a read past the end succeeded")
+	}
+}
+
+// A device broken at restart keeps its attachment; the load and resume
+// that repair it reconnect the kernel (within its dead timeout).
+func TestRepairReconnectsAttached(t *testing.T) {
+	k := &fakeKernel{}
+	useFakeKernel(t, k)
+	dir := t.TempDir()
+	td := startTestDaemon(t, dir)
+	_, a := attachedDevice(t, td)
+	td.Shutdown()
+	if err := os.Rename(a, a+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	td = startTestDaemon(t, dir)
+	if i := td.info(t, "d"); i.State != "BROKEN" || i.Attached == nil {
+		t.Fatalf("after restart: %s, attached %+v", i.State, i.Attached)
+	}
+	if len(k.reconfigs) != 0 {
+		t.Fatalf("a broken device was reconnected: %+v", k.reconfigs)
+	}
+	td.ok(t, "load", "d", "--table", "0 2048 linear "+a+".moved 0")
+	td.ok(t, "resume", "d")
+	if len(k.reconfigs) != 1 || len(k.dev(0).conns) != 4 {
+		t.Fatalf("after the repair: %d reconfigures, %d connections", len(k.reconfigs), len(k.dev(0).conns))
+	}
+	if e, _, err := k.dev(0).conns[0].do(0, 0, 512, nil); e != 0 || err != nil {
+		t.Fatalf("read after the repair: errno %d, %v", e, err)
+	}
+	td.ok(t, "resume", "d") // connected: nothing more to do
+	if len(k.reconfigs) != 1 {
+		t.Fatalf("a connected device was reconnected again: %d reconfigures", len(k.reconfigs))
+	}
+}

@@ -1,0 +1,170 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/nbdnetlink"
+	"golang.org/x/sys/unix"
+)
+
+// servedWait bounds a detach's wait for the server to let go of the
+// kernel's connections once the kernel has disconnected them.
+const servedWait = 10 * time.Second
+
+// reattachAll runs at start, before any listener opens: each device the
+// state says is attached gets new connections with RECONFIGURE, which the
+// kernel takes in place of the dead ones of the daemon that ran before
+// (within its dead-connection timeout, I/O waits for them).
+func (d *daemon) reattachAll() {
+	for _, m := range d.list() {
+		if m.attached.Load() == nil {
+			continue
+		}
+		m.opMu.Lock()
+		if err := d.reattach(m); err != nil {
+			d.log.Error("cannot reconnect an attached device", "device", m.name(), "err", err)
+		}
+		m.opMu.Unlock()
+	}
+}
+
+// reattach reconnects one device. A kernel that no longer has the device
+// configured (it gave up after the dead timeout, or rebooted) or that
+// has it configured for another backend refuses with EINVAL: the
+// attachment is then forgotten. Called with m.opMu held.
+func (d *daemon) reattach(m *managed) error {
+	a := m.attached.Load()
+	if reason := m.broken.Load(); reason != nil {
+		return fmt.Errorf("%w: %s (attachment kept; load and resume the device, then restart or detach)", errBroken, *reason)
+	}
+	k, err := d.att.open()
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	ends, err := d.pairsFor().dialN(m.name(), a.Connections)
+	if err != nil {
+		return err
+	}
+	defer closeEnds(ends)
+	err = k.Reconfigure(kernelConfig(a, ends))
+	if errors.Is(err, unix.EINVAL) {
+		d.log.Warn("the kernel no longer has this attachment; forgetting it", "device", m.name(), "nbd", a.Device, "err", err)
+		d.att.links.drop(m.name(), a.Device)
+		return d.saveAround(m, func(next *deviceState) { next.Attached = nil }, func() error { m.attached.Store(nil); return nil })
+	}
+	if err != nil {
+		return err
+	}
+	d.att.track(a.Index, ends)
+	if _, err := d.att.links.set(m.name(), a.Device); err != nil {
+		d.log.Warn("attached device has no link", "device", m.name(), "err", err)
+	}
+	d.log.Info("reconnected an attached device", "device", m.name(), "nbd", a.Device, "connections", len(ends))
+	return nil
+}
+
+// detachForRemove refuses to remove an attached device, or with force
+// detaches it first. Called with m.opMu held.
+func (d *daemon) detachForRemove(m *managed, force bool) error {
+	a := m.attached.Load()
+	switch {
+	case a == nil:
+		return nil
+	case !force:
+		return fmt.Errorf("%w: attached as %s (gdm detach it first, or remove --force)", errBusy, a.Device)
+	}
+	return d.detachLocked(m)
+}
+
+// afterResume brings an attached device's kernel side up to date: a
+// device that was broken at start (its connections not made again) gets
+// them now, within the kernel's dead timeout; a new size is told to the
+// kernel. Called with m.opMu held.
+func (d *daemon) afterResume(m *managed) {
+	if a := m.attached.Load(); a != nil && !d.att.connected(a.Index) {
+		if err := d.reattach(m); err != nil {
+			d.log.Error("cannot reconnect an attached device", "device", m.name(), "err", err)
+		}
+	}
+	d.resizeAttached(m)
+}
+
+// resizeAttached tells the kernel the device's new size after a resume
+// changed it, so that a filesystem on it can grow. Called with m.opMu
+// held; a failure is logged, the resume stands.
+func (d *daemon) resizeAttached(m *managed) {
+	a := m.attached.Load()
+	size := m.dev.Size()
+	if a == nil || size == a.SizeBytes {
+		return
+	}
+	err := d.withKernel(func(k nbdKernel) error {
+		return k.Reconfigure(nbdnetlink.Config{Index: a.Index, SizeBytes: uint64(size), Backend: a.Backend})
+	})
+	if err != nil {
+		d.log.Error("the kernel keeps the old size of an attached device", "device", m.name(), "nbd", a.Device, "err", err)
+		return
+	}
+	next := *a
+	next.SizeBytes = size
+	if err := d.saveAround(m, func(st *deviceState) { st.Attached = &next }, func() error { m.attached.Store(&next); return nil }); err != nil {
+		d.log.Error("saving an attached device's size", "device", m.name(), "err", err)
+	}
+	d.log.Info("attached device resized", "device", m.name(), "nbd", a.Device, "bytes", size)
+}
+
+func (d *daemon) withKernel(f func(k nbdKernel) error) error {
+	k, err := d.att.open()
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	return f(k)
+}
+
+// track remembers when the server lets go of each of an attachment's
+// connections.
+func (a *attacher) track(index int, ends []*kernelEnd) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range ends {
+		a.served[index] = append(a.served[index], e.served)
+	}
+}
+
+// connected says whether the server still serves a connection of the
+// attachment at index.
+func (a *attacher) connected(index int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range a.served[index] {
+		select {
+		case <-c:
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// awaitServed waits (bounded) until the server has closed every
+// connection of the attachment at index.
+func (a *attacher) awaitServed(index int) error {
+	a.mu.Lock()
+	chans := a.served[index]
+	delete(a.served, index)
+	a.mu.Unlock()
+	timer := time.NewTimer(servedWait)
+	defer timer.Stop()
+	for _, c := range chans {
+		select {
+		case <-c:
+		case <-timer.C:
+			return fmt.Errorf("the kernel disconnected, but its connections are still open after %v", servedWait)
+		}
+	}
+	return nil
+}
