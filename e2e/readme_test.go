@@ -56,6 +56,14 @@ func TestReadmeCommands(t *testing.T) {
 			seen["test"] = true
 		case markers[i] == "walkthrough":
 			seen["walkthrough"] = true
+		case markers[i] == "attach":
+			// Run inside the VM by TestAttachGuest (attach-guest.sh).
+			guest, _ := os.ReadFile("attach-guest.sh")
+			for _, line := range strings.Split(cmd, "\n") {
+				if !bytes.Contains(guest, []byte(line)) {
+					t.Errorf("README command %q is not run by attach-guest.sh", line)
+				}
+			}
 		case strings.HasPrefix(cmd, "nbd-client "):
 			// Run inside the VM by TestKernelClient (vm_test.go).
 			vm, _ := os.ReadFile("vm_test.go")

@@ -178,7 +178,8 @@ func fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, errExists), errors.Is(err, errBusy), errors.Is(err, errUUIDInUse), errors.Is(err, errBroken):
 		code = http.StatusConflict
 	case errors.As(err, &le), errors.Is(err, errBadName), errors.Is(err, errBadUUID), errors.Is(err, errNoTable),
-		errors.Is(err, table.ErrEmpty), errors.Is(err, table.ErrNoTable), errors.Is(err, targets.ErrDeviceTooSmall):
+		errors.Is(err, table.ErrEmpty), errors.Is(err, table.ErrNoTable), errors.Is(err, targets.ErrDeviceTooSmall),
+		errors.Is(err, errBadAttach):
 		code = http.StatusUnprocessableEntity
 	case errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusGatewayTimeout

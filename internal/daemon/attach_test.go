@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -74,6 +77,15 @@ func TestAttachConnectsTheKernel(t *testing.T) {
 	}
 	if _, err := td.attach("d", controlapi.AttachReq{}); err == nil || !strings.Contains(err.Error(), "already attached as /dev/nbd0") {
 		t.Fatalf("second attach: %v", err)
+	}
+	resp, err := http.Get("http://" + td.addrs["metrics"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(scrape, []byte("\ngdm_nbd_attached_connections 4\n")) {
+		t.Fatal("the scrape does not count the kernel's 4 connections")
 	}
 }
 
@@ -238,5 +250,25 @@ func TestAttachOptions(t *testing.T) {
 	}
 	if _, err := td.attach("e", controlapi.AttachReq{Connections: 65}); err == nil {
 		t.Fatal("65 connections accepted")
+	}
+}
+
+// A bad attach request is the client's mistake: 422 with the reason, not
+// a server error.
+func TestBadAttachIsUnprocessable(t *testing.T) {
+	useFakeKernel(t, &fakeKernel{})
+	td := startTestDaemon(t, "")
+	td.ok(t, "create", "d", "--table", "0 2048 zero")
+	hc := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", td.control)
+	}}}
+	resp, err := hc.Post("http://gdm/v1/devices/d/attach", "application/json", strings.NewReader(`{"connections": 65}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), "connections must be 1 to") {
+		t.Fatalf("65 connections: %d %s", resp.StatusCode, body)
 	}
 }

@@ -65,6 +65,8 @@ var (
 	descPipes      = prometheus.NewDesc("gdm_nbd_pipes", "Pipes open for spliced reads (bounded by --nbd-max-pipes).", nil, nil)
 	descPipesRef   = prometheus.NewDesc("gdm_nbd_pipe_limit_fallbacks_total", "Reads copied rather than spliced because --nbd-max-pipes pipes were open.", nil, nil)
 	descMemRel     = prometheus.NewDesc("gdm_nbd_memory_releases_total", "Times memory was given back to the OS after a burst of requests ended.", nil, nil)
+	descAttConns   = prometheus.NewDesc("gdm_nbd_attached_connections", "Connections of the kernel's NBD devices that gdm attach made (served apart from the listeners).", nil, nil)
+	descAttPanics  = prometheus.NewDesc("gdm_nbd_attached_connection_panics_total", "Panics outside a request that ended one of those connections.", nil, nil)
 	descTLS        = prometheus.NewDesc("gdm_nbd_tls_sessions_total", "NBD connections that started TLS (STARTTLS).", nil, nil)
 	descSpins      = prometheus.NewDesc("gdm_nbd_read_spins_total", "TCP reads that spun on an empty socket before parking, by result: found (a request came) or parked.", []string{"result"}, nil)
 )
@@ -78,7 +80,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
 		descSize, descSuspended, descReadOnly, descBroken, descBadStates, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
-		descFaults, descFaultDelay, descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins, descTLS,
+		descFaults, descFaultDelay, descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descSpins, descTLS, descAttConns, descAttPanics,
 		descConnPanics, descRefused, descDropped, descOpenConns, descInFlightB, descInFlightW, descInFlightDW, descPipes, descPipesRef, descMemRel} {
 		ch <- d
 	}
@@ -151,6 +153,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(ch, descOpenConns, float64(g.Conns))
 	gauge(ch, descInFlightB, float64(g.InFlightBytes))
 	gauge(ch, descPipes, float64(g.Pipes))
+	as := c.d.att.srv
+	gauge(ch, descAttConns, float64(as.Gauges().Conns))
+	counter(ch, descAttPanics, as.Stats().ConnPanics.Load())
 }
 
 // collectDevice sends one device's series. Their number is bounded (see
