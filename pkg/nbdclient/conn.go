@@ -213,6 +213,11 @@ func (c *conn) forget(cl *call) {
 func (c *conn) send(ctx context.Context, req *request, payload []byte) (sent bool, err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.sendLocked(ctx, req, payload)
+}
+
+// sendLocked is send with wmu held.
+func (c *conn) sendLocked(ctx context.Context, req *request, payload []byte) (sent bool, err error) {
 	if ctx.Err() != nil {
 		return false, ctxErr(ctx)
 	}
@@ -250,12 +255,15 @@ func (c *conn) send(ctx context.Context, req *request, payload []byte) (sent boo
 }
 
 // close sends NBD_CMD_DISC, bounded by a short deadline, and kills the
-// connection: calls still in flight fail with ErrClosed.
+// connection: calls still in flight fail with ErrClosed. A request stuck
+// in its write (a server that reads nothing) holds wmu: then close skips
+// the DISC, and the kill unblocks that write.
 func (c *conn) close() {
-	if c.alive() {
+	if c.alive() && c.wmu.TryLock() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.send(ctx, &request{typ: cmdDisc}, nil) // best effort: we hang up anyway
+		c.sendLocked(ctx, &request{typ: cmdDisc}, nil) // best effort: we hang up anyway
 		cancel()
+		c.wmu.Unlock()
 	}
 	c.kill(ErrClosed)
 }

@@ -1,0 +1,138 @@
+package nbdclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
+)
+
+// TestRetryAfterDrop drops the connection under a read and a write the
+// server holds: each is sent again, once, on a new connection, and
+// completes there.
+func TestRetryAfterDrop(t *testing.T) {
+	m := newMem(1 << 20)
+	s := startServer(t, exports{"a": m})
+	cl := s.dial(t, "a", Options{MaxConns: 1, BackoffMin: time.Millisecond})
+	gate := make(chan struct{})
+	m.setGate(gate)
+	ctx := testCtx(t)
+	done := make(chan error, 2)
+	p := make([]byte, 4096)
+	go func() { done <- cl.ReadAt(ctx, p, 0) }()
+	go func() { done <- cl.WriteAt(ctx, bytes.Repeat([]byte{5}, 4096), 8192, false) }()
+	testkit.WaitFor(t, 10*time.Second, "2 requests in flight", func() bool { return s.srv.InFlight(m) == 2 })
+	if n := s.srv.Disconnect(m); n != 1 {
+		t.Fatalf("disconnected %d connections", n)
+	}
+	testkit.WaitFor(t, 10*time.Second, "both sent again", func() bool {
+		return cl.Stats().Retries == 2 && s.srv.InFlight(m) == 2
+	})
+	close(gate)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := cl.Stats(); st.Redials != 1 || m.at(8192, 1)[0] != 5 {
+		t.Fatalf("stats %+v, data %d", st, m.at(8192, 1)[0])
+	}
+}
+
+// TestServerDownAndBack stops the server: I/O fails with EIO (the retry
+// finds no server), without waiting for anything while the backoff runs,
+// and works again by itself once the server is back.
+func TestServerDownAndBack(t *testing.T) {
+	m := newMem(1 << 20)
+	s := startServer(t, exports{"a": m})
+	cl := s.dial(t, "a", Options{BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	ctx := testCtx(t)
+	mustOK(t, cl.WriteAt(ctx, []byte{1}, 0, false))
+	s.stop()
+	// The first read may meet pool connections that have not yet seen
+	// their end; every read fails with EIO, and once none is left, with
+	// ErrDown.
+	if err := cl.ReadAt(ctx, make([]byte, 1), 0); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read with the server down: %v", err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "all connections down", func() bool { return !cl.Connected() })
+	if err := cl.ReadAt(ctx, make([]byte, 1), 0); !errors.Is(err, syscall.EIO) || !errors.Is(err, ErrDown) {
+		t.Fatalf("read with the server down: %v", err)
+	}
+	s.start()
+	p := make([]byte, 1)
+	testkit.WaitFor(t, 10*time.Second, "the client back", func() bool { return cl.ReadAt(ctx, p, 0) == nil })
+	if st := cl.Stats(); p[0] != 1 || st.FailedDials == 0 || st.Redials == 0 {
+		t.Fatalf("data %d, stats %+v", p[0], st)
+	}
+}
+
+// TestCloseStuck closes a client whose server stopped answering (no
+// request timeout) and one whose server reads nothing at all: Close
+// returns, and the stuck calls fail with ErrClosed.
+func TestCloseStuck(t *testing.T) {
+	m := newMem(1 << 20)
+	s := startServer(t, exports{"a": m})
+	cl := s.dial(t, "a", Options{MaxConns: 1, RequestTimeout: -1})
+	gate := make(chan struct{})
+	defer close(gate)
+	m.setGate(gate)
+	done := make(chan error, 1)
+	go func() { done <- cl.ReadAt(context.Background(), make([]byte, 512), 0) }()
+	testkit.WaitFor(t, 10*time.Second, "read in flight", func() bool { return s.srv.InFlight(m) == 1 })
+	cl.Close()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("read stuck at close: %v", err)
+	}
+
+	cli, srv := net.Pipe()
+	defer srv.Close()
+	go fakeHandshake(srv) // then reads nothing
+	deaf, err := Dial(testCtx(t), Options{Dial: func(context.Context) (net.Conn, error) { return cli, nil }, RequestTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- deaf.WriteAt(context.Background(), make([]byte, 4096), 0, false) }()
+	testkit.WaitFor(t, 10*time.Second, "write stuck in send", func() bool {
+		if deaf.conns[0].wmu.TryLock() {
+			deaf.conns[0].wmu.Unlock()
+			return false
+		}
+		return true
+	})
+	deaf.Close()
+	if err := <-done; !errors.Is(err, syscall.EIO) {
+		t.Fatalf("write stuck at close: %v", err)
+	}
+}
+
+// TestDialSilent dials a server that accepts and says nothing: the dial
+// fails within its timeout.
+func TestDialSilent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "silent.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	_, err = Dial(context.Background(), Options{Network: "unix", Address: path, DialTimeout: 100 * time.Millisecond})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("dial of a silent server: %v", err)
+	}
+}
