@@ -11,17 +11,18 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
+	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 )
 
 func TestHandshakeInfo(t *testing.T) {
-	s := startServer(t, exports{"a": newMem(1 << 20), "ro": newMem(4096)})
-	cl := s.dial(t, "a", Options{})
+	s := nbdtest.Start(t, nbdtest.Exports{"a": nbdtest.NewMem(1 << 20), "ro": nbdtest.NewMem(4096)})
+	cl := dial(t, s, "a", Options{})
 	i := cl.Info()
 	want := FlagHasFlags | FlagSendFlush | FlagSendFUA | FlagSendTrim | FlagWriteZeroes | FlagSendDF | FlagCanMultiConn | FlagSendFastZero
 	if i.Size != 1<<20 || i.Flags&want != want || !i.Structured || !i.HasAllocation || i.MaxBlock != 32<<20 || i.MinBlock != 1 {
 		t.Fatalf("info %+v", i)
 	}
-	ro := s.dial(t, "ro", Options{})
+	ro := dial(t, s, "ro", Options{})
 	if ro.Info().Flags&FlagReadOnly == 0 {
 		t.Fatalf("ro flags %#x", ro.Info().Flags)
 	}
@@ -29,16 +30,16 @@ func TestHandshakeInfo(t *testing.T) {
 	if !errors.Is(err, syscall.EPERM) {
 		t.Fatalf("write to read-only export: %v", err)
 	}
-	_, err = Dial(testCtx(t), Options{Network: "unix", Address: s.path, Export: "nosuch"})
+	_, err = Dial(testCtx(t), Options{Network: "unix", Address: s.Path, Export: "nosuch"})
 	if err == nil {
 		t.Fatal("dial of an unknown export succeeded")
 	}
 }
 
 func TestReadWrite(t *testing.T) {
-	m := newMem(40 << 20)
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{})
+	m := nbdtest.NewMem(40 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{})
 	ctx := testCtx(t)
 	big := make([]byte, 33<<20+4096) // more than one request
 	for i := range big {
@@ -47,7 +48,7 @@ func TestReadWrite(t *testing.T) {
 	if err := cl.WriteAt(ctx, big, 512, false); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(m.at(512, len(big)), big) {
+	if !bytes.Equal(m.At(512, len(big)), big) {
 		t.Fatal("server holds other data than written")
 	}
 	got := make([]byte, len(big))
@@ -63,9 +64,9 @@ func TestReadWrite(t *testing.T) {
 }
 
 func TestFlushFUATrimZero(t *testing.T) {
-	m := newMem(1 << 20)
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{})
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{})
 	ctx := testCtx(t)
 	if err := cl.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -73,9 +74,7 @@ func TestFlushFUATrimZero(t *testing.T) {
 	if err := cl.WriteAt(ctx, bytes.Repeat([]byte{1}, 8192), 0, true); err != nil {
 		t.Fatal(err)
 	}
-	m.mu.RLock()
-	flushes := m.flushes // the server does FUA as write+flush
-	m.mu.RUnlock()
+	flushes := m.Flushes() // the server does FUA as write+flush
 	if flushes != 2 {
 		t.Fatalf("flushes %d, want 2 (FLUSH, then the FUA write's)", flushes)
 	}
@@ -91,16 +90,17 @@ func TestFlushFUATrimZero(t *testing.T) {
 	got := make([]byte, 8192)
 	cl.ReadAt(ctx, got, 0)
 	want := append(make([]byte, 4096+512), bytes.Repeat([]byte{1}, 4096-512)...)
-	if !bytes.Equal(got, want) || !slices.Equal(m.zeroList(), []string{"nohole=true fast=false", "nohole=false fast=true"}) {
-		t.Fatalf("after trim and zero: zeroes %v, data differs %v", m.zeroes, !bytes.Equal(got, want))
+	if !bytes.Equal(got, want) || !slices.Equal(m.Zeroes(), []string{"nohole=true fast=false", "nohole=false fast=true"}) {
+		t.Fatalf("after trim and zero: zeroes %v, data differs %v", m.Zeroes(), !bytes.Equal(got, want))
 	}
 }
 
 func TestExtents(t *testing.T) {
-	m := newMem(64 << 10)
-	m.holes[1], m.holes[2] = true, true
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{})
+	m := nbdtest.NewMem(64 << 10)
+	m.SetHole(1)
+	m.SetHole(2)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{})
 	var got []Extent
 	err := cl.Extents(testCtx(t), 2048, 4*4096, func(e Extent) bool { got = append(got, e); return true })
 	if err != nil {
@@ -113,10 +113,10 @@ func TestExtents(t *testing.T) {
 }
 
 func TestRemoteErrors(t *testing.T) {
-	m := newMem(1 << 20)
-	m.failAt = 8192
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{})
+	m := nbdtest.NewMem(1 << 20)
+	m.FailAt(8192)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{})
 	ctx := testCtx(t)
 	err := cl.ReadAt(ctx, make([]byte, 512), 8192)
 	var re *RemoteError
@@ -135,11 +135,11 @@ func TestRemoteErrors(t *testing.T) {
 // TestManyInFlight holds the server's export until every request of one
 // connection has arrived: they were all in flight at once.
 func TestManyInFlight(t *testing.T) {
-	m := newMem(1 << 20)
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{MaxConns: 1})
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{MaxConns: 1})
 	gate := make(chan struct{})
-	m.setGate(gate)
+	m.SetGate(gate)
 	const n = 16
 	ctx := testCtx(t)
 	var wg sync.WaitGroup
@@ -153,44 +153,42 @@ func TestManyInFlight(t *testing.T) {
 		})
 	}
 	testkit.WaitFor(t, 10*time.Second, "16 requests in flight", func() bool {
-		return s.srv.InFlight(m) == n && s.srv.Connections(m) == 1
+		return s.Srv.InFlight(m) == n && s.Srv.Connections(m) == 1
 	})
 	close(gate)
 	wg.Wait()
 	for i, err := range errs {
-		if err != nil || m.at(i*4096, 1)[0] != byte(i) {
+		if err != nil || m.At(i*4096, 1)[0] != byte(i) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
 }
 
 func TestPool(t *testing.T) {
-	m := newMem(1 << 20)
-	s := startServer(t, exports{"a": m})
-	s.dial(t, "a", Options{MaxConns: 3})
-	testkit.WaitFor(t, 10*time.Second, "3 connections", func() bool { return s.srv.Connections(m) == 3 })
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	dial(t, s, "a", Options{MaxConns: 3})
+	testkit.WaitFor(t, 10*time.Second, "3 connections", func() bool { return s.Srv.Connections(m) == 3 })
 }
 
 // TestCancel abandons a read the server holds: the caller gets its context
 // error at once, the connection survives, and the late reply is dropped.
 func TestCancel(t *testing.T) {
-	m := newMem(1 << 20)
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{MaxConns: 1})
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{MaxConns: 1})
 	gate := make(chan struct{})
-	m.setGate(gate)
+	m.SetGate(gate)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	done := make(chan error)
 	buf := make([]byte, 4096)
 	go func() { done <- cl.ReadAt(ctx, buf, 0) }()
-	testkit.WaitFor(t, 10*time.Second, "read in flight", func() bool { return s.srv.InFlight(m) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "read in flight", func() bool { return s.Srv.InFlight(m) == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled read: %v", err)
 	}
-	m.mu.Lock()
-	m.data[0] = 9
-	m.mu.Unlock()
+	m.Set(0, []byte{9})
 	close(gate)
 	p := make([]byte, 1)
 	if err := cl.ReadAt(testCtx(t), p, 0); err != nil || p[0] != 9 || buf[0] != 0 {
@@ -201,12 +199,12 @@ func TestCancel(t *testing.T) {
 // TestTimeout: a server that stops answering fails the request with
 // ErrTimeout (an EIO) and loses the connection.
 func TestTimeout(t *testing.T) {
-	m := newMem(1 << 20)
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{MaxConns: 1, RequestTimeout: 200 * time.Millisecond})
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{MaxConns: 1, RequestTimeout: 200 * time.Millisecond})
 	gate := make(chan struct{})
 	defer close(gate)
-	m.setGate(gate)
+	m.SetGate(gate)
 	err := cl.ReadAt(context.Background(), make([]byte, 512), 0)
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, syscall.EIO) {
 		t.Fatalf("read from a silent server: %v", err)

@@ -12,28 +12,29 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
+	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 )
 
 // TestRetryAfterDrop drops the connection under a read and a write the
 // server holds: each is sent again, once, on a new connection, and
 // completes there.
 func TestRetryAfterDrop(t *testing.T) {
-	m := newMem(1 << 20)
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{MaxConns: 1, BackoffMin: time.Millisecond})
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{MaxConns: 1, BackoffMin: time.Millisecond})
 	gate := make(chan struct{})
-	m.setGate(gate)
+	m.SetGate(gate)
 	ctx := testCtx(t)
 	done := make(chan error, 2)
 	p := make([]byte, 4096)
 	go func() { done <- cl.ReadAt(ctx, p, 0) }()
 	go func() { done <- cl.WriteAt(ctx, bytes.Repeat([]byte{5}, 4096), 8192, false) }()
-	testkit.WaitFor(t, 10*time.Second, "2 requests in flight", func() bool { return s.srv.InFlight(m) == 2 })
-	if n := s.srv.Disconnect(m); n != 1 {
+	testkit.WaitFor(t, 10*time.Second, "2 requests in flight", func() bool { return s.Srv.InFlight(m) == 2 })
+	if n := s.Srv.Disconnect(m); n != 1 {
 		t.Fatalf("disconnected %d connections", n)
 	}
 	testkit.WaitFor(t, 10*time.Second, "both sent again", func() bool {
-		return cl.Stats().Retries == 2 && s.srv.InFlight(m) == 2
+		return cl.Stats().Retries == 2 && s.Srv.InFlight(m) == 2
 	})
 	close(gate)
 	for range 2 {
@@ -41,8 +42,8 @@ func TestRetryAfterDrop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st := cl.Stats(); st.Redials != 1 || m.at(8192, 1)[0] != 5 {
-		t.Fatalf("stats %+v, data %d", st, m.at(8192, 1)[0])
+	if st := cl.Stats(); st.Redials != 1 || m.At(8192, 1)[0] != 5 {
+		t.Fatalf("stats %+v, data %d", st, m.At(8192, 1)[0])
 	}
 }
 
@@ -50,12 +51,12 @@ func TestRetryAfterDrop(t *testing.T) {
 // finds no server), without waiting for anything while the backoff runs,
 // and works again by itself once the server is back.
 func TestServerDownAndBack(t *testing.T) {
-	m := newMem(1 << 20)
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond})
 	ctx := testCtx(t)
 	mustOK(t, cl.WriteAt(ctx, []byte{1}, 0, false))
-	s.stop()
+	s.Stop()
 	// The first read may meet pool connections that have not yet seen
 	// their end; every read fails with EIO, and once none is left, with
 	// ErrDown.
@@ -66,7 +67,7 @@ func TestServerDownAndBack(t *testing.T) {
 	if err := cl.ReadAt(ctx, make([]byte, 1), 0); !errors.Is(err, syscall.EIO) || !errors.Is(err, ErrDown) {
 		t.Fatalf("read with the server down: %v", err)
 	}
-	s.start()
+	s.Start()
 	p := make([]byte, 1)
 	testkit.WaitFor(t, 10*time.Second, "the client back", func() bool { return cl.ReadAt(ctx, p, 0) == nil })
 	if st := cl.Stats(); p[0] != 1 || st.FailedDials == 0 || st.Redials == 0 {
@@ -78,15 +79,15 @@ func TestServerDownAndBack(t *testing.T) {
 // request timeout) and one whose server reads nothing at all: Close
 // returns, and the stuck calls fail with ErrClosed.
 func TestCloseStuck(t *testing.T) {
-	m := newMem(1 << 20)
-	s := startServer(t, exports{"a": m})
-	cl := s.dial(t, "a", Options{MaxConns: 1, RequestTimeout: -1})
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{MaxConns: 1, RequestTimeout: -1})
 	gate := make(chan struct{})
 	defer close(gate)
-	m.setGate(gate)
+	m.SetGate(gate)
 	done := make(chan error, 1)
 	go func() { done <- cl.ReadAt(context.Background(), make([]byte, 512), 0) }()
-	testkit.WaitFor(t, 10*time.Second, "read in flight", func() bool { return s.srv.InFlight(m) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "read in flight", func() bool { return s.Srv.InFlight(m) == 1 })
 	cl.Close()
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("read stuck at close: %v", err)
