@@ -114,7 +114,7 @@ func TestExtents(t *testing.T) {
 
 func TestRemoteErrors(t *testing.T) {
 	m := nbdtest.NewMem(1 << 20)
-	m.FailAt(8192)
+	m.FailAt(8192, syscall.EIO)
 	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
 	cl := dial(t, s, "a", Options{})
 	ctx := testCtx(t)
@@ -123,6 +123,7 @@ func TestRemoteErrors(t *testing.T) {
 	if !errors.As(err, &re) || !errors.Is(err, syscall.EIO) {
 		t.Fatalf("read error %v", err)
 	}
+	m.FailAt(8192, syscall.ENOSPC)
 	if err := cl.WriteAt(ctx, make([]byte, 512), 8192, false); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("write error %v", err)
 	}

@@ -255,15 +255,18 @@ func (c *conn) sendLocked(ctx context.Context, req *request, payload []byte) (se
 }
 
 // close sends NBD_CMD_DISC, bounded by a short deadline, and kills the
-// connection: calls still in flight fail with ErrClosed. A request stuck
-// in its write (a server that reads nothing) holds wmu: then close skips
-// the DISC, and the kill unblocks that write.
-func (c *conn) close() {
+// connection: calls still in flight fail with ErrClosed.
+func (c *conn) close() { c.hangUp(ErrClosed) }
+
+// hangUp sends NBD_CMD_DISC and kills the connection for reason. A request
+// stuck in its write (a server that reads nothing) holds wmu: then the DISC
+// is skipped, and the kill unblocks that write.
+func (c *conn) hangUp(reason error) {
 	if c.alive() && c.wmu.TryLock() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		c.sendLocked(ctx, &request{typ: cmdDisc}, nil) // best effort: we hang up anyway
 		cancel()
 		c.wmu.Unlock()
 	}
-	c.kill(ErrClosed)
+	c.kill(reason)
 }

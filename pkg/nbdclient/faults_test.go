@@ -137,3 +137,20 @@ func TestDialSilent(t *testing.T) {
 		t.Fatalf("dial of a silent server: %v", err)
 	}
 }
+
+// TestServerShutdown: a server answering ESHUTDOWN (as nbdkit does on
+// SIGTERM, waiting for its clients to leave) is hung up on and redialled,
+// and the request sent once more.
+func TestServerShutdown(t *testing.T) {
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{MaxConns: 1, BackoffMin: time.Millisecond})
+	m.FailAt(0, syscall.ESHUTDOWN)
+	err := cl.ReadAt(testCtx(t), make([]byte, 512), 0)
+	if !errors.Is(err, syscall.ESHUTDOWN) || cl.Stats().Retries != 1 || cl.Stats().Redials != 1 {
+		t.Fatalf("read answered ESHUTDOWN twice: %v, stats %+v", err, cl.Stats())
+	}
+	testkit.WaitFor(t, 10*time.Second, "the old connection gone", func() bool { return s.Srv.Connections(m) == 1 })
+	m.FailAt(-1, 0)
+	mustOK(t, cl.ReadAt(testCtx(t), make([]byte, 512), 0))
+}

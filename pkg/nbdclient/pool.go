@@ -122,12 +122,29 @@ func (cl *Client) do(ctx context.Context, req request, payload, buf []byte) resu
 			return result{err: err}
 		}
 		res := c.do(ctx, req, payload, buf)
+		if shuttingDown(res.err) {
+			c.hangUp(errServerShutdown)
+			res.err = fmt.Errorf("%w: %w", ErrDisconnected, res.err)
+		}
 		if attempt == 0 && errors.Is(res.err, ErrDisconnected) && ctx.Err() == nil {
 			cl.retries.Add(1)
 			continue
 		}
 		return res
 	}
+}
+
+// errServerShutdown is why a connection was hung up on a server that
+// answered ESHUTDOWN.
+var errServerShutdown = errors.New("nbdclient: the server is shutting down")
+
+// shuttingDown says whether err is a server's NBD_ESHUTDOWN: the spec's
+// "I am going away, disconnect". A server (nbdkit on SIGTERM) may answer it
+// to every request and wait for its clients to go before it exits, so the
+// client hangs up and redials rather than keep the connection.
+func shuttingDown(err error) bool {
+	var re *RemoteError
+	return errors.As(err, &re) && re.Errno == syscall.ESHUTDOWN
 }
 
 func netDialer(network, address string) func(context.Context) (net.Conn, error) {

@@ -29,6 +29,7 @@ type Mem struct {
 	zeroes  []string
 	gate    chan struct{} // when set, reads and writes wait for it to close
 	failAt  int64         // -1: none
+	failErr syscall.Errno
 }
 
 // NewMem makes a zeroed export of size bytes.
@@ -39,8 +40,12 @@ func NewMem(size int) *Mem {
 // SetGate makes reads and writes wait until g is closed (nil: no wait).
 func (m *Mem) SetGate(g chan struct{}) { m.mu.Lock(); m.gate = g; m.mu.Unlock() }
 
-// FailAt makes reads at off fail with EIO and writes with ENOSPC.
-func (m *Mem) FailAt(off int64) { m.mu.Lock(); m.failAt = off; m.mu.Unlock() }
+// FailAt makes reads and writes at off fail with errno (off -1: none).
+func (m *Mem) FailAt(off int64, errno syscall.Errno) {
+	m.mu.Lock()
+	m.failAt, m.failErr = off, errno
+	m.mu.Unlock()
+}
 
 // SetHole reports 4 KiB block b as a hole.
 func (m *Mem) SetHole(b int64) { m.mu.Lock(); m.holes[b] = true; m.mu.Unlock() }
@@ -85,7 +90,7 @@ func (m *Mem) ReadAt(ctx context.Context, p []byte, off int64) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if off == m.failAt {
-		return fmt.Errorf("mem: %w", syscall.EIO)
+		return fmt.Errorf("mem: %w", m.failErr)
 	}
 	copy(p, m.data[off:])
 	return nil
@@ -98,7 +103,7 @@ func (m *Mem) WriteAt(ctx context.Context, p []byte, off int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if off == m.failAt {
-		return fmt.Errorf("mem: %w", syscall.ENOSPC)
+		return fmt.Errorf("mem: %w", m.failErr)
 	}
 	copy(m.data[off:], p)
 	return nil
