@@ -144,13 +144,15 @@ func TestDialSilent(t *testing.T) {
 func TestServerShutdown(t *testing.T) {
 	m := nbdtest.NewMem(1 << 20)
 	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
-	cl := dial(t, s, "a", Options{MaxConns: 1, BackoffMin: time.Millisecond})
+	cl := dial(t, s, "a", Options{MaxConns: 3, BackoffMin: time.Millisecond})
+	testkit.WaitFor(t, 10*time.Second, "3 connections", func() bool { return s.Srv.Connections(m) == 3 })
 	m.FailAt(0, syscall.ESHUTDOWN)
 	err := cl.ReadAt(testCtx(t), make([]byte, 512), 0)
 	if !errors.Is(err, syscall.ESHUTDOWN) || cl.Stats().Retries != 1 || cl.Stats().Redials != 1 {
 		t.Fatalf("read answered ESHUTDOWN twice: %v, stats %+v", err, cl.Stats())
 	}
-	testkit.WaitFor(t, 10*time.Second, "the old connection gone", func() bool { return s.Srv.Connections(m) == 1 })
+	// The whole pool hung up; only the retry's connection is left.
+	testkit.WaitFor(t, 10*time.Second, "the old connections gone", func() bool { return s.Srv.Connections(m) == 1 })
 	m.FailAt(-1, 0)
 	mustOK(t, cl.ReadAt(testCtx(t), make([]byte, 512), 0))
 }

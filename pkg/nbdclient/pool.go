@@ -123,7 +123,7 @@ func (cl *Client) do(ctx context.Context, req request, payload, buf []byte) resu
 		}
 		res := c.do(ctx, req, payload, buf)
 		if shuttingDown(res.err) {
-			c.hangUp(errServerShutdown)
+			cl.hangUpAll()
 			res.err = fmt.Errorf("%w: %w", ErrDisconnected, res.err)
 		}
 		if attempt == 0 && errors.Is(res.err, ErrDisconnected) && ctx.Err() == nil {
@@ -131,6 +131,19 @@ func (cl *Client) do(ctx context.Context, req request, payload, buf []byte) resu
 			continue
 		}
 		return res
+	}
+}
+
+// hangUpAll hangs up every connection of the pool: a server shutting down
+// waits for all of them to go.
+func (cl *Client) hangUpAll() {
+	cl.mu.Lock()
+	conns := append([]*conn(nil), cl.conns...)
+	cl.mu.Unlock()
+	for _, c := range conns {
+		if c != nil {
+			c.hangUp(errServerShutdown)
+		}
 	}
 }
 
