@@ -15,6 +15,7 @@ package nbdclient
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -30,6 +31,10 @@ type Options struct {
 	Export           string
 	// Dial replaces dialing Network/Address (a TLS dialer, tests).
 	Dial func(ctx context.Context) (net.Conn, error)
+	// TLS, when set, makes the client start TLS (NBD_OPT_STARTTLS) before
+	// any other option, and refuse a server that will not. Set ServerName
+	// (or InsecureSkipVerify) as for any TLS client.
+	TLS *tls.Config
 	// RequestTimeout bounds one call, retry included (default 30 s;
 	// negative: none). A request it ends drops its connection.
 	RequestTimeout time.Duration

@@ -2,6 +2,8 @@ package nbdclient
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,7 +42,34 @@ func protoErr(format string, args ...any) error {
 // requests for its size, flags and block sizes. A server refusing the
 // optional parts is fine; one without fixed newstyle or OPT_GO is not
 // (OPT_EXPORT_NAME cannot report a missing export without dropping us).
-func handshake(c net.Conn, r *bufio.Reader, export string) (Info, error) {
+// With tlsCfg, the options after the flags go over TLS (NBD_OPT_STARTTLS),
+// and the returned connection and reader are the TLS ones.
+func handshake(ctx context.Context, c net.Conn, r *bufio.Reader, export string, tlsCfg *tls.Config) (net.Conn, *bufio.Reader, Info, error) {
+	info, err := greet(c, r)
+	if err != nil {
+		return nil, nil, info, err
+	}
+	if tlsCfg != nil {
+		if c, r, err = startTLS(ctx, c, r, tlsCfg); err != nil {
+			return nil, nil, info, err
+		}
+	}
+	o := optConn{w: c, r: r}
+	ok, err := o.simple(optStructuredReply, nil)
+	if err != nil {
+		return nil, nil, info, err
+	}
+	info.Structured = ok
+	if ok {
+		if err := o.setMeta(export, &info); err != nil {
+			return nil, nil, info, err
+		}
+	}
+	return c, r, info, o.goExport(export, &info)
+}
+
+// greet reads the server's greeting and answers with the client flags.
+func greet(c net.Conn, r *bufio.Reader) (Info, error) {
 	var info Info
 	var hello [18]byte
 	if _, err := io.ReadFull(r, hello[:]); err != nil {
@@ -58,18 +87,7 @@ func handshake(c net.Conn, r *bufio.Reader, export string) (Info, error) {
 	if _, err := c.Write(cf[:]); err != nil {
 		return info, fmt.Errorf("nbdclient: write flags: %w", err)
 	}
-	o := optConn{w: c, r: r}
-	ok, err := o.simple(optStructuredReply, nil)
-	if err != nil {
-		return info, err
-	}
-	info.Structured = ok
-	if ok {
-		if err := o.setMeta(export, &info); err != nil {
-			return info, err
-		}
-	}
-	return info, o.goExport(export, &info)
+	return info, nil
 }
 
 // optConn sends options and reads their replies.

@@ -3,37 +3,15 @@ package nbdclient
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
+	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 )
-
-// startTool runs a server program that listens on sock, and waits for the
-// socket to appear; the program is killed at the test's end.
-func startTool(t *testing.T, sock string, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(testkit.NeedTool(t, name), args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	testkit.WaitFor(t, 20*time.Second, name+" listening", func() bool {
-		c, err := net.Dial("unix", sock) // the file appears at bind, before listen
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-}
 
 // exercise runs every command against an export of at least 4 MiB that
 // starts zeroed, and checks the data.
@@ -99,7 +77,7 @@ func dialUnix(t *testing.T, sock, export string) *Client {
 
 func TestNbdkitMemory(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "nbdkit.sock")
-	startTool(t, sock, "nbdkit", "-f", "-U", sock, "memory", "8M")
+	nbdtest.StartTool(t, sock, "nbdkit", "-f", "-U", sock, "memory", "8M")
 	cl := dialUnix(t, sock, "")
 	if i := cl.Info(); i.Size != 8<<20 || !i.Structured || !i.HasAllocation || i.Flags&FlagCanMultiConn == 0 {
 		t.Fatalf("nbdkit info %+v", i)
@@ -111,7 +89,7 @@ func TestQemuNbd(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "qemu.sock")
 	img := testkit.Sparse(t, dir, "img", 8<<20)
-	startTool(t, sock, "qemu-nbd", "-t", "-e", "8", "-f", "raw", "-x", "vol", "-k", sock, img)
+	nbdtest.StartTool(t, sock, "qemu-nbd", "-t", "-e", "8", "-f", "raw", "-x", "vol", "-k", sock, img)
 	cl := dialUnix(t, sock, "vol")
 	if i := cl.Info(); i.Size != 8<<20 || !i.Structured || !i.HasAllocation {
 		t.Fatalf("qemu-nbd info %+v", i)

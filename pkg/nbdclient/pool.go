@@ -30,7 +30,7 @@ func (cl *Client) dialConn(ctx context.Context) (*conn, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	r := bufio.NewReaderSize(nc, 64<<10)
-	info, err := handshake(nc, r, cl.opts.Export)
+	sc, r, info, err := handshake(ctx, nc, r, cl.opts.Export, cl.opts.TLS)
 	if !stop() || err != nil {
 		nc.Close()
 		if err == nil || ctx.Err() != nil {
@@ -38,7 +38,7 @@ func (cl *Client) dialConn(ctx context.Context) (*conn, error) {
 		}
 		return nil, err
 	}
-	return newConn(nc, r, info, cl.opts.MaxInFlight), nil
+	return newConn(sc, r, info, cl.opts.MaxInFlight), nil
 }
 
 // pick returns a live connection of the pool, starting at the next slot

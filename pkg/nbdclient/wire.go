@@ -25,6 +25,7 @@ const (
 // Options and their replies.
 const (
 	optAbort           = uint32(2)
+	optStartTLS        = uint32(5)
 	optGo              = uint32(7)
 	optStructuredReply = uint32(8)
 	optSetMetaContext  = uint32(10)

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -16,18 +17,19 @@ import (
 //
 //	nbd://host[:port]/export              TCP, port 10809 by default
 //	nbd+unix:///export?socket=/path       a UNIX socket
+//	nbds://..., nbds+unix://...           the same over TLS
 //
 // with query options timeout=<duration> (one request, retry included:
 // default 30s) and connect-timeout=<duration> (a dial and handshake:
-// default the open timeout). nbds:// and nbds+unix:// (TLS) are refused
-// for now, by name.
+// default the open timeout), and for nbds, as libnbd names them:
+// tls-certificates=<dir> (ca-cert.pem to trust instead of the system's
+// roots; client-cert.pem and client-key.pem, if there, are presented),
+// tls-hostname=<name> (the name the server's certificate must carry:
+// default the URI's host, required for nbds+unix), and
+// tls-verify-peer=false (no verification at all: for tests only).
 
-var (
-	// ErrBadURI is a backing device URI that cannot be used.
-	ErrBadURI = errors.New("bad NBD URI")
-	// ErrTLSUnsupported is an nbds URI: the client has no TLS yet.
-	ErrTLSUnsupported = errors.New("TLS (nbds://) not yet supported")
-)
+// ErrBadURI is a backing device URI that cannot be used.
+var ErrBadURI = errors.New("bad NBD URI")
 
 // defaultNBDPort is the IANA port for NBD.
 const defaultNBDPort = "10809"
@@ -44,6 +46,9 @@ func IsRemote(path string) bool { return uriScheme.MatchString(path) }
 type remoteSpec struct {
 	network, address, export string
 	timeout, connectTimeout  time.Duration
+	tls                      bool
+	tlsDir, tlsHost          string // tls-certificates, tls-hostname
+	tlsNoVerify              bool   // tls-verify-peer=false
 	// key is the URI in canonical form: the device's identity, and its key
 	// in a DevSet, so that two spellings of one export open it once.
 	key string
@@ -59,24 +64,23 @@ func parseRemote(s string) (*remoteSpec, error) {
 		return fmt.Errorf("targets: %s: %w: %s", s, ErrBadURI, fmt.Sprintf(format, args...))
 	}
 	switch u.Scheme {
-	case "nbd", "nbd+unix":
-	case "nbds", "nbds+unix":
-		return nil, fmt.Errorf("targets: %s: %w", s, ErrTLSUnsupported)
+	case "nbd", "nbd+unix", "nbds", "nbds+unix":
 	default:
-		return nil, bad("scheme %q is not nbd or nbd+unix", u.Scheme)
+		return nil, bad("scheme %q is not nbd, nbds, nbd+unix or nbds+unix", u.Scheme)
 	}
 	if u.User != nil || u.Fragment != "" || u.Opaque != "" {
 		return nil, bad("user info, fragments and opaque URIs are not taken")
 	}
-	r := &remoteSpec{export: strings.TrimPrefix(u.Path, "/")}
+	r := &remoteSpec{export: strings.TrimPrefix(u.Path, "/"), tls: strings.HasPrefix(u.Scheme, "nbds")}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return nil, bad("query: %v", err)
 	}
-	if err := r.options(q, u.Scheme == "nbd+unix", bad); err != nil {
+	unixSock := strings.HasSuffix(u.Scheme, "+unix")
+	if err := r.options(q, unixSock, bad); err != nil {
 		return nil, err
 	}
-	if u.Scheme == "nbd" {
+	if !unixSock {
 		if u.Hostname() == "" {
 			return nil, bad("no host")
 		}
@@ -85,14 +89,18 @@ func parseRemote(s string) (*remoteSpec, error) {
 			port = defaultNBDPort
 		}
 		r.network, r.address = "tcp", net.JoinHostPort(u.Hostname(), port)
-		r.key = "nbd://" + r.address + "/" + url.PathEscape(r.export)
+		r.tlsHost = cmp.Or(r.tlsHost, u.Hostname())
+		r.key = u.Scheme + "://" + r.address + "/" + url.PathEscape(r.export)
 		return r, nil
 	}
 	if u.Host != "" {
-		return nil, bad("nbd+unix takes no host")
+		return nil, bad("%s takes no host", u.Scheme)
+	}
+	if r.tls && r.tlsHost == "" && !r.tlsNoVerify {
+		return nil, bad("nbds+unix needs tls-hostname= to verify the server by")
 	}
 	r.network = "unix"
-	r.key = "nbd+unix:///" + url.PathEscape(r.export) + "?socket=" + url.QueryEscape(r.address)
+	r.key = u.Scheme + ":///" + url.PathEscape(r.export) + "?socket=" + url.QueryEscape(r.address)
 	return r, nil
 }
 
@@ -118,8 +126,8 @@ func (r *remoteSpec) options(q url.Values, unix bool, bad func(string, ...any) e
 			r.timeout, err = positiveDuration(v[0])
 		case "connect-timeout":
 			r.connectTimeout, err = positiveDuration(v[0])
-		case "tls", "tls-certificates", "tls-verify-peer", "tls-hostname":
-			return fmt.Errorf("%w (option %s)", ErrTLSUnsupported, k)
+		case "tls-certificates", "tls-hostname", "tls-verify-peer":
+			err = r.tlsOption(k, v[0])
 		default:
 			return bad("unknown option %q", k)
 		}
@@ -129,6 +137,28 @@ func (r *remoteSpec) options(q url.Values, unix bool, bad func(string, ...any) e
 	}
 	if unix && r.address == "" {
 		return bad("nbd+unix needs ?socket=/path")
+	}
+	return nil
+}
+
+// tlsOption takes in one of the tls-* options, which only nbds URIs take.
+func (r *remoteSpec) tlsOption(k, v string) error {
+	if !r.tls {
+		return errors.New("only nbds URIs take tls-* options")
+	}
+	switch k {
+	case "tls-certificates":
+		if !filepath.IsAbs(v) {
+			return fmt.Errorf("%q is not an absolute path", v)
+		}
+		r.tlsDir = filepath.Clean(v)
+	case "tls-hostname":
+		r.tlsHost = v
+	case "tls-verify-peer":
+		if v != "false" && v != "true" {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		r.tlsNoVerify = v == "false"
 	}
 	return nil
 }

@@ -2,8 +2,11 @@ package targets
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
 
@@ -36,6 +39,11 @@ func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 	}
 	co := nbdclient.Options{Network: spec.network, Address: spec.address, Export: spec.export,
 		RequestTimeout: spec.timeout, DialTimeout: spec.connectTimeout}
+	if spec.tls {
+		if co.TLS, err = spec.tlsConfig(); err != nil {
+			return nil, fmt.Errorf("targets: %s: %w", uri, err)
+		}
+	}
 	if co.DialTimeout == 0 {
 		co.DialTimeout = opts.timeout()
 	}
@@ -55,6 +63,36 @@ func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// tlsConfig builds the client's TLS configuration from the nbds options:
+// the CA and client certificate files are read at every open, so a table
+// loaded after they were renewed uses the new ones.
+func (r *remoteSpec) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: r.tlsHost, InsecureSkipVerify: r.tlsNoVerify, MinVersion: tls.VersionTLS12}
+	if r.tlsDir == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(filepath.Join(r.tlsDir, "ca-cert.pem"))
+	switch {
+	case err == nil:
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s/ca-cert.pem holds no certificate", r.tlsDir)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	certFile, keyFile := filepath.Join(r.tlsDir, "client-cert.pem"), filepath.Join(r.tlsDir, "client-key.pem")
+	if _, err := os.Stat(certFile); err != nil {
+		return cfg, nil // no client certificate: the server may not ask for one
+	}
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Certificates = []tls.Certificate{c}
+	return cfg, nil
 }
 
 // devKey is the key a path is opened under in a DevSet: the canonical URI

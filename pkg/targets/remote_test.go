@@ -2,6 +2,7 @@ package targets
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,6 +17,8 @@ func TestParseRemote(t *testing.T) {
 		{"nbd://[::1]:99/a%20b?timeout=5s", "tcp", "[::1]:99", "a b", "nbd://[::1]:99/a%20b", 5 * time.Second, 0},
 		{"nbd+unix:///x?socket=/run/./c.sock&connect-timeout=2s", "unix", "/run/c.sock", "x", "nbd+unix:///x?socket=%2Frun%2Fc.sock", 0, 2 * time.Second},
 		{"nbd+unix:///?socket=/s", "unix", "/s", "", "nbd+unix:///?socket=%2Fs", 0, 0},
+		{"nbds://store1/v?tls-certificates=/etc/pki/nbd", "tcp", "store1:10809", "v", "nbds://store1:10809/v", 0, 0},
+		{"nbds+unix:///v?socket=/s&tls-hostname=h", "unix", "/s", "v", "nbds+unix:///v?socket=%2Fs", 0, 0},
 	}
 	for _, g := range good {
 		r, err := parseRemote(g.uri)
@@ -23,7 +26,7 @@ func TestParseRemote(t *testing.T) {
 			t.Errorf("%s: %v", g.uri, err)
 			continue
 		}
-		if r.network != g.network || r.address != g.address || r.export != g.export || r.key != g.key ||
+		if r.network != g.network || r.address != g.address || r.export != g.export || r.key != g.key || r.tls != strings.HasPrefix(g.uri, "nbds") ||
 			r.timeout != g.timeout || r.connectTimeout != g.connect {
 			t.Errorf("%s: got %+v", g.uri, r)
 		}
@@ -32,9 +35,10 @@ func TestParseRemote(t *testing.T) {
 		uri  string
 		want error
 	}{
-		{"nbds://store1/vol0", ErrTLSUnsupported},
-		{"nbds+unix:///x?socket=/s", ErrTLSUnsupported},
-		{"nbd://h/x?tls-certificates=/etc/pki", ErrTLSUnsupported},
+		{"nbds+unix:///x?socket=/s", ErrBadURI}, // no name to verify by
+		{"nbd://h/x?tls-certificates=/etc/pki", ErrBadURI},
+		{"nbds://h/x?tls-certificates=pki", ErrBadURI},
+		{"nbds://h/x?tls-verify-peer=no", ErrBadURI},
 		{"nbd+unix:///x", ErrBadURI},
 		{"nbd+unix:///x?socket=rel.sock", ErrBadURI},
 		{"nbd+unix://host/x?socket=/s", ErrBadURI},
