@@ -177,3 +177,45 @@ func TestBadReplies(t *testing.T) {
 		}
 	}
 }
+
+// FuzzHandshake feeds a client's handshake whatever a server may send from
+// its first byte: Dial must return, with an export or an error, and never
+// panic or allocate past the option reply bound.
+func FuzzHandshake(f *testing.F) {
+	cli, srv := net.Pipe()
+	var rec bytes.Buffer
+	go func() {
+		defer srv.Close()
+		fakeHandshake(recorder{srv, &rec})
+	}()
+	if cl, err := Dial(context.Background(), Options{Dial: func(context.Context) (net.Conn, error) { return cli, nil }}); err == nil {
+		cl.Close()
+	}
+	f.Add(rec.Bytes()) // a whole good handshake, as the fake server sent it
+	f.Add(rec.Bytes()[:30])
+	f.Fuzz(func(t *testing.T, greeting []byte) {
+		cli, srv := net.Pipe()
+		go func() {
+			defer srv.Close()
+			go io.Copy(io.Discard, srv)
+			srv.Write(greeting)
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cl, err := Dial(ctx, Options{Dial: func(context.Context) (net.Conn, error) { return cli, nil }, MaxConns: 1})
+		if err == nil {
+			cl.Close()
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the handshake hung until the test's deadline")
+		}
+	})
+}
+
+// recorder is a net.Conn that keeps a copy of what is written to it.
+type recorder struct {
+	net.Conn
+	w *bytes.Buffer
+}
+
+func (r recorder) Write(p []byte) (int, error) { r.w.Write(p); return r.Conn.Write(p) }
