@@ -82,6 +82,8 @@ type Client struct {
 	conns   []*conn       // slots; an element is guarded by mu
 	next    atomic.Uint32 // round robin over conns
 	dialing chan struct{} // a token: one redial at a time
+	// refilling: a background redial of a pool slot is under way.
+	refilling atomic.Bool
 
 	mu       sync.Mutex // guards conns' elements, closed, backoff, nextDial
 	closed   bool

@@ -21,6 +21,9 @@ var (
 	// connection is dropped, as a server that stopped answering one
 	// request is not trusted with the next.
 	ErrTimeout = fmt.Errorf("nbdclient: no reply within the request timeout: %w", syscall.EIO)
+	// errAbandoned is why a connection was dropped under a read given up
+	// while its data was arriving.
+	errAbandoned = errors.New("nbdclient: read abandoned mid-payload")
 	// ErrClosed: the client was closed.
 	ErrClosed = fmt.Errorf("nbdclient: client closed: %w", syscall.EIO)
 )
@@ -163,21 +166,22 @@ func (c *conn) do(ctx context.Context, req request, payload, buf []byte) result 
 		c.kill(err)
 	}
 	select {
-	case <-cl.done:
+	case <-cl.done: // the reader finished with buf before it closed done
+		return cl.res
 	case <-ctx.Done():
-		if errors.Is(context.Cause(ctx), ErrTimeout) {
-			c.kill(ErrTimeout)
-		}
 	}
-	cl.bufMu.Lock()
+	if errors.Is(context.Cause(ctx), ErrTimeout) {
+		c.kill(ErrTimeout)
+	}
+	if !cl.bufMu.TryLock() {
+		// Given up mid-payload: the reader is filling buf from a server that
+		// may stall there. Dropping the connection is what bounds the wait.
+		c.kill(errAbandoned)
+		cl.bufMu.Lock()
+	}
 	cl.abandoned = true
 	cl.bufMu.Unlock()
-	select {
-	case <-cl.done:
-		return cl.res
-	default:
-		return result{err: ctxErr(ctx)}
-	}
+	return result{err: ctxErr(ctx)}
 }
 
 func (c *conn) deadErr() error {

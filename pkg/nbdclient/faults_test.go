@@ -3,6 +3,7 @@ package nbdclient
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -155,4 +156,75 @@ func TestServerShutdown(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "every connection gone", func() bool { return s.Srv.Connections(m) == 0 })
 	m.FailAt(-1, 0)
 	mustOK(t, cl.ReadAt(testCtx(t), make([]byte, 512), 0))
+}
+
+// TestPoolRefills drops every connection of a pool: the next requests
+// redial one, and the pool grows back to its size in the background.
+func TestPoolRefills(t *testing.T) {
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{MaxConns: 3, BackoffMin: time.Millisecond})
+	testkit.WaitFor(t, 10*time.Second, "3 connections", func() bool { return s.Srv.Connections(m) == 3 })
+	s.Srv.Disconnect(m)
+	p := make([]byte, 512)
+	testkit.WaitFor(t, 10*time.Second, "the pool back to 3", func() bool {
+		cl.ReadAt(testCtx(t), p, 0) // errors while the pool is down are fine
+		return s.Srv.Connections(m) == 3
+	})
+}
+
+// TestCancelMidPayload gives up on a read whose data stopped half-way: the
+// call returns (the connection is dropped to free the buffer), instead of
+// waiting for bytes that never come.
+func TestCancelMidPayload(t *testing.T) {
+	cli, srv := net.Pipe()
+	defer srv.Close()
+	sent := make(chan struct{})
+	go func() {
+		if fakeHandshake(srv) != nil {
+			return
+		}
+		var h [requestSize]byte
+		if _, err := io.ReadFull(srv, h[:]); err != nil {
+			return
+		}
+		head := binary.BigEndian.AppendUint64(nil, 0)
+		srv.Write(chunkBytes(chunkFlagDone, chunkOffsetData, binary.BigEndian.Uint64(h[8:]), append(head, make([]byte, 4096)...))[:chunkHeaderSize+8+100])
+		close(sent) // the client's reader took the first 100 bytes
+		io.Copy(io.Discard, srv)
+	}()
+	cl, err := Dial(testCtx(t), Options{Dial: func(context.Context) (net.Conn, error) { return cli, nil }, RequestTimeout: -1, BackoffMin: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cl.ReadAt(ctx, make([]byte, 4096), 0) }()
+	<-sent
+	testkit.WaitFor(t, 10*time.Second, "the reader filling the buffer", func() bool { return filling(cl.conns[0]) })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("read: %v", err)
+		}
+	case <-time.After(10 * time.Second): // a bound on a hang, not a speed test
+		t.Fatal("a cancelled read waited for data that never comes")
+	}
+}
+
+// filling says whether c's reader is filling a call's buffer (holds its
+// bufMu).
+func filling(c *conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cl := range c.pending {
+		if cl.bufMu.TryLock() {
+			cl.bufMu.Unlock()
+			return false
+		}
+		return true
+	}
+	return false
 }

@@ -51,6 +51,9 @@ func (cl *Client) pick(ctx context.Context) (*conn, error) {
 	for i := range n {
 		if c := cl.conns[(start+i)%n]; c != nil && c.alive() {
 			cl.mu.Unlock()
+			if i > 0 && !closed {
+				cl.refill(int(start))
+			}
 			return c, nil
 		}
 	}
@@ -59,6 +62,21 @@ func (cl *Client) pick(ctx context.Context) (*conn, error) {
 		return nil, ErrClosed
 	}
 	return cl.redial(ctx, int(start))
+}
+
+// refill redials a dead slot of the pool in the background while the
+// others serve, one at a time, so that a pool that lost connections grows
+// back to its size.
+func (cl *Client) refill(i int) {
+	if !cl.refilling.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer cl.refilling.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), cl.opts.DialTimeout)
+		defer cancel()
+		cl.redial(ctx, i)
+	}()
 }
 
 // redial replaces the connection in slot i, one dial at a time, and not
