@@ -1,12 +1,14 @@
 package targets
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
 
+	"github.com/gdm-project/gdm/pkg/nbdclient"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,6 +25,7 @@ type Dev struct {
 	size     int64
 	blockDev bool
 	readOnly bool
+	remote   *nbdclient.Client // an NBD export (remote_dev.go); file is nil then
 
 	// Learned on first use: fallocate modes the device refuses, so later
 	// requests go straight to the fallback.
@@ -95,10 +98,20 @@ func (d *Dev) Size() int64 { return d.size }
 func (d *Dev) Closed() bool { return d.closed.Load() }
 
 // ReadAt fills p from off; a device that ends first is ErrShortIO.
-func (d *Dev) ReadAt(p []byte, off int64) error { return d.full(unix.Pread, "read", p, off) }
+func (d *Dev) ReadAt(p []byte, off int64) error {
+	if d.remote != nil {
+		return d.remoteErr("read", off, d.remote.ReadAt(context.Background(), p, off))
+	}
+	return d.full(unix.Pread, "read", p, off)
+}
 
 // WriteAt writes all of p at off.
-func (d *Dev) WriteAt(p []byte, off int64) error { return d.full(unix.Pwrite, "write", p, off) }
+func (d *Dev) WriteAt(p []byte, off int64) error {
+	if d.remote != nil {
+		return d.remoteErr("write", off, d.remote.WriteAt(context.Background(), p, off, false))
+	}
+	return d.full(unix.Pwrite, "write", p, off)
+}
 
 // full repeats a positional read or write until all of p is done.
 func (d *Dev) full(io func(fd int, p []byte, off int64) (int, error), what string, p []byte, off int64) error {
@@ -123,6 +136,9 @@ func (d *Dev) full(io func(fd int, p []byte, off int64) (int, error), what strin
 func (d *Dev) Sync() error {
 	if d.readOnly {
 		return nil
+	}
+	if d.remote != nil {
+		return d.remoteSync()
 	}
 	for {
 		err := unix.Fdatasync(d.fd)
@@ -156,6 +172,9 @@ func (d *Dev) fallocate(mode uint32, off, length int64) error {
 // Trim discards a range by punching a hole; where the device cannot, trim
 // is advisory and does nothing.
 func (d *Dev) Trim(off, length int64) error {
+	if d.remote != nil {
+		return d.remoteErr("trim", off, d.remote.Trim(context.Background(), off, length))
+	}
 	if d.noPunch.Load() {
 		return nil
 	}
@@ -173,6 +192,9 @@ func (d *Dev) Trim(off, length int64) error {
 // Zero makes [off, off+length) read as zeros: a punched hole unless NoHole,
 // else an allocated zero range, else zeros written by hand (unless Fast).
 func (d *Dev) Zero(off, length int64, flags ZeroFlags) error {
+	if d.remote != nil {
+		return d.remoteZero(off, length, flags)
+	}
 	if !flags.NoHole && !d.noPunch.Load() {
 		err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
 		if err == nil {
@@ -219,6 +241,9 @@ func (d *Dev) writeZeros(off, length int64) error {
 // uses (all I/O is positional), so concurrent callers are harmless. Devices
 // without SEEK_DATA (block devices, some filesystems) are all data.
 func (d *Dev) Extents(off, length int64, emit func(Extent) bool) error {
+	if d.remote != nil {
+		return d.remoteExtents(off, length, emit)
+	}
 	end := off + length
 	if d.blockDev || d.noSeekData.Load() {
 		emit(Extent{Length: length})
@@ -266,6 +291,10 @@ func (d *Dev) Extents(off, length int64, emit func(Extent) bool) error {
 func (d *Dev) Close() error {
 	d.closeOnce.Do(func() {
 		d.closed.Store(true)
+		if d.remote != nil {
+			d.closeErr = d.remote.Close()
+			return
+		}
 		if err := d.file.Close(); err != nil {
 			d.closeErr = fmt.Errorf("targets: close %s: %w", d.path, err)
 		}

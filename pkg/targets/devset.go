@@ -40,6 +40,12 @@ func (s *DevSet) Open(path string) (*Dev, error) {
 		return nil, ErrEmptyPath
 	}
 	key := filepath.Clean(path)
+	if IsRemote(path) {
+		var err error
+		if key, err = devKey(path); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -48,7 +54,11 @@ func (s *DevSet) Open(path string) (*Dev, error) {
 	if d, ok := s.devs[key]; ok {
 		return d, nil
 	}
-	d, err := openDev(path, s.readOnly, &s.opts)
+	open := openDev
+	if IsRemote(path) {
+		open = openRemote
+	}
+	d, err := open(path, s.readOnly, &s.opts)
 	if err != nil {
 		return nil, err
 	}

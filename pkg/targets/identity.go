@@ -24,6 +24,9 @@ type Identity struct {
 	Dev  uint64 `json:"dev,omitempty"`
 	Ino  uint64 `json:"ino,omitempty"`
 	Rdev uint64 `json:"rdev,omitempty"`
+	// Remote is an NBD export's canonical URI (remote.go): the export is
+	// the same one when its URI is.
+	Remote string `json:"remote,omitempty"`
 }
 
 // identityOf is the identity of what st describes, or the zero Identity for
@@ -44,6 +47,9 @@ func (id Identity) IsBlock() bool { return id.Rdev != 0 }
 // String is the identity for an error message: "inode 123 on 8:1" or
 // "block device 8:16".
 func (id Identity) String() string {
+	if id.Remote != "" {
+		return "NBD export " + id.Remote
+	}
 	if id.IsBlock() {
 		return fmt.Sprintf("block device %d:%d", unix.Major(id.Rdev), unix.Minor(id.Rdev))
 	}

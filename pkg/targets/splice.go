@@ -18,8 +18,13 @@ import (
 // The caller reads the range the ordinary way.
 var ErrPipeFull = errors.New("targets: pipe full")
 
-// SpliceTo moves [off, off+n) of the device into pipe.
+// SpliceTo moves [off, off+n) of the device into pipe. A remote device
+// has no descriptor to splice from: it answers ErrPipeFull, and the caller
+// reads the range the ordinary way.
 func (d *Dev) SpliceTo(pipe int, off, n int64) error {
+	if d.remote != nil {
+		return ErrPipeFull
+	}
 	return fillPipe(n, func(left int64) (int64, error) {
 		m, err := unix.Splice(d.fd, &off, pipe, nil, int(left), unix.SPLICE_F_NONBLOCK) // advances off
 		if err != nil {

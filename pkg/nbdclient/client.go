@@ -1,0 +1,201 @@
+// Package nbdclient is an NBD client in Go: gdm uses it to serve tables
+// whose backing devices are exports of other hosts (another gdm, nbdkit,
+// qemu-nbd, nbd-server).
+//
+// It speaks fixed newstyle with NBD_OPT_GO, structured replies and the
+// base:allocation meta context. Many requests are in flight on one
+// connection: callers write requests, one reader goroutine per connection
+// matches replies to them by cookie. A server that offers CAN_MULTI_CONN
+// gets a small pool of connections. Every call takes a context and is
+// bounded by a request timeout; a connection that drops is redialled with
+// backoff, and the requests it held are sent once more (see Client.do for
+// why that is safe for writes too). Everything a server sends is checked
+// against what was asked before it is read into memory.
+package nbdclient
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Options configure a Client. Network and Address (or Dial) and Export are
+// required; zero values of the rest take the defaults.
+type Options struct {
+	Network, Address string // "tcp" or "unix", and where
+	Export           string
+	// Dial replaces dialing Network/Address (a TLS dialer, tests).
+	Dial func(ctx context.Context) (net.Conn, error)
+	// TLS, when set, makes the client start TLS (NBD_OPT_STARTTLS) before
+	// any other option, and refuse a server that will not. Set ServerName
+	// (or InsecureSkipVerify) as for any TLS client.
+	TLS *tls.Config
+	// RequestTimeout bounds one call, retry included (default 30 s;
+	// negative: none). A request it ends drops its connection.
+	RequestTimeout time.Duration
+	// DialTimeout bounds a connect plus handshake (default 10 s).
+	DialTimeout time.Duration
+	// MaxInFlight bounds the requests in flight per connection (default 64).
+	MaxInFlight int
+	// MaxConns is the pool size when the server offers CAN_MULTI_CONN
+	// (default 4); without it the client uses one connection.
+	MaxConns int
+	// BackoffMin and BackoffMax bound the wait between failed dials
+	// (defaults 100 ms and 5 s), doubling from one to the other.
+	BackoffMin, BackoffMax time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Dial == nil {
+		o.Dial = netDialer(o.Network, o.Address)
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 30 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 64
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 4
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 100 * time.Millisecond
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = max(5*time.Second, o.BackoffMin)
+	}
+}
+
+// Client is a connection (or pool of them) to one export. Safe for
+// concurrent use.
+type Client struct {
+	opts    Options       // immutable after Dial
+	info    Info          // the first handshake's; redials must match it
+	conns   []*conn       // slots; an element is guarded by mu
+	next    atomic.Uint32 // round robin over conns
+	dialing chan struct{} // a token: one redial at a time
+	// refilling: a background redial of a pool slot is under way.
+	refilling atomic.Bool
+
+	mu       sync.Mutex // guards conns' elements, closed, backoff, nextDial
+	closed   bool
+	backoff  time.Duration
+	nextDial time.Time
+
+	redials, retries, failedDials atomic.Uint64
+}
+
+// Stats are a client's fault counters.
+type Stats struct {
+	Redials, Retries, FailedDials uint64
+}
+
+// Dial connects to the export, and fills the pool if the server offers
+// CAN_MULTI_CONN (a pool connection that fails to dial is left for a later
+// redial).
+func Dial(ctx context.Context, opts Options) (*Client, error) {
+	opts.defaults()
+	cl := &Client{opts: opts, dialing: make(chan struct{}, 1)}
+	c, err := cl.dialConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cl.info = c.info
+	n := 1
+	if c.info.Flags&FlagCanMultiConn != 0 {
+		n = opts.MaxConns
+	}
+	cl.conns = make([]*conn, n)
+	cl.conns[0] = c
+	for i := 1; i < n; i++ {
+		if c, err := cl.dialConn(ctx); err == nil {
+			cl.conns[i] = c
+		}
+	}
+	return cl, nil
+}
+
+// Info is what the first handshake learned.
+func (cl *Client) Info() Info { return cl.info }
+
+// Size is the export's size in bytes.
+func (cl *Client) Size() int64 { return cl.info.Size }
+
+// Stats returns the fault counters.
+func (cl *Client) Stats() Stats {
+	return Stats{Redials: cl.redials.Load(), Retries: cl.retries.Load(), FailedDials: cl.failedDials.Load()}
+}
+
+// Connected says whether at least one connection is up.
+func (cl *Client) Connected() bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for _, c := range cl.conns {
+		if c != nil && c.alive() {
+			return true
+		}
+	}
+	return false
+}
+
+// Close disconnects (NBD_CMD_DISC, bounded by a short deadline); calls in
+// flight fail with ErrClosed. It never waits on a dead server beyond that.
+func (cl *Client) Close() error {
+	cl.mu.Lock()
+	cl.closed = true
+	conns := append([]*conn(nil), cl.conns...)
+	cl.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		if c != nil {
+			wg.Go(c.close)
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+// check refuses a range outside the export, before it reaches the wire.
+func (cl *Client) check(off, n int64) error {
+	if off < 0 || n < 0 || off > cl.info.Size || n > cl.info.Size-off {
+		return fmt.Errorf("nbdclient: range [%d,+%d) outside the export of %d bytes: %w", off, n, cl.info.Size, syscall.EINVAL)
+	}
+	return nil
+}
+
+// maxRequest is the longest request sent: the spec's safe payload, or the
+// server's maximum block size if smaller.
+func (cl *Client) maxRequest() int64 {
+	if m := cl.info.MaxBlock; m > 0 && m < MaxRequest {
+		return int64(m)
+	}
+	return MaxRequest
+}
+
+// each runs one request per piece of [off, off+n), pieces at most
+// maxRequest long, in order.
+func (cl *Client) each(off, n int64, f func(off, n int64) error) error {
+	for n > 0 {
+		m := min(n, cl.maxRequest())
+		if err := f(off, m); err != nil {
+			return err
+		}
+		off, n = off+m, n-m
+	}
+	return nil
+}
+
+func (cl *Client) writable() error {
+	if cl.info.Flags&FlagReadOnly != 0 {
+		return fmt.Errorf("nbdclient: export is read-only: %w", syscall.EPERM)
+	}
+	return nil
+}

@@ -1,0 +1,29 @@
+package nbdclient
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
+)
+
+// dial connects a client to export name of s with opts' bounds.
+func dial(t *testing.T, s *nbdtest.Server, name string, opts Options) *Client {
+	t.Helper()
+	opts.Network, opts.Address, opts.Export = "unix", s.Path, name
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := Dial(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

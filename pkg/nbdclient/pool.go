@@ -1,0 +1,186 @@
+package nbdclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+)
+
+// ErrDown is a request refused at once because the server could not be
+// reached lately: the client waits out a backoff between dials rather than
+// have every request hammer a dead host (and wait for its dial timeout).
+var ErrDown = fmt.Errorf("nbdclient: server unreachable, waiting to redial: %w", syscall.EIO)
+
+// ErrExportChanged is a redial that found another export than the first
+// dial did (another size or read-only state): the client will not write to
+// it.
+var ErrExportChanged = fmt.Errorf("nbdclient: export changed since the first connection: %w", syscall.EIO)
+
+// dialConn connects and negotiates one connection, bounded by DialTimeout.
+func (cl *Client) dialConn(ctx context.Context) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, cl.opts.DialTimeout)
+	defer cancel()
+	nc, err := cl.opts.Dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("nbdclient: dial %s: %w", cl.opts.Address, err)
+	}
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	r := bufio.NewReaderSize(nc, 64<<10)
+	sc, r, info, err := handshake(ctx, nc, r, cl.opts.Export, cl.opts.TLS)
+	if !stop() || err != nil {
+		nc.Close()
+		if err == nil || ctx.Err() != nil {
+			err = fmt.Errorf("nbdclient: handshake with %s: %w", cl.opts.Address, context.DeadlineExceeded)
+		}
+		return nil, err
+	}
+	return newConn(sc, r, info, cl.opts.MaxInFlight), nil
+}
+
+// pick returns a live connection of the pool, starting at the next slot
+// round robin; when none is alive it redials one.
+func (cl *Client) pick(ctx context.Context) (*conn, error) {
+	n := uint32(len(cl.conns))
+	start := cl.next.Add(1) % n
+	cl.mu.Lock()
+	closed := cl.closed
+	for i := range n {
+		if c := cl.conns[(start+i)%n]; c != nil && c.alive() {
+			cl.mu.Unlock()
+			if i > 0 && !closed {
+				cl.refill(int(start))
+			}
+			return c, nil
+		}
+	}
+	cl.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	return cl.redial(ctx, int(start))
+}
+
+// refill redials a dead slot of the pool in the background while the
+// others serve, one at a time, so that a pool that lost connections grows
+// back to its size.
+func (cl *Client) refill(i int) {
+	if !cl.refilling.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer cl.refilling.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), cl.opts.DialTimeout)
+		defer cancel()
+		cl.redial(ctx, i)
+	}()
+}
+
+// redial replaces the connection in slot i, one dial at a time, and not
+// before the backoff since the last failed dial has passed.
+func (cl *Client) redial(ctx context.Context, i int) (*conn, error) {
+	select {
+	case cl.dialing <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctxErr(ctx)
+	}
+	defer func() { <-cl.dialing }()
+	cl.mu.Lock()
+	if c := cl.conns[i]; c != nil && c.alive() { // another caller redialled it
+		cl.mu.Unlock()
+		return c, nil
+	}
+	wait := time.Until(cl.nextDial)
+	cl.mu.Unlock()
+	if wait > 0 {
+		return nil, fmt.Errorf("%w (next try in %v)", ErrDown, wait.Round(time.Millisecond))
+	}
+	c, err := cl.dialConn(ctx)
+	if err == nil && (c.info.Size != cl.info.Size || c.info.Flags&FlagReadOnly != cl.info.Flags&FlagReadOnly) {
+		c.close()
+		err = fmt.Errorf("%w: size %d, flags %#x", ErrExportChanged, c.info.Size, c.info.Flags)
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if err != nil {
+		cl.backoff = min(max(cl.backoff*2, cl.opts.BackoffMin), cl.opts.BackoffMax)
+		cl.nextDial = time.Now().Add(cl.backoff)
+		cl.failedDials.Add(1)
+		return nil, fmt.Errorf("%w: %w", ErrDown, err)
+	}
+	cl.backoff = 0
+	if cl.closed {
+		c.close()
+		return nil, ErrClosed
+	}
+	cl.conns[i] = c
+	cl.redials.Add(1)
+	return c, nil
+}
+
+// do runs one request under the request timeout, on a live connection. A
+// request whose connection dropped before its reply was complete is sent
+// once more on a new connection: every NBD command is idempotent at its
+// offset (a write puts the same bytes at the same place again), and the
+// caller has not seen it complete, so nothing issued after its completion
+// can be overwritten by the retry. Server error replies and timeouts are
+// not retried: the server answered, or is not answering.
+func (cl *Client) do(ctx context.Context, req request, payload, buf []byte) result {
+	if cl.opts.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, cl.opts.RequestTimeout, ErrTimeout)
+		defer cancel()
+	}
+	for attempt := 0; ; attempt++ {
+		c, err := cl.pick(ctx)
+		if err != nil {
+			return result{err: err}
+		}
+		res := c.do(ctx, req, payload, buf)
+		if shuttingDown(res.err) {
+			cl.hangUpAll()
+			res.err = fmt.Errorf("%w: %w", ErrDisconnected, res.err)
+		}
+		if attempt == 0 && errors.Is(res.err, ErrDisconnected) && ctx.Err() == nil {
+			cl.retries.Add(1)
+			continue
+		}
+		return res
+	}
+}
+
+// hangUpAll hangs up every connection of the pool: a server shutting down
+// waits for all of them to go.
+func (cl *Client) hangUpAll() {
+	cl.mu.Lock()
+	conns := append([]*conn(nil), cl.conns...)
+	cl.mu.Unlock()
+	for _, c := range conns {
+		if c != nil {
+			c.hangUp(errServerShutdown)
+		}
+	}
+}
+
+// errServerShutdown is why a connection was hung up on a server that
+// answered ESHUTDOWN.
+var errServerShutdown = errors.New("nbdclient: the server is shutting down")
+
+// shuttingDown says whether err is a server's NBD_ESHUTDOWN: the spec's
+// "I am going away, disconnect". A server (nbdkit on SIGTERM) may answer it
+// to every request and wait for its clients to go before it exits, so the
+// client hangs up and redials rather than keep the connection.
+func shuttingDown(err error) bool {
+	var re *RemoteError
+	return errors.As(err, &re) && re.Errno == syscall.ESHUTDOWN
+}
+
+func netDialer(network, address string) func(context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+}

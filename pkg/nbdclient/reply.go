@@ -1,0 +1,232 @@
+package nbdclient
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// readLoop reads replies until the connection fails, handing each to its
+// call. Every length a reply claims is checked against its request before
+// anything is read or allocated: a server cannot make the client write past
+// a buffer or hold more than one bounded chunk.
+func (c *conn) readLoop() {
+	var h [chunkHeaderSize]byte
+	for {
+		if err := c.readReply(h[:]); err != nil {
+			c.kill(err)
+			return
+		}
+	}
+}
+
+func (c *conn) lookup(cookie uint64) (*call, error) {
+	c.mu.Lock()
+	cl := c.pending[cookie]
+	c.mu.Unlock()
+	if cl == nil {
+		return nil, protoErr("reply for unknown cookie %d", cookie)
+	}
+	return cl, nil
+}
+
+func (c *conn) readReply(h []byte) error {
+	if _, err := io.ReadFull(c.r, h[:simpleReplySize]); err != nil {
+		return fmt.Errorf("nbdclient: read reply: %w", err)
+	}
+	switch binary.BigEndian.Uint32(h) {
+	case magicSimple:
+		return c.simpleReply(binary.BigEndian.Uint32(h[4:]), binary.BigEndian.Uint64(h[8:]))
+	case magicStructure:
+		if !c.info.Structured {
+			return protoErr("structured reply not negotiated")
+		}
+		if _, err := io.ReadFull(c.r, h[simpleReplySize:chunkHeaderSize]); err != nil {
+			return fmt.Errorf("nbdclient: read reply: %w", err)
+		}
+		return c.chunk(binary.BigEndian.Uint16(h[4:]), binary.BigEndian.Uint16(h[6:]),
+			binary.BigEndian.Uint64(h[8:]), binary.BigEndian.Uint32(h[16:]))
+	}
+	return protoErr("bad reply magic %#x", binary.BigEndian.Uint32(h))
+}
+
+// simpleReply finishes a call; a successful read's data follows it (only
+// without structured replies, which forbid simple replies to reads).
+func (c *conn) simpleReply(code uint32, cookie uint64) error {
+	cl, err := c.lookup(cookie)
+	if err != nil {
+		return err
+	}
+	if cl.covered != 0 || cl.firstE != nil || cl.extents != nil {
+		return protoErr("simple reply after chunks for cookie %d", cookie)
+	}
+	if code != 0 {
+		c.finish(cl, result{err: &RemoteError{Errno: errnoOf(code)}})
+		return nil
+	}
+	if cl.req.typ == cmdRead {
+		if c.info.Structured {
+			return protoErr("simple reply to a read")
+		}
+		if err := c.fill(cl, 0, int64(cl.req.length)); err != nil {
+			return err
+		}
+	}
+	c.finish(cl, result{})
+	return nil
+}
+
+// fill reads n bytes of payload into the call's buffer at off (checked by
+// the caller), or drops them if the waiter gave up on the call.
+func (c *conn) fill(cl *call, off, n int64) error {
+	cl.bufMu.Lock()
+	defer cl.bufMu.Unlock()
+	var err error
+	if cl.abandoned {
+		_, err = io.CopyN(io.Discard, c.r, n)
+	} else {
+		_, err = io.ReadFull(c.r, cl.buf[off:off+n])
+	}
+	if err != nil {
+		return fmt.Errorf("nbdclient: read payload: %w", err)
+	}
+	cl.covered += n
+	return nil
+}
+
+// chunk handles one structured reply chunk.
+func (c *conn) chunk(flags, typ uint16, cookie uint64, length uint32) error {
+	cl, err := c.lookup(cookie)
+	if err != nil {
+		return err
+	}
+	switch {
+	case typ == chunkNone:
+		if length != 0 || flags&chunkFlagDone == 0 {
+			return protoErr("bad NBD_REPLY_TYPE_NONE")
+		}
+	case typ == chunkOffsetData || typ == chunkOffsetHole:
+		err = c.readChunk(cl, typ, length)
+	case typ == chunkBlockStatus:
+		err = c.statusChunk(cl, length)
+	case typ&chunkErrBit != 0:
+		err = c.errorChunk(cl, typ, length)
+	default:
+		return protoErr("unknown reply chunk type %d", typ)
+	}
+	if err != nil {
+		return err
+	}
+	if flags&chunkFlagDone != 0 {
+		return c.done(cl)
+	}
+	return nil
+}
+
+// done finishes a call on its last chunk: a read must have been covered
+// exactly, unless an error chunk came.
+func (c *conn) done(cl *call) error {
+	if cl.firstE != nil {
+		c.finish(cl, result{err: cl.firstE})
+		return nil
+	}
+	if cl.req.typ == cmdRead && cl.covered != int64(cl.req.length) {
+		return protoErr("read of %d bytes answered with %d", cl.req.length, cl.covered)
+	}
+	c.finish(cl, result{extents: cl.extents})
+	return nil
+}
+
+// readChunk takes an OFFSET_DATA or OFFSET_HOLE chunk of a read. With DF
+// (sent whenever the server offers it) the whole read comes in one chunk.
+func (c *conn) readChunk(cl *call, typ uint16, length uint32) error {
+	if cl.req.typ != cmdRead || length < 8 {
+		return protoErr("read chunk for command %d, %d bytes", cl.req.typ, length)
+	}
+	var b [12]byte
+	head := b[:8]
+	if typ == chunkOffsetHole {
+		if length != 12 {
+			return protoErr("hole chunk of %d bytes", length)
+		}
+		head = b[:12]
+	}
+	if _, err := io.ReadFull(c.r, head); err != nil {
+		return fmt.Errorf("nbdclient: read chunk: %w", err)
+	}
+	n := int64(length) - 8
+	if typ == chunkOffsetHole {
+		n = int64(binary.BigEndian.Uint32(b[8:]))
+	}
+	off := int64(binary.BigEndian.Uint64(b[:])) - int64(cl.req.offset)
+	if off < 0 || n == 0 || off > int64(cl.req.length) || n > int64(cl.req.length)-off ||
+		cl.covered+n > int64(cl.req.length) {
+		return protoErr("read chunk [%d,+%d) outside the request", off, n)
+	}
+	if cl.req.flags&cmdFlagDF != 0 && cl.covered != 0 {
+		return protoErr("second read chunk despite DF")
+	}
+	if typ == chunkOffsetData {
+		return c.fill(cl, off, n)
+	}
+	cl.bufMu.Lock()
+	if !cl.abandoned {
+		clear(cl.buf[off : off+n])
+	}
+	cl.bufMu.Unlock()
+	cl.covered += n
+	return nil
+}
+
+// statusChunk takes a BLOCK_STATUS chunk: the base:allocation extents. Only
+// what lies inside the request is kept, and only one chunk per context.
+func (c *conn) statusChunk(cl *call, length uint32) error {
+	if cl.req.typ != cmdBlockStatus || length < 12 || length > maxStatusChunk || (length-4)%8 != 0 {
+		return protoErr("block status chunk of %d bytes for command %d", length, cl.req.typ)
+	}
+	b := make([]byte, length)
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		return fmt.Errorf("nbdclient: read block status: %w", err)
+	}
+	if !c.info.HasAllocation || binary.BigEndian.Uint32(b) != c.info.AllocationID {
+		return protoErr("block status for unknown context %d", binary.BigEndian.Uint32(b))
+	}
+	if cl.extents != nil {
+		return protoErr("second block status chunk")
+	}
+	left := int64(cl.req.length)
+	cl.extents = make([]Extent, 0, (length-4)/8)
+	for p := b[4:]; len(p) >= 8 && left > 0; p = p[8:] {
+		n := min(int64(binary.BigEndian.Uint32(p)), left)
+		if n == 0 {
+			return protoErr("empty extent")
+		}
+		cl.extents = append(cl.extents, Extent{Length: n, Flags: binary.BigEndian.Uint32(p[4:])})
+		left -= n
+	}
+	return nil
+}
+
+// errorChunk takes an error chunk (any type with the error bit: unknown
+// ones are errors too); the first one is the call's error.
+func (c *conn) errorChunk(cl *call, typ uint16, length uint32) error {
+	if length < 6 || length > maxErrorChunk {
+		return protoErr("error chunk of %d bytes", length)
+	}
+	b := make([]byte, length)
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		return fmt.Errorf("nbdclient: read error chunk: %w", err)
+	}
+	code := binary.BigEndian.Uint32(b)
+	msgLen := int(binary.BigEndian.Uint16(b[4:]))
+	if code == 0 || msgLen > len(b)-6 {
+		return protoErr("bad error chunk")
+	}
+	if typ == chunkErrorOffset && len(b) != 6+msgLen+8 {
+		return protoErr("bad error offset chunk")
+	}
+	if cl.firstE == nil {
+		cl.firstE = &RemoteError{Errno: errnoOf(code), Message: printable(b[6 : 6+msgLen])}
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package nbdclient
+
+import (
+	"encoding/binary"
+	"fmt"
+	"syscall"
+)
+
+// Wire constants of the NBD protocol (doc/proto.md in NetworkBlockDevice/nbd).
+// They are defined here rather than shared with pkg/nbdserver: the client
+// sits below the server in gdm's import order, and the two must agree with
+// the spec, not with each other.
+const (
+	magicNBD       = uint64(0x4e42444d41474943) // "NBDMAGIC"
+	magicOption    = uint64(0x49484156454f5054) // "IHAVEOPT"
+	magicOptReply  = uint64(0x3e889045565a9)
+	magicRequest   = uint32(0x25609513)
+	magicSimple    = uint32(0x67446698)
+	magicStructure = uint32(0x668e33ef)
+
+	hsFixedNewstyle = uint16(1 << 0)
+	hsNoZeroes      = uint16(1 << 1)
+)
+
+// Options and their replies.
+const (
+	optAbort           = uint32(2)
+	optStartTLS        = uint32(5)
+	optGo              = uint32(7)
+	optStructuredReply = uint32(8)
+	optSetMetaContext  = uint32(10)
+
+	repAck         = uint32(1)
+	repInfo        = uint32(3)
+	repMetaContext = uint32(4)
+	repErrBit      = uint32(1 << 31)
+	repErrUnsup    = repErrBit | 1
+
+	infoExport    = uint16(0)
+	infoBlockSize = uint16(3)
+)
+
+// Transmission flags.
+const (
+	FlagHasFlags     = uint16(1 << 0)
+	FlagReadOnly     = uint16(1 << 1)
+	FlagSendFlush    = uint16(1 << 2)
+	FlagSendFUA      = uint16(1 << 3)
+	FlagSendTrim     = uint16(1 << 5)
+	FlagWriteZeroes  = uint16(1 << 6)
+	FlagSendDF       = uint16(1 << 7)
+	FlagCanMultiConn = uint16(1 << 8)
+	FlagSendFastZero = uint16(1 << 11)
+)
+
+// Commands and command flags.
+const (
+	cmdRead        = uint16(0)
+	cmdWrite       = uint16(1)
+	cmdDisc        = uint16(2)
+	cmdFlush       = uint16(3)
+	cmdTrim        = uint16(4)
+	cmdWriteZeroes = uint16(6)
+	cmdBlockStatus = uint16(7)
+
+	cmdFlagFUA      = uint16(1 << 0)
+	cmdFlagNoHole   = uint16(1 << 1)
+	cmdFlagDF       = uint16(1 << 2)
+	cmdFlagFastZero = uint16(1 << 4)
+)
+
+// Structured reply chunk types.
+const (
+	chunkFlagDone    = uint16(1)
+	chunkNone        = uint16(0)
+	chunkOffsetData  = uint16(1)
+	chunkOffsetHole  = uint16(2)
+	chunkBlockStatus = uint16(5)
+	chunkErrBit      = uint16(1 << 15)
+	chunkError       = chunkErrBit | 1
+	chunkErrorOffset = chunkErrBit | 2
+)
+
+// The meta context whose extents Extents reports.
+const metaBaseAllocation = "base:allocation"
+
+// Sizes of the fixed headers.
+const (
+	requestSize     = 28 // magic, flags, type, cookie, offset, length
+	simpleReplySize = 16 // magic, error, cookie
+	chunkHeaderSize = 20 // magic, flags, type, cookie, length
+)
+
+// Bounds on what a server may make the client read or hold.
+const (
+	// MaxRequest is the longest read or write sent in one request; longer
+	// ones are split. The spec's conservative maximum payload.
+	MaxRequest = 32 << 20
+	// maxErrorChunk bounds an error chunk: error, message length, a 4096
+	// byte message, and an offset.
+	maxErrorChunk = 4 + 2 + 4096 + 8
+	// maxStatusChunk bounds a block status chunk: its context id and up to
+	// 64 Ki extents, far more than any server sends for one request.
+	maxStatusChunk = 4 + 8<<16
+	// maxOptionReply bounds an option reply's payload during the handshake.
+	maxOptionReply = 64 << 10
+)
+
+// request is one request header.
+type request struct {
+	flags  uint16
+	typ    uint16
+	cookie uint64
+	offset uint64
+	length uint32
+}
+
+func (r *request) encode(b []byte) {
+	binary.BigEndian.PutUint32(b[0:], magicRequest)
+	binary.BigEndian.PutUint16(b[4:], r.flags)
+	binary.BigEndian.PutUint16(b[6:], r.typ)
+	binary.BigEndian.PutUint64(b[8:], r.cookie)
+	binary.BigEndian.PutUint64(b[16:], r.offset)
+	binary.BigEndian.PutUint32(b[24:], r.length)
+}
+
+// errnoOf maps an NBD error code to the errno it stands for, so that a
+// remote EIO is syscall.EIO here too. The spec fixes the codes to Linux's
+// values; an unknown code is EIO.
+func errnoOf(code uint32) syscall.Errno {
+	switch syscall.Errno(code) {
+	case syscall.EPERM, syscall.EIO, syscall.ENOMEM, syscall.EINVAL, syscall.ENOSPC,
+		syscall.EOVERFLOW, syscall.ENOTSUP, syscall.ESHUTDOWN:
+		return syscall.Errno(code)
+	}
+	return syscall.EIO
+}
+
+// RemoteError is an error the server answered a request with.
+type RemoteError struct {
+	Errno   syscall.Errno
+	Message string // from a structured error chunk, may be empty
+}
+
+func (e *RemoteError) Error() string {
+	if e.Message != "" {
+		return fmt.Sprintf("nbdclient: server: %v: %s", e.Errno, e.Message)
+	}
+	return fmt.Sprintf("nbdclient: server: %v", e.Errno)
+}
+
+// Unwrap lets errors.Is(err, syscall.EIO) see the errno.
+func (e *RemoteError) Unwrap() error { return e.Errno }

@@ -1,0 +1,153 @@
+package targets
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/gdm-project/gdm/pkg/nbdclient"
+)
+
+// A remote Dev is an NBD export, served through pkg/nbdclient: the same
+// Dev methods, the same DevSet rules (opened once per table, closed once
+// at destroy). Its I/O cannot be cancelled by the request's context (Dev's
+// methods take none, as pread cannot be cancelled either); the client's
+// request timeout bounds each call instead, and a connection that drops is
+// redialled and the request sent once more (see nbdclient). An export that
+// cannot be reached answers EIO at once while the client waits to redial.
+
+// openRemote dials the export a URI names, bounded by the URI's
+// connect-timeout or else the open timeout.
+func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
+	spec, err := parseRemote(uri)
+	if err != nil {
+		return nil, err
+	}
+	if spec.network == "unix" && len(opts.AllowPrefixes) > 0 {
+		real, err := filepath.EvalSymlinks(spec.address)
+		if err != nil {
+			return nil, fmt.Errorf("targets: %s: socket: %w", uri, err)
+		}
+		if err := opts.checkAllowed(uri, real); err != nil {
+			return nil, err
+		}
+	}
+	co := nbdclient.Options{Network: spec.network, Address: spec.address, Export: spec.export,
+		RequestTimeout: spec.timeout, DialTimeout: spec.connectTimeout}
+	if spec.tls {
+		if co.TLS, err = spec.tlsConfig(); err != nil {
+			return nil, fmt.Errorf("targets: %s: %w", uri, err)
+		}
+	}
+	if co.DialTimeout == 0 {
+		co.DialTimeout = opts.timeout()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), co.DialTimeout)
+	defer cancel()
+	cl, err := nbdclient.Dial(ctx, co)
+	if err != nil {
+		return nil, fmt.Errorf("targets: %s: %w", uri, err)
+	}
+	if !readOnly && cl.Info().Flags&nbdclient.FlagReadOnly != 0 {
+		cl.Close()
+		return nil, fmt.Errorf("targets: %s: the export is read-only: %w", uri, syscall.EROFS)
+	}
+	d := &Dev{path: uri, id: Identity{Remote: spec.key}, remote: cl, fd: -1, size: cl.Size(), readOnly: readOnly}
+	if err := opts.checkIdentity(uri, d.id); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// tlsConfig builds the client's TLS configuration from the nbds options:
+// the CA and client certificate files are read at every open, so a table
+// loaded after they were renewed uses the new ones.
+func (r *remoteSpec) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{ServerName: r.tlsHost, InsecureSkipVerify: r.tlsNoVerify, MinVersion: tls.VersionTLS12}
+	if r.tlsDir == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(filepath.Join(r.tlsDir, "ca-cert.pem"))
+	switch {
+	case err == nil:
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s/ca-cert.pem holds no certificate", r.tlsDir)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	certFile, keyFile := filepath.Join(r.tlsDir, "client-cert.pem"), filepath.Join(r.tlsDir, "client-key.pem")
+	if _, err := os.Stat(certFile); err != nil {
+		return cfg, nil // no client certificate: the server may not ask for one
+	}
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Certificates = []tls.Certificate{c}
+	return cfg, nil
+}
+
+// devKey is the key a path is opened under in a DevSet: the canonical URI
+// of an export, so that two spellings of it share one client.
+func devKey(path string) (string, error) {
+	spec, err := parseRemote(path)
+	if err != nil {
+		return "", err
+	}
+	return spec.key, nil
+}
+
+// Remote says whether the device is an NBD export.
+func (d *Dev) Remote() bool { return d.remote != nil }
+
+// Down says whether a remote device has no connection up now (its I/O
+// fails with EIO until a redial succeeds). Always false for local ones.
+func (d *Dev) Down() bool { return d.remote != nil && !d.remote.Connected() }
+
+// RemoteStats are the fault counters of a remote device's client.
+func (d *Dev) RemoteStats() nbdclient.Stats {
+	if d.remote == nil {
+		return nbdclient.Stats{}
+	}
+	return d.remote.Stats()
+}
+
+// The remote halves of Dev's methods; dev.go dispatches to them.
+
+func (d *Dev) remoteErr(what string, off int64, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("targets: %s %s at %d: %w", what, d.path, off, err)
+}
+
+func (d *Dev) remoteSync() error {
+	if err := d.remote.Flush(context.Background()); err != nil {
+		return d.remoteErr("flush", 0, err)
+	}
+	d.syncs.Add(1)
+	return nil
+}
+
+func (d *Dev) remoteZero(off, length int64, flags ZeroFlags) error {
+	err := d.remote.Zero(context.Background(), off, length, flags.NoHole, flags.Fast)
+	if flags.Fast && errors.Is(err, syscall.ENOTSUP) {
+		return ErrNotSupported
+	}
+	return d.remoteErr("zero", off, err)
+}
+
+func (d *Dev) remoteExtents(off, length int64, emit func(Extent) bool) error {
+	err := d.remote.Extents(context.Background(), off, length, func(e nbdclient.Extent) bool {
+		return emit(Extent{Length: e.Length, Flags: e.Flags & (ExtentHole | ExtentZero)})
+	})
+	return d.remoteErr("block status", off, err)
+}
