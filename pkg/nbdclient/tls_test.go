@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 )
 
@@ -35,8 +36,7 @@ func tlsConfig(t *testing.T, dir string, withCert bool) *tls.Config {
 // client certificates verified. Without TLS, or without the client
 // certificate, or trusting another CA, the client gets no export.
 func TestNbdkitTLS(t *testing.T) {
-	dir := t.TempDir()
-	nbdtest.Certs(t, dir)
+	dir := testkit.NewTLSCerts(t).Dir
 	sock := filepath.Join(dir, "tls.sock")
 	nbdtest.StartTool(t, sock, "nbdkit", "-f", "-U", sock, "--tls=require", "--tls-certificates="+dir, "--tls-verify-peer", "memory", "8M")
 	ctx := testCtx(t)
@@ -56,8 +56,7 @@ func TestNbdkitTLS(t *testing.T) {
 	if _, err := Dial(ctx, opts); err == nil {
 		t.Error("a client without a certificate got an export from --tls-verify-peer")
 	}
-	other := t.TempDir()
-	nbdtest.Certs(t, other)
+	other := testkit.NewTLSCerts(t).Dir
 	opts.TLS = tlsConfig(t, other, true)
 	var uerr x509.UnknownAuthorityError
 	if _, err := Dial(ctx, opts); !errors.As(err, &uerr) {
@@ -65,12 +64,32 @@ func TestNbdkitTLS(t *testing.T) {
 	}
 }
 
-// TestTLSRefused: gdm's server (no TLS yet) refuses STARTTLS, and the
+// TestTLSRefused: gdm's server without TLS configured refuses STARTTLS, and the
 // client does not fall back to plain text.
 func TestTLSRefused(t *testing.T) {
 	s := nbdtest.Start(t, nbdtest.Exports{"a": nbdtest.NewMem(4096)})
 	_, err := Dial(testCtx(t), Options{Network: "unix", Address: s.Path, Export: "a", TLS: &tls.Config{ServerName: "localhost"}})
 	if !errors.Is(err, ErrTLSRefused) {
 		t.Fatalf("STARTTLS to a server without TLS: %v", err)
+	}
+}
+
+// TestGdmServerTLS: the client and gdm's own server, TLS required with
+// client certificates: in with the certificate, refused without it.
+func TestGdmServerTLS(t *testing.T) {
+	certs := testkit.NewTLSCerts(t)
+	cfg := &tls.Config{Certificates: []tls.Certificate{certs.Server}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: certs.Pool}
+	s := nbdtest.StartTLS(t, nbdtest.Exports{"a": nbdtest.NewMem(8 << 20)}, cfg)
+	opts := Options{Network: "unix", Address: s.Path, Export: "a", TLS: tlsConfig(t, certs.Dir, true)}
+	cl, err := Dial(testCtx(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	exercise(t, cl)
+	opts.TLS = tlsConfig(t, certs.Dir, false)
+	if c, err := Dial(testCtx(t), opts); err == nil {
+		c.Close()
+		t.Fatal("a client without a certificate got an export")
 	}
 }

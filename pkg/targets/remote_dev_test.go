@@ -178,4 +178,9 @@ func TestRemoteStriped(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatal("striped read back other data")
 	}
+	if st := tg.Status(StatusInfo); !strings.HasSuffix(st, " 1 AAA") {
+		t.Fatalf("status with every leg up: %q", st)
+	}
+	sb.Stop() // a leg whose host is down shows D before any I/O fails on it
+	testkit.WaitFor(t, 10*time.Second, "the second leg D", func() bool { return strings.HasSuffix(tg.Status(StatusInfo), " 1 ADA") })
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 )
 
@@ -14,8 +15,7 @@ import (
 // without the client certificate in it, or without the CA (the system's
 // roots do not know the test's), the open fails.
 func TestRemoteTLS(t *testing.T) {
-	dir := t.TempDir()
-	nbdtest.Certs(t, dir)
+	dir := testkit.NewTLSCerts(t).Dir
 	sock := filepath.Join(dir, "tls.sock")
 	nbdtest.StartTool(t, sock, "nbdkit", "-f", "-U", sock, "--tls=require", "--tls-certificates="+dir, "--tls-verify-peer", "memory", "1M")
 	uri := "nbds+unix:///?socket=" + sock + "&tls-hostname=localhost&tls-certificates="

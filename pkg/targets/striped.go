@@ -293,7 +293,7 @@ func (s *striped) Status(typ StatusType) string {
 		b.WriteString(l.dev.Path())
 		b.WriteByte(' ')
 		health[i] = 'A'
-		if l.stats.Errors.Load() > 0 {
+		if l.stats.Errors.Load() > 0 || l.dev.Down() {
 			health[i] = 'D'
 		}
 	}

@@ -7,6 +7,7 @@ package nbdtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -180,6 +181,8 @@ func (e Exports) Open(name string) (nbdserver.Export, func(), error) {
 type Server struct {
 	Path string
 	Srv  *nbdserver.Server
+	// TLS, when set, is required of every client (nbdserver's TLSRequired).
+	TLS  *tls.Config
 	t    testing.TB
 	exp  Exports
 	done chan struct{}
@@ -194,13 +197,21 @@ func Start(t testing.TB, exp Exports) *Server {
 	return s
 }
 
+// StartTLS is Start with TLS required, configured by cfg.
+func StartTLS(t testing.TB, exp Exports, cfg *tls.Config) *Server {
+	s := &Server{Path: filepath.Join(t.TempDir(), "nbd.sock"), TLS: cfg, t: t, exp: exp}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
 // Start serves again after Stop.
 func (s *Server) Start() {
 	l, err := net.Listen("unix", s.Path)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.Srv = &nbdserver.Server{Exports: s.exp}
+	s.Srv = &nbdserver.Server{Exports: s.exp, TLS: s.TLS, TLSRequired: s.TLS != nil}
 	s.done = make(chan struct{})
 	srv, done := s.Srv, s.done
 	go func() { srv.Serve(l); close(done) }()
