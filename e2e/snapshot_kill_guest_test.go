@@ -35,23 +35,33 @@ type skDevice struct {
 	mib                 []string
 }
 
-// skKernelCheck hands the files the kill loop left to the kernel: gdm,
-// restarted after its last SIGKILL, reads every device whole over NBD;
-// then it is killed again (nothing in flight, and neither loading a store
-// nor reading writes to it, so the files are as the last kill left them),
-// and a TCG guest loads the same tables with dmsetup over the origin file
-// and each COW file. Each device must read the same bytes in the kernel as
-// in gdm, the kernel must take the tables as they are (its chunk size, not
-// one a header overrides) and give each snapshot the status gdm gives it,
-// never Invalid.
+// skKernelCheck hands the files the kill loop left to the kernel: gdm is
+// killed (idle now; the loop's last kill cut I/O short), started again,
+// reads every device whole over NBD, and is killed once more; the files
+// must be byte for byte as they were before that restart (loading a store
+// and reading write nothing), so that the kernel gets the stores as a
+// crash left them, as gdm's restarts do. A TCG guest loads the same tables with
+// dmsetup over the origin file and each COW file. Each device must read
+// the same bytes in the kernel as in gdm, the kernel must take the tables
+// as they are (its chunk size, not one a header overrides) and give each
+// snapshot the status gdm gives it, never Invalid.
 func skKernelCheck(t *testing.T, d *daemon, names []string) {
 	dmsetup := testkit.NeedTool(t, "dmsetup")
 	var devs []skDevice
 	for _, n := range names {
-		devs = append(devs, skReadDevice(t, d, n))
+		devs = append(devs, skDevice{name: n, table: strings.TrimSpace(d.gdm("table", n))})
+	}
+	disks, script := skGuestScript(devs)
+	d.kill9()
+	before := skFileSums(t, disks)
+	d.start()
+	for i := range devs {
+		skReadDevice(t, d, &devs[i])
 	}
 	d.kill9()
-	disks, script := skGuestScript(devs)
+	if after := skFileSums(t, disks); after != before {
+		t.Fatalf("gdm's restart and reads changed the files: MD5s %s before, %s after", before, after)
+	}
 	console := bootTCG(t, t.TempDir(), script, tcgGuest{memory: "512", disks: disks, timeout: skGuestBoot,
 		env: []string{"VM_BASE_PROGS=", "VM_PROGS=" + dmsetup, "VM_MODULES=virtio_blk dm-mod dm-snapshot"}})
 	for _, dv := range devs {
@@ -62,11 +72,28 @@ func skKernelCheck(t *testing.T, d *daemon, names []string) {
 	}
 }
 
-// skReadDevice reads device name whole through gdm and hashes it.
-func skReadDevice(t *testing.T, d *daemon, name string) skDevice {
+// skFileSums is the MD5 of each file, in order.
+func skFileSums(t *testing.T, files []string) string {
+	var sums []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := md5.Sum(b)
+		sums = append(sums, hex.EncodeToString(s[:]))
+	}
+	return strings.Join(sums, " ")
+}
+
+// skReadDevice takes dv's status from gdm and reads it whole, hashing it.
+func skReadDevice(t *testing.T, d *daemon, dv *skDevice) {
 	t.Helper()
-	dv := skDevice{name: name, table: strings.TrimSpace(d.gdm("table", name)), status: strings.TrimSpace(d.gdm("status", name))}
-	k, err := dialSK(d, name)
+	if table := strings.TrimSpace(d.gdm("table", dv.name)); table != dv.table {
+		t.Fatalf("%s: table after a restart %q, before %q", dv.name, table, dv.table)
+	}
+	dv.status = strings.TrimSpace(d.gdm("status", dv.name))
+	k, err := dialSK(d, dv.name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,14 +102,13 @@ func skReadDevice(t *testing.T, d *daemon, name string) skDevice {
 	for off := 0; off < skSectors*512; off += skMiB {
 		b, err := k.do(nbdCmdRead, uint64(off), nil, skMiB)
 		if err != nil {
-			t.Fatalf("%s: reading at %d: %v", name, off, err)
+			t.Fatalf("%s: reading at %d: %v", dv.name, off, err)
 		}
 		whole.Write(b)
 		s := md5.Sum(b)
 		dv.mib = append(dv.mib, hex.EncodeToString(s[:]))
 	}
 	dv.sum = hex.EncodeToString(whole.Sum(nil))
-	return dv
 }
 
 // skGuestScript gives each file the tables name a virtio serial, and
@@ -113,7 +139,7 @@ func skGuestScript(devs []skDevice) ([]string, string) {
 		fmt.Fprintf(&s, "echo \"SK-TABLE %[1]s $(dmsetup table %[1]s)\"\necho \"SK-STATUS %[1]s $(dmsetup status %[1]s)\"\n"+
 			"echo \"SK-SUM %[1]s $(md5sum < /dev/mapper/%[1]s)\"\n"+
 			"for i in $(seq 0 %[2]d); do echo \"SK-MIB %[1]s $i $(dd if=/dev/mapper/%[1]s bs=1M skip=$i count=1 2>/dev/null | md5sum)\"; done\n",
-			dv.name, len(dv.mib)-1)
+			dv.name, skSectors*512/skMiB-1)
 	}
 	s.WriteString("dmesg | grep -i -e snapshot -e device-mapper | sed 's/^/SK-DMESG /' || true\n")
 	for i := len(devs) - 1; i >= 0; i-- {
