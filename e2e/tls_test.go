@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -80,5 +81,35 @@ func TestTLSClients(t *testing.T) {
 	})
 	if out, err := exec.Command("nbdinfo", tcp+a.Dir).CombinedOutput(); err == nil {
 		t.Fatalf("the old certificate still served after SIGHUP:\n%s", out)
+	}
+}
+
+// bench/tls.sh runs: one short round, every job a figure for gdm and
+// nbdkit, plain and TLS.
+func TestTLSBenchRuns(t *testing.T) {
+	for _, tool := range []string{"fio", "nbdkit", "openssl"} {
+		testkit.NeedTool(t, tool)
+	}
+	cmd := exec.Command("bash", "bench/tls.sh", "1", "1")
+	cmd.Dir = ".."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench/tls.sh: %v\n%s", err, out)
+	}
+	rows := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if len(cells) != 6 || !strings.HasSuffix(cells[1], "1") {
+			continue
+		}
+		rows++
+		for _, c := range cells[2:] {
+			if n, err := strconv.Atoi(c); err != nil || n <= 0 {
+				t.Errorf("job %s: figure %q", cells[0], c)
+			}
+		}
+	}
+	if rows != 4 {
+		t.Fatalf("%d job rows, want 4:\n%s", rows, out)
 	}
 }
