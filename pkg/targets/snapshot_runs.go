@@ -1,0 +1,94 @@
+package targets
+
+// Runs: a request over many chunks is served with as few device I/Os as
+// the mapping allows. Consecutive chunks whose exceptions sit at
+// consecutive COW chunks are one stretch of the COW device, and
+// consecutive chunks without exceptions one stretch of the origin, so each
+// is one ReadAt or WriteAt rather than one per chunk: a 1 MiB request over
+// 4 KiB chunks would otherwise cost 256 system calls.
+
+// chunkRun is a stretch of a request over consecutive chunks that one
+// device I/O serves: all mapped, to consecutive COW chunks from nw on, or
+// all unmapped.
+type chunkRun struct {
+	chunk  uint64 // the first chunk
+	n      int    // chunks in the run
+	in     int64  // offset of p inside the first chunk
+	p      []byte
+	mapped bool
+	nw     uint64 // the first chunk's COW chunk, if mapped
+}
+
+// eachRun calls f for each run of [off, off+len(p)), as the store maps it
+// now; a caller that needs the mapping to hold holds the range.
+func eachRun(st *cowStore, p []byte, off int64, f func(chunkRun) error) error {
+	var r chunkRun
+	err := eachPiece(st.lay.chunk, p, off, func(c chunkPiece) error {
+		nw, ok := st.lookup(c.chunk)
+		if r.n > 0 && ok == r.mapped && (!ok || nw == r.nw+uint64(r.n)) {
+			// c.p follows r.p in the same array: widen r.p over it.
+			r.n, r.p = r.n+1, r.p[:len(r.p)+len(c.p)]
+			return nil
+		}
+		if r.n > 0 {
+			if err := f(r); err != nil {
+				return err
+			}
+		}
+		r = chunkRun{chunk: c.chunk, n: 1, in: c.in, p: c.p, mapped: ok, nw: nw}
+		return nil
+	})
+	if err != nil || r.n == 0 {
+		return err
+	}
+	return f(r)
+}
+
+// runLen is how many pairs from the first on have key one more than the
+// previous one's, at most limit.
+func runLen(pairs []snapPair, key func(snapPair) uint64, limit int) int {
+	n := 1
+	for n < len(pairs) && n < limit && key(pairs[n]) == key(pairs[0])+uint64(n) {
+		n++
+	}
+	return n
+}
+
+func pairOld(p snapPair) uint64 { return p.old }
+func pairNew(p snapPair) uint64 { return p.new }
+
+// maxCopyBytes bounds the buffer of one copy: a run of consecutive origin
+// chunks longer than this is read in parts.
+const maxCopyBytes = 4 << 20
+
+// copyChunks copies the origin chunks of pairs to their COW chunks: each
+// run of consecutive origin chunks with one read, each part of it whose
+// COW chunks are consecutive too with one write. A chunk that runs past
+// the origin's end is padded with zeros.
+func copyChunks(src *Dev, st *cowStore, pairs []snapPair) error {
+	cs := st.lay.chunk
+	var buf []byte
+	for len(pairs) > 0 {
+		run := pairs[:runLen(pairs, pairOld, max(1, int(maxCopyBytes/cs)))]
+		pairs = pairs[len(run):]
+		size := int64(len(run)) * cs
+		if int64(len(buf)) < size {
+			buf = make([]byte, size)
+		}
+		b := buf[:size]
+		at := int64(run[0].old) * cs
+		k := min(size, max(src.Size()-at, 0))
+		if err := src.ReadAt(b[:k], at); err != nil {
+			return err
+		}
+		clear(b[k:])
+		for len(run) > 0 {
+			m := runLen(run, pairNew, len(run))
+			if err := st.dev.WriteAt(b[:int64(m)*cs], int64(run[0].new)*cs); err != nil {
+				return err
+			}
+			b, run = b[int64(m)*cs:], run[m:]
+		}
+	}
+	return nil
+}
