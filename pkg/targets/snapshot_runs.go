@@ -22,26 +22,36 @@ type chunkRun struct {
 // eachRun calls f for each run of [off, off+len(p)), as the store maps it
 // now; a caller that needs the mapping to hold holds the range.
 func eachRun(st *cowStore, p []byte, off int64, f func(chunkRun) error) error {
-	var r chunkRun
-	err := eachPiece(st.lay.chunk, p, off, func(c chunkPiece) error {
-		nw, ok := st.lookup(c.chunk)
-		if r.n > 0 && ok == r.mapped && (!ok || nw == r.nw+uint64(r.n)) {
-			// c.p follows r.p in the same array: widen r.p over it.
-			r.n, r.p = r.n+1, r.p[:len(r.p)+len(c.p)]
-			return nil
+	for len(p) > 0 {
+		r := st.nextRun(p, off)
+		if err := f(r); err != nil {
+			return err
 		}
-		if r.n > 0 {
-			if err := f(r); err != nil {
-				return err
-			}
-		}
-		r = chunkRun{chunk: c.chunk, n: 1, in: c.in, p: c.p, mapped: ok, nw: nw}
-		return nil
-	})
-	if err != nil || r.n == 0 {
-		return err
+		p, off = p[len(r.p):], off+int64(len(r.p))
 	}
-	return f(r)
+	return nil
+}
+
+// nextRun is the run at the start of [off, off+len(p)), looked up under
+// one read lock: taken per chunk, the lock would cost more than the map.
+func (s *cowStore) nextRun(p []byte, off int64) chunkRun {
+	cs := s.lay.chunk
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	first := uint64(off / cs)
+	nw, ok := s.table[first]
+	r := chunkRun{chunk: first, n: 1, in: off % cs, mapped: ok, nw: nw}
+	end := min(int64(len(p)), cs-r.in)
+	for end < int64(len(p)) {
+		nw, ok := s.table[first+uint64(r.n)]
+		if ok != r.mapped || (ok && nw != r.nw+uint64(r.n)) {
+			break
+		}
+		r.n++
+		end = min(int64(len(p)), end+cs)
+	}
+	r.p = p[:end]
+	return r
 }
 
 // runLen is how many pairs from the first on have key one more than the
