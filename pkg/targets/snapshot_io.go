@@ -253,6 +253,31 @@ func (s *snapshot) Extents(_ context.Context, _, length int64, emit func(Extent)
 	return nil
 }
 
-// SpliceTo leaves every read to ReadAt (ErrPipeFull), which knows the
-// mapping and its locks.
-func (s *snapshot) SpliceTo(context.Context, int, int64, int64) error { return ErrPipeFull }
+// SpliceTo splices a range the snapshot holds whole on the COW device, run
+// by run. A range with a chunk still on the origin is left to ReadAt
+// (ErrPipeFull, with nothing in the pipe yet): the pipe holds references
+// to the origin's pages, not their bytes, and sends them after the range
+// lock is gone, when an origin write may have changed them, which the
+// snapshot must never show. Its own exceptions change only with writes to
+// the snapshot itself, as a linear device's pages do.
+func (s *snapshot) SpliceTo(_ context.Context, pipe int, off, n int64) error {
+	st, err := s.usable()
+	if err != nil {
+		return err
+	}
+	var runs []chunkRun
+	for end := off + n; off < end; off += runs[len(runs)-1].size {
+		r := st.nextRun(off, end-off)
+		if !r.mapped {
+			return ErrPipeFull
+		}
+		runs = append(runs, r)
+	}
+	cs := st.lay.chunk
+	for _, r := range runs {
+		if err := st.dev.SpliceTo(pipe, int64(r.nw)*cs+r.in, r.size); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -13,8 +13,9 @@ package targets
 type chunkRun struct {
 	chunk  uint64 // the first chunk
 	n      int    // chunks in the run
-	in     int64  // offset of p inside the first chunk
-	p      []byte
+	in     int64  // offset of the run inside the first chunk
+	size   int64  // bytes in the run
+	p      []byte // the request's part, for ReadAt and WriteAt
 	mapped bool
 	nw     uint64 // the first chunk's COW chunk, if mapped
 }
@@ -23,7 +24,8 @@ type chunkRun struct {
 // now; a caller that needs the mapping to hold holds the range.
 func eachRun(st *cowStore, p []byte, off int64, f func(chunkRun) error) error {
 	for len(p) > 0 {
-		r := st.nextRun(p, off)
+		r := st.nextRun(off, int64(len(p)))
+		r.p = p[:r.size]
 		if err := f(r); err != nil {
 			return err
 		}
@@ -32,25 +34,25 @@ func eachRun(st *cowStore, p []byte, off int64, f func(chunkRun) error) error {
 	return nil
 }
 
-// nextRun is the run at the start of [off, off+len(p)), looked up under
+// nextRun is the run at the start of [off, off+length), looked up under
 // one read lock: taken per chunk, the lock would cost more than the map.
-func (s *cowStore) nextRun(p []byte, off int64) chunkRun {
+func (s *cowStore) nextRun(off, length int64) chunkRun {
 	cs := s.lay.chunk
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	first := uint64(off / cs)
 	nw, ok := s.table[first]
 	r := chunkRun{chunk: first, n: 1, in: off % cs, mapped: ok, nw: nw}
-	end := min(int64(len(p)), cs-r.in)
-	for end < int64(len(p)) {
+	end := min(length, cs-r.in)
+	for end < length {
 		nw, ok := s.table[first+uint64(r.n)]
 		if ok != r.mapped || (ok && nw != r.nw+uint64(r.n)) {
 			break
 		}
 		r.n++
-		end = min(int64(len(p)), end+cs)
+		end = min(length, end+cs)
 	}
-	r.p = p[:end]
+	r.size = end
 	return r
 }
 

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // A request over many chunks costs a few device I/Os, not one per chunk,
@@ -114,5 +116,33 @@ func TestSnapshotRunEnds(t *testing.T) {
 	copy(want[4*chunk:], q[:chunk])
 	if got := s.mustRead(0, size); !bytes.Equal(got, want) {
 		t.Fatalf("after an overflowing write: differs at byte %d", firstDiff(got, want))
+	}
+}
+
+// A snapshot splices a range it holds whole on the COW device, and leaves
+// one with a chunk on the origin to ReadAt, with nothing in the pipe.
+func TestSnapshotSplice(t *testing.T) {
+	const chunk, size = 4096, 64 * 4096
+	orig, o, s := originAndSnap(t, size, 6, 2*size, "P", "8")
+	want := readFile(t, orig)
+	p := make([]byte, 8*chunk)
+	pattern(p, 0, 51)
+	s.mustWrite(p, 8*chunk, 0)      // chunks 8..15 on the COW
+	o.mustWrite(p, 16*chunk+100, 0) // chunks 16..24 copied out
+	copy(want[8*chunk:], p)
+	r, w := pipe(t)
+	if err := s.tg.SpliceTo(t.Context(), w, 7*chunk, chunk+1); !errors.Is(err, ErrPipeFull) {
+		t.Fatalf("splice over chunk 7, still on the origin: %v, want ErrPipeFull", err)
+	}
+	if err := s.tg.SpliceTo(t.Context(), w, 12*chunk+512, 8*chunk); err != nil {
+		t.Fatalf("splice of chunks 12..20: %v", err)
+	}
+	got := make([]byte, 9*chunk)
+	n, err := unix.Read(r, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := want[12*chunk+512 : 20*chunk+512]; n != len(w) || !bytes.Equal(got[:n], w) {
+		t.Fatalf("spliced %d bytes, want %d; differs at byte %d", n, len(w), firstDiff(got[:n], w))
 	}
 }
