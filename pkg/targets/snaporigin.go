@@ -128,51 +128,43 @@ func (e *originEntry) write(src *Dev, off, n int64, do func() error) error {
 }
 
 // copyOut gives s the old data of the chunks [off, off+n) touches that it
-// has no exception for, in one commit. The caller holds their range.
+// has no exception for, in one commit, copied run by run (copyChunks). The
+// caller holds their range.
 func (s *snapshot) copyOut(src *Dev, off, n int64) {
 	st := s.store.Load()
 	if valid, _ := st.state(); !valid || n <= 0 {
 		return
 	}
 	cs := st.lay.chunk
-	var pairs []snapPair
-	var buf []byte // made on the first copy: a rewrite copies nothing
+	var pairs []snapPair // a rewrite copies nothing
 	for c := off / cs; c <= (off+n-1)/cs; c++ {
 		if _, ok := st.lookup(uint64(c)); ok {
 			continue
 		}
-		if buf == nil {
-			buf = make([]byte, cs)
-		}
 		nw, err := st.prepare()
-		if err == nil {
-			err = copyChunk(src, st, uint64(c), nw, buf)
-		}
 		if err != nil {
-			slog.Error("snapshot: invalidated: no room for, or no copy of, an origin chunk",
-				"cow", s.cow.Path(), "chunk", c, "err", err)
-			st.invalidate()
+			s.copyFailed(st, uint64(c), err)
 			return
 		}
 		pairs = append(pairs, snapPair{old: uint64(c), new: nw})
-		s.copied.Add(1)
 	}
-	if len(pairs) > 0 {
-		if err := st.commit(pairs); err != nil {
-			slog.Error("snapshot: invalidated", "cow", s.cow.Path(), "err", err)
-		}
+	if len(pairs) == 0 {
+		return
+	}
+	if err := copyChunks(src, st, pairs); err != nil {
+		s.copyFailed(st, pairs[0].old, err)
+		return
+	}
+	s.copied.Add(uint64(len(pairs)))
+	if err := st.commit(pairs); err != nil {
+		slog.Error("snapshot: invalidated", "cow", s.cow.Path(), "err", err)
 	}
 }
 
-// copyChunk copies origin chunk old to COW chunk nw through buf (one chunk);
-// a chunk that runs past the origin's end is padded with zeros.
-func copyChunk(src *Dev, st *cowStore, old, nw uint64, buf []byte) error {
-	cs := st.lay.chunk
-	at := int64(old) * cs
-	k := min(cs, max(src.Size()-at, 0))
-	if err := src.ReadAt(buf[:k], at); err != nil {
-		return err
-	}
-	clear(buf[k:])
-	return st.dev.WriteAt(buf, int64(nw)*cs)
+// copyFailed invalidates s, whose copy of an origin chunk found no room or
+// failed, as dm does: the origin write goes on without it.
+func (s *snapshot) copyFailed(st *cowStore, chunk uint64, err error) {
+	slog.Error("snapshot: invalidated: no room for, or no copy of, an origin chunk",
+		"cow", s.cow.Path(), "chunk", chunk, "err", err)
+	st.invalidate()
 }

@@ -5,12 +5,13 @@ import (
 	"errors"
 )
 
-// The snapshot's I/O. A request is split at chunk boundaries; each piece
-// goes to the chunk's exception on the COW device if there is one, else
-// (reads) to the origin, or (writes) to a new exception filled with the
-// origin's chunk first. A piece that has no exception yet takes its
-// chunk's range lock in the origin's entry: shared for a read, so that an
-// origin write cannot change the chunk under it, exclusive for a write.
+// The snapshot's I/O. A request is split into runs of chunks
+// (snapshot_runs.go); each run goes to its exceptions on the COW device if
+// it has them, else (reads) to the origin, or (writes) to new exceptions
+// filled with the origin's chunks first where the write covers them in
+// part. A run that has no exceptions takes its chunks' range lock in the
+// origin's entry: shared for a read, so that an origin write cannot change
+// the chunks under it, exclusive for a write.
 
 // chunkPiece is the part of a request that falls in one chunk.
 type chunkPiece struct {
@@ -41,32 +42,50 @@ func (s *snapshot) usable() (*cowStore, error) {
 	return st, nil
 }
 
+// ReadAt reads each run from the COW device or, under the run's shared
+// range, from the origin.
 func (s *snapshot) ReadAt(_ context.Context, p []byte, off int64) error {
 	st, err := s.usable()
 	if err != nil {
 		return err
 	}
 	cs := st.lay.chunk
-	return eachPiece(cs, p, off, func(c chunkPiece) error {
-		if nw, ok := st.lookup(c.chunk); ok {
-			return st.dev.ReadAt(c.p, int64(nw)*cs+c.in)
-		}
-		at := int64(c.chunk) * cs
-		tok := s.entry.locks.lock(at, at+cs, true)
-		defer tok.unlock()
-		if nw, ok := st.lookup(c.chunk); ok {
-			return st.dev.ReadAt(c.p, int64(nw)*cs+c.in)
-		}
+	return s.eachRunHeld(st, p, off, true, func(r chunkRun) error {
+		return st.dev.ReadAt(r.p, int64(r.nw)*cs+r.in)
+	}, func(r chunkRun) error {
 		if s.beforeOriginRead != nil {
 			s.beforeOriginRead()
 		}
-		return s.origin.ReadAt(c.p, at+c.in)
+		return s.origin.ReadAt(r.p, int64(r.chunk)*cs+r.in)
 	})
 }
 
-// WriteAt writes each piece into its exception, made first where missing.
-// A new exception is committed (synced) before WriteAt returns, so FUA
-// needs a sync only for pieces that went to existing exceptions. An
+// eachRunHeld calls cow for each run that has its exceptions, and bare for
+// each that has none with the run's range held (shared or exclusive): held,
+// its chunks get no exception but from bare, and those that got one before
+// the range was taken go to cow after all.
+func (s *snapshot) eachRunHeld(st *cowStore, p []byte, off int64, shared bool,
+	cow, bare func(chunkRun) error) error {
+	cs := st.lay.chunk
+	return eachRun(st, p, off, func(r chunkRun) error {
+		if r.mapped {
+			return cow(r)
+		}
+		at := int64(r.chunk) * cs
+		tok := s.entry.locks.lock(at, at+int64(r.n)*cs, shared)
+		defer tok.unlock()
+		return eachRun(st, r.p, at+r.in, func(r chunkRun) error {
+			if r.mapped {
+				return cow(r)
+			}
+			return bare(r)
+		})
+	})
+}
+
+// WriteAt writes each run into its exceptions, made first where missing.
+// New exceptions are committed (synced) before WriteAt returns, so FUA
+// needs a sync only for runs that went to existing exceptions. An
 // overflowed (PO) snapshot takes no write at all, even to a chunk it has,
 // as dm kills every write to it (the oracle's snapshot-full-PO case).
 func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
@@ -78,11 +97,10 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 		return ErrSnapOverflow
 	}
 	cs := st.lay.chunk
-	err = eachPiece(cs, p, off, func(c chunkPiece) error {
-		if nw, ok := st.lookup(c.chunk); ok {
-			return st.dev.WriteAt(c.p, int64(nw)*cs+c.in)
-		}
-		return s.writeNew(st, c)
+	err = s.eachRunHeld(st, p, off, false, func(r chunkRun) error {
+		return st.dev.WriteAt(r.p, int64(r.nw)*cs+r.in)
+	}, func(r chunkRun) error {
+		return s.writeNew(st, r)
 	})
 	if err == nil && flags&FUA != 0 {
 		err = st.dev.Sync()
@@ -90,19 +108,14 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 	return err
 }
 
-// writeNew writes a piece of a chunk that had no exception when looked at:
-// under the chunk's lock it looks again, else allocates a COW chunk, fills
-// it from the origin (unless the piece covers it all), writes the piece
-// and commits the exception. A full COW invalidates the snapshot, or with
-// PO overflows it: new exceptions fail, the rest goes on.
-func (s *snapshot) writeNew(st *cowStore, c chunkPiece) error {
-	cs := st.lay.chunk
-	at := int64(c.chunk) * cs
-	tok := s.entry.locks.lock(at, at+cs, false)
-	defer tok.unlock()
-	if nw, ok := st.lookup(c.chunk); ok {
-		return st.dev.WriteAt(c.p, int64(nw)*cs+c.in)
-	}
+// writeNew writes a run of chunks that have no exception, its range held:
+// it allocates a COW chunk for each, fills the first and last from the
+// origin where the run covers them in part, writes the run's data with
+// one write per stretch of consecutive COW chunks and commits all the new
+// exceptions at once. A full COW invalidates the snapshot, or with PO
+// overflows it: the chunks allocated before are written and committed, the
+// rest of the run fails.
+func (s *snapshot) writeNew(st *cowStore, r chunkRun) error {
 	valid, over := st.state()
 	switch {
 	case !valid:
@@ -110,29 +123,72 @@ func (s *snapshot) writeNew(st *cowStore, c chunkPiece) error {
 	case over:
 		return ErrSnapOverflow
 	}
-	nw, err := st.prepare()
-	if errors.Is(err, errCowFull) && s.overflowOK {
-		st.setOverflow()
-		return ErrSnapOverflow
+	pairs, full := s.allocate(st, r)
+	if len(pairs) == 0 {
+		return full
 	}
-	if errors.Is(err, errCowFull) {
+	cs := st.lay.chunk
+	q := r.p[:min(int64(len(r.p)), int64(len(pairs))*cs-r.in)] // the allocated chunks' part
+	if err := s.fillEnds(st, pairs, r.in, r.in+int64(len(q))); err != nil {
 		st.invalidate()
-		return ErrSnapInvalid
-	}
-	if err != nil {
 		return err
 	}
-	if int64(len(c.p)) < cs {
-		if err := copyChunk(s.origin, st, c.chunk, nw, make([]byte, cs)); err != nil {
+	at := r.in
+	for rest := pairs; len(rest) > 0; {
+		m := runLen(rest, pairNew, len(rest))
+		k := min(int64(m)*cs-at, int64(len(q)))
+		if err := st.dev.WriteAt(q[:k], int64(rest[0].new)*cs+at); err != nil {
+			return err
+		}
+		q, rest, at = q[k:], rest[m:], 0
+	}
+	if err := st.commit(pairs); err != nil {
+		return err
+	}
+	return full
+}
+
+// allocate takes a COW chunk for each chunk of r, as many as there is room
+// for; full is the error the rest of the run gets (nil: none).
+func (s *snapshot) allocate(st *cowStore, r chunkRun) (pairs []snapPair, full error) {
+	pairs = make([]snapPair, 0, r.n)
+	for i := range r.n {
+		nw, err := st.prepare()
+		switch {
+		case errors.Is(err, errCowFull) && s.overflowOK:
+			st.setOverflow()
+			return pairs, ErrSnapOverflow
+		case errors.Is(err, errCowFull):
 			st.invalidate()
+			return nil, ErrSnapInvalid
+		case err != nil:
+			return nil, err
+		}
+		pairs = append(pairs, snapPair{old: r.chunk + uint64(i), new: nw})
+	}
+	return pairs, nil
+}
+
+// fillEnds copies from the origin the new chunks of pairs that a write of
+// [from, to) (bytes from the first chunk's start) covers only in part:
+// the first, the last, or both.
+func (s *snapshot) fillEnds(st *cowStore, pairs []snapPair, from, to int64) error {
+	cs := st.lay.chunk
+	last := len(pairs) - 1
+	var ends []snapPair
+	if from > 0 || to < cs {
+		ends = append(ends, pairs[0])
+	}
+	if last > 0 && to < int64(len(pairs))*cs {
+		ends = append(ends, pairs[last])
+	}
+	for _, e := range ends {
+		if err := copyChunks(s.origin, st, []snapPair{e}); err != nil {
 			return err
 		}
 		s.copied.Add(1)
 	}
-	if err := st.dev.WriteAt(c.p, int64(nw)*cs+c.in); err != nil {
-		return err
-	}
-	return st.commit([]snapPair{{old: c.chunk, new: nw}})
+	return nil
 }
 
 // Zero writes zeros through WriteAt: a snapshot has no cheaper way to make
@@ -197,6 +253,31 @@ func (s *snapshot) Extents(_ context.Context, _, length int64, emit func(Extent)
 	return nil
 }
 
-// SpliceTo leaves every read to ReadAt (ErrPipeFull), which knows the
-// mapping and its locks.
-func (s *snapshot) SpliceTo(context.Context, int, int64, int64) error { return ErrPipeFull }
+// SpliceTo splices a range the snapshot holds whole on the COW device, run
+// by run. A range with a chunk still on the origin is left to ReadAt
+// (ErrPipeFull, with nothing in the pipe yet): the pipe holds references
+// to the origin's pages, not their bytes, and sends them after the range
+// lock is gone, when an origin write may have changed them, which the
+// snapshot must never show. Its own exceptions change only with writes to
+// the snapshot itself, as a linear device's pages do.
+func (s *snapshot) SpliceTo(_ context.Context, pipe int, off, n int64) error {
+	st, err := s.usable()
+	if err != nil {
+		return err
+	}
+	var runs []chunkRun
+	for end := off + n; off < end; off += runs[len(runs)-1].size {
+		r := st.nextRun(off, end-off)
+		if !r.mapped {
+			return ErrPipeFull
+		}
+		runs = append(runs, r)
+	}
+	cs := st.lay.chunk
+	for _, r := range runs {
+		if err := st.dev.SpliceTo(pipe, int64(r.nw)*cs+r.in, r.size); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -10,8 +10,8 @@ import (
 // cowStore is a snapshot's exception store: which origin chunks have been
 // copied to which chunks of the COW device. Persistent stores (P, PO) keep
 // the mapping on the COW device in the kernel's format (snapstore_format.go)
-// and commit each new exception there, synced, before the I/O it covers
-// goes on: so a FLUSH or FUA after it finds the mapping durable, and a
+// and commit new exceptions there (a request's all at once), synced, before
+// the I/O they cover is answered: so a FLUSH or FUA after it finds the mapping durable, and a
 // process killed at any point leaves a store that loads (the unsynced tail
 // of an area is at worst pairs no write was acknowledged for). Transient
 // stores (N) keep it in memory only.

@@ -1,0 +1,106 @@
+package targets
+
+// Runs: a request over many chunks is served with as few device I/Os as
+// the mapping allows. Consecutive chunks whose exceptions sit at
+// consecutive COW chunks are one stretch of the COW device, and
+// consecutive chunks without exceptions one stretch of the origin, so each
+// is one ReadAt or WriteAt rather than one per chunk: a 1 MiB request over
+// 4 KiB chunks would otherwise cost 256 system calls.
+
+// chunkRun is a stretch of a request over consecutive chunks that one
+// device I/O serves: all mapped, to consecutive COW chunks from nw on, or
+// all unmapped.
+type chunkRun struct {
+	chunk  uint64 // the first chunk
+	n      int    // chunks in the run
+	in     int64  // offset of the run inside the first chunk
+	size   int64  // bytes in the run
+	p      []byte // the request's part, for ReadAt and WriteAt
+	mapped bool
+	nw     uint64 // the first chunk's COW chunk, if mapped
+}
+
+// eachRun calls f for each run of [off, off+len(p)), as the store maps it
+// now; a caller that needs the mapping to hold holds the range.
+func eachRun(st *cowStore, p []byte, off int64, f func(chunkRun) error) error {
+	for len(p) > 0 {
+		r := st.nextRun(off, int64(len(p)))
+		r.p = p[:r.size]
+		if err := f(r); err != nil {
+			return err
+		}
+		p, off = p[len(r.p):], off+int64(len(r.p))
+	}
+	return nil
+}
+
+// nextRun is the run at the start of [off, off+length), looked up under
+// one read lock: taken per chunk, the lock would cost more than the map.
+func (s *cowStore) nextRun(off, length int64) chunkRun {
+	cs := s.lay.chunk
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	first := uint64(off / cs)
+	nw, ok := s.table[first]
+	r := chunkRun{chunk: first, n: 1, in: off % cs, mapped: ok, nw: nw}
+	end := min(length, cs-r.in)
+	for end < length {
+		nw, ok := s.table[first+uint64(r.n)]
+		if ok != r.mapped || (ok && nw != r.nw+uint64(r.n)) {
+			break
+		}
+		r.n++
+		end = min(length, end+cs)
+	}
+	r.size = end
+	return r
+}
+
+// runLen is how many pairs from the first on have key one more than the
+// previous one's, at most limit.
+func runLen(pairs []snapPair, key func(snapPair) uint64, limit int) int {
+	n := 1
+	for n < len(pairs) && n < limit && key(pairs[n]) == key(pairs[0])+uint64(n) {
+		n++
+	}
+	return n
+}
+
+func pairOld(p snapPair) uint64 { return p.old }
+func pairNew(p snapPair) uint64 { return p.new }
+
+// maxCopyBytes bounds the buffer of one copy: a run of consecutive origin
+// chunks longer than this is read in parts.
+const maxCopyBytes = 4 << 20
+
+// copyChunks copies the origin chunks of pairs to their COW chunks: each
+// run of consecutive origin chunks with one read, each part of it whose
+// COW chunks are consecutive too with one write. A chunk that runs past
+// the origin's end is padded with zeros.
+func copyChunks(src *Dev, st *cowStore, pairs []snapPair) error {
+	cs := st.lay.chunk
+	var buf []byte
+	for len(pairs) > 0 {
+		run := pairs[:runLen(pairs, pairOld, max(1, int(maxCopyBytes/cs)))]
+		pairs = pairs[len(run):]
+		size := int64(len(run)) * cs
+		if int64(len(buf)) < size {
+			buf = make([]byte, size)
+		}
+		b := buf[:size]
+		at := int64(run[0].old) * cs
+		k := min(size, max(src.Size()-at, 0))
+		if err := src.ReadAt(b[:k], at); err != nil {
+			return err
+		}
+		clear(b[k:])
+		for len(run) > 0 {
+			m := runLen(run, pairNew, len(run))
+			if err := st.dev.WriteAt(b[:int64(m)*cs], int64(run[0].new)*cs); err != nil {
+				return err
+			}
+			b, run = b[int64(m)*cs:], run[m:]
+		}
+	}
+	return nil
+}
