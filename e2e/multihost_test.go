@@ -199,3 +199,10 @@ func TestStripedOverHosts(t *testing.T) {
 		return err == nil && !strings.Contains(string(out), "failed")
 	})
 }
+
+// bench/remote.sh runs: one short round, every job a figure for the
+// direct device and the leg over another gdm, and their ratio.
+func TestRemoteBenchRuns(t *testing.T) {
+	testkit.NeedTool(t, "fio")
+	checkRoundTable(t, "bench/remote.sh", 3)
+}
