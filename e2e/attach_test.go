@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,38 +51,14 @@ func atLines(console string) string {
 // bootAttachGuest boots the guest with gdm, mke2fs, e2fsck, resize2fs and
 // fio, runs attach-guest.sh, and returns the console.
 func bootAttachGuest(t *testing.T) string {
-	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
-	testkit.NeedTool(t, "busybox")
 	fio := testkit.NeedTool(t, "fio")
 	resize := testkit.NeedTool(t, "resize2fs")
-	if k, _ := filepath.Glob("/boot/vmlinuz-*cloud-amd64"); len(k) == 0 {
-		testkit.SkipOrFail(t, "linux-image-cloud-amd64 is not installed")
+	script, err := os.ReadFile("attach-guest.sh")
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	build := exec.Command("go", "build", "-ldflags=-s -w", "-o", filepath.Join(dir, "gdm"), "../cmd/gdm")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0") // the initramfs has no libc for it
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building gdm: %v\n%s", err, out)
-	}
-	mk := exec.Command("bash", "vm-initramfs.sh", dir, "attach-guest.sh")
-	mk.Env = append(os.Environ(), "VM_BASE_PROGS=/usr/sbin/mke2fs /usr/sbin/e2fsck "+resize+" "+fio,
-		"VM_PROGS="+filepath.Join(dir, "gdm"))
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), attachBoot)
-	defer cancel()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-m", "1024", "-smp", "1",
-		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.gz"),
-		"-append", "console=ttyS0 panic=-1 edd=off quiet", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	console := strings.ReplaceAll(out.String(), "\r\n", "\n")
-	t.Logf("guest ran in %v", time.Since(start).Round(time.Second))
-	if err != nil || !strings.Contains(console, "GDM-VM-OK") {
-		t.Fatalf("guest failed (%v):\n%s", err, console)
-	}
-	return console
+	gdm := buildForGuest(t, dir, "gdm", "../cmd/gdm")
+	return bootTCG(t, dir, string(script), tcgGuest{timeout: attachBoot,
+		env: []string{"VM_BASE_PROGS=/usr/sbin/mke2fs /usr/sbin/e2fsck " + resize + " " + fio, "VM_PROGS=" + gdm}})
 }

@@ -1,12 +1,7 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	_ "embed"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -98,41 +93,9 @@ func markersInOrder(t *testing.T, console string, markers ...string) {
 // oflag=dsync, the FUA write), and runs crashGuest in one TCG boot with
 // no disks or network: every file lives on the guest's tmpfs.
 func bootCrashGuest(t *testing.T) string {
-	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
-	testkit.NeedTool(t, "busybox")
 	nbdClient := testkit.NeedTool(t, "nbd-client")
-	if k, _ := filepath.Glob("/boot/vmlinuz-*cloud-amd64"); len(k) == 0 {
-		testkit.SkipOrFail(t, "linux-image-cloud-amd64 is not installed")
-	}
 	dir := t.TempDir()
-	build := exec.Command("go", "build", "-ldflags=-s -w", "-o", filepath.Join(dir, "gdm"), "../cmd/gdm")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building gdm: %v\n%s", err, out)
-	}
-	guest := filepath.Join(dir, "guest.sh")
-	if err := os.WriteFile(guest, []byte(crashGuest), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mk := exec.Command("bash", "vm-initramfs.sh", dir, guest)
-	mk.Env = append(os.Environ(), "VM_BASE_PROGS="+nbdClient+" /usr/sbin/mke2fs /usr/sbin/e2fsck",
-		"VM_PROGS="+filepath.Join(dir, "gdm")+" /usr/bin/dd")
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), crashBoot)
-	defer cancel()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-m", "1024", "-smp", "1",
-		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.gz"),
-		"-append", "console=ttyS0 panic=-1 edd=off quiet", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	console := strings.ReplaceAll(out.String(), "\r\n", "\n")
-	if err != nil || !strings.Contains(console, "GDM-VM-OK") {
-		t.Fatalf("guest failed (%v):\n%s", err, console)
-	}
-	t.Logf("guest ran in %v", time.Since(start).Round(time.Second))
-	return console
+	gdm := buildForGuest(t, dir, "gdm", "../cmd/gdm")
+	return bootTCG(t, dir, crashGuest, tcgGuest{timeout: crashBoot,
+		env: []string{"VM_BASE_PROGS=" + nbdClient + " /usr/sbin/mke2fs /usr/sbin/e2fsck", "VM_PROGS=" + gdm + " /usr/bin/dd"}})
 }

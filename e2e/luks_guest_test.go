@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -133,36 +131,9 @@ $cs close x
 // its virtio disk /dev/vda, runs script, and returns the console; the
 // guest must reach GDM-VM-OK. The CPU has AES-NI, as the oracle's does.
 func bootLUKSGuest(t *testing.T, dir, img, script string) string {
-	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
-	testkit.NeedTool(t, "busybox")
 	cs := testkit.NeedTool(t, "cryptsetup")
 	dmsetup := testkit.NeedTool(t, "dmsetup")
-	if k, _ := filepath.Glob("/boot/vmlinuz-*cloud-amd64"); len(k) == 0 {
-		testkit.SkipOrFail(t, "linux-image-cloud-amd64 is not installed")
-	}
-	guest := filepath.Join(dir, "guest.sh")
-	if err := os.WriteFile(guest, []byte(script), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mk := exec.Command("bash", "vm-initramfs.sh", dir, guest)
-	mk.Env = append(os.Environ(), "VM_BASE_PROGS=", "VM_PROGS="+cs+" "+dmsetup,
-		"VM_MODULES=virtio_blk dm-mod dm-crypt xts aesni-intel algif_skcipher")
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), luksGuestBoot)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-cpu", "qemu64,+aes,+pclmulqdq,+ssse3,+sse4.1,+sse4.2",
-		"-m", "1024", "-smp", "1", "-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.gz"),
-		"-append", "console=ttyS0 panic=-1 edd=off quiet", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-		"-drive", "file="+img+",format=raw,if=virtio")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	t.Logf("guest ran for %v", time.Since(start).Round(time.Second))
-	if err != nil || !strings.Contains(out.String(), "GDM-VM-OK") {
-		t.Fatalf("guest failed (%v):\n%s", err, out.String())
-	}
-	return out.String()
+	return bootTCG(t, dir, script, tcgGuest{cpu: aesCPU, disks: []string{img}, timeout: luksGuestBoot,
+		env: []string{"VM_BASE_PROGS=", "VM_PROGS=" + cs + " " + dmsetup,
+			"VM_MODULES=virtio_blk dm-mod dm-crypt xts aesni-intel algif_skcipher"}})
 }

@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -96,55 +92,26 @@ func oracleReports(t *testing.T, console string) []oracle.Line {
 // dmN and gdmN), and boots the guest once under TCG. It returns the
 // console.
 func bootOracle(t *testing.T, seed uint64, only string, self bool) string {
-	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
-	testkit.NeedTool(t, "busybox")
 	testkit.NeedTool(t, "nbd-client")
 	dmsetup := testkit.NeedTool(t, "dmsetup")
-	if k, _ := filepath.Glob("/boot/vmlinuz-*cloud-amd64"); len(k) == 0 {
-		testkit.SkipOrFail(t, "linux-image-cloud-amd64 is not installed")
-	}
 	dir := t.TempDir()
-	for _, b := range []struct{ out, pkg string }{{"gdm", "../cmd/gdm"}, {"oracleguest", "./oracleguest"}} {
-		build := exec.Command("go", "build", "-ldflags=-s -w", "-o", filepath.Join(dir, b.out), b.pkg)
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("building %s: %v\n%s", b.pkg, err, out)
-		}
-	}
+	gdm := buildForGuest(t, dir, "gdm", "../cmd/gdm")
+	guest := buildForGuest(t, dir, "oracleguest", "./oracleguest")
 	script := fmt.Sprintf("dmesg -n 1\n/bin/oracleguest -gdm /bin/gdm -seed %d -only %q -self=%t\n", seed, only, self)
-	guest := filepath.Join(dir, "guest.sh")
-	if err := os.WriteFile(guest, []byte(script), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mk := exec.Command("bash", "vm-initramfs.sh", dir, guest)
-	mk.Env = append(os.Environ(), "VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS="+dmsetup+" "+filepath.Join(dir, "gdm")+" "+filepath.Join(dir, "oracleguest"),
-		"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes dm-snapshot", "VM_MODULE_ARGS=nbd=nbds_max=128")
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
-	}
-	// AES-NI and PCLMULQDQ (which Go's crypto/aes also asks for) on top
-	// of qemu64: both sides' AES then runs as instructions TCG emulates,
-	// not as table code it translates, and the crypt cases take about
-	// half as long. cache=unsafe gives the guest's disks a write-back
-	// cache (oracleguest checks it), which the log-writes cases need.
-	args := []string{"-accel", "tcg", "-cpu", "qemu64,+aes,+pclmulqdq,+ssse3,+sse4.1,+sse4.2", "-m", "1024", "-smp", "1",
-		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.gz"),
-		"-append", "console=ttyS0 panic=-1 edd=off quiet", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"}
+	// aesCPU halves the crypt cases' time. cache=unsafe gives the guest's
+	// disks a write-back cache (oracleguest checks it), which the
+	// log-writes cases need.
+	var disks []string
 	for _, side := range []string{"dm", "gdm"} {
 		for i := 0; i < oracleDisks; i++ {
 			id := fmt.Sprintf("%s%d", side, i)
 			img := testkit.Sparse(t, dir, id+".img", oracle.DiskBytes)
-			args = append(args, "-drive", "file="+img+",format=raw,if=none,id="+id+",cache=unsafe,discard=unmap",
+			disks = append(disks, "-drive", "file="+img+",format=raw,if=none,id="+id+",cache=unsafe,discard=unmap",
 				"-device", "virtio-blk-pci,drive="+id+",serial="+id)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), oracleBoot)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "GDM-VM-OK") {
-		t.Fatalf("guest failed (%v):\n%s", err, out.String())
-	}
-	return out.String()
+	return bootTCG(t, dir, script, tcgGuest{cpu: aesCPU, extra: disks, timeout: oracleBoot,
+		env: []string{"VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS=" + dmsetup + " " + gdm + " " + guest,
+			"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes dm-snapshot",
+			"VM_MODULE_ARGS=nbd=nbds_max=128"}})
 }

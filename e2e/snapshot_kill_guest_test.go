@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -189,60 +185,4 @@ func skNoDevs(table string) string {
 		}
 	}
 	return strings.Join(f, " ")
-}
-
-// tcgGuest says how to build and boot a TCG guest (bootTCG).
-type tcgGuest struct {
-	env     []string      // for vm-initramfs.sh: VM_BASE_PROGS, VM_PROGS, VM_MODULES, ...
-	cpu     string        // qemu's -cpu; "" for its default
-	memory  string        // qemu's -m
-	disks   []string      // raw images, each a virtio disk with serial disk<N>, in order
-	extra   []string      // more qemu arguments (a network, disks of another shape)
-	timeout time.Duration // a guard against a hang, not a speed bound
-}
-
-// bootTCG builds an initramfs that runs script (vm-initramfs.sh, with
-// g.env), boots it under TCG with g's disks, and returns the console; the
-// guest must reach GDM-VM-OK. Every guest test boots the same way, so this
-// is meant as the one place that says how (bootGuest, bootGdmGuest,
-// bootLUKSGuest and bootOracle predate it and are copies of its shape).
-func bootTCG(t *testing.T, dir, script string, g tcgGuest) string {
-	t.Helper()
-	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
-	testkit.NeedTool(t, "busybox")
-	if k, _ := filepath.Glob("/boot/vmlinuz-*cloud-amd64"); len(k) == 0 {
-		testkit.SkipOrFail(t, "linux-image-cloud-amd64 is not installed")
-	}
-	guest := filepath.Join(dir, "guest.sh")
-	if err := os.WriteFile(guest, []byte(script), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mk := exec.Command("bash", "vm-initramfs.sh", dir, guest)
-	mk.Env = append(os.Environ(), g.env...)
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
-	}
-	args := []string{"-accel", "tcg", "-m", g.memory, "-smp", "1",
-		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.gz"),
-		"-append", "console=ttyS0 panic=-1 edd=off quiet", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"}
-	if g.cpu != "" {
-		args = append(args, "-cpu", g.cpu)
-	}
-	for i, img := range g.disks {
-		id := fmt.Sprintf("disk%d", i)
-		args = append(args, "-drive", "file="+img+",format=raw,if=none,id="+id, "-device", "virtio-blk-pci,drive="+id+",serial="+id)
-	}
-	args = append(args, g.extra...)
-	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	t.Logf("guest ran for %v", time.Since(start).Round(time.Second))
-	if err != nil || !strings.Contains(out.String(), "GDM-VM-OK") {
-		t.Fatalf("guest failed (%v):\n%s", err, out.String())
-	}
-	return out.String()
 }

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
+)
+
+// Every guest test boots the same way: vm-initramfs.sh builds an
+// initramfs around a script (busybox, the programs and modules it is
+// told), qemu boots the cloud kernel on it under TCG with one CPU, and the
+// script's last word on the console is GDM-VM-OK. bootTCG is that one
+// place; each test says only what differs (tcgGuest).
+
+// aesCPU is qemu64 with AES-NI and PCLMULQDQ (which Go's crypto/aes also
+// asks for): AES then runs as instructions TCG emulates rather than as
+// table code it translates, and crypt work takes about half as long.
+const aesCPU = "qemu64,+aes,+pclmulqdq,+ssse3,+sse4.1,+sse4.2"
+
+// tcgGuest says how to build and boot a TCG guest (bootTCG).
+type tcgGuest struct {
+	env     []string      // for vm-initramfs.sh: VM_BASE_PROGS, VM_PROGS, VM_MODULES, ...
+	cpu     string        // qemu's -cpu; "" for its default
+	memory  string        // qemu's -m; "" for 1024
+	disks   []string      // raw images, each a virtio disk with serial disk<N>, in order
+	extra   []string      // more qemu arguments (a network, disks of another shape)
+	timeout time.Duration // a guard against a hang, not a speed bound
+}
+
+// bootTCG builds an initramfs in dir that runs script (vm-initramfs.sh,
+// with g.env), boots it under TCG with g's disks, and returns the console
+// with qemu's CRLFs made LFs; the guest must reach GDM-VM-OK.
+func bootTCG(t *testing.T, dir, script string, g tcgGuest) string {
+	t.Helper()
+	qemu := testkit.NeedTool(t, "qemu-system-x86_64")
+	testkit.NeedTool(t, "busybox")
+	if k, _ := filepath.Glob("/boot/vmlinuz-*cloud-amd64"); len(k) == 0 {
+		testkit.SkipOrFail(t, "linux-image-cloud-amd64 is not installed")
+	}
+	guest := filepath.Join(dir, "guest.sh")
+	if err := os.WriteFile(guest, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mk := exec.Command("bash", "vm-initramfs.sh", dir, guest)
+	mk.Env = append(os.Environ(), g.env...)
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("vm-initramfs.sh: %v\n%s", err, out)
+	}
+	memory := g.memory
+	if memory == "" {
+		memory = "1024"
+	}
+	args := []string{"-accel", "tcg", "-m", memory, "-smp", "1",
+		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.gz"),
+		"-append", "console=ttyS0 panic=-1 edd=off quiet", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"}
+	if g.cpu != "" {
+		args = append(args, "-cpu", g.cpu)
+	}
+	for i, img := range g.disks {
+		id := fmt.Sprintf("disk%d", i)
+		args = append(args, "-drive", "file="+img+",format=raw,if=none,id="+id, "-device", "virtio-blk-pci,drive="+id+",serial="+id)
+	}
+	args = append(args, g.extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("guest ran for %v", time.Since(start).Round(time.Second))
+	console := strings.ReplaceAll(out.String(), "\r\n", "\n")
+	if err != nil || !strings.Contains(console, "GDM-VM-OK") {
+		t.Fatalf("guest failed (%v):\n%s", err, console)
+	}
+	return console
+}
+
+// buildForGuest builds pkg (relative to e2e) statically into dir/name and
+// returns its path: the initramfs has no libc.
+func buildForGuest(t *testing.T, dir, name, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(dir, name)
+	build := exec.Command("go", "build", "-ldflags=-s -w", "-o", bin, pkg)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
