@@ -26,8 +26,15 @@ import (
 
 // peerServer is an NBD server program the test started, killed at cleanup.
 type peerServer struct {
+	cmd    *exec.Cmd
 	log    *lockedBuffer
 	exited chan struct{}
+}
+
+// kill ends the server with SIGKILL and waits for it.
+func (s *peerServer) kill() {
+	s.cmd.Process.Kill()
+	<-s.exited
 }
 
 // startServer runs prog and waits (20 s at most) until ready holds; a
@@ -35,16 +42,13 @@ type peerServer struct {
 func startServer(t *testing.T, name string, ready func() bool, prog string, args ...string) *peerServer {
 	t.Helper()
 	cmd := exec.Command(prog, args...)
-	s := &peerServer{log: &lockedBuffer{}, exited: make(chan struct{})}
+	s := &peerServer{cmd: cmd, log: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { cmd.Wait(); close(s.exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-s.exited
-	})
+	t.Cleanup(s.kill)
 	testkit.WaitFor(t, 20*time.Second, name+" ready", func() bool {
 		select {
 		case <-s.exited:
@@ -90,8 +94,9 @@ func legTable(local, uri string) string {
 // checkLeg makes device name over uri (served from served, a legExport
 // bytes file), writes random bytes through gdm with nbdcopy, reads them
 // back through gdm and finds them in the local file and in served at the
-// offsets the table says, and nothing else in served changed.
-func checkLeg(t *testing.T, d *daemon, name, uri, served string) {
+// offsets the table says, and nothing else in served changed. It returns
+// the bytes written.
+func checkLeg(t *testing.T, d *daemon, name, uri, served string) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	local := testkit.Sparse(t, dir, "local.img", legLocal)
@@ -122,6 +127,7 @@ func checkLeg(t *testing.T, d *daemon, name, uri, served string) {
 	if !bytes.Equal(got[:legOffset], zero[:legOffset]) || !bytes.Equal(got[legOffset+legRemote:], zero[legOffset+legRemote:]) {
 		t.Fatalf("%s: bytes outside the leg's range of the served file changed", name)
 	}
+	return want
 }
 
 // refused loads a table over uri that must be refused with an error that
@@ -165,20 +171,43 @@ const tlsRequired = `(?i)TLS[_ ]RE?QU?I?RE?D|0x80000005|not permitted before TLS
 
 // qemu-nbd serving a file over TCP on 127.0.0.1 with --tls-creds (x509,
 // client certificates verified): an nbds:// leg with tls-certificates.
+// Killed, its leg fails reads while the local part still reads; started
+// again on the same address, the leg redials, TLS included, by itself.
 func TestRemoteLegQemuNbdTLS(t *testing.T) {
 	qemuNbd := testkit.NeedTool(t, "qemu-nbd")
 	certs, other := testkit.NewTLSCerts(t), testkit.NewTLSCerts(t)
 	served := testkit.Sparse(t, t.TempDir(), "served.img", legExport)
 	addr := freePort(t)
 	host, port, _ := strings.Cut(addr, ":")
-	startServer(t, "qemu-nbd", tcpListening(addr), qemuNbd, "-f", "raw", "-t", "-e", "8", "-x", "vol", "-b", host, "-p", port,
-		"--object", "tls-creds-x509,id=tls0,dir="+certs.Dir+",endpoint=server,verify-peer=on", "--tls-creds", "tls0", served)
+	args := []string{"-f", "raw", "-t", "-e", "8", "-x", "vol", "-b", host, "-p", port,
+		"--object", "tls-creds-x509,id=tls0,dir=" + certs.Dir + ",endpoint=server,verify-peer=on", "--tls-creds", "tls0", served}
+	srv := startServer(t, "qemu-nbd", tcpListening(addr), qemuNbd, args...)
 	d := startDaemon(t, "")
-	checkLeg(t, d, "qemu", "nbds://"+addr+"/vol?tls-certificates="+certs.Dir+"&timeout=10s", served)
+	want := checkLeg(t, d, "qemu", "nbds://"+addr+"/vol?tls-certificates="+certs.Dir+"&timeout=5s", served)
 
 	refused(t, d, "nbds://"+addr+"/vol?tls-certificates="+other.Dir, "certificate signed by unknown authority")
 	refused(t, d, "nbd://"+addr+"/vol", tlsRequired)
 	refused(t, d, "nbds://"+addr+"/vol?tls-certificates="+caOnly(t, certs), noClientCert)
+
+	srv.kill()
+	remoteRead := fmt.Sprintf("read %d 64k", legLocal)
+	start := time.Now()
+	qemuIO(t, d, "qemu", false, remoteRead)
+	t.Logf("a read of the leg failed in %v after qemu-nbd was killed", time.Since(start).Round(time.Millisecond))
+	qemuIO(t, d, "qemu", true, "read 0 64k")
+	startServer(t, "qemu-nbd again", tcpListening(addr), qemuNbd, args...)
+	start = time.Now()
+	testkit.WaitFor(t, 30*time.Second, "the TLS leg back after qemu-nbd restarted", func() bool {
+		cmd := exec.Command("qemu-io", "--image-opts", "driver=nbd,server.type=unix,server.path="+d.nbdSock+",export=qemu", "-c", remoteRead)
+		out, err := cmd.CombinedOutput()
+		return err == nil && !strings.Contains(string(out), "failed")
+	})
+	t.Logf("the leg was back %v after qemu-nbd restarted", time.Since(start).Round(time.Millisecond))
+	back := filepath.Join(t.TempDir(), "back.img")
+	run(t, "nbdcopy", d.uri("qemu"), back)
+	if !bytes.Equal(readFile(t, back), want) {
+		t.Fatal("after qemu-nbd restarted, gdm reads other bytes than were written")
+	}
 }
 
 // nbd-server (the NBD project's own server), plain, on a UNIX socket, from
