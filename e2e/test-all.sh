@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libnbd-bin python3-libnbd fio qemu-utils nbdkit nbd-client e2fsprogs prometheus curl cpio
-	qemu-system-x86 linux-image-cloud-amd64 busybox-static dmsetup systemd man-db zsh cryptsetup-bin)
+	qemu-system-x86 linux-image-cloud-amd64 busybox-static dmsetup systemd man-db zsh cryptsetup-bin
+	ceph-mon ceph-osd ceph-common qemu-block-extra nbd-server)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
