@@ -9,6 +9,11 @@
 #   bash bench/ab.sh [-tcp] [-rounds N] [-runtime S] [-metrics] SERVER... -- FIO-ARGS...
 # SERVER: a gdm binary's path, or go-nbd or nbdkit. Example:
 #   bash bench/ab.sh -rounds 3 /tmp/gdm.main /tmp/gdm.new nbdkit -- --rw=randwrite --bs=4k --iodepth=32
+# A gdm SERVER may be a script that sets the environment and execs gdm
+# (its pid stays the one measured), e.g. to try a GODEBUG or GOMAXPROCS.
+# Each row also shows the load average before its fio run; a summary
+# (bench/ab-summary.awk) ends the output: medians, and each round's ratio
+# to the first SERVER, so list the reference first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tcp="" rounds=3 runtime=4 metrics=""
@@ -24,7 +29,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-[ ${#servers[@]} -gt 0 ] && [ $# -gt 0 ] || { sed -n 2,12p "$0" >&2; exit 2; }
+[ ${#servers[@]} -gt 0 ] && [ $# -gt 0 ] || { sed -n 2,16p "$0" >&2; exit 2; }
 for tool in fio perf jq; do
 	command -v $tool >/dev/null || { echo "bench/ab.sh needs $tool (apt-get install -y fio linux-perf jq)" >&2; exit 1; }
 done
@@ -66,21 +71,29 @@ start() { # start SERVER: sets pid
 		sleep 0.1
 	done
 }
-printf "%-5s %-28s %9s %10s %9s %11s\n" round server IOPS "syscalls/r" "ctxsw/r" "CPU us/r"
+printf "%-5s %-28s %9s %10s %9s %11s %5s\n" round server IOPS "syscalls/r" "ctxsw/r" "CPU us/r" load
 for r in $(seq "$rounds"); do
 	for s in "${servers[@]}"; do
 		start "$s"
 		perf stat -x, -e raw_syscalls:sys_enter,context-switches,cpu-clock -p $pid -o "$work/stat" &
 		perfpid=$!
+		load=$(cut -d' ' -f1 /proc/loadavg)
+		# --group_reporting: with --numjobs, jobs[0] is then every job's sum.
 		fio --name=ab --ioengine=nbd --uri="$uri" --size=1g --time_based --runtime="${runtime}s" \
-			--output-format=json "$@" 2>/dev/null | sed -n '/^{/,$p' >"$work/fio.json"
+			--group_reporting --output-format=json "$@" 2>/dev/null | sed -n '/^{/,$p' >"$work/fio.json"
 		kill -INT $perfpid; wait $perfpid 2>/dev/null || true
 		kill $pid; wait $pid 2>/dev/null || true
 		pid=""
 		ios=$(jq '.jobs[0].read.total_ios + .jobs[0].write.total_ios' "$work/fio.json")
 		iops=$(jq '.jobs[0].read.iops + .jobs[0].write.iops' "$work/fio.json")
-		awk -F, -v r="$r" -v s="$(basename "$s")" -v n="$ios" -v iops="$iops" '
+		awk -F, -v r="$r" -v s="$(basename "$s")" -v n="$ios" -v iops="$iops" -v load="$load" '
 			$3 == "raw_syscalls:sys_enter" { sc = $1 } $3 == "context-switches" { cs = $1 } $3 == "cpu-clock" { cpu = $1 }
-			END { printf "%-5s %-28s %9.0f %10.2f %9.2f %11.1f\n", r, s, iops, sc/n, cs/n, cpu/n*1000 }' "$work/stat"
+			END { printf "%-5s %-28s %9.0f %10.2f %9.2f %11.1f %5s\n", r, s, iops, sc/n, cs/n, cpu/n*1000, load }' "$work/stat" |
+			tee -a "$work/rows"
 	done
 done
+# Medians over the rounds, and each round's ratio to the first server in
+# that round (its median, lowest and highest): on a shared machine the
+# ratios of servers run seconds apart are what to compare.
+echo
+awk -f bench/ab-summary.awk "$work/rows"
