@@ -40,8 +40,13 @@ var (
 // no timer of its own.
 type conn struct {
 	nc   net.Conn
-	r    *bufio.Reader // readLoop's only
-	info Info          // immutable after the handshake
+	r    *bufio.Reader   // readLoop's only
+	raw  syscall.RawConn // nc's descriptor, for splice; nil on TLS; immutable
+	info Info            // immutable after the handshake
+
+	// splicing counts the spliced reads in flight: while there are any,
+	// the reader reads headers without reading ahead (see readHead).
+	splicing atomic.Int32
 
 	slots chan struct{} // a token per request in flight (the bound)
 
@@ -76,14 +81,16 @@ type call struct {
 	req      request
 	payload  []byte        // a write's data
 	buf      []byte        // a read's destination
+	pipe     int           // a spliced read's destination (splice.go); -1: none
 	deadline time.Time     // when the request timeout ends it; zero: never
 	done     chan struct{} // capacity 1: one token, when res is set
 	res      result
 
 	// progress, readLoop's only
-	covered int64
-	firstE  error
-	extents []Extent
+	covered   int64
+	firstE    error
+	extents   []Extent
+	spliceErr error // a spliced read's data could not go into the pipe
 
 	// bufMu is held by the reader while it fills buf, and by the waiter to
 	// mark the call abandoned, so that buf is never written after the
@@ -115,6 +122,9 @@ type Extent struct {
 func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int) *conn {
 	c := &conn{nc: nc, r: r, info: info, slots: make(chan struct{}, maxInFlight),
 		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
 	go c.readLoop()
 	return c
 }
@@ -173,16 +183,24 @@ func (c *conn) finish(cl *call, res result) {
 	<-c.slots
 }
 
-// do sends one request (with payload for a write) and waits for its reply.
+// do sends one request (with payload for a write) and waits for its reply:
+// a read's data goes into buf, or into pipe when pipe >= 0 (splice.go).
 // deadline (zero: none) is the request timeout's end, which the watchdog
 // enforces by killing the connection with ErrTimeout; ctx's end only
 // abandons the call.
-func (c *conn) do(ctx context.Context, deadline time.Time, req request, payload, buf []byte) result {
+func (c *conn) do(ctx context.Context, deadline time.Time, req request, payload, buf []byte, pipe int) result {
+	if pipe >= 0 {
+		if c.raw == nil {
+			return result{err: ErrNoSplice}
+		}
+		c.splicing.Add(1)
+		defer c.splicing.Add(-1)
+	}
 	if err := c.acquire(ctx, deadline); err != nil {
 		return result{err: err}
 	}
 	cl := newCall()
-	cl.req, cl.payload, cl.buf, cl.deadline = req, payload, buf, deadline
+	cl.req, cl.payload, cl.buf, cl.pipe, cl.deadline = req, payload, buf, pipe, deadline
 	lead, err := c.enqueue(cl)
 	if err != nil {
 		<-c.slots

@@ -132,6 +132,12 @@ func (cl *Client) redial(ctx context.Context, i int) (*conn, error) {
 // can be overwritten by the retry. Server error replies and timeouts are
 // not retried: the server answered, or is not answering.
 func (cl *Client) do(ctx context.Context, req request, payload, buf []byte) result {
+	return cl.run(ctx, req, payload, buf, -1)
+}
+
+// run is do with a pipe for a spliced read (pipe >= 0), which is never
+// sent twice: the pipe may hold part of the first answer.
+func (cl *Client) run(ctx context.Context, req request, payload, buf []byte, pipe int) result {
 	var deadline time.Time // enforced by each connection's watchdog
 	if cl.opts.RequestTimeout > 0 {
 		deadline = time.Now().Add(cl.opts.RequestTimeout)
@@ -141,12 +147,12 @@ func (cl *Client) do(ctx context.Context, req request, payload, buf []byte) resu
 		if err != nil {
 			return result{err: err}
 		}
-		res := c.do(ctx, deadline, req, payload, buf)
+		res := c.do(ctx, deadline, req, payload, buf, pipe)
 		if shuttingDown(res.err) {
 			cl.hangUpAll()
 			res.err = fmt.Errorf("%w: %w", ErrDisconnected, res.err)
 		}
-		if attempt == 0 && errors.Is(res.err, ErrDisconnected) && ctx.Err() == nil &&
+		if attempt == 0 && pipe < 0 && errors.Is(res.err, ErrDisconnected) && ctx.Err() == nil &&
 			(deadline.IsZero() || time.Now().Before(deadline)) {
 			cl.retries.Add(1)
 			continue

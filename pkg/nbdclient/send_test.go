@@ -16,7 +16,6 @@ import (
 func deafClient(t *testing.T, opts Options) (*Client, net.Conn) {
 	t.Helper()
 	cli, srv := net.Pipe()
-	t.Cleanup(func() { srv.Close() })
 	go fakeHandshake(srv)
 	opts.Dial = func(context.Context) (net.Conn, error) { return cli, nil }
 	opts.BackoffMin = time.Hour
@@ -25,6 +24,7 @@ func deafClient(t *testing.T, opts Options) (*Client, net.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
+	t.Cleanup(func() { srv.Close() }) // first: no one would read the DISC
 	return cl, srv
 }
 
