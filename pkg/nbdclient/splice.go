@@ -99,8 +99,10 @@ func (c *conn) spliceFill(cl *call, off, n int64) error {
 			return fmt.Errorf("nbdclient: splice payload: %w", err)
 		}
 	}
-	if _, err := io.CopyN(io.Discard, c.r, left); err != nil {
-		return fmt.Errorf("nbdclient: read payload: %w", err)
+	if left > 0 { // what did not go into the pipe is dropped
+		if _, err := io.CopyN(io.Discard, c.r, left); err != nil {
+			return fmt.Errorf("nbdclient: read payload: %w", err)
+		}
 	}
 	cl.covered += n
 	return nil
