@@ -3,11 +3,15 @@ package nbdclient
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -103,5 +107,53 @@ func TestSpliceNoDescriptor(t *testing.T) {
 	_, w := testPipe(t, 64<<10)
 	if err := cl.SpliceRead(context.Background(), w, 0, 4096); !errors.Is(err, ErrNoSplice) {
 		t.Fatalf("splice on a net.Pipe: %v", err)
+	}
+}
+
+// TestSpliceHole: a spliced read answered with a hole chunk puts zeros in
+// its pipe (over a real socket: splice needs a descriptor).
+func TestSpliceHole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fake.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		srv, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer srv.Close()
+		if fakeHandshake(srv) != nil {
+			return
+		}
+		var h [requestSize]byte
+		if _, err := io.ReadFull(srv, h[:]); err != nil {
+			return
+		}
+		hole := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, 4096), 8192)
+		srv.Write(chunkBytes(chunkFlagDone, chunkOffsetHole, binary.BigEndian.Uint64(h[8:]), hole))
+		io.Copy(io.Discard, srv)
+	}()
+	cl, err := Dial(testCtx(t), Options{Network: "unix", Address: path, BackoffMin: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	r, w := testPipe(t, 64<<10)
+	unix.Write(w, []byte{1}) // a byte before: the zeros must follow it
+	if err := cl.SpliceRead(testCtx(t), w, 4096, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := unix.IoctlGetInt(w, unix.TIOCINQ); err != nil || n != 1+8192 {
+		t.Fatalf("pipe holds %d bytes (%v), want 1+8192", n, err)
+	}
+	got := make([]byte, 1+8192)
+	if _, err := io.ReadFull(r, got); err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != 1 || !bytes.Equal(got[1:], make([]byte, 8192)) {
+		t.Fatal("the pipe holds other bytes than the hole's zeros")
 	}
 }
