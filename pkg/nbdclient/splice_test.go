@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -113,18 +112,7 @@ func TestSpliceNoDescriptor(t *testing.T) {
 // TestSpliceHole: a spliced read answered with a hole chunk puts zeros in
 // its pipe (over a real socket: splice needs a descriptor).
 func TestSpliceHole(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "fake.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		srv, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer srv.Close()
+	path := serveUnix(t, func(srv net.Conn) {
 		if fakeHandshake(srv) != nil {
 			return
 		}
@@ -135,7 +123,7 @@ func TestSpliceHole(t *testing.T) {
 		hole := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, 4096), 8192)
 		srv.Write(chunkBytes(chunkFlagDone, chunkOffsetHole, binary.BigEndian.Uint64(h[8:]), hole))
 		io.Copy(io.Discard, srv)
-	}()
+	})
 	cl, err := Dial(testCtx(t), Options{Network: "unix", Address: path, BackoffMin: time.Hour})
 	if err != nil {
 		t.Fatal(err)
