@@ -4,10 +4,13 @@
 # `direct` (linear over the same file) and `leg` (linear over
 # nbd+unix:///vol on the store's socket). fio's nbd engine runs four jobs
 # on each in turn, ROUNDS rounds interleaved; MiB/s, and leg as a share
-# of direct.
+# of direct. A second table gives the CPU time both gdm processes spent
+# per GiB moved (store plus front), which a shared machine's load moves
+# much less than MiB/s. GDM=path uses that binary instead of building one.
 #   bash bench/remote.sh [ROUNDS] [RUNTIME_SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 rounds=${1:-3} runtime=${2:-3}
 for tool in fio python3; do
 	command -v $tool >/dev/null || { echo "bench/remote.sh needs $tool" >&2; exit 1; }
@@ -16,7 +19,7 @@ work=$(mktemp -d /dev/shm/gdm-remote.XXXXXX)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-go build -o "$work/gdm" ./cmd/gdm
+if [ -n "${GDM:-}" ]; then cp "$GDM" "$work/gdm"; else go build -o "$work/gdm" ./cmd/gdm; fi
 fio --name=fill --filename="$work/disk.img" --rw=write --bs=1m --size=1g --ioengine=psync >/dev/null
 serve() { # NAME: a gdm with its files under $work/NAME
 	"$work/gdm" serve --state-dir "$work/$1" --control "$work/$1.ctl" --nbd-socket "$work/$1.sock" \
@@ -30,21 +33,33 @@ serve front
 "$work/gdm" --control "$work/store.ctl" create vol --table "0 2097152 linear $work/disk.img 0" >/dev/null
 "$work/gdm" --control "$work/front.ctl" create direct --table "0 2097152 linear $work/disk.img 0" >/dev/null
 "$work/gdm" --control "$work/front.ctl" create leg --table "0 2097152 linear nbd+unix:///vol?socket=$work/store.sock 0" >/dev/null
-job() { # DEVICE FIO-ARGS...: MiB/s
+cpu=() # one "job round direct leg" line per run: CPU ms per GiB
+job() { # DEVICE FIO-ARGS...: MiB/s; appends CPU ms per GiB to $work/cpu
 	local dev=$1; shift
-	fio --name=j --ioengine=nbd --uri="nbd+unix:///$dev?socket=$work/front.sock" "$@" --time_based \
-		--runtime="$runtime" --size=1g --output-format=json 2>/dev/null | python3 -c 'import json,sys
-t = sys.stdin.read(); j = json.loads(t[t.index("{"):])["jobs"][0]
-print("%.0f" % ((j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 1048576))'
+	local t0 mibs
+	t0=$(cpu_ticks "${pids[@]}")
+	mibs=$(fio_mibs "nbd+unix:///$dev?socket=$work/front.sock" "$@")
+	# ticks/s is 100; GiB moved is mibs*runtime/1024.
+	echo $(( ($(cpu_ticks "${pids[@]}") - t0) * 10 * 1024 / (mibs * runtime > 0 ? mibs * runtime : 1) )) >>"$work/cpu"
+	echo "$mibs"
 }
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_line
 echo "| job | round | direct | leg | leg/direct |"
 echo "| --- | ---: | ---: | ---: | ---: |"
-for spec in "randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8"; do
+for spec in "${bench_jobs[@]}"; do
 	set -- $spec
 	args=(--rw="$1" --bs="$2" --iodepth="$3")
 	for r in $(seq "$rounds"); do
 		d=$(job direct "${args[@]}") l=$(job leg "${args[@]}")
 		echo "| $1 $2 qd$3 | $r | $d | $l | $(( 100 * l / (d > 0 ? d : 1) ))% |"
+		cpu+=("$1 $2 qd$3|$r|$(tail -2 "$work/cpu" | paste -sd'|')")
 	done
+done
+echo
+echo "CPU of both gdm processes, ms per GiB moved:"
+echo "| job | round | direct | leg | leg/direct | leg - direct |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+for row in "${cpu[@]}"; do
+	IFS='|' read -r name r d l <<<"$row"
+	echo "| $name | $r | $d | $l | $(( 100 * l / (d > 0 ? d : 1) ))% | $((l - d)) |"
 done

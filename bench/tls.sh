@@ -6,6 +6,7 @@
 #   bash bench/tls.sh [ROUNDS] [RUNTIME_SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 rounds=${1:-3} runtime=${2:-3}
 for tool in fio nbdkit openssl python3; do
 	command -v $tool >/dev/null || { echo "bench/tls.sh needs $tool" >&2; exit 1; }
@@ -32,17 +33,11 @@ nbdkit -f -U "$work/k.sock" --tls=on --tls-certificates="$pki" -t 8 file "$work/
 pids+=($!)
 for _ in $(seq 100); do [ -S "$work/c.sock" ] && [ -S "$work/k.sock" ] && break; sleep 0.1; done
 "$work/gdm" --control "$work/c.sock" create bench --table "0 2097152 linear $work/disk.img 0" >/dev/null
-job() { # URI FIO-ARGS...: MiB/s
-	local uri=$1; shift
-	HOME=$home fio --name=j --ioengine=nbd --uri="$uri" "$@" --time_based --runtime="$runtime" --size=1g \
-		--output-format=json 2>/dev/null | python3 -c 'import json,sys
-t = sys.stdin.read(); j = json.loads(t[t.index("{"):])["jobs"][0]
-print("%.0f" % ((j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 1048576))'
-}
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+job() { HOME=$home fio_mibs "$@"; } # fio reads its certificates under $HOME
+machine_line
 echo "| job | round | gdm | gdm TLS | nbdkit | nbdkit TLS |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-for spec in "randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8"; do
+for spec in "${bench_jobs[@]}"; do
 	set -- $spec
 	args=(--rw="$1" --bs="$2" --iodepth="$3")
 	for r in $(seq "$rounds"); do

@@ -4,10 +4,12 @@
 //
 // It speaks fixed newstyle with NBD_OPT_GO, structured replies and the
 // base:allocation meta context. Many requests are in flight on one
-// connection: callers write requests, one reader goroutine per connection
-// matches replies to them by cookie. A server that offers CAN_MULTI_CONN
+// connection: callers queue requests, which go out in batches (one writev
+// for all that queued while the previous batch was written), and one
+// reader goroutine per connection matches replies to them by cookie. A server that offers CAN_MULTI_CONN
 // gets a small pool of connections. Every call takes a context and is
-// bounded by a request timeout; a connection that drops is redialled with
+// bounded by a request timeout, kept by one watchdog timer per connection
+// rather than a timer per request; a connection that drops is redialled with
 // backoff, and the requests it held are sent once more (see Client.do for
 // why that is safe for writes too). Everything a server sends is checked
 // against what was asked before it is read into memory.

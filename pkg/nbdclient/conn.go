@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -24,48 +25,87 @@ var (
 	// errAbandoned is why a connection was dropped under a read given up
 	// while its data was arriving.
 	errAbandoned = errors.New("nbdclient: read abandoned mid-payload")
+	// errAbandonedSend is why a connection was dropped under a request
+	// given up while it was being written: the stream is broken.
+	errAbandonedSend = errors.New("nbdclient: request abandoned mid-send")
 	// ErrClosed: the client was closed.
 	ErrClosed = fmt.Errorf("nbdclient: client closed: %w", syscall.EIO)
 )
 
-// conn is one transmission-phase connection: callers write requests under
-// wmu, one reader goroutine (readLoop) reads replies and matches them to
-// calls by cookie.
+// conn is one transmission-phase connection. Callers queue requests; one
+// writer at a time (send.go) writes everything queued in one writev, and
+// one reader goroutine (readLoop) reads replies and matches them to calls
+// by cookie. One watchdog timer per connection (watchdog.go) enforces the
+// request timeout over all the calls in flight, so that a request costs
+// no timer of its own.
 type conn struct {
 	nc   net.Conn
-	r    *bufio.Reader // readLoop's only
-	info Info          // immutable after the handshake
+	r    *bufio.Reader   // readLoop's only
+	raw  syscall.RawConn // nc's descriptor, for splice; nil on TLS; immutable
+	info Info            // immutable after the handshake
+
+	// splicing counts the spliced reads in flight: while there are any,
+	// the reader reads headers without reading ahead (see readHead).
+	splicing atomic.Int32
 
 	slots chan struct{} // a token per request in flight (the bound)
-	wmu   sync.Mutex    // serializes request writes; guards hdr
-	hdr   [requestSize]byte
+
+	// wmu is held by the writer while it writes a batch: whoever must know
+	// that no write is under way (hangUp, a caller giving up on a request
+	// being written) takes it.
+	wmu      sync.Mutex
+	vectored bool          // nc writes net.Buffers with one writev; immutable
+	wbuf     []byte        // the batch's headers (and inlined payloads); wmu
+	iov      net.Buffers   // the batch's segments; wmu
+	written  atomic.Uint64 // cookie of the last request written in full
 
 	mu      sync.Mutex // guards the fields below
 	pending map[uint64]*call
 	cookie  uint64
-	err     error         // why the connection ended; nil while it serves
-	dead    chan struct{} // closed when err is set
+	queue   []*call // registered, not yet taken by a writer, in cookie order
+	spare   []*call // the writer's other queue slice, for reuse
+	writing bool    // a writer is running (or handed off to a goroutine)
+	err     error   // why the connection ended; nil while it serves
+	dead    chan struct{}
+	wd      *time.Timer // the watchdog; nil until first armed
+	wdAt    time.Time   // when it fires, if wdArmed
+	wdArmed bool
 }
 
 // call is one request in flight. The reader goroutine owns the progress
-// fields; res is written by whoever finishes the call (under conn.mu),
-// before done closes, and read by the waiter after.
+// fields; res is written by whoever finishes the call (the reader or a
+// kill, under conn.mu's ownership rule), before the token on done, and
+// read by the waiter after. Calls are reused (callPool) once their waiter
+// has seen them complete and the writer is done with them.
 type call struct {
-	req  request
-	buf  []byte // a read's destination
-	done chan struct{}
-	res  result
+	req      request
+	payload  []byte        // a write's data
+	buf      []byte        // a read's destination
+	pipe     int           // a spliced read's destination (splice.go); -1: none
+	deadline time.Time     // when the request timeout ends it; zero: never
+	done     chan struct{} // capacity 1: one token, when res is set
+	res      result
 
 	// progress, readLoop's only
-	covered int64
-	firstE  error
-	extents []Extent
+	covered   int64
+	firstE    error
+	extents   []Extent
+	spliceErr error // a spliced read's data could not go into the pipe
 
 	// bufMu is held by the reader while it fills buf, and by the waiter to
 	// mark the call abandoned, so that buf is never written after the
 	// waiter returned it to its owner.
 	bufMu     sync.Mutex
 	abandoned bool
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// newCall takes a zeroed call from the pool.
+func newCall() *call {
+	cl := callPool.Get().(*call)
+	*cl = call{done: cl.done}
+	return cl
 }
 
 type result struct {
@@ -81,7 +121,10 @@ type Extent struct {
 
 func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int) *conn {
 	c := &conn{nc: nc, r: r, info: info, slots: make(chan struct{}, maxInFlight),
-		pending: map[uint64]*call{}, dead: make(chan struct{})}
+		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
 	go c.readLoop()
 	return c
 }
@@ -107,6 +150,10 @@ func (c *conn) kill(err error) {
 	c.err = err
 	calls := c.pending
 	c.pending = map[uint64]*call{}
+	c.queue = nil
+	if c.wd != nil {
+		c.wd.Stop()
+	}
 	close(c.dead)
 	c.mu.Unlock()
 	c.nc.Close()
@@ -116,7 +163,7 @@ func (c *conn) kill(err error) {
 	}
 	for _, cl := range calls {
 		cl.res = result{err: fmt.Errorf("%w (%v)", fail, err)}
-		close(cl.done)
+		cl.done <- struct{}{}
 		<-c.slots
 	}
 }
@@ -132,56 +179,111 @@ func (c *conn) finish(cl *call, res result) {
 	delete(c.pending, cl.req.cookie)
 	c.mu.Unlock()
 	cl.res = res
-	close(cl.done)
+	cl.done <- struct{}{}
 	<-c.slots
 }
 
-// do sends one request (with payload for a write) and waits for its reply.
-// ctx's cause ErrTimeout (set by Client) means the server is not
-// answering: the connection is killed; another cancellation only abandons
-// the call.
-func (c *conn) do(ctx context.Context, req request, payload, buf []byte) result {
+// do sends one request (with payload for a write) and waits for its reply:
+// a read's data goes into buf, or into pipe when pipe >= 0 (splice.go).
+// deadline (zero: none) is the request timeout's end, which the watchdog
+// enforces by killing the connection with ErrTimeout; ctx's end only
+// abandons the call.
+func (c *conn) do(ctx context.Context, deadline time.Time, req request, payload, buf []byte, pipe int) result {
+	if pipe >= 0 {
+		if c.raw == nil {
+			return result{err: ErrNoSplice}
+		}
+		c.splicing.Add(1)
+		defer c.splicing.Add(-1)
+	}
+	if err := c.acquire(ctx, deadline); err != nil {
+		return result{err: err}
+	}
+	cl := newCall()
+	cl.req, cl.payload, cl.buf, cl.pipe, cl.deadline = req, payload, buf, pipe, deadline
+	lead, err := c.enqueue(cl)
+	if err != nil {
+		<-c.slots
+		return result{err: err}
+	}
+	if lead {
+		if ctx.Done() == nil {
+			c.writeLoop(true)
+		} else {
+			go c.writeLoop(false) // a writer must not be stuck under a caller that may leave
+		}
+	}
+	select {
+	case <-cl.done: // the reader finished with buf before it sent the token
+		res := cl.res
+		if !c.alive() {
+			c.quiesce(cl) // a kill may have failed it mid-write or mid-fill
+			return res
+		}
+		if c.written.Load() >= cl.req.cookie { // else the writer may still look at it
+			callPool.Put(cl)
+		}
+		return res
+	case <-ctx.Done():
+	}
+	if !c.unqueue(cl) {
+		c.letGo(cl)
+	}
+	return result{err: ctxErr(ctx)}
+}
+
+// acquire takes a slot for one request: at once when one is free, else
+// waiting no longer than ctx and the deadline allow (only this slow path
+// pays for a timer).
+func (c *conn) acquire(ctx context.Context, deadline time.Time) error {
+	if ctx.Err() != nil {
+		return ctxErr(ctx)
+	}
 	select {
 	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return result{err: ctxErr(ctx)}
-	case <-c.dead:
-		return result{err: c.deadErr()}
+		return nil
+	default:
 	}
-	cl := &call{req: req, buf: buf, done: make(chan struct{})}
-	c.mu.Lock()
-	if c.err != nil {
-		c.mu.Unlock()
-		<-c.slots
-		return result{err: c.deadErr()}
-	}
-	c.cookie++
-	cl.req.cookie = c.cookie
-	c.pending[cl.req.cookie] = cl
-	c.mu.Unlock()
-	if sent, err := c.send(ctx, &cl.req, payload); !sent {
-		c.forget(cl)
-		return result{err: err}
-	} else if err != nil {
-		c.kill(err)
-	}
+	ctx, cancel := timed(ctx, deadline)
+	defer cancel()
 	select {
-	case <-cl.done: // the reader finished with buf before it closed done
-		return cl.res
+	case c.slots <- struct{}{}:
+		return nil
 	case <-ctx.Done():
+		return ctxErr(ctx)
+	case <-c.dead:
+		return c.deadErr()
 	}
-	if errors.Is(context.Cause(ctx), ErrTimeout) {
-		c.kill(ErrTimeout)
+}
+
+// letGo gives up on a call that was taken by the writer, making sure
+// that neither the writer nor the reader uses its buffers any more: a
+// request being written breaks the stream (the connection is dropped,
+// which ends the write); a read whose data is arriving is dropped
+// likewise, since the server may stall there.
+func (c *conn) letGo(cl *call) {
+	if c.written.Load() < cl.req.cookie {
+		c.kill(errAbandonedSend) // a no-op when already dead
+		c.wmu.Lock()             // held by a writer for as long as it writes a batch
+		c.wmu.Unlock()
 	}
 	if !cl.bufMu.TryLock() {
-		// Given up mid-payload: the reader is filling buf from a server that
-		// may stall there. Dropping the connection is what bounds the wait.
 		c.kill(errAbandoned)
 		cl.bufMu.Lock()
 	}
 	cl.abandoned = true
 	cl.bufMu.Unlock()
-	return result{err: ctxErr(ctx)}
+}
+
+// quiesce waits, on a dead connection, until the writer is done with its
+// batch and the reader with cl's buffer, and marks cl abandoned so that
+// the reader never touches its buffer again.
+func (c *conn) quiesce(cl *call) {
+	c.wmu.Lock() // held by a writer for as long as it writes a batch
+	c.wmu.Unlock()
+	cl.bufMu.Lock()
+	cl.abandoned = true
+	cl.bufMu.Unlock()
 }
 
 func (c *conn) deadErr() error {
@@ -200,76 +302,28 @@ func ctxErr(ctx context.Context) error {
 	return fmt.Errorf("nbdclient: %w", ctx.Err())
 }
 
-// forget drops a call that was never sent.
-func (c *conn) forget(cl *call) {
-	c.mu.Lock()
-	owned := c.pending[cl.req.cookie] == cl
-	delete(c.pending, cl.req.cookie)
-	c.mu.Unlock()
-	if owned {
-		<-c.slots
+// timed bounds ctx by a request's deadline, with ErrTimeout as the cause.
+// Only slow paths (a wait for a slot, a redial) use it.
+func timed(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	if deadline.IsZero() {
+		return ctx, func() {}
 	}
-}
-
-// send writes a request header and its payload. sent is false when nothing
-// was written (ctx ended first, or the connection is gone); a write that
-// ctx ends half-way breaks the stream, and its error kills the connection.
-func (c *conn) send(ctx context.Context, req *request, payload []byte) (sent bool, err error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.sendLocked(ctx, req, payload)
-}
-
-// sendLocked is send with wmu held.
-func (c *conn) sendLocked(ctx context.Context, req *request, payload []byte) (sent bool, err error) {
-	if ctx.Err() != nil {
-		return false, ctxErr(ctx)
-	}
-	if !c.alive() {
-		return false, c.deadErr()
-	}
-	var dmu sync.Mutex // orders the deadline poke against its reset below
-	writing := true
-	stop := context.AfterFunc(ctx, func() {
-		dmu.Lock()
-		if writing {
-			c.nc.SetWriteDeadline(time.Unix(1, 0))
-		}
-		dmu.Unlock()
-	})
-	req.encode(c.hdr[:])
-	bufs := net.Buffers{c.hdr[:]}
-	if len(payload) > 0 {
-		bufs = append(bufs, payload)
-	}
-	_, err = bufs.WriteTo(c.nc)
-	if !stop() {
-		dmu.Lock()
-		writing = false
-		c.nc.SetWriteDeadline(time.Time{})
-		dmu.Unlock()
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return true, ctxErr(ctx)
-		}
-		return true, fmt.Errorf("nbdclient: send request: %w", err)
-	}
-	return true, nil
+	return context.WithDeadlineCause(ctx, deadline, ErrTimeout)
 }
 
 // close sends NBD_CMD_DISC, bounded by a short deadline, and kills the
 // connection: calls still in flight fail with ErrClosed.
 func (c *conn) close() { c.hangUp(ErrClosed) }
 
-// hangUp sends NBD_CMD_DISC and kills the connection for reason. A request
-// stuck in its write (a server that reads nothing) holds wmu: then the DISC
-// is skipped, and the kill unblocks that write.
+// hangUp sends NBD_CMD_DISC and kills the connection for reason. A batch
+// stuck in its write (a server that reads nothing) holds wmu: then the
+// DISC is skipped, and the kill unblocks that write.
 func (c *conn) hangUp(reason error) {
 	if c.alive() && c.wmu.TryLock() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.sendLocked(ctx, &request{typ: cmdDisc}, nil) // best effort: we hang up anyway
-		cancel()
+		var h [requestSize]byte
+		(&request{typ: cmdDisc}).encode(h[:])
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.nc.Write(h[:]) // best effort: we hang up anyway
 		c.wmu.Unlock()
 	}
 	c.kill(reason)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -118,22 +117,8 @@ func TestCloseStuck(t *testing.T) {
 // TestDialSilent dials a server that accepts and says nothing: the dial
 // fails within its timeout.
 func TestDialSilent(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "silent.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	_, err = Dial(context.Background(), Options{Network: "unix", Address: path, DialTimeout: 100 * time.Millisecond})
+	path := serveUnix(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	_, err := Dial(context.Background(), Options{Network: "unix", Address: path, DialTimeout: 100 * time.Millisecond})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("dial of a silent server: %v", err)
 	}

@@ -42,8 +42,9 @@ func (cl *Client) dialConn(ctx context.Context) (*conn, error) {
 }
 
 // pick returns a live connection of the pool, starting at the next slot
-// round robin; when none is alive it redials one.
-func (cl *Client) pick(ctx context.Context) (*conn, error) {
+// round robin; when none is alive it redials one, bounded by ctx and the
+// request's deadline.
+func (cl *Client) pick(ctx context.Context, deadline time.Time) (*conn, error) {
 	n := uint32(len(cl.conns))
 	start := cl.next.Add(1) % n
 	cl.mu.Lock()
@@ -61,6 +62,8 @@ func (cl *Client) pick(ctx context.Context) (*conn, error) {
 	if closed {
 		return nil, ErrClosed
 	}
+	ctx, cancel := timed(ctx, deadline)
+	defer cancel()
 	return cl.redial(ctx, int(start))
 }
 
@@ -129,22 +132,28 @@ func (cl *Client) redial(ctx context.Context, i int) (*conn, error) {
 // can be overwritten by the retry. Server error replies and timeouts are
 // not retried: the server answered, or is not answering.
 func (cl *Client) do(ctx context.Context, req request, payload, buf []byte) result {
+	return cl.run(ctx, req, payload, buf, -1)
+}
+
+// run is do with a pipe for a spliced read (pipe >= 0), which is never
+// sent twice: the pipe may hold part of the first answer.
+func (cl *Client) run(ctx context.Context, req request, payload, buf []byte, pipe int) result {
+	var deadline time.Time // enforced by each connection's watchdog
 	if cl.opts.RequestTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, cl.opts.RequestTimeout, ErrTimeout)
-		defer cancel()
+		deadline = time.Now().Add(cl.opts.RequestTimeout)
 	}
 	for attempt := 0; ; attempt++ {
-		c, err := cl.pick(ctx)
+		c, err := cl.pick(ctx, deadline)
 		if err != nil {
 			return result{err: err}
 		}
-		res := c.do(ctx, req, payload, buf)
+		res := c.do(ctx, deadline, req, payload, buf, pipe)
 		if shuttingDown(res.err) {
 			cl.hangUpAll()
 			res.err = fmt.Errorf("%w: %w", ErrDisconnected, res.err)
 		}
-		if attempt == 0 && errors.Is(res.err, ErrDisconnected) && ctx.Err() == nil {
+		if attempt == 0 && pipe < 0 && errors.Is(res.err, ErrDisconnected) && ctx.Err() == nil &&
+			(deadline.IsZero() || time.Now().Before(deadline)) {
 			cl.retries.Add(1)
 			continue
 		}

@@ -31,7 +31,7 @@ func (c *conn) lookup(cookie uint64) (*call, error) {
 }
 
 func (c *conn) readReply(h []byte) error {
-	if _, err := io.ReadFull(c.r, h[:simpleReplySize]); err != nil {
+	if err := c.readHead(h[:simpleReplySize]); err != nil {
 		return fmt.Errorf("nbdclient: read reply: %w", err)
 	}
 	switch binary.BigEndian.Uint32(h) {
@@ -41,7 +41,7 @@ func (c *conn) readReply(h []byte) error {
 		if !c.info.Structured {
 			return protoErr("structured reply not negotiated")
 		}
-		if _, err := io.ReadFull(c.r, h[simpleReplySize:chunkHeaderSize]); err != nil {
+		if err := c.readHead(h[simpleReplySize:chunkHeaderSize]); err != nil {
 			return fmt.Errorf("nbdclient: read reply: %w", err)
 		}
 		return c.chunk(binary.BigEndian.Uint16(h[4:]), binary.BigEndian.Uint16(h[6:]),
@@ -82,9 +82,12 @@ func (c *conn) fill(cl *call, off, n int64) error {
 	cl.bufMu.Lock()
 	defer cl.bufMu.Unlock()
 	var err error
-	if cl.abandoned {
+	switch {
+	case cl.abandoned:
 		_, err = io.CopyN(io.Discard, c.r, n)
-	} else {
+	case cl.pipe >= 0:
+		return c.spliceFill(cl, off, n)
+	default:
 		_, err = io.ReadFull(c.r, cl.buf[off:off+n])
 	}
 	if err != nil {
@@ -130,6 +133,10 @@ func (c *conn) done(cl *call) error {
 		c.finish(cl, result{err: cl.firstE})
 		return nil
 	}
+	if cl.spliceErr != nil {
+		c.finish(cl, result{err: cl.spliceErr})
+		return nil
+	}
 	if cl.req.typ == cmdRead && cl.covered != int64(cl.req.length) {
 		return protoErr("read of %d bytes answered with %d", cl.req.length, cl.covered)
 	}
@@ -151,7 +158,7 @@ func (c *conn) readChunk(cl *call, typ uint16, length uint32) error {
 		}
 		head = b[:12]
 	}
-	if _, err := io.ReadFull(c.r, head); err != nil {
+	if err := c.readHead(head); err != nil {
 		return fmt.Errorf("nbdclient: read chunk: %w", err)
 	}
 	n := int64(length) - 8
@@ -170,10 +177,14 @@ func (c *conn) readChunk(cl *call, typ uint16, length uint32) error {
 		return c.fill(cl, off, n)
 	}
 	cl.bufMu.Lock()
-	if !cl.abandoned {
+	defer cl.bufMu.Unlock()
+	switch {
+	case cl.abandoned:
+	case cl.pipe >= 0:
+		c.spliceZeros(cl, off, n)
+	default:
 		clear(cl.buf[off : off+n])
 	}
-	cl.bufMu.Unlock()
 	cl.covered += n
 	return nil
 }

@@ -4,60 +4,64 @@ import (
 	"encoding/binary"
 	"fmt"
 	"syscall"
+
+	"github.com/pojntfx/go-nbd/pkg/protocol"
 )
 
 // Wire constants of the NBD protocol (doc/proto.md in NetworkBlockDevice/nbd).
-// They are defined here rather than shared with pkg/nbdserver: the client
-// sits below the server in gdm's import order, and the two must agree with
-// the spec, not with each other.
+// Those that go-nbd's protocol package defines (pkg/nbdserver uses it
+// too) come from there, so that client and server share one spelling;
+// the rest, which go-nbd lacks (structured replies, meta contexts,
+// STARTTLS, the newer flags and commands), are defined here from the spec.
 const (
-	magicNBD       = uint64(0x4e42444d41474943) // "NBDMAGIC"
-	magicOption    = uint64(0x49484156454f5054) // "IHAVEOPT"
-	magicOptReply  = uint64(0x3e889045565a9)
-	magicRequest   = uint32(0x25609513)
-	magicSimple    = uint32(0x67446698)
-	magicStructure = uint32(0x668e33ef)
+	magicNBD       = protocol.NEGOTIATION_MAGIC_OLDSTYLE // "NBDMAGIC", which newstyle sends too
+	magicOption    = protocol.NEGOTIATION_MAGIC_OPTION   // "IHAVEOPT"
+	magicOptReply  = protocol.NEGOTIATION_MAGIC_REPLY
+	magicRequest   = protocol.TRANSMISSION_MAGIC_REQUEST
+	magicSimple    = protocol.TRANSMISSION_MAGIC_REPLY
+	magicStructure = uint32(0x668e33ef) // not in go-nbd
 
-	hsFixedNewstyle = uint16(1 << 0)
-	hsNoZeroes      = uint16(1 << 1)
+	hsFixedNewstyle = protocol.NEGOTIATION_HANDSHAKE_FLAG_FIXED_NEWSTYLE
+	hsNoZeroes      = uint16(1 << 1) // not in go-nbd
 )
 
-// Options and their replies.
+// Options and their replies (go-nbd lacks STARTTLS, structured replies,
+// meta contexts and REP_META_CONTEXT).
 const (
-	optAbort           = uint32(2)
+	optAbort           = protocol.NEGOTIATION_ID_OPTION_ABORT
 	optStartTLS        = uint32(5)
-	optGo              = uint32(7)
+	optGo              = protocol.NEGOTIATION_ID_OPTION_GO
 	optStructuredReply = uint32(8)
 	optSetMetaContext  = uint32(10)
 
-	repAck         = uint32(1)
-	repInfo        = uint32(3)
+	repAck         = protocol.NEGOTIATION_TYPE_REPLY_ACK
+	repInfo        = protocol.NEGOTIATION_TYPE_REPLY_INFO
 	repMetaContext = uint32(4)
 	repErrBit      = uint32(1 << 31)
-	repErrUnsup    = repErrBit | 1
+	repErrUnsup    = protocol.NEGOTIATION_TYPE_REPLY_ERR_UNSUPPORTED
 
-	infoExport    = uint16(0)
-	infoBlockSize = uint16(3)
+	infoExport    = protocol.NEGOTIATION_TYPE_INFO_EXPORT
+	infoBlockSize = protocol.NEGOTIATION_TYPE_INFO_BLOCKSIZE
 )
 
-// Transmission flags.
+// Transmission flags (go-nbd has only HAS_FLAGS and CAN_MULTI_CONN).
 const (
-	FlagHasFlags     = uint16(1 << 0)
+	FlagHasFlags     = protocol.NEGOTIATION_REPLY_FLAGS_HAS_FLAGS
 	FlagReadOnly     = uint16(1 << 1)
 	FlagSendFlush    = uint16(1 << 2)
 	FlagSendFUA      = uint16(1 << 3)
 	FlagSendTrim     = uint16(1 << 5)
 	FlagWriteZeroes  = uint16(1 << 6)
 	FlagSendDF       = uint16(1 << 7)
-	FlagCanMultiConn = uint16(1 << 8)
+	FlagCanMultiConn = protocol.NEGOTIATION_REPLY_FLAGS_CAN_MULTI_CONN
 	FlagSendFastZero = uint16(1 << 11)
 )
 
-// Commands and command flags.
+// Commands and command flags (go-nbd has only READ, WRITE and DISC).
 const (
-	cmdRead        = uint16(0)
-	cmdWrite       = uint16(1)
-	cmdDisc        = uint16(2)
+	cmdRead        = protocol.TRANSMISSION_TYPE_REQUEST_READ
+	cmdWrite       = protocol.TRANSMISSION_TYPE_REQUEST_WRITE
+	cmdDisc        = protocol.TRANSMISSION_TYPE_REQUEST_DISC
 	cmdFlush       = uint16(3)
 	cmdTrim        = uint16(4)
 	cmdWriteZeroes = uint16(6)

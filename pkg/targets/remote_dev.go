@@ -129,6 +129,18 @@ func (d *Dev) remoteErr(what string, off int64, err error) error {
 	return fmt.Errorf("targets: %s %s at %d: %w", what, d.path, off, err)
 }
 
+// remoteSplice moves a range from the export into pipe, straight from the
+// socket (nbdclient.SpliceRead). Where the client cannot (TLS, a pipe
+// without room, a dropped connection) it answers ErrPipeFull: the caller
+// discards the pipe and reads the range the ordinary way, which retries.
+func (d *Dev) remoteSplice(pipe int, off, n int64) error {
+	err := d.remote.SpliceRead(context.Background(), pipe, off, n)
+	if errors.Is(err, nbdclient.ErrNoSplice) {
+		return ErrPipeFull
+	}
+	return d.remoteErr("read", off, err)
+}
+
 func (d *Dev) remoteSync() error {
 	if err := d.remote.Flush(context.Background()); err != nil {
 		return d.remoteErr("flush", 0, err)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 )
@@ -30,6 +32,14 @@ func TestRemoteTLS(t *testing.T) {
 	mustOK(t, d.ReadAt(p, 512))
 	if !bytes.Equal(p, []byte("secret")) || d.Size() != 1<<20 || d.Identity().Remote == "" {
 		t.Fatalf("read %q, size %d", p, d.Size())
+	}
+	// TLS data cannot be spliced: the caller reads the ordinary way.
+	var fds [2]int
+	mustOK(t, unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC))
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if err := d.SpliceTo(fds[1], 0, 4096); err != ErrPipeFull {
+		t.Fatalf("splice over TLS: %v, want ErrPipeFull", err)
 	}
 	caOnly := t.TempDir()
 	ca, _ := os.ReadFile(filepath.Join(dir, "ca-cert.pem"))

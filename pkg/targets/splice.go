@@ -19,11 +19,10 @@ import (
 var ErrPipeFull = errors.New("targets: pipe full")
 
 // SpliceTo moves [off, off+n) of the device into pipe. A remote device
-// has no descriptor to splice from: it answers ErrPipeFull, and the caller
-// reads the range the ordinary way.
+// splices from its connection's socket (remote_dev.go).
 func (d *Dev) SpliceTo(pipe int, off, n int64) error {
 	if d.remote != nil {
-		return ErrPipeFull
+		return d.remoteSplice(pipe, off, n)
 	}
 	return fillPipe(n, func(left int64) (int64, error) {
 		m, err := unix.Splice(d.fd, &off, pipe, nil, int(left), unix.SPLICE_F_NONBLOCK) // advances off

@@ -1,0 +1,32 @@
+# Shared by bench/remote.sh and bench/tls.sh (sourced, not run): the fio
+# job that prints MiB/s, the machine line, the four jobs of their tables,
+# and CPU time of processes.
+
+# bench_jobs: the four jobs every table runs, "RW BS IODEPTH" each.
+bench_jobs=("randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8")
+
+# fio_mibs URI FIO-ARGS...: one time-based fio job (nbd engine, 1 GiB, for
+# $runtime seconds) on URI; prints its MiB/s, reads and writes together.
+fio_mibs() {
+	local uri=$1; shift
+	fio --name=j --ioengine=nbd --uri="$uri" "$@" --time_based --runtime="$runtime" --size=1g \
+		--output-format=json 2>/dev/null | python3 -c 'import json,sys
+t = sys.stdin.read(); j = json.loads(t[t.index("{"):])["jobs"][0]
+print("%.0f" % ((j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 1048576))'
+}
+
+# machine_line: what the numbers were measured on, with the load.
+machine_line() {
+	echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# cpu_ticks PID...: user plus system CPU time of the processes so far, in
+# clock ticks (/proc/PID/stat fields 14 and 15).
+cpu_ticks() {
+	local t=0 pid f
+	for pid in "$@"; do
+		read -ra f <"/proc/$pid/stat"
+		t=$((t + f[13] + f[14]))
+	done
+	echo $t
+}

@@ -1,0 +1,154 @@
+package nbdclient
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+	"slices"
+	"syscall"
+)
+
+// Sending: callers queue requests, and whoever finds no writer running
+// becomes the writer and writes everything queued, in cookie order, as one
+// batch: its headers and payloads in one writev. Under load a batch holds
+// every request that arrived while the previous one was being written, so
+// many requests cost one system call; alone, a request is written at once
+// by its own caller, with no handoff to another goroutine.
+
+// leaderBatches bounds the batches a caller writes for others before it
+// hands the writing to a goroutine and goes back to wait for its own
+// reply.
+const leaderBatches = 4
+
+// inlineMax is the largest payload copied into the batch buffer on a
+// connection that cannot writev (TLS): there every segment is a write of
+// its own (a TLS record), and small payloads cost less copied than sent
+// alone.
+const inlineMax = 64 << 10
+
+// canWritev says whether nc writes net.Buffers with one writev (a plain
+// TCP or UNIX socket).
+func canWritev(nc net.Conn) bool {
+	_, ok := nc.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	return ok
+}
+
+// enqueue registers cl (its cookie, its deadline with the watchdog) and
+// queues it for the writer. lead: no writer runs, the caller must start
+// one.
+func (c *conn) enqueue(cl *call) (lead bool, err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return false, c.deadErr()
+	}
+	c.cookie++
+	cl.req.cookie = c.cookie
+	c.pending[cl.req.cookie] = cl
+	if !cl.deadline.IsZero() {
+		c.armLocked(cl.deadline)
+	}
+	c.queue = append(c.queue, cl)
+	lead = !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	return lead, nil
+}
+
+// unqueue takes back a call the writer has not taken yet: it was never
+// sent. It reports false when the call is gone from the queue (taken by
+// the writer, or failed by a kill).
+func (c *conn) unqueue(cl *call) bool {
+	c.mu.Lock()
+	i := slices.Index(c.queue, cl)
+	if i < 0 {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = slices.Delete(c.queue, i, i+1)
+	delete(c.pending, cl.req.cookie)
+	c.mu.Unlock()
+	<-c.slots
+	return true
+}
+
+// writeLoop writes batches until the queue is empty or the connection
+// dies. A caller writing for others (leader) hands off to a goroutine
+// after leaderBatches, so that its own reply is not held up for long.
+func (c *conn) writeLoop(leader bool) {
+	// Let the goroutines that are ready to run queue their requests first:
+	// a server hands a batch of its client's requests to several
+	// goroutines at once, and they then go out in one write instead of
+	// one each. It costs little when no one else is ready.
+	runtime.Gosched()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var prev []*call
+	for i := 0; ; i++ {
+		c.mu.Lock()
+		if prev != nil {
+			c.spare = prev[:0]
+		}
+		if c.err != nil || len(c.queue) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		if leader && i == leaderBatches {
+			c.mu.Unlock()
+			go c.writeLoop(false) // writing stays true: the goroutine takes over
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare, nil
+		c.mu.Unlock()
+		if err := c.writeBatch(batch); err != nil {
+			c.kill(err)
+		}
+		clear(batch)
+		prev = batch
+	}
+}
+
+// writeBatch writes the headers and payloads of batch. Called with wmu
+// held.
+func (c *conn) writeBatch(batch []*call) error {
+	need := len(batch) * requestSize
+	if !c.vectored {
+		for _, cl := range batch {
+			if len(cl.payload) <= inlineMax {
+				need += len(cl.payload)
+			}
+		}
+	}
+	if cap(c.wbuf) < need {
+		c.wbuf = make([]byte, 0, need)
+	}
+	b, iov, run := c.wbuf[:0], c.iov[:0], 0 // b never grows past need: no copy moves it
+	for _, cl := range batch {
+		b = b[:len(b)+requestSize]
+		cl.req.encode(b[len(b)-requestSize:])
+		p := cl.payload
+		switch {
+		case len(p) == 0:
+		case !c.vectored && len(p) <= inlineMax:
+			b = append(b, p...)
+		default:
+			iov = append(iov, b[run:], p)
+			run = len(b)
+		}
+	}
+	if run < len(b) {
+		iov = append(iov, b[run:])
+	}
+	c.iov = iov
+	_, err := iov.WriteTo(c.nc) // consumes iov, not c.iov
+	clear(c.iov)                // drop the callers' payloads
+	if err != nil {
+		return fmt.Errorf("nbdclient: send requests: %w", err)
+	}
+	c.written.Store(batch[len(batch)-1].req.cookie)
+	return nil
+}

@@ -1,0 +1,199 @@
+package nbdclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/sys/unix"
+)
+
+// Spliced reads: a server that serves a table over remote devices can
+// move a large read's data from the remote socket into a pipe with
+// splice(2), and from the pipe into its own client's socket, without the
+// data ever entering user space. SpliceRead is that first half.
+//
+// The reader splices a reply's payload straight from the socket; what
+// the buffered reader already holds of it is copied in first. Bytes read
+// ahead cost more than the copy: in the pipe they take slots of their own
+// next to the spliced pages, and a full-size read must fit the pipe's
+// slots exactly. So while a spliced read is in flight the reader reads
+// reply headers without reading ahead (readHead).
+
+// ErrNoSplice is SpliceRead's answer when it did not move the range: a
+// connection without a descriptor (TLS), a server that may answer a read
+// in pieces out of order, a range longer than one request, a pipe without
+// room for the data, or a connection that dropped under it. The pipe may
+// hold part of the range; read the range with ReadAt, which retries.
+var ErrNoSplice = errors.New("nbdclient: range not spliced")
+
+// SpliceRead moves n bytes at off into pipe (the write end of a pipe(2),
+// non-blocking, with room for them), in order.
+func (cl *Client) SpliceRead(ctx context.Context, pipe int, off, n int64) error {
+	if err := cl.check(off, n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	var flags uint16
+	switch {
+	case n > cl.maxRequest() || pipe < 0:
+		return ErrNoSplice
+	case cl.info.Structured && cl.info.Flags&FlagSendDF == 0:
+		return ErrNoSplice // the data may come in pieces, in any order
+	case cl.info.Structured:
+		flags = cmdFlagDF
+	}
+	err := cl.run(ctx, request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(n)}, nil, nil, pipe).err
+	if errors.Is(err, ErrDisconnected) {
+		return fmt.Errorf("%w: %w", ErrNoSplice, err)
+	}
+	return err
+}
+
+// readHead reads len(p) bytes of a reply's header. While spliced reads
+// are in flight it reads no further than p from the socket, so that a
+// payload that follows stays there to be spliced.
+func (c *conn) readHead(p []byte) error {
+	if c.splicing.Load() == 0 {
+		_, err := io.ReadFull(c.r, p)
+		return err
+	}
+	k, _ := c.r.Read(p[:min(c.r.Buffered(), len(p))]) // from the buffer only
+	_, err := io.ReadFull(c.nc, p[k:])
+	return err
+}
+
+// errPipeRoom is a pipe that has no room left for a spliced read's data.
+var errPipeRoom = errors.New("nbdclient: pipe full")
+
+// spliceFill moves n bytes of payload at off into the call's pipe.
+// Called with cl.bufMu held. Data that cannot go into the pipe (it is
+// full, or the piece is out of order) is read and dropped, and the call
+// ends with ErrNoSplice; the stream stays whole.
+func (c *conn) spliceFill(cl *call, off, n int64) error {
+	left := n
+	if cl.spliceErr == nil && off != cl.covered {
+		cl.spliceErr = fmt.Errorf("%w: read data out of order", ErrNoSplice)
+	}
+	if cl.spliceErr == nil {
+		if k := min(int64(c.r.Buffered()), left); k > 0 {
+			b, _ := c.r.Peek(int(k))
+			err := writePipe(cl.pipe, b)
+			c.r.Discard(int(k))
+			left -= k
+			if err != nil {
+				cl.spliceErr = fmt.Errorf("%w: %w", ErrNoSplice, err)
+			}
+		}
+	}
+	if cl.spliceErr == nil && left > 0 {
+		var err error
+		left, err = c.splice(cl.pipe, left)
+		switch {
+		case errors.Is(err, errPipeRoom):
+			cl.spliceErr = fmt.Errorf("%w: %w", ErrNoSplice, err)
+		case err != nil:
+			return fmt.Errorf("nbdclient: splice payload: %w", err)
+		}
+	}
+	if left > 0 { // what did not go into the pipe is dropped
+		if _, err := io.CopyN(io.Discard, c.r, left); err != nil {
+			return fmt.Errorf("nbdclient: read payload: %w", err)
+		}
+	}
+	cl.covered += n
+	return nil
+}
+
+// splice moves n bytes from the socket into pipe, waiting for the socket
+// as a read would; it returns what is left when the pipe fills up.
+func (c *conn) splice(pipe int, n int64) (left int64, err error) {
+	var serr error
+	tries := 0 // EAGAINs in a row with data waiting in the socket
+	rerr := c.raw.Read(func(fd uintptr) bool {
+		for n > 0 {
+			m, err := spliceIn(int(fd), pipe, n)
+			if err == unix.EAGAIN {
+				// Either the socket is empty (wait for it) or the pipe is
+				// full: data that stays waiting over two tries says the pipe.
+				if !dataWaiting(int(fd)) {
+					return false
+				}
+				if tries++; tries < 2 {
+					continue
+				}
+				err = errPipeRoom
+			}
+			if err != nil {
+				serr = err
+				return true
+			}
+			tries = 0
+			n -= m
+		}
+		return true
+	})
+	if rerr != nil {
+		return n, rerr
+	}
+	return n, serr
+}
+
+// spliceIn is one splice(2) of up to n bytes from socket fd into pipe,
+// retried on EINTR; an end of stream is io.ErrUnexpectedEOF.
+func spliceIn(fd, pipe int, n int64) (int64, error) {
+	for {
+		m, err := unix.Splice(fd, nil, pipe, nil, int(n), unix.SPLICE_F_NONBLOCK)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && m == 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return m, err
+	}
+}
+
+// dataWaiting says whether socket fd has bytes to read.
+func dataWaiting(fd int) bool {
+	q, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	return err == nil && q > 0
+}
+
+// writePipe copies b into pipe.
+func writePipe(pipe int, b []byte) error {
+	for len(b) > 0 {
+		m, err := unix.Write(pipe, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return errPipeRoom
+		case err != nil:
+			return err
+		}
+		b = b[m:]
+	}
+	return nil
+}
+
+// zeroPage is what a hole chunk of a spliced read writes.
+var zeroPage [4096]byte
+
+// spliceZeros writes n zeros at off (a hole chunk) into the call's pipe.
+// Called with cl.bufMu held.
+func (c *conn) spliceZeros(cl *call, off, n int64) {
+	if cl.spliceErr == nil && off != cl.covered {
+		cl.spliceErr = fmt.Errorf("%w: read data out of order", ErrNoSplice)
+	}
+	for cl.spliceErr == nil && n > 0 {
+		m := min(n, int64(len(zeroPage)))
+		if err := writePipe(cl.pipe, zeroPage[:m]); err != nil {
+			cl.spliceErr = fmt.Errorf("%w: %w", ErrNoSplice, err)
+		}
+		n -= m
+	}
+}
