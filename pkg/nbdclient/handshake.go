@@ -54,18 +54,28 @@ func handshake(ctx context.Context, c net.Conn, r *bufio.Reader, export string, 
 			return nil, nil, info, err
 		}
 	}
+	info, err = negotiate(c, r, export, info)
+	if err != nil {
+		return nil, nil, info, hintClientCert(err, tlsCfg)
+	}
+	return c, r, info, nil
+}
+
+// negotiate asks for structured replies and base:allocation, then goes to
+// the export.
+func negotiate(c net.Conn, r *bufio.Reader, export string, info Info) (Info, error) {
 	o := optConn{w: c, r: r}
 	ok, err := o.simple(optStructuredReply, nil)
 	if err != nil {
-		return nil, nil, info, err
+		return info, err
 	}
 	info.Structured = ok
 	if ok {
 		if err := o.setMeta(export, &info); err != nil {
-			return nil, nil, info, err
+			return info, err
 		}
 	}
-	return c, r, info, o.goExport(export, &info)
+	return info, o.goExport(export, &info)
 }
 
 // greet reads the server's greeting and answers with the client flags.
@@ -208,7 +218,7 @@ func (o *optConn) goExport(export string, info *Info) error {
 		case typ == repErrUnsup:
 			return fmt.Errorf("%w: NBD_OPT_GO not supported", ErrUnsupported)
 		case typ&repErrBit != 0:
-			return fmt.Errorf("nbdclient: export %q refused (reply %#x): %s", export, typ, printable(data))
+			return refusal(export, typ, printable(data))
 		case typ == repInfo:
 			if err := parseInfo(data, info, &haveExport); err != nil {
 				return err
