@@ -20,6 +20,7 @@ import (
 type snapshot struct {
 	Base
 	origin, cow *Dev
+	cowMap      *devMap // cow mapped for scattered reads; nil: pread only
 	entry       *originEntry
 	store       atomic.Pointer[cowStore] // replaced only at a handover, before I/O
 	sectors     uint64
@@ -144,6 +145,7 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 		passdown:  slices.Contains(args[4:], "discard_passdown_origin")}
 	s.store.Store(st)
 	s.entry = acquireOrigin(origin.Identity())
+	s.cowMap = mapDev(cow)
 	return s, nil
 }
 
@@ -183,6 +185,8 @@ func (s *snapshot) takeOver(old *snapshot) {
 func (s *snapshot) Destroy() error {
 	s.entry.detach(s)
 	s.entry.release()
+	s.cowMap.unmap()
+	s.cowMap = nil
 	return nil
 }
 
