@@ -18,19 +18,7 @@ import (
 func TestSnapMergeOriginWrites(t *testing.T) {
 	f := newMergeFixture(t, 5, 1)
 	o := newSnapTable(t, "snapshot-origin", uint64(f.size/512), f.orig)
-	stepped, resume := make(chan struct{}), make(chan struct{})
-	var once bool
-	tb, m := f.merge(f.orig, f.cow, func() {
-		if !once {
-			once = true
-			stepped <- struct{}{}
-			<-resume
-		}
-	})
-	release := sync.OnceFunc(func() { close(resume) })
-	defer release() // a failed test must not leave the merge stuck in its hook
-	tb.resume()
-	<-stepped
+	tb, m, release := f.mergeHeld()
 	left := m.s.store.Load().remaining()
 	fresh := bytes.Repeat([]byte{0xEE}, 512)
 	o.mustWrite(fresh, 250*512, 0) // no exception there: above the fixture's writes
@@ -62,19 +50,7 @@ func TestSnapMergeOriginWrites(t *testing.T) {
 // chunks it did not merge still read from the COW.
 func TestSnapMergeFailed(t *testing.T) {
 	f := newMergeFixture(t, 6, 1)
-	stepped, resume := make(chan struct{}), make(chan struct{})
-	var once bool
-	tb, m := f.merge(f.orig, f.cow, func() {
-		if !once {
-			once = true
-			stepped <- struct{}{}
-			<-resume
-		}
-	})
-	release := sync.OnceFunc(func() { close(resume) })
-	defer release() // a failed test must not leave the merge stuck in its hook
-	tb.resume()
-	<-stepped
+	_, m, release := f.mergeHeld()
 	if err := os.Truncate(f.cow, 3*512); err != nil { // header and first area only
 		t.Fatal(err)
 	}
