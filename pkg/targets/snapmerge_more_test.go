@@ -139,3 +139,24 @@ func TestSnapMergeWriteWaitsForItsStep(t *testing.T) {
 		t.Fatalf("origin differs from the snapshot's view with the write at byte %d", firstDiff(got, f.view))
 	}
 }
+
+// A merge step copies its run of consecutive chunks back with one read of
+// the COW device and one write of the origin, not one of each per chunk.
+func TestSnapMergeCopyBackRuns(t *testing.T) {
+	const chunk, n = 4096, 64
+	orig, _, s := originAndSnap(t, n*chunk, 10, 4*n*chunk, "P", "8")
+	p := make([]byte, n*chunk)
+	pattern(p, 0, 63)
+	s.mustWrite(p, 0, 0) // 64 consecutive pairs
+	snap := s.tg.(*snapshot)
+	st := snap.store.Load()
+	nw, _ := st.lookup(0)
+	calls := ioCalls(t)
+	if err := copyBack(snap.origin, st, 0, int64(nw)*chunk, n*chunk); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, "copy back of 64 chunks", calls, 1, 1)
+	if got := readFile(t, orig); !bytes.Equal(got, p) {
+		t.Fatalf("origin after the copy back differs at byte %d", firstDiff(got, p))
+	}
+}
