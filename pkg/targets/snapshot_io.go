@@ -277,7 +277,10 @@ func (s *snapshot) Extents(_ context.Context, _, length int64, emit func(Extent)
 // (ErrPipeFull, with nothing in the pipe yet): the pipe holds references
 // to the origin's pages, not their bytes, and sends them after the range
 // lock is gone, when an origin write may have changed them, which the
-// snapshot must never show. Its own exceptions change only with writes to
+// snapshot must never show. Holding the range until the pipe has been
+// spliced into the socket would not do: the socket's queue holds the same
+// pages until the client reads them (TestSplicedPagesFollowWritesUntilRead),
+// which the server cannot see. Its own exceptions change only with writes to
 // the snapshot itself, as a linear device's pages do. A range of more
 // than maxSpliceRuns runs is left to ReadAt too, which copies them from
 // the COW's mapping without a system call each.
