@@ -49,15 +49,16 @@ func (s *snapshot) usable() (*cowStore, error) {
 
 // ReadAt reads each run from the COW device or, under the run's shared
 // range, from the origin. The COW runs after the first are copied from
-// the COW's mapping (snapmap.go): a request over scattered exceptions
-// would otherwise cost a system call per chunk.
+// the COW's mapping (snapmap.go), the origin runs after the first from the
+// origin's: a request over scattered exceptions would otherwise cost a
+// system call per chunk.
 func (s *snapshot) ReadAt(_ context.Context, p []byte, off int64) error {
 	st, err := s.usable()
 	if err != nil {
 		return err
 	}
 	cs := st.lay.chunk
-	cowRuns := 0
+	cowRuns, originRuns := 0, 0
 	return s.eachRunHeld(st, p, off, true, nil, func(r chunkRun) error {
 		cowRuns++
 		if cowRuns > 1 && s.cowMap != nil { // scattered: no system call per run
@@ -67,6 +68,10 @@ func (s *snapshot) ReadAt(_ context.Context, p []byte, off int64) error {
 	}, func(r chunkRun) error {
 		if s.beforeOriginRead != nil {
 			s.beforeOriginRead()
+		}
+		originRuns++
+		if originRuns > 1 && s.originMap != nil {
+			return s.originMap.readAt(r.p, int64(r.chunk)*cs+r.in)
 		}
 		return s.origin.ReadAt(r.p, int64(r.chunk)*cs+r.in)
 	})
@@ -102,9 +107,8 @@ func (s *snapshot) eachRunHeld(st *cowStore, p []byte, off int64, shared bool, k
 	})
 }
 
-// WriteAt writes each run into its exceptions, made first where missing;
-// as in ReadAt, the runs into exceptions after the first go through the
-// COW's mapping. The new exceptions of all its runs are committed
+// WriteAt writes each run into its exceptions, made first where missing
+// (with pwrite: see devMap for why not through the mapping). The new exceptions of all its runs are committed
 // (synced) at once, their ranges held until then, before WriteAt returns,
 // so FUA needs a sync only for runs that went to existing exceptions, and
 // a request over chunks that earlier writes left mapped here and there
@@ -120,7 +124,6 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 		return ErrSnapOverflow
 	}
 	cs := st.lay.chunk
-	cowRuns := 0
 	var held []rangeToken
 	defer func() {
 		for _, tok := range held {
@@ -129,10 +132,6 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 	}()
 	var pairs []snapPair
 	err = s.eachRunHeld(st, p, off, false, &held, func(r chunkRun) error {
-		cowRuns++
-		if cowRuns > 1 && s.cowMap != nil { // scattered: no system call per run
-			return s.cowMap.writeAt(r.p, int64(r.nw)*cs+r.in)
-		}
 		return st.dev.WriteAt(r.p, int64(r.nw)*cs+r.in)
 	}, func(r chunkRun) error {
 		ps, err := s.writeNew(st, r)
