@@ -66,6 +66,20 @@ func TestSnapshotScatteredRead(t *testing.T) {
 	}
 }
 
+// everyFourth writes chunks 0, 4, 8, ... of [0, n chunks) of s, one write
+// each, and returns the snapshot's view.
+func everyFourth(t *testing.T, orig string, s *snapTable, n int, chunk int64) []byte {
+	t.Helper()
+	want := readFile(t, orig)
+	one := make([]byte, chunk)
+	for c := int64(0); c < int64(n); c += 4 {
+		pattern(one, c*chunk, 73)
+		s.mustWrite(one, c*chunk, 0)
+		copy(want[c*chunk:], one)
+	}
+	return want
+}
+
 // A rewrite over exceptions at scattered COW chunks lands in each, and FUA
 // syncs the COW device once: a read chunk by chunk (pread only) and the COW
 // file itself hold the new bytes.
@@ -117,13 +131,7 @@ func TestSnapshotMappedFault(t *testing.T) {
 func TestSnapshotMixedRead(t *testing.T) {
 	const chunk, n = 4096, 64
 	orig, _, s := originAndSnap(t, n*chunk, 12, 4*n*chunk, "N", "8")
-	want := readFile(t, orig)
-	one := make([]byte, chunk)
-	for c := int64(0); c < n; c += 4 {
-		pattern(one, c*chunk, 73)
-		s.mustWrite(one, c*chunk, 0)
-		copy(want[c*chunk:], one)
-	}
+	want := everyFourth(t, orig, s, n, chunk)
 	calls := ioCalls(t)
 	if got := s.mustRead(0, n*chunk); !bytes.Equal(got, want) {
 		t.Fatalf("read over mixed runs differs at byte %d", firstDiff(got, want))

@@ -154,13 +154,7 @@ func TestSnapshotSplice(t *testing.T) {
 func TestSnapshotWriteOneCommit(t *testing.T) {
 	const chunk, n = 4096, 64
 	orig, _, s := originAndSnap(t, n*chunk, 11, 4*n*chunk, "P", "8")
-	want := readFile(t, orig)
-	one := make([]byte, chunk)
-	for c := int64(0); c < n; c += 4 {
-		pattern(one, c*chunk, 71)
-		s.mustWrite(one, c*chunk, 0)
-		copy(want[c*chunk:], one)
-	}
+	want := everyFourth(t, orig, s, n, chunk)
 	snap := s.tg.(*snapshot)
 	syncs := snap.cow.Syncs()
 	p := make([]byte, n*chunk-1024)
