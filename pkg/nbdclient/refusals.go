@@ -45,7 +45,7 @@ func hintClientCert(err error, cfg *tls.Config) error {
 		return err
 	}
 	var alert tls.AlertError
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.As(err, &alert) {
 		return fmt.Errorf("%w (no client certificate was given: if the server verifies clients, put client-cert.pem and client-key.pem in the tls-certificates directory)", err)
 	}

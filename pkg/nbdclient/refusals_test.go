@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -38,6 +39,9 @@ func TestClientCertHint(t *testing.T) {
 	const hint = "no client certificate was given"
 	if err := hintClientCert(hangup, &tls.Config{}); !strings.Contains(err.Error(), hint) {
 		t.Errorf("no certificate, EOF: %v", err)
+	}
+	if err := hintClientCert(fmt.Errorf("send option 8: %w", syscall.EPIPE), &tls.Config{}); !strings.Contains(err.Error(), hint) {
+		t.Errorf("no certificate, broken pipe: %v", err)
 	}
 	if err := hintClientCert(tls.AlertError(116), &tls.Config{}); !strings.Contains(err.Error(), hint) {
 		t.Errorf("no certificate, alert: %v", err)
