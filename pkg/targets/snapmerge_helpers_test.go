@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,6 +63,26 @@ func (f *mergeFixture) merge(orig, cow string, hook func()) (*snapTable, *snapMe
 	m := tb.tg.(*snapMerge)
 	m.afterStep = hook
 	return tb, m
+}
+
+// mergeHeld resumes a merge of the fixture's files that stops after its
+// first step until release is called; a test's cleanup calls it too, so
+// that a failed test never leaves the merge stuck in its hook.
+func (f *mergeFixture) mergeHeld() (tb *snapTable, m *snapMerge, release func()) {
+	stepped, resume := make(chan struct{}), make(chan struct{})
+	var once bool
+	tb, m = f.merge(f.orig, f.cow, func() {
+		if !once {
+			once = true
+			stepped <- struct{}{}
+			<-resume
+		}
+	})
+	release = sync.OnceFunc(func() { close(resume) })
+	f.t.Cleanup(release)
+	tb.resume()
+	<-stepped
+	return tb, m, release
 }
 
 // waitMerged waits until the merge is done: the status reads allocated ==

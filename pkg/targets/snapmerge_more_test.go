@@ -18,19 +18,7 @@ import (
 func TestSnapMergeOriginWrites(t *testing.T) {
 	f := newMergeFixture(t, 5, 1)
 	o := newSnapTable(t, "snapshot-origin", uint64(f.size/512), f.orig)
-	stepped, resume := make(chan struct{}), make(chan struct{})
-	var once bool
-	tb, m := f.merge(f.orig, f.cow, func() {
-		if !once {
-			once = true
-			stepped <- struct{}{}
-			<-resume
-		}
-	})
-	release := sync.OnceFunc(func() { close(resume) })
-	defer release() // a failed test must not leave the merge stuck in its hook
-	tb.resume()
-	<-stepped
+	tb, m, release := f.mergeHeld()
 	left := m.s.store.Load().remaining()
 	fresh := bytes.Repeat([]byte{0xEE}, 512)
 	o.mustWrite(fresh, 250*512, 0) // no exception there: above the fixture's writes
@@ -62,19 +50,7 @@ func TestSnapMergeOriginWrites(t *testing.T) {
 // chunks it did not merge still read from the COW.
 func TestSnapMergeFailed(t *testing.T) {
 	f := newMergeFixture(t, 6, 1)
-	stepped, resume := make(chan struct{}), make(chan struct{})
-	var once bool
-	tb, m := f.merge(f.orig, f.cow, func() {
-		if !once {
-			once = true
-			stepped <- struct{}{}
-			<-resume
-		}
-	})
-	release := sync.OnceFunc(func() { close(resume) })
-	defer release() // a failed test must not leave the merge stuck in its hook
-	tb.resume()
-	<-stepped
+	_, m, release := f.mergeHeld()
 	if err := os.Truncate(f.cow, 3*512); err != nil { // header and first area only
 		t.Fatal(err)
 	}
@@ -161,5 +137,26 @@ func TestSnapMergeWriteWaitsForItsStep(t *testing.T) {
 	waitMerged(t, m)
 	if got := readFile(t, f.orig); !bytes.Equal(got, f.view) {
 		t.Fatalf("origin differs from the snapshot's view with the write at byte %d", firstDiff(got, f.view))
+	}
+}
+
+// A merge step copies its run of consecutive chunks back with one read of
+// the COW device and one write of the origin, not one of each per chunk.
+func TestSnapMergeCopyBackRuns(t *testing.T) {
+	const chunk, n = 4096, 64
+	orig, _, s := originAndSnap(t, n*chunk, 10, 4*n*chunk, "P", "8")
+	p := make([]byte, n*chunk)
+	pattern(p, 0, 63)
+	s.mustWrite(p, 0, 0) // 64 consecutive pairs
+	snap := s.tg.(*snapshot)
+	st := snap.store.Load()
+	nw, _ := st.lookup(0)
+	calls := ioCalls(t)
+	if err := copyBack(snap.origin, st, 0, int64(nw)*chunk, n*chunk); err != nil {
+		t.Fatal(err)
+	}
+	expectCalls(t, "copy back of 64 chunks", calls, 1, 1)
+	if got := readFile(t, orig); !bytes.Equal(got, p) {
+		t.Fatalf("origin after the copy back differs at byte %d", firstDiff(got, p))
 	}
 }

@@ -95,11 +95,12 @@ func (m *snapMerge) step() (bool, error) {
 }
 
 // copyBack copies length bytes at src of the COW device to dst of the
-// origin, one chunk at a time, stopping at the origin's end (its last
-// chunk may be partial, as dm's copy is cut there).
+// origin, stopping at the origin's end (its last chunk may be partial, as
+// dm's copy is cut there): a step's run of consecutive chunks with one
+// read and one write, in parts of at most maxCopyBytes.
 func copyBack(origin *Dev, st *cowStore, dst, src, length int64) error {
 	length = min(length, max(origin.Size()-dst, 0))
-	buf := make([]byte, min(length, st.lay.chunk))
+	buf := make([]byte, min(length, max(maxCopyBytes/st.lay.chunk, 1)*st.lay.chunk))
 	for done := int64(0); done < length; {
 		k := min(int64(len(buf)), length-done)
 		if err := st.dev.ReadAt(buf[:k], src+done); err != nil {

@@ -13,6 +13,11 @@ import (
 // origin's entry: shared for a read, so that an origin write cannot change
 // the chunks under it, exclusive for a write.
 
+// maxSpliceRuns bounds the runs of COW chunks a splice takes: each costs a
+// splice(2) call, about 2-3 µs here, where copying a 1 MiB request from
+// the COW's mapping and again into the socket costs about 100 µs.
+const maxSpliceRuns = 16
+
 // chunkPiece is the part of a request that falls in one chunk.
 type chunkPiece struct {
 	chunk uint64
@@ -43,18 +48,30 @@ func (s *snapshot) usable() (*cowStore, error) {
 }
 
 // ReadAt reads each run from the COW device or, under the run's shared
-// range, from the origin.
+// range, from the origin. The COW runs after the first are copied from
+// the COW's mapping (snapmap.go), the origin runs after the first from the
+// origin's: a request over scattered exceptions would otherwise cost a
+// system call per chunk.
 func (s *snapshot) ReadAt(_ context.Context, p []byte, off int64) error {
 	st, err := s.usable()
 	if err != nil {
 		return err
 	}
 	cs := st.lay.chunk
-	return s.eachRunHeld(st, p, off, true, func(r chunkRun) error {
+	cowRuns, originRuns := 0, 0
+	return s.eachRunHeld(st, p, off, true, nil, func(r chunkRun) error {
+		cowRuns++
+		if cowRuns > 1 && s.cowMap != nil { // scattered: no system call per run
+			return s.cowMap.readAt(r.p, int64(r.nw)*cs+r.in)
+		}
 		return st.dev.ReadAt(r.p, int64(r.nw)*cs+r.in)
 	}, func(r chunkRun) error {
 		if s.beforeOriginRead != nil {
 			s.beforeOriginRead()
+		}
+		originRuns++
+		if originRuns > 1 && s.originMap != nil {
+			return s.originMap.readAt(r.p, int64(r.chunk)*cs+r.in)
 		}
 		return s.origin.ReadAt(r.p, int64(r.chunk)*cs+r.in)
 	})
@@ -63,8 +80,11 @@ func (s *snapshot) ReadAt(_ context.Context, p []byte, off int64) error {
 // eachRunHeld calls cow for each run that has its exceptions, and bare for
 // each that has none with the run's range held (shared or exclusive): held,
 // its chunks get no exception but from bare, and those that got one before
-// the range was taken go to cow after all.
-func (s *snapshot) eachRunHeld(st *cowStore, p []byte, off int64, shared bool,
+// the range was taken go to cow after all. With keep, the ranges stay held
+// and their tokens are appended there, for the caller to unlock (after a
+// commit); a request takes its ranges in ascending order, so two that keep
+// theirs never wait for each other in a cycle.
+func (s *snapshot) eachRunHeld(st *cowStore, p []byte, off int64, shared bool, keep *[]rangeToken,
 	cow, bare func(chunkRun) error) error {
 	cs := st.lay.chunk
 	return eachRun(st, p, off, func(r chunkRun) error {
@@ -73,7 +93,11 @@ func (s *snapshot) eachRunHeld(st *cowStore, p []byte, off int64, shared bool,
 		}
 		at := int64(r.chunk) * cs
 		tok := s.entry.locks.lock(at, at+int64(r.n)*cs, shared)
-		defer tok.unlock()
+		if keep != nil {
+			*keep = append(*keep, tok)
+		} else {
+			defer tok.unlock()
+		}
 		return eachRun(st, r.p, at+r.in, func(r chunkRun) error {
 			if r.mapped {
 				return cow(r)
@@ -83,11 +107,14 @@ func (s *snapshot) eachRunHeld(st *cowStore, p []byte, off int64, shared bool,
 	})
 }
 
-// WriteAt writes each run into its exceptions, made first where missing.
-// New exceptions are committed (synced) before WriteAt returns, so FUA
-// needs a sync only for runs that went to existing exceptions. An
-// overflowed (PO) snapshot takes no write at all, even to a chunk it has,
-// as dm kills every write to it (the oracle's snapshot-full-PO case).
+// WriteAt writes each run into its exceptions, made first where missing
+// (with pwrite: see devMap for why not through the mapping). The new exceptions of all its runs are committed
+// (synced) at once, their ranges held until then, before WriteAt returns,
+// so FUA needs a sync only for runs that went to existing exceptions, and
+// a request over chunks that earlier writes left mapped here and there
+// costs one commit, not one per stretch between them. An overflowed (PO)
+// snapshot takes no write at all, even to a chunk it has, as dm kills
+// every write to it (the oracle's snapshot-full-PO case).
 func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
 	st, err := s.usable()
 	if err != nil {
@@ -97,11 +124,25 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 		return ErrSnapOverflow
 	}
 	cs := st.lay.chunk
-	err = s.eachRunHeld(st, p, off, false, func(r chunkRun) error {
+	var held []rangeToken
+	defer func() {
+		for _, tok := range held {
+			tok.unlock()
+		}
+	}()
+	var pairs []snapPair
+	err = s.eachRunHeld(st, p, off, false, &held, func(r chunkRun) error {
 		return st.dev.WriteAt(r.p, int64(r.nw)*cs+r.in)
 	}, func(r chunkRun) error {
-		return s.writeNew(st, r)
+		ps, err := s.writeNew(st, r)
+		pairs = append(pairs, ps...)
+		return err
 	})
+	if len(pairs) > 0 {
+		if cerr := st.commit(pairs); cerr != nil {
+			return cerr
+		}
+	}
 	if err == nil && flags&FUA != 0 {
 		err = st.dev.Sync()
 	}
@@ -110,42 +151,39 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 
 // writeNew writes a run of chunks that have no exception, its range held:
 // it allocates a COW chunk for each, fills the first and last from the
-// origin where the run covers them in part, writes the run's data with
-// one write per stretch of consecutive COW chunks and commits all the new
-// exceptions at once. A full COW invalidates the snapshot, or with PO
-// overflows it: the chunks allocated before are written and committed, the
-// rest of the run fails.
-func (s *snapshot) writeNew(st *cowStore, r chunkRun) error {
+// origin where the run covers them in part, and writes the run's data with
+// one write per stretch of consecutive COW chunks. It returns the new
+// exceptions whose data is written, for the caller to commit. A full COW
+// invalidates the snapshot, or with PO overflows it: the chunks allocated
+// before are written (and returned), the rest of the run fails.
+func (s *snapshot) writeNew(st *cowStore, r chunkRun) ([]snapPair, error) {
 	valid, over := st.state()
 	switch {
 	case !valid:
-		return ErrSnapInvalid
+		return nil, ErrSnapInvalid
 	case over:
-		return ErrSnapOverflow
+		return nil, ErrSnapOverflow
 	}
 	pairs, full := s.allocate(st, r)
 	if len(pairs) == 0 {
-		return full
+		return nil, full
 	}
 	cs := st.lay.chunk
 	q := r.p[:min(int64(len(r.p)), int64(len(pairs))*cs-r.in)] // the allocated chunks' part
 	if err := s.fillEnds(st, pairs, r.in, r.in+int64(len(q))); err != nil {
 		st.invalidate()
-		return err
+		return nil, err
 	}
 	at := r.in
 	for rest := pairs; len(rest) > 0; {
 		m := runLen(rest, pairNew, len(rest))
 		k := min(int64(m)*cs-at, int64(len(q)))
 		if err := st.dev.WriteAt(q[:k], int64(rest[0].new)*cs+at); err != nil {
-			return err
+			return nil, err
 		}
 		q, rest, at = q[k:], rest[m:], 0
 	}
-	if err := st.commit(pairs); err != nil {
-		return err
-	}
-	return full
+	return pairs, full
 }
 
 // allocate takes a COW chunk for each chunk of r, as many as there is room
@@ -258,8 +296,13 @@ func (s *snapshot) Extents(_ context.Context, _, length int64, emit func(Extent)
 // (ErrPipeFull, with nothing in the pipe yet): the pipe holds references
 // to the origin's pages, not their bytes, and sends them after the range
 // lock is gone, when an origin write may have changed them, which the
-// snapshot must never show. Its own exceptions change only with writes to
-// the snapshot itself, as a linear device's pages do.
+// snapshot must never show. Holding the range until the pipe has been
+// spliced into the socket would not do: the socket's queue holds the same
+// pages until the client reads them (TestSplicedPagesFollowWritesUntilRead),
+// which the server cannot see. Its own exceptions change only with writes to
+// the snapshot itself, as a linear device's pages do. A range of more
+// than maxSpliceRuns runs is left to ReadAt too, which copies them from
+// the COW's mapping without a system call each.
 func (s *snapshot) SpliceTo(_ context.Context, pipe int, off, n int64) error {
 	st, err := s.usable()
 	if err != nil {
@@ -268,7 +311,7 @@ func (s *snapshot) SpliceTo(_ context.Context, pipe int, off, n int64) error {
 	var runs []chunkRun
 	for end := off + n; off < end; off += runs[len(runs)-1].size {
 		r := st.nextRun(off, end-off)
-		if !r.mapped {
+		if !r.mapped || (len(runs) == maxSpliceRuns && s.cowMap != nil) {
 			return ErrPipeFull
 		}
 		runs = append(runs, r)

@@ -146,3 +146,34 @@ func TestSnapshotSplice(t *testing.T) {
 		t.Fatalf("spliced %d bytes, want %d; differs at byte %d", n, len(w), firstDiff(got[:n], w))
 	}
 }
+
+// A write over chunks that earlier writes left mapped here and there makes
+// the new exceptions of all its runs with one commit (2 COW syncs), not one
+// per stretch between the mapped chunks, and every pair is on the COW
+// device when it returns: a store loaded from it maps all the chunks.
+func TestSnapshotWriteOneCommit(t *testing.T) {
+	const chunk, n = 4096, 64
+	orig, _, s := originAndSnap(t, n*chunk, 11, 4*n*chunk, "P", "8")
+	want := everyFourth(t, orig, s, n, chunk)
+	snap := s.tg.(*snapshot)
+	syncs := snap.cow.Syncs()
+	p := make([]byte, n*chunk-1024)
+	pattern(p, 0, 72)
+	s.mustWrite(p, 512, 0) // 48 new exceptions in 16 runs
+	if got := snap.cow.Syncs() - syncs; got != 2 {
+		t.Errorf("write making 48 exceptions in 16 runs: %d COW syncs, want 2 (data, then metadata)", got)
+	}
+	copy(want[512:], p)
+	if got := s.mustRead(0, n*chunk); !bytes.Equal(got, want) {
+		t.Fatalf("snapshot differs at byte %d", firstDiff(got, want))
+	}
+	st, err := openCowStore(snap.cow, true, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := uint64(0); c < n; c++ {
+		if _, ok := st.lookup(c); !ok {
+			t.Fatalf("chunk %d has no exception in the store loaded from the COW device", c)
+		}
+	}
+}

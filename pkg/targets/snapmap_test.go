@@ -1,0 +1,140 @@
+package targets
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// scatter writes each chunk of [0, n chunks) of s with one write, chunk 0
+// first and the rest in a random order, as a 4 KiB random write job
+// leaves a snapshot: consecutive chunks at random COW chunks. It returns
+// the snapshot's view.
+func scatter(t *testing.T, orig string, s *snapTable, n int, chunk int64) []byte {
+	t.Helper()
+	want := readFile(t, orig)
+	order := []int{0}
+	for _, c := range rand.New(rand.NewPCG(3, 4)).Perm(n) {
+		if c != 0 {
+			order = append(order, c)
+		}
+	}
+	for _, c := range order {
+		p := make([]byte, chunk)
+		pattern(p, int64(c)*chunk, 61)
+		s.mustWrite(p, int64(c)*chunk, 0)
+		copy(want[int64(c)*chunk:], p)
+	}
+	return want
+}
+
+// A read over exceptions at scattered COW chunks reads the first run with
+// pread and the others from the COW's mapping, without a system call each,
+// and returns the same bytes; a splice of more than maxSpliceRuns runs is
+// left to ReadAt, one of fewer is spliced.
+func TestSnapshotScatteredRead(t *testing.T) {
+	const chunk, n = 4096, 64
+	orig, _, s := originAndSnap(t, n*chunk, 7, 4*n*chunk, "N", "8")
+	want := scatter(t, orig, s, n, chunk)
+	calls := ioCalls(t)
+	if got := s.mustRead(0, n*chunk); !bytes.Equal(got, want) {
+		t.Fatalf("read of %d scattered chunks differs at byte %d", n, firstDiff(got, want))
+	}
+	expectCalls(t, "read of 64 scattered chunks", calls, 1, 0)
+	if got := s.mustRead(chunk/2+512, 10*chunk); !bytes.Equal(got, want[chunk/2+512:][:10*chunk]) {
+		t.Fatalf("read inside chunks differs at byte %d", firstDiff(got, want[chunk/2+512:][:10*chunk]))
+	}
+
+	r, w := pipe(t)
+	if err := s.tg.SpliceTo(t.Context(), w, 0, (maxSpliceRuns+1)*chunk); !errors.Is(err, ErrPipeFull) {
+		t.Fatalf("splice of %d scattered chunks: %v, want ErrPipeFull", maxSpliceRuns+1, err)
+	}
+	if err := s.tg.SpliceTo(t.Context(), w, 512, 4*chunk); err != nil {
+		t.Fatalf("splice of 5 scattered chunks: %v", err)
+	}
+	got := make([]byte, 4*chunk)
+	if k, err := unix.Read(r, got); err != nil || k != len(got) {
+		t.Fatalf("read %d bytes of the pipe (%v), want %d", k, err, len(got))
+	}
+	if !bytes.Equal(got, want[512:][:4*chunk]) {
+		t.Fatalf("spliced scattered chunks differ at byte %d", firstDiff(got, want[512:][:4*chunk]))
+	}
+}
+
+// everyFourth writes chunks 0, 4, 8, ... of [0, n chunks) of s, one write
+// each, and returns the snapshot's view.
+func everyFourth(t *testing.T, orig string, s *snapTable, n int, chunk int64) []byte {
+	t.Helper()
+	want := readFile(t, orig)
+	one := make([]byte, chunk)
+	for c := int64(0); c < int64(n); c += 4 {
+		pattern(one, c*chunk, 73)
+		s.mustWrite(one, c*chunk, 0)
+		copy(want[c*chunk:], one)
+	}
+	return want
+}
+
+// A rewrite over exceptions at scattered COW chunks lands in each, and FUA
+// syncs the COW device once: a read chunk by chunk (pread only) and the COW
+// file itself hold the new bytes.
+func TestSnapshotScatteredRewrite(t *testing.T) {
+	const chunk, n = 4096, 64
+	orig, _, s := originAndSnap(t, n*chunk, 9, 4*n*chunk, "N", "8")
+	want := scatter(t, orig, s, n, chunk)
+	p := make([]byte, n*chunk-1024)
+	pattern(p, 0, 62)
+	snap := s.tg.(*snapshot)
+	syncs := snap.cow.Syncs()
+	s.mustWrite(p, 512, FUA)
+	if got := snap.cow.Syncs() - syncs; got != 1 {
+		t.Errorf("FUA rewrite: %d COW syncs, want 1", got)
+	}
+	copy(want[512:], p)
+	cow := readFile(t, snap.cow.Path())
+	for c := int64(0); c < n; c++ {
+		w := want[c*chunk:][:chunk]
+		if got := s.mustRead(c*chunk, chunk); !bytes.Equal(got, w) {
+			t.Fatalf("chunk %d read alone differs at byte %d", c, firstDiff(got, w))
+		}
+		nw, _ := snap.store.Load().lookup(uint64(c))
+		if got := cow[int64(nw)*chunk:][:chunk]; !bytes.Equal(got, w) {
+			t.Fatalf("chunk %d in the COW file differs at byte %d", c, firstDiff(got, w))
+		}
+	}
+}
+
+// A mapped read that faults (the COW file shrank under gdm) fails with
+// EIO rather than killing the process with SIGBUS.
+func TestSnapshotMappedFault(t *testing.T) {
+	const chunk, n = 4096, 16
+	orig, _, s := originAndSnap(t, n*chunk, 8, 4*n*chunk, "N", "8")
+	scatter(t, orig, s, n, chunk)
+	snap := s.tg.(*snapshot)
+	first, _ := snap.store.Load().lookup(0)
+	if err := os.Truncate(snap.cow.Path(), int64(first+1)*chunk); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.read(0, n*chunk); !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of chunks past the COW's new end: %v, want EIO", err)
+	}
+}
+
+// A read over chunks that writes left mapped one in four alternates
+// between the COW device and the origin, 32 runs: the first of each with
+// pread, the others from the devices' mappings, and the same bytes.
+func TestSnapshotMixedRead(t *testing.T) {
+	const chunk, n = 4096, 64
+	orig, _, s := originAndSnap(t, n*chunk, 12, 4*n*chunk, "N", "8")
+	want := everyFourth(t, orig, s, n, chunk)
+	calls := ioCalls(t)
+	if got := s.mustRead(0, n*chunk); !bytes.Equal(got, want) {
+		t.Fatalf("read over mixed runs differs at byte %d", firstDiff(got, want))
+	}
+	expectCalls(t, "read over 32 mixed runs", calls, 2, 0)
+}
