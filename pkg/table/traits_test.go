@@ -1,8 +1,6 @@
 package table
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -12,12 +10,7 @@ import (
 // them, and hidden args (crypt's key) when any target hides its own; a
 // later target still counts after an earlier one has settled a trait.
 func TestTraits(t *testing.T) {
-	img := filepath.Join(t.TempDir(), "disk")
-	if err := os.WriteFile(img, nil, 0o600); err != nil || os.Truncate(img, 1<<20) != nil {
-		t.Fatal("making the disk:", err)
-	}
-	key := strings.Repeat("ab", 32)
-	crypt := func(opts string) string { return "crypt aes-xts-plain64 " + key + " 0 " + img + " 0" + opts }
+	img, key, crypt := cryptDisk(t)
 	cases := []struct {
 		name, text string
 		blockSize  int
