@@ -19,10 +19,12 @@ import (
 func (c *conn) transmit() {
 	c.srv.transmitting.Add(1)
 	defer c.srv.transmitting.Add(-1)
-	if _, ok := c.nc.(*net.TCPConn); ok && c.raw != nil {
+	_, tcp := c.nc.(*net.TCPConn)
+	if tcp && c.raw != nil {
 		c.spin = newSpinReader(c.raw, &c.srv.transmitting, &c.srv.stats)
 		c.br.src = c.spin
 	}
+	c.knobs.Store(uint32(startSetting(tcp)))
 	c.tune = newTuner(c.tunable(), uint8(c.knobs.Load()))
 	c.workers.Add(1)
 	c.worker()
