@@ -56,6 +56,10 @@ const (
 	// probes. A flip that was wrong is undone when a later probe of that
 	// knob finds the other way clearly faster.
 	probeMargin = 0.10
+	// losingPairs: a probe whose flipped setting lost each of its first
+	// losingPairs pairs of windows by over probeMargin ends there, lost
+	// (see losingClearly).
+	losingPairs = 3
 )
 
 // startSetting is a connection's setting before its tuner has measured
@@ -184,8 +188,29 @@ func (t *tuner) windowDone(cost float64) {
 		}
 		if t.n++; t.n == 2*probeWindows {
 			t.decide()
+		} else if t.n%2 == 0 && t.losingClearly(t.n/2) {
+			t.end(false)
 		}
 	}
+}
+
+// losingClearly reports whether the flipped setting lost each of the
+// probe's first pairs windows by over probeMargin, and there are at least
+// losingPairs of them: the probe then ends early, lost. Its windows are
+// the ones spent in a worse setting, and a probe of splicing over TCP, say,
+// ran its flipped windows at half speed; cutting it short keeps a probe's
+// cost small where the answer is plain. Only a loss ends a probe early:
+// ending one lost keeps the setting, so it cannot make a setting flap.
+func (t *tuner) losingClearly(pairs int) bool {
+	if pairs < losingPairs {
+		return false
+	}
+	for i := range pairs {
+		if t.tried[i] <= t.kept[i]*(1+probeMargin) {
+			return false
+		}
+	}
+	return true
 }
 
 // decide ends a probe. The flipped setting becomes best if its median
@@ -194,7 +219,11 @@ func (t *tuner) windowDone(cost float64) {
 // comes twice; a real one does.
 func (t *tuner) decide() {
 	tried, kept := medianOf(t.tried), medianOf(t.kept)
-	won := tried < kept*(1-probeMargin)
+	t.end(tried < kept*(1-probeMargin))
+}
+
+// end ends a probe that the flipped setting won or lost.
+func (t *tuner) end(won bool) {
 	t.cur = t.best
 	t.probing = false
 	if won && !t.confirming {

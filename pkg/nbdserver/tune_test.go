@@ -157,3 +157,37 @@ func TestTunerNeedsTwoWins(t *testing.T) {
 		t.Fatal("the tuner switched on a single probe's win")
 	}
 }
+
+// A probe whose flipped setting is plainly slower ends after losingPairs
+// pairs of windows rather than probeWindows: splicing 1 MiB reads into TCP
+// ran at half speed here, and every window of a probe spent there is lost
+// throughput. (Broken once by never ending a probe early: 21 windows of 3
+// probes were spliced, and the test failed.)
+func TestTunerCutsLosingProbeShort(t *testing.T) {
+	tu := newTuner(knobSplice, 0)
+	var clock time.Duration
+	now := func() time.Duration { return clock }
+	slowTurns, probes := 0, 0
+	for range 200 * turnsPerWindow {
+		d := 10 * time.Microsecond
+		if tu.cur&knobSplice != 0 {
+			d *= 2
+			slowTurns++
+		}
+		clock += 32 * d
+		probing := tu.probing
+		tu.count(32, 32*4096, now)
+		if tu.probing && !probing {
+			probes++
+		}
+	}
+	if tu.best&knobSplice != 0 {
+		t.Fatal("the slower setting was kept")
+	}
+	if probes < 2 {
+		t.Fatalf("%d probes in 200 windows", probes)
+	}
+	if got := slowTurns / turnsPerWindow; got > probes*losingPairs {
+		t.Fatalf("%d windows in the slower setting over %d probes, want at most %d", got, probes, probes*losingPairs)
+	}
+}
