@@ -27,6 +27,8 @@ const (
 	knobReaderServes = 1 << iota // the reader serves cheap batches itself (see readerServesMax)
 	knobSplice                   // reads of spliceMin and more are spliced when the export can
 	knobSpin                     // the TCP reader spins on an empty socket (see spinReader)
+
+	allKnobs = knobReaderServes | knobSplice | knobSpin
 )
 
 const (
@@ -101,6 +103,8 @@ type tuner struct {
 	// The window being timed.
 	began       time.Duration // monotonic clock at its start; < 0: none yet
 	reqs, units int64
+	touched     uint8 // knobs its requests could feel (count's touches)
+	felt        uint8 // touched, of the last window ended
 
 	skip       int                   // windows still to drop at the start (warming up)
 	probing    bool                  // in a probe: cur alternates, starting flipped
@@ -144,13 +148,16 @@ func (t *tuner) nextKnob(k uint8) uint8 {
 }
 
 // count adds a read turn's requests and bytes to the window and returns
-// the setting to use from now on. now is read only when a window ends.
-func (t *tuner) count(reqs int, bytes int64, now func() time.Duration) uint8 {
+// the setting to use from now on. touches are the knobs whose setting
+// these requests could feel (splicing: only reads of spliceMin and more).
+// now is read only when a window ends.
+func (t *tuner) count(reqs int, bytes int64, touches uint8, now func() time.Duration) uint8 {
 	if t.mask == 0 {
 		return t.cur
 	}
 	t.reqs += int64(reqs)
 	t.units += int64(reqs)*requestUnits + bytes
+	t.touched |= touches
 	if t.began >= 0 && (t.units < windowUnits || t.reqs < windowReqs) {
 		return t.cur
 	}
@@ -165,6 +172,7 @@ func (t *tuner) count(reqs int, bytes int64, now func() time.Duration) uint8 {
 		}
 	}
 	t.began, t.reqs, t.units = at, 0, 0
+	t.felt, t.touched = t.touched, 0
 	return t.cur
 }
 
@@ -174,10 +182,19 @@ func (t *tuner) windowDone(cost float64) {
 	case t.skip > 0:
 		t.skip--
 	case !t.probing:
-		if t.left--; t.left <= 0 {
-			t.probing, t.n = true, 0
-			t.cur = t.best ^ t.flip
+		if t.left--; t.left > 0 {
+			break
 		}
+		if t.felt&t.flip == 0 {
+			// The traffic cannot feel this knob (no large reads, for
+			// splicing): a probe would time noise, and a noise win
+			// kept would be a setting never measured. Try the next
+			// knob at the next window.
+			t.flip, t.left = t.nextKnob(t.flip), 1
+			break
+		}
+		t.probing, t.n = true, 0
+		t.cur = t.best ^ t.flip
 	default:
 		if t.n%2 == 0 {
 			t.tried[t.n/2] = cost
