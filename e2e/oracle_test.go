@@ -47,6 +47,9 @@ func TestOracle(t *testing.T) {
 	start := time.Now()
 	console := bootOracle(t, seed, only, self)
 	t.Logf("guest ran the oracle in %v", time.Since(start).Round(time.Second))
+	if i := strings.Index(console, "ORACLE-WATCH"); i >= 0 {
+		t.Errorf("a case outran the guest's watch; what it printed from then on:\n%s", console[i:])
+	}
 	reports := oracleReports(t, console)
 	if only == "" {
 		want := len(oracle.Cases()) + 1 + len(oracle.Acceptance())

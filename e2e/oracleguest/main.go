@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -65,7 +66,9 @@ func runAll(gdmBin string, cases []oracle.Case, only string, self bool) error {
 	for _, c := range cases {
 		if match.MatchString(c.Name) {
 			start := time.Now()
+			stop := watch(b, c.Name)
 			emit(rn.Run(c), start)
+			stop()
 		}
 	}
 	for i, a := range oracle.Acceptance() {
@@ -75,6 +78,44 @@ func runAll(gdmBin string, cases []oracle.Case, only string, self bool) error {
 		}
 	}
 	return nil
+}
+
+// caseWatch bounds one case before the guest's gdm is made to print its
+// goroutines (a case takes seconds to a minute under TCG; the test's boot
+// guard, 15 minutes, would kill the guest with nothing said).
+const caseWatch = 4 * time.Minute
+
+// watch dumps gdm's goroutines if the case is still running after
+// caseWatch; stop disarms it.
+func watch(b oracle.Side, name string) (stop func()) {
+	g, ok := b.(*oracle.GDM)
+	if !ok {
+		return func() {}
+	}
+	t := time.AfterFunc(caseWatch, func() {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		fmt.Printf("ORACLE-WATCH %s still running after %v: the guest program's goroutines:\n%s\n", name, caseWatch, buf)
+		blocked()
+		fmt.Printf("ORACLE-WATCH gdm's goroutines follow\n")
+		g.Dump()
+	})
+	return func() { t.Stop() }
+}
+
+// blocked prints the kernel stacks of the guest's tasks that wait
+// uninterruptibly (D state): a hang below gdm (the block layer, dm) shows
+// there.
+func blocked() {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		st, err := os.ReadFile(p + "/stat")
+		if err != nil || !strings.Contains(string(st), ") D ") {
+			continue
+		}
+		stack, _ := os.ReadFile(p + "/stack")
+		fmt.Printf("ORACLE-WATCH D task %s\n%s\n", st, stack)
+	}
 }
 
 // sideB is gdm over disks, or with self a second dm ("dm2") over them.

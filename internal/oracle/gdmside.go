@@ -56,6 +56,8 @@ func StartGDM(bin, dir string, disks []string) (*GDM, error) {
 	g.cmd = exec.Command(bin, "serve", "--state-dir", filepath.Join(dir, "state"), "--control", g.control,
 		"--nbd-socket", "", "--nbd-listen", g.addr, "--metrics-listen", "", "--log-level", "warn")
 	g.cmd.Stdout, g.cmd.Stderr = os.Stderr, os.Stderr
+	// A SIGQUIT (Dump) then prints every goroutine, not the signalled one.
+	g.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	if err := g.cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -85,6 +87,12 @@ func (g *GDM) Stop() {
 		g.cmd.Process.Kill()
 		<-done
 	}
+}
+
+// Dump makes the daemon print every goroutine's stack to the console and
+// exit (SIGQUIT): what a case that hangs leaves to find where.
+func (g *GDM) Dump() {
+	g.cmd.Process.Signal(unix.SIGQUIT)
 }
 
 func (g *GDM) Name() string             { return "gdm" }
