@@ -30,3 +30,30 @@ cpu_ticks() {
 	done
 	echo $t
 }
+
+# Per-request counts of what each hop costs (bench/remote.sh PERF=1): the
+# system calls a hop makes and its context switches, counted by perf on
+# the tracepoints, which costs little next to strace. Several per request
+# where the direct path has a fraction of one say the requests cross the
+# hop one at a time, each with a wake-up of its own.
+perf_events=context-switches
+for s in read writev epoll_pwait futex nanosleep; do perf_events+=,syscalls:sys_enter_$s; done
+
+# perf_start OUT PID: counts perf_events on PID into OUT until perf_stop.
+perf_start() {
+	perf stat -x, -e "$perf_events" -o "$1" -p "$2" &
+	perf_pids+=($!)
+}
+
+# perf_stop: ends the counts perf_start began (perf writes them on SIGINT).
+perf_stop() {
+	kill -INT "${perf_pids[@]}" 2>/dev/null || true
+	wait "${perf_pids[@]}" 2>/dev/null || true
+	perf_pids=()
+}
+
+# perf_per_op OUT REQUESTS: the counts in OUT per request, "name n.nn" each.
+perf_per_op() {
+	awk -F, -v n="$2" '$3 != "" && $1 ~ /^[0-9]/ { e = $3; sub("syscalls:sys_enter_", "", e); sub("context-switches", "ctxsw", e)
+		printf "%s %.2f ", e, (n > 0 ? $1 / n : 0) } END { print "" }' "$1"
+}

@@ -16,6 +16,21 @@ import (
 // with BuildKit's own parser and held to what the image must be, and its
 // build step run as written, producing a static binary.
 func TestDockerfile(t *testing.T) {
+	df := parseDockerfile(t)
+	df.checkImage(t)
+	df.runBuild(t)
+}
+
+// dockerfile is what the checks need of the parsed Dockerfile.
+type dockerfile struct {
+	froms, users, exposes, volumes, health []string
+	// builds are the first stage's go build steps; afterBuild the steps
+	// of that stage after them.
+	builds, afterBuild []string
+}
+
+// parseDockerfile parses ../Dockerfile with BuildKit's parser.
+func parseDockerfile(t *testing.T) *dockerfile {
 	f, err := os.Open("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +43,7 @@ func TestDockerfile(t *testing.T) {
 	if len(res.Warnings) > 0 {
 		t.Errorf("parser warnings: %v", res.Warnings)
 	}
-	var froms, users, exposes, volumes, health, builds, afterBuild []string
+	df := &dockerfile{}
 	stage := 0
 	for _, n := range res.AST.Children {
 		args := []string{}
@@ -37,59 +52,73 @@ func TestDockerfile(t *testing.T) {
 		}
 		switch strings.ToLower(n.Value) {
 		case "from":
-			froms = append(froms, strings.Join(args, " "))
+			df.froms = append(df.froms, strings.Join(args, " "))
 			stage++
 		case "user":
-			users = append(users, args...)
+			df.users = append(df.users, args...)
 		case "expose":
-			exposes = append(exposes, args...)
+			df.exposes = append(df.exposes, args...)
 		case "volume":
-			volumes = append(volumes, args...)
+			df.volumes = append(df.volumes, args...)
 		case "healthcheck":
-			health = append(health, n.Original)
+			df.health = append(df.health, n.Original)
 		case "run":
 			if stage == 1 && strings.Contains(n.Original, "go build") {
-				builds = append(builds, strings.TrimPrefix(n.Original, "RUN "))
-			} else if stage == 1 && len(builds) > 0 {
-				afterBuild = append(afterBuild, strings.TrimPrefix(n.Original, "RUN "))
+				df.builds = append(df.builds, strings.TrimPrefix(n.Original, "RUN "))
+			} else if stage == 1 && len(df.builds) > 0 {
+				df.afterBuild = append(df.afterBuild, strings.TrimPrefix(n.Original, "RUN "))
 			}
 		}
 	}
-	if len(froms) < 2 || !strings.HasPrefix(froms[0], "golang:") {
-		t.Errorf("want a multi-stage build starting from golang, got FROM %v", froms)
+	return df
+}
+
+// checkImage holds the image to its shape: a multi-stage build onto a
+// static base, a non-root user, gdm's ports and volumes, a health check.
+func (df *dockerfile) checkImage(t *testing.T) {
+	if len(df.froms) < 2 || !strings.HasPrefix(df.froms[0], "golang:") {
+		t.Errorf("want a multi-stage build starting from golang, got FROM %v", df.froms)
 	}
-	if len(froms) == 0 {
+	if len(df.froms) == 0 {
 		t.FailNow()
 	}
-	if last := froms[len(froms)-1]; !strings.Contains(last, "distroless/static") {
+	if last := df.froms[len(df.froms)-1]; !strings.Contains(last, "distroless/static") {
 		t.Errorf("runtime image %q is not a small static base", last)
 	}
-	if len(users) == 0 || slices.Contains([]string{"root", "0", "0:0"}, users[len(users)-1]) {
-		t.Errorf("runs as %v, want a non-root user", users)
+	if len(df.users) == 0 || slices.Contains([]string{"root", "0", "0:0"}, df.users[len(df.users)-1]) {
+		t.Errorf("runs as %v, want a non-root user", df.users)
 	}
 	for _, p := range []string{"10809", "9810"} {
-		if !slices.Contains(exposes, p) {
-			t.Errorf("EXPOSE lacks %s: %v", p, exposes)
+		if !slices.Contains(df.exposes, p) {
+			t.Errorf("EXPOSE lacks %s: %v", p, df.exposes)
 		}
 	}
 	for _, v := range []string{"/var/lib/gdm", "/run/gdm"} {
-		if !slices.Contains(volumes, v) {
-			t.Errorf("VOLUME lacks %s: %v", v, volumes)
+		if !slices.Contains(df.volumes, v) {
+			t.Errorf("VOLUME lacks %s: %v", v, df.volumes)
 		}
 	}
-	if len(health) != 1 || !strings.Contains(health[0], "/gdm") {
-		t.Errorf("HEALTHCHECK: %v", health)
+	if len(df.health) != 1 || !strings.Contains(df.health[0], "/gdm") {
+		t.Errorf("HEALTHCHECK: %v", df.health)
 	}
-	// The build step, run as written (its /out/ redirected to a temp dir).
-	if len(builds) != 1 {
-		t.Fatalf("want one go build step, got %v", builds)
+}
+
+// runBuild runs the build step as written (its /out/ redirected to a temp
+// dir), checks that it made a static binary that runs, then runs the steps
+// after it and checks the files they lay out.
+func (df *dockerfile) runBuild(t *testing.T) {
+	if len(df.builds) != 1 {
+		t.Fatalf("want one go build step, got %v", df.builds)
 	}
 	out := t.TempDir()
-	cmd := exec.Command("sh", "-c", strings.ReplaceAll(builds[0], "/out/", out+"/"))
-	cmd.Dir = ".."
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", builds[0], err, b)
+	runStep := func(step string) {
+		cmd := exec.Command("sh", "-c", strings.ReplaceAll(step, "/out/", out+"/"))
+		cmd.Dir = ".."
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", step, err, b)
+		}
 	}
+	runStep(df.builds[0])
 	bin, err := elf.Open(filepath.Join(out, "gdm"))
 	if err != nil {
 		t.Fatal(err)
@@ -105,12 +134,8 @@ func TestDockerfile(t *testing.T) {
 	}
 	// The steps after it lay out the image's files: the operator's kit
 	// (rules, dashboard, unit) and gdm(8).
-	for _, step := range afterBuild {
-		cmd := exec.Command("sh", "-c", strings.ReplaceAll(step, "/out/", out+"/"))
-		cmd.Dir = ".."
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", step, err, b)
-		}
+	for _, step := range df.afterBuild {
+		runStep(step)
 	}
 	for _, f := range []string{"usr/share/gdm/gdm-rules.yml", "usr/share/gdm/gdm.json", "usr/share/gdm/gdm.service", "usr/share/man/man8/gdm.8"} {
 		if st, err := os.Stat(filepath.Join(out, "root", f)); err != nil || st.Size() == 0 {

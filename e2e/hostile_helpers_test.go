@@ -65,7 +65,19 @@ func nbdAttach(c net.Conn, name string) error {
 // dialNBD connects to d's TCP listener and attaches to export name.
 func dialNBD(t *testing.T, d *daemon, name string) *net.TCPConn {
 	t.Helper()
-	c, err := net.Dial("tcp", d.tcp)
+	return dialAttached(t, "tcp", d.tcp, name).(*net.TCPConn)
+}
+
+// dialNBDUnix connects to d's UNIX socket and attaches to export name.
+func dialNBDUnix(t *testing.T, d *daemon, name string) *net.UnixConn {
+	t.Helper()
+	return dialAttached(t, "unix", d.nbdSock, name).(*net.UnixConn)
+}
+
+// dialAttached connects to addr and attaches to export name.
+func dialAttached(t *testing.T, network, addr, name string) net.Conn {
+	t.Helper()
+	c, err := net.Dial(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +85,7 @@ func dialNBD(t *testing.T, d *daemon, name string) *net.TCPConn {
 		c.Close()
 		t.Fatalf("attach %s: %v", name, err)
 	}
-	return c.(*net.TCPConn)
+	return c
 }
 
 func nbdRequest(typ uint16, cookie, off uint64, length uint32) []byte {

@@ -20,7 +20,16 @@ func TestVerbs(t *testing.T) {
 	}
 	a := testkit.Sparse(t, td.dir, "a.img", 8<<20)
 	b := testkit.Sparse(t, td.dir, "b.img", 8<<20)
+	// In order: each step works on the devices the one before left.
+	t.Run("create and show", func(t *testing.T) { verbsCreateAndShow(t, td, a, b) })
+	t.Run("load and resume", func(t *testing.T) { verbsLoadAndResume(t, td, a, b) })
+	t.Run("rename remove version", func(t *testing.T) { verbsRenameRemoveVersion(t, td) })
+}
 
+// verbsCreateAndShow creates lin (two linear lines), z (from stdin) and st
+// (read-only striped, from a table file), and checks ls, table, status and
+// info against dmsetup's forms.
+func verbsCreateAndShow(t *testing.T, td *testDaemon, a, b string) {
 	// create from --table lines, and from stdin, and from --table-file.
 	td.ok(t, "create", "lin", "--table", "0 8192 linear "+a+" 0", "--table", "8192 8192 linear "+b+" 0")
 	if _, errs, code := td.cli("0 2048 zero\n", "create", "z"); code != 0 {
@@ -56,8 +65,13 @@ func TestVerbs(t *testing.T) {
 	if out := td.ok(t, "info", "lin"); !strings.Contains(out, "State:             ACTIVE (read-write)") || !strings.Contains(out, "Tables present:    LIVE\n") {
 		t.Fatalf("info lin:\n%s", out)
 	}
+}
 
+// verbsLoadAndResume loads, clears, reloads and resumes lin (also with
+// --live), and suspends and resumes it.
+func verbsLoadAndResume(t *testing.T, td *testDaemon, a, b string) {
 	// load (and reload), table --inactive, resume, clear.
+	var info controlapi.DeviceInfo
 	td.ok(t, "load", "lin", "--table", "0 16384 linear "+a+" 0")
 	if out := td.ok(t, "table", "lin", "--inactive"); out != "0 16384 linear "+a+" 0\n" {
 		t.Fatalf("inactive table: %q", out)
@@ -88,8 +102,11 @@ func TestVerbs(t *testing.T) {
 	}
 	td.ok(t, "suspend", "lin", "--noflush") // already suspended: fine
 	td.ok(t, "resume", "lin")
+}
 
-	// rename, remove, version.
+// verbsRenameRemoveVersion renames and removes z, and checks version and
+// the table of every device.
+func verbsRenameRemoveVersion(t *testing.T, td *testDaemon) {
 	td.ok(t, "rename", "z", "zz")
 	if out := td.ok(t, "ls", "--json"); !strings.Contains(out, `"zz"`) || strings.Contains(out, `"z"`) {
 		t.Fatalf("ls after rename:\n%s", out)

@@ -89,8 +89,9 @@ type conn struct {
 	// (load, then store: concurrent updates may lose one, which an
 	// average can afford), rescue raises it.
 	serviceNs atomic.Int64
-	// knobs is the serving setting (knobReaderServes...), chosen by tune, which
-	// the reader runs (under rmu); read by every worker.
+	// knobs is the serving setting (knobReaderServes...): startSetting when
+	// transmission begins (transmit), then chosen by tune, which the reader
+	// runs (under rmu); read by every worker.
 	knobs atomic.Uint32
 	tune  *tuner
 
@@ -117,7 +118,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 		budget: budget{maxN: maxN, maxBytes: maxBytes, shared: s.shared},
 	}
 	c.br = newInbuf(nc)
-	c.knobs.Store(knobReaderServes | knobSplice | knobSpin)
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw

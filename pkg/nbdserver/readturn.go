@@ -19,10 +19,12 @@ import (
 func (c *conn) transmit() {
 	c.srv.transmitting.Add(1)
 	defer c.srv.transmitting.Add(-1)
-	if _, ok := c.nc.(*net.TCPConn); ok && c.raw != nil {
+	_, tcp := c.nc.(*net.TCPConn)
+	if tcp && c.raw != nil {
 		c.spin = newSpinReader(c.raw, &c.srv.transmitting, &c.srv.stats)
 		c.br.src = c.spin
 	}
+	c.knobs.Store(uint32(startSetting(tcp)))
 	c.tune = newTuner(c.tunable(), uint8(c.knobs.Load()))
 	c.workers.Add(1)
 	c.worker()
@@ -169,7 +171,8 @@ func (c *conn) readTurn(run *batchRun) (n int, readerServes bool) {
 		c.workers.Add(1)
 		go c.worker()
 	}
-	c.knobs.Store(uint32(c.tune.count(n, batchBytes(run.items[:n]), monoNow)))
+	bytes, touches := batchBytes(run.items[:n])
+	c.knobs.Store(uint32(c.tune.count(n, bytes, touches, monoNow)))
 	return n, readerServes
 }
 
@@ -191,15 +194,21 @@ func (c *conn) tunable() uint8 {
 	return mask
 }
 
-// batchBytes is the data the reads and writes of a batch move.
-func batchBytes(items []work) int64 {
-	var n int64
+// batchBytes is the data the reads and writes of a batch move, and the
+// knobs its requests could feel: splicing only for reads it may splice
+// (see spliceRead).
+func batchBytes(items []work) (n int64, touches uint8) {
+	touches = knobReaderServes | knobSpin
 	for i := range items {
-		if t := items[i].r.typ; t == cmdRead || t == cmdWrite {
-			n += int64(items[i].r.length)
+		r := &items[i].r
+		if r.typ == cmdRead || r.typ == cmdWrite {
+			n += int64(r.length)
+		}
+		if r.typ == cmdRead && r.length >= spliceMin && r.length <= pipeSize {
+			touches |= knobSplice
 		}
 	}
-	return n
+	return n, touches
 }
 
 // batchLimit is how many requests the reader may take in one turn now.

@@ -136,3 +136,27 @@ func readSplicedReply(t *testing.T, c *client, structured bool, reqs map[uint64]
 	}
 	return cookie, c.read(int(reqs[cookie].n))
 }
+
+// A TCP connection starts copying large reads, a UNIX one splicing (see
+// startSetting): the first reads, before the tuner has timed a window,
+// show the start. (Broken once by starting TCP with splicing on: the TCP
+// read was spliced and the test failed.)
+func TestStartSettingByNetwork(t *testing.T) {
+	for _, network := range []string{"unix", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			m := &spliceMem{memExport: newMem(4 << 20)}
+			m.as = m
+			_, addr := startServerOn(t, network, testExports{"a": m.memExport}, nil)
+			c := dialNet(t, network, addr)
+			c.connect("a", false)
+			c.request(cmdRead, 0, 1, 0, 1<<20, nil)
+			if e, _ := c.simple(); e != 0 {
+				t.Fatalf("read: errno %d", e)
+			}
+			c.read(1 << 20)
+			if got, want := m.spliced.Load() != 0, network == "unix"; got != want {
+				t.Fatalf("over %s the first 1 MiB read was spliced: %v, want %v", network, got, want)
+			}
+		})
+	}
+}

@@ -14,7 +14,7 @@ func simTraffic(t *testing.T, tu *tuner, clock *time.Duration, turns int, cost f
 	setting := tu.cur
 	for range turns {
 		*clock += 32 * cost(setting)
-		setting = tu.count(32, 32*4096, now)
+		setting = tu.count(32, 32*4096, allKnobs, now)
 		if setting&^tu.mask != tu.cur&^tu.mask {
 			t.Fatalf("setting %03b changed knobs outside the mask %03b", setting, tu.mask)
 		}
@@ -73,7 +73,7 @@ func TestTunerKeepsSettingWhenEqual(t *testing.T) {
 			d += 40 * time.Nanosecond
 		}
 		clock += 32 * d
-		tu.count(32, 32*4096, now)
+		tu.count(32, 32*4096, allKnobs, now)
 		if tu.best != last {
 			flips++
 			last = tu.best
@@ -96,7 +96,7 @@ func TestTunerDropsPausedWindows(t *testing.T) {
 			d = time.Second / 32 // the client paused: a window of over maxWindow
 		}
 		clock += 32 * d
-		tu.count(32, 32*4096, now)
+		tu.count(32, 32*4096, allKnobs, now)
 	}
 	if tu.best&knobReaderServes == 0 {
 		t.Fatal("pauses of the client counted against the setting in use")
@@ -107,7 +107,7 @@ func TestTunerDropsPausedWindows(t *testing.T) {
 func TestTunerWithoutKnobs(t *testing.T) {
 	tu := newTuner(0, knobReaderServes)
 	for range 1000 {
-		if s := tu.count(32, 1<<20, func() time.Duration { t.Fatal("clock read"); return 0 }); s != knobReaderServes {
+		if s := tu.count(32, 1<<20, allKnobs, func() time.Duration { t.Fatal("clock read"); return 0 }); s != knobReaderServes {
 			t.Fatalf("setting %03b, want %03b", s, knobReaderServes)
 		}
 	}
@@ -155,5 +155,91 @@ func TestTunerNeedsTwoWins(t *testing.T) {
 	simTraffic(t, tu, &clock, 3*firstProbeEnd, cost)
 	if tu.best&knobReaderServes == 0 {
 		t.Fatal("the tuner switched on a single probe's win")
+	}
+}
+
+// A probe whose flipped setting is plainly slower ends after losingPairs
+// pairs of windows rather than probeWindows: splicing 1 MiB reads into TCP
+// ran at half speed here, and every window of a probe spent there is lost
+// throughput. (Broken once by never ending a probe early: 21 windows of 3
+// probes were spliced, and the test failed.)
+func TestTunerCutsLosingProbeShort(t *testing.T) {
+	tu := newTuner(knobSplice, 0)
+	var clock time.Duration
+	now := func() time.Duration { return clock }
+	slowTurns, probes := 0, 0
+	for range 200 * turnsPerWindow {
+		d := 10 * time.Microsecond
+		if tu.cur&knobSplice != 0 {
+			d *= 2
+			slowTurns++
+		}
+		clock += 32 * d
+		probing := tu.probing
+		tu.count(32, 32*4096, allKnobs, now)
+		if tu.probing && !probing {
+			probes++
+		}
+	}
+	if tu.best&knobSplice != 0 {
+		t.Fatal("the slower setting was kept")
+	}
+	if probes < 2 {
+		t.Fatalf("%d probes in 200 windows", probes)
+	}
+	if got := slowTurns / turnsPerWindow; got > probes*losingPairs {
+		t.Fatalf("%d windows in the slower setting over %d probes, want at most %d", got, probes, probes*losingPairs)
+	}
+}
+
+// A knob the traffic cannot feel is not probed: over TCP, 1 MiB writes
+// once kept splicing on after two probes whose noise favoured it (8%
+// apart), and the next large reads ran spliced. Here splicing looks 20%
+// faster, yet no request could be spliced: the tuner never tries it, and
+// still probes the other knobs. (Broken once by probing every knob in the
+// mask: splicing was kept, and the test failed.)
+func TestTunerLeavesUnfeltKnobs(t *testing.T) {
+	tu := newTuner(knobReaderServes|knobSplice, knobReaderServes)
+	var clock time.Duration
+	now := func() time.Duration { return clock }
+	probes := 0
+	for range 400 * turnsPerWindow {
+		d := 10 * time.Microsecond
+		if tu.cur&knobSplice != 0 {
+			d = 8 * time.Microsecond
+		}
+		clock += 32 * d
+		probing := tu.probing
+		tu.count(32, 32*4096, knobReaderServes|knobSpin, now)
+		if tu.cur&knobSplice != 0 {
+			t.Fatalf("splicing tried (setting %03b) though no request could feel it", tu.cur)
+		}
+		if tu.probing && !probing {
+			probes++
+		}
+	}
+	if probes < 2 {
+		t.Fatalf("%d probes of reader-serves in 400 windows", probes)
+	}
+}
+
+// Only reads that may be spliced make a batch touch knobSplice.
+func TestBatchTouches(t *testing.T) {
+	for _, tc := range []struct {
+		typ    uint16
+		length uint32
+		splice bool
+	}{
+		{cmdRead, 1 << 20, true},
+		{cmdRead, spliceMin, true},
+		{cmdRead, spliceMin - 1, false},
+		{cmdRead, 2 * pipeSize, false},
+		{cmdWrite, 1 << 20, false},
+	} {
+		items := []work{{r: request{typ: cmdRead, length: 4096}}, {r: request{typ: tc.typ, length: tc.length}}}
+		n, touches := batchBytes(items)
+		if n != 4096+int64(tc.length) || (touches&knobSplice != 0) != tc.splice || touches&knobReaderServes == 0 {
+			t.Errorf("cmd %d of %d bytes: %d bytes, touches %03b; want splice %v", tc.typ, tc.length, n, touches, tc.splice)
+		}
 	}
 }

@@ -3,8 +3,6 @@ package table
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -15,12 +13,7 @@ import (
 // blocks dm can split there), and a table of 512-byte blocks may end
 // anywhere.
 func TestAlignment(t *testing.T) {
-	img := filepath.Join(t.TempDir(), "disk")
-	if err := os.WriteFile(img, nil, 0o600); err != nil || os.Truncate(img, 1<<20) != nil {
-		t.Fatal("making the disk:", err)
-	}
-	key := strings.Repeat("ab", 32)
-	crypt := func(opts string) string { return "crypt aes-xts-plain64 " + key + " 0 " + img + " 0" + opts }
+	img, key, crypt := cryptDisk(t)
 	c4k := crypt(" 1 sector_size:4096")
 	cases := []struct {
 		name, text string

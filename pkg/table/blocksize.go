@@ -8,18 +8,8 @@ import "github.com/gdm-project/gdm/pkg/targets"
 // LogicalBlockSize is the smallest I/O every target of the table takes:
 // the largest of its targets' (targets.BlockSizer, crypt's sector_size),
 // or 512, as dm sets a device's logical block size from its targets'
-// io_hints. Found once per table.
-func (t *Table) LogicalBlockSize() int {
-	t.blockSizeOnce.Do(func() {
-		t.blockSize = targets.SectorSize
-		for _, tg := range t.targets {
-			if b, ok := tg.(targets.BlockSizer); ok {
-				t.blockSize = max(t.blockSize, b.LogicalBlockSize())
-			}
-		}
-	})
-	return t.blockSize
-}
+// io_hints.
+func (t *Table) LogicalBlockSize() int { return t.traits().blockSize }
 
 // LogicalBlockSize is the live table's (see Table.LogicalBlockSize), or
 // 512 without one.
@@ -31,19 +21,8 @@ func (d *Device) LogicalBlockSize() int {
 
 // SupportsDiscard says whether every target of the table takes discards
 // (targets.Discarder), as dm's table supports discards only when all its
-// targets do. Found once per table.
-func (t *Table) SupportsDiscard() bool {
-	t.discardOnce.Do(func() {
-		t.discards = true
-		for _, tg := range t.targets {
-			if d, ok := tg.(targets.Discarder); ok && !d.SupportsDiscard() {
-				t.discards = false
-				return
-			}
-		}
-	})
-	return t.discards
-}
+// targets do.
+func (t *Table) SupportsDiscard() bool { return t.traits().discards }
 
 // SupportsDiscard is the live table's (see Table.SupportsDiscard); true
 // without one.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -30,4 +33,16 @@ func newLiveDevice(t testing.TB, text string) *Device {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// cryptDisk makes a sparse 1 MiB disk and returns its path, a 256-bit
+// key, and a crypt target's args over the disk with opts appended.
+func cryptDisk(t *testing.T) (img, key string, crypt func(opts string) string) {
+	t.Helper()
+	img = filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(img, nil, 0o600); err != nil || os.Truncate(img, 1<<20) != nil {
+		t.Fatal("making the disk:", err)
+	}
+	key = strings.Repeat("ab", 32)
+	return img, key, func(opts string) string { return "crypt aes-xts-plain64 " + key + " 0 " + img + " 0" + opts }
 }

@@ -15,19 +15,10 @@ import (
 // (Text, WriteText), which the daemon saves, holds the real args.
 
 // hidesArgs says whether any target's TABLE status differs from its
-// canonical args; found once per table, so that a table with none (every
-// table without crypt) is shown as fast as its text is written.
-func (t *Table) hidesArgs() bool {
-	t.hidesOnce.Do(func() {
-		for _, tg := range t.targets {
-			if tg.Status(targets.StatusTable) != "" {
-				t.hides = true
-				return
-			}
-		}
-	})
-	return t.hides
-}
+// canonical args (found with the table's other traits), so that a table
+// with none (every table without crypt) is shown as fast as its text is
+// written.
+func (t *Table) hidesArgs() bool { return t.traits().hides }
 
 // WriteShown writes the table as `gdm table` prints it: its text with
 // showKeys, else each line with its target's TABLE status for args.

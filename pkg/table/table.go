@@ -47,22 +47,8 @@ type Table struct {
 	// phase is where the table is in its life (lifecycle.go), guarded by
 	// the device's mu.
 	phase phase
-	// flushers are the targets with a Flush of their own, found once.
-	flushOnce sync.Once
-	flushers  []targets.Flusher
-	// requesters are the targets that see clients' FLUSH requests,
-	// found with the flushers.
-	requesters []targets.FlushRequester
-
-	// blockSize is LogicalBlockSize's answer, found once.
-	blockSizeOnce sync.Once
-	blockSize     int
-	// discards is SupportsDiscard's answer, found once.
-	discardOnce sync.Once
-	discards    bool
-	// hides is hidesArgs' answer, found once.
-	hidesOnce sync.Once
-	hides     bool
+	// tr is what the targets give as a whole, found once (traits.go).
+	tr traits
 }
 
 // Options are how a table opens its backing devices.
@@ -239,7 +225,7 @@ func (t *Table) Flush(ctx context.Context) error {
 		return err
 	}
 	var errs []error
-	for _, f := range t.targetFlushers() {
+	for _, f := range t.traits().flushers {
 		errs = append(errs, f.Flush(ctx))
 	}
 	return errors.Join(errs...)
@@ -251,28 +237,11 @@ func (t *Table) Flush(ctx context.Context) error {
 // but the sync still runs: the other targets' writes are made durable, as
 // dm's other clones of the flush bio still reach their devices.
 func (t *Table) FlushRequest(ctx context.Context) error {
-	t.targetFlushers()
 	var errs []error
-	for _, r := range t.requesters {
+	for _, r := range t.traits().requesters {
 		errs = append(errs, r.FlushRequest(ctx))
 	}
 	return errors.Join(append(errs, t.Flush(ctx))...)
-}
-
-// targetFlushers finds, once, the targets that have a Flush of their own
-// (and those that see FLUSH requests).
-func (t *Table) targetFlushers() []targets.Flusher {
-	t.flushOnce.Do(func() {
-		for _, tg := range t.targets {
-			if f, ok := tg.(targets.Flusher); ok {
-				t.flushers = append(t.flushers, f)
-			}
-			if r, ok := tg.(targets.FlushRequester); ok {
-				t.requesters = append(t.requesters, r)
-			}
-		}
-	})
-	return t.flushers
 }
 
 // flushHook, when set, runs at the start of every Flush; an error from it

@@ -1,0 +1,53 @@
+package table
+
+import (
+	"sync"
+
+	"github.com/gdm-project/gdm/pkg/targets"
+)
+
+// traits are what a table's targets give as a whole: which of them flush
+// or see FLUSH requests, the device's logical block size and discard
+// support (dm's io_hints and queue limits), and whether `gdm table` must
+// hide any args. A table of a million targets is scanned once for all of
+// them, the first time any is asked, not once per question.
+type traits struct {
+	once sync.Once
+	// flushers are the targets with a Flush of their own, in table order.
+	flushers []targets.Flusher
+	// requesters are the targets that see clients' FLUSH requests.
+	requesters []targets.FlushRequester
+	// blockSize is the largest of the targets' logical block sizes, or 512.
+	blockSize int
+	// discards: every target takes discards.
+	discards bool
+	// hides: some target's TABLE status differs from its canonical args.
+	hides bool
+}
+
+// traits scans the targets on the first call.
+func (t *Table) traits() *traits {
+	tr := &t.tr
+	tr.once.Do(func() {
+		tr.blockSize = targets.SectorSize
+		tr.discards = true
+		for _, tg := range t.targets {
+			if f, ok := tg.(targets.Flusher); ok {
+				tr.flushers = append(tr.flushers, f)
+			}
+			if r, ok := tg.(targets.FlushRequester); ok {
+				tr.requesters = append(tr.requesters, r)
+			}
+			if b, ok := tg.(targets.BlockSizer); ok {
+				tr.blockSize = max(tr.blockSize, b.LogicalBlockSize())
+			}
+			if d, ok := tg.(targets.Discarder); ok && !d.SupportsDiscard() {
+				tr.discards = false
+			}
+			if !tr.hides && tg.Status(targets.StatusTable) != "" {
+				tr.hides = true
+			}
+		}
+	})
+	return tr
+}
