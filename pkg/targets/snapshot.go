@@ -20,15 +20,12 @@ import (
 type snapshot struct {
 	Base
 	origin, cow *Dev
-	// cowMap and originMap: the devices mapped for reads of many runs
-	// (snapmap.go); nil: pread only.
-	cowMap, originMap *devMap
-	entry             *originEntry
-	store             atomic.Pointer[cowStore] // replaced only at a handover, before I/O
-	sectors           uint64
-	overflowOK        bool // PO
-	zeroesCow         bool // discard_zeroes_cow
-	passdown          bool // discard_passdown_origin
+	entry       *originEntry
+	store       atomic.Pointer[cowStore] // replaced only at a handover, before I/O
+	sectors     uint64
+	overflowOK  bool // PO
+	zeroesCow   bool // discard_zeroes_cow
+	passdown    bool // discard_passdown_origin
 	// merging: a snapshot-merge's (snapmerge.go). Origin writes make no
 	// exceptions in it: it is being deleted, its chunks going back.
 	merging bool
@@ -147,7 +144,6 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 		passdown:  slices.Contains(args[4:], "discard_passdown_origin")}
 	s.store.Store(st)
 	s.entry = acquireOrigin(origin.Identity())
-	s.cowMap, s.originMap = mapDev(cow), mapDev(origin)
 	return s, nil
 }
 
@@ -187,9 +183,6 @@ func (s *snapshot) takeOver(old *snapshot) {
 func (s *snapshot) Destroy() error {
 	s.entry.detach(s)
 	s.entry.release()
-	s.cowMap.unmap()
-	s.originMap.unmap()
-	s.cowMap, s.originMap = nil, nil
 	return nil
 }
 

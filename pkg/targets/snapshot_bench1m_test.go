@@ -14,8 +14,10 @@ import (
 // (origin-first), a read and a rewrite of chunks a 4 KiB random write
 // scattered over the COW device (scatter-read, scatter-rewrite), a first
 // write over chunks of which one in 8 had such a write (sprinkled-first:
-// 30-odd runs of new exceptions between single mapped chunks), and the
-// same write to a linear target (linear) for scale.
+// 30-odd runs of new exceptions between single mapped chunks), a read and
+// a rewrite of what such writes leave (sprinkled-read, sprinkled-rewrite:
+// the new chunks of each MiB end to end on the COW device, the old ones
+// scattered), and the same write to a linear target (linear) for scale.
 // cpu-ns/op is the process's CPU time (user+system), which a loaded
 // machine skews less than wall time.
 func BenchmarkSnapshot1M(b *testing.B) {
@@ -90,6 +92,18 @@ func BenchmarkSnapshot1M(b *testing.B) {
 		s := scattered(b, size, p)
 		benchEachMiB(b, size, func(off int64) error { return s.tg.WriteAt(ctx, p, off, 0) })
 	})
+	// sprinkled-read and -rewrite: each MiB of a sprinkled snapshot then
+	// written by one 1 MiB write, whose new chunks lie end to end on the
+	// COW device between the sprinkled ones (gathered I/O).
+	b.Run("variant=sprinkled-read", func(b *testing.B) {
+		s := sprinkledWritten(b, sprinkled, size, p)
+		q := make([]byte, mib)
+		benchEachMiB(b, size, func(off int64) error { return s.tg.ReadAt(ctx, q, off) })
+	})
+	b.Run("variant=sprinkled-rewrite", func(b *testing.B) {
+		s := sprinkledWritten(b, sprinkled, size, p)
+		benchEachMiB(b, size, func(off int64) error { return s.tg.WriteAt(ctx, p, off, 0) })
+	})
 	b.Run("variant=linear", func(b *testing.B) {
 		l := newSnapTable(b, "linear", size/512, fillPattern(b, size, 2), "0")
 		benchEachMiB(b, size, func(off int64) error { return l.tg.WriteAt(ctx, p, off, 0) })
@@ -104,6 +118,16 @@ func scattered(b *testing.B, size int64, p []byte) *snapTable {
 	_, _, s := originAndSnap(b, size, 1, 2*size, "N", "8")
 	for _, c := range rand.New(rand.NewPCG(1, 2)).Perm(int(size / 4096)) {
 		s.mustWrite(p[:4096], int64(c)*4096, 0)
+	}
+	return s
+}
+
+// sprinkledWritten is sprinkled's snapshot with each MiB then written by
+// one 1 MiB write of p.
+func sprinkledWritten(b *testing.B, sprinkled func(*testing.B) (o, s *snapTable), size int64, p []byte) *snapTable {
+	_, s := sprinkled(b)
+	for off := int64(0); off < size; off += int64(len(p)) {
+		s.mustWrite(p, off, 0)
 	}
 	return s
 }

@@ -13,11 +13,6 @@ import (
 // origin's entry: shared for a read, so that an origin write cannot change
 // the chunks under it, exclusive for a write.
 
-// maxSpliceRuns bounds the runs of COW chunks a splice takes: each costs a
-// splice(2) call, about 2-3 µs here, where copying a 1 MiB request from
-// the COW's mapping and again into the socket costs about 100 µs.
-const maxSpliceRuns = 16
-
 // chunkPiece is the part of a request that falls in one chunk.
 type chunkPiece struct {
 	chunk uint64
@@ -48,30 +43,23 @@ func (s *snapshot) usable() (*cowStore, error) {
 }
 
 // ReadAt reads each run from the COW device or, under the run's shared
-// range, from the origin. The COW runs after the first are copied from
-// the COW's mapping (snapmap.go), the origin runs after the first from the
-// origin's: a request over scattered exceptions would otherwise cost a
-// system call per chunk.
+// range, from the origin, with one pread per run. Never through a mapping
+// of either device: a page fault holds the goroutine's Go P until it is
+// served, and a fault that needs memory can wait on the writeback of an
+// NBD device this same process serves (a guest's /dev/nbdX over gdm), so
+// with GOMAXPROCS=1 nothing would serve it; pread is a system call, during
+// which the runtime hands the P to another thread.
 func (s *snapshot) ReadAt(_ context.Context, p []byte, off int64) error {
 	st, err := s.usable()
 	if err != nil {
 		return err
 	}
 	cs := st.lay.chunk
-	cowRuns, originRuns := 0, 0
 	return s.eachRunHeld(st, p, off, true, nil, func(r chunkRun) error {
-		cowRuns++
-		if cowRuns > 1 && s.cowMap != nil { // scattered: no system call per run
-			return s.cowMap.readAt(r.p, int64(r.nw)*cs+r.in)
-		}
 		return st.dev.ReadAt(r.p, int64(r.nw)*cs+r.in)
 	}, func(r chunkRun) error {
 		if s.beforeOriginRead != nil {
 			s.beforeOriginRead()
-		}
-		originRuns++
-		if originRuns > 1 && s.originMap != nil {
-			return s.originMap.readAt(r.p, int64(r.chunk)*cs+r.in)
 		}
 		return s.origin.ReadAt(r.p, int64(r.chunk)*cs+r.in)
 	})
@@ -107,12 +95,12 @@ func (s *snapshot) eachRunHeld(st *cowStore, p []byte, off int64, shared bool, k
 	})
 }
 
-// WriteAt writes each run into its exceptions, made first where missing
-// (with pwrite: see devMap for why not through the mapping). The new exceptions of all its runs are committed
-// (synced) at once, their ranges held until then, before WriteAt returns,
-// so FUA needs a sync only for runs that went to existing exceptions, and
-// a request over chunks that earlier writes left mapped here and there
-// costs one commit, not one per stretch between them. An overflowed (PO)
+// WriteAt writes each run into its exceptions, made first where missing.
+// The new exceptions of all its runs are committed (synced) at once,
+// their ranges held until then, before WriteAt returns, so FUA needs a
+// sync only for runs that went to existing exceptions, and a request over
+// chunks that earlier writes left mapped here and there costs one commit,
+// not one per stretch between them. An overflowed (PO)
 // snapshot takes no write at all, even to a chunk it has, as dm kills
 // every write to it (the oracle's snapshot-full-PO case).
 func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
@@ -300,9 +288,7 @@ func (s *snapshot) Extents(_ context.Context, _, length int64, emit func(Extent)
 // spliced into the socket would not do: the socket's queue holds the same
 // pages until the client reads them (TestSplicedPagesFollowWritesUntilRead),
 // which the server cannot see. Its own exceptions change only with writes to
-// the snapshot itself, as a linear device's pages do. A range of more
-// than maxSpliceRuns runs is left to ReadAt too, which copies them from
-// the COW's mapping without a system call each.
+// the snapshot itself, as a linear device's pages do.
 func (s *snapshot) SpliceTo(_ context.Context, pipe int, off, n int64) error {
 	st, err := s.usable()
 	if err != nil {
@@ -311,7 +297,7 @@ func (s *snapshot) SpliceTo(_ context.Context, pipe int, off, n int64) error {
 	var runs []chunkRun
 	for end := off + n; off < end; off += runs[len(runs)-1].size {
 		r := st.nextRun(off, end-off)
-		if !r.mapped || (len(runs) == maxSpliceRuns && s.cowMap != nil) {
+		if !r.mapped {
 			return ErrPipeFull
 		}
 		runs = append(runs, r)
