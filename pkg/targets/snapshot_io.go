@@ -42,27 +42,35 @@ func (s *snapshot) usable() (*cowStore, error) {
 	return st, nil
 }
 
-// ReadAt reads each run from the COW device or, under the run's shared
-// range, from the origin, with one pread per run. Never through a mapping
-// of either device: a page fault holds the goroutine's Go P until it is
-// served, and a fault that needs memory can wait on the writeback of an
-// NBD device this same process serves (a guest's /dev/nbdX over gdm), so
-// with GOMAXPROCS=1 nothing would serve it; pread is a system call, during
-// which the runtime hands the P to another thread.
+// ReadAt reads each run from the origin under the run's shared range,
+// then the runs on the COW device, gathered (snapshot_gather.go): a COW
+// chunk's bytes change only with writes to the snapshot itself, so those
+// need no range. Never through a mapping of either device: a page fault
+// holds the goroutine's Go P until it is served, and a fault that needs
+// memory can wait on the writeback of an NBD device this same process
+// serves (a guest's /dev/nbdX over gdm), so with GOMAXPROCS=1 nothing
+// would serve it; pread is a system call, during which the runtime hands
+// the P to another thread.
 func (s *snapshot) ReadAt(_ context.Context, p []byte, off int64) error {
 	st, err := s.usable()
 	if err != nil {
 		return err
 	}
 	cs := st.lay.chunk
-	return s.eachRunHeld(st, p, off, true, nil, func(r chunkRun) error {
-		return st.dev.ReadAt(r.p, int64(r.nw)*cs+r.in)
+	var cow []cowIO
+	err = s.eachRunHeld(st, p, off, true, nil, func(r chunkRun) error {
+		cow = append(cow, cowIO{at: int64(r.nw)*cs + r.in, p: r.p})
+		return nil
 	}, func(r chunkRun) error {
 		if s.beforeOriginRead != nil {
 			s.beforeOriginRead()
 		}
 		return s.origin.ReadAt(r.p, int64(r.chunk)*cs+r.in)
 	})
+	if err != nil {
+		return err
+	}
+	return gathered(st.dev, cow, false)
 }
 
 // eachRunHeld calls cow for each run that has its exceptions, and bare for
@@ -95,12 +103,15 @@ func (s *snapshot) eachRunHeld(st *cowStore, p []byte, off int64, shared bool, k
 	})
 }
 
-// WriteAt writes each run into its exceptions, made first where missing.
-// The new exceptions of all its runs are committed (synced) at once,
+// WriteAt writes each run into its exceptions, made first where missing,
+// the writes to the COW device gathered (snapshot_gather.go) once every
+// run's new exceptions are allocated and their partial end chunks filled.
+// The new exceptions of all its runs are then committed (synced) at once,
 // their ranges held until then, before WriteAt returns, so FUA needs a
 // sync only for runs that went to existing exceptions, and a request over
 // chunks that earlier writes left mapped here and there costs one commit,
-// not one per stretch between them. An overflowed (PO)
+// not one per stretch between them. If the gathered write fails, no new
+// exception is committed: its data may not be there. An overflowed (PO)
 // snapshot takes no write at all, even to a chunk it has, as dm kills
 // every write to it (the oracle's snapshot-full-PO case).
 func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
@@ -119,13 +130,18 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 		}
 	}()
 	var pairs []snapPair
+	var cow []cowIO
 	err = s.eachRunHeld(st, p, off, false, &held, func(r chunkRun) error {
-		return st.dev.WriteAt(r.p, int64(r.nw)*cs+r.in)
+		cow = append(cow, cowIO{at: int64(r.nw)*cs + r.in, p: r.p})
+		return nil
 	}, func(r chunkRun) error {
-		ps, err := s.writeNew(st, r)
-		pairs = append(pairs, ps...)
+		ps, ios, err := s.writeNew(st, r)
+		pairs, cow = append(pairs, ps...), append(cow, ios...)
 		return err
 	})
+	if werr := gathered(st.dev, cow, true); werr != nil {
+		return werr
+	}
 	if len(pairs) > 0 {
 		if cerr := st.commit(pairs); cerr != nil {
 			return cerr
@@ -137,41 +153,40 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 	return err
 }
 
-// writeNew writes a run of chunks that have no exception, its range held:
-// it allocates a COW chunk for each, fills the first and last from the
-// origin where the run covers them in part, and writes the run's data with
-// one write per stretch of consecutive COW chunks. It returns the new
-// exceptions whose data is written, for the caller to commit. A full COW
+// writeNew prepares a run of chunks that have no exception, its range
+// held: it allocates a COW chunk for each and fills the first and last
+// from the origin where the run covers them in part. It returns the new
+// exceptions, to be committed once their data is written, and the writes
+// of the run's data, one per stretch of consecutive COW chunks. A full COW
 // invalidates the snapshot, or with PO overflows it: the chunks allocated
-// before are written (and returned), the rest of the run fails.
-func (s *snapshot) writeNew(st *cowStore, r chunkRun) ([]snapPair, error) {
+// before are returned with their writes, the rest of the run fails.
+func (s *snapshot) writeNew(st *cowStore, r chunkRun) ([]snapPair, []cowIO, error) {
 	valid, over := st.state()
 	switch {
 	case !valid:
-		return nil, ErrSnapInvalid
+		return nil, nil, ErrSnapInvalid
 	case over:
-		return nil, ErrSnapOverflow
+		return nil, nil, ErrSnapOverflow
 	}
 	pairs, full := s.allocate(st, r)
 	if len(pairs) == 0 {
-		return nil, full
+		return nil, nil, full
 	}
 	cs := st.lay.chunk
 	q := r.p[:min(int64(len(r.p)), int64(len(pairs))*cs-r.in)] // the allocated chunks' part
 	if err := s.fillEnds(st, pairs, r.in, r.in+int64(len(q))); err != nil {
 		st.invalidate()
-		return nil, err
+		return nil, nil, err
 	}
+	var ios []cowIO
 	at := r.in
 	for rest := pairs; len(rest) > 0; {
 		m := runLen(rest, pairNew, len(rest))
 		k := min(int64(m)*cs-at, int64(len(q)))
-		if err := st.dev.WriteAt(q[:k], int64(rest[0].new)*cs+at); err != nil {
-			return nil, err
-		}
+		ios = append(ios, cowIO{at: int64(rest[0].new)*cs + at, p: q[:k]})
 		q, rest, at = q[k:], rest[m:], 0
 	}
-	return pairs, full
+	return pairs, ios, full
 }
 
 // allocate takes a COW chunk for each chunk of r, as many as there is room

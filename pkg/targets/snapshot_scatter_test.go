@@ -33,14 +33,14 @@ func scatter(t *testing.T, orig string, s *snapTable, n int, chunk int64) []byte
 }
 
 // A read over exceptions at scattered COW chunks returns the same bytes,
-// whole and from inside chunks, with at most one pread per run; a splice
-// of them, five runs or all 64 (into a pipe with room), moves the same
-// bytes.
+// whole and from inside chunks. Its 64 runs fill 64 consecutive COW
+// chunks, in a random order: one preadv reads them all. A splice of them,
+// five runs or all 64 (into a pipe with room), moves the same bytes.
 func TestSnapshotScatteredRead(t *testing.T) {
 	const chunk, n = 4096, 64
 	orig, _, s := originAndSnap(t, n*chunk, 7, 4*n*chunk, "N", "8")
 	want := scatter(t, orig, s, n, chunk)
-	readCounted(t, "read of 64 scattered chunks", s, want, n)
+	readCounted(t, "read of 64 scattered chunks", s, want, 1)
 	if got := s.mustRead(chunk/2+512, 10*chunk); !bytes.Equal(got, want[chunk/2+512:][:10*chunk]) {
 		t.Fatalf("read inside chunks differs at byte %d", firstDiff(got, want[chunk/2+512:][:10*chunk]))
 	}
@@ -86,9 +86,11 @@ func everyFourth(t *testing.T, orig string, s *snapTable, n int, chunk int64) []
 	return want
 }
 
-// A rewrite over exceptions at scattered COW chunks lands in each, and FUA
-// syncs the COW device once: a read chunk by chunk (pread only) and the COW
-// file itself hold the new bytes.
+// A rewrite over exceptions at scattered COW chunks lands in each, with
+// two pwritevs (they fill consecutive COW chunks, but the write ends 512
+// bytes short of the last one's end, a gap there on the COW device), and
+// FUA syncs the COW device once: a read chunk by chunk and the COW file
+// itself hold the new bytes.
 func TestSnapshotScatteredRewrite(t *testing.T) {
 	const chunk, n = 4096, 64
 	orig, _, s := originAndSnap(t, n*chunk, 9, 4*n*chunk, "N", "8")
@@ -96,19 +98,47 @@ func TestSnapshotScatteredRewrite(t *testing.T) {
 	p := make([]byte, n*chunk-1024)
 	pattern(p, 0, 62)
 	snap := s.tg.(*snapshot)
-	syncs := snap.cow.Syncs()
+	syncs, calls := snap.cow.Syncs(), ioCalls(t)
 	s.mustWrite(p, 512, FUA)
+	expectCalls(t, "rewrite of 64 scattered chunks", calls, 0, 2)
 	if got := snap.cow.Syncs() - syncs; got != 1 {
 		t.Errorf("FUA rewrite: %d COW syncs, want 1", got)
 	}
 	copy(want[512:], p)
+	checkEachChunk(t, s, want, n, chunk)
+}
+
+// A first write over chunks that writes left mapped one in four makes
+// the other 48 exceptions at the COW chunks after the 16 mapped ones, so
+// the whole write is one pwritev; the bytes are in each chunk.
+func TestSnapshotSprinkledWrite(t *testing.T) {
+	const chunk, n = 4096, 64
+	orig, _, s := originAndSnap(t, n*chunk, 13, 4*n*chunk, "N", "8")
+	everyFourth(t, orig, s, n, chunk)
+	p := make([]byte, n*chunk)
+	pattern(p, 0, 63)
+	calls := ioCalls(t)
+	s.mustWrite(p, 0, 0)
+	expectCalls(t, "write over 16 mapped chunks and 16 new runs", calls, 0, 1)
+	checkEachChunk(t, s, p, n, chunk)
+	readCounted(t, "read after it", s, p, 1)
+}
+
+// checkEachChunk checks that each chunk of s, read alone, and its
+// exception in the COW file hold want's bytes.
+func checkEachChunk(t *testing.T, s *snapTable, want []byte, n, chunk int64) {
+	t.Helper()
+	snap := s.tg.(*snapshot)
 	cow := readFile(t, snap.cow.Path())
 	for c := int64(0); c < n; c++ {
 		w := want[c*chunk:][:chunk]
 		if got := s.mustRead(c*chunk, chunk); !bytes.Equal(got, w) {
 			t.Fatalf("chunk %d read alone differs at byte %d", c, firstDiff(got, w))
 		}
-		nw, _ := snap.store.Load().lookup(uint64(c))
+		nw, ok := snap.store.Load().lookup(uint64(c))
+		if !ok {
+			t.Fatalf("chunk %d has no exception", c)
+		}
 		if got := cow[int64(nw)*chunk:][:chunk]; !bytes.Equal(got, w) {
 			t.Fatalf("chunk %d in the COW file differs at byte %d", c, firstDiff(got, w))
 		}
@@ -132,13 +162,14 @@ func TestSnapshotCowShrank(t *testing.T) {
 }
 
 // A read over chunks that writes left mapped one in four alternates
-// between the COW device and the origin, 32 runs, one pread each, and
-// returns the same bytes.
+// between the COW device and the origin, 32 runs, and returns the same
+// bytes: one pread for each of the 16 origin runs, one preadv for the 16
+// mapped chunks (consecutive COW chunks).
 func TestSnapshotMixedRead(t *testing.T) {
 	const chunk, n = 4096, 64
 	orig, _, s := originAndSnap(t, n*chunk, 12, 4*n*chunk, "N", "8")
 	want := everyFourth(t, orig, s, n, chunk)
-	readCounted(t, "read over 32 mixed runs", s, want, 32)
+	readCounted(t, "read over 32 mixed runs", s, want, 17)
 }
 
 // readCounted reads s whole, which must give want, with at most calls
