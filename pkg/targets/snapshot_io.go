@@ -190,24 +190,26 @@ func (s *snapshot) writeNew(st *cowStore, r chunkRun) ([]snapPair, []cowIO, erro
 }
 
 // allocate takes a COW chunk for each chunk of r, as many as there is room
-// for; full is the error the rest of the run gets (nil: none).
+// for, consecutive ones (cowStore.prepareRun); full is the error the rest
+// of the run gets (nil: none).
 func (s *snapshot) allocate(st *cowStore, r chunkRun) (pairs []snapPair, full error) {
-	pairs = make([]snapPair, 0, r.n)
-	for i := range r.n {
-		nw, err := st.prepare()
-		switch {
-		case errors.Is(err, errCowFull) && s.overflowOK:
-			st.setOverflow()
-			return pairs, ErrSnapOverflow
-		case errors.Is(err, errCowFull):
-			st.invalidate()
-			return nil, ErrSnapInvalid
-		case err != nil:
-			return nil, err
-		}
-		pairs = append(pairs, snapPair{old: r.chunk + uint64(i), new: nw})
+	news, err := st.prepareRun(r.n)
+	pairs = make([]snapPair, len(news))
+	for i, nw := range news {
+		pairs[i] = snapPair{old: r.chunk + uint64(i), new: nw}
 	}
-	return pairs, nil
+	switch {
+	case err == nil:
+		return pairs, nil
+	case errors.Is(err, errCowFull) && s.overflowOK:
+		st.setOverflow()
+		return pairs, ErrSnapOverflow
+	case errors.Is(err, errCowFull):
+		st.invalidate()
+		return nil, ErrSnapInvalid
+	default:
+		return nil, err
+	}
 }
 
 // fillEnds copies from the origin the new chunks of pairs that a write of

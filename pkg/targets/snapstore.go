@@ -158,6 +158,31 @@ func (s *cowStore) state() (valid, overflowed bool) {
 func (s *cowStore) prepare() (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.prepareLocked()
+}
+
+// prepareRun allocates COW chunks for n new exceptions under one hold of
+// the lock, as many as there is room for (then errCowFull): a write's run
+// gets consecutive COW chunks (metadata areas aside) even while other
+// writes allocate at once, so its data is one write, and a later read of
+// it one call (snapshot_gather.go), where chunks taken one lock at a time
+// could alternate with another writer's.
+func (s *cowStore) prepareRun(n int) ([]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := make([]uint64, 0, n)
+	for range n {
+		nw, err := s.prepareLocked()
+		if err != nil {
+			return got, err
+		}
+		got = append(got, nw)
+	}
+	return got, nil
+}
+
+// prepareLocked is prepare's work; s.mu held.
+func (s *cowStore) prepareLocked() (uint64, error) {
 	if !s.valid {
 		return 0, ErrSnapInvalid
 	}
