@@ -82,14 +82,20 @@ func ioCalls(t *testing.T) ioCount {
 }
 
 // expectCalls fails t if more than r reads or w writes (beyond the reading
-// of /proc/self/io itself) were made since before.
+// of /proc/self/io itself, and one of each the Go runtime may make) were
+// made since before. The counts are the process's, and the runtime makes
+// such calls of its own: it wakes its network poller with a write to an
+// eventfd and drains it with a read (netpoll_epoll.go), which a timer of
+// an earlier test can set off at any moment, the likely source of the
+// stray read that failed TestSnapshotRunsCoalesce in two of nine
+// full runs under -race). The bounds tested are far below one call per chunk.
 func expectCalls(t *testing.T, what string, before ioCount, r, w int) {
 	t.Helper()
-	const slack = 2 // the reads of /proc/self/io
+	const procIO, poller = 2, 1 // the reads of /proc/self/io; the poller's
 	now := ioCalls(t)
-	if now.r-before.r > r+slack || now.w-before.w > w {
-		t.Errorf("%s: %d reads, %d writes; want at most %d and %d",
-			what, now.r-before.r-slack, now.w-before.w, r, w)
+	if now.r-before.r > r+procIO+poller || now.w-before.w > w+poller {
+		t.Errorf("%s: %d reads, %d writes; want at most %d and %d (each +%d for the runtime)",
+			what, now.r-before.r-procIO, now.w-before.w, r, w, poller)
 	}
 }
 
