@@ -32,6 +32,7 @@ type serveFlags struct {
 	logLevel     string
 	allowPaths   pathList
 	steadySysmon bool
+	ioFlusher    bool
 }
 
 func (s *serveFlags) register(fs *flag.FlagSet) {
@@ -54,6 +55,7 @@ func (s *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLS.Key, "tls-key", "", "server private key `FILE` (PEM; reloaded on SIGHUP)")
 	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "CA certificates `FILE` (PEM): clients must then present a certificate it signed")
 	fs.BoolVar(&s.steadySysmon, "steady-sysmon", true, "keep Go's monitor thread polling every 10 ms rather than woken by system calls (fewer context switches per request; gdm re-executes itself with GODEBUG=schedtrace=...; false: about 100 fewer wake-ups a second when idle)")
+	fs.BoolVar(&s.ioFlusher, "io-flusher", true, "serve as an I/O flusher (PR_SET_IO_FLUSHER, needs CAP_SYS_RESOURCE): the daemon's allocations never wait on writeback of a device it serves, which deadlocks when one is attached on this host; without the capability gdm says so and serves on")
 }
 
 func registerNBDLimits(fs *flag.FlagSet, l *daemon.NBDLimits) {
@@ -87,9 +89,7 @@ func runServe(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if sf.steadySysmon {
-		keepSysmonSteady()
-	}
+	reexecPrepared(sf.steadySysmon, sf.ioFlusher)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	srv, err := daemon.Start(cfg, stdout)

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"fmt"
-	"os"
 	"strings"
-	"syscall"
 )
 
 // Go's monitor thread (sysmon) sleeps until a system call wakes it once
@@ -53,17 +50,4 @@ func steadySysmonEnv(environ []string) []string {
 		env = append(env, "GODEBUG="+sysmonTrace)
 	}
 	return env
-}
-
-// keepSysmonSteady re-executes the running binary (/proc/self/exe, which
-// works even if the file was replaced since) with sysmon kept polling. It
-// returns only if that is not needed or the exec failed; the pid and the
-// open descriptors stay the same, so a supervisor sees no difference.
-func keepSysmonSteady() {
-	env := steadySysmonEnv(os.Environ())
-	if env == nil {
-		return
-	}
-	err := syscall.Exec("/proc/self/exe", os.Args, env)
-	fmt.Fprintf(os.Stderr, "gdm: serving with Go's default sysmon: re-executing with GODEBUG=%s: %v\n", sysmonTrace, err)
 }

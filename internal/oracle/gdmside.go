@@ -66,6 +66,10 @@ func StartGDM(bin, dir string, disks []string) (*GDM, error) {
 		c, err := net.Dial("unix", g.control)
 		if err == nil {
 			c.Close()
+			if err := checkIOFlusher(g.cmd.Process.Pid); err != nil {
+				g.Stop()
+				return nil, err
+			}
 			return g, nil
 		}
 		if time.Now().After(deadline) {
