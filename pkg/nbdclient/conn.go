@@ -97,6 +97,14 @@ type call struct {
 	// waiter returned it to its owner.
 	bufMu     sync.Mutex
 	abandoned bool
+
+	// async, when set, makes this an asynchronous call (async.go): it
+	// has no waiter; whoever finishes it calls async with the result
+	// instead of sending the token on done. client and ctx are for its
+	// one retry. Set before the call is queued, then only read.
+	async  func(error)
+	client *Client
+	ctx    context.Context
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -161,10 +169,20 @@ func (c *conn) kill(err error) {
 	if errors.Is(err, ErrTimeout) || errors.Is(err, ErrClosed) {
 		fail = err
 	}
+	var orphans []*call
 	for _, cl := range calls {
 		cl.res = result{err: fmt.Errorf("%w (%v)", fail, err)}
-		cl.done <- struct{}{}
+		if cl.async != nil {
+			orphans = append(orphans, cl)
+		} else {
+			cl.done <- struct{}{}
+		}
 		<-c.slots
+	}
+	if len(orphans) > 0 {
+		// Not here: kill may run on the writer (holding wmu) or under a
+		// fill, which failAsync must wait out (see there).
+		go c.failAsync(orphans)
 	}
 }
 
@@ -178,6 +196,11 @@ func (c *conn) finish(cl *call, res result) {
 	}
 	delete(c.pending, cl.req.cookie)
 	c.mu.Unlock()
+	if cl.async != nil {
+		<-c.slots
+		c.completeAsync(cl, res)
+		return
+	}
 	cl.res = res
 	cl.done <- struct{}{}
 	<-c.slots

@@ -83,6 +83,13 @@ func (c *conn) writeLoop(leader bool) {
 	// goroutines at once, and they then go out in one write instead of
 	// one each. It costs little when no one else is ready.
 	runtime.Gosched()
+	c.writeQueued(leader)
+}
+
+// writeQueued is writeLoop without the yield: for an asynchronous call,
+// whose caller queues its next request itself after this returns, so
+// that no other goroutine is there to wait for.
+func (c *conn) writeQueued(leader bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	var prev []*call
