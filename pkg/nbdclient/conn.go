@@ -72,6 +72,10 @@ type conn struct {
 	wdArmed bool
 }
 
+// socketBuffer is the send buffer asked for on UNIX sockets (the kernel
+// caps it at net.core.wmem_max).
+const socketBuffer = 4 << 20
+
 // call is one request in flight. The reader goroutine owns the progress
 // fields; res is written by whoever finishes the call (the reader or a
 // kill, under conn.mu's ownership rule), before the token on done, and
@@ -132,6 +136,13 @@ func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int) *conn {
 		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc)}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
+	}
+	if uc, ok := nc.(*net.UnixConn); ok {
+		// A UNIX socket's send buffer is all that lies between a batch of
+		// requests and the server; Linux's default (208 KiB) holds a fifth
+		// of one 1 MiB write, which then goes out in five writes, each
+		// waiting for the server to read. (TCP sizes its own buffers.)
+		uc.SetWriteBuffer(socketBuffer)
 	}
 	go c.readLoop()
 	return c
