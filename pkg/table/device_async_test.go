@@ -163,7 +163,7 @@ func TestAsyncReloadDrains(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := <-resumed; err != nil {
+	if err := nbdtest.Async(resumed).Wait(t); err != nil {
 		t.Fatal(err)
 	}
 	if !old.Destroyed() || old.Devs().Closes() != 1 {
