@@ -57,8 +57,8 @@ func (cl *Client) WriteAsync(ctx context.Context, p []byte, off int64, done func
 	return cl.startAsync(ctx, request{typ: cmdWrite, offset: uint64(off), length: uint32(len(p))}, p, nil, done)
 }
 
-// startAsync queues req on a live connection with a free slot, writing
-// the queue itself if no writer runs (as a synchronous caller does).
+// startAsync queues req on a live connection with a free slot, and starts
+// a writer if none runs.
 func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []byte, done func(error)) bool {
 	n := int64(req.length)
 	if ctx.Err() != nil || n == 0 || cl.check(int64(req.offset), n) != nil {
@@ -82,7 +82,11 @@ func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []by
 		return false
 	}
 	if lead {
-		c.writeQueued(true)
+		// On a goroutine: the caller (a server's reader) goes on to start
+		// the requests it has read meanwhile, which this write then takes
+		// along in the same writev, and never waits for a leg that reads
+		// slowly.
+		go c.writeQueued(false)
 	}
 	return true
 }

@@ -86,9 +86,9 @@ func (c *conn) writeLoop(leader bool) {
 	c.writeQueued(leader)
 }
 
-// writeQueued is writeLoop without the yield: for an asynchronous call,
-// whose caller queues its next request itself after this returns, so
-// that no other goroutine is there to wait for.
+// writeQueued is writeLoop without the yield: for the writer an
+// asynchronous call starts, whose caller is queueing the next requests
+// itself meanwhile.
 func (c *conn) writeQueued(leader bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
