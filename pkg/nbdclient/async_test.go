@@ -3,6 +3,7 @@ package nbdclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"syscall"
 	"testing"
@@ -140,5 +141,34 @@ func TestAsyncCloseAndDown(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "connection gone", func() bool { return !other.Connected() })
 	if other.ReadAsync(context.Background(), make([]byte, 512), 0, nbdtest.Never(t)) {
 		t.Fatal("took a read with no connection")
+	}
+}
+
+// TestAsyncTLS: asynchronous calls over TLS to gdm's server, and a read
+// held when the connection drops, retried through a new TLS handshake.
+func TestAsyncTLS(t *testing.T) {
+	certs := testkit.NewTLSCerts(t)
+	cfg := &tls.Config{Certificates: []tls.Certificate{certs.Server}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: certs.Pool}
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.StartTLS(t, nbdtest.Exports{"a": m}, cfg)
+	cl := dial(t, s, "a", Options{MaxConns: 1, BackoffMin: time.Millisecond, TLS: tlsConfig(t, certs.Dir, true)})
+	ch, done := nbdtest.NewAsync()
+	data := bytes.Repeat([]byte{6}, 65536)
+	if !cl.WriteAsync(context.Background(), data, 0, done) {
+		t.Fatal("write not taken")
+	}
+	mustOK(t, ch.Wait(t))
+	gate := make(chan struct{})
+	m.SetGate(gate)
+	p := make([]byte, 65536)
+	if !cl.ReadAsync(context.Background(), p, 0, done) {
+		t.Fatal("read not taken")
+	}
+	testkit.WaitFor(t, 10*time.Second, "the read in flight", func() bool { return s.Srv.InFlight(m) == 1 })
+	s.Srv.Disconnect(m)
+	testkit.WaitFor(t, 10*time.Second, "the read sent again", func() bool { return cl.Stats().Retries == 1 && s.Srv.InFlight(m) == 1 })
+	close(gate)
+	if err := ch.Wait(t); err != nil || !bytes.Equal(p, data) {
+		t.Fatalf("read over TLS after a drop: %v, or other data", err)
 	}
 }
