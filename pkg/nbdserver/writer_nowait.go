@@ -16,18 +16,38 @@ import (
 
 // writeNoWait writes the queued replies without waiting for anything: not
 // for wmu, not for the socket. It reports true when nothing is left for
-// a flusher to do; false when the queue, or the unsent rest of its batch
-// (the carry), still has to be written by one. TLS connections and
-// spliced replies (their data is moved from a pipe, which may wait) are
-// always left to the flusher.
+// a flusher to do: the queue is written, or another goroutine holds wmu
+// (every holder looks at the queue again after it lets go: flushQueue,
+// flush, and this), or a carry is waiting (the flusher that was started
+// for it writes the queue after it). It reports false when a flusher must
+// write the rest: what the socket did not take, or a queue it cannot
+// write here. TLS connections and spliced replies (their data is moved
+// from a pipe, which may wait) are always left to the flusher.
 func (c *conn) writeNoWait() bool {
 	w := &c.writer
-	if w.raw == nil || w.gather != nil || !w.wmu.TryLock() {
+	if w.raw == nil || w.gather != nil {
 		return false
 	}
-	defer w.wmu.Unlock()
+	for {
+		if !w.wmu.TryLock() {
+			return true
+		}
+		ok := w.writeQueueNoWait()
+		w.wmu.Unlock()
+		if !ok {
+			return false
+		}
+		if !w.hasPending() {
+			return true
+		}
+	}
+}
+
+// writeQueueNoWait is writeNoWait's write of the queue, with wmu held. It
+// reports false when a flusher must write the rest.
+func (w *replyWriter) writeQueueNoWait() bool {
 	if w.carried != nil {
-		return false // the flusher sends it first, waiting for the socket
+		return true // its flusher writes the queue once the carry is out
 	}
 	w.qmu.Lock()
 	batch := w.pending
@@ -60,9 +80,8 @@ func (c *conn) writeNoWait() bool {
 	if w.spare == nil {
 		w.spare = batch[:0]
 	}
-	more := len(w.pending) > 0 // queued while this wrote: a worker found wmu taken
 	w.qmu.Unlock()
-	return !more
+	return true
 }
 
 // tryWrite writes as much of bufs as the socket takes now, and returns
