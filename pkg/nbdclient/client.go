@@ -12,7 +12,9 @@
 // rather than a timer per request; a connection that drops is redialled with
 // backoff, and the requests it held are sent once more (see Client.do for
 // why that is safe for writes too). Everything a server sends is checked
-// against what was asked before it is read into memory.
+// against what was asked before it is read into memory. ReadAsync and
+// WriteAsync start a request whose reply the reader hands to a callback,
+// with no goroutine waiting for it (async.go).
 package nbdclient
 
 import (

@@ -72,6 +72,10 @@ type conn struct {
 	wdArmed bool
 }
 
+// socketBuffer is the send buffer asked for on UNIX sockets (the kernel
+// caps it at net.core.wmem_max).
+const socketBuffer = 4 << 20
+
 // call is one request in flight. The reader goroutine owns the progress
 // fields; res is written by whoever finishes the call (the reader or a
 // kill, under conn.mu's ownership rule), before the token on done, and
@@ -97,6 +101,14 @@ type call struct {
 	// waiter returned it to its owner.
 	bufMu     sync.Mutex
 	abandoned bool
+
+	// async, when set, makes this an asynchronous call (async.go): it
+	// has no waiter; whoever finishes it calls async with the result
+	// instead of sending the token on done. client and ctx are for its
+	// one retry. Set before the call is queued, then only read.
+	async  func(error)
+	client *Client
+	ctx    context.Context
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -124,6 +136,13 @@ func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int) *conn {
 		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc)}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
+	}
+	if uc, ok := nc.(*net.UnixConn); ok {
+		// A UNIX socket's send buffer is all that lies between a batch of
+		// requests and the server; Linux's default (208 KiB) holds a fifth
+		// of one 1 MiB write, which then goes out in five writes, each
+		// waiting for the server to read. (TCP sizes its own buffers.)
+		uc.SetWriteBuffer(socketBuffer)
 	}
 	go c.readLoop()
 	return c
@@ -161,10 +180,20 @@ func (c *conn) kill(err error) {
 	if errors.Is(err, ErrTimeout) || errors.Is(err, ErrClosed) {
 		fail = err
 	}
+	var orphans []*call
 	for _, cl := range calls {
 		cl.res = result{err: fmt.Errorf("%w (%v)", fail, err)}
-		cl.done <- struct{}{}
+		if cl.async != nil {
+			orphans = append(orphans, cl)
+		} else {
+			cl.done <- struct{}{}
+		}
 		<-c.slots
+	}
+	if len(orphans) > 0 {
+		// Not here: kill may run on the writer (holding wmu) or under a
+		// fill, which failAsync must wait out (see there).
+		go c.failAsync(orphans)
 	}
 }
 
@@ -178,6 +207,11 @@ func (c *conn) finish(cl *call, res result) {
 	}
 	delete(c.pending, cl.req.cookie)
 	c.mu.Unlock()
+	if cl.async != nil {
+		<-c.slots
+		c.completeAsync(cl, res)
+		return
+	}
 	cl.res = res
 	cl.done <- struct{}{}
 	<-c.slots

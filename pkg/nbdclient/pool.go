@@ -138,27 +138,48 @@ func (cl *Client) do(ctx context.Context, req request, payload, buf []byte) resu
 // run is do with a pipe for a spliced read (pipe >= 0), which is never
 // sent twice: the pipe may hold part of the first answer.
 func (cl *Client) run(ctx context.Context, req request, payload, buf []byte, pipe int) result {
-	var deadline time.Time // enforced by each connection's watchdog
-	if cl.opts.RequestTimeout > 0 {
-		deadline = time.Now().Add(cl.opts.RequestTimeout)
-	}
+	deadline := cl.deadline()
 	for attempt := 0; ; attempt++ {
-		c, err := cl.pick(ctx, deadline)
-		if err != nil {
-			return result{err: err}
-		}
-		res := c.do(ctx, deadline, req, payload, buf, pipe)
-		if shuttingDown(res.err) {
-			cl.hangUpAll()
-			res.err = fmt.Errorf("%w: %w", ErrDisconnected, res.err)
-		}
-		if attempt == 0 && pipe < 0 && errors.Is(res.err, ErrDisconnected) && ctx.Err() == nil &&
-			(deadline.IsZero() || time.Now().Before(deadline)) {
+		res := cl.attempt(ctx, deadline, req, payload, buf, pipe)
+		if attempt == 0 && pipe < 0 && retriable(ctx, deadline, res.err) {
 			cl.retries.Add(1)
 			continue
 		}
 		return res
 	}
+}
+
+// deadline is when the request timeout of a request starting now ends
+// (zero: never), enforced by each connection's watchdog.
+func (cl *Client) deadline() time.Time {
+	if cl.opts.RequestTimeout > 0 {
+		return time.Now().Add(cl.opts.RequestTimeout)
+	}
+	return time.Time{}
+}
+
+// attempt sends the request once, on a live connection (redialled if
+// need be), and waits for its reply. A server shutting down is hung up on,
+// and its answer becomes ErrDisconnected, which may be retried.
+func (cl *Client) attempt(ctx context.Context, deadline time.Time, req request, payload, buf []byte, pipe int) result {
+	c, err := cl.pick(ctx, deadline)
+	if err != nil {
+		return result{err: err}
+	}
+	res := c.do(ctx, deadline, req, payload, buf, pipe)
+	if shuttingDown(res.err) {
+		cl.hangUpAll()
+		res.err = fmt.Errorf("%w: %w", ErrDisconnected, res.err)
+	}
+	return res
+}
+
+// retriable says whether a first attempt that ended in err is sent once
+// more: its connection dropped before the reply was complete, and neither
+// the caller nor the request timeout has given up.
+func retriable(ctx context.Context, deadline time.Time, err error) bool {
+	return errors.Is(err, ErrDisconnected) && ctx.Err() == nil &&
+		(deadline.IsZero() || time.Now().Before(deadline))
 }
 
 // hangUpAll hangs up every connection of the pool: a server shutting down

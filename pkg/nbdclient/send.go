@@ -83,6 +83,13 @@ func (c *conn) writeLoop(leader bool) {
 	// goroutines at once, and they then go out in one write instead of
 	// one each. It costs little when no one else is ready.
 	runtime.Gosched()
+	c.writeQueued(leader)
+}
+
+// writeQueued is writeLoop without the yield: for the writer an
+// asynchronous call starts, whose caller is queueing the next requests
+// itself meanwhile.
+func (c *conn) writeQueued(leader bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	var prev []*call

@@ -28,6 +28,13 @@ func (c *conn) serveRead(r request, rep *reply) {
 		rep.pooled = buf
 		rep.data = *buf
 	}
+	c.readReplyHead(rep, r)
+}
+
+// readReplyHead writes the header of a successful read's reply, whose
+// data is in rep.
+func (c *conn) readReplyHead(rep *reply, r request) {
+	n := int64(r.length)
 	switch {
 	case c.structured && n == 0:
 		c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkNone, 0)

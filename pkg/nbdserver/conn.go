@@ -97,6 +97,16 @@ type conn struct {
 
 	// writer sends the replies; see replyWriter for its fields' locks.
 	writer replyWriter
+
+	// async is exp's asynchronous path, if it has one: set by transmit
+	// before the first worker starts.
+	async AsyncExport
+	// asyncs counts the asynchronous requests in flight and the reply
+	// flushers running (async.go, async_reply.go): transmit waits for
+	// them before it gives back what the connection holds.
+	asyncs sync.WaitGroup
+	// flushing is set while a reply flusher runs (atomic).
+	flushing atomic.Bool
 }
 
 func newConn(s *Server, nc net.Conn) *conn {

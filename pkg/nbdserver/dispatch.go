@@ -66,7 +66,7 @@ func (c *conn) do(r request, payload []byte, rep *reply) {
 // into the socket (see SpliceReader). It reports false, having done
 // nothing the client can see, when the read is to be done with ReadAt.
 func (c *conn) spliceRead(rep *reply, off, n int64) (bool, error) {
-	if c.splicer == nil || n < spliceMin || n > pipeSize || c.knobs.Load()&knobSplice == 0 {
+	if !c.mightSplice(n) {
 		return false, nil
 	}
 	p := c.srv.pipes.get()

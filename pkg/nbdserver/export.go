@@ -10,7 +10,9 @@
 // hand-offs. A slower backend gets one request per turn and a worker per
 // request in flight (bounded in count and bytes). A server-wide watch hands
 // a batch that stalls to goroutines of its own. Whoever finishes replies
-// writes everything queued with one writev.
+// writes everything queued with one writev. An export that can answer
+// later (AsyncExport: a table over a remote leg) gets its requests started
+// by the reader, which reads on; they complete elsewhere (async.go).
 package nbdserver
 
 import (

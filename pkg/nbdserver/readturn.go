@@ -26,9 +26,13 @@ func (c *conn) transmit() {
 	}
 	c.knobs.Store(uint32(startSetting(tcp)))
 	c.tune = newTuner(c.tunable(), uint8(c.knobs.Load()))
+	if a, ok := c.exp.(AsyncExport); ok {
+		c.async = a
+	}
 	c.workers.Add(1)
 	c.worker()
 	c.workers.Wait()
+	c.asyncs.Wait() // their replies are queued, and written or dropped
 	c.writer.dropPending()
 	c.budget.settle()
 	if c.sawDisc || c.stopped.Load() {
@@ -145,27 +149,21 @@ func (c *conn) readTurn(run *batchRun) (n int, readerServes bool) {
 	if c.spin != nil {
 		c.spin.readerServes = readerServes && c.knobs.Load()&knobSpin != 0
 	}
-	idle := c.srv.IdleTimeout > 0 && c.inflight.Load() == 0 && c.br.Buffered() < requestHeaderSize
-	if idle {
-		c.setReadDeadline(time.Now().Add(c.srv.IdleTimeout))
-	}
-	w, ok := c.readOne(true, readerServes)
-	if idle {
-		c.setReadDeadline(time.Time{})
-	}
+	w, ok := c.readFirst(readerServes)
 	if !ok {
-		if idle && errors.Is(c.readErr, os.ErrDeadlineExceeded) && !c.stopped.Load() {
-			c.srv.stats.IdleTimeouts.Add(1)
-			c.log.Info("idle connection closed", "after", c.srv.IdleTimeout)
-		}
 		return 0, false
 	}
 	run.items[0] = w
 	n = 1
-	for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; n++ {
+	for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; {
 		if run.items[n], ok = c.readOne(false, readerServes); !ok {
 			break
 		}
+		if c.startAsync(&run.items[n]) {
+			run.items[n] = work{}
+			continue
+		}
+		n++
 	}
 	if !readerServes && c.waiting.Load() == 0 && !c.readDone {
 		c.workers.Add(1)
@@ -174,6 +172,33 @@ func (c *conn) readTurn(run *batchRun) (n int, readerServes bool) {
 	bytes, touches := batchBytes(run.items[:n])
 	c.knobs.Store(uint32(c.tune.count(n, bytes, touches, monoNow)))
 	return n, readerServes
+}
+
+// readFirst reads the first request of a batch, waiting for it. Requests
+// the export takes asynchronously (startAsync) are started as they come,
+// and the reader reads on, keeping the turn: only a request to be served
+// here ends the loop. Called with rmu held.
+func (c *conn) readFirst(readerServes bool) (work, bool) {
+	for {
+		idle := c.srv.IdleTimeout > 0 && c.inflight.Load() == 0 && c.br.Buffered() < requestHeaderSize
+		if idle {
+			c.setReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+		}
+		w, ok := c.readOne(true, readerServes)
+		if idle {
+			c.setReadDeadline(time.Time{})
+		}
+		if !ok {
+			if idle && errors.Is(c.readErr, os.ErrDeadlineExceeded) && !c.stopped.Load() {
+				c.srv.stats.IdleTimeouts.Add(1)
+				c.log.Info("idle connection closed", "after", c.srv.IdleTimeout)
+			}
+			return work{}, false
+		}
+		if !c.startAsync(&w) {
+			return w, true
+		}
+	}
 }
 
 // readerServes reports whether the reader serves its batches itself:

@@ -40,6 +40,9 @@ type Stats struct {
 	// that gave up and parked. Mostly parked means spinning does not pay on
 	// this machine and client.
 	SpinsFound, SpinsParked atomic.Uint64
+	// AsyncRequests counts requests an AsyncExport took, served without a
+	// goroutine waiting for them.
+	AsyncRequests atomic.Uint64
 	// TLSSessions counts connections that started TLS (NBD_OPT_STARTTLS).
 	TLSSessions atomic.Uint64
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +45,14 @@ type replyWriter struct {
 	vec    net.Buffers // writev's vector, reused; under wmu
 	broken bool        // a write failed: drop further replies; under wmu
 	wlimit time.Time   // the write deadline set on nc (see armWrite); under wmu
+
+	// carry is what a write that could not wait (writeNoWait) left
+	// unsent of a batch, and carried that batch's replies, recycled once
+	// it is sent: whoever writes next sends it first. Under wmu; carrying
+	// says whether there is one, for a flusher deciding to leave.
+	carry    net.Buffers
+	carried  []*reply
+	carrying atomic.Bool
 }
 
 // queue adds replies to the queue and writes it unless another goroutine
@@ -80,6 +89,16 @@ func (w *replyWriter) drainIfFree() bool {
 		return false
 	}
 	defer w.wmu.Unlock()
+	w.drainLocked()
+	return true
+}
+
+// drainLocked writes queued replies until the queue is empty. Called with
+// wmu held.
+func (w *replyWriter) drainLocked() {
+	if w.carried != nil {
+		w.sendCarry()
+	}
 	for {
 		w.qmu.Lock()
 		batch := w.pending
@@ -92,7 +111,7 @@ func (w *replyWriter) drainIfFree() bool {
 			if w.drained != nil {
 				w.drained()
 			}
-			return true
+			return
 		}
 		w.writeBatch(batch)
 		w.qmu.Lock()
@@ -113,6 +132,8 @@ func (w *replyWriter) dropPending() {
 	w.pending = nil
 	w.qmu.Unlock()
 	w.recycle(left)
+	w.recycle(w.carried)
+	w.carried, w.carry = nil, nil
 }
 
 // writeBatch sends replies with one writev, then recycles their buffers

@@ -63,6 +63,7 @@ type DeviceCounters struct {
 	LoadFails  atomic.Uint64 // tables refused by LoadText
 	Destroying atomic.Int64  // tables waiting for their holders to drain
 	DrainWait  Histogram     // how long each destroy waited
+	Async      atomic.Uint64 // requests started asynchronously (device_async.go)
 }
 
 // NewDevice makes a device with no tables. readOnly refuses writes and opens

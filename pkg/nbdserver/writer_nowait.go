@@ -1,0 +1,143 @@
+package nbdserver
+
+import (
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// Writing replies where waiting is not allowed: an asynchronous request's
+// completion runs on a goroutine other connections share (a remote leg's
+// reply reader). Most of the time the socket takes a batch of replies at
+// once, and handing them to a flusher goroutine would only add a wake-up
+// per batch; so the completion tries a non-blocking writev itself, and
+// only what the socket does not take (a client slow to read) is left to
+// the flusher.
+
+// writeNoWait writes the queued replies without waiting for anything: not
+// for wmu, not for the socket. It reports true when nothing is left for
+// a flusher to do: the queue is written, or another goroutine holds wmu
+// (every holder looks at the queue again after it lets go: flushQueue,
+// flush, and this), or a carry is waiting (the flusher that was started
+// for it writes the queue after it). It reports false when a flusher must
+// write the rest: what the socket did not take, or a queue it cannot
+// write here. TLS connections and spliced replies (their data is moved
+// from a pipe, which may wait) are always left to the flusher.
+func (c *conn) writeNoWait() bool {
+	w := &c.writer
+	if w.raw == nil || w.gather != nil {
+		return false
+	}
+	for {
+		if !w.wmu.TryLock() {
+			return true
+		}
+		ok := w.writeQueueNoWait()
+		w.wmu.Unlock()
+		if !ok {
+			return false
+		}
+		if !w.hasPending() {
+			return true
+		}
+	}
+}
+
+// writeQueueNoWait is writeNoWait's write of the queue, with wmu held. It
+// reports false when a flusher must write the rest.
+func (w *replyWriter) writeQueueNoWait() bool {
+	if w.carried != nil {
+		return true // its flusher writes the queue once the carry is out
+	}
+	w.qmu.Lock()
+	batch := w.pending
+	for _, r := range batch {
+		if r.pipe != nil {
+			w.qmu.Unlock()
+			return false
+		}
+	}
+	w.pending, w.spare = w.spare[:0], nil
+	w.qmu.Unlock()
+	bufs := w.vec[:0]
+	for _, r := range batch {
+		bufs = append(bufs, r.head[:r.headLen])
+		if len(r.data) > 0 {
+			bufs = append(bufs, r.data)
+		}
+	}
+	rest := w.tryWrite(bufs)
+	if len(rest) > 0 {
+		w.carry, w.carried = rest, batch
+		w.carrying.Store(true)
+		w.vec = nil // carry holds the vector now
+		return false
+	}
+	clear(bufs)
+	w.vec = bufs[:0]
+	w.recycle(batch)
+	w.qmu.Lock()
+	if w.spare == nil {
+		w.spare = batch[:0]
+	}
+	w.qmu.Unlock()
+	return true
+}
+
+// tryWrite writes as much of bufs as the socket takes now, and returns
+// what it did not take. A broken writer drops everything; a failed write
+// marks it broken. Called with wmu held.
+func (w *replyWriter) tryWrite(bufs net.Buffers) net.Buffers {
+	for len(bufs) > 0 && !w.broken {
+		var n int
+		var werr error
+		err := w.raw.Write(func(fd uintptr) bool {
+			for {
+				n, werr = unix.Writev(int(fd), bufs)
+				if werr != unix.EINTR {
+					return true // never wait: EAGAIN leaves the rest
+				}
+			}
+		})
+		switch {
+		case werr == unix.EAGAIN:
+			return bufs
+		case err == nil && werr != nil:
+			err = werr
+		}
+		if err != nil {
+			w.fail(err)
+			return nil
+		}
+		consume(&bufs, n)
+	}
+	return nil
+}
+
+// consume drops the first n bytes of v, as a write of them does.
+func consume(v *net.Buffers, n int) {
+	for len(*v) > 0 {
+		b := (*v)[0]
+		if n < len(b) {
+			(*v)[0] = b[n:]
+			return
+		}
+		n -= len(b)
+		(*v)[0] = nil
+		*v = (*v)[1:]
+	}
+}
+
+// sendCarry sends the carry a non-blocking write left, waiting for the
+// socket, then recycles its batch. Called with wmu held.
+func (w *replyWriter) sendCarry() {
+	batch := w.carried
+	w.carried = nil
+	defer w.carrying.Store(false)
+	defer w.recycle(batch)
+	if !w.broken {
+		w.writeOut(&w.carry)
+	}
+	clear(w.carry)
+	w.carry = nil
+}

@@ -1,0 +1,21 @@
+package targets
+
+import "context"
+
+// linear over a remote device takes requests asynchronously (see
+// AsyncTarget); over a local file it does not.
+
+var _ AsyncTarget = (*linear)(nil)
+
+// CanAsync says whether the device is remote.
+func (l *linear) CanAsync() bool { return l.dev.Remote() }
+
+// ReadAsync starts a read of the remote device at the target's offset.
+func (l *linear) ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
+	return l.dev.ReadAsync(ctx, p, l.offset+off, func(err error) { done(l.count(err)) })
+}
+
+// WriteAsync starts a write to the remote device at the target's offset.
+func (l *linear) WriteAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
+	return l.dev.WriteAsync(ctx, p, l.offset+off, func(err error) { done(l.count(err)) })
+}

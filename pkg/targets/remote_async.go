@@ -1,0 +1,41 @@
+package targets
+
+import "context"
+
+// AsyncTarget is an optional Target capability: a target over a remote
+// device starts a request and returns, and done gets its result later,
+// from the device's reply reader (see nbdclient's async calls). The table
+// uses it for a request that lies within this one target, so that its
+// server need not park a goroutine per request on a remote leg.
+//
+// ReadAsync and WriteAsync report false, having done nothing and never to
+// call done, when they cannot start the request at once; the caller then
+// does it with ReadAt or WriteAt. Reporting true, they call done exactly
+// once, perhaps before they return. done must not block (it runs on a
+// reader that other devices' requests share), and p must stay valid
+// until done is called. Writes have no FUA here: those take WriteAt.
+type AsyncTarget interface {
+	// CanAsync says whether this target may take requests asynchronously
+	// at all (a linear target over a remote device), so that a table
+	// asks before it holds anything for the request.
+	CanAsync() bool
+	ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool
+	WriteAsync(ctx context.Context, p []byte, off int64, done func(error)) bool
+}
+
+// ReadAsync starts a read of a remote device (see AsyncTarget); a local
+// device reports false, as pread has no asynchronous form here.
+func (d *Dev) ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
+	if d.remote == nil {
+		return false
+	}
+	return d.remote.ReadAsync(ctx, p, off, func(err error) { done(d.remoteErr("read", off, err)) })
+}
+
+// WriteAsync starts a write to a remote device (see AsyncTarget).
+func (d *Dev) WriteAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
+	if d.remote == nil {
+		return false
+	}
+	return d.remote.WriteAsync(ctx, p, off, func(err error) { done(d.remoteErr("write", off, err)) })
+}
