@@ -48,6 +48,7 @@ var (
 	_ nbdserver.SpliceReader = attachExport{}
 	_ nbdserver.FUAWriter    = attachExport{}
 	_ nbdserver.Syncer       = attachExport{}
+	_ nbdserver.AsyncExport  = attachExport{}
 )
 
 func (attachExport) Size() int64 { return unboundedSize }

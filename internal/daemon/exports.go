@@ -68,6 +68,9 @@ var (
 	_ nbdserver.Export       = (*deviceExport)(nil)
 	_ nbdserver.SpliceReader = (*deviceExport)(nil)
 	_ nbdserver.FUAWriter    = (*deviceExport)(nil)
+	// Requests on a remote leg complete on its reply reader (table's
+	// device_async.go).
+	_ nbdserver.AsyncExport = (*deviceExport)(nil)
 	// Sync (table.Device's): a disconnect's flush reaches no target's
 	// FlushRequest, so log-writes logs no FLUSH that no client sent.
 	_ nbdserver.Syncer = (*deviceExport)(nil)
