@@ -26,6 +26,11 @@ import (
 // only queues the reply there (see asyncReq.done). Writes with FUA are
 // not offered (served the usual way).
 type AsyncExport interface {
+	// MayAsync says, cheaply, whether the export might take any request
+	// now (its table has a remote leg at all): when it says no, the
+	// server offers nothing and prepares nothing for the offer, so an
+	// export over local files pays one call per request for the path.
+	MayAsync() bool
 	ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool
 	WriteAsync(ctx context.Context, p []byte, off int64, done func(error)) bool
 }
@@ -46,7 +51,7 @@ type asyncReq struct {
 // A taken request counts in inflight and in async until done; its budget
 // goes back when its reply is written, as any reply's does.
 func (c *conn) startAsync(w *work) bool {
-	if c.async == nil || w.r.length == 0 {
+	if c.async == nil || w.r.length == 0 || !c.async.MayAsync() {
 		return false
 	}
 	r := w.r

@@ -45,6 +45,8 @@ func newLeg(t *testing.T, m *memExport) *legExport {
 	return l
 }
 
+func (l *legExport) MayAsync() bool { return !l.refuse.Load() }
+
 func (l *legExport) ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
 	if l.refuse.Load() {
 		return false

@@ -22,6 +22,14 @@ import (
 	"github.com/gdm-project/gdm/pkg/targets"
 )
 
+// MayAsync says whether the live table has a target that takes requests
+// asynchronously (nbdserver.AsyncExport): a device of local files answers
+// no with one look at its table.
+func (d *Device) MayAsync() bool {
+	t := d.live.Load()
+	return t != nil && t.traits().asyncs
+}
+
 // ReadAsync starts a read of len(p) bytes at off (see the top of this
 // file and nbdserver.AsyncExport); false: do it with ReadAt.
 func (d *Device) ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
@@ -45,7 +53,7 @@ func (d *Device) WriteAsync(ctx context.Context, p []byte, off int64, done func(
 func (d *Device) startAsync(ctx context.Context, op Op, p []byte, off int64, done func(error)) bool {
 	n := int64(len(p))
 	t := d.live.Load()
-	if t == nil || n == 0 || d.gate.Load() != nil || t.check(off, n, op) != nil {
+	if t == nil || n == 0 || !t.traits().asyncs || d.gate.Load() != nil || t.check(off, n, op) != nil {
 		return false
 	}
 	i, tOff, m := t.locate(off, n)

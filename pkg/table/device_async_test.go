@@ -23,6 +23,14 @@ func TestAsyncRemoteLinear(t *testing.T) {
 	f := testkit.Sparse(t, t.TempDir(), "f", 1<<20)
 	d := newLiveDevice(t, "0 1024 linear "+s.URI("a")+" 8\n1024 1024 linear "+f+" 0")
 	defer d.Close()
+	if !d.MayAsync() {
+		t.Fatal("MayAsync: a table with a remote leg says no")
+	}
+	local := newLiveDevice(t, "0 1024 linear "+f+" 0")
+	defer local.Close()
+	if local.MayAsync() {
+		t.Fatal("MayAsync: a table of local files says yes")
+	}
 	ctx := context.Background()
 	gate := make(chan struct{})
 	m.SetGate(gate)

@@ -23,6 +23,10 @@ type traits struct {
 	discards bool
 	// hides: some target's TABLE status differs from its canonical args.
 	hides bool
+	// asyncs: some target takes requests asynchronously (a linear target
+	// over a remote device), so a request is worth offering to that path;
+	// a table of local files skips it with one look (device_async.go).
+	asyncs bool
 }
 
 // traits scans the targets on the first call.
@@ -43,6 +47,9 @@ func (t *Table) traits() *traits {
 			}
 			if d, ok := tg.(targets.Discarder); ok && !d.SupportsDiscard() {
 				tr.discards = false
+			}
+			if a, ok := tg.(targets.AsyncTarget); ok && a.CanAsync() {
+				tr.asyncs = true
 			}
 			if !tr.hides && tg.Status(targets.StatusTable) != "" {
 				tr.hides = true

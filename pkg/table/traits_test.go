@@ -7,7 +7,8 @@ import (
 
 // TestTraits checks what a table's targets give as a whole, from one scan:
 // the largest logical block size, discards only when every target takes
-// them, and hidden args (crypt's key) when any target hides its own; a
+// them, hidden args (crypt's key) when any target hides its own, and no
+// asynchronous path without a remote device; a
 // later target still counts after an earlier one has settled a trait.
 func TestTraits(t *testing.T) {
 	img, key, crypt := cryptDisk(t)
@@ -31,6 +32,9 @@ func TestTraits(t *testing.T) {
 			}
 			if got := tb.SupportsDiscard(); got != c.discards {
 				t.Errorf("SupportsDiscard = %v, want %v", got, c.discards)
+			}
+			if tb.traits().asyncs {
+				t.Error("a table of local devices offers requests to the asynchronous path")
 			}
 			if got := tb.hidesArgs(); got != c.hides {
 				t.Errorf("hidesArgs = %v, want %v", got, c.hides)
