@@ -129,27 +129,37 @@ func (e *originEntry) write(src *Dev, off, n int64, do func() error) error {
 
 // copyOut gives s the old data of the chunks [off, off+n) touches that it
 // has no exception for, in one commit, copied run by run (copyChunks). The
-// caller holds their range.
+// caller holds their range. Their COW chunks are taken in one lock hold
+// (prepareRun), so that they lie end to end and each run is one write:
+// taken one at a time, they alternated with those of the other origin
+// writes in flight, and a 1 MiB write over 4 KiB chunks cost 256 writes to
+// the COW device (fio's 1M seqwrite qd8 on an origin, 2026-12-03).
 func (s *snapshot) copyOut(src *Dev, off, n int64) {
 	st := s.store.Load()
 	if valid, _ := st.state(); !valid || n <= 0 {
 		return
 	}
-	cs := st.lay.chunk
-	var pairs []snapPair // a rewrite copies nothing
-	for c := off / cs; c <= (off+n-1)/cs; c++ {
-		if _, ok := st.lookup(uint64(c)); ok {
-			continue
+	var olds []uint64 // a rewrite copies nothing
+	for at, end := off, off+n; at < end; {
+		r := st.nextRun(at, end-at)
+		for i := range r.n {
+			if !r.mapped {
+				olds = append(olds, r.chunk+uint64(i))
+			}
 		}
-		nw, err := st.prepare()
-		if err != nil {
-			s.copyFailed(st, uint64(c), err)
-			return
-		}
-		pairs = append(pairs, snapPair{old: uint64(c), new: nw})
+		at += r.size
 	}
-	if len(pairs) == 0 {
+	if len(olds) == 0 {
 		return
+	}
+	news, err := st.prepareRun(len(olds))
+	if err != nil {
+		s.copyFailed(st, olds[len(news)], err)
+		return
+	}
+	pairs := make([]snapPair, len(olds))
+	for i, old := range olds {
+		pairs[i] = snapPair{old: old, new: news[i]}
 	}
 	if err := copyChunks(src, st, pairs); err != nil {
 		s.copyFailed(st, pairs[0].old, err)

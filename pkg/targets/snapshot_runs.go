@@ -66,40 +66,60 @@ func runLen(pairs []snapPair, key func(snapPair) uint64, limit int) int {
 	return n
 }
 
-func pairOld(p snapPair) uint64 { return p.old }
 func pairNew(p snapPair) uint64 { return p.new }
 
-// maxCopyBytes bounds the buffer of one copy: a run of consecutive origin
-// chunks longer than this is read in parts.
+// maxCopyBytes bounds the buffer of one copy: pairs whose origin chunks
+// span more than this are read in parts.
 const maxCopyBytes = 4 << 20
 
-// copyChunks copies the origin chunks of pairs to their COW chunks: each
-// run of consecutive origin chunks with one read, each part of it whose
-// COW chunks are consecutive too with one write. A chunk that runs past
-// the origin's end is padded with zeros.
+// maxCopyGap is the most of the origin between two chunks to copy that a
+// copy reads and drops rather than make a second read: about what one
+// more system call costs in copying, on any machine (a read from the page
+// cache moves some GiB/s; the call costs a microsecond or two).
+const maxCopyGap = 16 << 10
+
+// copyChunks copies the origin chunks of pairs (ascending origin chunks)
+// to their COW chunks. Origin chunks close together are one read, with
+// the chunks between them read and dropped (an origin write over chunks
+// that earlier 4 KiB writes left copied here and there has such gaps
+// every few chunks), and their COW chunks are written gathered
+// (snapshot_gather.go): one call when they lie end to end, as those of
+// one origin write do. A chunk that runs past the origin's end is padded
+// with zeros.
 func copyChunks(src *Dev, st *cowStore, pairs []snapPair) error {
 	cs := st.lay.chunk
 	var buf []byte
+	var ios []cowIO
 	for len(pairs) > 0 {
-		run := pairs[:runLen(pairs, pairOld, max(1, int(maxCopyBytes/cs)))]
-		pairs = pairs[len(run):]
-		size := int64(len(run)) * cs
+		first := pairs[0].old
+		n := 1
+		for n < len(pairs) {
+			gap := int64(pairs[n].old-pairs[n-1].old-1) * cs
+			if gap > maxCopyGap || int64(pairs[n].old-first+1)*cs > maxCopyBytes {
+				break
+			}
+			n++
+		}
+		span := pairs[:n]
+		pairs = pairs[n:]
+		size := int64(span[n-1].old-first+1) * cs
 		if int64(len(buf)) < size {
 			buf = make([]byte, size)
 		}
 		b := buf[:size]
-		at := int64(run[0].old) * cs
+		at := int64(first) * cs
 		k := min(size, max(src.Size()-at, 0))
 		if err := src.ReadAt(b[:k], at); err != nil {
 			return err
 		}
 		clear(b[k:])
-		for len(run) > 0 {
-			m := runLen(run, pairNew, len(run))
-			if err := st.dev.WriteAt(b[:int64(m)*cs], int64(run[0].new)*cs); err != nil {
-				return err
-			}
-			b, run = b[int64(m)*cs:], run[m:]
+		ios = ios[:0]
+		for _, p := range span {
+			from := int64(p.old-first) * cs
+			ios = append(ios, cowIO{at: int64(p.new) * cs, p: b[from : from+cs]})
+		}
+		if err := gathered(st.dev, ios, true); err != nil {
+			return err
 		}
 	}
 	return nil

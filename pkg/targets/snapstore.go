@@ -153,15 +153,8 @@ func (s *cowStore) state() (valid, overflowed bool) {
 	return s.valid, s.overflowed
 }
 
-// prepare allocates a COW chunk for a new exception, stepping over
-// metadata areas; errCowFull when the device has none left.
-func (s *cowStore) prepare() (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.prepareLocked()
-}
-
-// prepareRun allocates COW chunks for n new exceptions under one hold of
+// prepareRun allocates COW chunks for n new exceptions, stepping over
+// metadata areas, under one hold of
 // the lock, as many as there is room for (then errCowFull): a write's run
 // gets consecutive COW chunks (metadata areas aside) even while other
 // writes allocate at once, so its data is one write, and a later read of
@@ -181,7 +174,8 @@ func (s *cowStore) prepareRun(n int) ([]uint64, error) {
 	return got, nil
 }
 
-// prepareLocked is prepare's work; s.mu held.
+// prepareLocked allocates one COW chunk (errCowFull when the device has
+// none left); s.mu held.
 func (s *cowStore) prepareLocked() (uint64, error) {
 	if !s.valid {
 		return 0, ErrSnapInvalid
