@@ -1,7 +1,6 @@
 package targets
 
 import (
-	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,7 +54,7 @@ func (w *logWriter) state() (entries, next uint64, enabled bool) {
 // sector-aligned) with flags: data is copied, as the caller's buffer is
 // reused once the write returns.
 func pendingWrite(off int64, data []byte, flags uint64) logPending {
-	buf := getLogBuf(logSectorSize + len(data))
+	buf := getBuf(logSectorSize + len(data))
 	copy(buf[logSectorSize:], data)
 	return logPending{buf: buf, entry: logwrites.Entry{
 		Sector: uint64(off / logSectorSize), NrSectors: uint64(len(data) / logSectorSize), Flags: flags}}
@@ -64,7 +63,7 @@ func pendingWrite(off int64, data []byte, flags uint64) logPending {
 // pendingRange is a pending entry without data: a discard, or a zeroed
 // range.
 func pendingRange(off, n int64, flags uint64, zero bool) logPending {
-	return logPending{zero: zero, buf: getLogBuf(logSectorSize), entry: logwrites.Entry{
+	return logPending{zero: zero, buf: getBuf(logSectorSize), entry: logwrites.Entry{
 		Sector: uint64(off / logSectorSize), NrSectors: uint64(n / logSectorSize), Flags: flags}}
 }
 
@@ -130,7 +129,7 @@ func (w *logWriter) mark(name string) {
 // (the space stays counted, as dm's status shows it); a FUA write or a
 // mark then rewrites the super block. A failed log write stops logging too.
 func (w *logWriter) appendLocked(p logPending) {
-	defer putLogBuf(p.buf)
+	defer putBuf(p.buf)
 	if !w.on.Load() {
 		return
 	}
@@ -161,25 +160,4 @@ func (w *logWriter) requeue(batch []logPending) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.unflushed = append(batch, w.unflushed...)
-}
-
-// logBufPools recycle pending buffers by power-of-two capacity: a write
-// waiting for a flush holds a copy of its data, and fresh memory for each
-// (page faults and zeroing included) cost more than the copy itself. Every
-// byte of a recycled buffer is written before use (the entry sector by
-// AppendEntry, the data by copy), so nothing stale reaches the log.
-var logBufPools [40]sync.Pool
-
-func getLogBuf(n int) []byte {
-	c := max(bits.Len(uint(n-1)), 12)
-	if v := logBufPools[c].Get(); v != nil {
-		return (*v.(*[]byte))[:n]
-	}
-	return make([]byte, n, 1<<c)
-}
-
-func putLogBuf(b []byte) {
-	if c := bits.Len(uint(cap(b) - 1)); cap(b) == 1<<c && c < len(logBufPools) {
-		logBufPools[c].Put(&b)
-	}
 }

@@ -139,17 +139,9 @@ func (s *snapshot) copyOut(src *Dev, off, n int64) {
 	if valid, _ := st.state(); !valid || n <= 0 {
 		return
 	}
-	var olds []uint64 // a rewrite copies nothing
-	for at, end := off, off+n; at < end; {
-		r := st.nextRun(at, end-at)
-		for i := range r.n {
-			if !r.mapped {
-				olds = append(olds, r.chunk+uint64(i))
-			}
-		}
-		at += r.size
-	}
-	if len(olds) == 0 {
+	cs := st.lay.chunk
+	olds := st.unmapped(uint64(off/cs), uint64((off+n-1)/cs))
+	if len(olds) == 0 { // a rewrite copies nothing
 		return
 	}
 	news, err := st.prepareRun(len(olds))

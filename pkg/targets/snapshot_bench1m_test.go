@@ -71,6 +71,9 @@ func BenchmarkSnapshot1M(b *testing.B) {
 	b.Run("variant=origin-first", func(b *testing.B) {
 		fresh(b, setup, func(o, _ *snapTable, off int64) error { return o.tg.WriteAt(ctx, p, off, 0) })
 	})
+	b.Run("variant=origin-sprinkled", func(b *testing.B) {
+		fresh(b, sprinkled, func(o, _ *snapTable, off int64) error { return o.tg.WriteAt(ctx, p, off, 0) })
+	})
 	b.Run("variant=snap-rewrite", func(b *testing.B) {
 		_, s := setup(b)
 		for off := int64(0); off < size; off += mib {

@@ -89,6 +89,7 @@ const maxCopyGap = 16 << 10
 func copyChunks(src *Dev, st *cowStore, pairs []snapPair) error {
 	cs := st.lay.chunk
 	var buf []byte
+	defer func() { putBuf(buf) }()
 	var ios []cowIO
 	for len(pairs) > 0 {
 		first := pairs[0].old
@@ -103,8 +104,9 @@ func copyChunks(src *Dev, st *cowStore, pairs []snapPair) error {
 		span := pairs[:n]
 		pairs = pairs[n:]
 		size := int64(span[n-1].old-first+1) * cs
-		if int64(len(buf)) < size {
-			buf = make([]byte, size)
+		if int64(cap(buf)) < size {
+			putBuf(buf)
+			buf = getBuf(int(size))
 		}
 		b := buf[:size]
 		at := int64(first) * cs

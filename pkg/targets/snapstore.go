@@ -146,6 +146,21 @@ func (s *cowStore) lookup(old uint64) (uint64, bool) {
 	return n, ok
 }
 
+// unmapped is the chunks of [first, last] that have no exception, looked
+// up under one read lock: an origin write over chunks that are all mapped
+// (the common case once a snapshot is old) costs one lookup per chunk.
+func (s *cowStore) unmapped(first, last uint64) []uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var olds []uint64
+	for c := first; c <= last; c++ {
+		if _, ok := s.table[c]; !ok {
+			olds = append(olds, c)
+		}
+	}
+	return olds
+}
+
 // state is the snapshot's condition for status and I/O: valid, overflowed.
 func (s *cowStore) state() (valid, overflowed bool) {
 	s.mu.RLock()
