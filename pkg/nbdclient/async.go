@@ -2,7 +2,6 @@ package nbdclient
 
 import (
 	"context"
-	"fmt"
 )
 
 // Asynchronous calls: a server that serves a table over a remote device
@@ -120,8 +119,7 @@ func (cl *Client) pickLive() *conn {
 func (c *conn) completeAsync(cl *call, res result) {
 	if shuttingDown(res.err) {
 		go func() {
-			cl.client.hangUpAll()
-			cl.res.err = fmt.Errorf("%w: %w", ErrDisconnected, res.err)
+			cl.res.err = cl.client.leaveShuttingDown(res.err)
 			cl.client.retryAsync(cl)
 		}()
 		return

@@ -168,10 +168,17 @@ func (cl *Client) attempt(ctx context.Context, deadline time.Time, req request, 
 	}
 	res := c.do(ctx, deadline, req, payload, buf, pipe)
 	if shuttingDown(res.err) {
-		cl.hangUpAll()
-		res.err = fmt.Errorf("%w: %w", ErrDisconnected, res.err)
+		res.err = cl.leaveShuttingDown(res.err)
 	}
 	return res
+}
+
+// leaveShuttingDown hangs up on a server that answered err, shutting
+// down (it waits for every connection to go), and returns the error the
+// request gets: ErrDisconnected, which may be retried.
+func (cl *Client) leaveShuttingDown(err error) error {
+	cl.hangUpAll()
+	return fmt.Errorf("%w: %w", ErrDisconnected, err)
 }
 
 // retriable says whether a first attempt that ended in err is sent once

@@ -17,7 +17,6 @@ package table
 
 import (
 	"context"
-	"time"
 
 	"github.com/gdm-project/gdm/pkg/targets"
 )
@@ -64,17 +63,10 @@ func (d *Device) startAsync(ctx context.Context, op Op, p []byte, off int64, don
 	if ok, _ := d.tryGet(t); !ok {
 		return false // suspended, quiescing or swapped: the usual way
 	}
-	timed := d.timeIO.Load()
-	var start time.Duration
-	if timed {
-		start = time.Since(monoEpoch)
-	}
+	clock := d.startClock()
 	complete := func(err error) {
 		t.stats.record(i, op, n, err)
-		d.stats.IO.record(op, n, err)
-		if timed {
-			d.stats.Latency[op].Observe(time.Since(monoEpoch) - start)
-		}
+		d.count(op, n, err, clock)
 		done(err)
 		t.Put()
 	}

@@ -15,13 +15,32 @@ import (
 // monotonic counter, where time.Now reads the wall clock too.
 var monoEpoch = time.Now()
 
+// ioClock is when an I/O began, if the device times its I/O.
+type ioClock struct {
+	timed bool
+	start time.Duration
+}
+
+// startClock starts an I/O's clock.
+func (d *Device) startClock() ioClock {
+	if !d.timeIO.Load() {
+		return ioClock{}
+	}
+	return ioClock{timed: true, start: time.Since(monoEpoch)}
+}
+
+// count counts a finished I/O in the device's statistics, and its latency
+// if it was timed.
+func (d *Device) count(op Op, n int64, err error, c ioClock) {
+	d.stats.IO.record(op, n, err)
+	if c.timed {
+		d.stats.Latency[op].Observe(time.Since(monoEpoch) - c.start)
+	}
+}
+
 // io runs one I/O on the live table, counting it.
 func (d *Device) io(ctx context.Context, op Op, n int64, fn func(t *Table) error) error {
-	timed := d.timeIO.Load()
-	var start time.Duration
-	if timed {
-		start = time.Since(monoEpoch)
-	}
+	clock := d.startClock()
 	t, err := d.Get(ctx)
 	if err == nil {
 		err = fn(t)
@@ -30,10 +49,7 @@ func (d *Device) io(ctx context.Context, op Op, n int64, fn func(t *Table) error
 	if err == targets.ErrPipeFull {
 		return err // not done: the caller reads the ordinary way, counted then
 	}
-	d.stats.IO.record(op, n, err)
-	if timed {
-		d.stats.Latency[op].Observe(time.Since(monoEpoch) - start)
-	}
+	d.count(op, n, err, clock)
 	return err
 }
 

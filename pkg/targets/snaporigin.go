@@ -130,10 +130,9 @@ func (e *originEntry) write(src *Dev, off, n int64, do func() error) error {
 // copyOut gives s the old data of the chunks [off, off+n) touches that it
 // has no exception for, in one commit, copied run by run (copyChunks). The
 // caller holds their range. Their COW chunks are taken in one lock hold
-// (prepareRun), so that they lie end to end and each run is one write:
-// taken one at a time, they alternated with those of the other origin
-// writes in flight, and a 1 MiB write over 4 KiB chunks cost 256 writes to
-// the COW device (fio's 1M seqwrite qd8 on an origin, 2026-12-03).
+// (prepareRun), so that they lie end to end and are one write: taken one
+// at a time, they alternated with those of the other origin writes in
+// flight, and a copy was cut into several writes.
 func (s *snapshot) copyOut(src *Dev, off, n int64) {
 	st := s.store.Load()
 	if valid, _ := st.state(); !valid || n <= 0 {
@@ -144,14 +143,10 @@ func (s *snapshot) copyOut(src *Dev, off, n int64) {
 	if len(olds) == 0 { // a rewrite copies nothing
 		return
 	}
-	news, err := st.prepareRun(len(olds))
+	pairs, err := st.prepareRun(len(olds), func(i int) uint64 { return olds[i] })
 	if err != nil {
-		s.copyFailed(st, olds[len(news)], err)
+		s.copyFailed(st, olds[len(pairs)], err)
 		return
-	}
-	pairs := make([]snapPair, len(olds))
-	for i, old := range olds {
-		pairs[i] = snapPair{old: old, new: news[i]}
 	}
 	if err := copyChunks(src, st, pairs); err != nil {
 		s.copyFailed(st, pairs[0].old, err)

@@ -181,7 +181,7 @@ func (s *snapshot) writeNew(st *cowStore, r chunkRun) ([]snapPair, []cowIO, erro
 	var ios []cowIO
 	at := r.in
 	for rest := pairs; len(rest) > 0; {
-		m := runLen(rest, pairNew, len(rest))
+		m := newRunLen(rest)
 		k := min(int64(m)*cs-at, int64(len(q)))
 		ios = append(ios, cowIO{at: int64(rest[0].new)*cs + at, p: q[:k]})
 		q, rest, at = q[k:], rest[m:], 0
@@ -193,11 +193,7 @@ func (s *snapshot) writeNew(st *cowStore, r chunkRun) ([]snapPair, []cowIO, erro
 // for, consecutive ones (cowStore.prepareRun); full is the error the rest
 // of the run gets (nil: none).
 func (s *snapshot) allocate(st *cowStore, r chunkRun) (pairs []snapPair, full error) {
-	news, err := st.prepareRun(r.n)
-	pairs = make([]snapPair, len(news))
-	for i, nw := range news {
-		pairs[i] = snapPair{old: r.chunk + uint64(i), new: nw}
-	}
+	pairs, err := st.prepareRun(r.n, func(i int) uint64 { return r.chunk + uint64(i) })
 	switch {
 	case err == nil:
 		return pairs, nil

@@ -56,17 +56,15 @@ func (s *cowStore) nextRun(off, length int64) chunkRun {
 	return r
 }
 
-// runLen is how many pairs from the first on have key one more than the
-// previous one's, at most limit.
-func runLen(pairs []snapPair, key func(snapPair) uint64, limit int) int {
+// newRunLen is how many pairs from the first on have COW chunks end to
+// end.
+func newRunLen(pairs []snapPair) int {
 	n := 1
-	for n < len(pairs) && n < limit && key(pairs[n]) == key(pairs[0])+uint64(n) {
+	for n < len(pairs) && pairs[n].new == pairs[0].new+uint64(n) {
 		n++
 	}
 	return n
 }
-
-func pairNew(p snapPair) uint64 { return p.new }
 
 // maxCopyBytes bounds the buffer of one copy: pairs whose origin chunks
 // span more than this are read in parts.
@@ -77,6 +75,20 @@ const maxCopyBytes = 4 << 20
 // more system call costs in copying, on any machine (a read from the page
 // cache moves some GiB/s; the call costs a microsecond or two).
 const maxCopyGap = 16 << 10
+
+// spanLen is how many pairs from the first on copyChunks reads with one
+// read: origin chunks no more than maxCopyGap apart, within maxCopyBytes.
+func spanLen(pairs []snapPair, cs int64) int {
+	n := 1
+	for n < len(pairs) {
+		gap := int64(pairs[n].old-pairs[n-1].old-1) * cs
+		if gap > maxCopyGap || int64(pairs[n].old-pairs[0].old+1)*cs > maxCopyBytes {
+			break
+		}
+		n++
+	}
+	return n
+}
 
 // copyChunks copies the origin chunks of pairs (ascending origin chunks)
 // to their COW chunks. Origin chunks close together are one read, with
@@ -93,14 +105,7 @@ func copyChunks(src *Dev, st *cowStore, pairs []snapPair) error {
 	var ios []cowIO
 	for len(pairs) > 0 {
 		first := pairs[0].old
-		n := 1
-		for n < len(pairs) {
-			gap := int64(pairs[n].old-pairs[n-1].old-1) * cs
-			if gap > maxCopyGap || int64(pairs[n].old-first+1)*cs > maxCopyBytes {
-				break
-			}
-			n++
-		}
+		n := spanLen(pairs, cs)
 		span := pairs[:n]
 		pairs = pairs[n:]
 		size := int64(span[n-1].old-first+1) * cs

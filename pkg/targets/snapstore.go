@@ -168,25 +168,25 @@ func (s *cowStore) state() (valid, overflowed bool) {
 	return s.valid, s.overflowed
 }
 
-// prepareRun allocates COW chunks for n new exceptions, stepping over
-// metadata areas, under one hold of
-// the lock, as many as there is room for (then errCowFull): a write's run
-// gets consecutive COW chunks (metadata areas aside) even while other
-// writes allocate at once, so its data is one write, and a later read of
-// it one call (snapshot_gather.go), where chunks taken one lock at a time
-// could alternate with another writer's.
-func (s *cowStore) prepareRun(n int) ([]uint64, error) {
+// prepareRun pairs origin chunks old(0) .. old(n-1) with new COW chunks,
+// stepping over metadata areas, under one hold of the lock, as many as
+// there is room for (then errCowFull): a request's chunks get consecutive
+// COW chunks (metadata areas aside) even while other writes allocate at
+// once, so their data is one write, and a later read of them one call
+// (snapshot_gather.go), where chunks taken one lock at a time could
+// alternate with another writer's.
+func (s *cowStore) prepareRun(n int, old func(i int) uint64) ([]snapPair, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	got := make([]uint64, 0, n)
-	for range n {
+	pairs := make([]snapPair, 0, n)
+	for i := range n {
 		nw, err := s.prepareLocked()
 		if err != nil {
-			return got, err
+			return pairs, err
 		}
-		got = append(got, nw)
+		pairs = append(pairs, snapPair{old: old(i), new: nw})
 	}
-	return got, nil
+	return pairs, nil
 }
 
 // prepareLocked allocates one COW chunk (errCowFull when the device has
