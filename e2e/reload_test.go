@@ -26,9 +26,15 @@ func twoLayouts(file string, sectors int) (one, many string) {
 // returns the error count it reports.
 func fioVerify(t *testing.T, uri string, sizeMiB int, seed int) (int, string) {
 	t.Helper()
+	return fioVerifySizes(t, uri, sizeMiB, seed, "4k-64k")
+}
+
+// fioVerifySizes is fioVerify with writes of the sizes in bsrange.
+func fioVerifySizes(t *testing.T, uri string, sizeMiB int, seed int, bsrange string) (int, string) {
+	t.Helper()
 	per := sizeMiB / 4
 	out := run(t, "fio", "--name=reload", "--ioengine=nbd", "--uri="+uri,
-		"--rw=randwrite", "--bsrange=4k-64k", "--iodepth=8", "--numjobs=4",
+		"--rw=randwrite", "--bsrange="+bsrange, "--iodepth=8", "--numjobs=4",
 		fmt.Sprintf("--size=%dm", per), fmt.Sprintf("--offset_increment=%dm", per),
 		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", fmt.Sprintf("--randseed=%d", seed),
 		"--group_reporting", "--output-format=json")

@@ -15,8 +15,10 @@ import (
 // reader completes them: nbdserver's async.go, table's device_async.go):
 // fio writes and verifies through it while its table is reloaded and
 // resumed again and again, between one target over the leg and two over
-// the same leg; no I/O error, no verify failure, and the daemon's metric
-// says the asynchronous path served requests.
+// the same leg; no I/O error, no verify failure, and the daemon's metrics
+// say the asynchronous path served requests, and that large writes went
+// from fio's socket to the leg's through a pipe (nbdserver's
+// splicewrite.go).
 func TestRemoteLegAsync(t *testing.T) {
 	testkit.NeedTool(t, "fio")
 	const sizeMiB = 32
@@ -45,36 +47,54 @@ func TestRemoteLegAsync(t *testing.T) {
 		done <- nil
 	}()
 	deadline := time.Now().Add(3 * time.Minute)
-	for runs := 0; ; runs++ {
-		if n, out := fioVerify(t, front.uri("f"), sizeMiB, runs); n != 0 {
+	reloaded := false
+	// Every other run writes 64 KiB to 1 MiB: those over 64 KiB go through
+	// a pipe (spliced writes). Runs go on until the reloads are over and
+	// there was a run of each.
+	for runs := 0; !reloaded || runs < 2; runs++ {
+		if n, out := fioVerifySizes(t, front.uri("f"), sizeMiB, runs, []string{"4k-64k", "64k-1m"}[runs%2]); n != 0 {
 			t.Fatalf("fio reported %d errors over the leg:\n%s", n, out)
 		}
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
+		if !reloaded {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				reloaded = true
+				t.Logf("40 reloads during %d fio runs, no errors", runs+1)
+			default:
 			}
-			t.Logf("40 reloads during %d fio runs, no errors", runs+1)
-			if got := asyncServed(t, front); got == 0 {
-				t.Fatalf("gdm_nbd_async_requests_total is 0: no request over the leg took the asynchronous path")
-			} else {
-				t.Logf("%d requests served asynchronously", got)
-			}
-			return
-		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the reloads did not finish in time")
 		}
+	}
+	if got := asyncServed(t, front); got == 0 {
+		t.Fatalf("gdm_nbd_async_requests_total is 0: no request over the leg took the asynchronous path")
+	} else {
+		t.Logf("%d requests served asynchronously", got)
+	}
+	if got := metricValue(t, front, "gdm_nbd_spliced_writes_total"); got == 0 {
+		t.Fatalf("gdm_nbd_spliced_writes_total is 0: no large write over the leg went through a pipe")
+	} else {
+		t.Logf("%d writes spliced", got)
 	}
 }
 
 // asyncServed is the daemon's gdm_nbd_async_requests_total.
 func asyncServed(t *testing.T, d *daemon) int64 {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^gdm_nbd_async_requests_total (\d+)$`).FindStringSubmatch(scrape(t, d))
+	return metricValue(t, d, "gdm_nbd_async_requests_total")
+}
+
+// metricValue is the value of the daemon's metric name (one without
+// labels).
+func metricValue(t *testing.T, d *daemon, name string) int64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindStringSubmatch(scrape(t, d))
 	if m == nil {
-		t.Fatal("no gdm_nbd_async_requests_total in the metrics")
+		t.Fatalf("no %s in the metrics", name)
 	}
 	n, _ := strconv.ParseInt(m[1], 10, 64)
 	return n

@@ -49,6 +49,7 @@ var (
 	_ nbdserver.FUAWriter    = attachExport{}
 	_ nbdserver.Syncer       = attachExport{}
 	_ nbdserver.AsyncExport  = attachExport{}
+	_ nbdserver.SpliceWriter = attachExport{}
 )
 
 func (attachExport) Size() int64 { return unboundedSize }

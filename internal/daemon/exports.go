@@ -71,6 +71,9 @@ var (
 	// Requests on a remote leg complete on its reply reader (table's
 	// device_async.go).
 	_ nbdserver.AsyncExport = (*deviceExport)(nil)
+	// Large writes to a remote leg go from the client's socket to the
+	// leg's through a pipe (nbdserver's splicewrite.go).
+	_ nbdserver.SpliceWriter = (*deviceExport)(nil)
 	// Sync (table.Device's): a disconnect's flush reaches no target's
 	// FlushRequest, so log-writes logs no FLUSH that no client sent.
 	_ nbdserver.Syncer = (*deviceExport)(nil)

@@ -44,7 +44,7 @@ func (cl *Client) ReadAsync(ctx context.Context, p []byte, off int64, done func(
 	if cl.info.Structured && cl.info.Flags&FlagSendDF != 0 {
 		flags = cmdFlagDF
 	}
-	return cl.startAsync(ctx, request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(len(p))}, nil, p, done)
+	return cl.startAsync(ctx, request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(len(p))}, nil, p, -1, done)
 }
 
 // WriteAsync starts writing p at off (no FUA: a FUA write takes WriteAt),
@@ -53,18 +53,22 @@ func (cl *Client) WriteAsync(ctx context.Context, p []byte, off int64, done func
 	if cl.writable() != nil || int64(len(p)) > cl.maxRequest() {
 		return false // WriteAt says why, or splits it
 	}
-	return cl.startAsync(ctx, request{typ: cmdWrite, offset: uint64(off), length: uint32(len(p))}, p, nil, done)
+	return cl.startAsync(ctx, request{typ: cmdWrite, offset: uint64(off), length: uint32(len(p))}, p, nil, -1, done)
 }
 
 // startAsync queues req on a live connection with a free slot, and starts
-// a writer if none runs.
-func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []byte, done func(error)) bool {
+// a writer if none runs. src >= 0 is a spliced write's pipe, which only a
+// connection with a descriptor (not TLS) takes.
+func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []byte, src int, done func(error)) bool {
 	n := int64(req.length)
 	if ctx.Err() != nil || n == 0 || cl.check(int64(req.offset), n) != nil {
 		return false
 	}
 	c := cl.pickLive()
 	if c == nil {
+		return false
+	}
+	if src >= 0 && c.raw == nil {
 		return false
 	}
 	select {
@@ -74,6 +78,7 @@ func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []by
 	}
 	call := newCall()
 	call.req, call.payload, call.buf, call.pipe, call.deadline = req, payload, buf, -1, cl.deadline()
+	call.spliced, call.src = src >= 0, src
 	call.async, call.client, call.ctx = done, cl, ctx
 	lead, err := c.enqueue(call)
 	if err != nil {
@@ -157,10 +162,16 @@ func (c *conn) failAsync(calls []*call) {
 func (cl *Client) retryAsync(call *call) {
 	err := call.res.err
 	if retriable(call.ctx, call.deadline, err) {
-		cl.retries.Add(1)
-		req := call.req
-		req.cookie = 0
-		err = cl.attempt(call.ctx, call.deadline, req, call.payload, call.buf, -1).err
+		payload, ok := call.payload, true
+		if call.spliced {
+			payload, ok = unsentPayload(call)
+		}
+		if ok {
+			cl.retries.Add(1)
+			req := call.req
+			req.cookie = 0
+			err = cl.attempt(call.ctx, call.deadline, req, payload, call.buf, -1).err
+		}
 	}
 	call.async(err)
 }

@@ -83,6 +83,7 @@ func (o *Options) defaults() {
 type Client struct {
 	opts    Options       // immutable after Dial
 	info    Info          // the first handshake's; redials must match it
+	splices bool          // the first connection has a descriptor (no TLS); immutable
 	conns   []*conn       // slots; an element is guarded by mu
 	next    atomic.Uint32 // round robin over conns
 	dialing chan struct{} // a token: one redial at a time
@@ -113,6 +114,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		return nil, err
 	}
 	cl.info = c.info
+	cl.splices = c.raw != nil
 	n := 1
 	if c.info.Flags&FlagCanMultiConn != 0 {
 		n = opts.MaxConns

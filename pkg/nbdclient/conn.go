@@ -82,10 +82,14 @@ const socketBuffer = 4 << 20
 // read by the waiter after. Calls are reused (callPool) once their waiter
 // has seen them complete and the writer is done with them.
 type call struct {
-	req      request
-	payload  []byte        // a write's data
-	buf      []byte        // a read's destination
-	pipe     int           // a spliced read's destination (splice.go); -1: none
+	req     request
+	payload []byte // a write's data
+	buf     []byte // a read's destination
+	pipe    int    // a spliced read's destination (splice.go); -1: none
+	// spliced says src is a spliced write's payload (splicewrite.go): the
+	// read end of a pipe that holds all of it but payload, its tail.
+	spliced  bool
+	src      int
 	deadline time.Time     // when the request timeout ends it; zero: never
 	done     chan struct{} // capacity 1: one token, when res is set
 	res      result
@@ -200,6 +204,13 @@ func (c *conn) kill(err error) {
 // finish completes a call the reader got the last chunk of, unless kill
 // already failed it.
 func (c *conn) finish(cl *call, res result) {
+	if cl.spliced && pipeHolds(cl.src) > 0 {
+		// Answered before its payload was all sent: the writer may still
+		// be taking from the pipe, which its owner reuses once the call
+		// is done (see repliedEarly).
+		c.kill(errRepliedEarly)
+		return
+	}
 	c.mu.Lock()
 	if c.pending[cl.req.cookie] != cl {
 		c.mu.Unlock()

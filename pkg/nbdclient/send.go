@@ -120,7 +120,8 @@ func (c *conn) writeQueued(leader bool) {
 }
 
 // writeBatch writes the headers and payloads of batch. Called with wmu
-// held.
+// held. A spliced write's payload goes from its pipe into the socket
+// (splicewrite.go), after everything before it.
 func (c *conn) writeBatch(batch []*call) error {
 	need := len(batch) * requestSize
 	if !c.vectored {
@@ -139,6 +140,19 @@ func (c *conn) writeBatch(batch []*call) error {
 		cl.req.encode(b[len(b)-requestSize:])
 		p := cl.payload
 		switch {
+		case cl.spliced:
+			iov = append(iov, b[run:])
+			run = len(b)
+			if err := c.writeSegments(iov); err != nil {
+				return err
+			}
+			iov = c.iov[:0]
+			if err := c.spliceOut(cl.src, int64(int(cl.req.length)-len(p))); err != nil {
+				return fmt.Errorf("nbdclient: send spliced payload: %w", err)
+			}
+			if len(p) > 0 {
+				iov = append(iov, p) // its tail
+			}
 		case len(p) == 0:
 		case !c.vectored && len(p) <= inlineMax:
 			b = append(b, p...)
@@ -150,12 +164,24 @@ func (c *conn) writeBatch(batch []*call) error {
 	if run < len(b) {
 		iov = append(iov, b[run:])
 	}
+	if err := c.writeSegments(iov); err != nil {
+		return err
+	}
+	c.written.Store(batch[len(batch)-1].req.cookie)
+	return nil
+}
+
+// writeSegments writes iov (backed by c.iov's array) with one writev, then
+// drops the callers' payloads from that array. Called with wmu held.
+func (c *conn) writeSegments(iov net.Buffers) error {
+	if len(iov) == 0 {
+		return nil
+	}
 	c.iov = iov
 	_, err := iov.WriteTo(c.nc) // consumes iov, not c.iov
-	clear(c.iov)                // drop the callers' payloads
+	clear(c.iov)
 	if err != nil {
 		return fmt.Errorf("nbdclient: send requests: %w", err)
 	}
-	c.written.Store(batch[len(batch)-1].req.cookie)
 	return nil
 }

@@ -51,6 +51,9 @@ type asyncReq struct {
 // A taken request counts in inflight and in async until done; its budget
 // goes back when its reply is written, as any reply's does.
 func (c *conn) startAsync(w *work) bool {
+	if w.pipe != nil {
+		return c.startSpliceWrite(w)
+	}
 	if c.async == nil || w.r.length == 0 || !c.async.MayAsync() {
 		return false
 	}
@@ -65,7 +68,7 @@ func (c *conn) startAsync(w *work) bool {
 		return false // refused the usual way
 	}
 	a := &asyncReq{c: c, w: *w}
-	c.asyncs.Add(1)
+	c.begin(a)
 	var ok bool
 	if r.typ == cmdRead {
 		a.buf = getBuf(int(r.length))
@@ -77,11 +80,29 @@ func (c *conn) startAsync(w *work) bool {
 		ok = c.async.WriteAsync(c.ctx, w.payload, int64(r.offset), a.done)
 	}
 	if !ok {
-		c.asyncs.Done()
+		c.undo(a)
 		return false
 	}
-	c.srv.stats.AsyncRequests.Add(1)
 	return true
+}
+
+// begin counts a request about to be offered to the export's asynchronous
+// path: before the offer, since its reply may be out before the offer
+// returns. undo takes that back when the export refused it.
+func (c *conn) begin(a *asyncReq) {
+	c.asyncs.Add(1)
+	c.srv.stats.AsyncRequests.Add(1)
+	if a.w.pipe != nil {
+		c.srv.stats.SplicedWrites.Add(1)
+	}
+}
+
+func (c *conn) undo(a *asyncReq) {
+	c.srv.stats.AsyncRequests.Add(^uint64(0))
+	if a.w.pipe != nil {
+		c.srv.stats.SplicedWrites.Add(^uint64(0))
+	}
+	c.asyncs.Done()
 }
 
 // done completes an asynchronous request: it builds the reply and queues
@@ -102,6 +123,9 @@ func (a *asyncReq) done(err error) {
 	default:
 		rep.pooled, rep.data = a.buf, *a.buf
 		c.readReplyHead(rep, r)
+	}
+	if a.w.pipe != nil {
+		c.srv.pipes.putAfter(a.w.pipe, err)
 	}
 	a.w.done()
 	c.inflight.Add(-1)

@@ -47,6 +47,7 @@ type conn struct {
 	metaAllocation bool
 	exp            Export
 	splicer        SpliceReader // exp, when it can splice and nc is a socket
+	writeSplicer   SpliceWriter // likewise, for writes
 	release        func()
 	size           int64
 	flags          uint16

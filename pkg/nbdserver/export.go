@@ -81,6 +81,23 @@ type SpliceReader interface {
 	SpliceRead(ctx context.Context, pipe int, off, length int64) error
 }
 
+// SpliceWriter is an optional Export capability for large writes that an
+// export forwards to another host (a table over a remote leg): the server
+// moves the payload from its client's socket into a pipe with splice(2),
+// never copying it into user space, and SpliceWriteAsync sends it on from
+// there (see splicewrite.go). MaySpliceWrite says, cheaply, whether a
+// write of n bytes at off would be taken now, before the server fills a
+// pipe for it. SpliceWriteAsync then works as AsyncExport's WriteAsync,
+// with the data's first inPipe bytes in pipe (its read end, holding
+// exactly them) and the rest in tail (what did not fit the pipe's
+// slots): reporting false it has done nothing; reporting true, done is
+// called once, after which pipe and tail are the server's again, the pipe
+// empty on success, perhaps holding part of its bytes after an error.
+type SpliceWriter interface {
+	MaySpliceWrite(off, n int64) bool
+	SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool
+}
+
 // FUAWriter is an optional Export capability for writes with FUA:
 // WriteAtFUA writes p at off and returns once that data is durable, made so
 // by what the write reached (a sync of the files it touched) rather than by

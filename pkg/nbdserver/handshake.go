@@ -230,6 +230,9 @@ func (c *conn) open(info ExportInfo) error {
 	if sr, ok := exp.(SpliceReader); ok && c.raw != nil {
 		c.splicer = sr
 	}
+	if sw, ok := exp.(SpliceWriter); ok && c.raw != nil {
+		c.writeSplicer = sw
+	}
 	c.size = exp.Size()
 	c.readOnly = info.ReadOnly
 	c.flags = c.transmissionFlags(info)

@@ -1,6 +1,7 @@
 package nbdserver
 
 import (
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -145,4 +146,24 @@ func (pp *pipePool) trim() {
 func (p *pipe) close() {
 	unix.Close(p.r)
 	unix.Close(p.w)
+}
+
+// spliceSome moves up to n bytes from in to out with non-blocking
+// splice(2) calls, until n are moved or one fails, and returns how many
+// are left. unix.EAGAIN says one side is not ready (wait, then call
+// again); an end of stream is io.ErrUnexpectedEOF.
+func spliceSome(in, out, n int) (int, error) {
+	for n > 0 {
+		m, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return n, err
+		case m == 0:
+			return n, io.ErrUnexpectedEOF
+		}
+		n -= int(m)
+	}
+	return 0, nil
 }

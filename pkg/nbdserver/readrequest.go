@@ -119,9 +119,15 @@ func (c *conn) readPayload(w *work, take bool) bool {
 	if slow {
 		c.setReadDeadline(time.Now().Add(c.srv.PayloadTimeout))
 	}
-	if take && n <= maxTake {
+	var piped bool
+	if c.spliceWritable(w.r) {
+		piped, err = c.readPayloadPipe(w)
+	}
+	switch {
+	case piped || err != nil:
+	case take && n <= maxTake:
 		w.payload, w.pinned, err = c.br.Take(int(n))
-	} else {
+	default:
 		w.pooled = getBuf(int(n))
 		w.payload = *w.pooled
 		_, err = io.ReadFull(c.br, w.payload)

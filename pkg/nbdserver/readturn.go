@@ -55,7 +55,13 @@ type work struct {
 	payload []byte   // a write's data: in pooled, or in the read buffer
 	pooled  *[]byte  // returned to the pool once done
 	pinned  *inchunk // unpinned once done
-	charge  int64
+	// pipe holds the first inPipe bytes of a write's payload, and payload
+	// only the rest, if any (splicewrite.go): startAsync, which every
+	// request read goes through, either hands them on with the request or
+	// copies them into payload.
+	pipe   *pipe
+	inPipe int
+	charge int64
 }
 
 // done gives back the payload's memory.

@@ -43,6 +43,10 @@ type Stats struct {
 	// AsyncRequests counts requests an AsyncExport took, served without a
 	// goroutine waiting for them.
 	AsyncRequests atomic.Uint64
+	// SplicedWrites counts the asynchronous requests among them whose
+	// write payload went from the socket into a pipe and on to the
+	// export's remote without a copy in user space (SpliceWriter).
+	SplicedWrites atomic.Uint64
 	// TLSSessions counts connections that started TLS (NBD_OPT_STARTTLS).
 	TLSSessions atomic.Uint64
 }

@@ -2,7 +2,6 @@ package nbdserver
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -253,23 +252,8 @@ func (w *replyWriter) spliceOut(p *pipe, n int) error {
 	w.armWrite() // the poller behind raw.Write honours nc's write deadline
 	var serr error
 	err := w.raw.Write(func(fd uintptr) bool {
-		for n > 0 {
-			m, err := unix.Splice(p.r, nil, int(fd), nil, n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return false // the socket is full: wait until it drains
-			case err != nil:
-				serr = err
-				return true
-			case m == 0:
-				serr = io.ErrUnexpectedEOF
-				return true
-			}
-			n -= int(m)
-		}
-		return true
+		n, serr = spliceSome(p.r, int(fd), n)
+		return serr != unix.EAGAIN // EAGAIN: the socket is full, wait until it drains
 	})
 	if err != nil {
 		return err

@@ -44,13 +44,50 @@ func (d *Device) WriteAsync(ctx context.Context, p []byte, off int64, done func(
 	return d.startAsync(ctx, OpWrite, p, off, done)
 }
 
+// MaySpliceWrite says, asking the live table only, whether a write of n
+// bytes at off lies within one target that splices writes
+// (nbdserver.SpliceWriter), so that the server puts its payload in a
+// pipe.
+func (d *Device) MaySpliceWrite(off, n int64) bool {
+	t := d.live.Load()
+	if d.readOnly || t == nil || n == 0 || !t.traits().asyncs || d.gate.Load() != nil || t.check(off, n, OpWrite) != nil {
+		return false
+	}
+	i, _, m := t.locate(off, n)
+	at, ok := t.targets[i].(targets.AsyncTarget)
+	return ok && m == n && at.CanAsync() && at.CanSpliceWrite()
+}
+
+// SpliceWriteAsync starts a write at off of inPipe bytes taken from pipe
+// (the read end of a pipe(2) holding exactly them), then tail (see
+// targets.AsyncTarget.SpliceWriteAsync); false: write them with WriteAt.
+// After an error the pipe may still hold part of its bytes.
+func (d *Device) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool {
+	if d.readOnly {
+		return false
+	}
+	return d.startAsyncOp(OpWrite, inPipe+int64(len(tail)), off, done, func(at targets.AsyncTarget, tOff int64, complete func(error)) bool {
+		return at.SpliceWriteAsync(ctx, pipe, inPipe, tail, tOff, complete)
+	})
+}
+
 // startAsync starts op on the live table's target if the whole range lies
-// in one that takes it (asked before holding anything: tables are
-// immutable, so a table just read from the slot can be looked at even if
-// a swap is retiring it; tryGet then decides). The holder it takes is put
-// after done has run.
+// in one that takes it (see startAsyncOp).
 func (d *Device) startAsync(ctx context.Context, op Op, p []byte, off int64, done func(error)) bool {
-	n := int64(len(p))
+	return d.startAsyncOp(op, int64(len(p)), off, done, func(at targets.AsyncTarget, tOff int64, complete func(error)) bool {
+		if op == OpWrite {
+			return at.WriteAsync(ctx, p, tOff, complete)
+		}
+		return at.ReadAsync(ctx, p, tOff, complete)
+	})
+}
+
+// startAsyncOp starts an op of n bytes at off with start, on the live
+// table's target, if the whole range lies in one that takes it (asked
+// before holding anything: tables are immutable, so a table just read
+// from the slot can be looked at even if a swap is retiring it; tryGet
+// then decides). The holder it takes is put after done has run.
+func (d *Device) startAsyncOp(op Op, n, off int64, done func(error), start func(at targets.AsyncTarget, tOff int64, complete func(error)) bool) bool {
 	t := d.live.Load()
 	if t == nil || n == 0 || !t.traits().asyncs || d.gate.Load() != nil || t.check(off, n, op) != nil {
 		return false
@@ -70,12 +107,7 @@ func (d *Device) startAsync(ctx context.Context, op Op, p []byte, off int64, don
 		done(err)
 		t.Put()
 	}
-	if op == OpWrite {
-		ok = at.WriteAsync(ctx, p, tOff, complete)
-	} else {
-		ok = at.ReadAsync(ctx, p, tOff, complete)
-	}
-	if !ok {
+	if !start(at, tOff, complete) {
 		t.Put()
 		return false
 	}

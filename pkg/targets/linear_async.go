@@ -10,6 +10,9 @@ var _ AsyncTarget = (*linear)(nil)
 // CanAsync says whether the device is remote.
 func (l *linear) CanAsync() bool { return l.dev.Remote() }
 
+// CanSpliceWrite says whether the remote device can splice writes.
+func (l *linear) CanSpliceWrite() bool { return l.dev.SplicesWrites() }
+
 // ReadAsync starts a read of the remote device at the target's offset.
 func (l *linear) ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
 	return l.dev.ReadAsync(ctx, p, l.offset+off, func(err error) { done(l.count(err)) })
@@ -18,4 +21,10 @@ func (l *linear) ReadAsync(ctx context.Context, p []byte, off int64, done func(e
 // WriteAsync starts a write to the remote device at the target's offset.
 func (l *linear) WriteAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
 	return l.dev.WriteAsync(ctx, p, l.offset+off, func(err error) { done(l.count(err)) })
+}
+
+// SpliceWriteAsync starts a write to the remote device at the target's
+// offset, its data taken from pipe, then tail.
+func (l *linear) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool {
+	return l.dev.SpliceWriteAsync(ctx, pipe, inPipe, tail, l.offset+off, func(err error) { done(l.count(err)) })
 }

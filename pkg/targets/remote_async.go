@@ -19,8 +19,17 @@ type AsyncTarget interface {
 	// at all (a linear target over a remote device), so that a table
 	// asks before it holds anything for the request.
 	CanAsync() bool
+	// CanSpliceWrite says likewise whether SpliceWriteAsync may take
+	// writes (a remote connection with a descriptor: not TLS).
+	CanSpliceWrite() bool
 	ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool
 	WriteAsync(ctx context.Context, p []byte, off int64, done func(error)) bool
+	// SpliceWriteAsync is WriteAsync with the data's first inPipe bytes
+	// in pipe (the read end of a pipe(2) holding exactly them), which the
+	// remote's connection splices into its socket, and the rest in tail
+	// (nbdclient.SpliceWriteAsync). After an error the pipe may still
+	// hold part of its bytes.
+	SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool
 }
 
 // ReadAsync starts a read of a remote device (see AsyncTarget); a local
@@ -39,3 +48,16 @@ func (d *Dev) WriteAsync(ctx context.Context, p []byte, off int64, done func(err
 	}
 	return d.remote.WriteAsync(ctx, p, off, func(err error) { done(d.remoteErr("write", off, err)) })
 }
+
+// SpliceWriteAsync starts a write to a remote device of inPipe bytes
+// taken from pipe, then tail (see AsyncTarget).
+func (d *Dev) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool {
+	if d.remote == nil {
+		return false
+	}
+	return d.remote.SpliceWriteAsync(ctx, pipe, inPipe, tail, off, func(err error) { done(d.remoteErr("write", off, err)) })
+}
+
+// SplicesWrites says whether the device is remote and its connections can
+// splice writes (nbdclient.Client.SplicesWrites).
+func (d *Dev) SplicesWrites() bool { return d.remote != nil && d.remote.SplicesWrites() }

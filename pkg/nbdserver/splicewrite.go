@@ -1,0 +1,201 @@
+package nbdserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/sys/unix"
+)
+
+// Spliced writes: a large write that the export forwards to another host
+// (SpliceWriter: a table over a remote leg) has its payload moved from
+// the client's socket into a pipe with splice(2), and the export's remote
+// connection splices it on into its own socket. Read into memory and
+// written out again, each byte was copied twice on this host; through the
+// pipe it is not copied at all where the kernel can pass pages on (a UNIX
+// socket's since Linux 6.5), and never more than once.
+//
+// The payload is in the pipe before the request is offered, so a client
+// that sends it slowly holds up only its own reading turn, never the
+// remote connection, which other clients share. What the read buffer
+// already holds of the payload is copied into the pipe first. A pipe has a
+// slot per piece the socket hands it, and a payload that came in many
+// small pieces may run out of slots before bytes: what is left then is
+// read into memory, and goes out after the pipe's part as the write's
+// tail. A request the export then refuses (or that check refuses) has its
+// payload copied out of the pipe into memory (unpipe) and is served the
+// usual way.
+
+// spliceWritable says whether write r's payload goes into a pipe: large
+// enough to be worth it (more than the read buffer would keep, and at
+// least spliceMin), small enough for a pipe, no FUA (FUA writes are not
+// asynchronous), and the export would take it.
+func (c *conn) spliceWritable(r request) bool {
+	n := int64(r.length)
+	return c.writeSplicer != nil && n > maxTake && n >= spliceMin && n <= pipeSize &&
+		r.flags&cmdFlagFUA == 0 && c.writeSplicer.MaySpliceWrite(int64(r.offset), n)
+}
+
+// readPayloadPipe reads w's payload into a pipe. It reports false, having
+// read nothing, when no pipe is to be had: read it the usual way. An error
+// is a payload that did not arrive (a dead socket, the payload timeout);
+// the pipe is then discarded.
+func (c *conn) readPayloadPipe(w *work) (bool, error) {
+	p := c.srv.pipes.get()
+	if p == nil {
+		return false, nil
+	}
+	n := int(w.r.length)
+	if n > p.size {
+		c.srv.pipes.put(p)
+		return false, nil
+	}
+	left := n
+	if k := min(c.br.Buffered(), n); k > 0 {
+		b, _ := c.br.Peek(k)
+		err := writeAll(p.w, b)
+		c.br.Discard(k)
+		left -= k
+		if err != nil {
+			c.srv.pipes.discard(p)
+			return true, err
+		}
+	}
+	err := c.spliceFromSocket(p.w, left)
+	if errors.Is(err, errPipeFull) {
+		// The payload came in so many small pieces (a slot each) that
+		// the pipe ran out of slots before bytes: the rest is the tail,
+		// read into memory.
+		if have := queued(p.r, unix.TIOCINQ); have < 0 || have > n {
+			err = fmt.Errorf("nbdserver: a pipe holds %d bytes of a %d-byte payload", have, n)
+		} else {
+			w.pooled = getBuf(n - have)
+			w.payload = *w.pooled
+			_, err = io.ReadFull(c.br, w.payload)
+		}
+	}
+	if err != nil {
+		c.srv.pipes.discard(p)
+		return true, err
+	}
+	w.pipe, w.inPipe = p, n-len(w.payload)
+	return true, nil
+}
+
+// errPipeFull is a pipe that has no slot left for more of a payload.
+var errPipeFull = errors.New("nbdserver: pipe full")
+
+// spliceFromSocket moves n bytes from the client's socket into pipe,
+// waiting for the socket as a read does (and under its deadline). The
+// pipe has room for the bytes, but perhaps not slots for their pieces
+// (errPipeFull).
+func (c *conn) spliceFromSocket(pipe, n int) error {
+	var serr error
+	rerr := c.raw.Read(func(fd uintptr) bool {
+		n, serr = spliceSome(int(fd), pipe, n)
+		if serr == unix.EAGAIN {
+			if queued(int(fd), unix.SIOCINQ) <= 0 {
+				return false // wait for the client
+			}
+			serr = errPipeFull
+		}
+		return true
+	})
+	if rerr != nil {
+		return rerr
+	}
+	return serr
+}
+
+// startSpliceWrite offers a write whose payload is in a pipe (and its
+// tail, if any, in memory) to the export (see startAsync); refused, the
+// payload is copied into memory and the request served the usual way.
+func (c *conn) startSpliceWrite(w *work) bool {
+	r := w.r
+	if c.check(r) == 0 {
+		a := &asyncReq{c: c, w: *w}
+		c.begin(a)
+		if c.writeSplicer.SpliceWriteAsync(c.ctx, w.pipe.r, int64(w.inPipe), w.payload, int64(r.offset), a.done) {
+			return true
+		}
+		c.undo(a)
+	}
+	c.unpipe(w)
+	return false
+}
+
+// unpipe moves w's payload from its pipe (and tail) into memory. The pipe
+// holds its part whole; failing to read it back is a bug, and the panic
+// ends the connection (the reader's recover) rather than write anything
+// else.
+func (c *conn) unpipe(w *work) {
+	p, k := w.pipe, w.inPipe
+	buf := getBuf(int(w.r.length))
+	if err := readAll(p.r, (*buf)[:k]); err != nil {
+		c.srv.pipes.discard(p)
+		putBuf(buf)
+		panic(fmt.Sprintf("nbdserver: write payload lost in its pipe: %v", err))
+	}
+	c.srv.pipes.put(p)
+	copy((*buf)[k:], w.payload)
+	if w.pooled != nil {
+		putBuf(w.pooled)
+	}
+	w.pipe, w.inPipe = nil, 0
+	w.pooled, w.payload = buf, *buf
+}
+
+// putAfter takes back a pipe a spliced write is done with: for reuse when
+// the write succeeded and left it empty, else closed (it may hold part of
+// the payload).
+func (pp *pipePool) putAfter(p *pipe, err error) {
+	if err == nil && queued(p.r, unix.TIOCINQ) == 0 {
+		pp.put(p)
+	} else {
+		pp.discard(p)
+	}
+}
+
+// queued is how many bytes wait to be read in a socket (req SIOCINQ) or
+// a pipe (TIOCINQ, which is FIONREAD); -1 if it cannot tell.
+func queued(fd int, req uint) int {
+	q, err := unix.IoctlGetInt(fd, req)
+	if err != nil {
+		return -1
+	}
+	return q
+}
+
+// writeAll copies b into a pipe with room for it.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		m, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[m:]
+	}
+	return nil
+}
+
+// readAll reads len(b) bytes from a pipe that holds them.
+func readAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		m, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && m == 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return err
+		}
+		b = b[m:]
+	}
+	return nil
+}
