@@ -161,7 +161,7 @@ func (c *conn) readTurn(run *batchRun) (n int, readerServes bool) {
 	}
 	run.items[0] = w
 	n = 1
-	for limit := c.batchLimit(); n < limit && c.br.Buffered() >= requestHeaderSize; {
+	for limit := c.batchLimit(); n < limit && (c.br.Buffered() >= requestHeaderSize || c.readMoreNow()); {
 		if run.items[n], ok = c.readOne(false, readerServes); !ok {
 			break
 		}

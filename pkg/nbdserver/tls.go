@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"os"
+	"time"
 )
 
 // NBD over TLS (proto.md, "TLS support"): the client asks with
@@ -73,4 +75,27 @@ func (c *conn) startTLS(o *option) error {
 	c.srv.stats.TLSSessions.Add(1)
 	c.log = c.log.With("tls", tls.VersionName(tc.ConnectionState().Version))
 	return nil
+}
+
+// longAgo is a read deadline that has passed: a read under it takes only
+// what is there already.
+var longAgo = time.Unix(1, 0)
+
+// readMoreNow, under TLS, reads the next request's header if the session
+// can give it without waiting, so that the reading turn's batch can grow.
+// A TLS session hands out one record per read, so the batch would
+// otherwise end after each request, even with the next ones read off the
+// socket already (in the session's buffer), and each reply would go out
+// as a TLS record and a write of its own.
+func (c *conn) readMoreNow() bool {
+	if c.secure == nil || c.stopped.Load() {
+		return false
+	}
+	c.nc.SetReadDeadline(longAgo)
+	c.br.fill(requestHeaderSize)
+	c.setReadDeadline(time.Time{})
+	if errors.Is(c.br.err, os.ErrDeadlineExceeded) {
+		c.br.err = nil
+	}
+	return c.br.Buffered() >= requestHeaderSize
 }

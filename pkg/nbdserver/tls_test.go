@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,5 +182,99 @@ func TestTLSClientCertificates(t *testing.T) {
 	}
 	if size, _ := c.goExport("a"); size != 1<<20 {
 		t.Fatalf("size %d", size)
+	}
+}
+
+// recordCounter is a socket under a TLS client that can hold the
+// client's writes back and send them as one (cork, uncork), and counts
+// the TLS records the server sends (after counting starts).
+type recordCounter struct {
+	net.Conn
+	corked   bool
+	held     []byte
+	counting atomic.Bool
+	records  atomic.Int64
+	header   []byte // a record header read in part
+	body     int    // bytes of the current record's body still to come
+}
+
+func (r *recordCounter) Write(p []byte) (int, error) {
+	if r.corked {
+		r.held = append(r.held, p...)
+		return len(p), nil
+	}
+	return r.Conn.Write(p)
+}
+
+func (r *recordCounter) uncork() error {
+	r.corked = false
+	_, err := r.Conn.Write(r.held)
+	r.held = nil
+	return err
+}
+
+func (r *recordCounter) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	for b := p[:n]; len(b) > 0; {
+		if r.body > 0 {
+			k := min(r.body, len(b))
+			r.body -= k
+			b = b[k:]
+			continue
+		}
+		k := min(5-len(r.header), len(b))
+		r.header = append(r.header, b[:k]...)
+		b = b[k:]
+		if len(r.header) == 5 {
+			r.body = int(binary.BigEndian.Uint16(r.header[3:]))
+			r.header = r.header[:0]
+			if r.counting.Load() {
+				r.records.Add(1)
+			}
+		}
+	}
+	return n, err
+}
+
+// TestTLSBatchesRecords: requests that reach the server in one read, each
+// in a TLS record of its own, are served as one batch, and their replies
+// go out in one TLS record. (A TLS session hands out a record per read:
+// the batch used to end after each request.)
+func TestTLSBatchesRecords(t *testing.T) {
+	_, sock, certs := tlsServer(t, false, false)
+	c := dial(t, sock)
+	c.hello(clientFixedNewstyle | clientNoZeroes)
+	c.opt(optStartTLS, nil)
+	if typ, d := c.optReply(optStartTLS); typ != repAck {
+		t.Fatalf("STARTTLS: reply %#x %q", typ, d)
+	}
+	rc := &recordCounter{Conn: c.c}
+	tc := tls.Client(rc, clientTLS(certs, false))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.c, c.br = tc, bufio.NewReader(tc)
+	c.goExport("a")
+	c.request(cmdRead, 0, 1, 0, 512, nil) // a round trip: whatever the server sent after the handshake is read
+	if e, _ := c.simple(); e != 0 {
+		t.Fatalf("read: errno %d", e)
+	}
+	c.read(512)
+	rc.counting.Store(true)
+	rc.corked = true
+	for i := range uint64(4) {
+		c.request(cmdRead, 0, 2+i, i*4096, 512, nil) // a record each
+	}
+	if err := rc.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if e, _ := c.simple(); e != 0 {
+			t.Fatalf("read: errno %d", e)
+		}
+		c.read(512)
+	}
+	if n := rc.records.Load(); n != 1 {
+		t.Fatalf("4 replies came in %d TLS records, want 1", n)
 	}
 }
