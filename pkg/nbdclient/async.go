@@ -130,6 +130,7 @@ func (c *conn) completeAsync(cl *call, res result) {
 		return
 	}
 	done := cl.async
+	c.hold(cl.ctx)
 	if c.written.Load() >= cl.req.cookie { // else the writer may still look at it
 		callPool.Put(cl)
 	}

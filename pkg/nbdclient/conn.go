@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gdm-project/gdm/pkg/completion"
 )
 
 // Errors of a request that got no answer from the server. Both wrap EIO,
@@ -47,6 +49,10 @@ type conn struct {
 	// splicing counts the spliced reads in flight: while there are any,
 	// the reader reads headers without reading ahead (see readHead).
 	splicing atomic.Int32
+	// held are the Batchers of the asynchronous calls the reader has
+	// completed since it last read the socket (burst.go); the reader's
+	// only.
+	held []completion.Batcher
 
 	slots chan struct{} // a token per request in flight (the bound)
 
@@ -136,8 +142,9 @@ type Extent struct {
 }
 
 func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int) *conn {
-	c := &conn{nc: nc, r: r, info: info, slots: make(chan struct{}, maxInFlight),
+	c := &conn{nc: nc, info: info, slots: make(chan struct{}, maxInFlight),
 		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc)}
+	c.r = c.burstReader(r)
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}

@@ -11,6 +11,7 @@ import (
 // anything is read or allocated: a server cannot make the client write past
 // a buffer or hold more than one bounded chunk.
 func (c *conn) readLoop() {
+	defer c.releaseHeld()
 	var h [chunkHeaderSize]byte
 	for {
 		if err := c.readReply(h[:]); err != nil {

@@ -62,6 +62,9 @@ func (c *conn) readHead(p []byte) error {
 		return err
 	}
 	k, _ := c.r.Read(p[:min(c.r.Buffered(), len(p))]) // from the buffer only
+	if k < len(p) {
+		c.releaseHeld() // the socket may make it wait
+	}
 	_, err := io.ReadFull(c.nc, p[k:])
 	return err
 }
@@ -111,6 +114,7 @@ func (c *conn) spliceFill(cl *call, off, n int64) error {
 // splice moves n bytes from the socket into pipe, waiting for the socket
 // as a read would; it returns what is left when the pipe fills up.
 func (c *conn) splice(pipe int, n int64) (left int64, err error) {
+	c.releaseHeld() // the socket may make it wait
 	var serr error
 	tries := 0 // EAGAINs in a row with data waiting in the socket
 	rerr := c.raw.Read(func(fd uintptr) bool {

@@ -16,6 +16,15 @@ func (c *conn) queueNoWait(rep *reply) {
 	w.qmu.Lock()
 	w.pending = append(w.pending, rep)
 	w.qmu.Unlock()
+	if c.holds.Load() > 0 {
+		return // the holder's Release writes it, with the rest of its burst
+	}
+	c.writeQueuedNoWait()
+}
+
+// writeQueuedNoWait writes the queued replies if the socket takes them at
+// once, and leaves the rest to a flusher.
+func (c *conn) writeQueuedNoWait() {
 	if c.writeNoWait() {
 		return
 	}
@@ -23,6 +32,25 @@ func (c *conn) queueNoWait(rep *reply) {
 		c.asyncs.Add(1)
 		go c.flush()
 	}
+}
+
+// Hold is a completer's word (completion.Batcher) that completions of
+// this connection's requests follow in a burst: their replies stay queued
+// until its Release, which writes them together. It counts in asyncs, so
+// that the connection does not end (and drop its queue) under a burst.
+func (c *conn) Hold() {
+	c.asyncs.Add(1)
+	c.holds.Add(1)
+}
+
+// Release ends a burst that Hold began, writing what it left queued
+// (unless another completer still holds: its Release writes them). It
+// never waits: it runs on the completer's goroutine.
+func (c *conn) Release() {
+	if c.holds.Add(-1) == 0 {
+		c.writeQueuedNoWait()
+	}
+	c.asyncs.Done()
 }
 
 // flush writes queued replies until none is left. Unlike a worker it may

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gdm-project/gdm/pkg/completion"
 )
 
 // conn is one client connection. Its goroutines: serve (the handshake,
@@ -108,6 +110,9 @@ type conn struct {
 	asyncs sync.WaitGroup
 	// flushing is set while a reply flusher runs (atomic).
 	flushing atomic.Bool
+	// holds counts the completers holding this connection's replies back
+	// (async_reply.go: completion.Batcher); atomic.
+	holds atomic.Int32
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -123,11 +128,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 		srv:    s,
 		nc:     nc,
 		log:    s.log().With("remote", nc.RemoteAddr().String()),
-		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
 		budget: budget{maxN: maxN, maxBytes: maxBytes, shared: s.shared},
 	}
+	c.ctx = completion.With(ctx, c) // a leg's reader holds replies for a burst
 	c.br = newInbuf(nc)
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
