@@ -211,10 +211,10 @@ func (c *conn) kill(err error) {
 // finish completes a call the reader got the last chunk of, unless kill
 // already failed it.
 func (c *conn) finish(cl *call, res result) {
-	if cl.spliced && pipeHolds(cl.src) > 0 {
+	if cl.spliced && queued(cl.src) > 0 {
 		// Answered before its payload was all sent: the writer may still
 		// be taking from the pipe, which its owner reuses once the call
-		// is done (see repliedEarly).
+		// is done (see errRepliedEarly).
 		c.kill(errRepliedEarly)
 		return
 	}

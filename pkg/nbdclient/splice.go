@@ -123,7 +123,7 @@ func (c *conn) splice(pipe int, n int64) (left int64, err error) {
 			if err == unix.EAGAIN {
 				// Either the socket is empty (wait for it) or the pipe is
 				// full: data that stays waiting over two tries says the pipe.
-				if !dataWaiting(int(fd)) {
+				if queued(int(fd)) == 0 {
 					return false
 				}
 				if tries++; tries < 2 {
@@ -161,10 +161,14 @@ func spliceIn(fd, pipe int, n int64) (int64, error) {
 	}
 }
 
-// dataWaiting says whether socket fd has bytes to read.
-func dataWaiting(fd int) bool {
-	q, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
-	return err == nil && q > 0
+// queued is how many bytes wait to be read in socket or pipe fd
+// (FIONREAD); 0 if it cannot tell.
+func queued(fd int) int {
+	q, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD, SIOCINQ on a socket
+	if err != nil {
+		return 0
+	}
+	return q
 }
 
 // writePipe copies b into pipe.

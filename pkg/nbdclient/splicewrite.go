@@ -63,7 +63,7 @@ func (c *conn) spliceOut(pipe int, n int64) error {
 			switch {
 			case err == unix.EINTR:
 				continue
-			case err == unix.EAGAIN && pipeHolds(pipe) > 0:
+			case err == unix.EAGAIN && queued(pipe) > 0:
 				return false // the socket is full: wait for room
 			case err == unix.EAGAIN, err == nil && m == 0:
 				serr = fmt.Errorf("pipe short of the payload by %d bytes", n)
@@ -82,20 +82,11 @@ func (c *conn) spliceOut(pipe int, n int64) error {
 	return serr
 }
 
-// pipeHolds is how many bytes pipe holds (0 if it cannot tell).
-func pipeHolds(pipe int) int {
-	q, err := unix.IoctlGetInt(pipe, unix.TIOCINQ) // FIONREAD
-	if err != nil {
-		return 0
-	}
-	return q
-}
-
 // unsentPayload reads a failed spliced write's payload out of its pipe,
 // with its tail, for a retry; false when part of it had been sent already.
 func unsentPayload(cl *call) ([]byte, bool) {
 	n := int(cl.req.length) - len(cl.payload)
-	if pipeHolds(cl.src) != n {
+	if queued(cl.src) != n {
 		return nil, false
 	}
 	p := make([]byte, n, int(cl.req.length))

@@ -63,7 +63,7 @@ func TestSpliceWrite(t *testing.T) {
 		if !bytes.Equal(m.At(int(off), n), spliced) || !bytes.Equal(m.At(int(off)+n, 4096), plain) {
 			t.Fatalf("%d bytes: the writes did not land", n)
 		}
-		if k := pipeHolds(pipe); k != 0 {
+		if k := queued(pipe); k != 0 {
 			t.Fatalf("%d bytes left in the pipe", k)
 		}
 	}

@@ -67,7 +67,7 @@ func (c *conn) readPayloadPipe(w *work) (bool, error) {
 		// The payload came in so many small pieces (a slot each) that
 		// the pipe ran out of slots before bytes: the rest is the tail,
 		// read into memory.
-		if have := queued(p.r, unix.TIOCINQ); have < 0 || have > n {
+		if have := queued(p.r); have < 0 || have > n {
 			err = fmt.Errorf("nbdserver: a pipe holds %d bytes of a %d-byte payload", have, n)
 		} else {
 			w.pooled = getBuf(n - have)
@@ -95,7 +95,7 @@ func (c *conn) spliceFromSocket(pipe, n int) error {
 	rerr := c.raw.Read(func(fd uintptr) bool {
 		n, serr = spliceSome(int(fd), pipe, n)
 		if serr == unix.EAGAIN {
-			if queued(int(fd), unix.SIOCINQ) <= 0 {
+			if queued(int(fd)) <= 0 {
 				return false // wait for the client
 			}
 			serr = errPipeFull
@@ -150,17 +150,17 @@ func (c *conn) unpipe(w *work) {
 // the write succeeded and left it empty, else closed (it may hold part of
 // the payload).
 func (pp *pipePool) putAfter(p *pipe, err error) {
-	if err == nil && queued(p.r, unix.TIOCINQ) == 0 {
+	if err == nil && queued(p.r) == 0 {
 		pp.put(p)
 	} else {
 		pp.discard(p)
 	}
 }
 
-// queued is how many bytes wait to be read in a socket (req SIOCINQ) or
-// a pipe (TIOCINQ, which is FIONREAD); -1 if it cannot tell.
-func queued(fd int, req uint) int {
-	q, err := unix.IoctlGetInt(fd, req)
+// queued is how many bytes wait to be read in socket or pipe fd
+// (FIONREAD); -1 if it cannot tell.
+func queued(fd int) int {
+	q, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD, SIOCINQ on a socket
 	if err != nil {
 		return -1
 	}

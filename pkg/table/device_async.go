@@ -49,13 +49,11 @@ func (d *Device) WriteAsync(ctx context.Context, p []byte, off int64, done func(
 // (nbdserver.SpliceWriter), so that the server puts its payload in a
 // pipe.
 func (d *Device) MaySpliceWrite(off, n int64) bool {
-	t := d.live.Load()
-	if d.readOnly || t == nil || n == 0 || !t.traits().asyncs || d.gate.Load() != nil || t.check(off, n, OpWrite) != nil {
+	if d.readOnly {
 		return false
 	}
-	i, _, m := t.locate(off, n)
-	at, ok := t.targets[i].(targets.AsyncTarget)
-	return ok && m == n && at.CanAsync() && at.CanSpliceWrite()
+	_, _, _, at := d.asyncTarget(OpWrite, off, n)
+	return at != nil && at.CanSpliceWrite()
 }
 
 // SpliceWriteAsync starts a write at off of inPipe bytes taken from pipe
@@ -82,19 +80,31 @@ func (d *Device) startAsync(ctx context.Context, op Op, p []byte, off int64, don
 	})
 }
 
-// startAsyncOp starts an op of n bytes at off with start, on the live
-// table's target, if the whole range lies in one that takes it (asked
-// before holding anything: tables are immutable, so a table just read
-// from the slot can be looked at even if a swap is retiring it; tryGet
-// then decides). The holder it takes is put after done has run.
-func (d *Device) startAsyncOp(op Op, n, off int64, done func(error), start func(at targets.AsyncTarget, tOff int64, complete func(error)) bool) bool {
-	t := d.live.Load()
+// asyncTarget is the live table's target that takes an op of n bytes at
+// off asynchronously, with the table, the target's index and the offset
+// in it; at is nil when the range does not lie whole in such a target.
+// Asked before holding anything: tables are immutable, so a table just
+// read from the slot can be looked at even if a swap is retiring it.
+func (d *Device) asyncTarget(op Op, off, n int64) (t *Table, i int, tOff int64, at targets.AsyncTarget) {
+	t = d.live.Load()
 	if t == nil || n == 0 || !t.traits().asyncs || d.gate.Load() != nil || t.check(off, n, op) != nil {
-		return false
+		return nil, 0, 0, nil
 	}
 	i, tOff, m := t.locate(off, n)
 	at, ok := t.targets[i].(targets.AsyncTarget)
 	if !ok || m != n || !at.CanAsync() {
+		return nil, 0, 0, nil
+	}
+	return t, i, tOff, at
+}
+
+// startAsyncOp starts an op of n bytes at off with start, on the live
+// table's target, if the whole range lies in one that takes it
+// (asyncTarget; tryGet then decides). The holder it takes is put after
+// done has run.
+func (d *Device) startAsyncOp(op Op, n, off int64, done func(error), start func(at targets.AsyncTarget, tOff int64, complete func(error)) bool) bool {
+	t, i, tOff, at := d.asyncTarget(op, off, n)
+	if at == nil {
 		return false
 	}
 	if ok, _ := d.tryGet(t); !ok {
