@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // spliceLeg is a legExport that also takes writes from a pipe
@@ -152,5 +155,34 @@ func TestSpliceWriteTrickled(t *testing.T) {
 	}
 	if n := s.Stats().SplicedWrites.Load(); n != 1 || leg.tails.Load() != 1 {
 		t.Fatalf("%d writes spliced, %d with a tail; want 1, with a tail", n, leg.tails.Load())
+	}
+}
+
+// TestSpliceWritePipeBound: spliced writes take their pipes from the same
+// bounded pool as spliced reads. With MaxPipes 1 and the first write's
+// pipe held by the leg, the second write is refused a pipe (counted) and
+// read into memory instead; both land.
+func TestSpliceWritePipeBound(t *testing.T) {
+	m := newMem(4 << 20)
+	leg := newSpliceLeg(t, m)
+	gate := make(chan struct{})
+	leg.gate.Store(&gate)
+	s, sock := startServer(t, testExports{"a": m}, func(s *Server) { s.MaxPipes = 1 })
+	c := dial(t, sock)
+	c.connect("a", false)
+	first, second := bytes.Repeat([]byte{1}, 1<<20), bytes.Repeat([]byte{2}, 1<<20)
+	c.write(requestBytes(requestBytes(nil, cmdWrite, 0, 1, 0, 1<<20, first), cmdWrite, 0, 2, 2<<20, 1<<20, second))
+	testkit.WaitFor(t, 10*time.Second, "both writes at the leg", func() bool { return len(leg.jobs) == 1 && s.Stats().AsyncRequests.Load() == 2 })
+	if n, refused := s.Stats().SplicedWrites.Load(), s.Stats().PipesRefused.Load(); n != 1 || refused != 1 || s.pipes.Open() != 1 {
+		t.Fatalf("%d writes spliced, %d refused a pipe, %d pipes open; want 1, 1, 1", n, refused, s.pipes.Open())
+	}
+	close(gate)
+	for range 2 {
+		if errno, _ := c.simple(); errno != 0 {
+			t.Fatalf("write: errno %d", errno)
+		}
+	}
+	if d := memData(m); !bytes.Equal(d[:1<<20], first) || !bytes.Equal(d[2<<20:3<<20], second) {
+		t.Fatal("the writes did not land")
 	}
 }
