@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdm-project/gdm/internal/loopport"
 	"github.com/gdm-project/gdm/internal/testkit"
 )
 
@@ -55,13 +56,14 @@ type daemon struct {
 	extraArg []string
 }
 
+// freePort is a loopback address for a server the test starts, never one
+// handed out before in this run (loopport says why).
 func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // startDaemon starts gdm serve with its state in dir (a new temp dir if "").

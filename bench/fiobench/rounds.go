@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gdm-project/gdm/internal/loopport"
 )
 
 // bench is one run: the servers, where each listens, and the served file.
@@ -35,32 +37,67 @@ func (b *bench) endpoints() {
 	for i, s := range b.servers {
 		b.eps[i] = endpoint{"unix", filepath.Join(b.work, s.name+".sock")}
 		if b.cfg.tcp {
-			b.eps[i] = endpoint{"tcp", freePort()}
+			addr, err := loopport.Free()
+			if err != nil {
+				log.Fatal(err)
+			}
+			b.eps[i] = endpoint{"tcp", addr}
 		}
+	}
+}
+
+// proc is a started server; exited is closed once it has ended.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func startProc(cmd *exec.Cmd) (*proc, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd, make(chan struct{})}
+	go func() {
+		p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+func (p *proc) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
 	}
 }
 
 // startAll starts every server and, for gdm's, creates the device; stop
 // kills them all.
-func (b *bench) startAll() (procs []*exec.Cmd, stop func()) {
+func (b *bench) startAll() (procs []*proc, stop func()) {
 	stop = func() {
 		for _, p := range procs {
-			p.Process.Kill()
-			p.Wait()
+			p.cmd.Process.Kill()
+			<-p.exited
 		}
 	}
 	for i, s := range b.servers {
 		if b.eps[i].network == "unix" {
 			os.Remove(b.eps[i].addr)
 		}
-		p := s.start(b.file, b.eps[i])
-		p.Stderr = os.Stderr
-		if err := p.Start(); err != nil {
+		cmd := s.start(b.file, b.eps[i])
+		cmd.Stderr = os.Stderr
+		p, err := startProc(cmd)
+		if err != nil {
 			stop()
 			log.Fatalf("%s: %v", s.name, err)
 		}
 		procs = append(procs, p)
-		waitListening(b.eps[i])
+		if err := waitListening(b.eps[i], p.exited); err != nil {
+			stop()
+			log.Fatalf("%s: %v", s.name, err)
+		}
 		if s.setup != nil {
 			if err := s.setup(b, i); err != nil {
 				stop()
@@ -91,7 +128,7 @@ func (b *bench) rounds() (runs map[string][]result, loads []float64) {
 			for k := range b.servers {
 				i := (k + round) % len(b.servers)
 				loads = append(loads, loadAvg())
-				r, ok := b.one(j, i, procs[i].Process.Pid)
+				r, ok := b.one(j, i, procs[i])
 				key := j.name + "|" + b.servers[i].name
 				// A zero result marks a failed run, which keeps rounds
 				// aligned across servers.
@@ -107,30 +144,52 @@ func (b *bench) rounds() (runs map[string][]result, loads []float64) {
 	return runs, loads
 }
 
-// one runs job j against server i (process pid), with the server's CPU
-// per GiB moved; a failed run is the zero result, and not ok.
-func (b *bench) one(j job, i, pid int) (result, bool) {
-	cpu0 := cpuSeconds(pid)
-	bytes, iops, mibs, err := runFio(b.eps[i].uri(), j, b.cfg.size, b.cfg.runtime)
-	cpu := cpuSeconds(pid) - cpu0
-	if err != nil {
+// one runs job j against server i (process p), with the server's CPU
+// per GiB moved; a failed run is the zero result, and not ok. A server
+// that has ended by the run's end fails it: whatever fio measured was
+// not that server (another process on its port, say), and its CPU time
+// is gone with it.
+func (b *bench) one(j job, i int, p *proc) (result, bool) {
+	fail := func(err error) (result, bool) {
 		log.Printf("%s / %s: %v", b.servers[i].name, j.name, err)
 		return result{}, false
 	}
-	return result{iops, mibs, cpu / (float64(bytes) / (1 << 30))}, true
+	pid := p.cmd.Process.Pid
+	cpu0, err := cpuSeconds(pid)
+	if err != nil {
+		return fail(err)
+	}
+	bytes, iops, mibs, err := runFio(b.eps[i].uri(), j, b.cfg.size, b.cfg.runtime)
+	if err != nil {
+		return fail(err)
+	}
+	cpu1, err := cpuSeconds(pid)
+	if err == nil && p.hasExited() {
+		err = fmt.Errorf("the server exited during the run")
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return result{iops, mibs, (cpu1 - cpu0) / (float64(bytes) / (1 << 30))}, true
 }
 
 // cpuSeconds is utime+stime of a process, from /proc/PID/stat.
-func cpuSeconds(pid int) float64 {
+func cpuSeconds(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	s := string(b)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(fields[11], 64)
-	st, _ := strconv.ParseFloat(fields[12], 64)
-	return (ut + st) / 100 // USER_HZ
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	ut, err1 := strconv.ParseFloat(fields[11], 64)
+	st, err2 := strconv.ParseFloat(fields[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, fields[11], fields[12])
+	}
+	return (ut + st) / 100, nil // USER_HZ
 }
 
 func runFio(uri string, j job, size int64, runtime time.Duration) (bytes int64, iops, mibs float64, err error) {

@@ -4,7 +4,6 @@ package main
 
 import (
 	"fmt"
-	"log"
 	"net"
 	"os"
 	"os/exec"
@@ -139,24 +138,20 @@ func qemuNBD(file string, ep endpoint) *exec.Cmd {
 	return exec.Command("qemu-nbd", append(args, file)...)
 }
 
-// freePort is a loopback TCP address no one listens on now.
-func freePort() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitListening(ep endpoint) {
+// waitListening waits until ep takes connections, or fails once the
+// server has exited (exited closed) or 20 s have gone by.
+func waitListening(ep endpoint, exited <-chan struct{}) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial(ep.network, ep.addr); err == nil {
 			c.Close()
-			return
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-exited:
+			return fmt.Errorf("exited before it listened on %s", ep.addr)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	log.Fatalf("%s never came up", ep.addr)
+	return fmt.Errorf("%s never came up", ep.addr)
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/internal/loopport"
 )
 
 // daemon is one `gdm serve` run under measurement.
@@ -27,12 +27,10 @@ type daemon struct {
 // start runs gdm serve with its state, sockets and log under dir and
 // waits until its control API answers.
 func start(bin, dir string) (*daemon, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	metrics, err := loopport.Free()
 	if err != nil {
 		return nil, err
 	}
-	metrics := l.Addr().String()
-	l.Close()
 	d := &daemon{bin: bin, dir: dir, control: filepath.Join(dir, "control.sock"), metrics: metrics}
 	log, err := os.Create(filepath.Join(dir, "gdm.log"))
 	if err != nil {
