@@ -50,6 +50,7 @@ var (
 	_ nbdserver.Syncer       = attachExport{}
 	_ nbdserver.AsyncExport  = attachExport{}
 	_ nbdserver.SpliceWriter = attachExport{}
+	_ nbdserver.PipeWriter   = attachExport{}
 )
 
 func (attachExport) Size() int64 { return unboundedSize }

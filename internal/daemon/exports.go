@@ -74,6 +74,8 @@ var (
 	// Large writes to a remote leg go from the client's socket to the
 	// leg's through a pipe (nbdserver's splicewrite.go).
 	_ nbdserver.SpliceWriter = (*deviceExport)(nil)
+	// ... and to a local file through a pipe into the file.
+	_ nbdserver.PipeWriter = (*deviceExport)(nil)
 	// Sync (table.Device's): a disconnect's flush reaches no target's
 	// FlushRequest, so log-writes logs no FLUSH that no client sent.
 	_ nbdserver.Syncer = (*deviceExport)(nil)
@@ -92,6 +94,16 @@ func (e *deviceExport) Zero(ctx context.Context, off, length int64, noHole, fast
 // SpliceRead lets the NBD server send large reads without copying them.
 func (e *deviceExport) SpliceRead(ctx context.Context, pipe int, off, length int64) error {
 	err := e.Device.SpliceRead(ctx, pipe, off, length)
+	if err == targets.ErrPipeFull {
+		return fmt.Errorf("%w: %w", nbdserver.ErrNoSplice, err)
+	}
+	return err
+}
+
+// WriteFromPipe lets the NBD server write large writes to local files
+// from the pipe it spliced them into, copied once.
+func (e *deviceExport) WriteFromPipe(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64) error {
+	err := e.Device.WriteFromPipe(ctx, pipe, inPipe, tail, off)
 	if err == targets.ErrPipeFull {
 		return fmt.Errorf("%w: %w", nbdserver.ErrNoSplice, err)
 	}

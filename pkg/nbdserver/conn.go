@@ -49,7 +49,8 @@ type conn struct {
 	metaAllocation bool
 	exp            Export
 	splicer        SpliceReader // exp, when it can splice and nc is a socket
-	writeSplicer   SpliceWriter // likewise, for writes
+	writeSplicer   SpliceWriter // likewise, for writes to a remote leg
+	pipeWriter     PipeWriter   // likewise, for writes to local files
 	release        func()
 	size           int64
 	flags          uint16

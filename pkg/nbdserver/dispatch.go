@@ -26,8 +26,15 @@ func (c *conn) handle(w *work) (rep *reply) {
 			rep.pooled, rep.data, rep.pipe, rep.pipeLen = nil, nil, nil, 0
 			c.refuse(rep, r, errIO) // in the form this command's errors take
 		}
+		if w.pipe != nil {
+			c.srv.pipes.discard(w.pipe) // a write's payload, perhaps in part
+			w.pipe = nil
+		}
 		w.done()
 	}()
+	if w.pipe != nil && c.writeFromPipe(w, rep) {
+		return rep
+	}
 	c.do(r, w.payload, rep)
 	return rep
 }

@@ -98,6 +98,24 @@ type SpliceWriter interface {
 	SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool
 }
 
+// PipeWriter is an optional Export capability for large writes to local
+// files: the server moves the payload from its client's socket into a
+// pipe with splice(2), as for a SpliceWriter, and WriteFromPipe splices
+// it on into the file, so it is copied once (into the page cache), not
+// twice (out of the socket, then into the file). MayWriteFromPipe says,
+// cheaply, whether a write of n bytes at off would be taken now.
+// WriteFromPipe writes the data's first inPipe bytes from pipe (its read
+// end, holding exactly them), then tail, at off, and returns when done;
+// an error wrapping ErrNoSplice means it took nothing from the pipe, and
+// the server writes the payload with WriteAt. After any other error the
+// pipe may hold part of its bytes, and is discarded. Whether this beats
+// reading into memory differs by socket and machine; each connection's
+// tuner decides (knobPipeWrite).
+type PipeWriter interface {
+	MayWriteFromPipe(off, n int64) bool
+	WriteFromPipe(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64) error
+}
+
 // FUAWriter is an optional Export capability for writes with FUA:
 // WriteAtFUA writes p at off and returns once that data is durable, made so
 // by what the write reached (a sync of the files it touched) rather than by

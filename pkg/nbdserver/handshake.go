@@ -233,6 +233,9 @@ func (c *conn) open(info ExportInfo) error {
 	if sw, ok := exp.(SpliceWriter); ok && c.raw != nil {
 		c.writeSplicer = sw
 	}
+	if pw, ok := exp.(PipeWriter); ok && c.raw != nil {
+		c.pipeWriter = pw
+	}
 	c.size = exp.Size()
 	c.readOnly = info.ReadOnly
 	c.flags = c.transmissionFlags(info)

@@ -222,12 +222,15 @@ func (c *conn) tunable() uint8 {
 	if c.spin != nil {
 		mask |= knobSpin
 	}
+	if c.pipeWriter != nil {
+		mask |= knobPipeWrite
+	}
 	return mask
 }
 
 // batchBytes is the data the reads and writes of a batch move, and the
 // knobs its requests could feel: splicing only for reads it may splice
-// (see spliceRead).
+// (see spliceRead), writing from pipes only for writes of that size.
 func batchBytes(items []work) (n int64, touches uint8) {
 	touches = knobReaderServes | knobSpin
 	for i := range items {
@@ -235,8 +238,13 @@ func batchBytes(items []work) (n int64, touches uint8) {
 		if r.typ == cmdRead || r.typ == cmdWrite {
 			n += int64(r.length)
 		}
-		if r.typ == cmdRead && r.length >= spliceMin && r.length <= pipeSize {
-			touches |= knobSplice
+		if r.length >= spliceMin && r.length <= pipeSize {
+			switch r.typ {
+			case cmdRead:
+				touches |= knobSplice
+			case cmdWrite:
+				touches |= knobPipeWrite
+			}
 		}
 	}
 	return n, touches

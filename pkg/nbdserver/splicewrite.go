@@ -30,11 +30,18 @@ import (
 // spliceWritable says whether write r's payload goes into a pipe: large
 // enough to be worth it (more than the read buffer would keep, and at
 // least spliceMin), small enough for a pipe, no FUA (FUA writes are not
-// asynchronous), and the export would take it.
+// asynchronous), and the export would take it: on to a remote leg
+// (SpliceWriter), or, while the tuner finds it pays, into a local file
+// (PipeWriter, see writeFromPipe).
 func (c *conn) spliceWritable(r request) bool {
-	n := int64(r.length)
-	return c.writeSplicer != nil && n > maxTake && n >= spliceMin && n <= pipeSize &&
-		r.flags&cmdFlagFUA == 0 && c.writeSplicer.MaySpliceWrite(int64(r.offset), n)
+	off, n := int64(r.offset), int64(r.length)
+	if n <= maxTake || n < spliceMin || n > pipeSize || r.flags&cmdFlagFUA != 0 {
+		return false
+	}
+	if c.writeSplicer != nil && c.writeSplicer.MaySpliceWrite(off, n) {
+		return true
+	}
+	return c.pipeWriter != nil && c.knobs.Load()&knobPipeWrite != 0 && c.pipeWriter.MayWriteFromPipe(off, n)
 }
 
 // readPayloadPipe reads w's payload into a pipe. It reports false, having
@@ -109,11 +116,11 @@ func (c *conn) spliceFromSocket(pipe, n int) error {
 }
 
 // startSpliceWrite offers a write whose payload is in a pipe (and its
-// tail, if any, in memory) to the export (see startAsync); refused, the
-// payload is copied into memory and the request served the usual way.
+// tail, if any, in memory) to the export's remote leg (see startAsync);
+// refused, it keeps its pipe and is served in its batch (writeFromPipe).
 func (c *conn) startSpliceWrite(w *work) bool {
 	r := w.r
-	if c.check(r) == 0 {
+	if c.writeSplicer != nil && c.check(r) == 0 {
 		a := &asyncReq{c: c, w: *w}
 		c.begin(a)
 		if c.writeSplicer.SpliceWriteAsync(c.ctx, w.pipe.r, int64(w.inPipe), w.payload, int64(r.offset), a.done) {
@@ -121,8 +128,30 @@ func (c *conn) startSpliceWrite(w *work) bool {
 		}
 		c.undo(a)
 	}
-	c.unpipe(w)
 	return false
+}
+
+// writeFromPipe serves write w, whose payload is in a pipe (and its tail,
+// if any, in memory), from the pipe into the export's file when the export
+// takes it (PipeWriter); it reports whether it did. Else the payload is
+// copied into memory (unpipe) for the usual path, which also refuses what
+// check refuses.
+func (c *conn) writeFromPipe(w *work, rep *reply) bool {
+	r := w.r
+	if c.pipeWriter == nil || c.check(r) != 0 {
+		c.unpipe(w)
+		return false
+	}
+	err := c.pipeWriter.WriteFromPipe(c.ctx, w.pipe.r, int64(w.inPipe), w.payload, int64(r.offset))
+	if errors.Is(err, ErrNoSplice) {
+		c.unpipe(w)
+		return false
+	}
+	c.srv.pipes.putAfter(w.pipe, err)
+	w.pipe, w.inPipe = nil, 0
+	c.srv.stats.PipeWrites.Add(1)
+	c.simpleReply(rep, r.cookie, ErrorCode(err))
+	return true
 }
 
 // unpipe moves w's payload from its pipe (and tail) into memory. The pipe
@@ -133,6 +162,7 @@ func (c *conn) unpipe(w *work) {
 	p, k := w.pipe, w.inPipe
 	buf := getBuf(int(w.r.length))
 	if err := readAll(p.r, (*buf)[:k]); err != nil {
+		w.pipe, w.inPipe = nil, 0 // discarded here, not again by handle's recover
 		c.srv.pipes.discard(p)
 		putBuf(buf)
 		panic(fmt.Sprintf("nbdserver: write payload lost in its pipe: %v", err))

@@ -47,6 +47,9 @@ type Stats struct {
 	// write payload went from the socket into a pipe and on to the
 	// export's remote without a copy in user space (SpliceWriter).
 	SplicedWrites atomic.Uint64
+	// PipeWrites counts writes whose payload went from the socket into a
+	// pipe and from there into a local file (PipeWriter).
+	PipeWrites atomic.Uint64
 	// TLSSessions counts connections that started TLS (NBD_OPT_STARTTLS).
 	TLSSessions atomic.Uint64
 }

@@ -124,3 +124,21 @@ func (l *linear) Extents(_ context.Context, off, length int64, emit func(Extent)
 
 // linear's status is Base's: dm's linear target reports nothing in
 // STATUSTYPE_INFO, and its args in STATUSTYPE_TABLE.
+
+var _ PipeWriter = (*linear)(nil)
+
+// CanWriteFromPipe says whether the device is local (see PipeWriter).
+func (l *linear) CanWriteFromPipe() bool { return !l.dev.Remote() }
+
+// WriteFromPipe writes inPipe bytes from pipe, then tail, at the target's
+// offset (see PipeWriter).
+func (l *linear) WriteFromPipe(_ context.Context, pipe int, inPipe int64, tail []byte, off int64) error {
+	err := l.dev.WriteFromPipe(pipe, inPipe, l.offset+off)
+	if err == ErrPipeFull {
+		return err // nothing taken: not a device error
+	}
+	if err == nil && len(tail) > 0 {
+		err = l.dev.WriteAt(tail, l.offset+off+inPipe)
+	}
+	return l.count(err)
+}

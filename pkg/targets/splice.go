@@ -104,3 +104,44 @@ func (s *striped) SpliceTo(_ context.Context, pipe int, off, n int64) error {
 	}
 	return nil
 }
+
+// PipeWriter is an optional Target capability: a write whose data is
+// already in a pipe (the NBD server spliced it there from its client's
+// socket) goes from the pipe into the backing file with splice(2). The
+// page cache then copies it once; read into memory and written with
+// pwrite, it was copied twice, once out of the socket and once into the
+// file.
+type PipeWriter interface {
+	// CanWriteFromPipe says whether WriteFromPipe may take writes at all
+	// (a linear target over a local file or block device), so that a
+	// caller asks before it fills a pipe.
+	CanWriteFromPipe() bool
+	// WriteFromPipe writes inPipe bytes taken from pipe (the read end of
+	// a pipe(2) holding exactly them), then tail, at off. It answers
+	// ErrPipeFull, having taken nothing, when it cannot; after any
+	// other error the pipe may still hold part of its bytes.
+	WriteFromPipe(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64) error
+}
+
+// WriteFromPipe moves n bytes from pipe into the device at off. A remote
+// device answers ErrPipeFull, having taken nothing: its writes from a pipe
+// are SpliceWriteAsync's.
+func (d *Dev) WriteFromPipe(pipe int, n, off int64) error {
+	if d.remote != nil {
+		return ErrPipeFull
+	}
+	for n > 0 {
+		m, err := unix.Splice(pipe, nil, d.fd, &off, int(n), 0) // advances off
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("targets: splice into %s at %d: %w", d.path, off, err)
+		}
+		if m == 0 {
+			return fmt.Errorf("%w: splice into %s at %d", ErrShortIO, d.path, off)
+		}
+		n -= m
+	}
+	return nil
+}
