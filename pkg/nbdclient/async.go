@@ -86,11 +86,7 @@ func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []by
 		return false
 	}
 	if lead {
-		// On a goroutine: the caller (a server's reader) goes on to start
-		// the requests it has read meanwhile, which this write then takes
-		// along in the same writev, and never waits for a leg that reads
-		// slowly.
-		go c.writeQueued(false)
+		c.writeOnCaller()
 	}
 	return true
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -170,5 +171,38 @@ func TestAsyncTLS(t *testing.T) {
 	close(gate)
 	if err := ch.Wait(t); err != nil || !bytes.Equal(p, data) {
 		t.Fatalf("read over TLS after a drop: %v, or other data", err)
+	}
+}
+
+// TestAsyncLargeWriteOnCaller: a large asynchronous write, with room for
+// it in the socket's send buffer, is written by its caller before
+// WriteAsync returns (no goroutine woken for it: writeOnCaller); with the
+// buffer too small for it, roomFor says no and a goroutine writes it
+// (TestSpliceWriteRetryUnsent shows the caller then returns while the
+// server reads nothing).
+func TestAsyncLargeWriteOnCaller(t *testing.T) {
+	m := nbdtest.NewMem(4 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	cl := dial(t, s, "a", Options{MaxConns: 1})
+	c := cl.conns[0]
+	data := randomBytes(1 << 20)
+	ch, done := nbdtest.NewAsync()
+	if !cl.WriteAsync(context.Background(), data, 4096, done) {
+		t.Fatal("write not taken")
+	}
+	if c.written.Load() == 0 {
+		t.Fatal("WriteAsync returned before its 1 MiB write was written, with room for it in the socket")
+	}
+	mustOK(t, ch.Wait(t))
+	if !bytes.Equal(m.At(4096, len(data)), data) {
+		t.Fatal("the write did not land")
+	}
+	big := []*call{{req: request{typ: cmdWrite, length: 1 << 20}}}
+	if !c.roomFor(big) {
+		t.Fatal("roomFor: no room for 1 MiB in an idle socket's 4 MiB buffer")
+	}
+	c.nc.(*net.UnixConn).SetWriteBuffer(4096)
+	if c.roomFor(big) {
+		t.Fatal("roomFor: room for 1 MiB in a 4 KiB buffer")
 	}
 }
