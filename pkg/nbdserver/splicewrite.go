@@ -23,9 +23,13 @@ import (
 // slot per piece the socket hands it, and a payload that came in many
 // small pieces may run out of slots before bytes: what is left then is
 // read into memory, and goes out after the pipe's part as the write's
-// tail. A request the export then refuses (or that check refuses) has its
-// payload copied out of the pipe into memory (unpipe) and is served the
-// usual way.
+// tail.
+//
+// A write the remote path does not take stays in its batch with its pipe,
+// and is served there (writeFromPipe): into a local file from the pipe
+// when the export writes from pipes (PipeWriter: one copy, into the page
+// cache, instead of two), else, like a write that check refuses, with its
+// payload copied out of the pipe into memory (unpipe), the usual way.
 
 // spliceWritable says whether write r's payload goes into a pipe: large
 // enough to be worth it (more than the read buffer would keep, and at
