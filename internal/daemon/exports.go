@@ -93,17 +93,20 @@ func (e *deviceExport) Zero(ctx context.Context, off, length int64, noHole, fast
 
 // SpliceRead lets the NBD server send large reads without copying them.
 func (e *deviceExport) SpliceRead(ctx context.Context, pipe int, off, length int64) error {
-	err := e.Device.SpliceRead(ctx, pipe, off, length)
-	if err == targets.ErrPipeFull {
-		return fmt.Errorf("%w: %w", nbdserver.ErrNoSplice, err)
-	}
-	return err
+	return noSplice(e.Device.SpliceRead(ctx, pipe, off, length))
 }
 
 // WriteFromPipe lets the NBD server write large writes to local files
 // from the pipe it spliced them into, copied once.
 func (e *deviceExport) WriteFromPipe(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64) error {
-	err := e.Device.WriteFromPipe(ctx, pipe, inPipe, tail, off)
+	return noSplice(e.Device.WriteFromPipe(ctx, pipe, inPipe, tail, off))
+}
+
+// noSplice says the table's "not done this way" (targets.ErrPipeFull: a
+// target that cannot splice the range, or a pipe without room) in the
+// server's words (nbdserver.ErrNoSplice), so that it serves the request
+// the ordinary way.
+func noSplice(err error) error {
 	if err == targets.ErrPipeFull {
 		return fmt.Errorf("%w: %w", nbdserver.ErrNoSplice, err)
 	}

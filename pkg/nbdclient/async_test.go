@@ -197,7 +197,7 @@ func TestAsyncLargeWriteOnCaller(t *testing.T) {
 	if !bytes.Equal(m.At(4096, len(data)), data) {
 		t.Fatal("the write did not land")
 	}
-	big := []*call{{req: request{typ: cmdWrite, length: 1 << 20}}}
+	big := requestSize + 1<<20
 	if !c.roomFor(big) {
 		t.Fatal("roomFor: no room for 1 MiB in an idle socket's 4 MiB buffer")
 	}

@@ -90,7 +90,8 @@ func (c *conn) writeLoop(leader bool) {
 
 // writeQueued is writeLoop without the yield.
 func (c *conn) writeQueued(leader bool) {
-	c.writeBatches(func(i int) bool { return leader && i == leaderBatches })
+	c.wmu.Lock()
+	c.writeBatches(func(i int) bool { return leader && i == leaderBatches }, c.writeLoop)
 }
 
 // writeOnCaller is the writer an asynchronous call starts. A batch that
@@ -109,15 +110,14 @@ func (c *conn) writeQueued(leader bool) {
 // caller cut the extra CPU a leg costs on 1 MiB writes by about 15%
 // (bash bench/remote.sh 2 3, two runs each, 2-core EPYC VM).
 func (c *conn) writeOnCaller() {
-	onCaller := func() bool { return payloadBytes(c.queue) >= callerWriteMin && c.roomFor(c.queue) }
-	c.mu.Lock()
-	first := onCaller()
-	c.mu.Unlock()
-	if !first {
+	if !c.wmu.TryLock() { // a hang-up writing its DISC: no wait on the caller
 		go c.writeQueued(false)
 		return
 	}
-	c.writeBatches(func(i int) bool { return i == leaderBatches || !onCaller() })
+	c.writeBatches(func(i int) bool {
+		p := payloadBytes(c.queue)
+		return i == leaderBatches || p < callerWriteMin || !c.roomFor(len(c.queue)*requestSize+p)
+	}, c.writeQueued)
 }
 
 // callerWriteMin is the least payload a batch carries for writeOnCaller
@@ -137,9 +137,9 @@ func payloadBytes(batch []*call) int {
 
 // writeBatches writes the queued batches until the queue is empty or the
 // connection dies, or until handOff (asked before each batch, with c.mu
-// held) says a goroutine is to write the rest.
-func (c *conn) writeBatches(handOff func(i int) bool) {
-	c.wmu.Lock()
+// held) says a goroutine is to write the rest, with rest(false). Called
+// with wmu held; it unlocks it.
+func (c *conn) writeBatches(handOff func(i int) bool, rest func(leader bool)) {
 	defer c.wmu.Unlock()
 	var prev []*call
 	for i := 0; ; i++ {
@@ -154,7 +154,7 @@ func (c *conn) writeBatches(handOff func(i int) bool) {
 		}
 		if handOff(i) {
 			c.mu.Unlock()
-			go c.writeLoop(false) // writing stays true: the goroutine takes over
+			go rest(false) // writing stays true: the goroutine takes over
 			return
 		}
 		batch := c.queue
@@ -168,16 +168,15 @@ func (c *conn) writeBatches(handOff func(i int) bool) {
 	}
 }
 
-// roomFor says whether the socket's send buffer has room for batch now,
-// by twice its bytes (the kernel counts its own overhead too), so that
-// writing it does not block. No: no descriptor (TLS), or not that much
+// roomFor says whether the socket's send buffer has room for need bytes
+// now, twice over (the kernel counts its own overhead too), so that
+// writing them does not block. No: no descriptor (TLS), or not that much
 // room. The buffer's size is asked each time: TCP resizes it, and
 // anyone may set it.
-func (c *conn) roomFor(batch []*call) bool {
+func (c *conn) roomFor(need int) bool {
 	if c.raw == nil {
 		return false
 	}
-	need := len(batch)*requestSize + payloadBytes(batch)
 	room := false
 	c.raw.Control(func(fd uintptr) {
 		size, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
