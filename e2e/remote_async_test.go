@@ -16,9 +16,10 @@ import (
 // fio writes and verifies through it while its table is reloaded and
 // resumed again and again, between one target over the leg and two over
 // the same leg; no I/O error, no verify failure, and the daemon's metrics
-// say the asynchronous path served requests, and that large writes went
+// say the asynchronous path served requests, that large writes went
 // from fio's socket to the leg's through a pipe (nbdserver's
-// splicewrite.go).
+// splicewrite.go), and that large reads went from the leg's socket to
+// fio's through a pipe, with no goroutine waiting (async_splice.go).
 func TestRemoteLegAsync(t *testing.T) {
 	testkit.NeedTool(t, "fio")
 	const sizeMiB = 32
@@ -79,6 +80,11 @@ func TestRemoteLegAsync(t *testing.T) {
 		t.Fatalf("gdm_nbd_spliced_writes_total is 0: no large write over the leg went through a pipe")
 	} else {
 		t.Logf("%d writes spliced", got)
+	}
+	if got := metricValue(t, front, "gdm_nbd_spliced_reads_total"); got == 0 {
+		t.Fatalf("gdm_nbd_spliced_reads_total is 0: no large read over the leg was spliced asynchronously")
+	} else {
+		t.Logf("%d reads spliced asynchronously", got)
 	}
 }
 

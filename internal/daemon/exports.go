@@ -70,7 +70,8 @@ var (
 	_ nbdserver.FUAWriter    = (*deviceExport)(nil)
 	// Requests on a remote leg complete on its reply reader (table's
 	// device_async.go).
-	_ nbdserver.AsyncExport = (*deviceExport)(nil)
+	_ nbdserver.AsyncExport       = (*deviceExport)(nil)
+	_ nbdserver.AsyncSpliceReader = (*deviceExport)(nil)
 	// Large writes to a remote leg go from the client's socket to the
 	// leg's through a pipe (nbdserver's splicewrite.go).
 	_ nbdserver.SpliceWriter = (*deviceExport)(nil)
@@ -94,6 +95,12 @@ func (e *deviceExport) Zero(ctx context.Context, off, length int64, noHole, fast
 // SpliceRead lets the NBD server send large reads without copying them.
 func (e *deviceExport) SpliceRead(ctx context.Context, pipe int, off, length int64) error {
 	return noSplice(e.Device.SpliceRead(ctx, pipe, off, length))
+}
+
+// SpliceReadAsync lets the NBD server send large reads of a remote leg
+// from the leg's socket to its client's without a goroutine waiting.
+func (e *deviceExport) SpliceReadAsync(ctx context.Context, pipe int, off, length int64, done func(error)) bool {
+	return e.Device.SpliceReadAsync(ctx, pipe, off, length, func(err error) { done(noSplice(err)) })
 }
 
 // WriteFromPipe lets the NBD server write large writes to local files

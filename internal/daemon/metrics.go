@@ -69,6 +69,7 @@ var (
 	descAttPanics  = prometheus.NewDesc("gdm_nbd_attached_connection_panics_total", "Panics outside a request that ended one of those connections.", nil, nil)
 	descTLS        = prometheus.NewDesc("gdm_nbd_tls_sessions_total", "NBD connections that started TLS (STARTTLS).", nil, nil)
 	descSpliced    = prometheus.NewDesc("gdm_nbd_spliced_writes_total", "Asynchronous writes to a remote leg whose payload went from the client's socket into a pipe and on to the leg's socket, never copied into the daemon's memory.", nil, nil)
+	descSplicedRd  = prometheus.NewDesc("gdm_nbd_spliced_reads_total", "Asynchronous reads of a remote leg whose data went from the leg's socket into a pipe and on to the client's socket, never copied into the daemon's memory and with no goroutine waiting for it.", nil, nil)
 	descPipeWrites = prometheus.NewDesc("gdm_nbd_pipe_writes_total", "Writes to a local file whose payload went from the client's socket into a pipe and from the pipe into the file (splice), copied once instead of twice.", nil, nil)
 	descAsync      = prometheus.NewDesc("gdm_nbd_async_requests_total", "Requests started on a remote leg and completed by its reply reader (no worker waited for them): reads and writes without FUA within one linear target over an NBD export.", nil, nil)
 	descSpins      = prometheus.NewDesc("gdm_nbd_read_spins_total", "TCP reads that spun on an empty socket before parking, by result: found (a request came) or parked.", []string{"result"}, nil)
@@ -83,7 +84,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
 		descSize, descSuspended, descReadOnly, descBroken, descBadStates, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
-		descFaults, descFaultDelay, descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descAsync, descSpliced, descPipeWrites, descSpins, descTLS, descAttConns, descAttPanics,
+		descFaults, descFaultDelay, descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descAsync, descSpliced, descSplicedRd, descPipeWrites, descSpins, descTLS, descAttConns, descAttPanics,
 		descConnPanics, descRefused, descDropped, descOpenConns, descInFlightB, descInFlightW, descInFlightDW, descPipes, descPipesRef, descMemRel} {
 		ch <- d
 	}
@@ -140,6 +141,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, descStalls, st.Stalls.Load())
 	counter(ch, descAsync, st.AsyncRequests.Load())
 	counter(ch, descSpliced, st.SplicedWrites.Load())
+	counter(ch, descSplicedRd, st.SplicedReads.Load())
 	counter(ch, descPipeWrites, st.PipeWrites.Load())
 	counter(ch, descSpins, st.SpinsFound.Load(), "found")
 	counter(ch, descSpins, st.SpinsParked.Load(), "parked")

@@ -2,6 +2,8 @@ package nbdclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
 )
 
 // Asynchronous calls: a server that serves a table over a remote device
@@ -44,7 +46,7 @@ func (cl *Client) ReadAsync(ctx context.Context, p []byte, off int64, done func(
 	if cl.info.Structured && cl.info.Flags&FlagSendDF != 0 {
 		flags = cmdFlagDF
 	}
-	return cl.startAsync(ctx, request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(len(p))}, nil, p, -1, done)
+	return cl.startAsync(ctx, request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(len(p))}, nil, p, -1, -1, done)
 }
 
 // WriteAsync starts writing p at off (no FUA: a FUA write takes WriteAt),
@@ -53,13 +55,14 @@ func (cl *Client) WriteAsync(ctx context.Context, p []byte, off int64, done func
 	if cl.writable() != nil || int64(len(p)) > cl.maxRequest() {
 		return false // WriteAt says why, or splits it
 	}
-	return cl.startAsync(ctx, request{typ: cmdWrite, offset: uint64(off), length: uint32(len(p))}, p, nil, -1, done)
+	return cl.startAsync(ctx, request{typ: cmdWrite, offset: uint64(off), length: uint32(len(p))}, p, nil, -1, -1, done)
 }
 
 // startAsync queues req on a live connection with a free slot, and starts
-// a writer if none runs. src >= 0 is a spliced write's pipe, which only a
-// connection with a descriptor (not TLS) takes.
-func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []byte, src int, done func(error)) bool {
+// a writer if none runs. src >= 0 is a spliced write's pipe, dst >= 0 a
+// spliced read's (splice.go), which only a connection with a descriptor
+// (not TLS) takes.
+func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []byte, src, dst int, done func(error)) bool {
 	n := int64(req.length)
 	if ctx.Err() != nil || n == 0 || cl.check(int64(req.offset), n) != nil {
 		return false
@@ -68,7 +71,7 @@ func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []by
 	if c == nil {
 		return false
 	}
-	if src >= 0 && c.raw == nil {
+	if (src >= 0 || dst >= 0) && c.raw == nil {
 		return false
 	}
 	select {
@@ -77,11 +80,15 @@ func (cl *Client) startAsync(ctx context.Context, req request, payload, buf []by
 		return false
 	}
 	call := newCall()
-	call.req, call.payload, call.buf, call.pipe, call.deadline = req, payload, buf, -1, cl.deadline()
+	call.req, call.payload, call.buf, call.pipe, call.deadline = req, payload, buf, dst, cl.deadline()
 	call.spliced, call.src = src >= 0, src
 	call.async, call.client, call.ctx = done, cl, ctx
+	if dst >= 0 {
+		c.splicing.Add(1) // before the reader can see the reply (see readHead)
+	}
 	lead, err := c.enqueue(call)
 	if err != nil {
+		c.endSplice(call)
 		<-c.slots
 		return false
 	}
@@ -118,6 +125,7 @@ func (cl *Client) pickLive() *conn {
 // for. A server shutting down is hung up on and the request retried,
 // off the reader: the hang-up writes a DISC, which may wait.
 func (c *conn) completeAsync(cl *call, res result) {
+	c.endSplice(cl)
 	if shuttingDown(res.err) {
 		go func() {
 			cl.res.err = cl.client.leaveShuttingDown(res.err)
@@ -143,11 +151,15 @@ func (c *conn) completeAsync(cl *call, res result) {
 func (c *conn) failAsync(calls []*call) {
 	for _, cl := range calls {
 		c.quiesce(cl)
+		c.endSplice(cl)
 	}
 	for _, cl := range calls {
-		if retriable(cl.ctx, cl.deadline, cl.res.err) {
+		switch {
+		case cl.pipe >= 0:
+			cl.client.retryAsync(cl) // a spliced read is not sent again: see there
+		case retriable(cl.ctx, cl.deadline, cl.res.err):
 			go cl.client.retryAsync(cl)
-		} else {
+		default:
 			cl.async(cl.res.err)
 		}
 	}
@@ -158,6 +170,15 @@ func (c *conn) failAsync(calls []*call) {
 // goroutine, which is not a reader's; then it calls done.
 func (cl *Client) retryAsync(call *call) {
 	err := call.res.err
+	if call.pipe >= 0 {
+		// The pipe may hold part of the data: its owner reads the range
+		// the ordinary way, which retries, as after SpliceRead.
+		if errors.Is(err, ErrDisconnected) {
+			err = fmt.Errorf("%w: %w", ErrNoSplice, err)
+		}
+		call.async(err)
+		return
+	}
 	if retriable(call.ctx, call.deadline, err) {
 		payload, ok := call.payload, true
 		if call.spliced {
@@ -171,4 +192,12 @@ func (cl *Client) retryAsync(call *call) {
 		}
 	}
 	call.async(err)
+}
+
+// endSplice counts a spliced read (an asynchronous one: startAsync's dst)
+// out of splicing once the reader is done with its pipe.
+func (c *conn) endSplice(cl *call) {
+	if cl.async != nil && cl.pipe >= 0 {
+		c.splicing.Add(-1)
+	}
 }

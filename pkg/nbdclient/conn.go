@@ -53,6 +53,10 @@ type conn struct {
 	// completed since it last read the socket (burst.go); the reader's
 	// only.
 	held []completion.Batcher
+	// pad is where a spliced read's payload is copied through up to a
+	// page boundary (copyToPage); the reader's only, allocated on first
+	// use.
+	pad []byte
 
 	slots chan struct{} // a token per request in flight (the bound)
 

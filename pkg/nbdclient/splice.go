@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,6 +54,26 @@ func (cl *Client) SpliceRead(ctx context.Context, pipe int, off, n int64) error 
 	return err
 }
 
+// SpliceReadAsync starts moving n bytes at off into pipe, as SpliceRead
+// does, and reports true; done then gets the result, as for ReadAsync
+// (async.go). It reports false, having sent nothing and never to call
+// done, where SpliceRead would answer ErrNoSplice at once or ReadAsync
+// would refuse. done gets an error wrapping ErrNoSplice where SpliceRead
+// returns one, the pipe perhaps holding part of the range.
+func (cl *Client) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool {
+	if n > cl.maxRequest() || pipe < 0 || !cl.splices {
+		return false
+	}
+	var flags uint16
+	switch {
+	case cl.info.Structured && cl.info.Flags&FlagSendDF == 0:
+		return false // the data may come in pieces, in any order
+	case cl.info.Structured:
+		flags = cmdFlagDF
+	}
+	return cl.startAsync(ctx, request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(n)}, nil, nil, -1, pipe, done)
+}
+
 // readHead reads len(p) bytes of a reply's header. While spliced reads
 // are in flight it reads no further than p from the socket, so that a
 // payload that follows stays there to be spliced.
@@ -89,6 +110,8 @@ func (c *conn) spliceFill(cl *call, off, n int64) error {
 			left -= k
 			if err != nil {
 				cl.spliceErr = fmt.Errorf("%w: %w", ErrNoSplice, err)
+			} else if left, err = c.copyToPage(cl, off+n-left, left); err != nil {
+				return fmt.Errorf("nbdclient: read payload: %w", err)
 			}
 		}
 	}
@@ -110,6 +133,37 @@ func (c *conn) spliceFill(cl *call, off, n int64) error {
 	cl.covered += n
 	return nil
 }
+
+// copyToPage copies payload from the socket into the call's pipe, which
+// holds inPipe bytes of it, until they end on a page boundary (or left
+// is gone), and returns what is left to read; an error is the socket's.
+// Why: the reader may have read a reply ahead before its read was
+// spliced (it began to read while no spliced read was in flight), and
+// bytes copied into a pipe take pages of their own. Spliced from there,
+// every page of the payload would start part-way and take a slot more
+// than the pipe holds for a full-size read. The sender's pages (a server
+// splicing from its file) begin on the payload's page boundaries, so
+// from one on they fit the pipe exactly.
+func (c *conn) copyToPage(cl *call, inPipe, left int64) (int64, error) {
+	k := min(left, (pageSize-inPipe%pageSize)%pageSize)
+	if k == 0 {
+		return left, nil
+	}
+	if c.pad == nil {
+		c.pad = make([]byte, pageSize)
+	}
+	b := c.pad[:k]
+	if _, err := io.ReadFull(c.nc, b); err != nil {
+		return left, err
+	}
+	if err := writePipe(cl.pipe, b); err != nil {
+		cl.spliceErr = fmt.Errorf("%w: %w", ErrNoSplice, err)
+	}
+	return left - k, nil
+}
+
+// pageSize is the size of the pages a pipe's slots hold.
+var pageSize = int64(os.Getpagesize())
 
 // splice moves n bytes from the socket into pipe, waiting for the socket
 // as a read would; it returns what is left when the pipe fills up.

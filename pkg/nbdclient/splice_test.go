@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"testing"
@@ -34,18 +33,21 @@ func testPipe(t *testing.T, size int) (r *os.File, w int) {
 	return r, fds[1]
 }
 
+// serveRandom serves size bytes of random data from gdm's server, and
+// dials it with one connection.
+func serveRandom(t *testing.T, size int) (*Client, []byte) {
+	m := nbdtest.NewMem(size)
+	data := randomBytes(size)
+	m.Set(0, data)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	return dial(t, s, "a", Options{MaxConns: 1}), data
+}
+
 // TestSpliceRead splices reads of several sizes from gdm's server into a
 // pipe, several at once on one connection with ordinary reads between
 // them: each pipe holds exactly its range.
 func TestSpliceRead(t *testing.T) {
-	m := nbdtest.NewMem(8 << 20)
-	data := make([]byte, 8<<20)
-	for i := range data {
-		data[i] = byte(rand.Uint32())
-	}
-	m.Set(0, data)
-	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
-	cl := dial(t, s, "a", Options{MaxConns: 1})
+	cl, data := serveRandom(t, 8<<20)
 	ctx := testCtx(t)
 	for _, n := range []int64{4096, 65536, 1 << 20} {
 		errs := make(chan error, 8)

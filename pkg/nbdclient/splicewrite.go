@@ -46,7 +46,7 @@ func (cl *Client) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, 
 	if pipe < 0 || inPipe <= 0 || cl.writable() != nil || n > cl.maxRequest() {
 		return false
 	}
-	return cl.startAsync(ctx, request{typ: cmdWrite, offset: uint64(off), length: uint32(n)}, tail, nil, pipe, done)
+	return cl.startAsync(ctx, request{typ: cmdWrite, offset: uint64(off), length: uint32(n)}, tail, nil, pipe, -1, done)
 }
 
 // SplicesWrites says whether SpliceWriteAsync may take writes: the

@@ -105,6 +105,9 @@ type conn struct {
 	// async is exp's asynchronous path, if it has one: set by transmit
 	// before the first worker starts.
 	async AsyncExport
+	// asyncSplicer is async when it also splices large reads, and nc is
+	// a socket (splicer is set): set with async.
+	asyncSplicer AsyncSpliceReader
 	// asyncs counts the asynchronous requests in flight and the reply
 	// flushers running (async.go, async_reply.go): transmit waits for
 	// them before it gives back what the connection holds.

@@ -28,6 +28,9 @@ func (c *conn) transmit() {
 	c.tune = newTuner(c.tunable(), uint8(c.knobs.Load()))
 	if a, ok := c.exp.(AsyncExport); ok {
 		c.async = a
+		if sr, ok := a.(AsyncSpliceReader); ok && c.splicer != nil {
+			c.asyncSplicer = sr
+		}
 	}
 	c.workers.Add(1)
 	c.worker()

@@ -49,7 +49,7 @@ func TestSplicedReads(t *testing.T) {
 	for _, structured := range []bool{false, true} {
 		t.Run(fmt.Sprintf("structured=%v", structured), func(t *testing.T) {
 			m := &spliceMem{memExport: newMem(8 << 20)}
-			r := rand.New(rand.NewPCG(1, 2))
+			r := rand.New(rand.NewPCG(5, 6))
 			for i := range m.data {
 				m.data[i] = byte(r.Uint32())
 			}
@@ -59,54 +59,68 @@ func TestSplicedReads(t *testing.T) {
 			c := dial(t, sock)
 			c.connect("a", structured)
 
-			reqs := map[uint64]spliceReq{}
-			var b []byte
-			for i := uint64(1); i <= 24; i++ {
-				q := spliceReq{int64(r.IntN(6<<20)) &^ 511, 512 << r.IntN(12)} // 512 B to 1 MiB
-				reqs[i] = q
-				b = requestBytes(b, cmdRead, 0, i, uint64(q.off), uint32(q.n), nil)
-			}
-			b = requestBytes(b, cmdWrite, 0, 100, 6<<20, 512, bytes.Repeat([]byte{7}, 512))
-			c.write(b)
-			for range len(reqs) + 1 {
-				cookie, data := readSplicedReply(t, c, structured, reqs, 100)
-				if cookie == 100 {
-					continue
-				}
-				q := reqs[cookie]
-				if !bytes.Equal(data, m.data[q.off:q.off+q.n]) {
-					t.Fatalf("cookie %d: read %d@%d returned other bytes", cookie, q.n, q.off)
-				}
-			}
+			sendMixedReads(t, c, structured, m.data)
 			if m.spliced.Load() == 0 {
 				t.Fatal("no read was spliced")
 			}
 
 			// A failing splice: an error reply, and the connection lives.
-			c.request(cmdRead, 0, 200, 7<<20, 256<<10, nil)
-			if structured {
-				if ch := c.chunk(); ch.typ != chunkError || binary.BigEndian.Uint32(ch.payload) != errIO {
-					t.Fatalf("splice error: chunk %+v", ch)
-				}
-			} else if e, _ := c.simple(); e != errIO {
-				t.Fatalf("splice error: errno %d", e)
-			}
+			expectReadError(t, c, structured, 200, 7<<20, 256<<10)
 
 			// ErrNoSplice, after dirtying the pipe: ReadAt's bytes arrive.
 			m.noSplice = true
-			c.request(cmdRead, 0, 201, 1<<20, 128<<10, nil)
-			var data []byte
-			if structured {
-				data = c.chunk().payload[8:]
-			} else {
-				c.simple()
-				data = c.read(128 << 10)
-			}
-			if !bytes.Equal(data, m.data[1<<20:1<<20+128<<10]) {
+			if !bytes.Equal(readOne(c, structured, 201, 1<<20, 128<<10), m.data[1<<20:1<<20+128<<10]) {
 				t.Fatal("fallback read returned other bytes")
 			}
 		})
 	}
+}
+
+// sendMixedReads sends, in one go, 24 reads of 512 B to 1 MiB at random
+// offsets below 6 MiB and a 512-byte write at 6 MiB (cookie 100), reads
+// every reply, and checks each read's bytes against data.
+func sendMixedReads(t *testing.T, c *client, structured bool, data []byte) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(1, 2))
+	reqs := map[uint64]spliceReq{}
+	var b []byte
+	for i := uint64(1); i <= 24; i++ {
+		q := spliceReq{int64(r.IntN(6<<20)) &^ 511, 512 << r.IntN(12)}
+		reqs[i] = q
+		b = requestBytes(b, cmdRead, 0, i, uint64(q.off), uint32(q.n), nil)
+	}
+	b = requestBytes(b, cmdWrite, 0, 100, 6<<20, 512, bytes.Repeat([]byte{7}, 512))
+	c.write(b)
+	for range len(reqs) + 1 {
+		cookie, got := readSplicedReply(t, c, structured, reqs, 100)
+		if q := reqs[cookie]; cookie != 100 && !bytes.Equal(got, data[q.off:q.off+q.n]) {
+			t.Fatalf("cookie %d: read %d@%d returned other bytes", cookie, q.n, q.off)
+		}
+	}
+}
+
+// expectReadError sends a read and expects EIO for it, in a simple reply
+// or an error chunk.
+func expectReadError(t *testing.T, c *client, structured bool, cookie uint64, off, n int64) {
+	t.Helper()
+	c.request(cmdRead, 0, cookie, uint64(off), uint32(n), nil)
+	if structured {
+		if ch := c.chunk(); ch.typ != chunkError || binary.BigEndian.Uint32(ch.payload) != errIO {
+			t.Fatalf("read %d@%d: chunk %+v, want EIO", n, off, ch)
+		}
+	} else if e, _ := c.simple(); e != errIO {
+		t.Fatalf("read %d@%d: errno %d, want EIO", n, off, e)
+	}
+}
+
+// readOne sends a read and returns its data.
+func readOne(c *client, structured bool, cookie uint64, off, n int64) []byte {
+	c.request(cmdRead, 0, cookie, uint64(off), uint32(n), nil)
+	if structured {
+		return c.chunk().payload[8:]
+	}
+	c.simple()
+	return c.read(int(n))
 }
 
 // spliceReq is one read of TestSplicedReads.

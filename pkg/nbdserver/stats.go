@@ -47,6 +47,10 @@ type Stats struct {
 	// write payload went from the socket into a pipe and on to the
 	// export's remote without a copy in user space (SpliceWriter).
 	SplicedWrites atomic.Uint64
+	// SplicedReads counts the asynchronous reads among them whose data
+	// went from the export's remote socket into a pipe and on to the
+	// client's socket (AsyncSpliceReader).
+	SplicedReads atomic.Uint64
 	// PipeWrites counts writes whose payload went from the socket into a
 	// pipe and from there into a local file (PipeWriter).
 	PipeWrites atomic.Uint64

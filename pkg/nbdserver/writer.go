@@ -49,9 +49,12 @@ type replyWriter struct {
 	// unsent of a batch, and carried that batch's replies, recycled once
 	// it is sent: whoever writes next sends it first. Under wmu; carrying
 	// says whether there is one, for a flusher deciding to leave.
-	carry    net.Buffers
-	carried  []*reply
-	carrying atomic.Bool
+	// carryPipe, when set, is the last of carried: a spliced reply whose
+	// pipe holds pipeLen bytes of data to send after carry.
+	carry     net.Buffers
+	carried   []*reply
+	carryPipe *reply
+	carrying  atomic.Bool
 }
 
 // queue adds replies to the queue and writes it unless another goroutine
@@ -132,7 +135,7 @@ func (w *replyWriter) dropPending() {
 	w.qmu.Unlock()
 	w.recycle(left)
 	w.recycle(w.carried)
-	w.carried, w.carry = nil, nil
+	w.carried, w.carry, w.carryPipe = nil, nil, nil
 }
 
 // writeBatch sends replies with one writev, then recycles their buffers

@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"net"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,8 +22,8 @@ import (
 // flush, and this), or a carry is waiting (the flusher that was started
 // for it writes the queue after it). It reports false when a flusher must
 // write the rest: what the socket did not take, or a queue it cannot
-// write here. TLS connections and spliced replies (their data is moved
-// from a pipe, which may wait) are always left to the flusher.
+// write here (TLS, whose records are written whole). A spliced reply's
+// data is spliced from its pipe as far as the socket takes it at once.
 func (c *conn) writeNoWait() bool {
 	w := &c.writer
 	if w.raw == nil || w.gather != nil {
@@ -51,20 +52,28 @@ func (w *replyWriter) writeQueueNoWait() bool {
 	}
 	w.qmu.Lock()
 	batch := w.pending
-	for _, r := range batch {
-		if r.pipe != nil {
-			w.qmu.Unlock()
-			return false
-		}
-	}
 	w.pending, w.spare = w.spare[:0], nil
 	w.qmu.Unlock()
 	bufs := w.vec[:0]
-	for _, r := range batch {
+	for i, r := range batch {
 		bufs = append(bufs, r.head[:r.headLen])
 		if len(r.data) > 0 {
 			bufs = append(bufs, r.data)
 		}
+		if r.pipe == nil {
+			continue
+		}
+		// The header and what precedes it go first, then the data
+		// straight from the pipe.
+		rest := w.tryWrite(bufs)
+		if len(rest) == 0 && !w.broken {
+			w.spliceNoWait(r)
+		}
+		if len(rest) > 0 || r.pipeLen > 0 && !w.broken {
+			w.carryFrom(batch, i, rest)
+			return false
+		}
+		bufs = bufs[:0]
 	}
 	rest := w.tryWrite(bufs)
 	if len(rest) > 0 {
@@ -82,6 +91,40 @@ func (w *replyWriter) writeQueueNoWait() bool {
 	}
 	w.qmu.Unlock()
 	return true
+}
+
+// carryFrom makes a carry of a batch written up to its spliced reply i:
+// rest is what the socket did not take of the bytes up to i's header,
+// and i's pipe holds what it did not take of i's data. The replies after
+// i go back to the front of the queue, for whoever writes after the
+// carry. Called with wmu held.
+func (w *replyWriter) carryFrom(batch []*reply, i int, rest net.Buffers) {
+	if after := batch[i+1:]; len(after) > 0 {
+		w.qmu.Lock()
+		w.pending = append(slices.Clone(after), w.pending...)
+		w.qmu.Unlock()
+		clear(after)
+	}
+	w.carry, w.carried, w.carryPipe = rest, batch[:i+1], batch[i]
+	w.carrying.Store(true)
+	w.vec = nil // carry holds the vector now
+}
+
+// spliceNoWait moves as much of r's data from its pipe into the socket as
+// the socket takes at once; r.pipeLen is left at what it did not take. A
+// failed splice marks the writer broken. Called with wmu held.
+func (w *replyWriter) spliceNoWait(r *reply) {
+	var serr error
+	err := w.raw.Write(func(fd uintptr) bool {
+		r.pipeLen, serr = spliceSome(r.pipe.r, int(fd), r.pipeLen)
+		return true // never wait: EAGAIN leaves the rest
+	})
+	if err == nil && serr != unix.EAGAIN {
+		err = serr
+	}
+	if err != nil {
+		w.fail(err)
+	}
 }
 
 // tryWrite writes as much of bufs as the socket takes now, and returns
@@ -133,10 +176,19 @@ func consume(v *net.Buffers, n int) {
 func (w *replyWriter) sendCarry() {
 	batch := w.carried
 	w.carried = nil
+	p := w.carryPipe
+	w.carryPipe = nil
 	defer w.carrying.Store(false)
 	defer w.recycle(batch)
 	if !w.broken {
 		w.writeOut(&w.carry)
+	}
+	if p != nil && !w.broken {
+		if err := w.spliceOut(p.pipe, p.pipeLen); err != nil {
+			w.fail(err)
+		} else {
+			p.pipeLen = 0
+		}
 	}
 	clear(w.carry)
 	w.carry = nil

@@ -69,6 +69,19 @@ func (d *Device) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, t
 	})
 }
 
+// SpliceReadAsync starts moving n bytes at off into pipe (the write end
+// of a pipe(2) with room for them) where the range lies within one
+// target that reads asynchronously (targets.AsyncTarget.SpliceReadAsync);
+// false: read them with SpliceRead or ReadAt. done gets
+// targets.ErrPipeFull where the range was not moved that way (the pipe
+// may hold part of it): the read is then not counted, and the caller
+// reads the range the ordinary way, which counts it.
+func (d *Device) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool {
+	return d.startAsyncOp(OpRead, n, off, done, func(at targets.AsyncTarget, tOff int64, complete func(error)) bool {
+		return at.SpliceReadAsync(ctx, pipe, tOff, n, complete)
+	})
+}
+
 // startAsync starts op on the live table's target if the whole range lies
 // in one that takes it (see startAsyncOp).
 func (d *Device) startAsync(ctx context.Context, op Op, p []byte, off int64, done func(error)) bool {
@@ -112,8 +125,10 @@ func (d *Device) startAsyncOp(op Op, n, off int64, done func(error), start func(
 	}
 	clock := d.startClock()
 	complete := func(err error) {
-		t.stats.record(i, op, n, err)
-		d.count(op, n, err, clock)
+		if err != targets.ErrPipeFull { // not done: the ordinary way counts it
+			t.stats.record(i, op, n, err)
+			d.count(op, n, err, clock)
+		}
 		done(err)
 		t.Put()
 	}

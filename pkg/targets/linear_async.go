@@ -28,3 +28,15 @@ func (l *linear) WriteAsync(ctx context.Context, p []byte, off int64, done func(
 func (l *linear) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool {
 	return l.dev.SpliceWriteAsync(ctx, pipe, inPipe, tail, l.offset+off, func(err error) { done(l.count(err)) })
 }
+
+// SpliceReadAsync starts moving a range of the remote device, at the
+// target's offset, into pipe. ErrPipeFull is not the device's error and
+// is not counted as one.
+func (l *linear) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool {
+	return l.dev.SpliceReadAsync(ctx, pipe, l.offset+off, n, func(err error) {
+		if err != ErrPipeFull {
+			err = l.count(err)
+		}
+		done(err)
+	})
+}

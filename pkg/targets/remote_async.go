@@ -1,6 +1,11 @@
 package targets
 
-import "context"
+import (
+	"context"
+	"errors"
+
+	"github.com/gdm-project/gdm/pkg/nbdclient"
+)
 
 // AsyncTarget is an optional Target capability: a target over a remote
 // device starts a request and returns, and done gets its result later,
@@ -30,6 +35,12 @@ type AsyncTarget interface {
 	// (nbdclient.SpliceWriteAsync). After an error the pipe may still
 	// hold part of its bytes.
 	SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool
+	// SpliceReadAsync is ReadAsync into pipe (the write end of a pipe(2)
+	// with room for the range), which the remote's connection splices
+	// from its socket (nbdclient.SpliceReadAsync). done gets ErrPipeFull
+	// where SpliceTo would answer it: the pipe may then hold part of the
+	// range, and the caller reads it the ordinary way.
+	SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool
 }
 
 // ReadAsync starts a read of a remote device (see AsyncTarget); a local
@@ -56,6 +67,21 @@ func (d *Dev) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail
 		return false
 	}
 	return d.remote.SpliceWriteAsync(ctx, pipe, inPipe, tail, off, func(err error) { done(d.remoteErr("write", off, err)) })
+}
+
+// SpliceReadAsync starts moving n bytes at off of a remote device into
+// pipe (see AsyncTarget).
+func (d *Dev) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool {
+	if d.remote == nil {
+		return false
+	}
+	return d.remote.SpliceReadAsync(ctx, pipe, off, n, func(err error) {
+		if errors.Is(err, nbdclient.ErrNoSplice) {
+			done(ErrPipeFull)
+			return
+		}
+		done(d.remoteErr("read", off, err))
+	})
 }
 
 // SplicesWrites says whether the device is remote and its connections can
