@@ -87,8 +87,10 @@ func (c *conn) fill(cl *call, off, n int64) error {
 	case cl.abandoned:
 		_, err = io.CopyN(io.Discard, c.r, n)
 	case cl.pipe >= 0:
+		c.splicedLast = true
 		return c.spliceFill(cl, off, n)
 	default:
+		c.splicedLast = false
 		_, err = io.ReadFull(c.r, cl.buf[off:off+n])
 	}
 	if err != nil {

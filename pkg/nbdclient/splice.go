@@ -75,10 +75,13 @@ func (cl *Client) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, d
 }
 
 // readHead reads len(p) bytes of a reply's header. While spliced reads
-// are in flight it reads no further than p from the socket, so that a
-// payload that follows stays there to be spliced.
+// are in flight, or the last read's data was spliced, it reads no
+// further than p from the socket, so that a payload that follows stays
+// there to be spliced. The second is for a reader that has just
+// completed the only spliced read in flight: the next one is likely
+// started while it waits, and its payload, read ahead, would be copied.
 func (c *conn) readHead(p []byte) error {
-	if c.splicing.Load() == 0 {
+	if c.splicing.Load() == 0 && !c.splicedLast {
 		_, err := io.ReadFull(c.r, p)
 		return err
 	}
@@ -104,6 +107,7 @@ func (c *conn) spliceFill(cl *call, off, n int64) error {
 	}
 	if cl.spliceErr == nil {
 		if k := min(int64(c.r.Buffered()), left); k > 0 {
+			c.copiedAhead.Add(1)
 			b, _ := c.r.Peek(int(k))
 			err := writePipe(cl.pipe, b)
 			c.r.Discard(int(k))

@@ -100,6 +100,36 @@ func TestSpliceReadAsyncDropped(t *testing.T) {
 	}
 }
 
+// TestSplicedReadsInTurn: spliced reads sent one at a time, each after
+// the last completed, so that none is in flight while the reader waits
+// for the next reply: having just spliced, it reads that reply's header
+// without reading ahead, and no payload after the first is copied into
+// its pipe.
+func TestSplicedReadsInTurn(t *testing.T) {
+	cl, data := serveRandom(t, 4<<20)
+	c := cl.conns[0]
+	r, w := testPipe(t, 1<<20)
+	got := make([]byte, 1<<20)
+	var first uint64
+	for i := range int64(8) {
+		ch, done := nbdtest.NewAsync()
+		off := i % 3 << 20
+		if !cl.SpliceReadAsync(context.Background(), w, off, 1<<20, done) {
+			t.Fatal("not taken")
+		}
+		mustOK(t, ch.Wait(t))
+		if _, err := io.ReadFull(r, got); err != nil || !bytes.Equal(got, data[off:off+1<<20]) {
+			t.Fatalf("read %d: other bytes (%v)", i, err)
+		}
+		if i == 0 {
+			first = c.copiedAhead.Load() // the reader may have been reading ahead when it began
+		}
+	}
+	if n := c.copiedAhead.Load() - first; n != 0 {
+		t.Fatalf("%d of 7 spliced reads were read ahead and copied", n)
+	}
+}
+
 // TestSpliceAfterReadAhead: the reader read a reply's header and the
 // start of its payload ahead (it began to read while no spliced read was
 // in flight), then splices the rest into a pipe that holds exactly one
