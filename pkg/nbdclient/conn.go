@@ -49,8 +49,8 @@ type conn struct {
 	// splicing counts the spliced reads in flight: while there are any,
 	// the reader reads headers without reading ahead (see readHead).
 	splicing atomic.Int32
-	// splicedLast says the last read's data was spliced (readHead); the
-	// reader's only.
+	// splicedLast says the last reply read was a spliced read's
+	// (readHead); the reader's only.
 	splicedLast bool
 	// copiedAhead counts the spliced reads whose payload began in the
 	// read-ahead buffer and was partly copied into the pipe (spliceFill).

@@ -28,6 +28,7 @@ func (c *conn) lookup(cookie uint64) (*call, error) {
 	if cl == nil {
 		return nil, protoErr("reply for unknown cookie %d", cookie)
 	}
+	c.splicedLast = cl.pipe >= 0
 	return cl, nil
 }
 
@@ -87,10 +88,8 @@ func (c *conn) fill(cl *call, off, n int64) error {
 	case cl.abandoned:
 		_, err = io.CopyN(io.Discard, c.r, n)
 	case cl.pipe >= 0:
-		c.splicedLast = true
 		return c.spliceFill(cl, off, n)
 	default:
-		c.splicedLast = false
 		_, err = io.ReadFull(c.r, cl.buf[off:off+n])
 	}
 	if err != nil {

@@ -75,11 +75,12 @@ func (cl *Client) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, d
 }
 
 // readHead reads len(p) bytes of a reply's header. While spliced reads
-// are in flight, or the last read's data was spliced, it reads no
+// are in flight, or the last reply was a spliced read's, it reads no
 // further than p from the socket, so that a payload that follows stays
 // there to be spliced. The second is for a reader that has just
 // completed the only spliced read in flight: the next one is likely
 // started while it waits, and its payload, read ahead, would be copied.
+// Any other reply ends that, so that small replies are read in bulk.
 func (c *conn) readHead(p []byte) error {
 	if c.splicing.Load() == 0 && !c.splicedLast {
 		_, err := io.ReadFull(c.r, p)

@@ -104,7 +104,7 @@ func TestSpliceReadAsyncDropped(t *testing.T) {
 // the last completed, so that none is in flight while the reader waits
 // for the next reply: having just spliced, it reads that reply's header
 // without reading ahead, and no payload after the first is copied into
-// its pipe.
+// its pipe. A reply of another kind ends that.
 func TestSplicedReadsInTurn(t *testing.T) {
 	cl, data := serveRandom(t, 4<<20)
 	c := cl.conns[0]
@@ -127,6 +127,12 @@ func TestSplicedReadsInTurn(t *testing.T) {
 	}
 	if n := c.copiedAhead.Load() - first; n != 0 {
 		t.Fatalf("%d of 7 spliced reads were read ahead and copied", n)
+	}
+	// Any other reply ends it: the replies of writes are read ahead, in
+	// bulk, again.
+	mustOK(t, cl.WriteAt(context.Background(), data[:4096], 0, false))
+	if c.splicedLast {
+		t.Fatal("after a write's reply the reader still reads reply headers one by one")
 	}
 }
 
