@@ -38,16 +38,11 @@ func (cl *Client) SpliceRead(ctx context.Context, pipe int, off, n int64) error 
 	if n == 0 {
 		return nil
 	}
-	var flags uint16
-	switch {
-	case n > cl.maxRequest() || pipe < 0:
+	req, ok := cl.spliceRequest(pipe, off, n)
+	if !ok {
 		return ErrNoSplice
-	case cl.info.Structured && cl.info.Flags&FlagSendDF == 0:
-		return ErrNoSplice // the data may come in pieces, in any order
-	case cl.info.Structured:
-		flags = cmdFlagDF
 	}
-	err := cl.run(ctx, request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(n)}, nil, nil, pipe).err
+	err := cl.run(ctx, req, nil, nil, pipe).err
 	if errors.Is(err, ErrDisconnected) {
 		return fmt.Errorf("%w: %w", ErrNoSplice, err)
 	}
@@ -61,17 +56,25 @@ func (cl *Client) SpliceRead(ctx context.Context, pipe int, off, n int64) error 
 // would refuse. done gets an error wrapping ErrNoSplice where SpliceRead
 // returns one, the pipe perhaps holding part of the range.
 func (cl *Client) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool {
-	if n > cl.maxRequest() || pipe < 0 || !cl.splices {
-		return false
-	}
+	req, ok := cl.spliceRequest(pipe, off, n)
+	return ok && cl.splices && cl.startAsync(ctx, req, nil, nil, -1, pipe, done)
+}
+
+// spliceRequest is the read of n bytes at off that splices into pipe,
+// or false where the data cannot be spliced: no pipe, more than one
+// request, or a server that may answer a read in pieces out of order
+// (structured replies without DF).
+func (cl *Client) spliceRequest(pipe int, off, n int64) (request, bool) {
 	var flags uint16
 	switch {
+	case n > cl.maxRequest() || pipe < 0:
+		return request{}, false
 	case cl.info.Structured && cl.info.Flags&FlagSendDF == 0:
-		return false // the data may come in pieces, in any order
+		return request{}, false
 	case cl.info.Structured:
 		flags = cmdFlagDF
 	}
-	return cl.startAsync(ctx, request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(n)}, nil, nil, -1, pipe, done)
+	return request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(n)}, true
 }
 
 // readHead reads len(p) bytes of a reply's header. While spliced reads

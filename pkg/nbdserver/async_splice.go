@@ -41,12 +41,8 @@ func (c *conn) mightSpliceAsync() bool {
 func (c *conn) startSpliceRead(w *work) bool {
 	r := w.r
 	n := int64(r.length)
-	p := c.srv.pipes.get()
+	p := c.srv.pipes.getFor(n)
 	if p == nil {
-		return false
-	}
-	if n > int64(p.size) {
-		c.srv.pipes.put(p)
 		return false
 	}
 	a := &asyncReq{c: c, w: *w, pipe: p}

@@ -76,12 +76,8 @@ func (c *conn) spliceRead(rep *reply, off, n int64) (bool, error) {
 	if !c.mightSplice(n) {
 		return false, nil
 	}
-	p := c.srv.pipes.get()
+	p := c.srv.pipes.getFor(n)
 	if p == nil {
-		return false, nil
-	}
-	if n > int64(p.size) {
-		c.srv.pipes.put(p)
 		return false, nil
 	}
 	if err := c.splicer.SpliceRead(c.ctx, p.w, off, n); err != nil {

@@ -71,6 +71,18 @@ func (pp *pipePool) get() *pipe {
 	return p
 }
 
+// getFor returns an empty pipe with room for n bytes, or nil (see get;
+// a pipe the kernel would not grow to pipeSize carries smaller reads
+// only).
+func (pp *pipePool) getFor(n int64) *pipe {
+	p := pp.get()
+	if p != nil && n > int64(p.size) {
+		pp.put(p)
+		return nil
+	}
+	return p
+}
+
 func newPipe() *pipe {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {

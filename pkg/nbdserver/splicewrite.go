@@ -53,13 +53,9 @@ func (c *conn) spliceWritable(r request) bool {
 // is a payload that did not arrive (a dead socket, the payload timeout);
 // the pipe is then discarded.
 func (c *conn) readPayloadPipe(w *work) (bool, error) {
-	p := c.srv.pipes.get()
-	if p == nil {
-		return false, nil
-	}
 	n := int(w.r.length)
-	if n > p.size {
-		c.srv.pipes.put(p)
+	p := c.srv.pipes.getFor(int64(n))
+	if p == nil {
 		return false, nil
 	}
 	left := n

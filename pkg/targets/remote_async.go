@@ -1,11 +1,6 @@
 package targets
 
-import (
-	"context"
-	"errors"
-
-	"github.com/gdm-project/gdm/pkg/nbdclient"
-)
+import "context"
 
 // AsyncTarget is an optional Target capability: a target over a remote
 // device starts a request and returns, and done gets its result later,
@@ -75,13 +70,7 @@ func (d *Dev) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done 
 	if d.remote == nil {
 		return false
 	}
-	return d.remote.SpliceReadAsync(ctx, pipe, off, n, func(err error) {
-		if errors.Is(err, nbdclient.ErrNoSplice) {
-			done(ErrPipeFull)
-			return
-		}
-		done(d.remoteErr("read", off, err))
-	})
+	return d.remote.SpliceReadAsync(ctx, pipe, off, n, func(err error) { done(d.spliceErr(off, err)) })
 }
 
 // SplicesWrites says whether the device is remote and its connections can

@@ -134,7 +134,13 @@ func (d *Dev) remoteErr(what string, off int64, err error) error {
 // without room, a dropped connection) it answers ErrPipeFull: the caller
 // discards the pipe and reads the range the ordinary way, which retries.
 func (d *Dev) remoteSplice(pipe int, off, n int64) error {
-	err := d.remote.SpliceRead(context.Background(), pipe, off, n)
+	return d.spliceErr(off, d.remote.SpliceRead(context.Background(), pipe, off, n))
+}
+
+// spliceErr is a spliced read's outcome in the device's words: the
+// client's ErrNoSplice (not moved that way) is ErrPipeFull, anything else
+// a read error of the device.
+func (d *Dev) spliceErr(off int64, err error) error {
 	if errors.Is(err, nbdclient.ErrNoSplice) {
 		return ErrPipeFull
 	}
