@@ -235,3 +235,28 @@ func socketConn(t *testing.T, fd int) net.Conn {
 	t.Cleanup(func() { nc.Close() })
 	return nc
 }
+
+// TestAsyncSplicedReadsPipeBound: asynchronous spliced reads take their
+// pipes from the server's bounded pool. With one pipe allowed and the leg
+// holding the read that took it, a second large read gets no pipe and is
+// copied (the usual way) instead of waiting or opening another; both
+// reads come back whole.
+func TestAsyncSplicedReadsPipeBound(t *testing.T) {
+	m, leg, s, sock := serveSpliceReadLeg(t, 4<<20, func(s *Server) { s.MaxPipes = 1 })
+	gate := make(chan struct{})
+	leg.gate.Store(&gate)
+	c := dial(t, sock)
+	c.connect("a", false)
+	c.write(requestBytes(requestBytes(nil, cmdRead, 0, 1, 0, 1<<20, nil), cmdRead, 0, 2, 2<<20, 1<<20, nil))
+	errno, cookie := c.simple() // the copied read: the spliced one is held
+	if errno != 0 || cookie != 2 || !bytes.Equal(c.read(1<<20), m.data[2<<20:3<<20]) {
+		t.Fatalf("copied read: errno %d, cookie %d, or other data", errno, cookie)
+	}
+	if n, open := s.Stats().SplicedReads.Load(), s.pipes.Open(); n != 1 || open != 1 || s.Stats().PipesRefused.Load() == 0 {
+		t.Fatalf("%d reads spliced, %d pipes open, %d refused a pipe; want 1, 1, some", n, open, s.Stats().PipesRefused.Load())
+	}
+	close(gate)
+	if errno, cookie := c.simple(); errno != 0 || cookie != 1 || !bytes.Equal(c.read(1<<20), m.data[:1<<20]) {
+		t.Fatalf("spliced read: errno %d, cookie %d, or other data", errno, cookie)
+	}
+}
