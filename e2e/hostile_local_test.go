@@ -261,7 +261,7 @@ func (w *readyWriter) Write(p []byte) (int, error) {
 func startUmask0(t *testing.T, dir, control string) (*daemon, *readyWriter) {
 	t.Helper()
 	d := &daemon{t: t, dir: dir, state: filepath.Join(dir, "state"), control: control,
-		nbdSock: filepath.Join(dir, "nbd.sock"), tcp: freePort(t), metrics: freePort(t), log: &bytes.Buffer{}}
+		nbdSock: filepath.Join(dir, "nbd.sock"), tcp: freePort(t), metrics: freePort(t), log: &lockedBuffer{}}
 	d.cmd = exec.Command("sh", "-c", `umask 000; exec "$0" "$@"`, gdmBin, "serve", "--state-dir", d.state,
 		"--control", d.control, "--nbd-socket", d.nbdSock, "--nbd-listen", d.tcp, "--metrics-listen", d.metrics, "--log-level", "info")
 	d.cmd.Env = gdmEnv()

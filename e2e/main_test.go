@@ -51,7 +51,7 @@ type daemon struct {
 	tcp      string
 	metrics  string
 	cmd      *exec.Cmd
-	log      *bytes.Buffer
+	log      *lockedBuffer // the daemon writes it while tests read it
 	exited   chan struct{}
 	extraArg []string
 }
@@ -94,7 +94,7 @@ func (d *daemon) start() {
 	}
 	args = append(args, d.extraArg...)
 	d.cmd = exec.Command(gdmBin, args...)
-	d.log = &bytes.Buffer{}
+	d.log = &lockedBuffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
