@@ -73,6 +73,7 @@ type conn struct {
 	vectored bool          // nc writes net.Buffers with one writev; immutable
 	wbuf     []byte        // the batch's headers (and inlined payloads); wmu
 	iov      net.Buffers   // the batch's segments; wmu
+	iovOut   net.Buffers   // iov as writev consumes it (writeSegments); wmu
 	written  atomic.Uint64 // cookie of the last request written in full
 
 	mu      sync.Mutex // guards the fields below

@@ -211,6 +211,9 @@ var errServerShutdown = errors.New("nbdclient: the server is shutting down")
 // to every request and wait for its clients to go before it exits, so the
 // client hangs up and redials rather than keep the connection.
 func shuttingDown(err error) bool {
+	if err == nil {
+		return false // before re, which escapes: no allocation per call
+	}
 	var re *RemoteError
 	return errors.As(err, &re) && re.Errno == syscall.ESHUTDOWN
 }

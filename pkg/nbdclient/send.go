@@ -91,7 +91,11 @@ func (c *conn) writeLoop(leader bool) {
 // writeQueued is writeLoop without the yield.
 func (c *conn) writeQueued(leader bool) {
 	c.wmu.Lock()
-	c.writeBatches(func(i int) bool { return leader && i == leaderBatches }, c.writeLoop)
+	mode := writeAll
+	if leader {
+		mode = writeAsLeader
+	}
+	c.writeBatches(mode)
 }
 
 // writeOnCaller is the writer an asynchronous call starts. A batch that
@@ -114,10 +118,7 @@ func (c *conn) writeOnCaller() {
 		go c.writeQueued(false)
 		return
 	}
-	c.writeBatches(func(i int) bool {
-		p := payloadBytes(c.queue)
-		return i == leaderBatches || p < callerWriteMin || !c.roomFor(len(c.queue)*requestSize+p)
-	}, c.writeQueued)
+	c.writeBatches(writeOnCaller)
 }
 
 // callerWriteMin is the least payload a batch carries for writeOnCaller
@@ -135,11 +136,34 @@ func payloadBytes(batch []*call) int {
 	return n
 }
 
+// writeMode is who writes the queue and when a goroutine takes over the
+// rest (writeBatches). A mode, not a function: the functions that said it
+// were two allocations on every asynchronous request.
+type writeMode uint8
+
+const (
+	writeAll      writeMode = iota // write until the queue is empty
+	writeAsLeader                  // a caller writing for others: hand off after leaderBatches (writeLoop)
+	writeOnCaller                  // an asynchronous call's caller: see (*conn).writeOnCaller
+)
+
+// handOff says, before batch i (with c.mu held), whether a goroutine is
+// to write the rest.
+func (c *conn) handOff(mode writeMode, i int) bool {
+	switch mode {
+	case writeAsLeader:
+		return i == leaderBatches
+	case writeOnCaller:
+		p := payloadBytes(c.queue)
+		return i == leaderBatches || p < callerWriteMin || !c.roomFor(len(c.queue)*requestSize+p)
+	}
+	return false
+}
+
 // writeBatches writes the queued batches until the queue is empty or the
-// connection dies, or until handOff (asked before each batch, with c.mu
-// held) says a goroutine is to write the rest, with rest(false). Called
-// with wmu held; it unlocks it.
-func (c *conn) writeBatches(handOff func(i int) bool, rest func(leader bool)) {
+// connection dies, or until handOff says a goroutine is to write the
+// rest. Called with wmu held; it unlocks it.
+func (c *conn) writeBatches(mode writeMode) {
 	defer c.wmu.Unlock()
 	var prev []*call
 	for i := 0; ; i++ {
@@ -152,9 +176,15 @@ func (c *conn) writeBatches(handOff func(i int) bool, rest func(leader bool)) {
 			c.mu.Unlock()
 			return
 		}
-		if handOff(i) {
+		if c.handOff(mode, i) {
 			c.mu.Unlock()
-			go rest(false) // writing stays true: the goroutine takes over
+			// writing stays true: the goroutine takes over. After a
+			// leader, it yields first as writeLoop does.
+			if mode == writeAsLeader {
+				go c.writeLoop(false)
+			} else {
+				go c.writeQueued(false)
+			}
 			return
 		}
 		batch := c.queue
@@ -247,8 +277,8 @@ func (c *conn) writeSegments(iov net.Buffers) error {
 	if len(iov) == 0 {
 		return nil
 	}
-	c.iov = iov
-	_, err := iov.WriteTo(c.nc) // consumes iov, not c.iov
+	c.iov, c.iovOut = iov, iov
+	_, err := c.iovOut.WriteTo(c.nc) // consumes iovOut, not iov: a local's WriteTo would move it to the heap
 	clear(c.iov)
 	if err != nil {
 		return fmt.Errorf("nbdclient: send requests: %w", err)

@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"context"
+	"sync"
 )
 
 // AsyncExport is an optional Export capability for backends that answer
@@ -36,11 +37,34 @@ type AsyncExport interface {
 }
 
 // asyncReq is a request served asynchronously: what its completion needs.
+// It is pooled, with its done bound once (doneFn): an asynchronous request
+// allocated both, each time, before.
 type asyncReq struct {
-	c    *conn
-	w    work
-	buf  *[]byte // a read's destination, pooled
-	pipe *pipe   // a spliced read's destination (async_splice.go)
+	c      *conn
+	w      work
+	buf    *[]byte // a read's destination, pooled
+	pipe   *pipe   // a spliced read's destination (async_splice.go)
+	doneFn func(error)
+}
+
+var asyncReqs = sync.Pool{New: func() any { return new(asyncReq) }}
+
+// newAsyncReq is w's asyncReq, for c, reading into p if not nil. It goes
+// back to the pool when the request is done, or undone.
+func (c *conn) newAsyncReq(w *work, p *pipe) *asyncReq {
+	a := asyncReqs.Get().(*asyncReq)
+	if a.doneFn == nil {
+		a.doneFn = a.done // once per pooled asyncReq
+	}
+	a.c, a.w, a.pipe = c, *w, p
+	return a
+}
+
+// free puts a back in the pool: its request is finished (done) or was
+// never taken (undo), and nothing holds a or its doneFn any longer.
+func (a *asyncReq) free() {
+	*a = asyncReq{doneFn: a.doneFn}
+	asyncReqs.Put(a)
 }
 
 // startAsync offers the request just read to the export's asynchronous
@@ -77,17 +101,17 @@ func (c *conn) startAsync(w *work) bool {
 	if spliced {
 		return c.startSpliceRead(w)
 	}
-	a := &asyncReq{c: c, w: *w}
+	a := c.newAsyncReq(w, nil)
 	c.begin(a)
 	var ok bool
 	if r.typ == cmdRead {
 		a.buf = getBuf(int(r.length))
-		ok = c.async.ReadAsync(c.ctx, *a.buf, int64(r.offset), a.done)
+		ok = c.async.ReadAsync(c.ctx, *a.buf, int64(r.offset), a.doneFn)
 		if !ok {
 			putBuf(a.buf)
 		}
 	} else {
-		ok = c.async.WriteAsync(c.ctx, w.payload, int64(r.offset), a.done)
+		ok = c.async.WriteAsync(c.ctx, w.payload, int64(r.offset), a.doneFn)
 	}
 	if !ok {
 		c.undo(a)
@@ -118,6 +142,7 @@ func (c *conn) undo(a *asyncReq) {
 	if a.pipe != nil {
 		c.srv.stats.SplicedReads.Add(^uint64(0))
 	}
+	a.free()
 	c.asyncs.Done()
 }
 
@@ -149,6 +174,7 @@ func (a *asyncReq) done(err error) {
 		c.srv.pipes.putAfter(a.w.pipe, err)
 	}
 	a.w.done()
+	a.free()
 	c.inflight.Add(-1)
 	c.queueNoWait(rep)
 	c.asyncs.Done()

@@ -45,9 +45,9 @@ func (c *conn) startSpliceRead(w *work) bool {
 	if p == nil {
 		return false
 	}
-	a := &asyncReq{c: c, w: *w, pipe: p}
+	a := c.newAsyncReq(w, p)
 	c.begin(a)
-	if !c.asyncSplicer.SpliceReadAsync(c.ctx, p.w, int64(r.offset), n, a.done) {
+	if !c.asyncSplicer.SpliceReadAsync(c.ctx, p.w, int64(r.offset), n, a.doneFn) {
 		c.undo(a)
 		c.srv.pipes.put(p) // untouched
 		return false

@@ -121,9 +121,9 @@ func (c *conn) spliceFromSocket(pipe, n int) error {
 func (c *conn) startSpliceWrite(w *work) bool {
 	r := w.r
 	if c.writeSplicer != nil && c.check(r) == 0 {
-		a := &asyncReq{c: c, w: *w}
+		a := c.newAsyncReq(w, nil)
 		c.begin(a)
-		if c.writeSplicer.SpliceWriteAsync(c.ctx, w.pipe.r, int64(w.inPipe), w.payload, int64(r.offset), a.done) {
+		if c.writeSplicer.SpliceWriteAsync(c.ctx, w.pipe.r, int64(w.inPipe), w.payload, int64(r.offset), a.doneFn) {
 			return true
 		}
 		c.undo(a)

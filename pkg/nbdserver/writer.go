@@ -55,6 +55,13 @@ type replyWriter struct {
 	carried   []*reply
 	carryPipe *reply
 	carrying  atomic.Bool
+
+	// tryWrite's writev, bound once (writevFn), with its argument and
+	// results; under wmu.
+	writevFn func(fd uintptr) bool
+	tryBufs  net.Buffers
+	tryN     int
+	tryErr   error
 }
 
 // queue adds replies to the queue and writes it unless another goroutine

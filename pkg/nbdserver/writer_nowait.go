@@ -131,17 +131,14 @@ func (w *replyWriter) spliceNoWait(r *reply) {
 // what it did not take. A broken writer drops everything; a failed write
 // marks it broken. Called with wmu held.
 func (w *replyWriter) tryWrite(bufs net.Buffers) net.Buffers {
+	if w.writevFn == nil {
+		w.writevFn = w.writevOnce // once per connection, not a closure per write
+	}
 	for len(bufs) > 0 && !w.broken {
-		var n int
-		var werr error
-		err := w.raw.Write(func(fd uintptr) bool {
-			for {
-				n, werr = unix.Writev(int(fd), bufs)
-				if werr != unix.EINTR {
-					return true // never wait: EAGAIN leaves the rest
-				}
-			}
-		})
+		w.tryBufs = bufs
+		err := w.raw.Write(w.writevFn)
+		n, werr := w.tryN, w.tryErr
+		w.tryBufs, w.tryErr = nil, nil
 		switch {
 		case werr == unix.EAGAIN:
 			return bufs
@@ -155,6 +152,17 @@ func (w *replyWriter) tryWrite(bufs net.Buffers) net.Buffers {
 		consume(&bufs, n)
 	}
 	return nil
+}
+
+// writevOnce is tryWrite's one writev of tryBufs on fd, its result in
+// tryN and tryErr; it never waits (EAGAIN leaves the rest).
+func (w *replyWriter) writevOnce(fd uintptr) bool {
+	for {
+		w.tryN, w.tryErr = unix.Writev(int(fd), w.tryBufs)
+		if w.tryErr != unix.EINTR {
+			return true
+		}
+	}
 }
 
 // consume drops the first n bytes of v, as a write of them does.

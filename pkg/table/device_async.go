@@ -17,6 +17,7 @@ package table
 
 import (
 	"context"
+	"sync"
 
 	"github.com/gdm-project/gdm/pkg/targets"
 )
@@ -64,7 +65,7 @@ func (d *Device) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, t
 	if d.readOnly {
 		return false
 	}
-	return d.startAsyncOp(OpWrite, inPipe+int64(len(tail)), off, done, func(at targets.AsyncTarget, tOff int64, complete func(error)) bool {
+	return d.startAsyncOp(OpWrite, targets.AsyncWrite, inPipe+int64(len(tail)), off, done, func(at targets.AsyncTarget, tOff int64, complete func(error)) bool {
 		return at.SpliceWriteAsync(ctx, pipe, inPipe, tail, tOff, complete)
 	})
 }
@@ -77,7 +78,7 @@ func (d *Device) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, t
 // may hold part of it): the read is then not counted, and the caller
 // reads the range the ordinary way, which counts it.
 func (d *Device) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool {
-	return d.startAsyncOp(OpRead, n, off, done, func(at targets.AsyncTarget, tOff int64, complete func(error)) bool {
+	return d.startAsyncOp(OpRead, targets.AsyncSpliceRead, n, off, done, func(at targets.AsyncTarget, tOff int64, complete func(error)) bool {
 		return at.SpliceReadAsync(ctx, pipe, tOff, n, complete)
 	})
 }
@@ -85,7 +86,11 @@ func (d *Device) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, do
 // startAsync starts op on the live table's target if the whole range lies
 // in one that takes it (see startAsyncOp).
 func (d *Device) startAsync(ctx context.Context, op Op, p []byte, off int64, done func(error)) bool {
-	return d.startAsyncOp(op, int64(len(p)), off, done, func(at targets.AsyncTarget, tOff int64, complete func(error)) bool {
+	kind := targets.AsyncRead
+	if op == OpWrite {
+		kind = targets.AsyncWrite
+	}
+	return d.startAsyncOp(op, kind, int64(len(p)), off, done, func(at targets.AsyncTarget, tOff int64, complete func(error)) bool {
 		if op == OpWrite {
 			return at.WriteAsync(ctx, p, tOff, complete)
 		}
@@ -115,7 +120,7 @@ func (d *Device) asyncTarget(op Op, off, n int64) (t *Table, i int, tOff int64, 
 // table's target, if the whole range lies in one that takes it
 // (asyncTarget; tryGet then decides). The holder it takes is put after
 // done has run.
-func (d *Device) startAsyncOp(op Op, n, off int64, done func(error), start func(at targets.AsyncTarget, tOff int64, complete func(error)) bool) bool {
+func (d *Device) startAsyncOp(op Op, kind targets.AsyncKind, n, off int64, done func(error), start func(at targets.AsyncTarget, tOff int64, complete func(error)) bool) bool {
 	t, i, tOff, at := d.asyncTarget(op, off, n)
 	if at == nil {
 		return false
@@ -123,19 +128,60 @@ func (d *Device) startAsyncOp(op Op, n, off int64, done func(error), start func(
 	if ok, _ := d.tryGet(t); !ok {
 		return false // suspended, quiescing or swapped: the usual way
 	}
-	clock := d.startClock()
-	complete := func(err error) {
-		if err != targets.ErrPipeFull { // not done: the ordinary way counts it
-			t.stats.record(i, op, n, err)
-			d.count(op, n, err, clock)
-		}
-		done(err)
-		t.Put()
-	}
-	if !start(at, tOff, complete) {
+	o := newAsyncOp()
+	*o = asyncOp{d: d, t: t, at: at, i: i, op: op, kind: kind, n: n, tOff: tOff,
+		clock: d.startClock(), done: done, completeFn: o.completeFn}
+	if !start(at, tOff, o.completeFn) {
+		o.free()
 		t.Put()
 		return false
 	}
 	d.stats.Async.Add(1)
 	return true
+}
+
+// asyncOp is a request started asynchronously on a target: what its
+// completion needs. It is pooled, with complete bound once (completeFn),
+// so that starting a request allocates nothing here.
+type asyncOp struct {
+	d          *Device
+	t          *Table // holds a holder on it until complete
+	at         targets.AsyncTarget
+	i          int // the target's index in t
+	op         Op
+	kind       targets.AsyncKind
+	n, tOff    int64
+	clock      ioClock
+	done       func(error)
+	completeFn func(error) // o.complete
+}
+
+var asyncOps = sync.Pool{New: func() any { return new(asyncOp) }}
+
+func newAsyncOp() *asyncOp {
+	o := asyncOps.Get().(*asyncOp)
+	if o.completeFn == nil {
+		o.completeFn = o.complete // once per pooled asyncOp
+	}
+	return o
+}
+
+func (o *asyncOp) free() {
+	*o = asyncOp{completeFn: o.completeFn}
+	asyncOps.Put(o)
+}
+
+// complete is the target's done: the result in the target's words
+// (AsyncErr), counted, handed to done; then the holder goes back.
+func (o *asyncOp) complete(err error) {
+	d, t, op, n := o.d, o.t, o.op, o.n
+	err = o.at.AsyncErr(o.kind, o.tOff, err)
+	if err != targets.ErrPipeFull { // not done: the ordinary way counts it
+		t.stats.record(o.i, op, n, err)
+		d.count(op, n, err, o.clock)
+	}
+	done := o.done
+	o.free()
+	done(err)
+	t.Put()
 }

@@ -1,11 +1,16 @@
 package table
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
@@ -196,5 +201,71 @@ func TestAsyncRemoteTimeout(t *testing.T) {
 	}
 	if d.Stats().IO.Snapshot().Errors[OpRead] != 1 {
 		t.Fatal("the failed read was not counted")
+	}
+}
+
+// TestAsyncResultsInTheTargetsWords: the remote's result reaches done in
+// the target's words (targets.AsyncTarget.AsyncErr, which the table
+// applies, since no layer wraps done): a failed read or write names the
+// leg and the offset on it and is counted once; a spliced read moves its
+// range into the pipe and counts as a read.
+func TestAsyncResultsInTheTargetsWords(t *testing.T) {
+	m := nbdtest.NewMem(1 << 20)
+	s := nbdtest.Start(t, nbdtest.Exports{"a": m})
+	d := newLiveDevice(t, "0 1024 linear "+s.URI("a")+" 8")
+	defer d.Close()
+	ctx := context.Background()
+	ch, done := nbdtest.NewAsync()
+	for _, c := range []struct {
+		op    string
+		errno syscall.Errno
+		start func() bool
+	}{
+		{"read", syscall.EIO, func() bool { return d.ReadAsync(ctx, make([]byte, 512), 512, done) }},
+		{"write", syscall.ENOSPC, func() bool { return d.WriteAsync(ctx, make([]byte, 512), 512, done) }},
+	} {
+		m.FailAt(4096+512, c.errno)
+		if !c.start() {
+			t.Fatalf("%s refused", c.op)
+		}
+		err := ch.Wait(t)
+		want := fmt.Sprintf("targets: %s %s at %d", c.op, s.URI("a"), 4096+512)
+		if !errors.Is(err, c.errno) || err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: done got %v, want %v saying %q", c.op, err, c.errno, want)
+		}
+	}
+	m.FailAt(-1, 0)
+	if st := d.Stats().IO.Snapshot(); st.Errors[OpRead] != 1 || st.Errors[OpWrite] != 1 {
+		t.Fatalf("errors counted %+v, want one read and one write", st.Errors)
+	}
+
+	const n = 64 << 10
+	data := bytes.Repeat([]byte("spliced!"), n/8)
+	m.Set(4096+8192, data)
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if !d.SpliceReadAsync(ctx, fds[1], 8192, n, done) {
+		t.Fatal("spliced read refused")
+	}
+	if err := ch.Wait(t); err != nil {
+		t.Fatalf("spliced read: %v", err)
+	}
+	got := make([]byte, n)
+	for k := 0; k < n; {
+		m, err := unix.Read(fds[0], got[k:])
+		if err != nil || m == 0 {
+			t.Fatalf("the pipe holds %d bytes (%v), want %d", k, err, n)
+		}
+		k += m
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the pipe holds other bytes than the leg's")
+	}
+	if st := d.Stats().IO.Snapshot(); st.Ops[OpRead] != 2 || st.Errors[OpRead] != 1 {
+		t.Fatalf("counted %+v, want the spliced read as a second read, without error", st)
 	}
 }

@@ -15,28 +15,32 @@ func (l *linear) CanSpliceWrite() bool { return l.dev.SplicesWrites() }
 
 // ReadAsync starts a read of the remote device at the target's offset.
 func (l *linear) ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
-	return l.dev.ReadAsync(ctx, p, l.offset+off, func(err error) { done(l.count(err)) })
+	return l.dev.ReadAsync(ctx, p, l.offset+off, done)
 }
 
 // WriteAsync starts a write to the remote device at the target's offset.
 func (l *linear) WriteAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
-	return l.dev.WriteAsync(ctx, p, l.offset+off, func(err error) { done(l.count(err)) })
+	return l.dev.WriteAsync(ctx, p, l.offset+off, done)
 }
 
 // SpliceWriteAsync starts a write to the remote device at the target's
 // offset, its data taken from pipe, then tail.
 func (l *linear) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool {
-	return l.dev.SpliceWriteAsync(ctx, pipe, inPipe, tail, l.offset+off, func(err error) { done(l.count(err)) })
+	return l.dev.SpliceWriteAsync(ctx, pipe, inPipe, tail, l.offset+off, done)
 }
 
 // SpliceReadAsync starts moving a range of the remote device, at the
-// target's offset, into pipe. ErrPipeFull is not the device's error and
-// is not counted as one.
+// target's offset, into pipe.
 func (l *linear) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool {
-	return l.dev.SpliceReadAsync(ctx, pipe, l.offset+off, n, func(err error) {
-		if err != ErrPipeFull {
-			err = l.count(err)
-		}
-		done(err)
-	})
+	return l.dev.SpliceReadAsync(ctx, pipe, l.offset+off, n, done)
+}
+
+// AsyncErr is the device's error for a request at off, counted as the
+// target's; ErrPipeFull is not the device's error and is not counted.
+func (l *linear) AsyncErr(kind AsyncKind, off int64, err error) error {
+	err = l.dev.asyncErr(kind, l.offset+off, err)
+	if err != ErrPipeFull {
+		err = l.count(err)
+	}
+	return err
 }

@@ -32,11 +32,29 @@ type AsyncTarget interface {
 	SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail []byte, off int64, done func(error)) bool
 	// SpliceReadAsync is ReadAsync into pipe (the write end of a pipe(2)
 	// with room for the range), which the remote's connection splices
-	// from its socket (nbdclient.SpliceReadAsync). done gets ErrPipeFull
-	// where SpliceTo would answer it: the pipe may then hold part of the
-	// range, and the caller reads it the ordinary way.
+	// from its socket (nbdclient.SpliceReadAsync). AsyncErr makes its
+	// result ErrPipeFull where SpliceTo would answer that: the pipe may
+	// then hold part of the range, and the caller reads it the ordinary
+	// way.
 	SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool
+	// AsyncErr is what a request's caller is to make of the result err
+	// its done got, for a request of kind at off (the target's offset):
+	// the device's error, with its context, counted as the target's; for
+	// a spliced read, ErrPipeFull where the range was not moved (not
+	// counted). done gets the remote's result as it is, and its caller
+	// (the table) passes it through AsyncErr: so no layer wraps done in a
+	// closure of its own, which cost an allocation per layer per request.
+	AsyncErr(kind AsyncKind, off int64, err error) error
 }
+
+// AsyncKind is what an asynchronous request did (AsyncTarget.AsyncErr).
+type AsyncKind uint8
+
+const (
+	AsyncRead       AsyncKind = iota // ReadAsync
+	AsyncWrite                       // WriteAsync, SpliceWriteAsync
+	AsyncSpliceRead                  // SpliceReadAsync
+)
 
 // ReadAsync starts a read of a remote device (see AsyncTarget); a local
 // device reports false, as pread has no asynchronous form here.
@@ -44,7 +62,7 @@ func (d *Dev) ReadAsync(ctx context.Context, p []byte, off int64, done func(erro
 	if d.remote == nil {
 		return false
 	}
-	return d.remote.ReadAsync(ctx, p, off, func(err error) { done(d.remoteErr("read", off, err)) })
+	return d.remote.ReadAsync(ctx, p, off, done)
 }
 
 // WriteAsync starts a write to a remote device (see AsyncTarget).
@@ -52,7 +70,7 @@ func (d *Dev) WriteAsync(ctx context.Context, p []byte, off int64, done func(err
 	if d.remote == nil {
 		return false
 	}
-	return d.remote.WriteAsync(ctx, p, off, func(err error) { done(d.remoteErr("write", off, err)) })
+	return d.remote.WriteAsync(ctx, p, off, done)
 }
 
 // SpliceWriteAsync starts a write to a remote device of inPipe bytes
@@ -61,7 +79,7 @@ func (d *Dev) SpliceWriteAsync(ctx context.Context, pipe int, inPipe int64, tail
 	if d.remote == nil {
 		return false
 	}
-	return d.remote.SpliceWriteAsync(ctx, pipe, inPipe, tail, off, func(err error) { done(d.remoteErr("write", off, err)) })
+	return d.remote.SpliceWriteAsync(ctx, pipe, inPipe, tail, off, done)
 }
 
 // SpliceReadAsync starts moving n bytes at off of a remote device into
@@ -70,7 +88,19 @@ func (d *Dev) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done 
 	if d.remote == nil {
 		return false
 	}
-	return d.remote.SpliceReadAsync(ctx, pipe, off, n, func(err error) { done(d.spliceErr(off, err)) })
+	return d.remote.SpliceReadAsync(ctx, pipe, off, n, done)
+}
+
+// asyncErr is an asynchronous request's result in the device's words
+// (see AsyncTarget.AsyncErr); done got the client's as it is.
+func (d *Dev) asyncErr(kind AsyncKind, off int64, err error) error {
+	switch kind {
+	case AsyncRead:
+		return d.remoteErr("read", off, err)
+	case AsyncSpliceRead:
+		return d.spliceErr(off, err)
+	}
+	return d.remoteErr("write", off, err)
 }
 
 // SplicesWrites says whether the device is remote and its connections can
