@@ -58,6 +58,7 @@ type replyWriter struct {
 
 	// tryWrite's writev, bound once (writevFn), with its argument and
 	// results; under wmu.
+	out      net.Buffers // what write is sending; under wmu
 	writevFn func(fd uintptr) bool
 	tryBufs  net.Buffers
 	tryN     int
@@ -219,7 +220,9 @@ func (w *replyWriter) writeOut(bufs *net.Buffers) {
 // with wmu held.
 func (w *replyWriter) write(v net.Buffers) error {
 	if w.gather == nil {
-		_, err := v.WriteTo(w.nc)
+		w.out = v // WriteTo on the parameter would move it to the heap, each call
+		_, err := w.out.WriteTo(w.nc)
+		w.out = nil
 		return err
 	}
 	for _, b := range v {
