@@ -59,6 +59,16 @@ type spinReader struct {
 	// an empty socket: the slow path, where the reader is about to retry
 	// for up to window anyway.
 	onSpin func()
+
+	// One Read's argument, state and results, for readOnce, which is
+	// bound once (readFn): a closure per Read captured them on the heap,
+	// four allocations a read (two a request, in 4 KiB requests over TCP).
+	p        []byte
+	n        int
+	rerr     error
+	spin     bool
+	deadline time.Time
+	readFn   func(fd uintptr) bool
 }
 
 // spinning reports whether this wait may spin, and counts it against the
@@ -79,53 +89,59 @@ func newSpinReader(raw syscall.RawConn, busy *atomic.Int32, stats *Stats) *spinR
 }
 
 func (s *spinReader) Read(p []byte) (int, error) {
-	var n int
-	var rerr error
-	spin := s.spinning()
-	var deadline time.Time
-	err := s.raw.Read(func(fd uintptr) bool {
-		for {
-			m, err := unix.Read(int(fd), p)
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				if !spin {
-					return false // park until readable
-				}
-				now := time.Now()
-				if deadline.IsZero() {
-					deadline = now.Add(s.window)
-					if s.onSpin != nil {
-						s.onSpin()
-					}
-				} else if now.After(deadline) {
-					// Nothing came in the window: park, and park at
-					// once for the next few waits too.
-					spin = false
-					s.backoff = min(max(2*s.backoff, 1), maxSpinBackoff)
-					s.skip = s.backoff
-					s.stats.SpinsParked.Add(1)
-					return false
-				}
-				continue
-			case err != nil:
-				// read(2) returns -1 with its error: never hand that on
-				// as a count (a reset connection crashed the daemon so).
-				rerr = err
-				m = 0
-			case m == 0:
-				rerr = io.EOF
-			case spin && !deadline.IsZero():
-				s.backoff = 0 // the spin paid off
-				s.stats.SpinsFound.Add(1)
-			}
-			n = m
-			return true
-		}
-	})
+	if s.readFn == nil {
+		s.readFn = s.readOnce
+	}
+	s.p, s.n, s.rerr, s.spin, s.deadline = p, 0, nil, s.spinning(), time.Time{}
+	err := s.raw.Read(s.readFn)
+	n, rerr := s.n, s.rerr
+	s.p, s.rerr = nil, nil
 	if err != nil {
 		return n, err
 	}
 	return n, rerr
+}
+
+// readOnce is one try of Read on fd: it reports false to park until the
+// socket is readable, after spinning on it while s.spin allows.
+func (s *spinReader) readOnce(fd uintptr) bool {
+	for {
+		m, err := unix.Read(int(fd), s.p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if !s.spin {
+				return false // park until readable
+			}
+			now := time.Now()
+			if s.deadline.IsZero() {
+				s.deadline = now.Add(s.window)
+				if s.onSpin != nil {
+					s.onSpin()
+				}
+			} else if now.After(s.deadline) {
+				// Nothing came in the window: park, and park at
+				// once for the next few waits too.
+				s.spin = false
+				s.backoff = min(max(2*s.backoff, 1), maxSpinBackoff)
+				s.skip = s.backoff
+				s.stats.SpinsParked.Add(1)
+				return false
+			}
+			continue
+		case err != nil:
+			// read(2) returns -1 with its error: never hand that on
+			// as a count (a reset connection crashed the daemon so).
+			s.rerr = err
+			m = 0
+		case m == 0:
+			s.rerr = io.EOF
+		case s.spin && !s.deadline.IsZero():
+			s.backoff = 0 // the spin paid off
+			s.stats.SpinsFound.Add(1)
+		}
+		s.n = m
+		return true
+	}
 }
