@@ -175,7 +175,7 @@ func (a *asyncReq) done(err error) {
 	}
 	a.w.done()
 	a.free()
-	c.inflight.Add(-1)
+	c.requestDone()
 	c.queueNoWait(rep)
 	c.asyncs.Done()
 }

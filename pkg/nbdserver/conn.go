@@ -68,6 +68,11 @@ type conn struct {
 	// inflight counts requests read and not yet served (atomic): readOne
 	// adds, handle subtracts.
 	inflight atomic.Int64
+	// idleMu guards idleWaiting (the reader waits for a request under
+	// the idle timeout) and idleArmed (its deadline is set): see idle.go.
+	idleMu      sync.Mutex
+	idleWaiting bool
+	idleArmed   bool
 	// workers counts the goroutines serving requests: transmit adds the
 	// first, a reader (under rmu) the ones it starts, the stall watch
 	// those of a rescue (batchRun.look, under the batch's run.mu, while

@@ -10,7 +10,7 @@ import (
 
 // handle does one request and returns its reply. A panic is an EIO reply.
 func (c *conn) handle(w *work) (rep *reply) {
-	defer c.inflight.Add(-1)
+	defer c.requestDone()
 	r := w.r
 	rep = getReply(w.charge)
 	defer func() {

@@ -157,13 +157,21 @@ func (b *inbuf) readErr() error {
 	return err
 }
 
+// fillTo reads until n bytes are buffered or reading fails, and reports
+// which: the error stays pending for the next Peek or Read. n must not
+// exceed inbufSize.
+func (b *inbuf) fillTo(n int) bool {
+	for b.w-b.r < n && b.err == nil {
+		b.fill(n)
+	}
+	return b.w-b.r >= n
+}
+
 // Peek returns the next n bytes without consuming them, reading as needed.
 // The slice is valid until the next call that reads. n must not exceed
 // inbufSize.
 func (b *inbuf) Peek(n int) ([]byte, error) {
-	for b.w-b.r < n && b.err == nil {
-		b.fill(n)
-	}
+	b.fillTo(n)
 	if b.w-b.r < n {
 		return b.cur.b[b.r:b.w], b.readErr()
 	}

@@ -189,6 +189,32 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// The idle timeout also closes a connection whose reader went back to
+// waiting while a request was still being served: the reader hands its
+// batches to workers once the backend is slow (past readerServesMax, as
+// after this stall) or when the tuner picks it, and the last request to
+// finish must then start the idle clock. (Broken once: only a reader that
+// found nothing in flight armed it, and such a connection never timed out.)
+func TestIdleTimeoutAfterHandedOverRequest(t *testing.T) {
+	m := newMem(1 << 20)
+	m.blockAt, m.block = 8192, make(chan struct{})
+	s, sock := startServer(t, testExports{"a": m}, func(s *Server) { s.IdleTimeout = 100 * time.Millisecond })
+	c := dial(t, sock)
+	c.connect("a", false)
+	c.request(cmdRead, 0, 1, 8192, 4096, nil)
+	testkit.WaitFor(t, 10*time.Second, "the blocked read to be rescued", func() bool { return s.Stats().Stalls.Load() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "a reader waiting with the read in flight", func() bool { return readerWaiting(s) })
+	close(m.block)
+	if errno, _ := c.simple(); errno != 0 {
+		t.Fatalf("errno %d", errno)
+	}
+	c.read(4096)
+	c.expectClosed()
+	if n := s.Stats().IdleTimeouts.Load(); n != 1 {
+		t.Fatalf("IdleTimeouts = %d, want 1", n)
+	}
+}
+
 // The bytes in flight across connections are bounded: a reader waits for
 // room (counted), proceeds once another connection's request is done, and
 // gives up its wait when its connection is ended. One request larger than
@@ -308,4 +334,21 @@ func TestDefaultLimits(t *testing.T) {
 	if c, p := limitsFor(1024); c != 384 || p != 192 {
 		t.Errorf("nofile 1024: %d conns, %d pipes; want 384, 192", c, p)
 	}
+}
+
+// readerWaiting reports whether a connection of s has its reader waiting
+// for a request under the idle timeout with no deadline yet: requests are
+// in flight.
+func readerWaiting(s *Server) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.idleMu.Lock()
+		w := c.idleWaiting && !c.idleArmed
+		c.idleMu.Unlock()
+		if w {
+			return true
+		}
+	}
+	return false
 }

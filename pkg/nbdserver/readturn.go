@@ -1,9 +1,7 @@
 package nbdserver
 
 import (
-	"errors"
 	"net"
-	"os"
 	"time"
 )
 
@@ -189,16 +187,13 @@ func (c *conn) readTurn(run *batchRun) (n int, readerServes bool) {
 // here ends the loop. Called with rmu held.
 func (c *conn) readFirst(readerServes bool) (work, bool) {
 	for {
-		idle := c.srv.IdleTimeout > 0 && c.inflight.Load() == 0 && c.br.Buffered() < requestHeaderSize
-		if idle {
-			c.setReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+		idle := false
+		if c.srv.IdleTimeout > 0 && c.br.Buffered() < requestHeaderSize {
+			idle = c.awaitRequest()
 		}
 		w, ok := c.readOne(true, readerServes)
-		if idle {
-			c.setReadDeadline(time.Time{})
-		}
 		if !ok {
-			if idle && errors.Is(c.readErr, os.ErrDeadlineExceeded) && !c.stopped.Load() {
+			if idle {
 				c.srv.stats.IdleTimeouts.Add(1)
 				c.log.Info("idle connection closed", "after", c.srv.IdleTimeout)
 			}
