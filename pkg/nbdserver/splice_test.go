@@ -151,16 +151,18 @@ func readSplicedReply(t *testing.T, c *client, structured bool, reqs map[uint64]
 	return cookie, c.read(int(reqs[cookie].n))
 }
 
-// A TCP connection starts copying large reads, a UNIX one splicing (see
+// A TCP connection starts copying large reads and handing its batches to
+// workers, a UNIX one splicing and serving them on the reader (see
 // startSetting): the first reads, before the tuner has timed a window,
 // show the start. (Broken once by starting TCP with splicing on: the TCP
-// read was spliced and the test failed.)
+// read was spliced and the test failed; and with the reader serving on
+// TCP: "over tcp the reader serves its batches at the start: true".)
 func TestStartSettingByNetwork(t *testing.T) {
 	for _, network := range []string{"unix", "tcp"} {
 		t.Run(network, func(t *testing.T) {
 			m := &spliceMem{memExport: newMem(4 << 20)}
 			m.as = m
-			_, addr := startServerOn(t, network, testExports{"a": m.memExport}, nil)
+			srv, addr := startServerOn(t, network, testExports{"a": m.memExport}, nil)
 			c := dialNet(t, network, addr)
 			c.connect("a", false)
 			c.request(cmdRead, 0, 1, 0, 1<<20, nil)
@@ -170,6 +172,16 @@ func TestStartSettingByNetwork(t *testing.T) {
 			c.read(1 << 20)
 			if got, want := m.spliced.Load() != 0, network == "unix"; got != want {
 				t.Fatalf("over %s the first 1 MiB read was spliced: %v, want %v", network, got, want)
+			}
+			// One request: no window timed yet, the setting is the start.
+			srv.mu.Lock()
+			var knobs uint32
+			for sc := range srv.conns {
+				knobs = sc.knobs.Load()
+			}
+			srv.mu.Unlock()
+			if got, want := knobs&knobReaderServes != 0, network == "unix"; got != want {
+				t.Fatalf("over %s the reader serves its batches at the start: %v, want %v (setting %04b)", network, got, want, knobs)
 			}
 		})
 	}
