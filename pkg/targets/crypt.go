@@ -44,9 +44,8 @@ type crypt struct {
 	keyBytes   int    // the key's length: a key set by message must keep it
 	// key is the cipher in use. The I/O path loads it; a message replaces
 	// it only while the table is suspended, when no I/O runs.
-	key    atomic.Pointer[cryptKey]
-	table  string // the TABLE status: args with the key masked
-	errors atomic.Uint64
+	key   atomic.Pointer[cryptKey]
+	table string // the TABLE status: args with the key masked
 	// keyMu guards the state of the key messages (crypt_key.go).
 	keyMu sync.Mutex
 	// suspended: between PostSuspend and Resume, when dm takes key

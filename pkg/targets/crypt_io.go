@@ -31,13 +31,6 @@ func (c *crypt) aligned(off, n int64) error {
 	return nil
 }
 
-func (c *crypt) count(err error) error {
-	if err != nil {
-		c.errors.Add(1)
-	}
-	return err
-}
-
 // The I/O methods ignore ctx, as linear does: pread and pwrite cannot be
 // cancelled, and the crypto is bounded by the request's size.
 
@@ -48,7 +41,7 @@ func (c *crypt) ReadAt(_ context.Context, p []byte, off int64) error {
 		return err
 	}
 	if err := c.dev.ReadAt(p, c.offset+off); err != nil {
-		return c.count(err)
+		return err
 	}
 	s := cryptScratches.Get().(*cryptScratch)
 	k := c.key.Load().cipher
@@ -71,7 +64,7 @@ func (c *crypt) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags
 	if err == nil && flags&FUA != 0 {
 		err = c.dev.Sync()
 	}
-	return c.count(err)
+	return err
 }
 
 // Zero writes encrypted zeros: zeros on the device would decrypt to
@@ -84,7 +77,7 @@ func (c *crypt) Zero(_ context.Context, off, length int64, flags ZeroFlags) erro
 	if flags.Fast {
 		return ErrNotSupported
 	}
-	return c.count(c.encryptWrite(off, length, func(_, n int64) []byte { return zeroBuf[:n] }))
+	return c.encryptWrite(off, length, func(_, n int64) []byte { return zeroBuf[:n] })
 }
 
 // encryptWrite encrypts length bytes at off, a bounce buffer at a time,
@@ -121,7 +114,7 @@ func (c *crypt) Trim(_ context.Context, off, length int64) error {
 	if err := c.aligned(off, length); err != nil {
 		return err
 	}
-	return c.count(c.dev.Trim(c.offset+off, length))
+	return c.dev.Trim(c.offset+off, length)
 }
 
 // Extents reports the whole range as data: a hole in the device reads as

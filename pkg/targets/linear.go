@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 )
 
 // linear maps the target's range onto one device at an offset:
@@ -13,7 +12,6 @@ type linear struct {
 	Base
 	dev    *Dev
 	offset int64 // bytes
-	errors atomic.Uint64
 }
 
 var _ Target = (*linear)(nil)
@@ -82,18 +80,11 @@ func openSized(devs *DevSet, path string, offset, sectors uint64) (*Dev, error) 
 	return dev, nil
 }
 
-func (l *linear) count(err error) error {
-	if err != nil {
-		l.errors.Add(1)
-	}
-	return err
-}
-
 // The I/O methods ignore ctx: pread and pwrite on a local file or block
 // device cannot be cancelled.
 
 func (l *linear) ReadAt(_ context.Context, p []byte, off int64) error {
-	return l.count(l.dev.ReadAt(p, l.offset+off))
+	return l.dev.ReadAt(p, l.offset+off)
 }
 
 // WriteAt with FUA syncs the device after the write (fdatasync: the range
@@ -103,23 +94,19 @@ func (l *linear) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlag
 	if err == nil && flags&FUA != 0 {
 		err = l.dev.Sync()
 	}
-	return l.count(err)
+	return err
 }
 
 func (l *linear) Trim(_ context.Context, off, length int64) error {
-	return l.count(l.dev.Trim(l.offset+off, length))
+	return l.dev.Trim(l.offset+off, length)
 }
 
 func (l *linear) Zero(_ context.Context, off, length int64, flags ZeroFlags) error {
-	err := l.dev.Zero(l.offset+off, length, flags)
-	if err == ErrNotSupported {
-		return err // a refused fast zero is not a device error
-	}
-	return l.count(err)
+	return l.dev.Zero(l.offset+off, length, flags)
 }
 
 func (l *linear) Extents(_ context.Context, off, length int64, emit func(Extent) bool) error {
-	return l.count(l.dev.Extents(l.offset+off, length, emit))
+	return l.dev.Extents(l.offset+off, length, emit)
 }
 
 // linear's status is Base's: dm's linear target reports nothing in
@@ -134,11 +121,8 @@ func (l *linear) CanWriteFromPipe() bool { return !l.dev.Remote() }
 // offset (see PipeWriter).
 func (l *linear) WriteFromPipe(_ context.Context, pipe int, inPipe int64, tail []byte, off int64) error {
 	err := l.dev.WriteFromPipe(pipe, inPipe, l.offset+off)
-	if err == ErrPipeFull {
-		return err // nothing taken: not a device error
-	}
 	if err == nil && len(tail) > 0 {
 		err = l.dev.WriteAt(tail, l.offset+off+inPipe)
 	}
-	return l.count(err)
+	return err
 }

@@ -35,12 +35,7 @@ func (l *linear) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, do
 	return l.dev.SpliceReadAsync(ctx, pipe, l.offset+off, n, done)
 }
 
-// AsyncErr is the device's error for a request at off, counted as the
-// target's; ErrPipeFull is not the device's error and is not counted.
+// AsyncErr is the device's error for a request at off.
 func (l *linear) AsyncErr(kind AsyncKind, off int64, err error) error {
-	err = l.dev.asyncErr(kind, l.offset+off, err)
-	if err != ErrPipeFull {
-		err = l.count(err)
-	}
-	return err
+	return l.dev.asyncErr(kind, l.offset+off, err)
 }

@@ -72,14 +72,9 @@ func (zeroTarget) SpliceTo(_ context.Context, pipe int, _, n int64) error {
 // SpliceTo answers as ReadAt does.
 func (errorTarget) SpliceTo(context.Context, int, int64, int64) error { return ErrTargetError }
 
-// SpliceTo moves the range from the device. A full pipe is not a device
-// error.
+// SpliceTo moves the range from the device.
 func (l *linear) SpliceTo(_ context.Context, pipe int, off, n int64) error {
-	err := l.dev.SpliceTo(pipe, l.offset+off, n)
-	if err == ErrPipeFull {
-		return err
-	}
-	return l.count(err)
+	return l.dev.SpliceTo(pipe, l.offset+off, n)
 }
 
 // SpliceTo moves the range chunk by chunk from the legs' devices, in order.
