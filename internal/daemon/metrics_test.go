@@ -123,7 +123,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"gdm_device_io_duration_seconds_bucket", "gdm_target_leg_io_bytes_total", "go_goroutines", "process_open_fds", "gdm_nbd_options_total", `gdm_nbd_read_spins_total{result="parked"}`} {
+	for _, want := range []string{"gdm_device_io_duration_seconds_bucket", "gdm_target_leg_io_bytes_total", "go_goroutines", "process_open_fds", "gdm_nbd_options_total", `gdm_nbd_read_spins_total{result="parked"}`, `gdm_nbd_tuner_switches_total{knob="pipe_write",to="on"}`} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("scrape lacks %s", want)
 		}

@@ -24,6 +24,7 @@ func (c *conn) transmit() {
 	}
 	c.knobs.Store(uint32(startSetting(tcp)))
 	c.tune = newTuner(c.tunable(), uint8(c.knobs.Load()))
+	c.tune.stats = &c.srv.stats
 	if a, ok := c.exp.(AsyncExport); ok {
 		c.async = a
 		if sr, ok := a.(AsyncSpliceReader); ok && c.splicer != nil {

@@ -56,6 +56,15 @@ type Stats struct {
 	PipeWrites atomic.Uint64
 	// TLSSessions counts connections that started TLS (NBD_OPT_STARTTLS).
 	TLSSessions atomic.Uint64
+	// TunerProbes counts the connections' tuners' probes (see tuner) that
+	// ran to a verdict, by knob (KnobNames) and result (0 lost, 1 won); a
+	// probe cut short by a pause of the client is not counted.
+	// TunerSwitches counts the settings they changed, by knob and the way
+	// it went (0 off, 1 on): a switch takes two won probes in a row. Many
+	// switches of one knob mean its two ways are close on this machine
+	// and traffic, or the machine is noisy; none, that the start setting
+	// held.
+	TunerProbes, TunerSwitches [numKnobs][2]atomic.Uint64
 }
 
 // Handshake failure reasons, for Stats.

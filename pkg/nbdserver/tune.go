@@ -30,6 +30,7 @@ const (
 	knobPipeWrite                // writes of spliceMin and more go through a pipe into the file (PipeWriter)
 
 	allKnobs = knobReaderServes | knobSplice | knobSpin | knobPipeWrite
+	numKnobs = 4
 )
 
 const (
@@ -141,6 +142,8 @@ type tuner struct {
 	warm       int                   // probes still to make at the short interval
 	tried      [probeWindows]float64 // the flipped setting's windows, ns per unit
 	kept       [probeWindows]float64 // best's windows, in between
+
+	stats *Stats // where probes and switches are counted; nil: nowhere
 }
 
 // warmWindows are dropped at a connection's start: its first requests pay
@@ -269,6 +272,7 @@ func (t *tuner) decide() {
 func (t *tuner) end(won bool) {
 	t.cur = t.best
 	t.probing = false
+	t.noteProbe(won)
 	if won && !t.confirming {
 		t.confirming, t.left = true, 1 // probe the same knob again
 		return
@@ -277,6 +281,7 @@ func (t *tuner) end(won bool) {
 	if won {
 		t.best ^= t.flip
 		t.cur = t.best
+		t.noteSwitch()
 		t.wait = exploitWindows
 	} else {
 		t.wait = min(2*t.wait, maxExploit)

@@ -42,6 +42,8 @@ func TestTunerFollowsTheFasterSetting(t *testing.T) {
 		return d
 	}
 	tu := newTuner(knobReaderServes|knobSplice, knobReaderServes|knobSplice)
+	var st Stats
+	tu.stats = &st
 	var clock time.Duration
 	// The warm-up probes each knob after a few windows (reader-serves twice:
 	// a win must be confirmed).
@@ -49,6 +51,7 @@ func TestTunerFollowsTheFasterSetting(t *testing.T) {
 	if tu.best&knobReaderServes != 0 {
 		t.Fatalf("reader-serves is slower, yet the tuner kept it (setting %03b)", tu.best)
 	}
+	checkTunerStats(t, &st, knobReaderServes, 2, 1, 0)
 	// Handing over becomes the slower way (another machine, another
 	// load): within the longest wait between probes, plus the probes,
 	// the tuner turns reader-serves back on.
@@ -56,6 +59,23 @@ func TestTunerFollowsTheFasterSetting(t *testing.T) {
 	simTraffic(t, tu, &clock, (2*maxExploit+12*probeWindows)*turnsPerWindow, cost)
 	if tu.best&knobReaderServes == 0 {
 		t.Fatalf("handing over became slower, yet the tuner kept it (setting %03b)", tu.best)
+	}
+	checkTunerStats(t, &st, knobReaderServes, 4, 1, 1)
+	if n := &st.TunerSwitches[knobIndex(knobSplice)]; n[0].Load()+n[1].Load() != 0 {
+		t.Fatalf("splicing, which changes nothing here, was switched %d off and %d on", n[0].Load(), n[1].Load())
+	}
+}
+
+// checkTunerStats fails unless st counts at least wins won probes of knob,
+// and exactly off and on switches of it.
+func checkTunerStats(t *testing.T, st *Stats, knob uint8, wins, off, on uint64) {
+	t.Helper()
+	i := knobIndex(knob)
+	if w := st.TunerProbes[i][1].Load(); w < wins {
+		t.Errorf("%s: %d won probes counted, want at least %d", KnobNames[i], w, wins)
+	}
+	if f, n := st.TunerSwitches[i][0].Load(), st.TunerSwitches[i][1].Load(); f != off || n != on {
+		t.Errorf("%s: switched off %d and on %d times, want %d and %d", KnobNames[i], f, n, off, on)
 	}
 }
 
@@ -152,9 +172,16 @@ func TestTunerNeedsTwoWins(t *testing.T) {
 		}
 		return 10 * time.Microsecond
 	}
+	var st Stats
+	tu.stats = &st
 	simTraffic(t, tu, &clock, 3*firstProbeEnd, cost)
 	if tu.best&knobReaderServes == 0 {
 		t.Fatal("the tuner switched on a single probe's win")
+	}
+	// Counted: the win, the probe that did not confirm it, no switch.
+	checkTunerStats(t, &st, knobReaderServes, 1, 0, 0)
+	if l := st.TunerProbes[knobIndex(knobReaderServes)][0].Load(); l == 0 {
+		t.Error("the probe that did not confirm the win was not counted as lost")
 	}
 }
 
