@@ -10,6 +10,10 @@ import "math/bits"
 // (Stats.TunerProbes, Stats.TunerSwitches).
 var KnobNames = [numKnobs]string{"reader_serves", "splice", "spin", "pipe_write"}
 
+// A knob added past numKnobs would index past KnobNames and the Stats
+// arrays: this fails to compile then (a constant index out of range).
+var _ = [1]struct{}{}[allKnobs>>numKnobs]
+
 // knobIndex is knob k's index in KnobNames.
 func knobIndex(k uint8) int { return bits.TrailingZeros8(k) }
 
