@@ -5,7 +5,7 @@ import "io"
 func init() {
 	register("suspend", verb{
 		usage: "suspend NAME [--noflush] [--timeout D]",
-		help:  "hold new I/O, wait for in-flight I/O, flush backing devices",
+		help:  "hold new I/O, wait for in-flight I/O, flush backing devices (all or nothing)",
 		run:   runSuspend,
 	})
 }
@@ -15,7 +15,7 @@ func runSuspend(args []string, _ io.Reader, stdout io.Writer) error {
 	var cf clientFlags
 	cf.register(fs, true)
 	noflush := fs.Bool("noflush", false, "do not flush the backing devices")
-	timeout := fs.Duration("timeout", 0, "how long to wait for in-flight I/O (default 30s)")
+	timeout := fs.Duration("timeout", 0, "how long to wait for in-flight I/O and the flush (default 30s); past it nothing is suspended")
 	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err

@@ -130,6 +130,34 @@ func TestFailedSuspendUndoesPreSuspend(t *testing.T) {
 	expectEvents(t, "failed suspend", "a:presuspend", "a:presuspend-undo")
 }
 
+// A suspend whose flush fails (a backing device that cannot sync, such as
+// a dead remote host) is undone like one that times out: PreSuspend is
+// undone, PostSuspend never runs, the device is not suspended and I/O goes
+// on. With noflush the same device suspends.
+func TestFailedFlushUndoesSuspend(t *testing.T) {
+	ctx := context.Background()
+	d := newLiveDevice(t, "0 8 test-recorder a")
+	defer d.Close()
+	flushes := watchFlushes(t, d)
+	flushes.fail = d.live.Load()
+	takeEvents()
+	if err := d.Suspend(ctx, false); err == nil || !strings.Contains(err.Error(), "injected flush failure") {
+		t.Fatalf("Suspend = %v, want the flush's error", err)
+	}
+	expectEvents(t, "suspend whose flush failed", "a:presuspend", "a:presuspend-undo")
+	if d.Suspended() {
+		t.Fatal("the device is suspended after a suspend that failed")
+	}
+	held, err := d.Get(ctx) // would wait for a resume behind a gate left up
+	must(t, err)
+	held.Put()
+	must(t, d.Suspend(ctx, true))
+	if !d.Suspended() {
+		t.Fatal("noflush did not suspend")
+	}
+	expectEvents(t, "noflush suspend", "a:presuspend", "a:postsuspend")
+}
+
 // The destructor runs exactly once per table, from destroy: never from the
 // Put of the last holder of a table being destroyed, nor from an I/O, even
 // with I/O running through many swaps.

@@ -13,8 +13,10 @@ import (
 
 // Suspend stops new I/O (it waits in Get), waits for in-flight I/O on the
 // live table to complete, then flushes the backing devices unless noflush.
-// If ctx ends before in-flight I/O completes, the suspend is undone.
-// Suspending a suspended device does nothing.
+// If ctx ends before in-flight I/O completes, or the flush fails (a
+// remote device's flush ends with ctx too), the suspend is undone: the
+// device runs on as before and the error says why. Suspending a suspended
+// device does nothing.
 func (d *Device) Suspend(ctx context.Context, noflush bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -34,19 +36,23 @@ func (d *Device) Suspend(ctx context.Context, noflush bool) error {
 		}
 		return err
 	}
-	d.suspended.Store(true)
-	d.stats.Events.Add(1)
-	if t == nil {
-		return nil
-	}
-	var err error
-	if !noflush {
-		if err = t.Flush(ctx); err != nil {
-			err = fmt.Errorf("table: suspend %s: flush: %w", d.Name(), err)
+	if t != nil && !noflush {
+		if err := t.Flush(ctx); err != nil {
+			// Undone, as a quiesce that timed out is: the verb failed, so
+			// nothing changed. A backing device that cannot flush (a dead
+			// remote host) would otherwise leave the device suspended
+			// behind an error, and no record says so.
+			d.releaseGateLocked()
+			t.presuspendUndo(ctx)
+			return fmt.Errorf("table: suspend %s: flush: %w (not suspended; --noflush suspends without the flush)", d.Name(), err)
 		}
 	}
-	t.postsuspend(ctx) // suspended even if the flush failed
-	return err
+	d.suspended.Store(true)
+	d.stats.Events.Add(1)
+	if t != nil {
+		t.postsuspend(ctx)
+	}
+	return nil
 }
 
 // quiesceLocked raises the gate and waits until the live table has no

@@ -221,7 +221,7 @@ func (t *Table) Flush(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := t.devs.Sync(); err != nil {
+	if err := t.devs.Sync(ctx); err != nil {
 		return err
 	}
 	var errs []error

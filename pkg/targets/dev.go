@@ -133,12 +133,17 @@ func (d *Dev) full(io func(fd int, p []byte, off int64) (int, error), what strin
 }
 
 // Sync makes every completed write durable (fdatasync).
-func (d *Dev) Sync() error {
+func (d *Dev) Sync() error { return d.SyncContext(context.Background()) }
+
+// SyncContext is Sync for a caller with a deadline of its own (a verb's
+// --timeout): a remote device's FLUSH ends when ctx does. A local
+// fdatasync cannot be interrupted and ignores ctx.
+func (d *Dev) SyncContext(ctx context.Context) error {
 	if d.readOnly {
 		return nil
 	}
 	if d.remote != nil {
-		return d.remoteSync()
+		return d.remoteSync(ctx)
 	}
 	for {
 		err := unix.Fdatasync(d.fd)

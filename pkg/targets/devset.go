@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -74,16 +75,17 @@ func (s *DevSet) Devs() []*Dev {
 	return append([]*Dev(nil), s.order...)
 }
 
-// Sync flushes every device, in parallel, and returns the first error.
-func (s *DevSet) Sync() error {
+// Sync flushes every device, in parallel, and returns their errors. A
+// remote device's flush ends when ctx does (see Dev.SyncContext).
+func (s *DevSet) Sync(ctx context.Context) error {
 	devs := s.Devs()
 	if len(devs) == 1 {
-		return devs[0].Sync()
+		return devs[0].SyncContext(ctx)
 	}
 	errs := make([]error, len(devs))
 	var wg sync.WaitGroup
 	for i, d := range devs {
-		wg.Go(func() { errs[i] = d.Sync() })
+		wg.Go(func() { errs[i] = d.SyncContext(ctx) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -147,8 +147,8 @@ func (d *Dev) spliceErr(off int64, err error) error {
 	return d.remoteErr("read", off, err)
 }
 
-func (d *Dev) remoteSync() error {
-	if err := d.remote.Flush(context.Background()); err != nil {
+func (d *Dev) remoteSync(ctx context.Context) error {
+	if err := d.remote.Flush(ctx); err != nil {
 		return d.remoteErr("flush", 0, err)
 	}
 	d.syncs.Add(1)
