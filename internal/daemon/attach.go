@@ -199,8 +199,12 @@ func (d *daemon) attachedName(target string) (string, error) {
 	return "", fmt.Errorf("%w: no device is attached as %s", errNoDevice, target)
 }
 
-// detachLocked disconnects, then forgets: if the kernel refuses, the
-// attachment stays recorded (and detach can be tried again).
+// detachLocked writes ahead that the device is detached, then disconnects
+// the kernel device and forgets it. If the state cannot be written, the
+// kernel device is left connected; if the kernel refuses, the attachment
+// stays recorded: either way nothing changed and detach can be tried
+// again. Never the other way round: an index the kernel has let go may be
+// given to another attach, and a retried detach must not disconnect it.
 func (d *daemon) detachLocked(m *managed) error {
 	a := m.attached.Load()
 	if a == nil {
@@ -211,16 +215,17 @@ func (d *daemon) detachLocked(m *managed) error {
 		return err
 	}
 	defer k.Close()
-	if err := k.Disconnect(a.Index); err != nil {
+	err = d.saveAround(m, func(next *deviceState) { next.Attached = nil }, func() error { return k.Disconnect(a.Index) })
+	if err != nil {
 		return err
 	}
+	m.attached.Store(nil)
 	if err := d.att.awaitServed(a.Index); err != nil {
 		d.log.Warn("detach", "device", m.name(), "err", err)
 	}
 	d.att.links.drop(m.name(), a.Device)
-	err = d.saveAround(m, func(next *deviceState) { next.Attached = nil }, func() error { m.attached.Store(nil); return nil })
 	d.log.Info("detached", "device", m.name(), "nbd", a.Device)
-	return err
+	return nil
 }
 
 // renameAttached moves an attached device's link to its new name. Called

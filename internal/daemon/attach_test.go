@@ -119,15 +119,51 @@ func TestDetachThenRemove(t *testing.T) {
 	}
 }
 
-// remove --force detaches first.
+// remove --force detaches first; if its state cannot be written, it
+// changes nothing.
 func TestRemoveForceDetaches(t *testing.T) {
 	k := &fakeKernel{}
 	useFakeKernel(t, k)
 	td := startTestDaemon(t, "")
 	attachedDevice(t, td)
+	td.d.state.failWrites.Store(true)
+	td.fails(t, "nothing was changed", "remove", "d", "--force")
+	td.d.state.failWrites.Store(false)
+	if k.dev(0) == nil || td.info(t, "d").Attached == nil {
+		t.Fatal("a remove --force that changed nothing detached the device")
+	}
 	td.ok(t, "remove", "d", "--force")
 	if k.dev(0) != nil {
 		t.Fatal("remove --force left the kernel device connected")
+	}
+}
+
+// A detach whose state cannot be written changes nothing: the kernel
+// device stays connected, the link stays, and the device says it is
+// attached. Were it disconnected first, the kernel could hand its index to
+// another attach, and the retried detach below would disconnect that one.
+func TestDetachUnsavedChangesNothing(t *testing.T) {
+	k := &fakeKernel{}
+	useFakeKernel(t, k)
+	td := startTestDaemon(t, "")
+	info, _ := attachedDevice(t, td)
+	td.d.state.failWrites.Store(true)
+	err := td.detach("d")
+	td.d.state.failWrites.Store(false)
+	if err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("detach with the state unwritable = %v, want refused", err)
+	}
+	if k.dev(0) == nil {
+		t.Fatal("a detach that changed nothing disconnected the kernel device")
+	}
+	if _, err := os.Lstat(info.Attached.Link); err != nil {
+		t.Fatalf("a detach that changed nothing dropped the link: %v", err)
+	}
+	if i := td.info(t, "d"); i.Attached == nil || i.Attached.Index != 0 {
+		t.Fatalf("after a refused detach: attached %+v", i.Attached)
+	}
+	if err := td.detach("d"); err != nil || k.dev(0) != nil || td.info(t, "d").Attached != nil {
+		t.Fatalf("retried detach = %v; kernel device %v, attached %+v", err, k.dev(0), td.info(t, "d").Attached)
 	}
 }
 

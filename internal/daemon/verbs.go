@@ -228,6 +228,7 @@ func (d *daemon) remove(name string, force bool) error {
 
 func (d *daemon) removeLocked(m *managed, force bool) error {
 	name := m.name()
+	attached := m.attached.Load() != nil
 	if err := d.detachForRemove(m, force); err != nil {
 		return err
 	}
@@ -241,6 +242,9 @@ func (d *daemon) removeLocked(m *managed, force bool) error {
 	if err := d.state.remove(m.id); err != nil {
 		m.gone.Store(false)
 		d.log.Error("removing state", "device", name, "err", err)
+		if attached { // the detach was saved on its own
+			return fmt.Errorf("detached, but not removed: state not saved: %w", err)
+		}
 		return fmt.Errorf("state not saved, nothing was changed: %w", err)
 	}
 	d.state.dropTables(m.saved, deviceState{})
