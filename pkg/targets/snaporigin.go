@@ -135,6 +135,16 @@ func (e *originEntry) write(src *Dev, off, n int64, do func() error) error {
 // flight, and a copy was cut into several writes.
 func (s *snapshot) copyOut(src *Dev, off, n int64) {
 	st := s.store.Load()
+	// Only the part of the write before the snapshot's end concerns it:
+	// dm's __origin_write skips a snapshot when the write starts at or past
+	// its table's size, and dm's origin splits writes at its snapshots'
+	// smallest chunk, so a chunk is copied when the write changes a sector
+	// of it before the end (a chunk the end cuts is copied whole). A gdm
+	// target knows only its own length: its table's size when it is the
+	// table's only target, as LVM makes them. Uncut, such writes filled
+	// the COW with chunks the snapshot never shows, and a full COW
+	// invalidated it.
+	n = min(n, int64(s.sectors)*SectorSize-off)
 	if valid, _ := st.state(); !valid || n <= 0 {
 		return
 	}

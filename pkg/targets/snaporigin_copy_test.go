@@ -72,3 +72,29 @@ func TestOriginCopyOverGaps(t *testing.T) {
 		t.Fatalf("snapshot differs at byte %d", firstDiff(got, want))
 	}
 }
+
+// An origin write copies to a snapshot only the chunks it changes before
+// the snapshot's end, as dm's __origin_write (which skips a snapshot when
+// the write starts past its table's size): a chunk the end cuts is copied
+// whole when the write changes a sector of it before the end, never for a
+// write past the end. Here the snapshot is 4.5 chunks of a 16-chunk origin.
+func TestOriginWritePastSnapshotEnd(t *testing.T) {
+	const chunk = 4096
+	const end = 4*chunk + chunk/2
+	orig := fillPattern(t, 16*chunk, 4)
+	want := readFile(t, orig)[:end]
+	o := newSnapTable(t, "snapshot-origin", 16*chunk/512, orig)
+	s := newSnapTable(t, "snapshot", end/512, orig, tempFile(t, 64*chunk), "P", "8").resume()
+	o.mustWrite(make([]byte, 4*chunk), 8*chunk, 0) // whole chunks past the end
+	o.mustWrite([]byte{1}, end, 0)                 // the cut chunk, past the end
+	if got := s.tg.Status(StatusInfo); got != "16/512 16" {
+		t.Errorf("after origin writes past the end: status %q, want 16/512 16 (nothing copied)", got)
+	}
+	o.mustWrite(make([]byte, 2*chunk), end-512, 0) // the end's last sector and on
+	if got := s.tg.Status(StatusInfo); got != "24/512 16" {
+		t.Errorf("after an origin write across the end: status %q, want 24/512 16 (the cut chunk copied)", got)
+	}
+	if got := s.mustRead(0, end); !bytes.Equal(got, want) {
+		t.Fatalf("snapshot differs from the origin before the writes at byte %d", firstDiff(got, want))
+	}
+}
