@@ -260,11 +260,17 @@ func zeroByWrites(ctx context.Context, write func(context.Context, []byte, int64
 // straight to the origin's device: no copy-out first (that would fill the
 // COW the discard means to spare), so the origin's other snapshots, if
 // any, see the discard too, as in dm. The origin's range is held meanwhile
-// so that no copy or snapshot read of it is half done.
+// so that no copy or snapshot read of it is half done. An overflowed (PO)
+// snapshot refuses it as it refuses writes: dm's snapshot_map kills every
+// write-direction bio of an overflowed snapshot, discards (both of them)
+// included, before it looks at the discard.
 func (s *snapshot) Trim(_ context.Context, off, length int64) error {
 	st, err := s.usable()
 	if err != nil || !s.zeroesCow {
 		return err
+	}
+	if _, over := st.state(); over {
+		return ErrSnapOverflow
 	}
 	cs := st.lay.chunk
 	for c := (off + cs - 1) / cs; (c+1)*cs <= off+length; c++ {

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"syscall"
@@ -95,6 +96,37 @@ func TestSnapshotOverflow(t *testing.T) {
 	o.mustWrite([]byte{3}, 5*chunk, 0)
 	if got := s.tg.Status(StatusInfo); got != "Invalid" {
 		t.Errorf("after an origin write with no room: status %q, want Invalid", got)
+	}
+}
+
+// An overflowed PO snapshot refuses discards as it refuses writes: dm's
+// snapshot_map kills every write-direction bio once the snapshot has
+// overflowed, before it looks at a discard, so neither the COW's chunks
+// are zeroed (discard_zeroes_cow) nor the origin discarded
+// (discard_passdown_origin). Write-zeroes fails as a write does.
+func TestSnapshotOverflowRefusesDiscards(t *testing.T) {
+	const chunk = 4096
+	orig := fillPattern(t, 16*chunk, 5)
+	s := newSnapTable(t, "snapshot", 16*chunk/512, orig, tempFile(t, 5*chunk), "PO", "8",
+		"2", "discard_zeroes_cow", "discard_passdown_origin").resume()
+	for c := range int64(3) {
+		s.mustWrite([]byte{1}, c*chunk, 0)
+	}
+	if err := s.tg.WriteAt(t.Context(), []byte{1}, 3*chunk, 0); !errors.Is(err, ErrSnapOverflow) {
+		t.Fatalf("write past the COW's end: %v, want ErrSnapOverflow", err)
+	}
+	before := readFile(t, orig)
+	if err := s.tg.Trim(t.Context(), 0, 2*chunk); !errors.Is(err, ErrSnapOverflow) || !errors.Is(err, syscall.EIO) {
+		t.Errorf("discard to an overflowed snapshot: %v, want ErrSnapOverflow (EIO) as dm", err)
+	}
+	if err := s.tg.Zero(t.Context(), 0, chunk, ZeroFlags{}); !errors.Is(err, ErrSnapOverflow) {
+		t.Errorf("write-zeroes to an overflowed snapshot: %v, want ErrSnapOverflow", err)
+	}
+	if got := s.mustRead(0, 2*chunk); got[0] != 1 || got[chunk] != 1 {
+		t.Errorf("refused discard changed the snapshot: reads %d, %d where it has 1, 1", got[0], got[chunk])
+	}
+	if !bytes.Equal(readFile(t, orig), before) {
+		t.Error("refused discard was passed down to the origin")
 	}
 }
 
