@@ -1,0 +1,111 @@
+package targets
+
+import (
+	"fmt"
+	"log/slog"
+)
+
+// Loading a persistent store from its COW device (the kernel's format,
+// snapstore_format.go), or writing a new one; a transient store starts
+// empty.
+
+// openCowStore builds the store of a snapshot line: a transient one empty,
+// a persistent one loaded from dev (or made new on a zeroed header).
+// chunkSectors 0 asks a persistent store for the header's or the default.
+func openCowStore(dev *Dev, persistent bool, chunkSectors uint64) (*cowStore, error) {
+	s := &cowStore{dev: dev, persistent: persistent, table: map[uint64]uint64{}, valid: true}
+	if !persistent {
+		s.lay = newSnapLayout(int64(chunkSectors) * SectorSize)
+		return s, nil
+	}
+	if err := s.load(chunkSectors); err != nil {
+		return nil, fmt.Errorf("targets: snapshot store %s: %w", dev.Path(), err)
+	}
+	return s, nil
+}
+
+// load reads the header, then the areas; a zero magic is a new store.
+func (s *cowStore) load(chunkSectors uint64) error {
+	if s.dev.Size() < SectorSize {
+		return fmt.Errorf("%w: no room for a header", ErrDeviceTooSmall)
+	}
+	b := make([]byte, SectorSize)
+	if err := s.dev.ReadAt(b, 0); err != nil {
+		return err
+	}
+	h := decodeSnapHeader(b)
+	switch {
+	case h.magic == 0:
+		return s.create(chunkSectors)
+	case h.magic != snapMagic:
+		return fmt.Errorf("%w: magic %#x", ErrSnapCorrupt, h.magic)
+	case h.version != snapDiskVersion:
+		return fmt.Errorf("%w: %d", ErrSnapVersion, h.version)
+	}
+	if err := validChunkSectors(uint64(h.chunkSectors)); err != nil {
+		return fmt.Errorf("%w: header: %w", ErrSnapCorrupt, err)
+	}
+	if chunkSectors != 0 && chunkSectors != uint64(h.chunkSectors) {
+		slog.Warn("snapshot: the COW device's chunk size overrides the table's",
+			"cow", s.dev.Path(), "device", h.chunkSectors, "table", chunkSectors)
+	}
+	s.lay = newSnapLayout(int64(h.chunkSectors) * SectorSize)
+	if h.valid == 0 {
+		s.valid = false
+		return nil
+	}
+	return s.readAreas()
+}
+
+// create writes a new store: area 0 zeroed first, then the header, so that
+// a store cut short in between still reads as new.
+func (s *cowStore) create(chunkSectors uint64) error {
+	if chunkSectors == 0 {
+		chunkSectors = snapDefaultChunk
+	}
+	s.lay = newSnapLayout(int64(chunkSectors) * SectorSize)
+	if s.dev.Size() < 2*s.lay.chunk {
+		return fmt.Errorf("%w: %d bytes hold no header and metadata area of %d-byte chunks",
+			ErrDeviceTooSmall, s.dev.Size(), s.lay.chunk)
+	}
+	s.area = make([]byte, s.lay.chunk)
+	if err := s.dev.WriteAt(s.area, s.chunkOff(s.lay.areaChunk(0))); err != nil {
+		return err
+	}
+	h := snapHeader{magic: snapMagic, valid: 1, version: snapDiskVersion, chunkSectors: uint32(chunkSectors)}
+	if err := s.dev.WriteAt(h.encode(s.lay.chunk), 0); err != nil {
+		return err
+	}
+	s.nextFree = snapHeaderChunks + 1
+	return s.dev.Sync()
+}
+
+// readAreas loads every pair, area after area, up to the first zero new
+// chunk, and leaves the store ready to append after it.
+func (s *cowStore) readAreas() error {
+	s.nextFree = snapHeaderChunks + 1
+	for k := uint64(0); ; k++ {
+		loc := s.lay.areaChunk(k)
+		buf := make([]byte, s.lay.chunk)
+		s.areaIdx, s.area, s.committed = k, buf, 0
+		if int64(loc+1)*s.lay.chunk > s.dev.Size() {
+			return nil // the last area was full and no other fits: nothing more can be added
+		}
+		if err := s.dev.ReadAt(buf, s.chunkOff(loc)); err != nil {
+			return err
+		}
+		for i := 0; i < int(s.lay.perArea); i++ {
+			old, nw := getPair(buf, i)
+			if nw == 0 {
+				s.committed = i
+				s.nextFree = s.lay.skipMetadata(s.nextFree)
+				return nil
+			}
+			if nw >= uint64(s.dev.Size()/s.lay.chunk) {
+				return fmt.Errorf("%w: area %d maps chunk %d beyond the device", ErrSnapCorrupt, k, nw)
+			}
+			s.table[old] = nw
+			s.nextFree = max(s.nextFree, nw+1)
+		}
+	}
+}
