@@ -54,6 +54,14 @@ func (s *cowStore) load(chunkSectors uint64) error {
 		s.valid = false
 		return nil
 	}
+	// A header whose chunks leave no room for metadata area 0 is corrupt,
+	// or its device was cut short: dm fails to read the area and refuses
+	// the table. Loaded, it would read as valid with more sectors
+	// allocated than the device has.
+	if s.dev.Size() < 2*s.lay.chunk {
+		return fmt.Errorf("%w: header's chunk size %d sectors: %d bytes hold no header and metadata area of that size: %w",
+			ErrSnapCorrupt, h.chunkSectors, s.dev.Size(), ErrDeviceTooSmall)
+	}
 	return s.readAreas()
 }
 
@@ -81,16 +89,28 @@ func (s *cowStore) create(chunkSectors uint64) error {
 }
 
 // readAreas loads every pair, area after area, up to the first zero new
-// chunk, and leaves the store ready to append after it.
+// chunk, and leaves the store ready to append after it. One area's buffer
+// serves them all, made only once area 0 is known to fit on the device:
+// its size is the header's chunk size, up to 2 GiB whatever the device's.
 func (s *cowStore) readAreas() error {
 	s.nextFree = snapHeaderChunks + 1
+	var buf []byte
 	for k := uint64(0); ; k++ {
 		loc := s.lay.areaChunk(k)
-		buf := make([]byte, s.lay.chunk)
-		s.areaIdx, s.area, s.committed = k, buf, 0
 		if int64(loc+1)*s.lay.chunk > s.dev.Size() {
-			return nil // the last area was full and no other fits: nothing more can be added
+			if buf == nil {
+				return fmt.Errorf("%w: no room for metadata area 0", ErrDeviceTooSmall)
+			}
+			// The last area was full and no other fits: nothing more can
+			// be added, and the current area is an empty one.
+			clear(buf)
+			s.areaIdx, s.area, s.committed = k, buf, 0
+			return nil
 		}
+		if buf == nil {
+			buf = make([]byte, s.lay.chunk)
+		}
+		s.areaIdx, s.area, s.committed = k, buf, 0
 		if err := s.dev.ReadAt(buf, s.chunkOff(loc)); err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 )
 
@@ -163,6 +164,34 @@ func TestSnapshotLoadsInvalidAndRefusesCorrupt(t *testing.T) {
 	defer devs.Close()
 	if _, err := newSnapshot([]string{orig, bad, "P", "8"}, 128, devs); !errors.Is(err, ErrSnapCorrupt) {
 		t.Errorf("corrupt header: %v, want ErrSnapCorrupt", err)
+	}
+}
+
+// A header whose chunk size leaves no room for metadata area 0 (a 1 MiB
+// COW claiming 1 GiB chunks) is refused at load, as dm fails to read the
+// area, and costs no chunk-sized buffer: loaded, it allocated 1 GiB and
+// read as a valid snapshot with more sectors allocated than the device has.
+func TestSnapshotRefusesHeaderChunkPastDevice(t *testing.T) {
+	orig := fillPattern(t, 64<<10, 6)
+	cow := tempFile(t, 1<<20)
+	h := snapHeader{magic: snapMagic, valid: 1, version: snapDiskVersion, chunkSectors: 1 << 21}
+	if err := os.WriteFile(cow, h.encode(SectorSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(cow, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	devs := NewDevSet(false)
+	defer devs.Close()
+	var a, b runtime.MemStats
+	runtime.ReadMemStats(&a)
+	_, err := newSnapshot([]string{orig, cow, "P", "0"}, 128, devs)
+	runtime.ReadMemStats(&b)
+	if !errors.Is(err, ErrSnapCorrupt) || !errors.Is(err, ErrDeviceTooSmall) {
+		t.Errorf("1 GiB chunks on a 1 MiB COW: %v, want ErrSnapCorrupt and ErrDeviceTooSmall", err)
+	}
+	if d := b.TotalAlloc - a.TotalAlloc; d > 64<<20 {
+		t.Errorf("loading a 1 MiB COW allocated %d MiB", d>>20)
 	}
 }
 
