@@ -17,6 +17,11 @@ import "slices"
 //     Overflow, fails every write from then on and stays readable. The
 //     other side then loads that COW: overflow is not kept on disk, so it
 //     takes writes to the chunks it has again.
+//   - snapshot-cross-P-0: a cross case whose first table gives chunk size
+//     0 and its features in another order than dm prints them, and whose
+//     second gives 8 over the first's 32-sector header: the table text
+//     compares the chunk size in use (32 both times) and dm's feature
+//     order, not the line as written.
 func snapshotDeviceCases() []Case {
 	p := Pattern
 	origin, snap := snapOrigin, snapTable
@@ -31,6 +36,9 @@ func snapshotDeviceCases() []Case {
 		{Name: "snapshot-cross-PO-16", Seed: 212, Devs: []Init{p(72), Zeros},
 			Table: origin, More: []string{snap("PO", "16")}, Script: crossFirst(8192),
 			Then: &Half{Table: origin, More: []string{snap("PO", "16")}, Script: crossSecond(8192)}},
+		{Name: "snapshot-cross-P-0", Seed: 215, Devs: []Init{p(76), Zeros},
+			Table: origin, More: []string{snap("P", "0") + " 2 discard_passdown_origin discard_zeroes_cow"}, Script: crossFirst(16384),
+			Then: &Half{Table: origin, More: []string{snap("P", "8")}, Script: crossSecond(16384)}},
 		{Name: "snapshot-full-P", Seed: 213, Devs: []Init{p(74), Zeros},
 			Table: fullOrigin, More: []string{fullSnap("P")}, Script: fullScript(0),
 			Then: &Half{Table: fullOrigin, More: []string{fullSnap("P")}, Script: fullSecond()}},

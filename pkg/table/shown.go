@@ -11,8 +11,9 @@ import (
 
 // The table as `dmsetup table` shows it: each line's args as its target's
 // STATUSTYPE_TABLE gives them, which for crypt hides the key (zeros of its
-// length, as dmsetup prints without --showkeys). The text the table keeps
-// (Text, WriteText), which the daemon saves, holds the real args.
+// length, as dmsetup prints without --showkeys) and for snapshot gives the
+// chunk size in use. The text the table keeps (Text, WriteText), which the
+// daemon saves, holds the args as loaded.
 
 // hidesArgs says whether any target's TABLE status differs from its
 // canonical args (found with the table's other traits), so that a table

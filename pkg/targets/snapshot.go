@@ -20,6 +20,7 @@ import (
 type snapshot struct {
 	Base
 	origin, cow *Dev
+	paths       [2]string // origin and COW as the line names them, for the TABLE status
 	entry       *originEntry
 	store       atomic.Pointer[cowStore] // replaced only at a handover, before I/O
 	sectors     uint64
@@ -139,7 +140,8 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &snapshot{origin: origin, cow: cow, sectors: sectors, overflowOK: args[2] == "PO",
+	s := &snapshot{origin: origin, cow: cow, paths: [2]string{args[0], args[1]},
+		sectors: sectors, overflowOK: args[2] == "PO",
 		zeroesCow: slices.Contains(args[4:], "discard_zeroes_cow"),
 		passdown:  slices.Contains(args[4:], "discard_passdown_origin")}
 	s.store.Store(st)
@@ -187,10 +189,10 @@ func (s *snapshot) Destroy() error {
 }
 
 // Status is dm's: Invalid, Overflow, or `<sectors allocated>/<total
-// sectors> <metadata sectors>`. The TABLE form is the line's args.
+// sectors> <metadata sectors>`; the TABLE form is tableStatus.
 func (s *snapshot) Status(typ StatusType) string {
-	if typ != StatusInfo {
-		return ""
+	if typ == StatusTable {
+		return s.tableStatus()
 	}
 	st := s.store.Load()
 	valid, over := st.state()
@@ -202,4 +204,33 @@ func (s *snapshot) Status(typ StatusType) string {
 	}
 	a, t, m := st.usage()
 	return fmt.Sprintf("%d/%d %d", a, t, m)
+}
+
+// tableStatus is the line's args as dm's snapshot_status prints them for
+// `dmsetup table`, which are not always the args as written: the chunk
+// size is the store's, the one in use (a persistent store given 0 takes
+// its header's, or 32 sectors when new, and a header's overrides the
+// table's), and the features are those set, counted and in dm's order
+// (discard_zeroes_cow first, each once), not the words given.
+func (s *snapshot) tableStatus() string {
+	st := s.store.Load()
+	kind := "N"
+	if st.persistent {
+		kind = "P"
+		if s.overflowOK {
+			kind = "PO"
+		}
+	}
+	line := fmt.Sprintf("%s %s %s %d", s.paths[0], s.paths[1], kind, st.lay.chunk/SectorSize)
+	var feats []string
+	if s.zeroesCow {
+		feats = append(feats, "discard_zeroes_cow")
+	}
+	if s.passdown {
+		feats = append(feats, "discard_passdown_origin")
+	}
+	if len(feats) == 0 {
+		return line
+	}
+	return line + " " + strconv.Itoa(len(feats)) + " " + strings.Join(feats, " ")
 }

@@ -82,3 +82,27 @@ func TestSnapshotThroughTables(t *testing.T) {
 		t.Fatal("one-table origin+snapshot: snapshot half does not read the old data")
 	}
 }
+
+// `gdm table` prints a snapshot line as `dmsetup table` does, with the
+// chunk size in use where the line gave 0; the table's text (what the
+// daemon saves, and `--showkeys` prints) stays as loaded.
+func TestSnapshotTableShowsChunkInUse(t *testing.T) {
+	dir := t.TempDir()
+	orig := testkit.Sparse(t, dir, "origin", 1<<20)
+	cow := testkit.Sparse(t, dir, "cow", 1<<20)
+	line := fmt.Sprintf("0 2048 snapshot %s %s P 0", orig, cow)
+	d := snapDevice(t, "snap", line)
+	err := d.View(table.Live, func(tb *table.Table) error {
+		want := fmt.Sprintf("0 2048 snapshot %s %s P 32\n", orig, cow)
+		if got := tb.Shown(false); got != want {
+			t.Errorf("table shown %q, want %q", got, want)
+		}
+		if got := tb.Text(); got != line+"\n" {
+			t.Errorf("table text %q, want the line as loaded %q", got, line+"\n")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

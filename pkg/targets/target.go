@@ -111,7 +111,7 @@ type Target interface {
 	// means "the line's canonical args", which the table prints itself
 	// (it keeps them; a target need not); a target returns something else
 	// only when the TABLE form must differ from its args (crypt hides its
-	// key there).
+	// key there; snapshot prints the chunk size in use).
 	Status(typ StatusType) string
 }
 
