@@ -73,6 +73,11 @@ func (d *daemon) queryRoutes(mux *http.ServeMux) {
 // verbRoutes are the control API's verbs, each a call of one daemon verb.
 func (d *daemon) verbRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/devices", func(w http.ResponseWriter, r *http.Request) {
+		release, ok := d.uploadSlot(w, r)
+		if !ok {
+			return
+		}
+		defer release()
 		req, ok := createReq(w, r)
 		if !ok {
 			return
@@ -81,6 +86,11 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/load", func(w http.ResponseWriter, r *http.Request) {
+		release, ok := d.uploadSlot(w, r)
+		if !ok {
+			return
+		}
+		defer release()
 		text, ok := loadReq(w, r)
 		if !ok {
 			return
@@ -187,7 +197,11 @@ func fail(w http.ResponseWriter, err error) {
 	writeJSON(w, code, controlapi.Error{Error: strings.TrimPrefix(err.Error(), "table: ")})
 }
 
+// writeJSON answers with v. A client that stops reading is cut off after
+// streamTimeout, as a stream's is: the handler and what it holds (a big
+// table's text) do not wait on it, nor does a shutdown.
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	http.NewResponseController(w).SetWriteDeadline(answerDeadline())
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)

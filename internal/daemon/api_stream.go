@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -26,8 +27,17 @@ const maxTableBytes = 256 << 20
 
 // streamTimeout bounds how long a streamed answer may hold a table: the
 // table is held (a suspend waits for it) while its text goes out, so a
-// client that stops reading is cut off after this.
+// client that stops reading is cut off after this. Every JSON answer has
+// it too (writeJSON).
 const streamTimeout = 30 * time.Second
+
+// answerTimeout is streamTimeout, in nanoseconds; tests shorten it.
+var answerTimeout atomic.Int64
+
+func init() { answerTimeout.Store(int64(streamTimeout)) }
+
+// answerDeadline is when an answer started now must have been written.
+func answerDeadline() time.Time { return time.Now().Add(time.Duration(answerTimeout.Load())) }
 
 // isText reports whether the request's body is a plain-text table.
 func isText(r *http.Request) bool {
@@ -87,7 +97,7 @@ func (d *daemon) serveTable(w http.ResponseWriter, r *http.Request, m *managed) 
 		reply(w, out)
 		return
 	}
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout))
+	http.NewResponseController(w).SetWriteDeadline(answerDeadline())
 	w.Header().Set("Content-Type", controlapi.TextTable)
 	// No table in the slot: an empty text, as the JSON's empty string.
 	if err := m.dev.View(slot, func(t *table.Table) error { return t.WriteShown(w, showKeys) }); err != nil && !errors.Is(err, table.ErrNoTable) {
@@ -99,7 +109,7 @@ func (d *daemon) serveTable(w http.ResponseWriter, r *http.Request, m *managed) 
 // serveStatus answers GET .../status with the DeviceStatus JSON, each
 // target's line encoded and written as it comes.
 func (d *daemon) serveStatus(w http.ResponseWriter, m *managed) {
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout))
+	http.NewResponseController(w).SetWriteDeadline(answerDeadline())
 	w.Header().Set("Content-Type", "application/json")
 	bw := bufio.NewWriterSize(w, 64<<10)
 	name, _ := json.Marshal(m.name())

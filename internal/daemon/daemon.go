@@ -51,6 +51,9 @@ type daemon struct {
 	// retired keeps the drain waits of devices that are gone.
 	retired drainRetired
 	att     *attacher // gdm attach: the kernel's NBD devices
+	// uploads holds a token per big table upload being read or built
+	// (uploadSlot in control_bounds.go).
+	uploads chan struct{}
 
 	mu      sync.Mutex          // guards devices, uuids and reserved
 	devices map[string]*managed // by name
@@ -84,7 +87,8 @@ type managed struct {
 }
 
 func newDaemon(log *slog.Logger, state *stateStore, timed bool) *daemon {
-	d := &daemon{log: log, state: state, timed: timed, devices: map[string]*managed{}, uuids: map[string][]*managed{}, reserved: map[string]bool{}}
+	d := &daemon{log: log, state: state, timed: timed, devices: map[string]*managed{}, uuids: map[string][]*managed{}, reserved: map[string]bool{},
+		uploads: make(chan struct{}, maxBigUploads)}
 	d.nbd = &nbdserver.Server{Exports: d, Log: log.With("component", "nbd")}
 	d.att = newAttacher(d)
 	return d

@@ -120,9 +120,10 @@ func (r *Running) listen() error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	r.addrs["control"] = r.cfg.Control
+	limited := newLimitListener(cl, maxControlConns)
 	r.control = &http.Server{Handler: r.d.apiHandler(), ReadTimeout: r.cfg.ControlTimeout,
-		IdleTimeout: r.cfg.ControlTimeout, MaxHeaderBytes: 64 << 10}
-	go func() { r.served <- ignoreClosed(r.control.Serve(cl)) }()
+		IdleTimeout: r.cfg.ControlTimeout, MaxHeaderBytes: 64 << 10, ConnState: limited.track}
+	go func() { r.served <- ignoreClosed(r.control.Serve(limited)) }()
 	return nil
 }
 
@@ -158,6 +159,10 @@ func (r *Running) banner(w io.Writer) {
 	fmt.Fprint(w, b.String())
 }
 
+// controlGrace is how long a shutdown waits for control requests to end
+// before it closes their connections.
+const controlGrace = time.Second
+
 // Shutdown stops accepting, lets in-flight requests finish (each connection
 // flushes as it ends), then flushes and destroys every table, all within
 // --shutdown-timeout: whatever is stuck past it (a hung backing device, a
@@ -180,9 +185,14 @@ func (r *Running) Shutdown() error {
 	if r.metrics != nil {
 		r.metrics.Shutdown(ctx)
 	}
-	if err := r.control.Shutdown(ctx); err != nil {
+	// Control clients get a short grace, not the flush's budget: a verb
+	// still running is abandoned anyway, and one client that stops
+	// reading its answer must not leave the tables unflushed.
+	cctx, ccancel := context.WithTimeout(ctx, controlGrace)
+	if err := r.control.Shutdown(cctx); err != nil {
 		r.control.Close()
 	}
+	ccancel()
 	if err := r.d.closeAll(ctx); err != nil {
 		errs = append(errs, err)
 	}

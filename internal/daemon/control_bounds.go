@@ -1,0 +1,142 @@
+package daemon
+
+import (
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
+)
+
+// What a control client can hold. The socket is root's only (0600), but a
+// stuck script or a runaway loop is enough to exhaust a daemon that does
+// not bound them: each connection costs a goroutine and its buffers, and a
+// table upload may claim up to maxTableBytes before its first byte comes.
+
+// maxControlConns bounds the control connections open at once. Past it
+// the listener closes an idle kept-alive connection to make room (a
+// client library that never closes its idle connections must not lock
+// the others out), and with none idle stops accepting: further clients
+// wait in the socket's backlog until one closes.
+const maxControlConns = 64
+
+// bigTableBytes is where a table upload starts to count against
+// maxBigUploads: tables below it (nearly all) never wait.
+const bigTableBytes = 1 << 20
+
+// maxBigUploads bounds the big table uploads read and built at once, so
+// that the memory they claim is at most maxBigUploads × maxTableBytes
+// (plus what their tables build into), however many clients send them.
+const maxBigUploads = 4
+
+// limitListener is a net.Listener that keeps at most cap(slots)
+// connections open: Accept takes a slot, or reclaims one from an idle
+// connection (as the HTTP server reports them to track), or waits for
+// one; a connection's first Close gives its slot back.
+type limitListener struct {
+	net.Listener
+	slots chan struct{}
+	done  chan struct{} // closed by Close: a waiting Accept returns
+	once  sync.Once
+
+	mu      sync.Mutex
+	idle    map[net.Conn]struct{} // kept-alive connections between requests
+	idleNow chan struct{}         // a token when a connection turns idle
+}
+
+func newLimitListener(l net.Listener, n int) *limitListener {
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}),
+		idle: map[net.Conn]struct{}{}, idleNow: make(chan struct{}, 1)}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for taken := false; !taken; {
+		select {
+		case l.slots <- struct{}{}:
+			taken = true
+		default: // full: free a slot from an idle connection, or wait
+			l.closeOneIdle()
+			select {
+			case l.slots <- struct{}{}:
+				taken = true
+			case <-l.idleNow:
+			case <-l.done:
+				return nil, net.ErrClosed
+			}
+		}
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+// track is the HTTP server's ConnState hook: it keeps the set of idle
+// connections that Accept may reclaim.
+func (l *limitListener) track(c net.Conn, state http.ConnState) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if state == http.StateIdle {
+		l.idle[c] = struct{}{}
+		select {
+		case l.idleNow <- struct{}{}:
+		default:
+		}
+	} else {
+		delete(l.idle, c)
+	}
+}
+
+// closeOneIdle closes an idle connection, if there is one: what the
+// server's IdleTimeout would do to it later, done now that its slot is
+// wanted.
+func (l *limitListener) closeOneIdle() {
+	l.mu.Lock()
+	var victim net.Conn
+	for c := range l.idle {
+		victim = c
+		delete(l.idle, c)
+		break
+	}
+	l.mu.Unlock()
+	if victim != nil {
+		victim.Close()
+	}
+}
+
+func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// limitConn gives its slot back on its first Close.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+// uploadSlot takes one of the big-upload slots for a request whose body
+// may be a big table (a Content-Length of bigTableBytes or more, or none
+// given), waiting while all are taken. It returns the release, or answers
+// 503 and returns false if the client went away first. Small bodies need
+// no slot.
+func (d *daemon) uploadSlot(w http.ResponseWriter, r *http.Request) (func(), bool) {
+	if r.ContentLength >= 0 && r.ContentLength < bigTableBytes {
+		return func() {}, true
+	}
+	select {
+	case d.uploads <- struct{}{}:
+		return func() { <-d.uploads }, true
+	case <-r.Context().Done():
+		writeJSON(w, http.StatusServiceUnavailable, controlapi.Error{Error: "busy: too many big table uploads at once"})
+		return nil, false
+	}
+}
