@@ -67,6 +67,7 @@ func Acceptance() []Accept {
 		no("0 100 linear $0 18446744073709551615"),
 		no("0 16 striped 4294967298 8 $0 0 $1 0"),
 		no("0 16 striped 2 4294967304 $0 0 $1 0"),
+		no("0 16 snapshot $0 $1 P 8 3 discard_zeroes_cow discard_zeroes_cow discard_passdown_origin"),
 	}, append(faultAcceptance(), CryptAcceptance()...)...)
 }
 

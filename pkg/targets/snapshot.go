@@ -104,20 +104,26 @@ func checkSnapFeatures(args []string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("feature count: %w", err)
 	}
+	if n > 2 { // dm reads the group with a bound of 2, repeats or not
+		return nil, fmt.Errorf("%w: %d feature args: at most 2", ErrArgCount, n)
+	}
 	if n != uint64(len(args)-1) {
 		return nil, fmt.Errorf("%w: %d feature args announced, %d given", ErrArgCount, n, len(args)-1)
 	}
 	seen := map[string]bool{}
+	feats := make([]string, 0, n)
 	for _, f := range args[1:] {
+		f = strings.ToLower(f) // dm compares them with strcasecmp
 		if f != "discard_zeroes_cow" && f != "discard_passdown_origin" {
 			return nil, fmt.Errorf("%w: %q", ErrSnapFeature, f)
 		}
 		seen[f] = true
+		feats = append(feats, f)
 	}
 	if seen["discard_passdown_origin"] && !seen["discard_zeroes_cow"] {
 		return nil, fmt.Errorf("%w: discard_passdown_origin needs discard_zeroes_cow", ErrSnapFeature)
 	}
-	return append([]string{strconv.FormatUint(n, 10)}, args[1:]...), nil
+	return append([]string{strconv.FormatUint(n, 10)}, feats...), nil
 }
 
 // newSnapshot opens the origin and the COW device and loads the store. The
