@@ -75,7 +75,7 @@ type managed struct {
 	conns atomic.Int64 // open NBD connections
 	gone  atomic.Bool  // removed (or being removed): no new connections
 
-	opMu  sync.Mutex  // serializes this device's verbs
+	opMu  verbLock    // serializes this device's verbs
 	saved deviceState // guarded by opMu: what its state file says now
 	// broken is why the device could not be restored at start (nil when it
 	// is fine); written under opMu. A broken device has no tables open;
@@ -95,7 +95,7 @@ func newDaemon(log *slog.Logger, state *stateStore, timed bool) *daemon {
 }
 
 func (d *daemon) newManaged(st deviceState) *managed {
-	m := &managed{id: st.ID, uuid: st.UUID, dev: d.newDevice(st), saved: st}
+	m := &managed{id: st.ID, uuid: st.UUID, dev: d.newDevice(st), saved: st, opMu: newVerbLock()}
 	m.exp = &deviceExport{Device: m.dev}
 	m.attached.Store(st.Attached)
 	return m
@@ -121,11 +121,19 @@ func (d *daemon) get(name string) (*managed, error) {
 // device was removed or renamed while the caller waited for the lock (the
 // name is then no longer the device the caller meant).
 func (d *daemon) lockDevice(name string) (*managed, error) {
+	return d.lockDeviceContext(context.Background(), name)
+}
+
+// lockDeviceContext is lockDevice for a verb with a deadline: it gives up
+// waiting for the device's verb lock when ctx ends.
+func (d *daemon) lockDeviceContext(ctx context.Context, name string) (*managed, error) {
 	m, err := d.get(name)
 	if err != nil {
 		return nil, err
 	}
-	m.opMu.Lock()
+	if err := m.opMu.lockContext(ctx, name); err != nil {
+		return nil, err
+	}
 	if m.gone.Load() || m.name() != name {
 		m.opMu.Unlock()
 		return nil, fmt.Errorf("%w: %s", errNoDevice, name)

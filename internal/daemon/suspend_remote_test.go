@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,5 +102,51 @@ func TestSuspendTimeoutCoversTheFlush(t *testing.T) {
 	}
 	if st := td.info(t, "r").State; st != "ACTIVE" || savedSuspended(t, td, "r") {
 		t.Fatalf("after a suspend that timed out: info says %s, state file suspended=%v", st, savedSuspended(t, td, "r"))
+	}
+}
+
+// A suspend or resume waiting behind another verb on the same device (a
+// load held in its slow part) gives up when its --timeout ends, and says
+// why; once the first verb is done, the same suspend goes through.
+func TestVerbTimeoutCoversTheWaitForTheDevice(t *testing.T) {
+	td := startTestDaemon(t, "")
+	td.ok(t, "create", "r", "--table", "0 8 zero")
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	td.d.buildHook = func(string) {
+		once.Do(func() { close(held) })
+		<-release
+	}
+	loaded := make(chan error, 1)
+	go func() {
+		_, err := td.call("load", "r", "--table", "0 16 zero")
+		loaded <- err
+	}()
+	<-held
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	defer letGo()
+	for _, verb := range []string{"suspend", "resume"} {
+		answered := make(chan error, 1)
+		go func() {
+			_, err := td.call(verb, "r", "--timeout=200ms")
+			answered <- err
+		}()
+		select {
+		case err := <-answered:
+			if err == nil || !strings.Contains(err.Error(), "another verb on r is still running") {
+				t.Errorf("%s --timeout=200ms behind a held load = %v, want a timeout naming the other verb", verb, err)
+			}
+		case <-time.After(liveness):
+			t.Fatalf("%s --timeout=200ms still waits for the held load after %v", verb, liveness)
+		}
+	}
+	letGo()
+	if err := <-loaded; err != nil {
+		t.Fatal(err)
+	}
+	td.ok(t, "suspend", "r", "--timeout=200ms")
+	if st := td.info(t, "r").State; st != "SUSPENDED" {
+		t.Fatalf("state %s after the suspend", st)
 	}
 }

@@ -141,7 +141,13 @@ func (d *daemon) loadLocked(m *managed, text string, asLive bool) error {
 // returns the device it acted on: the get-op-save sequence of every verb
 // on an existing device, whose op and save are verb's (with saveAround).
 func (d *daemon) onDevice(name string, verb func(m *managed) error) (*managed, error) {
-	m, err := d.lockDevice(name)
+	return d.onDeviceContext(context.Background(), name, verb)
+}
+
+// onDeviceContext is onDevice for a verb with a deadline, which covers
+// its wait for the device's verb lock too.
+func (d *daemon) onDeviceContext(ctx context.Context, name string, verb func(m *managed) error) (*managed, error) {
+	m, err := d.lockDeviceContext(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +183,7 @@ func (d *daemon) saveAround(m *managed, edit func(next *deviceState), op func() 
 }
 
 func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, error) {
-	return d.onDevice(name, func(m *managed) error {
+	return d.onDeviceContext(ctx, name, func(m *managed) error {
 		if reason := m.broken.Load(); reason != nil && !m.dev.HasInactive() {
 			return fmt.Errorf("%w (%s): load a table, then resume", errBroken, *reason)
 		}
@@ -200,7 +206,7 @@ func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, 
 }
 
 func (d *daemon) suspend(ctx context.Context, name string, noflush bool) (*managed, error) {
-	return d.onDevice(name, func(m *managed) error {
+	return d.onDeviceContext(ctx, name, func(m *managed) error {
 		if reason := m.broken.Load(); reason != nil {
 			return fmt.Errorf("%w: %s", errBroken, *reason)
 		}
