@@ -19,6 +19,12 @@ const fakeSize = 1 << 20
 // replies, base:allocation (id 1) and NBD_OPT_GO, on the server end of a
 // pipe.
 func fakeHandshake(c net.Conn) error {
+	return fakeHandshakeFlags(c, FlagHasFlags|FlagSendDF|FlagSendFlush)
+}
+
+// fakeHandshakeFlags is fakeHandshake announcing transmission flags
+// tflags (without FlagSendDF: a server that may split reads into chunks).
+func fakeHandshakeFlags(c net.Conn, tflags uint16) error {
 	b := binary.BigEndian.AppendUint64(nil, magicNBD)
 	b = binary.BigEndian.AppendUint64(b, magicOption)
 	b = binary.BigEndian.AppendUint16(b, hsFixedNewstyle|hsNoZeroes)
@@ -44,7 +50,7 @@ func fakeHandshake(c net.Conn) error {
 		case optGo:
 			info := binary.BigEndian.AppendUint16(nil, infoExport)
 			info = binary.BigEndian.AppendUint64(info, fakeSize)
-			info = binary.BigEndian.AppendUint16(info, FlagHasFlags|FlagSendDF|FlagSendFlush)
+			info = binary.BigEndian.AppendUint16(info, tflags)
 			optReply(c, opt, repInfo, info)
 		}
 		if err := optReply(c, opt, repAck, nil); err != nil || opt == optGo {
