@@ -113,6 +113,8 @@ type call struct {
 
 	// progress, readLoop's only
 	covered   int64
+	spans     []span  // the ranges of a read that chunks covered (claim)
+	spanBuf   [2]span // spans' first array
 	firstE    error
 	extents   []Extent
 	spliceErr error // a spliced read's data could not go into the pipe

@@ -108,34 +108,57 @@ func FuzzReplies(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, replies []byte) {
-		cli, srv := net.Pipe()
-		go func() {
-			defer srv.Close()
-			if fakeHandshake(srv) != nil {
-				return
-			}
-			go io.Copy(io.Discard, srv) // the requests
-			srv.Write(replies)
-		}()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		cl, err := Dial(ctx, Options{Dial: func(context.Context) (net.Conn, error) { return cli, nil }, BackoffMin: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		guarded := bytes.Repeat([]byte{0xAA}, 3*4096)
-		var wg sync.WaitGroup
-		wg.Go(func() { cl.ReadAt(ctx, guarded[4096:8192], 4096) })
-		wg.Go(func() { cl.Extents(ctx, 0, fakeSize, func(Extent) bool { return true }) })
-		wg.Wait()
-		if ctx.Err() != nil {
-			t.Fatal("a call hung until the test's deadline")
-		}
-		if !bytes.Equal(guarded[:4096], bytes.Repeat([]byte{0xAA}, 4096)) || !bytes.Equal(guarded[8192:], bytes.Repeat([]byte{0xAA}, 4096)) {
-			t.Fatal("the client wrote outside the read's buffer")
-		}
+		fuzzReplies(t, replies, FlagHasFlags|FlagSendDF|FlagSendFlush)
 	})
+}
+
+// FuzzRepliesFragmented is FuzzReplies with a server that does not offer
+// DF: the client's read may come in many chunks, which it must put
+// together without overlaps (claim).
+func FuzzRepliesFragmented(f *testing.F) {
+	for _, s := range fuzzSeeds(1, 2) {
+		f.Add(s)
+	}
+	half := binary.BigEndian.AppendUint64(nil, 4096)
+	half = append(half, bytes.Repeat([]byte{7}, 2048)...)
+	hole := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(nil, 4096+2048), 2048)
+	f.Add(append(chunkBytes(0, chunkOffsetHole, 1, hole), chunkBytes(1, chunkOffsetData, 1, half)...))
+	f.Add(append(chunkBytes(0, chunkOffsetData, 1, half), chunkBytes(1, chunkOffsetData, 1, half)...))
+	f.Fuzz(func(t *testing.T, replies []byte) {
+		fuzzReplies(t, replies, FlagHasFlags|FlagSendFlush)
+	})
+}
+
+// fuzzReplies is one run of the reply fuzzers, with a server announcing
+// tflags.
+func fuzzReplies(t *testing.T, replies []byte, tflags uint16) {
+	cli, srv := net.Pipe()
+	go func() {
+		defer srv.Close()
+		if fakeHandshakeFlags(srv, tflags) != nil {
+			return
+		}
+		go io.Copy(io.Discard, srv) // the requests
+		srv.Write(replies)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := Dial(ctx, Options{Dial: func(context.Context) (net.Conn, error) { return cli, nil }, BackoffMin: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	guarded := bytes.Repeat([]byte{0xAA}, 3*4096)
+	var wg sync.WaitGroup
+	wg.Go(func() { cl.ReadAt(ctx, guarded[4096:8192], 4096) })
+	wg.Go(func() { cl.Extents(ctx, 0, fakeSize, func(Extent) bool { return true }) })
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatal("a call hung until the test's deadline")
+	}
+	if !bytes.Equal(guarded[:4096], bytes.Repeat([]byte{0xAA}, 4096)) || !bytes.Equal(guarded[8192:], bytes.Repeat([]byte{0xAA}, 4096)) {
+		t.Fatal("the client wrote outside the read's buffer")
+	}
 }
 
 // TestBadReplies checks the seeds' verdicts, so that the fuzz target's

@@ -147,7 +147,10 @@ func (c *conn) done(cl *call) error {
 }
 
 // readChunk takes an OFFSET_DATA or OFFSET_HOLE chunk of a read. With DF
-// (sent whenever the server offers it) the whole read comes in one chunk.
+// (sent whenever the server offers it) the whole read comes in one chunk;
+// without, chunks may come in any order, and one that overlaps another
+// is refused (claim): done's count of the bytes covered then means that
+// every byte of the buffer was written.
 func (c *conn) readChunk(cl *call, typ uint16, length uint32) error {
 	if cl.req.typ != cmdRead || length < 8 {
 		return protoErr("read chunk for command %d, %d bytes", cl.req.typ, length)
@@ -174,6 +177,9 @@ func (c *conn) readChunk(cl *call, typ uint16, length uint32) error {
 	}
 	if cl.req.flags&cmdFlagDF != 0 && cl.covered != 0 {
 		return protoErr("second read chunk despite DF")
+	}
+	if err := cl.claim(off, n); err != nil {
+		return err
 	}
 	if typ == chunkOffsetData {
 		return c.fill(cl, off, n)
