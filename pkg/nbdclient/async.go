@@ -30,7 +30,9 @@ import (
 // by ctx.
 //
 // done is called exactly once, on the connection's reader goroutine, or
-// on the goroutine that failed or retried the request. It must not block:
+// on the goroutine that failed or retried the request, or (a write
+// answered while the writer waited to send the rest of it: early.go) on
+// a goroutine of its own. It must not block:
 // the reader it runs on serves every other request of the connection,
 // whoever made them.
 
@@ -121,10 +123,12 @@ func (cl *Client) pickLive() *conn {
 	return nil
 }
 
-// completeAsync finishes an asynchronous call the reader got its reply
-// for. A server shutting down is hung up on and the request retried,
-// off the reader: the hang-up writes a DISC, which may wait.
-func (c *conn) completeAsync(cl *call, res result) {
+// completeAsync finishes an asynchronous call whose reply is in, on the
+// reader (onReader), or on a goroutine of the writer's (completeLate),
+// where no burst is held. A server shutting down is hung up on and the
+// request retried, off the reader: the hang-up writes a DISC, which may
+// wait.
+func (c *conn) completeAsync(cl *call, res result, onReader bool) {
 	c.endSplice(cl)
 	if shuttingDown(res.err) {
 		go func() {
@@ -134,7 +138,9 @@ func (c *conn) completeAsync(cl *call, res result) {
 		return
 	}
 	done := cl.async
-	c.hold(cl.ctx)
+	if onReader {
+		c.hold(cl.ctx)
+	}
 	if c.written.Load() >= cl.req.cookie { // else the writer may still look at it
 		callPool.Put(cl)
 	}

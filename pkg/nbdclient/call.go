@@ -37,6 +37,10 @@ type call struct {
 	// waiter returned it to its owner.
 	bufMu     sync.Mutex
 	abandoned bool
+	// replied: the reply is in, and the call held back until the writer
+	// is done with its payload (early.go); set under conn.mu, read by
+	// the reader.
+	replied bool
 
 	// async, when set, makes this an asynchronous call (async.go): it
 	// has no waiter; whoever finishes it calls async with the result

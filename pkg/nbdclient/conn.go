@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/pkg/completion"
+	"golang.org/x/sys/unix"
 )
 
 // Errors of a request that got no answer from the server. Both wrap EIO,
@@ -75,11 +76,19 @@ type conn struct {
 	iov      net.Buffers   // the batch's segments; wmu
 	iovOut   net.Buffers   // iov as writev consumes it (writeSegments); wmu
 	written  atomic.Uint64 // cookie of the last request written in full
+	// parked: the writer waits for room in the socket; progress holds a
+	// token when written or parked changed (writev.go, awaitWritten).
+	parked   atomic.Bool
+	progress chan struct{}
+	vec      []unix.Iovec       // writev's segments; wmu
+	werr     error              // writevStep's error; wmu
+	step     func(uintptr) bool // writevStep, as a method value made once
 
 	mu      sync.Mutex // guards the fields below
 	pending map[uint64]*call
 	cookie  uint64
 	queue   []*call // registered, not yet taken by a writer, in cookie order
+	early   []*call // pending, replied before the writer was done with them (early.go)
 	spare   []*call // the writer's other queue slice, for reuse
 	writing bool    // a writer is running (or handed off to a goroutine)
 	err     error   // why the connection ended; nil while it serves
@@ -95,7 +104,9 @@ const socketBuffer = 4 << 20
 
 func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int) *conn {
 	c := &conn{nc: nc, info: info, slots: make(chan struct{}, maxInFlight),
-		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc)}
+		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc),
+		progress: make(chan struct{}, 1)}
+	c.step = c.writevStep
 	c.r = c.burstReader(r)
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
@@ -132,7 +143,7 @@ func (c *conn) kill(err error) {
 	c.err = err
 	calls := c.pending
 	c.pending = map[uint64]*call{}
-	c.queue = nil
+	c.queue, c.early = nil, nil
 	if c.wd != nil {
 		c.wd.Stop()
 	}
@@ -161,30 +172,43 @@ func (c *conn) kill(err error) {
 }
 
 // finish completes a call the reader got the last chunk of, unless kill
-// already failed it.
-func (c *conn) finish(cl *call, res result) {
+// already failed it. A write answered before the writer was done with
+// its payload is completed by the writer (early.go).
+func (c *conn) finish(cl *call, res result) error {
 	if cl.spliced && queued(cl.src) > 0 {
 		// Answered before its payload was all sent: the writer may still
 		// be taking from the pipe, which its owner reuses once the call
 		// is done (see errRepliedEarly).
-		c.kill(errRepliedEarly)
-		return
+		return errRepliedEarly
 	}
 	c.mu.Lock()
 	if c.pending[cl.req.cookie] != cl {
 		c.mu.Unlock()
-		return
+		return nil
+	}
+	if len(cl.payload) > 0 && c.written.Load() < cl.req.cookie {
+		c.mu.Unlock()
+		held := !c.awaitWritten(cl.req.cookie)
+		c.mu.Lock()
+		if c.pending[cl.req.cookie] != cl {
+			c.mu.Unlock()
+			return nil
+		}
+		if held {
+			return c.holdBackLocked(cl, res)
+		}
 	}
 	delete(c.pending, cl.req.cookie)
 	c.mu.Unlock()
 	if cl.async != nil {
 		<-c.slots
-		c.completeAsync(cl, res)
-		return
+		c.completeAsync(cl, res, true)
+		return nil
 	}
 	cl.res = res
 	cl.done <- struct{}{}
 	<-c.slots
+	return nil
 }
 
 // do sends one request (with payload for a write) and waits for its reply:

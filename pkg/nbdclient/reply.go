@@ -25,7 +25,7 @@ func (c *conn) lookup(cookie uint64) (*call, error) {
 	c.mu.Lock()
 	cl := c.pending[cookie]
 	c.mu.Unlock()
-	if cl == nil {
+	if cl == nil || cl.replied {
 		return nil, protoErr("reply for unknown cookie %d", cookie)
 	}
 	c.splicedLast = cl.pipe >= 0
@@ -63,8 +63,7 @@ func (c *conn) simpleReply(code uint32, cookie uint64) error {
 		return protoErr("simple reply after chunks for cookie %d", cookie)
 	}
 	if code != 0 {
-		c.finish(cl, result{err: &RemoteError{Errno: errnoOf(code)}})
-		return nil
+		return c.finish(cl, result{err: &RemoteError{Errno: errnoOf(code)}})
 	}
 	if cl.req.typ == cmdRead {
 		if c.info.Structured {
@@ -74,8 +73,7 @@ func (c *conn) simpleReply(code uint32, cookie uint64) error {
 			return err
 		}
 	}
-	c.finish(cl, result{})
-	return nil
+	return c.finish(cl, result{})
 }
 
 // fill reads n bytes of payload into the call's buffer at off (checked by
@@ -132,18 +130,15 @@ func (c *conn) chunk(flags, typ uint16, cookie uint64, length uint32) error {
 // exactly, unless an error chunk came.
 func (c *conn) done(cl *call) error {
 	if cl.firstE != nil {
-		c.finish(cl, result{err: cl.firstE})
-		return nil
+		return c.finish(cl, result{err: cl.firstE})
 	}
 	if cl.spliceErr != nil {
-		c.finish(cl, result{err: cl.spliceErr})
-		return nil
+		return c.finish(cl, result{err: cl.spliceErr})
 	}
 	if cl.req.typ == cmdRead && cl.covered != int64(cl.req.length) {
 		return protoErr("read of %d bytes answered with %d", cl.req.length, cl.covered)
 	}
-	c.finish(cl, result{extents: cl.extents})
-	return nil
+	return c.finish(cl, result{extents: cl.extents})
 }
 
 // readChunk takes an OFFSET_DATA or OFFSET_HOLE chunk of a read. With DF

@@ -171,25 +171,29 @@ func (c *conn) writeBatches(mode writeMode) {
 		if prev != nil {
 			c.spare = prev[:0]
 		}
-		if c.err != nil || len(c.queue) == 0 {
+		late := c.takeLateLocked() // all written by now: see there
+		var batch []*call
+		switch {
+		case c.err != nil || len(c.queue) == 0:
 			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		if c.handOff(mode, i) {
-			c.mu.Unlock()
-			// writing stays true: the goroutine takes over. After a
-			// leader, it yields first as writeLoop does.
+		case c.handOff(mode, i):
+			// writing stays true: the goroutine takes over (once this
+			// one lets go of wmu). After a leader, it yields first as
+			// writeLoop does.
 			if mode == writeAsLeader {
 				go c.writeLoop(false)
 			} else {
 				go c.writeQueued(false)
 			}
+		default:
+			batch = c.queue
+			c.queue, c.spare = c.spare, nil
+		}
+		c.mu.Unlock()
+		c.completeLate(late)
+		if batch == nil {
 			return
 		}
-		batch := c.queue
-		c.queue, c.spare = c.spare, nil
-		c.mu.Unlock()
 		if err := c.writeBatch(batch); err != nil {
 			c.kill(err)
 		}
@@ -268,6 +272,7 @@ func (c *conn) writeBatch(batch []*call) error {
 		return err
 	}
 	c.written.Store(batch[len(batch)-1].req.cookie)
+	c.signal() // a reader may wait for it (awaitWritten)
 	return nil
 }
 
@@ -278,7 +283,12 @@ func (c *conn) writeSegments(iov net.Buffers) error {
 		return nil
 	}
 	c.iov, c.iovOut = iov, iov
-	_, err := c.iovOut.WriteTo(c.nc) // consumes iovOut, not iov: a local's WriteTo would move it to the heap
+	var err error
+	if c.raw != nil {
+		err = c.writev() // says when it waits for the server (parked)
+	} else {
+		_, err = c.iovOut.WriteTo(c.nc) // consumes iovOut, not iov: a local's WriteTo would move it to the heap
+	}
 	clear(c.iov)
 	if err != nil {
 		return fmt.Errorf("nbdclient: send requests: %w", err)

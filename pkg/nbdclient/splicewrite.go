@@ -58,12 +58,14 @@ func (cl *Client) SplicesWrites() bool { return cl.splices && cl.writable() == n
 func (c *conn) spliceOut(pipe int, n int64) error {
 	var serr error
 	werr := c.raw.Write(func(fd uintptr) bool {
+		c.parked.Store(false)
 		for n > 0 {
 			m, err := unix.Splice(pipe, nil, int(fd), nil, int(n), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MORE)
 			switch {
 			case err == unix.EINTR:
 				continue
 			case err == unix.EAGAIN && queued(pipe) > 0:
+				c.park()
 				return false // the socket is full: wait for room
 			case err == unix.EAGAIN, err == nil && m == 0:
 				serr = fmt.Errorf("pipe short of the payload by %d bytes", n)
