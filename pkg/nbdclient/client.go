@@ -89,6 +89,11 @@ type Client struct {
 	dialing chan struct{} // a token: one redial at a time
 	// refilling: a background redial of a pool slot is under way.
 	refilling atomic.Bool
+	// life is cancelled by Close (cause ErrClosed): the dials under way
+	// (a refill's, a caller's redial) watch it, so that they end at once
+	// instead of outliving the client until their timeout.
+	life context.Context
+	end  context.CancelCauseFunc
 
 	mu       sync.Mutex // guards conns' elements, closed, backoff, nextDial
 	closed   bool
@@ -109,8 +114,10 @@ type Stats struct {
 func Dial(ctx context.Context, opts Options) (*Client, error) {
 	opts.defaults()
 	cl := &Client{opts: opts, dialing: make(chan struct{}, 1)}
+	cl.life, cl.end = context.WithCancelCause(context.Background())
 	c, err := cl.dialConn(ctx)
 	if err != nil {
+		cl.end(nil)
 		return nil, err
 	}
 	cl.info = c.info
@@ -153,12 +160,14 @@ func (cl *Client) Connected() bool {
 }
 
 // Close disconnects (NBD_CMD_DISC, bounded by a short deadline); calls in
-// flight fail with ErrClosed. It never waits on a dead server beyond that.
+// flight fail with ErrClosed, those redialling too, and dials under way
+// stop. It never waits on a dead server beyond that.
 func (cl *Client) Close() error {
 	cl.mu.Lock()
-	cl.closed = true
+	cl.closed = true // before end: a dial that end stops sees it (redial)
 	conns := append([]*conn(nil), cl.conns...)
 	cl.mu.Unlock()
+	cl.end(ErrClosed)
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		if c != nil {

@@ -324,8 +324,11 @@ func (c *conn) deadErr() error {
 }
 
 func ctxErr(ctx context.Context) error {
-	if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, ErrTimeout):
 		return ErrTimeout
+	case errors.Is(cause, ErrClosed):
+		return ErrClosed
 	}
 	return fmt.Errorf("nbdclient: %w", ctx.Err())
 }

@@ -64,7 +64,20 @@ func (cl *Client) pick(ctx context.Context, deadline time.Time) (*conn, error) {
 	}
 	ctx, cancel := timed(ctx, deadline)
 	defer cancel()
+	ctx, stop := cl.untilClose(ctx)
+	defer stop()
 	return cl.redial(ctx, int(start))
+}
+
+// untilClose returns ctx, cancelled by Close too (cause ErrClosed), and
+// the function that lets go of it. Only redials (a slow path) use it.
+func (cl *Client) untilClose(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(cl.life, func() { cancel(ErrClosed) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
+	}
 }
 
 // refill redials a dead slot of the pool in the background while the
@@ -76,7 +89,7 @@ func (cl *Client) refill(i int) {
 	}
 	go func() {
 		defer cl.refilling.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), cl.opts.DialTimeout)
+		ctx, cancel := context.WithTimeout(cl.life, cl.opts.DialTimeout) // Close ends it
 		defer cancel()
 		cl.redial(ctx, i)
 	}()
@@ -108,6 +121,9 @@ func (cl *Client) redial(ctx context.Context, i int) (*conn, error) {
 	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if err != nil && cl.closed {
+		return nil, ErrClosed // Close stopped the dial: not the server's fault
+	}
 	if err != nil {
 		cl.backoff = min(max(cl.backoff*2, cl.opts.BackoffMin), cl.opts.BackoffMax)
 		cl.nextDial = time.Now().Add(cl.backoff)
