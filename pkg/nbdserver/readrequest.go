@@ -89,6 +89,11 @@ func (c *conn) peekRequest() (request, bool) {
 // cannot be found safely, and it returns false: reading must end. Either
 // way, when it returns false the request's place in the budget is given
 // back.
+//
+// The skip runs under PayloadTimeout as readPayload does: the idle
+// deadline is already cleared here, so without it a client that sends
+// such a header and withholds the payload would hold the connection (and
+// its place in the budget) forever.
 func (c *conn) skipPayload(r request) bool {
 	if r.length > maxPayloadSkip {
 		c.srv.stats.ProtocolErrors.Add(1)
@@ -96,7 +101,10 @@ func (c *conn) skipPayload(r request) bool {
 		c.budget.release(0)
 		return false
 	}
-	if _, err := io.CopyN(io.Discard, c.br, int64(r.length)); err != nil {
+	slow := c.armPayload(r.length)
+	_, err := io.CopyN(io.Discard, c.br, int64(r.length))
+	c.disarmPayload(slow, err, r.length)
+	if err != nil {
 		c.budget.release(0)
 		return false
 	}
@@ -115,10 +123,7 @@ func (c *conn) skipPayload(r request) bool {
 func (c *conn) readPayload(w *work, take bool) bool {
 	n := w.r.length
 	var err error
-	slow := c.srv.PayloadTimeout > 0 && c.br.Buffered() < int(n)
-	if slow {
-		c.setReadDeadline(time.Now().Add(c.srv.PayloadTimeout))
-	}
+	slow := c.armPayload(n)
 	var piped bool
 	if c.spliceWritable(w.r) {
 		piped, err = c.readPayloadPipe(w)
@@ -132,17 +137,37 @@ func (c *conn) readPayload(w *work, take bool) bool {
 		w.payload = *w.pooled
 		_, err = io.ReadFull(c.br, w.payload)
 	}
-	if slow {
-		c.setReadDeadline(time.Time{})
-	}
+	c.disarmPayload(slow, err, n)
 	if err != nil {
-		if slow && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopped.Load() {
-			c.srv.stats.PayloadTimeouts.Add(1)
-			c.log.Info("write payload did not arrive; closing", "payload_timeout", c.srv.PayloadTimeout, "length", n)
-		}
 		w.done()
 		c.budget.release(w.charge)
 		return false
 	}
 	return true
+}
+
+// armPayload sets the PayloadTimeout deadline for a payload of n bytes,
+// unless it is all buffered already (no read can then wait); it reports
+// whether it set one, for disarmPayload. Every read of a write's payload,
+// kept or skipped, goes between the two.
+func (c *conn) armPayload(n uint32) (slow bool) {
+	slow = c.srv.PayloadTimeout > 0 && c.br.Buffered() < int(n)
+	if slow {
+		c.setReadDeadline(time.Now().Add(c.srv.PayloadTimeout))
+	}
+	return slow
+}
+
+// disarmPayload clears the deadline armPayload set, and counts and logs
+// a payload the deadline cut short (err, the read's): its caller then
+// ends reading, which closes the connection.
+func (c *conn) disarmPayload(slow bool, err error, n uint32) {
+	if !slow {
+		return
+	}
+	c.setReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) && !c.stopped.Load() {
+		c.srv.stats.PayloadTimeouts.Add(1)
+		c.log.Info("write payload did not arrive; closing", "payload_timeout", c.srv.PayloadTimeout, "length", n)
+	}
 }

@@ -58,6 +58,26 @@ func TestPayloadTimeout(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "the payload's budget back", func() bool { return s.Gauges().InFlightBytes == 0 })
 }
 
+// A write too long to serve (past MaxBlockSize, within maxPayloadSkip)
+// has its payload read and dropped before check refuses it; that read
+// waits under PayloadTimeout too, or a client could send such a header,
+// withhold the payload and hold the connection forever (the idle deadline
+// is off while a request is being read).
+func TestPayloadTimeoutSkippedWrite(t *testing.T) {
+	s, sock := startServer(t, testExports{"a": newMem(64 << 20)}, func(s *Server) {
+		s.PayloadTimeout = 100 * time.Millisecond
+		s.IdleTimeout = 100 * time.Millisecond
+	})
+	c := dial(t, sock)
+	c.connect("a", false)
+	c.write(append(requestBytes(nil, cmdWrite, 0, 1, 0, MaxBlockSize+1, nil), make([]byte, 1000)...))
+	c.expectClosed()
+	if n := s.Stats().PayloadTimeouts.Load(); n != 1 {
+		t.Fatalf("PayloadTimeouts = %d, want 1", n)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the connection's end", func() bool { return s.Gauges().Conns == 0 })
+}
+
 // A connection with nothing in flight that sends nothing for IdleTimeout
 // is closed; by default there is no idle timeout.
 func TestIdleTimeout(t *testing.T) {
