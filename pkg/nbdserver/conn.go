@@ -43,7 +43,8 @@ type conn struct {
 	log *slog.Logger
 
 	// Negotiated: written by the handshake (serve's goroutine), read-only
-	// once transmission starts.
+	// once transmission starts. STARTTLS resets what options set
+	// (structured, metaAllocation: see forgetOptions).
 	noZeroes       bool
 	structured     bool
 	metaAllocation bool

@@ -45,7 +45,8 @@ func (c *conn) needsTLS(o *option) (refused bool, err error) {
 
 // startTLS answers STARTTLS and, when it is acknowledged, runs the TLS
 // handshake (bounded by the handshake's deadline on the socket) and moves
-// the connection's reads and writes onto the session.
+// the connection's reads and writes onto the session. What the options
+// negotiated before it is forgotten (forgetOptions).
 func (c *conn) startTLS(o *option) error {
 	switch {
 	case c.srv.TLS == nil:
@@ -68,6 +69,7 @@ func (c *conn) startTLS(o *option) error {
 		return failHandshake(HandshakeTLS, err)
 	}
 	c.secure = tc
+	c.forgetOptions()
 	c.br.src = tc
 	c.raw = nil // no splicing or spinning on the socket under TLS
 	c.writer.nc, c.writer.raw = tc, nil
@@ -75,6 +77,21 @@ func (c *conn) startTLS(o *option) error {
 	c.srv.stats.TLSSessions.Add(1)
 	c.log = c.log.With("tls", tls.VersionName(tc.ConnectionState().Version))
 	return nil
+}
+
+// forgetOptions drops what options negotiated in the clear, once TLS is
+// up: structured replies and the meta context (proto.md: after STARTTLS
+// the client "MUST renegotiate structured replies and any other dependent
+// extensions", and BLOCK_STATUS needs a SET_META_CONTEXT "with no
+// intervening NBD_OPT_STARTTLS"). Anything before TLS may have been
+// injected by a man in the middle; a client that negotiates nothing
+// inside TLS gets simple replies and no BLOCK_STATUS. The export is not
+// among them: only GO and EXPORT_NAME open it, and they end the options.
+// The client's flags (noZeroes) are the greeting's, not an option, and
+// stay. Keep this in step with the options that set state (handleOption).
+func (c *conn) forgetOptions() {
+	c.structured = false
+	c.metaAllocation = false
 }
 
 // longAgo is a read deadline that has passed: a read under it takes only

@@ -96,6 +96,61 @@ func TestTLSTransmission(t *testing.T) {
 	}
 }
 
+// What options negotiated in the clear (where a man in the middle can
+// inject them) does not survive STARTTLS: proto.md has the client
+// renegotiate structured replies after it, and BLOCK_STATUS needs a
+// SET_META_CONTEXT with no STARTTLS in between. A client that negotiates
+// nothing inside TLS gets no DF flag, and its BLOCK_STATUS a simple EINVAL
+// reply; one that negotiates again inside TLS gets both back.
+func TestTLSForgetsOptionsBeforeIt(t *testing.T) {
+	_, sock, certs := tlsServer(t, false, false)
+	negotiateClear := func() *client {
+		c := dial(t, sock)
+		c.hello(clientFixedNewstyle | clientNoZeroes)
+		c.opt(optStructuredReply, nil)
+		if typ, _ := c.optReply(optStructuredReply); typ != repAck {
+			t.Fatalf("STRUCTURED_REPLY: %#x", typ)
+		}
+		c.opt(optSetMetaContext, metaData("a", metaBaseAllocation))
+		if typ, _ := c.optReply(optSetMetaContext); typ != repMetaContext {
+			t.Fatalf("SET_META_CONTEXT: %#x", typ)
+		}
+		c.optReply(optSetMetaContext) // its ACK
+		if err := c.startTLS(clientTLS(certs, false)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	c := negotiateClear()
+	if _, flags := c.goExport("a"); flags&tfSendDF != 0 {
+		t.Errorf("transmission flags %#x advertise DF: structured replies negotiated before STARTTLS survived it", flags)
+	}
+	c.request(cmdBlockStatus, 0, 7, 0, 4096, nil)
+	if m := binary.BigEndian.Uint32(c.read(4)); m != magicSimple {
+		t.Fatalf("BLOCK_STATUS answered with magic %#x, want a simple reply: the meta context set before STARTTLS survived it", m)
+	}
+	if errno := binary.BigEndian.Uint32(c.read(12)); errno != errInval {
+		t.Fatalf("BLOCK_STATUS without a meta context inside TLS: errno %d, want EINVAL", errno)
+	}
+
+	c = negotiateClear()
+	c.opt(optStructuredReply, nil)
+	if typ, _ := c.optReply(optStructuredReply); typ != repAck {
+		t.Fatalf("STRUCTURED_REPLY inside TLS: %#x", typ)
+	}
+	c.opt(optSetMetaContext, metaData("a", metaBaseAllocation))
+	c.optReply(optSetMetaContext)
+	c.optReply(optSetMetaContext)
+	if _, flags := c.goExport("a"); flags&tfSendDF == 0 {
+		t.Errorf("transmission flags %#x: no DF with structured replies negotiated inside TLS", flags)
+	}
+	c.request(cmdBlockStatus, 0, 8, 0, 4096, nil)
+	if ch := c.chunk(); ch.typ != chunkBlockStatus || ch.cookie != 8 {
+		t.Fatalf("BLOCK_STATUS with the context set inside TLS: chunk type %d cookie %d", ch.typ, ch.cookie)
+	}
+}
+
 // Where TLS is required, nothing but STARTTLS and ABORT is answered before
 // it (export names do not leak); EXPORT_NAME, which has no error reply,
 // and a plain newstyle client, which cannot start TLS, are disconnected.
