@@ -57,9 +57,17 @@ type conn struct {
 	flags          uint16
 	readOnly       bool
 	// name and expRef are exp's name and exp, stored by the handshake for
-	// the server's lookups (connsOf), which run on other goroutines.
+	// the server's lookups (connsOf), which run on other goroutines; stored
+	// with Server.mu held (publish), where Disconnect looks.
 	name   atomic.Pointer[string]
 	expRef atomic.Pointer[Export]
+	// opening is set while the handshake opens an export, from before
+	// Exports.Open until expRef is stored; dropped lists the exports a
+	// Disconnect ended meanwhile, which the connection must not serve.
+	// Both under Server.mu: written by beginOpen and publish (serve's
+	// goroutine) and by Disconnect (disconnectOf).
+	opening bool
+	dropped []Export
 
 	// spin is the socket's reader in transmission, when nc is TCP: set by
 	// transmit before the first worker starts, used under rmu.

@@ -220,10 +220,16 @@ func (c *conn) exportName0(o *option) error {
 	return nil
 }
 
-// open selects the export for transmission.
+// open selects the export for transmission. The server knows the
+// connection is opening one from before Exports.Open until the export is
+// recorded (beginOpen, publish), so that a Disconnect of it meanwhile
+// cannot miss the connection: if one ran, the connection is ended here,
+// having served nothing, and open returns errDisconnected.
 func (c *conn) open(info ExportInfo) error {
+	c.srv.beginOpen(c)
 	exp, release, err := c.srv.Exports.Open(info.Name)
 	if err != nil {
+		c.srv.publish(c, nil, "")
 		return err
 	}
 	c.exp, c.release = exp, release
@@ -239,8 +245,10 @@ func (c *conn) open(info ExportInfo) error {
 	c.size = exp.Size()
 	c.readOnly = info.ReadOnly
 	c.flags = c.transmissionFlags(info)
-	c.name.Store(&info.Name)
-	c.expRef.Store(&exp)
+	if !c.srv.publish(c, exp, info.Name) {
+		c.kill()
+		return errDisconnected
+	}
 	return nil
 }
 

@@ -140,14 +140,14 @@ func (e testExports) Open(name string) (Export, func(), error) {
 }
 
 // startServer serves exports on a UNIX socket in a temp dir.
-func startServer(t *testing.T, exports testExports, tweak func(*Server)) (*Server, string) {
+func startServer(t *testing.T, exports Exports, tweak func(*Server)) (*Server, string) {
 	t.Helper()
 	return startServerOn(t, "unix", exports, tweak)
 }
 
 // startServerOn serves exports on a UNIX socket in a temp dir ("unix") or
 // on a free loopback TCP port ("tcp"), and returns its address.
-func startServerOn(t *testing.T, network string, exports testExports, tweak func(*Server)) (*Server, string) {
+func startServerOn(t *testing.T, network string, exports Exports, tweak func(*Server)) (*Server, string) {
 	t.Helper()
 	addr := "127.0.0.1:0"
 	if network == "unix" {

@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"encoding/binary"
+	"errors"
 )
 
 // The options whose data asks for something: INFO and GO, which describe
@@ -34,7 +35,9 @@ func (c *conn) infoGo(o *option) (bool, error) {
 	}
 	size := info.Size
 	if o.typ == optGo {
-		if err := c.open(info); err != nil {
+		if err := c.open(info); errors.Is(err, errDisconnected) {
+			return false, failHandshake(HandshakeUnknownExport, err) // killed: no reply can go out
+		} else if err != nil {
 			return false, c.optError(o.typ, repErrUnknown, "export %q: %v", name, err)
 		}
 		size = c.size

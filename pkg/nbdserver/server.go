@@ -81,7 +81,7 @@ type Server struct {
 	// readers spin only while it is small (see spinWindow).
 	transmitting atomic.Int32
 
-	mu        sync.Mutex // guards the fields below
+	mu        sync.Mutex // guards the fields below, and each conn's opening and dropped
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	clients   map[string]int // open connections by client (clientKey)
@@ -246,47 +246,6 @@ func (s *Server) untrack(c *conn) {
 	if last {
 		s.pipes.trim()
 	}
-}
-
-// connsOf lists the connections serving exp (compared by identity, so a
-// renamed export is still found).
-func (s *Server) connsOf(exp Export) []*conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*conn
-	for c := range s.conns {
-		if e := c.export(); e != nil && e == exp {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// Connections counts the open connections serving exp.
-func (s *Server) Connections(exp Export) int { return len(s.connsOf(exp)) }
-
-// InFlight counts the requests being worked on for exp.
-func (s *Server) InFlight(exp Export) int64 {
-	var n int64
-	for _, c := range s.connsOf(exp) {
-		n += c.inflight.Load()
-	}
-	return n
-}
-
-// Disconnect forcibly ends every connection serving exp: their in-flight
-// requests are cancelled (any still running finish unseen) and later
-// requests are never read. It returns how many it ended, once all of them
-// have finished.
-func (s *Server) Disconnect(exp Export) int {
-	victims := s.connsOf(exp)
-	for _, c := range victims {
-		c.kill()
-	}
-	for _, c := range victims {
-		<-c.done
-	}
-	return len(victims)
 }
 
 // Shutdown stops accepting, then lets every connection finish the requests

@@ -267,30 +267,6 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 }
 
-func TestDisconnectExport(t *testing.T) {
-	m := newMem(1 << 20)
-	m.blockAt = 0
-	m.block = make(chan struct{})
-	s, sock := startServer(t, testExports{"a": m, "b": newMem(512)}, nil)
-	c := dial(t, sock)
-	c.connect("a", false)
-	other := dial(t, sock)
-	other.connect("b", false)
-	c.request(cmdRead, 0, 1, 0, 512, nil) // waits; Disconnect cancels it
-	testkit.WaitFor(t, 10*time.Second, "the read in flight", func() bool { return s.InFlight(m) == 1 })
-	if n := s.Disconnect(m); n != 1 {
-		t.Fatalf("Disconnect ended %d connections", n)
-	}
-	c.expectClosed()
-	if s.Connections(m) != 0 || m.opened.Load() != 0 {
-		t.Fatal("connection or export still held")
-	}
-	other.request(cmdRead, 0, 1, 0, 512, nil)
-	if e, _ := other.simple(); e != 0 {
-		t.Fatal("other export's connection was hurt")
-	}
-}
-
 // fuaExport is a memExport that writes FUA itself (FUAWriter), counting
 // how often.
 type fuaExport struct {
