@@ -96,18 +96,37 @@ func (c *conn) fua(r request, err error) error {
 // maxExtents bounds one block-status reply; the client asks again for more.
 const maxExtents = 1024
 
+// blockStatusBuf is the buffer a block-status reply's descriptors take, 8
+// bytes each: one of the buffer pool's sizes, so what readOne charges for
+// it (blockStatusCharge) is what the reply holds until it is written. The
+// context ID goes in the reply's header rather than here: 4 bytes more
+// would take the next size, 16 KiB.
+const blockStatusBuf = 8 * maxExtents
+
+// blockStatusCharge is the memory a block status with flags holds until
+// its reply is written, charged to the in-flight bounds as a read's data
+// is: the descriptor buffer, or nothing with REQ_ONE, whose descriptor
+// goes in the reply's header. Uncharged, the replies a client leaves
+// unread would pin 8 KiB each, beyond the bounds and the gauge.
+func blockStatusCharge(flags uint16) int64 {
+	if flags&cmdFlagReqOne != 0 {
+		return 0
+	}
+	return blockStatusBuf
+}
+
 // serveBlockStatus answers with the allocation of the range, in at most
-// maxExtents descriptors (one with REQ_ONE).
+// maxExtents descriptors (one with REQ_ONE). A reply of one descriptor
+// carries it in its header and gives its buffer back at once.
 func (c *conn) serveBlockStatus(r request, rep *reply) {
-	desc := getBuf(4 + 8*maxExtents)
-	b := (*desc)[:4]
-	binary.BigEndian.PutUint32(b, metaAllocationID)
+	var desc *[]byte
+	b, limit := rep.head[24:24:32], 1 // the header's room for one descriptor
+	if r.flags&cmdFlagReqOne == 0 {
+		desc = getBuf(blockStatusBuf)
+		b, limit = (*desc)[:0], maxExtents
+	}
 	count := 0
 	var last uint32
-	limit := maxExtents
-	if r.flags&cmdFlagReqOne != 0 {
-		limit = 1
-	}
 	err := c.exp.Extents(c.ctx, int64(r.offset), int64(r.length), func(length int64, flags uint32) bool {
 		for length > 0 {
 			// Merge runs of the same kind; split runs past a u32.
@@ -131,11 +150,22 @@ func (c *conn) serveBlockStatus(r request, rep *reply) {
 		err = fmt.Errorf("nbdserver: export reported no extents: %w", syscall.EIO)
 	}
 	if err != nil {
-		putBuf(desc)
+		if desc != nil {
+			putBuf(desc)
+		}
 		c.errorReply(rep, r, ErrorCode(err))
 		return
 	}
-	rep.pooled = desc
-	rep.data = b
-	c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkBlockStatus, uint32(len(b)))
+	c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkBlockStatus, uint32(4+len(b)))
+	binary.BigEndian.PutUint32(rep.head[20:], metaAllocationID)
+	rep.headLen = 24
+	if count == 1 {
+		copy(rep.head[24:], b) // a no-op when b is the header's room already
+		rep.headLen = 32
+		if desc != nil {
+			putBuf(desc)
+		}
+		return
+	}
+	rep.pooled, rep.data = desc, b
 }

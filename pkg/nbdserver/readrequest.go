@@ -22,10 +22,7 @@ func (c *conn) readOne(wait, take bool) (work, bool) {
 	if !ok {
 		return c.endReading()
 	}
-	var charge int64
-	if (r.typ == cmdRead || r.typ == cmdWrite) && r.length <= MaxBlockSize {
-		charge = int64(r.length)
-	}
+	charge := requestCharge(r)
 	if r.typ != cmdDisc {
 		if wait {
 			if !c.budget.acquire(charge) {
@@ -56,6 +53,20 @@ func (c *conn) readOne(wait, take bool) (work, bool) {
 	}
 	c.inflight.Add(1)
 	return w, true
+}
+
+// requestCharge is what r holds until its reply is written, taken from the
+// in-flight bounds when it is read and given back then (or when it is
+// dropped): a read's or write's data, a block status's descriptors. A
+// write too long to take is skipped, and holds nothing.
+func requestCharge(r request) int64 {
+	switch {
+	case (r.typ == cmdRead || r.typ == cmdWrite) && r.length <= MaxBlockSize:
+		return int64(r.length)
+	case r.typ == cmdBlockStatus:
+		return blockStatusCharge(r.flags)
+	}
+	return 0
 }
 
 // peekRequest decodes the next request's header, leaving it in the read

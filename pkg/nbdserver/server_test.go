@@ -126,6 +126,15 @@ func TestStructuredRepliesAndBlockStatus(t *testing.T) {
 	if len(ch.payload) != 12 || binary.BigEndian.Uint32(ch.payload[4:]) != 8192 {
 		t.Fatalf("REQ_ONE payload % x", ch.payload)
 	}
+	// One run without REQ_ONE: one descriptor (carried in the header).
+	c.request(cmdBlockStatus, 0, 7, 8192, 8192, nil)
+	ch = c.chunk()
+	want := binary.BigEndian.AppendUint32(nil, metaAllocationID)
+	want = binary.BigEndian.AppendUint32(want, 8192) // blocks 2 and 3: data
+	want = binary.BigEndian.AppendUint32(want, 0)
+	if ch.typ != chunkBlockStatus || ch.cookie != 7 || !bytes.Equal(ch.payload, want) {
+		t.Fatalf("one-run payload % x, want % x", ch.payload, want)
+	}
 	// Past the end, and zero length: EINVAL.
 	c.request(cmdBlockStatus, 0, 5, 60<<10, 8192, nil)
 	if ch = c.chunk(); ch.typ != chunkError || binary.BigEndian.Uint32(ch.payload) != errInval {
