@@ -96,6 +96,15 @@ func (c *conn) fua(r request, err error) error {
 // maxExtents bounds one block-status reply; the client asks again for more.
 const maxExtents = 1024
 
+// maxExtentWalk bounds the runs an export may report for one block-status
+// request, merged or not. Runs of the same kind merge into one descriptor,
+// so without it a request over a whole fully allocated device striped in
+// small chunks walks every chunk (two lseeks each) for a one-descriptor
+// answer: a cheap request making the server do unbounded work. proto.md
+// lets a reply cover less of the range than asked when looking further
+// would cost too much; the client asks again from where it ends.
+const maxExtentWalk = 8 * maxExtents
+
 // blockStatusBuf is the buffer a block-status reply's descriptors take, 8
 // bytes each: one of the buffer pool's sizes, so what readOne charges for
 // it (blockStatusCharge) is what the reply holds until it is written. The
@@ -125,9 +134,12 @@ func (c *conn) serveBlockStatus(r request, rep *reply) {
 		desc = getBuf(blockStatusBuf)
 		b, limit = (*desc)[:0], maxExtents
 	}
-	count := 0
+	count, walked := 0, 0
 	var last uint32
 	err := c.exp.Extents(c.ctx, int64(r.offset), int64(r.length), func(length int64, flags uint32) bool {
+		if walked++; walked > maxExtentWalk {
+			return false
+		}
 		for length > 0 {
 			// Merge runs of the same kind; split runs past a u32.
 			if count > 0 && flags == last && uint64(binary.BigEndian.Uint32(b[len(b)-8:]))+uint64(length) <= 0xffffffff {

@@ -1,0 +1,28 @@
+package nbdserver
+
+import (
+	"encoding/binary"
+	"testing"
+)
+
+// A block-status request over a range of many same-kind runs (a striped
+// device's chunks) stops after maxExtentWalk runs and answers for the part
+// walked, with or without REQ_ONE: a request cannot make the server walk
+// an unbounded range for one descriptor.
+func TestBlockStatusWalkBounded(t *testing.T) {
+	const runs = 2 * maxExtentWalk // memExport reports one run per 4 KiB
+	_, sock := startServer(t, testExports{"a": newMem(runs * 4096)}, nil)
+	c := dial(t, sock)
+	c.connect("a", true)
+	for i, flags := range []uint16{0, cmdFlagReqOne} {
+		c.request(cmdBlockStatus, flags, uint64(i), 0, runs*4096, nil)
+		ch := c.chunk()
+		if ch.typ != chunkBlockStatus || len(ch.payload) != 12 {
+			t.Fatalf("flags %#x: block status chunk type %d, payload % x", flags, ch.typ, ch.payload)
+		}
+		if got := binary.BigEndian.Uint32(ch.payload[4:]); got != maxExtentWalk*4096 {
+			t.Errorf("flags %#x: one descriptor of %d bytes for a %d-byte request, want the %d walked",
+				flags, got, runs*4096, maxExtentWalk*4096)
+		}
+	}
+}
