@@ -26,3 +26,26 @@ func TestBlockStatusWalkBounded(t *testing.T) {
 		}
 	}
 }
+
+// A meta context set for one export is not usable with another (proto.md):
+// after SET_META_CONTEXT for "a" and GO to "b", BLOCK_STATUS is refused
+// (EINVAL); set for "b" itself, it is answered.
+func TestMetaContextIsForItsExport(t *testing.T) {
+	_, sock := startServer(t, testExports{"a": newMem(8192), "b": newMem(8192)}, nil)
+	for _, setFor := range []string{"a", "b"} {
+		c := dial(t, sock)
+		c.hello(clientFixedNewstyle | clientNoZeroes)
+		c.opt(optStructuredReply, nil)
+		c.optReply(optStructuredReply)
+		c.opt(optSetMetaContext, metaData(setFor, metaBaseAllocation))
+		c.optReply(optSetMetaContext) // the context
+		c.optReply(optSetMetaContext) // the ack
+		c.goExport("b")
+		c.request(cmdBlockStatus, 0, 1, 0, 4096, nil)
+		ch := c.chunk()
+		refused := ch.typ == chunkError && binary.BigEndian.Uint32(ch.payload) == errInval
+		if want := setFor != "b"; refused != want {
+			t.Errorf("context set for %q, GO to b: BLOCK_STATUS chunk type %d (refused %v, want %v)", setFor, ch.typ, refused, want)
+		}
+	}
+}

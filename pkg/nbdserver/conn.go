@@ -48,6 +48,7 @@ type conn struct {
 	noZeroes       bool
 	structured     bool
 	metaAllocation bool
+	metaExport     string // the export SET_META_CONTEXT named (see open)
 	exp            Export
 	splicer        SpliceReader // exp, when it can splice and nc is a socket
 	writeSplicer   SpliceWriter // likewise, for writes to a remote leg

@@ -226,6 +226,11 @@ func (c *conn) exportName0(o *option) error {
 // cannot miss the connection: if one ran, the connection is ended here,
 // having served nothing, and open returns errDisconnected.
 func (c *conn) open(info ExportInfo) error {
+	if c.metaExport != info.Name {
+		// proto.md: contexts set for one export are not usable with
+		// another; BLOCK_STATUS then needs a SET_META_CONTEXT for it.
+		c.metaAllocation = false
+	}
 	c.srv.beginOpen(c)
 	exp, release, err := c.srv.Exports.Open(info.Name)
 	if err != nil {

@@ -103,7 +103,8 @@ func (c *conn) metaContext(o *option) error {
 	if o.typ == optSetMetaContext && !c.structured {
 		return c.optError(o.typ, repErrInvalid, "SET_META_CONTEXT needs structured replies first")
 	}
-	if _, ok := c.resolve(name); !ok {
+	info, ok := c.resolve(name)
+	if !ok {
 		return c.optError(o.typ, repErrUnknown, "no export named %q", name)
 	}
 	match := false
@@ -116,7 +117,7 @@ func (c *conn) metaContext(o *option) error {
 		match = true
 	}
 	if o.typ == optSetMetaContext {
-		c.metaAllocation = match
+		c.metaAllocation, c.metaExport = match, info.Name
 	}
 	if match {
 		id := uint32(0) // LIST: ids mean nothing
