@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"errors"
+	"log/slog"
 )
 
 // The snapshot's I/O. A request is split into runs of chunks
@@ -131,15 +132,25 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 	}()
 	var pairs []snapPair
 	var cow []cowIO
+	wholeNew := false // a new exception whose chunk the write fills
 	err = s.eachRunHeld(st, p, off, false, &held, func(r chunkRun) error {
 		cow = append(cow, cowIO{at: int64(r.nw)*cs + r.in, p: r.p})
 		return nil
 	}, func(r chunkRun) error {
 		ps, ios, err := s.writeNew(st, r)
 		pairs, cow = append(pairs, ps...), append(cow, ios...)
+		wholeNew = wholeNew || fillsAChunk(r, len(ps), cs)
 		return err
 	})
 	if werr := gathered(st.dev, cow, true); werr != nil {
+		if wholeNew {
+			// dm writes such a bio straight into the new chunk, as its
+			// copy, and a copy that fails invalidates the snapshot. A
+			// chunk written in part had its old data copied first (by
+			// fillEnds here, as by kcopyd in dm); only the bio fails then.
+			slog.Error("snapshot: invalidated: writing a new chunk failed", "cow", s.cow.Path(), "err", werr)
+			st.invalidate()
+		}
 		return werr
 	}
 	if len(pairs) > 0 {

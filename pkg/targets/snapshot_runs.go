@@ -131,3 +131,14 @@ func copyChunks(src *Dev, st *cowStore, pairs []snapPair) error {
 	}
 	return nil
 }
+
+// fillsAChunk reports whether one of the first n chunks of r (those that
+// got a new exception) is written whole by r.
+func fillsAChunk(r chunkRun, n int, cs int64) bool {
+	for k := range int64(n) {
+		if k*cs >= r.in && (k+1)*cs <= r.in+int64(len(r.p)) {
+			return true
+		}
+	}
+	return false
+}
