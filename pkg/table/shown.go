@@ -21,10 +21,11 @@ import (
 // written.
 func (t *Table) hidesArgs() bool { return t.traits().hides }
 
-// WriteShown writes the table as `gdm table` prints it: its text with
-// showKeys, else each line with its target's TABLE status for args.
+// WriteShown writes the table as `gdm table` prints it: each line with
+// its target's TABLE status for args, but with showKeys a secret-hiding
+// target's (crypt's) own args, key and all.
 func (t *Table) WriteShown(w io.Writer, showKeys bool) error {
-	if showKeys || !t.hidesArgs() {
+	if !t.hidesArgs() {
 		return t.WriteText(w)
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
@@ -35,7 +36,11 @@ func (t *Table) WriteShown(w io.Writer, showKeys bool) error {
 		line = strconv.AppendUint(line, t.sector(i+1)-t.sector(i), 10)
 		line = append(line, ' ')
 		line = append(line, t.lines.typeName(i)...)
-		if args := t.statusOf(i, tg, targets.StatusTable); args != "" {
+		args := t.argsOf(i)
+		if _, secret := tg.(targets.SecretHider); !showKeys || !secret {
+			args = t.statusOf(i, tg, targets.StatusTable)
+		}
+		if args != "" {
 			line = append(line, ' ')
 			line = append(line, args...)
 		}
@@ -49,10 +54,10 @@ func (t *Table) WriteShown(w io.Writer, showKeys bool) error {
 
 // Shown is WriteShown's text as a string.
 func (t *Table) Shown(showKeys bool) string {
-	if showKeys || !t.hidesArgs() {
+	if !t.hidesArgs() {
 		return t.Text()
 	}
 	var b strings.Builder
-	t.WriteShown(&b, false) // a strings.Builder does not fail
+	t.WriteShown(&b, showKeys) // a strings.Builder does not fail
 	return b.String()
 }

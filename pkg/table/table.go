@@ -131,13 +131,18 @@ func (t *Table) StatusOf(typ targets.StatusType) []string {
 func (t *Table) statusOf(i int, tg targets.Target, typ targets.StatusType) string {
 	s := tg.Status(typ)
 	if s == "" && typ == targets.StatusTable {
-		part := t.lines.part(i)
-		if sp := strings.IndexByte(part, ' '); sp >= 0 {
-			return part[sp+1:]
-		}
-		return ""
+		return t.argsOf(i)
 	}
 	return s
+}
+
+// argsOf is line i's args as the table keeps them.
+func (t *Table) argsOf(i int) string {
+	part := t.lines.part(i)
+	if sp := strings.IndexByte(part, ' '); sp >= 0 {
+		return part[sp+1:]
+	}
+	return ""
 }
 
 // flushRetired flushes a table that has left the live slot but may still

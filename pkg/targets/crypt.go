@@ -124,14 +124,18 @@ func (c *crypt) Status(typ StatusType) string {
 	return ""
 }
 
+// HidesSecret says the TABLE status hides the key (SecretHider).
+func (c *crypt) HidesSecret() {}
+
 // LogicalBlockSize is the smallest I/O the target takes, sector_size: the
 // logical block size dm gives a device with this target (its io_hints),
 // which the NBD layer should advertise as the minimum block size.
 func (c *crypt) LogicalBlockSize() int { return int(c.sectorSize) }
 
 var (
-	_ BlockSizer = (*crypt)(nil)
-	_ Discarder  = (*crypt)(nil)
+	_ BlockSizer  = (*crypt)(nil)
+	_ Discarder   = (*crypt)(nil)
+	_ SecretHider = (*crypt)(nil)
 )
 
 // SupportsDiscard is allow_discards: without it dm's device has no

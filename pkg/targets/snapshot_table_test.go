@@ -84,8 +84,9 @@ func TestSnapshotThroughTables(t *testing.T) {
 }
 
 // `gdm table` prints a snapshot line as `dmsetup table` does, with the
-// chunk size in use where the line gave 0; the table's text (what the
-// daemon saves, and `--showkeys` prints) stays as loaded.
+// chunk size in use where the line gave 0, with --showkeys too (dm's
+// --showkeys changes only keys); the table's text (what the daemon saves)
+// stays as loaded.
 func TestSnapshotTableShowsChunkInUse(t *testing.T) {
 	dir := t.TempDir()
 	orig := testkit.Sparse(t, dir, "origin", 1<<20)
@@ -94,8 +95,10 @@ func TestSnapshotTableShowsChunkInUse(t *testing.T) {
 	d := snapDevice(t, "snap", line)
 	err := d.View(table.Live, func(tb *table.Table) error {
 		want := fmt.Sprintf("0 2048 snapshot %s %s P 32\n", orig, cow)
-		if got := tb.Shown(false); got != want {
-			t.Errorf("table shown %q, want %q", got, want)
+		for _, keys := range []bool{false, true} {
+			if got := tb.Shown(keys); got != want {
+				t.Errorf("table shown (showKeys %v) %q, want %q", keys, got, want)
+			}
 		}
 		if got := tb.Text(); got != line+"\n" {
 			t.Errorf("table text %q, want the line as loaded %q", got, line+"\n")

@@ -115,6 +115,14 @@ type Target interface {
 	Status(typ StatusType) string
 }
 
+// SecretHider is a target whose TABLE status hides a secret of its args
+// (crypt's key, zeros as dmsetup prints it without --showkeys). With
+// --showkeys the table prints such a target's canonical args instead;
+// every other target's TABLE status stands either way, as in dm, where
+// --showkeys changes only the keys (a snapshot's chunk size in use shows
+// in both).
+type SecretHider interface{ HidesSecret() }
+
 // Flusher is a target with state that the table's DevSet.Sync does not
 // make durable: a flush mark in a log, a remote device's own flush. The
 // table calls Flush on every FLUSH, after syncing the DevSet (so a target
