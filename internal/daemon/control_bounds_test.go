@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // A limitListener accepts no more than its slots: a third client of a
@@ -108,21 +109,11 @@ func TestBigUploadsBounded(t *testing.T) {
 	base := ms.HeapAlloc
 	const clients = 2 * maxBigUploads
 	for i := range clients {
-		c, err := net.Dial("unix", td.control)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		fmt.Fprintf(c, "POST /v1/devices?name=h%d HTTP/1.1\r\nHost: gdm\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n",
-			i, controlapi.TextTable, maxTableBytes)
+		sendWithoutReading(t, td, fmt.Sprintf("POST /v1/devices?name=h%d HTTP/1.1\r\nHost: gdm\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n",
+			i, controlapi.TextTable, maxTableBytes))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(td.d.uploads) < maxBigUploads && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := len(td.d.uploads); n != maxBigUploads {
-		t.Fatalf("%d big uploads admitted of %d sent, want %d", n, clients, maxBigUploads)
-	}
+	testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("%d big uploads admitted of %d sent", maxBigUploads, clients),
+		func() bool { return len(td.d.uploads) == maxBigUploads })
 	// The waiting ones must not allocate: give them the time they would
 	// need to (unbounded, all 8 buffers appear within milliseconds).
 	limit := uint64(maxBigUploads+1) * maxTableBytes
@@ -147,30 +138,22 @@ func shortAnswerTimeout(t *testing.T) {
 	t.Cleanup(func() { answerTimeout.Store(int64(streamTimeout)) })
 }
 
-// handlerGone reports whether no goroutine's stack names fn, waiting up
-// to 10 s for that.
-func handlerGone(fn string) bool {
-	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if !strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn) {
-			return true
-		}
+// sendWithoutReading sends request on a control connection of its own,
+// which it never reads, and closes when the test ends.
+func sendWithoutReading(t *testing.T, td *testDaemon, request string) {
+	t.Helper()
+	conn, err := net.Dial("unix", td.control)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return false
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprint(conn, request)
 }
 
-// awaitStack waits up to 10 s for a goroutine whose stack names fn.
-func awaitStack(t *testing.T, fn string) {
-	t.Helper()
+// stackNames reports whether some goroutine's stack names fn now.
+func stackNames(fn string) bool {
 	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no goroutine reached %s", fn)
-		}
-	}
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), fn)
 }
 
 // bigTable creates a device whose table text is several MB, more than a
@@ -194,16 +177,10 @@ func TestJSONAnswerHasWriteDeadline(t *testing.T) {
 	shortAnswerTimeout(t)
 	td := startTestDaemon(t, "")
 	name := bigTable(t, td)
-	conn, err := net.Dial("unix", td.control)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET /v1/devices/%s/table HTTP/1.1\r\nHost: gdm\r\n\r\n", name)
-	awaitStack(t, "(*daemon).serveTable")
-	if !handlerGone("(*daemon).serveTable") {
-		t.Fatal("the JSON table answer is still being written to a client that does not read, 10 s after its write deadline")
-	}
+	sendWithoutReading(t, td, "GET /v1/devices/"+name+"/table HTTP/1.1\r\nHost: gdm\r\n\r\n")
+	testkit.WaitFor(t, 10*time.Second, "the JSON table answer starts", func() bool { return stackNames("(*daemon).serveTable") })
+	testkit.WaitFor(t, 10*time.Second, "the JSON table answer to a client that does not read ends at its write deadline",
+		func() bool { return !stackNames("(*daemon).serveTable") })
 }
 
 // A shutdown flushes and closes the tables even when a control client has
@@ -215,13 +192,8 @@ func TestShutdownNotHeldByStuckControlClient(t *testing.T) {
 	cfg.ShutdownWait = 3 * time.Second
 	td := startWith(t, dir, cfg)
 	name := bigTable(t, td)
-	conn, err := net.Dial("unix", td.control)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "GET /v1/devices/%s/table?format=text HTTP/1.1\r\nHost: gdm\r\n\r\n", name)
-	awaitStack(t, "WriteShown") // the answer is being written
+	sendWithoutReading(t, td, "GET /v1/devices/"+name+"/table?format=text HTTP/1.1\r\nHost: gdm\r\n\r\n")
+	testkit.WaitFor(t, 10*time.Second, "the table stream starts", func() bool { return stackNames("WriteShown") })
 	if err := td.Shutdown(); err != nil {
 		t.Fatalf("shutdown with a control client that does not read: %v", err)
 	}

@@ -15,10 +15,19 @@ var errDisconnected = errors.New("nbdserver: the export was disconnected while i
 func (s *Server) connsOf(exp Export) []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.connsOfLocked(exp, false)
+}
+
+// connsOfLocked is connsOf with mu held. With disconnecting, it also
+// tells every connection opening an export that exp is being
+// disconnected (see publish).
+func (s *Server) connsOfLocked(exp Export, disconnecting bool) []*conn {
 	var out []*conn
 	for c := range s.conns {
 		if e := c.export(); e != nil && e == exp {
 			out = append(out, c)
+		} else if disconnecting && c.opening {
+			c.dropped = append(c.dropped, exp)
 		}
 	}
 	return out
@@ -63,15 +72,7 @@ func (s *Server) Disconnect(exp Export) int {
 func (s *Server) disconnectOf(exp Export) []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*conn
-	for c := range s.conns {
-		if e := c.export(); e != nil && e == exp {
-			out = append(out, c)
-		} else if c.opening {
-			c.dropped = append(c.dropped, exp)
-		}
-	}
-	return out
+	return s.connsOfLocked(exp, true)
 }
 
 // beginOpen marks c as opening an export, before it calls Exports.Open:
