@@ -22,8 +22,12 @@ func (c *conn) transmit() {
 		c.spin = newSpinReader(c.raw, &c.srv.transmitting, &c.srv.stats)
 		c.br.src = c.spin
 	}
-	c.knobs.Store(uint32(startSetting(tcp)))
-	c.tune = newTuner(c.tunable(), uint8(c.knobs.Load()))
+	setting, mask := startSetting(tcp), c.tunable()
+	if p := c.srv.pinned; p != nil {
+		setting, mask = *p, 0
+	}
+	c.knobs.Store(uint32(setting))
+	c.tune = newTuner(mask, setting)
 	c.tune.stats = &c.srv.stats
 	if a, ok := c.exp.(AsyncExport); ok {
 		c.async = a

@@ -80,6 +80,10 @@ type Server struct {
 	// transmitting counts connections past their handshake (atomic); TCP
 	// readers spin only while it is small (see spinWindow).
 	transmitting atomic.Int32
+	// pinned, when a test sets it (before Serve), is every connection's
+	// setting, kept: its tuner turns no knob. A test of a path the tuner
+	// may leave (the spinning reader) then runs that path every time.
+	pinned *uint8
 
 	mu        sync.Mutex // guards the fields below, and each conn's opening and dropped
 	listeners map[net.Listener]struct{}
