@@ -123,12 +123,20 @@ func (c *conn) readOption(fixed bool) (*option, error) {
 
 // optReply sends one option reply.
 func (c *conn) optReply(opt, typ uint32, data []byte) error {
-	buf := make([]byte, 20+len(data))
-	binary.BigEndian.PutUint64(buf[0:], magicOptReply)
-	binary.BigEndian.PutUint32(buf[8:], opt)
-	binary.BigEndian.PutUint32(buf[12:], typ)
-	binary.BigEndian.PutUint32(buf[16:], uint32(len(data)))
-	copy(buf[20:], data)
+	return c.writeOptReplies(appendOptReply(make([]byte, 0, 20+len(data)), opt, typ, data))
+}
+
+// appendOptReply appends one option reply to buf.
+func appendOptReply(buf []byte, opt, typ uint32, data []byte) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, magicOptReply)
+	buf = binary.BigEndian.AppendUint32(buf, opt)
+	buf = binary.BigEndian.AppendUint32(buf, typ)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(data)))
+	return append(buf, data...)
+}
+
+// writeOptReplies sends option replies gathered in buf.
+func (c *conn) writeOptReplies(buf []byte) error {
 	if _, err := c.wire().Write(buf); err != nil {
 		return failHandshake(HandshakeIO, err)
 	}
@@ -164,13 +172,7 @@ func (c *conn) handleOption(o *option) (done bool, err error) {
 		if len(o.data) != 0 {
 			return false, c.optError(o.typ, repErrInvalid, "LIST takes no data")
 		}
-		for _, e := range c.srv.Exports.List() {
-			d := binary.BigEndian.AppendUint32(nil, uint32(len(e.Name)))
-			if err := c.optReply(o.typ, repServer, append(d, e.Name...)); err != nil {
-				return false, err
-			}
-		}
-		return false, c.optReply(o.typ, repAck, nil)
+		return false, c.listExports(o.typ)
 	case optInfo, optGo:
 		return c.infoGo(o)
 	case optStructuredReply:
