@@ -26,7 +26,7 @@ func SnapshotCases() []Case {
 			Table: snapOrigin, More: []string{snapTable("N", "16")}, Script: snapshotScript(true), Scratch: []int{1}},
 		{Name: "snapshot-P-reload", Seed: 204, Devs: []Init{p(64), Zeros},
 			Table: snapOrigin, More: []string{snapTable("P", "8")}, Script: snapshotReloadScript()},
-	}, snapshotDeviceCases()...)
+	}, append(snapshotDeviceCases(), snapshotDiscardCases()...)...)
 }
 
 // snapBytes is the size of a snapshot case's devices (4 MiB, half a

@@ -264,9 +264,15 @@ func zeroByWrites(ctx context.Context, write func(context.Context, []byte, int64
 	return nil
 }
 
-// Trim does nothing unless discard_zeroes_cow: then the whole chunks of the
-// range that have exceptions are zeroed on the COW device (they read as
-// zeros from now on). With discard_passdown_origin too, the range is
+// Trim does nothing unless discard_zeroes_cow: then the chunks of the
+// range that have exceptions are zeroed on the COW device where the range
+// covers them whole (they read as zeros from now on), and the part of the
+// range in a chunk it covers only in part is discarded there, as dm remaps
+// such a piece (its bios are cut at chunks) to the exception's place on
+// the COW device; what that piece then reads is what the COW device makes
+// of a discard (a file or a block device: zeros). Chunks without an
+// exception are left alone: dm ends their discard at once rather than
+// copy the origin out first. With discard_passdown_origin too, the range is
 // discarded on the origin as well, as dm passes a second discard bio
 // straight to the origin's device: no copy-out first (that would fill the
 // COW the discard means to spare), so the origin's other snapshots, if
@@ -284,11 +290,21 @@ func (s *snapshot) Trim(_ context.Context, off, length int64) error {
 		return ErrSnapOverflow
 	}
 	cs := st.lay.chunk
-	for c := (off + cs - 1) / cs; (c+1)*cs <= off+length; c++ {
-		if nw, ok := st.lookup(uint64(c)); ok {
-			if err := st.dev.Zero(int64(nw)*cs, cs, ZeroFlags{}); err != nil {
-				return err
-			}
+	for at, end := off, off+length; at < end; {
+		c := at / cs
+		in, n := at-c*cs, min(end, (c+1)*cs)-at
+		at += n
+		nw, ok := st.lookup(uint64(c))
+		if !ok {
+			continue
+		}
+		if n == cs {
+			err = st.dev.Zero(int64(nw)*cs, cs, ZeroFlags{})
+		} else {
+			err = st.dev.Trim(int64(nw)*cs+in, n)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if !s.passdown {
