@@ -3,6 +3,7 @@ package nbdclient
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -42,10 +43,13 @@ var (
 // request timeout over all the calls in flight, so that a request costs
 // no timer of its own.
 type conn struct {
-	nc   net.Conn
-	r    *bufio.Reader   // readLoop's only
-	raw  syscall.RawConn // nc's descriptor, for splice; nil on TLS; immutable
-	info Info            // immutable after the handshake
+	nc net.Conn
+	// transport is the socket under nc's TLS, or nc itself: an abort
+	// closes it (see kill); immutable.
+	transport net.Conn
+	r         *bufio.Reader   // readLoop's only
+	raw       syscall.RawConn // nc's descriptor, for splice; nil on TLS; immutable
+	info      Info            // immutable after the handshake
 
 	// splicing counts the spliced reads in flight: while there are any,
 	// the reader reads headers without reading ahead (see readHead).
@@ -103,10 +107,13 @@ type conn struct {
 const socketBuffer = 4 << 20
 
 func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int) *conn {
-	c := &conn{nc: nc, info: info, slots: make(chan struct{}, maxInFlight),
+	c := &conn{nc: nc, transport: nc, info: info, slots: make(chan struct{}, maxInFlight),
 		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc),
 		progress: make(chan struct{}, 1)}
 	c.step = c.writevStep
+	if tc, ok := nc.(*tls.Conn); ok {
+		c.transport = tc.NetConn()
+	}
 	c.r = c.burstReader(r)
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
@@ -149,7 +156,11 @@ func (c *conn) kill(err error) {
 	}
 	close(c.dead)
 	c.mu.Unlock()
-	c.nc.Close()
+	// The transport, not the TLS layer: tls.Conn.Close sends close_notify
+	// first, waiting up to 5 s for room in a socket whose server may have
+	// stopped reading, and the calls in flight would fail that much
+	// after their timeout. hangUp says goodbye when it can.
+	c.transport.Close()
 	fail := ErrDisconnected
 	if errors.Is(err, ErrTimeout) || errors.Is(err, ErrClosed) {
 		fail = err
@@ -353,9 +364,28 @@ func (c *conn) hangUp(reason error) {
 	if c.alive() && c.wmu.TryLock() {
 		var h [requestSize]byte
 		(&request{typ: cmdDisc}).encode(h[:])
-		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		c.nc.Write(h[:]) // best effort: we hang up anyway
+		c.nc.SetWriteDeadline(time.Now().Add(hangUpWait))
+		if _, err := c.nc.Write(h[:]); err == nil { // best effort: we hang up anyway
+			c.closeNotify()
+		}
 		c.wmu.Unlock()
 	}
 	c.kill(reason)
+}
+
+// hangUpWait bounds each of hangUp's goodbyes: the DISC and close_notify.
+const hangUpWait = time.Second
+
+// closeNotify ends a TLS session politely after the DISC went out: the
+// close_notify alert tells the server the session ended here, not by a
+// truncation. crypto/tls gives the alert 5 s of its own; a server that
+// stopped reading gets hangUpWait, then the transport is closed under it.
+func (c *conn) closeNotify() {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return
+	}
+	stop := time.AfterFunc(hangUpWait, func() { c.transport.Close() })
+	tc.CloseWrite()
+	stop.Stop()
 }
