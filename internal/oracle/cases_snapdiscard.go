@@ -18,6 +18,8 @@ func snapshotDiscardCases() []Case {
 		{Name: "snapshot-discard-PO-16-passdown", Seed: 217, Devs: []Init{p(78), Zeros},
 			Table: snapOrigin, More: []string{snapTable("PO", "16") + " 2 discard_zeroes_cow discard_passdown_origin"},
 			Script: snapshotDiscardScript(8192)},
+		{Name: "snapshot-discard-P-8-off", Seed: 218, Devs: []Init{p(79), Zeros},
+			Table: snapOrigin, More: []string{snapTable("P", "8")}, Script: snapshotDiscardScript(4096)},
 	}
 }
 
@@ -43,6 +45,7 @@ func snapshotDiscardScript(chunk int64) []Op {
 		Op{Kind: Discard, Off: at(4) + chunk/2, Len: 2 * chunk, Dev: 1},
 		Op{Kind: Discard, Off: at(10), Len: chunk / 2, Dev: 1},
 		Op{Kind: Discard, Off: 1 << 20, Len: 64 << 10, Dev: 1},
+		Op{Kind: Discard, Off: at(7), Len: chunk},
 		Op{Kind: Read, Off: 0, Len: at(12), Dev: 1},
 		Op{Kind: Write, Off: 1024, Len: 512, Seed: 67, Dev: 1},
 		Op{Kind: Write, Off: at(3), Len: 1024, Seed: 68},

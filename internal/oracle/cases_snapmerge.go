@@ -50,6 +50,8 @@ func mergeSecond(chunk int64) []Op {
 		Op{Kind: Write, Off: 3<<20 + 512<<10, Len: chunk, Seed: 60},
 		Op{Kind: Write, Off: 3 << 19, Len: 512, Seed: 61},
 		Op{Kind: WaitMerged},
+		// Neither features nor a merge give the device discards.
+		Op{Kind: Discard, Off: 0, Len: chunk},
 	)
 	return append(ops, ReadAll(snapBytes)...)
 }

@@ -40,6 +40,7 @@ var (
 	_ Resumer   = (*snapMerge)(nil)
 	_ Suspender = (*snapMerge)(nil)
 	_ Destroyer = (*snapMerge)(nil)
+	_ Discarder = (*snapMerge)(nil)
 )
 
 func init() {

@@ -67,6 +67,10 @@ func (m *snapMerge) Zero(ctx context.Context, off, length int64, flags ZeroFlags
 	return zeroByWrites(ctx, m.WriteAt, off, length, flags)
 }
 
+// SupportsDiscard is the snapshot's rule (discard_zeroes_cow), as dm's
+// snapshot-merge is built by the snapshot's constructor.
+func (m *snapMerge) SupportsDiscard() bool { return m.s.SupportsDiscard() }
+
 // Trim does nothing: dm's merging snapshot completes discards untouched.
 func (m *snapMerge) Trim(context.Context, int64, int64) error { return nil }
 

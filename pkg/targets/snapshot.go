@@ -47,6 +47,7 @@ var (
 	_ Target    = (*snapshot)(nil)
 	_ Resumer   = (*snapshot)(nil)
 	_ Destroyer = (*snapshot)(nil)
+	_ Discarder = (*snapshot)(nil)
 )
 
 // Errors of a snapshot line.

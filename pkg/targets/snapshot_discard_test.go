@@ -53,3 +53,31 @@ func TestSnapshotDiscardZeroesCow(t *testing.T) {
 		}
 	}
 }
+
+// Which snapshot targets take discards, as dm sets them up: a snapshot
+// (and snapshot-merge, built by the same constructor) only with
+// discard_zeroes_cow, snapshot-origin never. A table with one that does
+// not has no discard support, and its export no TRIM.
+func TestSnapshotDiscardSupport(t *testing.T) {
+	orig := fillPattern(t, 64<<10, 8)
+	for _, c := range []struct {
+		typ  string
+		args []string
+		want bool
+	}{
+		{"snapshot-origin", []string{orig}, false},
+		{"snapshot", []string{orig, tempFile(t, 1<<20), "P", "8"}, false},
+		{"snapshot", []string{orig, tempFile(t, 1<<20), "N", "8", "1", "discard_zeroes_cow"}, true},
+		{"snapshot-merge", []string{orig, tempFile(t, 1<<20), "P", "8"}, false},
+		{"snapshot-merge", []string{orig, tempFile(t, 1<<20), "P", "8", "1", "discard_zeroes_cow"}, true},
+	} {
+		tg := newSnapTable(t, c.typ, 128, c.args...).tg
+		d, ok := tg.(Discarder)
+		if !ok {
+			t.Fatalf("%s is no Discarder: it would take discards whatever its line", c.typ)
+		}
+		if got := d.SupportsDiscard(); got != c.want {
+			t.Errorf("%s %v: SupportsDiscard %v, want %v", c.typ, c.args[1:], got, c.want)
+		}
+	}
+}

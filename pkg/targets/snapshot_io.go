@@ -264,7 +264,14 @@ func zeroByWrites(ctx context.Context, write func(context.Context, []byte, int64
 	return nil
 }
 
-// Trim does nothing unless discard_zeroes_cow: then the chunks of the
+// SupportsDiscard is discard_zeroes_cow: without it dm gives a snapshot no
+// discard bios, so the device has no discard support (a discard fails
+// with EOPNOTSUPP there, and gdm's export offers no TRIM). snapshot-merge
+// shares the constructor, and so the rule.
+func (s *snapshot) SupportsDiscard() bool { return s.zeroesCow }
+
+// Trim does nothing unless discard_zeroes_cow (then it is not offered: see
+// SupportsDiscard): then the chunks of the
 // range that have exceptions are zeroed on the COW device where the range
 // covers them whole (they read as zeros from now on), and the part of the
 // range in a chunk it covers only in part is discarded there, as dm remaps
