@@ -134,9 +134,24 @@ func (d *dust) Status(typ StatusType) string {
 // failed by a block's write-fail count (write_error).
 func (d *dust) Faults() *FaultStats { return &d.faults }
 
-// blocks is the first and last block that bytes [off, off+n) of the
-// target touch (n > 0).
-func (d *dust) blocks(off, n int64) (first, last uint64) {
-	start := d.offset + off
-	return uint64(start) >> d.blkShift, uint64(start+n-1) >> d.blkShift
+// judged is the first and last device block that judge a read of bytes
+// [off, off+n) of the target (n > 0). dm-dust's max_io_len is its block
+// size, so dm splits I/O into pieces at multiples of the block size
+// counted from the target's start, and dust_map judges each piece by the
+// device block of its first sector. With an offset that is a multiple of
+// the block size, those are all the blocks the request touches; with
+// another, a piece straddles two device blocks and only the first counts:
+// the request's first piece is judged by the block its start falls in,
+// each further piece by the block one past the previous piece's.
+func (d *dust) judged(off, n int64) (first, last uint64) {
+	first = uint64(d.offset+off) >> d.blkShift
+	last = uint64(d.offset)>>d.blkShift + uint64(off+n-1)>>d.blkShift
+	return first, max(first, last)
+}
+
+// nextPiece is where the piece of the target starting at off ends, at
+// most end (see judged), and the device block that judges it.
+func (d *dust) nextPiece(off, end int64) (next int64, block uint64) {
+	bs := int64(1) << d.blkShift
+	return min(end, (off/bs+1)*bs), uint64(d.offset+off) >> d.blkShift
 }

@@ -106,26 +106,21 @@ func (b *badBlocks) anyIn(first, last uint64) (uint64, bool) {
 	return 0, false
 }
 
-// written applies a write of blocks [first, last] to the list, dm's rule
-// for each bad block in it: one with writes still to fail counts one down
-// and fails; one without leaves the list (the disk remapped it). It
-// returns the blocks whose write fails, in order (nil, mostly).
-func (b *badBlocks) written(first, last uint64) []uint64 {
+// written applies dm's rule for a write piece judged by block n: if n is
+// listed with writes still to fail, one is counted down and the piece
+// fails (true); if it is listed without, it leaves the list (the disk
+// remapped it) and the piece is written.
+func (b *badBlocks) written(n uint64) (fails bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	i, _ := b.find(first)
-	var failed []uint64
-	keep := i
-	k := i
-	for ; k < len(b.blocks) && b.blocks[k].n <= last; k++ {
-		e := b.blocks[k]
-		if e.wrFail > 0 {
-			e.wrFail--
-			failed = append(failed, e.n)
-			b.blocks[keep] = e
-			keep++
-		}
+	i, found := b.find(n)
+	switch {
+	case !found:
+		return false
+	case b.blocks[i].wrFail > 0:
+		b.blocks[i].wrFail--
+		return true
 	}
-	b.blocks = slices.Delete(b.blocks, keep, k)
-	return failed
+	b.blocks = slices.Delete(b.blocks, i, i+1)
+	return false
 }

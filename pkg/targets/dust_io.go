@@ -7,19 +7,19 @@ import (
 
 // dust's I/O is linear's plus the bad-block rules, which apply only while
 // the target is enabled (in bypass mode dm checks nothing: reads pass and
-// writes leave the list alone). dm splits I/O at block boundaries and
-// judges each piece by its block; gdm judges a request by every block it
-// touches, which comes to the same: a read touching a bad block fails with
-// EIO, and a write is written everywhere except on blocks whose write
-// fails. The context is ignored as in linear: pread and pwrite cannot be
-// cancelled.
+// writes leave the list alone). dm splits I/O at block boundaries counted
+// from the target's start and judges each piece by the device block of
+// its first sector (see judged): a read with a piece judged by a bad
+// block fails with EIO, and a write is written everywhere but on the
+// pieces whose write fails. The context is ignored as in linear: pread and
+// pwrite cannot be cancelled.
 
 // readFault is the error a read of [off, off+n) gets, nil if none.
 func (d *dust) readFault(off, n int64) error {
 	if n <= 0 || !d.enabled.Load() {
 		return nil
 	}
-	if b, bad := d.bad.anyIn(d.blocks(off, n)); bad {
+	if b, bad := d.bad.anyIn(d.judged(off, n)); bad {
 		d.faults.Add(FaultReadError)
 		return fmt.Errorf("%w %d", ErrBadBlock, b)
 	}
@@ -68,32 +68,54 @@ func (d *dust) Extents(_ context.Context, off, length int64, emit func(Extent) b
 	return d.dev.Extents(d.offset+off, length, emit)
 }
 
-// written applies a write of [off, off+n) to the bad-block list and does
-// it with do, on the whole range or, when some blocks' writes fail, on the
-// pieces between them; then it answers ErrBadBlock.
+// written applies a write of [off, off+n) to the bad-block list, piece
+// by piece as dm judges it (see judged), and does it with do: on the
+// whole range, or, when some pieces' writes fail, on the runs of pieces
+// between them; then it answers ErrBadBlock.
 func (d *dust) written(off, n int64, do func(off, n int64) error) error {
 	if n <= 0 || !d.enabled.Load() {
 		return do(off, n)
 	}
-	failed := d.bad.written(d.blocks(off, n))
-	if len(failed) == 0 {
+	if _, bad := d.bad.anyIn(d.judged(off, n)); !bad {
 		return do(off, n)
 	}
-	d.faults.Add(FaultWriteError)
-	end := off + n
-	for _, b := range failed {
-		start := int64(b<<d.blkShift) - d.offset // the failed block, in target bytes
-		if start > off {
-			if err := do(off, start-off); err != nil {
-				return err
+	end, run := off+n, off // run: the start of the pieces to write yet
+	_, last := d.judged(off, n)
+	var failed []uint64
+	for p := off; p < end; {
+		next, block := d.nextPiece(p, end)
+		if p > off {
+			// Pieces after the first are judged by consecutive blocks:
+			// go straight to the next listed one (a discard of a whole
+			// disk must not walk its blocks one by one).
+			b, listed := d.bad.anyIn(block, last)
+			if !listed {
+				break
+			}
+			if b > block {
+				p = int64(b-uint64(d.offset)>>d.blkShift) << d.blkShift
+				continue
 			}
 		}
-		off = max(off, start+int64(1)<<d.blkShift)
+		if d.bad.written(block) {
+			failed = append(failed, block)
+			if p > run {
+				if err := do(run, p-run); err != nil {
+					return err
+				}
+			}
+			run = next
+		}
+		p = next
 	}
-	if off < end {
-		if err := do(off, end-off); err != nil {
+	if run < end {
+		if err := do(run, end-run); err != nil {
 			return err
 		}
 	}
+	if len(failed) == 0 {
+		return nil
+	}
+	d.faults.Add(FaultWriteError)
 	return fmt.Errorf("%w %d", ErrBadBlock, failed[0])
 }
