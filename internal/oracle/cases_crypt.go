@@ -173,5 +173,15 @@ func CryptAcceptance() []Accept {
 		no("0 8 crypt aes-xts-plain64 " + cryptKey256 + " 0 $0 0 1 sector_size:4096\n8 3 zero"),
 		no(xts("0 $0 4 1 sector_size:4096")),
 		yes(xts("0 $0 6 1 sector_size:1024")),
+		// The cipher spec as dm's legacy parser reads it: the key count
+		// with sscanf ("01" is 1, "" is none), options after plain and
+		// plain64 ignored (and the spec printed as given).
+		yes("0 8 crypt aes:01-xts-plain64 " + cryptKey256 + " 0 $0 0"),
+		no("0 8 crypt aes:-xts-plain64 " + cryptKey256 + " 0 $0 0"),
+		yes("0 8 crypt aes-xts-plain64:sha256 " + cryptKey256 + " 0 $0 0"),
+		yes("0 8 crypt aes-cbc-plain:foo " + cryptKey128 + " 0 $0 0"),
+		// dm reads sector_size with sscanf's %hu, which wraps past 16
+		// bits: 66048 is 512 to dm.
+		{Table: xts("0 $0 0 1 sector_size:66048"), Want: true, GdmRefuses: "a sector_size over 16 bits, which dm's sscanf %hu silently wraps"},
 	}
 }

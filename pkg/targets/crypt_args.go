@@ -70,16 +70,19 @@ func parseCrypt(args []string, sectors uint64) (*cryptArgs, error) {
 
 // parseCipher reads dm's legacy form cipher[:keycount]-chainmode-ivmode[:ivopts]
 // for the AES modes gdm has; the capi: form and other ciphers are refused.
+// The key count is read as dm reads it, a number (sscanf's %u: "01" is
+// 1, "" is none); ivopts matter to essiv only, and dm ignores them after
+// plain and plain64 ("aes-xts-plain64:sha256" is aes-xts-plain64).
 func (a *cryptArgs) parseCipher(spec string) error {
 	if strings.HasPrefix(spec, "capi:") {
 		return fmt.Errorf("%w: the capi: form is not supported; use e.g. aes-xts-plain64", ErrCryptCipher)
 	}
 	parts := strings.SplitN(spec, "-", 3)
-	name, count, _ := strings.Cut(parts[0], ":")
+	name, count, hasCount := strings.Cut(parts[0], ":")
 	if name != "aes" {
 		return fmt.Errorf("%w: %q: only aes is supported", ErrCryptCipher, name)
 	}
-	if count != "" && count != "1" {
+	if n, err := ParseNumber(count); hasCount && (err != nil || n != 1) {
 		return fmt.Errorf("%w: key count %q: only one key is supported", ErrCryptCipher, count)
 	}
 	// dm's compatibility rule: "aes" alone, or "aes-plain", is aes-cbc-plain.
@@ -104,8 +107,6 @@ func (a *cryptArgs) parseCipher(spec string) error {
 		return fmt.Errorf("%w: %q: only cbc-essiv:sha256 is supported", ErrCryptCipher, spec)
 	case iv != "plain" && iv != "plain64":
 		return fmt.Errorf("%w: IV mode %q: only plain, plain64 and essiv:sha256 are supported", ErrCryptCipher, iv)
-	case hasOpts:
-		return fmt.Errorf("%w: %q: IV mode %s takes no options", ErrCryptCipher, spec, iv)
 	}
 	return nil
 }

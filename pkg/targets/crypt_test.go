@@ -47,6 +47,12 @@ func TestCryptCheck(t *testing.T) {
 		{"aes-cbc-essiv:sha256 " + k + " 0 /d 0", 8, "aes-cbc-essiv:sha256 " + k + " 0 /d 0", nil},
 		{"aes " + k[:32] + " 0 /d 0", 8, "aes " + k[:32] + " 0 /d 0", nil}, // dm's cbc-plain
 		{"aes:1-xts-plain64 " + k + " 0 /d 0", 8, "aes:1-xts-plain64 " + k + " 0 /d 0", nil},
+		// dm reads the key count with sscanf's %u, and ignores the
+		// options of an IV mode that takes none (the oracle saw both).
+		{"aes:01-xts-plain64 " + k + " 0 /d 0", 8, "aes:01-xts-plain64 " + k + " 0 /d 0", nil},
+		{"aes-xts-plain64:sha256 " + k + " 0 /d 0", 8, "aes-xts-plain64:sha256 " + k + " 0 /d 0", nil},
+		{"aes-cbc-plain:foo " + k[:32] + " 0 /d 0", 8, "aes-cbc-plain:foo " + k[:32] + " 0 /d 0", nil},
+		{"aes-xts-plain64: " + k + " 0 /d 0", 8, "aes-xts-plain64: " + k + " 0 /d 0", nil},
 		// Optional parameters: dm's order, defaults dropped, case folded.
 		{"aes-xts-plain64 " + k + " 0 /d 0 0", 8, "aes-xts-plain64 " + k + " 0 /d 0", nil},
 		{"aes-xts-plain64 " + k + " 0 /d 0 1 sector_size:512", 8, "aes-xts-plain64 " + k + " 0 /d 0", nil},
@@ -90,7 +96,10 @@ func TestCryptCheck(t *testing.T) {
 		{"aes-cbc-essiv " + k[:32] + " 0 /d 0", 8, "", ErrCryptCipher},
 		{"aes-cbc-essiv:md5 " + k[:32] + " 0 /d 0", 8, "", ErrCryptCipher},
 		{"aes-xts-essiv:sha256 " + k + " 0 /d 0", 8, "", ErrCryptCipher},
-		{"aes-xts-plain64:x " + k + " 0 /d 0", 8, "", ErrCryptCipher},
+		{"aes:-xts-plain64 " + k + " 0 /d 0", 8, "", ErrCryptCipher}, // an empty key count: sscanf finds no number
+		{"aes:+1-xts-plain64 " + k + " 0 /d 0", 8, "", ErrCryptCipher},
+		{"aes:3-xts-plain64 " + k + " 0 /d 0", 8, "", ErrCryptCipher},
+		{"aes-xts-plain64-x " + k + " 0 /d 0", 8, "", ErrCryptCipher},
 		{"aes-xts-plain64 " + k + " 0  0", 8, "", ErrEmptyPath},
 	}
 	for _, c := range cases {
