@@ -2,11 +2,13 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // striped spreads the target over legs in chunks, round robin, as
@@ -136,8 +138,10 @@ func (s *striped) Legs() []*LegStats {
 	return out
 }
 
+// count counts err against leg. As dm-stripe's end_io, EOPNOTSUPP (a fast
+// zero, a discard a device cannot do) is no error of the leg's.
 func (s *striped) count(leg int, err error) error {
-	if err != nil && err != ErrNotSupported {
+	if err != nil && !errors.Is(err, syscall.EOPNOTSUPP) {
 		s.legs[leg].stats.Errors.Add(1)
 	}
 	return err
@@ -281,7 +285,9 @@ func (s *striped) Extents(_ context.Context, off, length int64, emit func(Extent
 }
 
 // Status INFO is dm-stripe's: "<#stripes> <dev>... 1 <A|D per leg>", D for
-// a leg that has seen an I/O error; TABLE is Base's.
+// a leg whose device has seen an I/O error: dm counts an error against
+// every stripe on the device that failed, so legs sharing a device turn D
+// together. TABLE is Base's.
 func (s *striped) Status(typ StatusType) string {
 	if typ != StatusInfo {
 		return s.Base.Status(typ)
@@ -293,10 +299,21 @@ func (s *striped) Status(typ StatusType) string {
 		b.WriteString(l.dev.Path())
 		b.WriteByte(' ')
 		health[i] = 'A'
-		if l.stats.Errors.Load() > 0 || l.dev.Down() {
+		if s.devFailed(l.dev) {
 			health[i] = 'D'
 		}
 	}
 	fmt.Fprintf(&b, "1 %s", health)
 	return b.String()
+}
+
+// devFailed says whether any leg on dev has seen an error, or dev is a
+// remote device that lost its connection.
+func (s *striped) devFailed(dev *Dev) bool {
+	for _, l := range s.legs {
+		if l.dev == dev && l.stats.Errors.Load() > 0 {
+			return true
+		}
+	}
+	return dev.Down()
 }
