@@ -65,7 +65,7 @@ func runAttach(args []string, _ io.Reader, stdout io.Writer) error {
 		return err
 	}
 	var info controlapi.DeviceInfo
-	if err := controlapi.New(cf.control).Call(http.MethodPost, "/v1/devices/"+pos[0]+"/attach", nil, req, &info); err != nil {
+	if err := controlapi.New(cf.control).Call(http.MethodPost, controlapi.DevicePath(pos[0], "/attach"), nil, req, &info); err != nil {
 		return onDevice(pos[0], err)
 	}
 	if cf.json {

@@ -101,7 +101,7 @@ func readFile(name string) ([]byte, error) {
 // rename) and, with --json, prints the device's info after it.
 func postDevice(cf clientFlags, stdout io.Writer, name, action string, q url.Values, body any) error {
 	var info controlapi.DeviceInfo
-	if err := controlapi.New(cf.control).Call(http.MethodPost, "/v1/devices/"+name+"/"+action, q, body, &info); err != nil {
+	if err := controlapi.New(cf.control).Call(http.MethodPost, controlapi.DevicePath(name, "/"+action), q, body, &info); err != nil {
 		return onDevice(name, err)
 	}
 	if cf.json {
@@ -143,7 +143,7 @@ func getEach[T any](a *controlapi.Client, names []string, suffix string, q url.V
 	out := make([]T, 0, len(names))
 	for _, n := range names {
 		var v T
-		if err := a.Call(http.MethodGet, "/v1/devices/"+n+suffix, q, nil, &v); err != nil {
+		if err := a.Call(http.MethodGet, controlapi.DevicePath(n, suffix), q, nil, &v); err != nil {
 			return nil, onDevice(n, err)
 		}
 		out = append(out, v)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
@@ -26,5 +28,5 @@ func runLoad(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return onDevice(pos[0], err)
 	}
-	return postTable(cf, stdout, pos[0], "/v1/devices/"+pos[0]+"/load", nil, text)
+	return postTable(cf, stdout, pos[0], controlapi.DevicePath(pos[0], "/load"), nil, text)
 }

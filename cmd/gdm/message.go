@@ -75,7 +75,7 @@ func runMessage(args []string, _ io.Reader, stdout io.Writer) error {
 	}
 	var resp controlapi.MessageResp
 	req := controlapi.MessageReq{Sector: sector, Args: pos[2:]}
-	if err := controlapi.New(cf.control).Call(http.MethodPost, "/v1/devices/"+pos[0]+"/message", nil, req, &resp); err != nil {
+	if err := controlapi.New(cf.control).Call(http.MethodPost, controlapi.DevicePath(pos[0], "/message"), nil, req, &resp); err != nil {
 		return onDevice(pos[0], err)
 	}
 	if cf.json {

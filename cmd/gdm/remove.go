@@ -29,5 +29,5 @@ func runRemove(args []string, _ io.Reader, _ io.Writer) error {
 	if *force {
 		q.Set("force", "1")
 	}
-	return onDevice(pos[0], controlapi.New(cf.control).Call(http.MethodDelete, "/v1/devices/"+pos[0], q, nil, nil))
+	return onDevice(pos[0], controlapi.New(cf.control).Call(http.MethodDelete, controlapi.DevicePath(pos[0], ""), q, nil, nil))
 }

@@ -49,7 +49,7 @@ func streamStatusJSON(a *controlapi.Client, out io.Writer, names []string, named
 		if i > 0 {
 			w.WriteString(",\n")
 		}
-		err := streamOne(a, "/v1/devices/"+n+"/status", nil, func(body io.Reader) error {
+		err := streamOne(a, controlapi.DevicePath(n, "/status"), nil, func(body io.Reader) error {
 			if named {
 				_, err := io.Copy(w, body)
 				return err

@@ -23,7 +23,7 @@ func streamTables(a *controlapi.Client, out io.Writer, names []string, q url.Val
 	defer w.Flush()
 	q.Set("format", "text")
 	for _, n := range names {
-		err := streamOne(a, "/v1/devices/"+n+"/table", q, func(body io.Reader) error {
+		err := streamOne(a, controlapi.DevicePath(n, "/table"), q, func(body io.Reader) error {
 			return eachLine(body, func(line string) {
 				if prefix {
 					fmt.Fprintf(w, "%s: ", n)
@@ -44,7 +44,7 @@ func streamStatuses(a *controlapi.Client, out io.Writer, names []string, prefix 
 	w := bufio.NewWriterSize(out, 64<<10)
 	defer w.Flush()
 	for _, n := range names {
-		err := streamOne(a, "/v1/devices/"+n+"/status", nil, func(body io.Reader) error {
+		err := streamOne(a, controlapi.DevicePath(n, "/status"), nil, func(body io.Reader) error {
 			return eachStatusLine(body, func(t controlapi.StatusLine) {
 				if prefix {
 					fmt.Fprintf(w, "%s: ", n)

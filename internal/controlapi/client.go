@@ -31,9 +31,15 @@ func New(socket string) *Client {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		}},
-		Timeout: 10 * time.Minute,
+		Timeout:       10 * time.Minute,
+		CheckRedirect: refuseRedirect,
 	}}
 }
+
+// refuseRedirect keeps a redirect as the answer: the daemon never sends
+// one on purpose, and following it would turn a DELETE or POST into a
+// GET of another path that answers 200, a verb that did nothing exiting 0.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // WithTimeout is the client with every request bounded by d (shell
 // completion must not hang on a stuck daemon).
