@@ -49,6 +49,7 @@ var (
 	ErrSectorSize = errors.New("logwrites: bad sector size")
 	ErrShort      = errors.New("logwrites: log ends inside an entry")
 	ErrRange      = errors.New("logwrites: entry out of any device's range")
+	ErrMalformed  = errors.New("logwrites: malformed entry")
 )
 
 // Super is the log's first sector.
@@ -116,7 +117,10 @@ func AppendEntry(b []byte, e Entry, mark string, sectorSize int) []byte {
 }
 
 // DecodeEntry reads an entry sector: its header and, for a mark, the
-// mark's name (up to the first NUL, as replay-log compares it).
+// mark's name (up to the first NUL, as replay-log compares it). It
+// refuses, as replay-log does, what no writer makes: a sector of zeros
+// (no flags, no sectors: past the end of what was logged, where the super
+// counts more) and a non-mark entry with bytes after its header.
 func DecodeEntry(b []byte) (Entry, string, error) {
 	if len(b) < EntryLen {
 		return Entry{}, "", ErrShort
@@ -126,6 +130,12 @@ func DecodeEntry(b []byte) (Entry, string, error) {
 		NrSectors: binary.LittleEndian.Uint64(b[8:]),
 		Flags:     binary.LittleEndian.Uint64(b[16:]),
 		DataLen:   binary.LittleEndian.Uint64(b[24:]),
+	}
+	if e.Flags == 0 && e.NrSectors == 0 {
+		return e, "", fmt.Errorf("%w: no flags and no sectors", ErrMalformed)
+	}
+	if e.Flags != FlagMark && len(b) > EntryLen && b[EntryLen] != 0 {
+		return e, "", fmt.Errorf("%w: bytes after the header of a %s entry", ErrMalformed, FlagString(e.Flags))
 	}
 	if e.Flags&FlagMark == 0 {
 		return e, "", nil

@@ -56,7 +56,7 @@ func (l *Reader) Next() (Record, error) {
 	}
 	e, mark, err := DecodeEntry(l.buf)
 	if err != nil {
-		return Record{}, err
+		return Record{}, fmt.Errorf("logwrites: entry %d at byte %d: %w", l.next, l.pos, err)
 	}
 	size := int64(l.super.SectorSize)
 	if lim := uint64(1<<62) / uint64(size); e.NrSectors >= lim || e.Sector >= lim-e.NrSectors {
