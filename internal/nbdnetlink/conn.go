@@ -15,6 +15,7 @@ import (
 var (
 	ErrNoDriver   = errors.New("the kernel has no NBD driver (load it: modprobe nbd)")
 	ErrPermission = errors.New("configuring the kernel's NBD devices needs root (CAP_SYS_ADMIN)")
+	ErrIndex      = errors.New("an NBD device index is 0 to 2147483647")
 )
 
 // Conn is a generic-netlink socket resolved to the "nbd" family. Its

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -81,6 +82,9 @@ func seconds(d time.Duration) uint64 { return uint64((d + time.Second - 1) / tim
 // Connect configures a device with cfg's sockets and starts it; it returns
 // the index of the device the kernel used (the one it picked for AnyIndex).
 func (c *Conn) Connect(cfg Config) (int, error) {
+	if err := checkIndex(cfg.Index, true); err != nil {
+		return 0, explain("connect", err)
+	}
 	reply, err := c.request(c.family, cmdConnect, familyVersion, cfg.attrs(true))
 	if err != nil {
 		return 0, explain("connect", err)
@@ -98,6 +102,9 @@ func (c *Conn) Reconfigure(cfg Config) error {
 	if cfg.Index < 0 {
 		return errors.New("nbdnetlink: reconfigure needs a device index")
 	}
+	if err := checkIndex(cfg.Index, false); err != nil {
+		return explain("reconfigure", err)
+	}
 	_, err := c.request(c.family, cmdReconfigure, familyVersion, cfg.attrs(false))
 	return explain("reconfigure", err)
 }
@@ -105,6 +112,9 @@ func (c *Conn) Reconfigure(cfg Config) error {
 // Disconnect asks the kernel to end the device's connections (it sends
 // NBD_CMD_DISC on each) and release the device.
 func (c *Conn) Disconnect(index int) error {
+	if err := checkIndex(index, false); err != nil {
+		return explain("disconnect", err)
+	}
 	_, err := c.request(c.family, cmdDisconnect, familyVersion, attrs(nil).u32(attrIndex, uint32(index)))
 	return explain("disconnect", err)
 }
@@ -117,6 +127,9 @@ type Device struct {
 
 // Status lists the kernel's NBD devices (index AnyIndex) or one of them.
 func (c *Conn) Status(index int) ([]Device, error) {
+	if err := checkIndex(index, index < 0); err != nil {
+		return nil, explain("status", err)
+	}
 	var a attrs
 	if index >= 0 {
 		a = a.u32(attrIndex, uint32(index))
@@ -126,6 +139,17 @@ func (c *Conn) Status(index int) ([]Device, error) {
 		return nil, explain("status", err)
 	}
 	return parseDevices(reply[attrDeviceList])
+}
+
+// checkIndex refuses an index the kernel would not read as asked: the
+// attribute is a u32 the kernel takes as an int, so 1<<32 would be sent
+// as 0 (another device) and 1<<31 read as negative. AnyIndex passes
+// where any is allowed.
+func checkIndex(index int, anyOK bool) error {
+	if (index == AnyIndex && anyOK) || (index >= 0 && index <= math.MaxInt32) {
+		return nil
+	}
+	return fmt.Errorf("%w, not %d", ErrIndex, index)
 }
 
 func parseDevices(list []byte) ([]Device, error) {
