@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"time"
 
@@ -41,6 +42,14 @@ func (f *attachFlags) request() (controlapi.AttachReq, error) {
 		TimeoutSeconds: ceilSeconds(f.timeout), DeadTimeoutSeconds: ceilSeconds(f.deadTimeout)}
 	if f.timeout <= 0 || f.deadTimeout <= 0 {
 		return req, fmt.Errorf("%w: timeouts must be positive", errUsage)
+	}
+	// 0 would be the daemon's default, and an index below -1 "any
+	// device": a flag's value must not silently become another.
+	if f.connections < 1 {
+		return req, fmt.Errorf("%w: --connections must be at least 1", errUsage)
+	}
+	if f.index < -1 || f.index > math.MaxInt32 {
+		return req, fmt.Errorf("%w: --index must be 0 to %d (or -1: any)", errUsage, math.MaxInt32)
 	}
 	if f.index >= 0 {
 		req.Index = &f.index

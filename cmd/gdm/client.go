@@ -126,8 +126,12 @@ func postTable(cf clientFlags, stdout io.Writer, name, path string, q url.Values
 }
 
 // waitQuery is the query of a verb that waits for in-flight I/O: the flag
-// named by set (if on) and the timeout (if given).
-func waitQuery(flag string, set bool, timeout time.Duration) url.Values {
+// named by set (if on) and the timeout (if given). A negative timeout is a
+// usage error: the daemon would wait its default instead.
+func waitQuery(flag string, set bool, timeout time.Duration) (url.Values, error) {
+	if timeout < 0 {
+		return nil, fmt.Errorf("%w: --timeout must be positive, not %v", errUsage, timeout)
+	}
 	q := url.Values{}
 	if set {
 		q.Set(flag, "1")
@@ -135,7 +139,7 @@ func waitQuery(flag string, set bool, timeout time.Duration) url.Values {
 	if timeout > 0 {
 		q.Set("timeout", timeout.String())
 	}
-	return q
+	return q, nil
 }
 
 // getEach fetches path suffix for each named device.

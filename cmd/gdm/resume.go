@@ -20,5 +20,9 @@ func runResume(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return postDevice(cf, stdout, pos[0], "resume", waitQuery("live", *live, *timeout), nil)
+	q, err := waitQuery("live", *live, *timeout)
+	if err != nil {
+		return err
+	}
+	return postDevice(cf, stdout, pos[0], "resume", q, nil)
 }

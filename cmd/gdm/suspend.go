@@ -20,5 +20,9 @@ func runSuspend(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return postDevice(cf, stdout, pos[0], "suspend", waitQuery("noflush", *noflush, *timeout), nil)
+	q, err := waitQuery("noflush", *noflush, *timeout)
+	if err != nil {
+		return err
+	}
+	return postDevice(cf, stdout, pos[0], "suspend", q, nil)
 }
