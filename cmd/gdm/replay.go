@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 
 	"github.com/gdm-project/gdm/internal/logwrites"
 )
@@ -83,7 +84,7 @@ func runReplay(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(pos[0])
+	f, err := logwrites.OpenLog(pos[0])
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,33 @@ func runReplay(args []string, _ io.Reader, stdout io.Writer) error {
 	if o.dumpLog {
 		return dump(log, stdout)
 	}
-	return replayOnto(log, pos[1], o, checkAt, stdout)
+	dev, err := logwrites.OpenDevice(pos[1])
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	if err := notTheLog(f, dev.File); err != nil {
+		return err
+	}
+	return replayOnto(log, dev, o, checkAt, stdout)
+}
+
+// notTheLog refuses a DEV that is LOG itself (by another name, a link, or
+// the same block device): the replay would overwrite the log as it reads
+// it, and end with neither.
+func notTheLog(log, dev *os.File) error {
+	ls, err := log.Stat()
+	if err != nil {
+		return err
+	}
+	ds, err := dev.Stat()
+	if err != nil {
+		return err
+	}
+	if os.SameFile(ls, ds) || (ls.Mode()&os.ModeDevice != 0 && ds.Mode()&os.ModeDevice != 0 && rdev(ls) == rdev(ds)) {
+		return fmt.Errorf("%s is the log itself (%s)", dev.Name(), log.Name())
+	}
+	return nil
 }
 
 // checkPoints is --check's choice of entries.
@@ -141,14 +168,9 @@ func dump(log *logwrites.Reader, w io.Writer) error {
 	}
 }
 
-// replayOnto replays log onto the device at path and syncs it, before
+// replayOnto replays log onto dev and syncs it, before
 // each check and at the end.
-func replayOnto(log *logwrites.Reader, path string, o replayOpts, checkAt func(logwrites.Record) bool, stdout io.Writer) error {
-	dev, err := logwrites.OpenDevice(path)
-	if err != nil {
-		return err
-	}
-	defer dev.Close()
+func replayOnto(log *logwrites.Reader, dev *logwrites.FileDevice, o replayOpts, checkAt func(logwrites.Record) bool, stdout io.Writer) error {
 	opts := logwrites.Options{StartMark: o.startMark, Limit: o.limit, EndMark: o.endMark, NoDiscard: o.noDiscard, CheckAt: checkAt}
 	if o.verbose {
 		opts.Trace = func(r logwrites.Record) { fmt.Fprintln(stdout, "replaying "+describe(r)) }
@@ -183,4 +205,12 @@ func runCheck(command string, r logwrites.Record, stdout io.Writer) error {
 		return fmt.Errorf("%w after entry %s: %v", errCheck, describe(r), err)
 	}
 	return nil
+}
+
+// rdev is the device number a device node names.
+func rdev(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Rdev
+	}
+	return 0
 }

@@ -17,10 +17,11 @@ type FileDevice struct {
 
 var _ Device = (*FileDevice)(nil)
 
-// OpenDevice opens path for writing; it must exist (replay-log does not
-// create it either: a missing device is more likely a typo than a wish).
+// OpenDevice opens path, a file or block device, for writing; it must
+// exist (replay-log does not create it either: a missing device is more
+// likely a typo than a wish).
 func OpenDevice(path string) (*FileDevice, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	f, err := openFileOrBlock(path, unix.O_WRONLY)
 	if err != nil {
 		return nil, err
 	}
