@@ -199,7 +199,7 @@ func TestFlagsBeforeVerb(t *testing.T) {
 	}{
 		{[]string{"d", "info"}, 2, `unknown verb "d"`},
 		{[]string{"--control", td.control}, 2, "no verb given"},
-		{[]string{"--live", "info", "d"}, 1, "gdm: info: flag provided but not defined: -live"},
+		{[]string{"--live", "info", "d"}, 2, "gdm: info: usage: flag provided but not defined: -live"},
 	} {
 		if _, errs, code := cli(c.args...); code != c.code || !strings.Contains(errs, c.want) {
 			t.Errorf("gdm %q: exit %d, %q; want %d and %q", c.args, code, errs, c.code, c.want)

@@ -64,3 +64,16 @@ func (td *testDaemon) fails(t *testing.T, want string, args ...string) {
 		t.Fatalf("gdm %s: exit %d, stderr %q; want exit 1 and %q", strings.Join(args, " "), code, errs, want)
 	}
 }
+
+// wantUsage runs a verb against a control socket that does not exist and
+// wants it refused as a usage error (exit 2 and the verb's usage line)
+// before the daemon is dialled (which would exit 1).
+func wantUsage(t *testing.T, args ...string) {
+	t.Helper()
+	control := filepath.Join(t.TempDir(), "none.sock")
+	var out, errb bytes.Buffer
+	code := run(append(args, "--control", control), strings.NewReader(""), &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "usage: gdm "+args[0]) || strings.Contains(errb.String(), "cannot reach the daemon") {
+		t.Errorf("gdm %s: exit %d, stderr %q; want exit 2 and the usage", strings.Join(args, " "), code, errb.String())
+	}
+}

@@ -146,12 +146,16 @@ func parseArgs(fs *flag.FlagSet, args []string, min, max int) ([]string, error) 
 }
 
 // parseInterspersed parses flags wherever they appear among the positional
-// arguments, as dmsetup allows (`gdm create NAME --table ...`).
+// arguments, as dmsetup allows (`gdm create NAME --table ...`). A flag it
+// cannot parse is a usage error (exit 2), as gdm(8) documents.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
 		}
 		rest := fs.Args()
 		if consumed := args[:len(args)-len(rest)]; endsWithDashDash(fs, consumed) {
