@@ -36,7 +36,7 @@ func OpenDevice(path string) (*FileDevice, error) {
 // Discard makes [off, off+n) read as zeros, so that a replay gives the
 // same bytes every time: a punched hole in a file, BLKZEROOUT on a block
 // device (BLKDISCARD may leave old data), and zeros written by hand where
-// neither works.
+// neither works (up to a file's end, as a hole would leave it).
 func (d *FileDevice) Discard(off, n int64) error {
 	if !d.zeroed {
 		var err error
@@ -53,6 +53,16 @@ func (d *FileDevice) Discard(off, n int64) error {
 			return nil
 		}
 		d.zeroed = true
+	}
+	if !d.block {
+		// As a punched hole keeps the size: past the file's end there is
+		// nothing to zero, and writing zeros there would grow the file by
+		// as much as the log says (2^62 bytes from a hostile one).
+		st, err := d.Stat()
+		if err != nil {
+			return fmt.Errorf("logwrites: zeroing a discarded range: %w", err)
+		}
+		n = min(n, max(st.Size()-off, 0))
 	}
 	zeros := make([]byte, min(n, 1<<20))
 	for n > 0 {
