@@ -101,13 +101,23 @@ func readFile(name string) ([]byte, error) {
 // rename) and, with --json, prints the device's info after it.
 func postDevice(cf clientFlags, stdout io.Writer, name, action string, q url.Values, body any) error {
 	var info controlapi.DeviceInfo
-	if err := controlapi.New(cf.control).Call(http.MethodPost, controlapi.DevicePath(name, "/"+action), q, body, &info); err != nil {
+	if err := verbClient(cf, q).Call(http.MethodPost, controlapi.DevicePath(name, "/"+action), q, body, &info); err != nil {
 		return onDevice(name, err)
 	}
 	if cf.json {
 		return printJSON(stdout, info)
 	}
 	return nil
+}
+
+// verbClient is the control client for a verb with query q: its bound
+// covers the verb's own --timeout (suspend, resume), however long.
+func verbClient(cf clientFlags, q url.Values) *controlapi.Client {
+	a := controlapi.New(cf.control)
+	if d, err := time.ParseDuration(q.Get("timeout")); err == nil {
+		a = a.Covering(d)
+	}
+	return a
 }
 
 // postTable sends a table as plain text (create, load): a million targets

@@ -31,7 +31,7 @@ func New(socket string) *Client {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", socket)
 		}},
-		Timeout:       10 * time.Minute,
+		Timeout:       DefaultTimeout,
 		CheckRedirect: refuseRedirect,
 	}}
 }
@@ -40,6 +40,24 @@ func New(socket string) *Client {
 // one on purpose, and following it would turn a DELETE or POST into a
 // GET of another path that answers 200, a verb that did nothing exiting 0.
 func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// DefaultTimeout bounds a request of a client from New: a verb that never
+// returns (a daemon wedged on a hung filesystem) must end some time.
+const DefaultTimeout = 10 * time.Minute
+
+// Covering is the client with its bound raised to cover a verb that may
+// wait d itself (suspend --timeout 15m), with a minute for the answer: the
+// daemon cancels a verb whose client hung up, so a shorter bound would cut
+// off the wait it was asked for.
+func (c *Client) Covering(d time.Duration) *Client {
+	if d+time.Minute <= c.http.Timeout {
+		return c
+	}
+	return c.WithTimeout(d + time.Minute)
+}
+
+// Timeout is the client's bound on a request.
+func (c *Client) Timeout() time.Duration { return c.http.Timeout }
 
 // WithTimeout is the client with every request bounded by d (shell
 // completion must not hang on a stuck daemon).
