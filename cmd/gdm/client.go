@@ -152,12 +152,16 @@ func waitQuery(flag string, set bool, timeout time.Duration) (url.Values, error)
 	return q, nil
 }
 
-// getEach fetches path suffix for each named device.
-func getEach[T any](a *controlapi.Client, names []string, suffix string, q url.Values) ([]T, error) {
+// getEach fetches path suffix for each named device; listed says the
+// names are a listing of every device (see removedSinceListed).
+func getEach[T any](a *controlapi.Client, names []string, suffix string, q url.Values, listed bool) ([]T, error) {
 	out := make([]T, 0, len(names))
 	for _, n := range names {
 		var v T
 		if err := a.Call(http.MethodGet, controlapi.DevicePath(n, suffix), q, nil, &v); err != nil {
+			if listed && removedSinceListed(err) {
+				continue
+			}
 			return nil, onDevice(n, err)
 		}
 		out = append(out, v)

@@ -27,7 +27,7 @@ func runInfo(args []string, _ io.Reader, stdout io.Writer) error {
 	a := controlapi.New(cf.control)
 	var infos []controlapi.DeviceInfo
 	if len(pos) == 1 {
-		infos, err = getEach[controlapi.DeviceInfo](a, pos, "", nil)
+		infos, err = getEach[controlapi.DeviceInfo](a, pos, "", nil, false)
 	} else {
 		err = a.Call(http.MethodGet, "/v1/devices", nil, nil, &infos)
 	}

@@ -45,20 +45,20 @@ func streamStatusJSON(a *controlapi.Client, out io.Writer, names []string, named
 	if !named {
 		w.WriteString("[\n")
 	}
-	for i, n := range names {
-		if i > 0 {
-			w.WriteString(",\n")
-		}
+	sep := ""
+	for _, n := range names {
 		err := streamOne(a, controlapi.DevicePath(n, "/status"), nil, func(body io.Reader) error {
 			if named {
 				_, err := io.Copy(w, body)
 				return err
 			}
 			b, err := io.ReadAll(body) // one device of a list: small next to a million-target one
+			w.WriteString(sep)
 			w.Write(bytes.TrimRight(b, "\n"))
+			sep = ",\n"
 			return err
 		})
-		if err != nil {
+		if err != nil && !(!named && removedSinceListed(err)) {
 			return onDevice(n, err)
 		}
 	}

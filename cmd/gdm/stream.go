@@ -31,7 +31,7 @@ func streamTables(a *controlapi.Client, out io.Writer, names []string, q url.Val
 				w.WriteString(dmsetupLine(strings.SplitN(line, " ", 4)...) + "\n")
 			})
 		})
-		if err != nil {
+		if err != nil && !(prefix && removedSinceListed(err)) {
 			return onDevice(n, err)
 		}
 	}
@@ -52,12 +52,17 @@ func streamStatuses(a *controlapi.Client, out io.Writer, names []string, prefix 
 				w.WriteString(dmsetupLine(strconv.FormatUint(t.Start, 10), strconv.FormatUint(t.Length, 10), t.Type, t.Status) + "\n")
 			})
 		})
-		if err != nil {
+		if err != nil && !(prefix && removedSinceListed(err)) {
 			return onDevice(n, err)
 		}
 	}
 	return nil
 }
+
+// removedSinceListed says a device of a listing of every device was
+// removed before its turn came: it is left out, as if listed a moment
+// later, rather than fail the listing of the others.
+func removedSinceListed(err error) bool { return controlapi.NoSuchDevice(err) }
 
 // dmsetupLine prints a target the way dmsetup does ("%llu %llu %s %s"):
 // start, length, type and parameters, with the blank before the parameters

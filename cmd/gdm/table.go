@@ -41,7 +41,7 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	if !cf.json {
 		return streamTables(a, stdout, names, q, len(pos) == 0)
 	}
-	out, err := getEach[controlapi.TableText](a, names, "/table", q)
+	out, err := getEach[controlapi.TableText](a, names, "/table", q, len(pos) == 0)
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,23 @@ func New(socket string) *Client {
 // GET of another path that answers 200, a verb that did nothing exiting 0.
 func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
+// AnswerError is the daemon's answer other than 200 OK: its message, and
+// the HTTP status, which tells a device that is not there (404) from a
+// verb that failed.
+type AnswerError struct {
+	Status int
+	Msg    string
+}
+
+func (e *AnswerError) Error() string { return e.Msg }
+
+// NoSuchDevice reports whether err is the daemon's answer that the device
+// named is not there (any more).
+func NoSuchDevice(err error) bool {
+	var a *AnswerError
+	return errors.As(err, &a) && a.Status == http.StatusNotFound
+}
+
 // DefaultTimeout bounds a request of a client from New: a verb that never
 // returns (a daemon wedged on a hung filesystem) must end some time.
 const DefaultTimeout = 10 * time.Minute
@@ -124,9 +141,9 @@ func (c *Client) Open(method, path string, query url.Values, contentType string,
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		var e Error
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return nil, errors.New(e.Error)
+			return nil, &AnswerError{Status: resp.StatusCode, Msg: e.Error}
 		}
-		return nil, fmt.Errorf("daemon answered %s", resp.Status)
+		return nil, &AnswerError{Status: resp.StatusCode, Msg: "daemon answered " + resp.Status}
 	}
 	return resp.Body, nil
 }
