@@ -198,13 +198,6 @@ func (t *Table) rw(ctx context.Context, p []byte, off int64, op Op, flags target
 	return first
 }
 
-// SpliceTo moves [off, off+n) into pipe without copying it through
-// user space, target by target (see targets.Target.SpliceTo). After an
-// error the pipe holds part of the range.
-func (t *Table) SpliceTo(ctx context.Context, pipe int, off, n int64) error {
-	return t.each(off, n, OpRead, func(tg targets.Target, tOff, m int64) error { return tg.SpliceTo(ctx, pipe, tOff, m) })
-}
-
 // Trim discards [off, off+length) on every target it covers.
 func (t *Table) Trim(ctx context.Context, off, length int64) error {
 	return t.each(off, length, OpTrim, func(tg targets.Target, tOff, n int64) error { return tg.Trim(ctx, tOff, n) })
@@ -282,9 +275,6 @@ func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, 
 		err := fn(t.targets[i], tOff, n)
 		if err == errStop {
 			return nil
-		}
-		if err == targets.ErrPipeFull {
-			return err // not done: the caller reads the ordinary way, counted then
 		}
 		t.stats.record(i, op, n, err)
 		if err != nil && op != OpTrim && op != OpZero {
