@@ -122,12 +122,17 @@ func (t *Table) destroy(log *slog.Logger, flush bool) (time.Duration, error) {
 			ferr = fmt.Errorf("table: flush before destroy: %w", ferr)
 		}
 	}
+	// From here on the targets end: a retired table's FLUSH (flushRetired)
+	// that has begun finishes first, and none reaches them after; the
+	// flush above covered every write the table took, and a later FLUSH
+	// gets its result.
+	t.closeMu.Lock()
+	t.ending, t.endFlush = true, ferr
+	t.closeMu.Unlock()
 	t.postsuspend(ctx) // a no-op unless the table was live until now
 	derr := t.destructTargets()
-	t.closeMu.Lock()
-	t.destroyed.Store(true)
 	cerr := t.devs.Close()
-	t.closeMu.Unlock()
+	t.destroyed.Store(true)
 	return waited, errors.Join(ferr, derr, cerr)
 }
 

@@ -40,9 +40,13 @@ type Table struct {
 	wake       chan struct{} // capacity 1: a token from the Put that drained holders
 	destroying atomic.Bool
 	destroyed  atomic.Bool
-	// closeMu lets flushRetired sync the files of a table being destroyed
-	// without racing the close.
-	closeMu sync.RWMutex
+	// closeMu lets flushRetired flush a table being destroyed without
+	// racing the end of its targets: ending is set under it, by destroy,
+	// before the suspend hooks, destructors and close, with endFlush the
+	// result of destroy's last flush.
+	closeMu  sync.RWMutex
+	ending   bool  // guarded by closeMu
+	endFlush error // guarded by closeMu
 
 	// phase is where the table is in its life (lifecycle.go), guarded by
 	// the device's mu.
@@ -147,12 +151,14 @@ func (t *Table) argsOf(i int) string {
 
 // flushRetired flushes a table that has left the live slot but may still
 // be draining: its files are open until destroy closes them, and destroy
-// flushes before it closes, so a destroyed table needs nothing.
+// flushes after the drain, before its targets end, so a table whose
+// targets are ending needs no flush, and must get none (see destroy): its
+// answer is that last flush's.
 func (t *Table) flushRetired(ctx context.Context) error {
 	t.closeMu.RLock()
 	defer t.closeMu.RUnlock()
-	if t.destroyed.Load() {
-		return nil
+	if t.ending {
+		return t.endFlush
 	}
 	return t.Flush(ctx)
 }
