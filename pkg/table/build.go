@@ -40,6 +40,20 @@ func newBuilder(n int) *builder {
 	return &builder{begins: make([]int, 0, n), starts: make([]int64, 0, n+1)}
 }
 
+// minLineBytes is the shortest target line, with the newline that ends
+// it: "0 1 x\n".
+const minLineBytes = len("0 1 x\n")
+
+// targetsAtMost is how many target lines text can hold, to size the
+// builder for before parsing: its lines, but no more than its length
+// fits. Blank lines and comments hold no target; counted as lines, a text
+// of newlines made the builder claim 16 bytes of arrays for each of its
+// bytes (4 GiB for the largest upload the daemon takes), where the
+// densest valid table of that length claims less than that builds into.
+func targetsAtMost(text string) int {
+	return min(strings.Count(text, "\n")+1, len(text)/minLineBytes+1)
+}
+
 // parse checks text line by line (as Parse does) and adds each line,
 // keeping the text itself as the store of lines that are canonical in it.
 func (b *builder) parse(text string) error {

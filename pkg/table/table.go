@@ -88,7 +88,7 @@ func FromText(text string, readOnly bool) (*Table, error) {
 // FromTextWith is Parse and NewWith in one step, without making the Lines:
 // the text goes straight into the table's compact form (see build.go).
 func FromTextWith(text string, opts Options) (*Table, error) {
-	b := newBuilder(strings.Count(text, "\n") + 1)
+	b := newBuilder(targetsAtMost(text))
 	if err := b.parse(text); err != nil {
 		return nil, err
 	}
