@@ -78,26 +78,41 @@ func (l *linear) SpliceTo(_ context.Context, pipe int, off, n int64) error {
 }
 
 // SpliceTo moves the range chunk by chunk from the legs' devices, in order.
+// The legs' counters are bumped once the outcome is known: after
+// ErrPipeFull not at all, since the caller then reads the whole range with
+// ReadAt, which counts it.
 func (s *striped) SpliceTo(_ context.Context, pipe int, off, n int64) error {
+	start := off
 	for n > 0 {
 		leg, devOff, room := s.locate(off)
 		m := min(room, n)
-		l := &s.legs[leg]
-		err := l.dev.SpliceTo(pipe, devOff, m)
+		err := s.legs[leg].dev.SpliceTo(pipe, devOff, m)
 		if err == ErrPipeFull {
 			return err
 		}
-		l.stats.Ops.Add(1)
-		if err == nil {
-			l.stats.Bytes.Add(uint64(m))
-		}
-		if err := s.count(leg, err); err != nil {
-			return err
+		if err != nil {
+			s.countSpliced(start, off-start)
+			s.legs[leg].stats.Ops.Add(1)
+			return s.count(leg, err)
 		}
 		off += m
 		n -= m
 	}
+	s.countSpliced(start, off-start)
 	return nil
+}
+
+// countSpliced counts the pieces of [off, off+n) a splice moved, a chunk
+// an op, as ReadAt counts them.
+func (s *striped) countSpliced(off, n int64) {
+	for n > 0 {
+		leg, _, room := s.locate(off)
+		m := min(room, n)
+		s.legs[leg].stats.Ops.Add(1)
+		s.legs[leg].stats.Bytes.Add(uint64(m))
+		off += m
+		n -= m
+	}
 }
 
 // PipeWriter is an optional Target capability: a write whose data is
