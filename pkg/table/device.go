@@ -51,6 +51,12 @@ type Device struct {
 	// writes answered through the old one. Replaced whole under mu, read
 	// without a lock.
 	retiring atomic.Pointer[[]*Table]
+	// lostFlush is the failure of a retired table's last flush (at its
+	// destroy, after a live swap), kept for the next FLUSH: the writes the
+	// old table answered may not be durable, and a FLUSH that reaches only
+	// the new table must not say they are. Reported once, as Linux
+	// reports a writeback error to the next fsync.
+	lostFlush atomic.Pointer[error]
 }
 
 // DeviceCounters are a device's running statistics.

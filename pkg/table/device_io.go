@@ -83,7 +83,9 @@ func (d *Device) WriteAtFlags(ctx context.Context, p []byte, off int64, flags ta
 // live table (whose targets see the request: Table.FlushRequest), and on
 // the old tables of live swaps that are still draining.
 func (d *Device) Flush(ctx context.Context) error {
-	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.FlushRequest(ctx), d.flushRetiring(ctx)) })
+	return d.io(ctx, OpFlush, 0, func(t *Table) error {
+		return errors.Join(t.FlushRequest(ctx), d.flushRetiring(ctx), d.takeLostFlush())
+	})
 }
 
 // Sync makes completed writes durable as Flush does, on the server's own

@@ -136,6 +136,13 @@ func (t *Table) destroy(log *slog.Logger, flush bool) (time.Duration, error) {
 	return waited, errors.Join(ferr, derr, cerr)
 }
 
+// lastFlush is the result of the flush at t's destroy (nil before it).
+func (t *Table) lastFlush() error {
+	t.closeMu.Lock()
+	defer t.closeMu.Unlock()
+	return t.endFlush
+}
+
 // Get returns the live table with a holder counted, for one I/O; the caller
 // must Put it. While the device is suspended it waits (or returns ctx's
 // error). It never returns a table that has begun destroying: it counts

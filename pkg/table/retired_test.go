@@ -94,3 +94,23 @@ func TestFlushOfARetiredTableReportsItsFailedLastFlush(t *testing.T) {
 	}
 	takeEvents()
 }
+
+// When a retired table's last flush (at its destroy, after a live swap)
+// fails, the next client FLUSH says so, though it reaches only the new
+// table: the writes the old table answered may not be durable. It says so
+// once, as Linux reports a writeback error to the next fsync.
+func TestFlushAfterALiveSwapReportsALostLastFlush(t *testing.T) {
+	d := newLiveDevice(t, "0 8 test-recorder old")
+	defer d.Close()
+	watchFlushes(t, d).fail = d.live.Load()
+	must(t, d.LoadText("0 8 zero"))
+	ctx := context.Background()
+	must(t, d.Resume(ctx, true)) // the swap is made; the old table's flush failed
+	if err := d.Flush(ctx); err == nil {
+		t.Fatal("the FLUSH after a replaced table's failed last flush succeeded")
+	}
+	if err := d.Flush(ctx); err != nil {
+		t.Fatalf("the FLUSH after that: %v, want success (reported once)", err)
+	}
+	takeEvents()
+}

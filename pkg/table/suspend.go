@@ -130,8 +130,37 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 	if old != nil {
 		d.destroyTable(old, flushOld)
 		if flushOld {
+			if err := old.lastFlush(); err != nil {
+				d.keepLostFlush(err) // before it stops retiring: no FLUSH misses it
+			}
 			d.retire(old, false)
 		}
+	}
+	return nil
+}
+
+// keepLostFlush keeps err for the next FLUSH (see lostFlush), with any
+// failure kept before and not reported yet.
+func (d *Device) keepLostFlush(err error) {
+	for {
+		p := d.lostFlush.Load()
+		joined := err
+		if p != nil {
+			joined = errors.Join(*p, err)
+		}
+		if d.lostFlush.CompareAndSwap(p, &joined) {
+			return
+		}
+	}
+}
+
+// takeLostFlush is the kept failure of a retired table's last flush, if
+// any, which it clears: the client's FLUSH that gets it reports it. (Not
+// the server's own Sync: a disconnect's or a suspend's flush would use the
+// report up where no client sees it.)
+func (d *Device) takeLostFlush() error {
+	if p := d.lostFlush.Swap(nil); p != nil {
+		return fmt.Errorf("table: %s: a replaced table's last flush failed: %w", d.Name(), *p)
 	}
 	return nil
 }
