@@ -14,6 +14,23 @@ import (
 type drainRetired struct {
 	mu   sync.Mutex
 	snap table.HistogramSnapshot
+	// closing are devices being removed: no longer listed, still draining
+	// (their Close waits for holders). Their waits are read live until
+	// add folds them in; before, they were missing meanwhile, and the
+	// histogram went down and up again, which reads as a reset.
+	closing map[*table.Device]struct{}
+}
+
+// closeBegins marks dev as leaving: called before it is unregistered, so
+// that drainWait, which holds mu across its walk, counts it either as
+// listed or as closing, never both and never neither.
+func (r *drainRetired) closeBegins(dev *table.Device) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing == nil {
+		r.closing = map[*table.Device]struct{}{}
+	}
+	r.closing[dev] = struct{}{}
 }
 
 // add folds a closed device's drain waits in. Called after dev.Close,
@@ -23,16 +40,22 @@ func (r *drainRetired) add(dev *table.Device) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.snap = sumHistograms(r.snap, s)
+	delete(r.closing, dev)
 }
 
 // drainWait is the drain-wait histogram of every device the daemon has
-// had: the live ones' plus the retired ones'.
+// had: the live ones', the closing ones' and the retired ones'.
 func (d *daemon) drainWait() table.HistogramSnapshot {
 	d.retired.mu.Lock()
+	defer d.retired.mu.Unlock()
 	sum := sumHistograms(table.HistogramSnapshot{}, d.retired.snap)
-	d.retired.mu.Unlock()
+	for dev := range d.retired.closing {
+		sum = sumHistograms(sum, dev.Stats().DrainWait.Snapshot())
+	}
 	for _, m := range d.list() {
-		sum = sumHistograms(sum, m.dev.Stats().DrainWait.Snapshot())
+		if _, leaving := d.retired.closing[m.dev]; !leaving {
+			sum = sumHistograms(sum, m.dev.Stats().DrainWait.Snapshot())
+		}
 	}
 	return sum
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/prometheus/common/expfmt"
 )
 
@@ -71,8 +73,23 @@ func TestDrainWaitSurvivesRemove(t *testing.T) {
 	if before == 0 {
 		t.Fatal("a swap recorded no drain wait")
 	}
-	td.ok(t, "remove", "d")
-	if after := td.d.drainWait().Count(); after < before {
-		t.Fatalf("drain waits went from %d to %d when the device was removed", before, after)
+	// A holder keeps the remove in its drain, the device no longer
+	// listed: its waits count meanwhile too.
+	m := mustGet(t, td, "d")
+	held, err := m.dev.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := make(chan struct{})
+	go func() {
+		td.ok(t, "remove", "d")
+		close(removed)
+	}()
+	testkit.WaitFor(t, 10*time.Second, "the device to be unlisted", func() bool { _, err := td.d.get("d"); return err != nil })
+	during := td.d.drainWait().Count()
+	held.Put()
+	<-removed
+	if after := td.d.drainWait().Count(); during < before || after < before {
+		t.Fatalf("drain waits went from %d to %d while the device was removed, %d after", before, during, after)
 	}
 }

@@ -254,6 +254,7 @@ func (d *daemon) removeLocked(m *managed, force bool) error {
 		return fmt.Errorf("state not saved, nothing was changed: %w", err)
 	}
 	d.state.dropTables(m.saved, deviceState{})
+	d.retired.closeBegins(m.dev)
 	d.mu.Lock()
 	d.unregister(m)
 	d.mu.Unlock()
