@@ -14,4 +14,9 @@ func TestFlagValuesOutOfRange(t *testing.T) {
 	wantUsage(t, "attach", "d", "--index", "2147483648")
 	wantUsage(t, "attach", "d", "--connections", "0")
 	wantUsage(t, "attach", "d", "--connections", "-1")
+	// Any duration flag below zero, serve's too, where --control-timeout
+	// -1s took away the control requests' time limit.
+	for _, f := range []string{"--control-timeout", "--shutdown-timeout", "--nbd-idle-timeout", "--open-timeout"} {
+		wantUsage(t, "serve", f, "-1s")
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gdm-project/gdm/pkg/targets"
 )
@@ -142,7 +143,25 @@ func parseArgs(fs *flag.FlagSet, args []string, min, max int) ([]string, error) 
 	if len(pos) < min || len(pos) > max {
 		return nil, fmt.Errorf("%w: wrong number of arguments", errUsage)
 	}
+	if err := noNegativeDurations(fs); err != nil {
+		return nil, err
+	}
 	return pos, nil
+}
+
+// noNegativeDurations refuses a duration flag given below zero: no verb
+// has a use for one, and some took it as "no limit" (serve's
+// --control-timeout) or as the default.
+func noNegativeDurations(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if g, ok := f.Value.(flag.Getter); ok && err == nil {
+			if d, ok := g.Get().(time.Duration); ok && d < 0 {
+				err = fmt.Errorf("%w: --%s must not be negative, not %v", errUsage, f.Name, d)
+			}
+		}
+	})
+	return err
 }
 
 // parseInterspersed parses flags wherever they appear among the positional
