@@ -19,4 +19,8 @@ func TestFlagValuesOutOfRange(t *testing.T) {
 	for _, f := range []string{"--control-timeout", "--shutdown-timeout", "--nbd-idle-timeout", "--open-timeout"} {
 		wantUsage(t, "serve", f, "-1s")
 	}
+	// An empty NAME: before, the daemon's bare 404.
+	for _, verb := range []string{"remove", "suspend", "status", "info"} {
+		wantUsage(t, verb, "")
+	}
 }

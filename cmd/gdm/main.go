@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -145,6 +146,11 @@ func parseArgs(fs *flag.FlagSet, args []string, min, max int) ([]string, error) 
 	}
 	if err := noNegativeDurations(fs); err != nil {
 		return nil, err
+	}
+	if slices.Contains(pos, "") {
+		// A device name, path or message word: none may be empty (the
+		// daemon answered `remove ""` with a bare 404).
+		return nil, fmt.Errorf("%w: an empty argument", errUsage)
 	}
 	return pos, nil
 }
