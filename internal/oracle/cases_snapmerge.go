@@ -38,6 +38,9 @@ func SnapshotMergeCases() []Case {
 		{Name: "snapshot-merge-PO-32", Seed: 222, Devs: []Init{p(82), Zeros},
 			Table: snapOrigin, More: []string{snapTable("PO", "32")}, Script: crossFirst(16384),
 			Then: &Half{Table: merge("PO", "32"), Script: mergeSecond(16384)}},
+		{Name: "snapshot-merge-P-8-zeroes-cow", Seed: 223, Devs: []Init{p(83), Zeros},
+			Table: snapOrigin, More: []string{snapTable("P", "8")}, Script: crossFirst(4096),
+			Then: &Half{Table: merge("P", "8") + " 1 discard_zeroes_cow", Script: mergeSecond(4096)}},
 	}
 }
 
