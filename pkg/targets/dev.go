@@ -24,8 +24,11 @@ type Dev struct {
 	fd       int
 	size     int64
 	blockDev bool
-	readOnly bool
-	remote   *nbdclient.Client // an NBD export (remote_dev.go); file is nil then
+	// blockSize is a block device's logical block size: the alignment its
+	// fallocate needs (dev_align.go).
+	blockSize int64
+	readOnly  bool
+	remote    *nbdclient.Client // an NBD export (remote_dev.go); file is nil then
 
 	// Learned on first use: fallocate modes the device refuses, so later
 	// requests go straight to the fallback.
@@ -70,6 +73,7 @@ func openDev(path string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 		return nil, fmt.Errorf("targets: BLKGETSIZE64 %s: %w", path, err)
 	}
 	d.size = int64(n)
+	d.blockSize = logicalBlockSize(d.fd)
 	return d, nil
 }
 
@@ -175,14 +179,17 @@ func (d *Dev) fallocate(mode uint32, off, length int64) error {
 }
 
 // Trim discards a range by punching a hole; where the device cannot, trim
-// is advisory and does nothing.
+// is advisory and does nothing. On a block device only the whole logical
+// blocks of the range are discarded (dev_align.go).
 func (d *Dev) Trim(off, length int64) error {
 	if d.remote != nil {
 		return d.remoteErr("trim", off, d.remote.Trim(context.Background(), off, length))
 	}
-	if d.noPunch.Load() {
+	start, end := d.alignedPart(off, length)
+	if d.noPunch.Load() || end <= start {
 		return nil
 	}
+	off, length = start, end-start
 	err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
 	if err != nil && unsupported(err) {
 		d.noPunch.Store(true)
@@ -200,6 +207,14 @@ func (d *Dev) Zero(off, length int64, flags ZeroFlags) error {
 	if d.remote != nil {
 		return d.remoteZero(off, length, flags)
 	}
+	if start, end := d.alignedPart(off, length); start != off || end != off+length {
+		return d.zeroEdges(off, length, flags)
+	}
+	return d.zeroAligned(off, length, flags)
+}
+
+// zeroAligned is Zero for a range fallocate takes (see dev_align.go).
+func (d *Dev) zeroAligned(off, length int64, flags ZeroFlags) error {
 	if !flags.NoHole && !d.noPunch.Load() {
 		err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
 		if err == nil {
