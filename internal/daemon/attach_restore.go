@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/gdm-project/gdm/internal/controlapi"
 	"github.com/gdm-project/gdm/internal/nbdnetlink"
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +40,12 @@ func (d *daemon) reattach(m *managed) error {
 	if reason := m.broken.Load(); reason != nil {
 		return fmt.Errorf("%w: %s (attachment kept; load and resume the device, then restart or detach)", errBroken, *reason)
 	}
+	if a.Index < 0 { // no kernel device to detach: it could not be undone
+		return d.forgetAttachment(m, a, fmt.Errorf("%w: saved attachment has index %d", errBadAttach, a.Index))
+	}
+	if err := checkSaved(a); err != nil {
+		return fmt.Errorf("%w (attachment kept; detach it)", err)
+	}
 	k, err := d.att.open()
 	if err != nil {
 		return err
@@ -51,9 +58,7 @@ func (d *daemon) reattach(m *managed) error {
 	defer closeEnds(ends)
 	err = k.Reconfigure(kernelConfig(a, ends))
 	if errors.Is(err, unix.EINVAL) {
-		d.log.Warn("the kernel no longer has this attachment; forgetting it", "device", m.name(), "nbd", a.Device, "err", err)
-		d.att.links.drop(m.name(), a.Device)
-		return d.saveAround(m, func(next *deviceState) { next.Attached = nil }, func() error { m.attached.Store(nil); return nil })
+		return d.forgetAttachment(m, a, err)
 	}
 	if err != nil {
 		return err
@@ -64,6 +69,14 @@ func (d *daemon) reattach(m *managed) error {
 	}
 	d.log.Info("reconnected an attached device", "device", m.name(), "nbd", a.Device, "connections", len(ends))
 	return nil
+}
+
+// forgetAttachment drops an attachment the kernel has no device for (why
+// says how that is known). Called with m.opMu held.
+func (d *daemon) forgetAttachment(m *managed, a *controlapi.Attachment, why error) error {
+	d.log.Warn("the kernel no longer has this attachment; forgetting it", "device", m.name(), "nbd", a.Device, "err", why)
+	d.att.links.drop(m.name(), a.Device)
+	return d.saveAround(m, func(next *deviceState) { next.Attached = nil }, func() error { m.attached.Store(nil); return nil })
 }
 
 // detachForRemove refuses to remove an attached device, or with force
