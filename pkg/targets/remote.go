@@ -21,7 +21,8 @@ import (
 //
 // with query options timeout=<duration> (one request, retry included:
 // default 30s) and connect-timeout=<duration> (a dial and handshake:
-// default the open timeout), and for nbds, as libnbd names them:
+// the open timeout, which it may shorten, never stretch), and for nbds,
+// as libnbd names them:
 // tls-certificates=<dir> (ca-cert.pem to trust instead of the system's
 // roots; client-cert.pem and client-key.pem, if there, are presented),
 // tls-hostname=<name> (the name the server's certificate must carry:

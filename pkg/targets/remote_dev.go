@@ -21,8 +21,9 @@ import (
 // redialled and the request sent once more (see nbdclient). An export that
 // cannot be reached answers EIO at once while the client waits to redial.
 
-// openRemote dials the export a URI names, bounded by the URI's
-// connect-timeout or else the open timeout.
+// openRemote dials the export a URI names, bounded by the open timeout,
+// or by the URI's connect-timeout if that is shorter: a table may not make
+// the daemon wait on its behalf longer than the daemon's own bound.
 func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 	spec, err := parseRemote(uri)
 	if err != nil {
@@ -44,8 +45,8 @@ func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 			return nil, fmt.Errorf("targets: %s: %w", uri, err)
 		}
 	}
-	if co.DialTimeout == 0 {
-		co.DialTimeout = opts.timeout()
+	if co.DialTimeout == 0 || co.DialTimeout > opts.timeout() {
+		co.DialTimeout = opts.timeout() // the daemon's bound on any open holds
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), co.DialTimeout)
 	defer cancel()
