@@ -6,7 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"syscall"
 
@@ -68,27 +68,34 @@ func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 
 // tlsConfig builds the client's TLS configuration from the nbds options:
 // the CA and client certificate files are read at every open, so a table
-// loaded after they were renewed uses the new ones.
+// loaded after they were renewed uses the new ones (readTLSFile says how).
 func (r *remoteSpec) tlsConfig() (*tls.Config, error) {
 	cfg := &tls.Config{ServerName: r.tlsHost, InsecureSkipVerify: r.tlsNoVerify, MinVersion: tls.VersionTLS12}
 	if r.tlsDir == "" {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(filepath.Join(r.tlsDir, "ca-cert.pem"))
+	pem, err := readTLSFile(filepath.Join(r.tlsDir, "ca-cert.pem"))
 	switch {
 	case err == nil:
 		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("%s/ca-cert.pem holds no certificate", r.tlsDir)
 		}
-	case !errors.Is(err, os.ErrNotExist):
+	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
-	certFile, keyFile := filepath.Join(r.tlsDir, "client-cert.pem"), filepath.Join(r.tlsDir, "client-key.pem")
-	if _, err := os.Stat(certFile); err != nil {
+	certPEM, err := readTLSFile(filepath.Join(r.tlsDir, "client-cert.pem"))
+	if errors.Is(err, fs.ErrNotExist) {
 		return cfg, nil // no client certificate: the server may not ask for one
 	}
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := readTLSFile(filepath.Join(r.tlsDir, "client-key.pem"))
+	if err != nil {
+		return nil, err
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,49 @@
+package targets
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxTLSFile bounds each certificate or key file read for an nbds URI: a
+// chain of a few certificates is some kilobytes.
+const maxTLSFile = 1 << 20
+
+// readTLSFile reads a file of tls-certificates=DIR. The directory is the
+// table's, so a table's author chooses what the root daemon reads: it is
+// opened without blocking and read only if it is a regular file of at
+// most maxTLSFile bytes. os.ReadFile would wait for ever on a FIFO, and
+// read /dev/zero until memory ran out. A missing file is fs.ErrNotExist.
+func readTLSFile(path string) ([]byte, error) {
+	var fd int
+	err := retryEINTR(func() (err error) {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		return err
+	})
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		if err := checkType(path, &st); err != nil {
+			return nil, err // names what it is: a FIFO, a directory...
+		}
+		return nil, fmt.Errorf("targets: %s is a block device, not a file: %w", path, ErrBadDevice)
+	}
+	if st.Size > maxTLSFile {
+		return nil, fmt.Errorf("targets: %s has %d bytes, more than a certificate file's %d: %w", path, st.Size, maxTLSFile, ErrBadDevice)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTLSFile+1))
+	if err == nil && len(b) > maxTLSFile {
+		err = fmt.Errorf("targets: %s grew past %d bytes while read: %w", path, maxTLSFile, ErrBadDevice)
+	}
+	return b, err
+}
