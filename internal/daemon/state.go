@@ -178,6 +178,9 @@ func (s *stateStore) migrate() error {
 	if doc.Version != legacyVersion {
 		return fmt.Errorf("state: %s has version %d, this gdm reads %d; it was left untouched", s.legacyPath(), doc.Version, legacyVersion)
 	}
+	if err := checkLegacyNames(doc.Devices); err != nil {
+		return fmt.Errorf("state: %s %v; it was left untouched: fix or move it away", s.legacyPath(), err)
+	}
 	for _, st := range doc.Devices {
 		st.Version, st.ID = stateVersion, legacyID(st.Name)
 		if err := s.save(st); err != nil {
@@ -188,6 +191,20 @@ func (s *stateStore) migrate() error {
 		return fmt.Errorf("state: %w", err)
 	}
 	return syncDir(s.dir)
+}
+
+// checkLegacyNames refuses a legacy document naming a device twice: the
+// id is derived from the name, so the second device's file would replace
+// the first's and one device would vanish without a word.
+func checkLegacyNames(devs []deviceState) error {
+	seen := make(map[string]bool, len(devs))
+	for _, st := range devs {
+		if seen[st.Name] {
+			return fmt.Errorf("names device %q twice", st.Name)
+		}
+		seen[st.Name] = true
+	}
+	return nil
 }
 
 // save replaces the device's file with st, atomically.
