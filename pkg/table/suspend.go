@@ -159,6 +159,9 @@ func (d *Device) keepLostFlush(err error) {
 // the server's own Sync: a disconnect's or a suspend's flush would use the
 // report up where no client sees it.)
 func (d *Device) takeLostFlush() error {
+	if d.lostFlush.Load() == nil {
+		return nil // the usual case: a read, not a write every FLUSH makes
+	}
 	if p := d.lostFlush.Swap(nil); p != nil {
 		return fmt.Errorf("table: %s: a replaced table's last flush failed: %w", d.Name(), *p)
 	}
