@@ -11,9 +11,9 @@ import (
 	"github.com/gdm-project/gdm/internal/testkit"
 )
 
-// loopDev attaches a loop device over a fresh file of size bytes and opens
-// it in a DevSet.
-func loopDev(t *testing.T, size int64) *Dev {
+// loopPath attaches a loop device over a fresh file of size bytes, for
+// the test's length, and returns its path.
+func loopPath(t *testing.T, size int64) string {
 	t.Helper()
 	losetup, err := exec.LookPath("losetup")
 	if err != nil || os.Getuid() != 0 {
@@ -25,6 +25,14 @@ func loopDev(t *testing.T, size int64) *Dev {
 	}
 	loop := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
+	return loop
+}
+
+// loopDev attaches a loop device over a fresh file of size bytes and opens
+// it in a DevSet.
+func loopDev(t *testing.T, size int64) *Dev {
+	t.Helper()
+	loop := loopPath(t, size)
 	s := NewDevSet(false)
 	t.Cleanup(func() { s.Close() })
 	d, err := s.Open(loop)

@@ -3,29 +3,13 @@ package targets
 import (
 	"bytes"
 	"context"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
-
-	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // A real block device: a loop device over a file. Its size comes from the
 // BLKGETSIZE64 ioctl, I/O and zeroing work on it, and extents report data.
 func TestLoopBlockDevice(t *testing.T) {
-	losetup, err := exec.LookPath("losetup")
-	if err != nil || os.Getuid() != 0 {
-		testkit.SkipOrFail(t, "a loop device needs root and losetup: %v", err)
-	}
-	backing := tempFile(t, 3<<20)
-	out, err := exec.Command(losetup, "--find", "--show", backing).Output()
-	if err != nil {
-		testkit.SkipOrFail(t, "no loop device available here: %v", err)
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
-
+	loop := loopPath(t, 3<<20)
 	s := NewDevSet(false)
 	defer s.Close()
 	d, err := s.Open(loop)

@@ -29,6 +29,7 @@ type Dev struct {
 	blockSize int64
 	readOnly  bool
 	remote    *nbdclient.Client // an NBD export (remote_dev.go); file is nil then
+	claim     *blockClaim       // a block device's exclusive hold (blockclaim.go)
 
 	// Learned on first use: fallocate modes the device refuses, so later
 	// requests go straight to the fallback.
@@ -57,9 +58,9 @@ func openDev(path string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dev{path: path, realPath: o.real, id: identityOf(&o.st), file: o.file, fd: int(o.file.Fd()), readOnly: readOnly}
+	d := &Dev{path: path, realPath: o.real, id: identityOf(&o.st), file: o.file, fd: int(o.file.Fd()), readOnly: readOnly, claim: o.claim}
 	if err := d.check(opts); err != nil {
-		o.file.Close()
+		o.close()
 		return nil, err
 	}
 	if o.st.Mode&unix.S_IFMT == unix.S_IFREG {
@@ -69,7 +70,7 @@ func openDev(path string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 	d.blockDev = true
 	n, err := unix.IoctlGetUint64(d.fd, unix.BLKGETSIZE64)
 	if err != nil {
-		o.file.Close()
+		o.close()
 		return nil, fmt.Errorf("targets: BLKGETSIZE64 %s: %w", path, err)
 	}
 	d.size = int64(n)
@@ -169,9 +170,15 @@ func unsupported(err error) bool {
 	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)
 }
 
+// fallocate runs on a block device's claim, the only descriptor the
+// kernel lets discard or zero it (blockclaim.go).
 func (d *Dev) fallocate(mode uint32, off, length int64) error {
+	fd := d.fd
+	if d.claim != nil {
+		fd = d.claim.fd
+	}
 	for {
-		err := unix.Fallocate(d.fd, mode, off, length)
+		err := unix.Fallocate(fd, mode, off, length)
 		if err != unix.EINTR {
 			return err
 		}
@@ -317,6 +324,9 @@ func (d *Dev) Close() error {
 		}
 		if err := d.file.Close(); err != nil {
 			d.closeErr = fmt.Errorf("targets: close %s: %w", d.path, err)
+		}
+		if d.claim != nil {
+			d.claim.release()
 		}
 	})
 	return d.closeErr

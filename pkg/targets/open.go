@@ -36,17 +36,27 @@ var (
 // hungOpens counts the opens abandoned by a timeout that have not returned.
 var hungOpens atomic.Int32
 
-// opened is what one bounded open returns: the file, its fstat, and the
-// real path the descriptor resolved to ("" if /proc could not say).
+// opened is what one bounded open returns: the file, its fstat, the real
+// path the descriptor resolved to ("" if /proc could not say), and for a
+// block device its claim (blockclaim.go).
 type opened struct {
-	file *os.File
-	st   unix.Stat_t
-	real string
+	file  *os.File
+	st    unix.Stat_t
+	real  string
+	claim *blockClaim
 }
 
-// openBounded runs openChecked with the options' timeout. On a timeout it
-// returns at once; the open goes on in a goroutine that closes the file if
-// the open ever returns one.
+// close closes the file and gives back its claim.
+func (o *opened) close() {
+	o.file.Close()
+	if o.claim != nil {
+		o.claim.release()
+	}
+}
+
+// openBounded runs openChecked, and claims a block device, within the
+// options' timeout. On a timeout it returns at once; the open goes on in a
+// goroutine that closes the file if the open ever returns one.
 func openBounded(path string, flag int, opts *OpenOptions) (*opened, error) {
 	if n := hungOpens.Load(); n >= maxHungOpens {
 		return nil, fmt.Errorf("targets: open %s: %d earlier opens still hang: %w", path, n, ErrOpenTimeout)
@@ -58,6 +68,12 @@ func openBounded(path string, flag int, opts *OpenOptions) (*opened, error) {
 	ch := make(chan result, 1)
 	go func() {
 		o, err := openChecked(path, flag, opts.hooks)
+		if err == nil && o.st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			if o.claim, err = claimBlock(path, int(o.file.Fd()), o.st.Rdev); err != nil {
+				o.file.Close()
+				o = nil
+			}
+		}
 		ch <- result{o, err}
 	}()
 	timeout := opts.timeout()
@@ -72,7 +88,7 @@ func openBounded(path string, flag int, opts *OpenOptions) (*opened, error) {
 	go func() {
 		r := <-ch
 		if r.o != nil {
-			r.o.file.Close()
+			r.o.close()
 		}
 		hungOpens.Add(-1)
 		if opts.hooks != nil && opts.hooks.abandoned != nil {
