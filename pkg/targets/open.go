@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gdm-project/gdm/internal/fileopen"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,58 +100,18 @@ func openBounded(path string, flag int, opts *OpenOptions) (*opened, error) {
 }
 
 // openChecked opens a regular file or block device without ever opening
-// anything else for I/O: it stats the path first and refuses other types,
-// then opens with O_NONBLOCK, so that a FIFO or a tty swapped in after the
-// stat cannot block the open, and checks that the descriptor is the file the
-// stat saw. Only then does the descriptor become blocking again.
+// anything else for I/O (internal/fileopen says how), and learns the real
+// path the descriptor resolved to.
 func openChecked(path string, flag int, h *openHooks) (*opened, error) {
-	var before unix.Stat_t
-	if err := retryEINTR(func() error { return unix.Stat(path, &before) }); err != nil {
-		return nil, fmt.Errorf("targets: %w", &os.PathError{Op: "stat", Path: path, Err: err})
+	var fh *fileopen.Hooks
+	if h != nil {
+		fh = &fileopen.Hooks{Open: h.open, AfterStat: h.afterStat}
 	}
-	if err := checkType(path, &before); err != nil {
-		return nil, err
-	}
-	open := unix.Open
-	if h != nil && h.afterStat != nil {
-		h.afterStat()
-	}
-	if h != nil && h.open != nil {
-		open = h.open
-	}
-	var fd int
-	err := retryEINTR(func() (err error) {
-		fd, err = open(path, flag|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-		return err
-	})
+	fd, st, err := fileopen.Open(path, flag, fh)
 	if err != nil {
-		return nil, fmt.Errorf("targets: %w", &os.PathError{Op: "open", Path: path, Err: err})
+		return nil, openError(err)
 	}
-	o, err := checkOpened(path, fd, &before)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return o, nil
-}
-
-// checkOpened confirms fd is still what before described, makes it
-// blocking, and learns its real path.
-func checkOpened(path string, fd int, before *unix.Stat_t) (*opened, error) {
-	o := &opened{}
-	if err := unix.Fstat(fd, &o.st); err != nil {
-		return nil, fmt.Errorf("targets: stat %s: %w", path, err)
-	}
-	if err := checkType(path, &o.st); err != nil {
-		return nil, fmt.Errorf("%w (it was replaced while being opened)", err)
-	}
-	if identityOf(&o.st) != identityOf(before) {
-		return nil, fmt.Errorf("targets: %s was replaced while being opened (%s, was %s): %w",
-			path, identityOf(&o.st), identityOf(before), ErrBadDevice)
-	}
-	if err := unix.SetNonblock(fd, false); err != nil {
-		return nil, fmt.Errorf("targets: %s: clear O_NONBLOCK: %w", path, err)
-	}
+	o := &opened{st: st}
 	if real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil {
 		o.real = real
 	}
@@ -158,27 +119,28 @@ func checkOpened(path string, fd int, before *unix.Stat_t) (*opened, error) {
 	return o, nil
 }
 
+// openError words a fileopen error as this package's, ErrBadDevice for
+// a path of the wrong type or one replaced while being opened.
+func openError(err error) error {
+	var wrong *fileopen.WrongTypeError
+	var replaced *fileopen.ReplacedError
+	switch {
+	case errors.As(err, &wrong):
+		return fmt.Errorf("targets: %w: %w", wrong, ErrBadDevice)
+	case errors.As(err, &replaced):
+		return fmt.Errorf("targets: %s was replaced while being opened (%s, was %s): %w",
+			replaced.Path, identityOf(&replaced.Found), identityOf(&replaced.Was), ErrBadDevice)
+	}
+	return fmt.Errorf("targets: %w", err)
+}
+
 // checkType refuses anything but a regular file or a block device, naming
 // what it found.
 func checkType(path string, st *unix.Stat_t) error {
-	var what string
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG, unix.S_IFBLK:
-		return nil
-	case unix.S_IFIFO:
-		what = "a FIFO"
-	case unix.S_IFCHR:
-		what = "a character device"
-	case unix.S_IFSOCK:
-		what = "a socket"
-	case unix.S_IFDIR:
-		what = "a directory"
-	case unix.S_IFLNK:
-		what = "a symlink"
-	default:
-		what = fmt.Sprintf("of unknown type %#o", st.Mode&unix.S_IFMT)
+	if what := fileopen.Unfit(st); what != "" {
+		return fmt.Errorf("targets: %s is %s: %w", path, what, ErrBadDevice)
 	}
-	return fmt.Errorf("targets: %s is %s: %w", path, what, ErrBadDevice)
+	return nil
 }
 
 func retryEINTR(f func() error) error {
