@@ -46,7 +46,7 @@ func (s *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go's /debug/pprof on the metrics listener")
 	fs.DurationVar(&c.ShutdownWait, "shutdown-timeout", 30*time.Second, "how long a shutdown waits for in-flight requests")
-	fs.Var(&s.allowPaths, "allow-path", "only map backing devices whose real path lies under `DIR` (repeatable; default: anywhere)")
+	fs.Var(&s.allowPaths, "allow-path", "only map backing devices (files, block devices, nbd+unix sockets, nbds certificate files) whose real path lies under `DIR` (repeatable; default: anywhere)")
 	fs.DurationVar(&c.OpenTimeout, "open-timeout", targets.DefaultOpenTimeout, "how long opening one backing device may take (a hung mount)")
 	fs.DurationVar(&c.ControlTimeout, "control-timeout", 30*time.Second, "how long a control request may take to arrive; idle control connections close after it")
 	registerNBDLimits(fs, &c.NBD)

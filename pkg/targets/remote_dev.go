@@ -29,19 +29,13 @@ func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 	if err != nil {
 		return nil, err
 	}
-	if spec.network == "unix" && len(opts.AllowPrefixes) > 0 {
-		real, err := filepath.EvalSymlinks(spec.address)
-		if err != nil {
-			return nil, fmt.Errorf("targets: %s: socket: %w", uri, err)
-		}
-		if err := opts.checkAllowed(uri, real); err != nil {
-			return nil, err
-		}
-	}
 	co := nbdclient.Options{Network: spec.network, Address: spec.address, Export: spec.export,
 		RequestTimeout: spec.timeout, DialTimeout: spec.connectTimeout}
+	if spec.network == "unix" && len(opts.AllowPrefixes) > 0 {
+		co.Dial = allowedUnixDialer(spec.address, opts) // remote_allow.go
+	}
 	if spec.tls {
-		if co.TLS, err = spec.tlsConfig(); err != nil {
+		if co.TLS, err = spec.tlsConfig(opts); err != nil {
 			return nil, fmt.Errorf("targets: %s: %w", uri, err)
 		}
 	}
@@ -68,13 +62,14 @@ func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 
 // tlsConfig builds the client's TLS configuration from the nbds options:
 // the CA and client certificate files are read at every open, so a table
-// loaded after they were renewed uses the new ones (readTLSFile says how).
-func (r *remoteSpec) tlsConfig() (*tls.Config, error) {
+// loaded after they were renewed uses the new ones (readTLSFile says how,
+// and how opts' allow-list applies to them).
+func (r *remoteSpec) tlsConfig(opts *OpenOptions) (*tls.Config, error) {
 	cfg := &tls.Config{ServerName: r.tlsHost, InsecureSkipVerify: r.tlsNoVerify, MinVersion: tls.VersionTLS12}
 	if r.tlsDir == "" {
 		return cfg, nil
 	}
-	pem, err := readTLSFile(filepath.Join(r.tlsDir, "ca-cert.pem"))
+	pem, err := readTLSFile(filepath.Join(r.tlsDir, "ca-cert.pem"), opts)
 	switch {
 	case err == nil:
 		cfg.RootCAs = x509.NewCertPool()
@@ -84,14 +79,14 @@ func (r *remoteSpec) tlsConfig() (*tls.Config, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
-	certPEM, err := readTLSFile(filepath.Join(r.tlsDir, "client-cert.pem"))
+	certPEM, err := readTLSFile(filepath.Join(r.tlsDir, "client-cert.pem"), opts)
 	if errors.Is(err, fs.ErrNotExist) {
 		return cfg, nil // no client certificate: the server may not ask for one
 	}
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := readTLSFile(filepath.Join(r.tlsDir, "client-key.pem"))
+	keyPEM, err := readTLSFile(filepath.Join(r.tlsDir, "client-key.pem"), opts)
 	if err != nil {
 		return nil, err
 	}

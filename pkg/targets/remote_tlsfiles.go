@@ -17,7 +17,10 @@ const maxTLSFile = 1 << 20
 // opened without blocking and read only if it is a regular file of at
 // most maxTLSFile bytes. os.ReadFile would wait for ever on a FIFO, and
 // read /dev/zero until memory ran out. A missing file is fs.ErrNotExist.
-func readTLSFile(path string) ([]byte, error) {
+// With an allow-list, the file's real path must be under it, as a backing
+// file's must (remote_allow.go): a table's author must not make the daemon
+// present a client key it keeps outside.
+func readTLSFile(path string, opts *OpenOptions) ([]byte, error) {
 	var fd int
 	err := retryEINTR(func() (err error) {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
@@ -28,6 +31,9 @@ func readTLSFile(path string) ([]byte, error) {
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
+	if err := checkAllowedFd(path, fd, opts); err != nil {
+		return nil, err
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: path, Err: err}

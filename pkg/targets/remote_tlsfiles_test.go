@@ -28,7 +28,7 @@ func TestRemoteTLSFilesMustBeRegular(t *testing.T) {
 			spec := &remoteSpec{tls: true, tlsDir: dir}
 			done := make(chan error, 1)
 			go func() {
-				_, err := spec.tlsConfig()
+				_, err := spec.tlsConfig(&OpenOptions{})
 				done <- err
 			}()
 			select {
@@ -51,7 +51,7 @@ func TestRemoteTLSFilesRefused(t *testing.T) {
 	spec := &remoteSpec{tls: true, tlsDir: dir}
 	check := func(what string) {
 		t.Helper()
-		if _, err := spec.tlsConfig(); !errors.Is(err, ErrBadDevice) {
+		if _, err := spec.tlsConfig(&OpenOptions{}); !errors.Is(err, ErrBadDevice) {
 			t.Fatalf("%s as ca-cert.pem: %v, want ErrBadDevice", what, err)
 		}
 		os.RemoveAll(ca)
