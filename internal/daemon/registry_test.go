@@ -107,6 +107,23 @@ func deviceView(t *testing.T, td *testDaemon, name string) string {
 // With the state directory unwritable, every verb is refused and changes
 // nothing, in memory or on disk: a restart shows the same devices.
 func TestVerbsAreAtomicWhenStateCannotBeSaved(t *testing.T) {
+	checkVerbsAtomic(t, func(td *testDaemon) { td.d.state.failWrites.Store(true) },
+		func(td *testDaemon) { td.d.state.failWrites.Store(false) })
+}
+
+// The same when the change reaches the directory and only its fsync
+// fails: the file renamed into place (or the one removed) is put back, so
+// that a restart does not find the refused change.
+func TestVerbsAreAtomicWhenTheDirectorySyncFails(t *testing.T) {
+	checkVerbsAtomic(t, func(td *testDaemon) { td.d.state.failDirSyncs.Store(1) },
+		func(td *testDaemon) { td.d.state.failDirSyncs.Store(0) })
+}
+
+// checkVerbsAtomic runs every verb with inject's fault in force (before
+// each verb, so that a fault used up by one verb is there for the next)
+// and checks that each is refused and none changes a device, before and
+// after a restart.
+func checkVerbsAtomic(t *testing.T, inject, clear func(*testDaemon)) {
 	dir := t.TempDir()
 	td := startTestDaemon(t, dir)
 	a := testkit.Sparse(t, dir, "a.img", 1<<20)
@@ -115,7 +132,6 @@ func TestVerbsAreAtomicWhenStateCannotBeSaved(t *testing.T) {
 	td.ok(t, "create", "s", "--table", "0 8 zero")
 	td.ok(t, "suspend", "s")
 	before := map[string]string{"d": deviceView(t, td, "d"), "s": deviceView(t, td, "s")}
-	td.d.state.failWrites.Store(true)
 	for _, verb := range [][]string{
 		{"create", "new", "--table", "0 8 zero"},
 		{"load", "d", "--table", "0 8 zero"},
@@ -127,6 +143,7 @@ func TestVerbsAreAtomicWhenStateCannotBeSaved(t *testing.T) {
 		{"remove", "d"},
 		{"remove", "s", "--force"},
 	} {
+		inject(td)
 		td.fails(t, "state not saved, nothing was changed", verb...)
 	}
 	for name, want := range before {
@@ -139,12 +156,17 @@ func TestVerbsAreAtomicWhenStateCannotBeSaved(t *testing.T) {
 			t.Errorf("refused verb left device %s: %s", name, got)
 		}
 	}
-	td.d.state.failWrites.Store(false)
+	clear(td)
 	td.Shutdown()
 	td2 := startTestDaemon(t, dir)
 	for name, want := range before {
 		if got := deviceView(t, td2, name); got != want {
 			t.Errorf("%s after restart:\n%s\nwant\n%s", name, got, want)
+		}
+	}
+	for _, name := range []string{"new", "e"} {
+		if got := deviceView(t, td2, name); got != "absent" {
+			t.Errorf("refused verb left device %s after restart: %s", name, got)
 		}
 	}
 }

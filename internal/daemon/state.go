@@ -70,9 +70,18 @@ type stateStore struct {
 	// failWrites makes every save and remove fail (tests of atomicity
 	// without a read-only filesystem).
 	failWrites atomic.Bool
+	// failDirSyncs makes that many directory fsyncs fail, after the
+	// rename or unlink they were to make durable (tests).
+	failDirSyncs atomic.Int32
 }
 
 var errInjected = errors.New("injected state write failure")
+
+// errNotDurable is a change made in the state directory (a file renamed
+// into place or removed) whose directory fsync then failed: the change is
+// visible, and a restart reads it unless the machine crashes first. The
+// caller must undo it, or say that the state holds it.
+var errNotDurable = errors.New("the change is in the directory but its fsync failed")
 
 func (s *stateStore) devicesDir() string { return filepath.Join(s.dir, "devices") }
 func (s *stateStore) legacyPath() string { return filepath.Join(s.dir, "state.json") }
@@ -267,7 +276,7 @@ func (s *stateStore) install(tmpPath, name string) error {
 		os.Remove(tmpPath)
 		return fmt.Errorf("state: %w", err)
 	}
-	return syncDir(s.devicesDir())
+	return s.syncChanged(s.devicesDir())
 }
 
 // remove deletes the device's file, durably.
@@ -278,7 +287,22 @@ func (s *stateStore) remove(id string) error {
 	if err := os.Remove(s.fileOf(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("state: %w", err)
 	}
-	return syncDir(s.devicesDir())
+	return s.syncChanged(s.devicesDir())
+}
+
+// syncChanged fsyncs a directory just changed; its failure is
+// errNotDurable.
+func (s *stateStore) syncChanged(dir string) error {
+	err := syncDir(dir)
+	if s.failDirSyncs.Add(-1) >= 0 {
+		err = errInjected
+	} else {
+		s.failDirSyncs.Add(1)
+	}
+	if err != nil {
+		return fmt.Errorf("state: %w: %w", errNotDurable, err)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -42,9 +43,35 @@ const bigTableTargets = 100_000
 func (d *daemon) commitLocked(m *managed, next deviceState) error {
 	if err := d.state.save(next); err != nil {
 		d.log.Error("saving state", "device", next.Name, "err", err)
-		return fmt.Errorf("state not saved, nothing was changed: %w", err)
+		return d.undoSave(m, err)
 	}
 	m.saved = next
+	return nil
+}
+
+// undoSave answers a state change of m that failed. A change that failed
+// after it was made (errNotDurable: the new file renamed into place, or
+// the old one removed, then the directory fsync failed) is undone by
+// saving m's definition in force again, so that "nothing was changed"
+// holds on disk too; if even that fails, the error says that a restart
+// may find the refused change.
+func (d *daemon) undoSave(m *managed, err error) error {
+	if perr := d.putBack(m, err); perr != nil {
+		return perr
+	}
+	return fmt.Errorf("state not saved, nothing was changed: %w", err)
+}
+
+// putBack saves m's definition in force again after a change that failed
+// once made (errNotDurable), and says so if it cannot.
+func (d *daemon) putBack(m *managed, err error) error {
+	if !errors.Is(err, errNotDurable) {
+		return nil
+	}
+	if rerr := d.state.save(m.saved); rerr != nil {
+		d.log.Error("state may keep a refused change", "device", m.name(), "err", rerr)
+		return fmt.Errorf("state not saved, and its file could not be put back: the device is unchanged, but a restart may find the refused change; repeat the verb, or undo it, once the state directory works: %w", err)
+	}
 	return nil
 }
 
@@ -249,9 +276,12 @@ func (d *daemon) removeLocked(m *managed, force bool) error {
 		m.gone.Store(false)
 		d.log.Error("removing state", "device", name, "err", err)
 		if attached { // the detach was saved on its own
+			if perr := d.putBack(m, err); perr != nil {
+				return fmt.Errorf("detached, but not removed: %w", perr)
+			}
 			return fmt.Errorf("detached, but not removed: state not saved: %w", err)
 		}
-		return fmt.Errorf("state not saved, nothing was changed: %w", err)
+		return d.undoSave(m, err)
 	}
 	d.state.dropTables(m.saved, deviceState{})
 	d.retired.closeBegins(m.dev)
