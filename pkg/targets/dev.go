@@ -29,7 +29,10 @@ type Dev struct {
 	blockSize int64
 	readOnly  bool
 	remote    *nbdclient.Client // an NBD export (remote_dev.go); file is nil then
-	claim     *blockClaim       // a block device's exclusive hold (blockclaim.go)
+	// remoteOptions are the export's URI options, canonical: another
+	// spelling of the export in the same table must give the same.
+	remoteOptions string
+	claim         *blockClaim // a block device's exclusive hold (blockclaim.go)
 
 	// Learned on first use: fallocate modes the device refuses, so later
 	// requests go straight to the fallback.

@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -40,10 +41,10 @@ func (s *DevSet) Open(path string) (*Dev, error) {
 	if path == "" {
 		return nil, ErrEmptyPath
 	}
-	key := filepath.Clean(path)
+	key, options := filepath.Clean(path), ""
 	if IsRemote(path) {
 		var err error
-		if key, err = devKey(path); err != nil {
+		if key, options, err = devKey(path); err != nil {
 			return nil, err
 		}
 	}
@@ -53,6 +54,12 @@ func (s *DevSet) Open(path string) (*Dev, error) {
 		return nil, errors.New("targets: device set is closed")
 	}
 	if d, ok := s.devs[key]; ok {
+		if d.remoteOptions != options {
+			// One export, one client: the second spelling's options
+			// would be ignored without a word.
+			return nil, fmt.Errorf("targets: %s: %w: this export is already named as %s, with other options (%s, not %s); name it the same way each time",
+				path, ErrBadURI, d.path, d.remoteOptions, options)
+		}
 		return d, nil
 	}
 	open := openDev

@@ -52,7 +52,7 @@ func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 		cl.Close()
 		return nil, fmt.Errorf("targets: %s: the export is read-only: %w", uri, syscall.EROFS)
 	}
-	d := &Dev{path: uri, id: Identity{Remote: spec.key}, remote: cl, fd: -1, size: cl.Size(), readOnly: readOnly}
+	d := &Dev{path: uri, id: Identity{Remote: spec.key}, remote: cl, remoteOptions: spec.optionsText(), fd: -1, size: cl.Size(), readOnly: readOnly}
 	if err := opts.checkIdentity(uri, d.id); err != nil {
 		cl.Close()
 		return nil, err
@@ -99,13 +99,20 @@ func (r *remoteSpec) tlsConfig(opts *OpenOptions) (*tls.Config, error) {
 }
 
 // devKey is the key a path is opened under in a DevSet: the canonical URI
-// of an export, so that two spellings of it share one client.
-func devKey(path string) (string, error) {
+// of an export, so that two spellings of it share one client; and the
+// options that client was made with, which every spelling must repeat.
+func devKey(path string) (key, options string, err error) {
 	spec, err := parseRemote(path)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return spec.key, nil
+	return spec.key, spec.optionsText(), nil
+}
+
+// optionsText is what the URI's options set, in one canonical form.
+func (r *remoteSpec) optionsText() string {
+	return fmt.Sprintf("timeout=%v connect-timeout=%v tls-certificates=%q tls-hostname=%q tls-verify-peer=%v",
+		r.timeout, r.connectTimeout, r.tlsDir, r.tlsHost, !r.tlsNoVerify)
 }
 
 // Remote says whether the device is an NBD export.

@@ -15,7 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestRemoteDev opens an export by two spellings of its URI (one device),
+// TestRemoteDev opens an export by two spellings of its URI (one device;
+// a third with other options is refused, as one client cannot have both),
 // and does every Dev operation through it.
 func TestRemoteDev(t *testing.T) {
 	m := nbdtest.NewMem(1 << 20)
@@ -26,9 +27,12 @@ func TestRemoteDev(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := "nbd+unix:///a?socket=" + filepath.Dir(s.Path) + "/./nbd.sock&timeout=9s"
+	other := "nbd+unix:///a?socket=" + filepath.Dir(s.Path) + "/./nbd.sock"
 	if d2, err := set.Open(other); err != nil || d2 != d {
 		t.Fatalf("second spelling opened another device (%v)", err)
+	}
+	if _, err := set.Open(other + "&timeout=9s"); !errors.Is(err, ErrBadURI) || !strings.Contains(err.Error(), "timeout=9s") {
+		t.Fatalf("the export again with another timeout: %v, want ErrBadURI naming the options", err)
 	}
 	if !d.Remote() || d.Size() != 1<<20 || d.Identity().Remote == "" || !strings.Contains(d.Identity().String(), "NBD export") {
 		t.Fatalf("remote dev: size %d, identity %v", d.Size(), d.Identity())
