@@ -38,7 +38,9 @@ the log's super block counts are replayed: the target rewrites the count
 at FUA writes and marks, and at its end.
 
 --dump lists the entries instead: number, sector and sector count (in
-the log's sector size), flags, and a mark's name.
+the log's sector size), flags, and a mark's name. --start-mark,
+--end-mark and --limit pick the entries it lists as they would pick the
+ones a replay applies.
 
 Flags:
 `
@@ -77,6 +79,9 @@ func runReplay(args []string, _ io.Reader, stdout io.Writer) error {
 	if o.dumpLog != (len(pos) == 1) {
 		return fmt.Errorf("%w: replay takes LOG and DEV, or --dump and LOG", errUsage)
 	}
+	if o.dumpLog && (o.fsck != "" || o.check != "" || o.noDiscard) {
+		return fmt.Errorf("%w: --dump replays nothing, so --fsck, --check and --no-discard have no place with it", errUsage)
+	}
 	if (o.fsck == "") != (o.check == "") {
 		return fmt.Errorf("%w: --fsck and --check go together", errUsage)
 	}
@@ -94,7 +99,7 @@ func runReplay(args []string, _ io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	if o.dumpLog {
-		return dump(log, stdout)
+		return dump(log, o, stdout)
 	}
 	dev, err := logwrites.OpenDevice(pos[1])
 	if err != nil {
@@ -153,19 +158,13 @@ func describe(r logwrites.Record) string {
 	return s
 }
 
-func dump(log *logwrites.Reader, w io.Writer) error {
+// dump lists the entries a replay with o's window would apply.
+func dump(log *logwrites.Reader, o replayOpts, w io.Writer) error {
 	s := log.Super()
 	fmt.Fprintf(w, "log version %d, sector size %d, %d entries\n", logwrites.Version, s.SectorSize, s.NrEntries)
-	for {
-		r, err := log.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(w, describe(r))
-	}
+	_, err := logwrites.Replay(log, nil, logwrites.Options{StartMark: o.startMark, Limit: o.limit, EndMark: o.endMark, DryRun: true,
+		Trace: func(r logwrites.Record) { fmt.Fprintln(w, describe(r)) }})
+	return err
 }
 
 // replayOnto replays log onto dev and syncs it, before

@@ -77,6 +77,22 @@ func TestReplayDump(t *testing.T) {
 	if code != 0 || out != want {
 		t.Fatalf("exit %d %s\n got:\n%s\nwant:\n%s", code, errs, out, want)
 	}
+	// The window flags pick the entries listed as they pick those replayed.
+	lines := strings.SplitAfter(want, "\n")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--limit", "2"}, lines[0] + lines[1] + lines[2]},
+		{[]string{"--end-mark", "one"}, strings.Join(lines[:4], "")},
+		{[]string{"--start-mark", "one", "--end-mark", "two"}, lines[0] + lines[4] + lines[5]},
+		{[]string{"--start-mark", "two", "--limit", "1"}, lines[0] + lines[6]},
+	} {
+		out, errs, code := gdm(append([]string{"replay", "--dump", log}, c.args...)...)
+		if code != 0 || out != c.want {
+			t.Errorf("--dump %q: exit %d %s\n got:\n%s\nwant:\n%s", c.args, code, errs, out, c.want)
+		}
+	}
 }
 
 func TestReplayStops(t *testing.T) {
@@ -150,6 +166,9 @@ func TestReplayUsage(t *testing.T) {
 	}{
 		{[]string{"replay", log}, 2, "LOG and DEV, or --dump and LOG"},
 		{[]string{"replay", "--dump", log, log}, 2, "LOG and DEV, or --dump and LOG"},
+		{[]string{"replay", "--dump", log, "--no-discard"}, 2, "--dump replays nothing"},
+		{[]string{"replay", "--dump", log, "--fsck", "true", "--check", "fua"}, 2, "--dump replays nothing"},
+		{[]string{"replay", "--dump", log, "--end-mark", "three"}, 1, "end mark not in the log"},
 		{[]string{"replay", log, log, "--fsck", "true"}, 2, "--fsck and --check go together"},
 		{[]string{"replay", log, log, "--fsck", "true", "--check", "often"}, 2, "not \"often\""},
 		{[]string{"replay", "--dump", filepath.Join(dir, "dev")}, 1, "not a write log"},

@@ -34,6 +34,9 @@ type Options struct {
 	NoDiscard bool
 	// Trace, if set, sees each entry before it is replayed (-v).
 	Trace func(Record)
+	// DryRun reads and traces the entries the other options pick and
+	// applies none: dev may be nil (a listing of that window).
+	DryRun bool
 }
 
 // Errors of a replay.
@@ -77,8 +80,10 @@ func Replay(l *Reader, dev Device, o Options) (uint64, error) {
 		if o.Trace != nil {
 			o.Trace(rec)
 		}
-		if err := apply(l, dev, rec, buf, o.NoDiscard); err != nil {
-			return n, err
+		if !o.DryRun {
+			if err := apply(l, dev, rec, buf, o.NoDiscard); err != nil {
+				return n, err
+			}
 		}
 		n++
 		if o.CheckAt != nil && o.CheckAt(rec) {
