@@ -29,8 +29,9 @@ const oracleBoot = 15 * time.Minute
 // the kernel's nbd-client), and compares each operation's result and data,
 // the backing disks' final contents, table and status text, the device
 // size, and which tables each accepts. One generated case per run comes from
-// a fresh seed, printed; GDM_ORACLE_SEED=N replays it and GDM_ORACLE_ONLY=RE
-// runs only the cases whose name matches. GDM_ORACLE_SELF=1 puts dm on both
+// a fresh seed, printed; GDM_ORACLE_SEED=N replays it, GDM_ORACLE_GENERATED=K
+// runs K generated cases (the first from that seed, each printing its
+// own), and GDM_ORACLE_ONLY=RE runs only the cases whose name matches. GDM_ORACLE_SELF=1 puts dm on both
 // sides instead, to check that the cases themselves are deterministic on
 // the kernel (every timed case must agree with itself).
 func TestOracle(t *testing.T) {
@@ -42,17 +43,24 @@ func TestOracle(t *testing.T) {
 		}
 	}
 	t.Logf("generated case seed %d (replay: GDM_ORACLE_SEED=%d go test -run Oracle ./e2e/)", seed, seed)
+	generated := 1
+	if s := os.Getenv("GDM_ORACLE_GENERATED"); s != "" {
+		var err error
+		if generated, err = strconv.Atoi(s); err != nil || generated < 1 {
+			t.Fatalf("GDM_ORACLE_GENERATED: %q is not a count", s)
+		}
+	}
 	only := os.Getenv("GDM_ORACLE_ONLY")
 	self := os.Getenv("GDM_ORACLE_SELF") == "1"
 	start := time.Now()
-	console := bootOracle(t, seed, only, self)
+	console := bootOracle(t, seed, generated, only, self)
 	t.Logf("guest ran the oracle in %v", time.Since(start).Round(time.Second))
 	if i := strings.Index(console, "ORACLE-WATCH"); i >= 0 {
 		t.Errorf("a case outran the guest's watch; what it printed from then on:\n%s", console[i:])
 	}
 	reports := oracleReports(t, console)
 	if only == "" {
-		want := len(oracle.Cases()) + 1 + len(oracle.Acceptance())
+		want := len(oracle.Cases()) + generated + len(oracle.Acceptance())
 		if len(reports) != want {
 			t.Errorf("the guest reported %d cases, want %d", len(reports), want)
 		}
@@ -94,13 +102,13 @@ func oracleReports(t *testing.T, console string) []oracle.Line {
 // with dmsetup and the dm modules, 2 x oracleDisks sparse disks (serials
 // dmN and gdmN), and boots the guest once under TCG. It returns the
 // console.
-func bootOracle(t *testing.T, seed uint64, only string, self bool) string {
+func bootOracle(t *testing.T, seed uint64, generated int, only string, self bool) string {
 	testkit.NeedTool(t, "nbd-client")
 	dmsetup := testkit.NeedTool(t, "dmsetup")
 	dir := t.TempDir()
 	gdm := buildForGuest(t, dir, "gdm", "../cmd/gdm")
 	guest := buildForGuest(t, dir, "oracleguest", "./oracleguest")
-	script := fmt.Sprintf("dmesg -n 1\n/bin/oracleguest -gdm /bin/gdm -seed %d -only %q -self=%t\n", seed, only, self)
+	script := fmt.Sprintf("dmesg -n 1\n/bin/oracleguest -gdm /bin/gdm -seed %d -generated %d -only %q -self=%t\n", seed, generated, only, self)
 	// aesCPU halves the crypt cases' time. cache=unsafe gives the guest's
 	// disks a write-back cache (oracleguest checks it), which the
 	// log-writes cases need.

@@ -29,11 +29,15 @@ import (
 
 func main() {
 	gdmBin := flag.String("gdm", "/bin/gdm", "the gdm binary")
-	seed := flag.Uint64("seed", 1, "seed of the generated case")
+	seed := flag.Uint64("seed", 1, "seed of the (first) generated case")
+	generated := flag.Int("generated", 1, "how many generated cases to run, the first from -seed")
 	only := flag.String("only", "", "run only the cases matching this regexp")
 	self := flag.Bool("self", false, "compare dm with dm (over the gdm disks) instead of gdm: the cases' own determinism")
 	flag.Parse()
-	cases := append(oracle.Cases(), oracle.Generated(*seed))
+	cases := oracle.Cases()
+	for _, s := range oracle.GeneratedSeeds(*seed, *generated) {
+		cases = append(cases, oracle.Generated(s))
+	}
 	if err := runAll(*gdmBin, cases, *only, *self); err != nil {
 		fmt.Println("ORACLE-ERROR", err)
 		os.Exit(1)

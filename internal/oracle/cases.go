@@ -73,8 +73,12 @@ func reloadScript() []Op {
 }
 
 // Generated is a case made from seed alone: up to six targets of random
-// types, lengths, stripe counts and chunk sizes over up to four disks, and
-// the standard script. The harness runs one per run from a fresh seed and
+// types (zero, error, linear, striped, and the remapping forms of crypt,
+// delay and flakey), lengths, stripe counts, chunk sizes and offsets over
+// up to four disks, and the standard script. A mix is what tests how a
+// table answers as a whole: a request that crosses targets, and whether
+// the device takes a discard or a write-zeroes at all (dm takes one only
+// if every target does). The harness runs one per run from a fresh seed and
 // prints it; the same seed makes the same case again.
 func Generated(seed uint64) Case {
 	r := &rng{s: seed}
@@ -102,6 +106,20 @@ func Generated(seed uint64) Case {
 	return Case{Name: fmt.Sprintf("generated-%d", seed), Seed: seed, Devs: devs, Table: strings.Join(lines, "\n")}
 }
 
+// GeneratedSeeds are the seeds of n generated cases, the first seed itself
+// (so that a printed seed replays its case alone) and the others drawn
+// from it: consecutive seeds would make overlapping cases.
+func GeneratedSeeds(seed uint64, n int) []uint64 {
+	seeds := make([]uint64, 0, max(n, 0))
+	for i := 0; i < n; i++ {
+		seeds = append(seeds, mix(seed, uint64(i))>>1)
+	}
+	if n > 0 {
+		seeds[0] = seed
+	}
+	return seeds
+}
+
 // chunks are the chunk sizes a generated striped target draws from.
 var chunks = []int64{1, 3, 8, 24, 128, 1000, 1024}
 
@@ -117,17 +135,19 @@ func genTarget(r *rng, used []int64) (string, int64) {
 		used[d] = off + n
 		return d, off, true
 	}
-	switch r.intn(5) {
+	switch r.intn(8) {
 	case 0:
 		return "zero", 1 + r.intn(4096)
 	case 1:
 		return "error", 1 + r.intn(256)
-	case 2:
+	case 2, 3, 4, 5:
 		n := 1 + r.intn(4096)
-		if d, off, ok := take(n); ok {
-			return fmt.Sprintf("linear $%d %d", d, off), n
+		kind := r.intn(4)
+		d, off, ok := take(n)
+		if !ok {
+			return "", 0
 		}
-		return "", 0
+		return remapTarget(r, kind, d, off), n
 	}
 	stripes := 2 + r.intn(4)
 	chunk := chunks[r.intn(int64(len(chunks)))]
@@ -141,4 +161,28 @@ func genTarget(r *rng, used []int64) (string, int64) {
 		args += fmt.Sprintf(" $%d %d", d, off)
 	}
 	return args, stripes * perLeg
+}
+
+// remapTarget is a target that maps its range onto disk d from sector
+// off: linear (kind 0), crypt (1: either cipher dm's cases use, a random
+// iv_offset, allow_discards or not), delay with no delay (2), or flakey
+// always up (3).
+func remapTarget(r *rng, kind int64, d int, off int64) string {
+	switch kind {
+	case 1:
+		cipher := "aes-xts-plain64 " + cryptKey512
+		if r.intn(2) == 0 {
+			cipher = "aes-cbc-essiv:sha256 " + cryptKey256
+		}
+		line := fmt.Sprintf("crypt %s %d $%d %d", cipher, r.intn(1<<20), d, off)
+		if r.intn(2) == 0 {
+			line += " 1 allow_discards"
+		}
+		return line
+	case 2:
+		return fmt.Sprintf("delay $%d %d 0", d, off)
+	case 3:
+		return fmt.Sprintf("flakey $%d %d 3600 1", d, off)
+	}
+	return fmt.Sprintf("linear $%d %d", d, off)
 }

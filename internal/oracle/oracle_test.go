@@ -3,12 +3,15 @@ package oracle
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gdm-project/gdm/pkg/table"
+	"github.com/gdm-project/gdm/pkg/targets"
 )
 
 func TestBindUnbind(t *testing.T) {
@@ -76,29 +79,39 @@ func TestStandardScript(t *testing.T) {
 	}
 }
 
-// Generated tables are valid (gdm's parser takes them) and fit the disks.
+// Generated tables load in gdm (over files the size of the guest's disks,
+// so a leg past a disk's end is refused) and use every target type they
+// draw from.
 func TestGeneratedTables(t *testing.T) {
-	devs := []string{"/a", "/b", "/c", "/d"}
-	for seed := uint64(0); seed < 500; seed++ {
+	dir := t.TempDir()
+	devs := make([]string, 4)
+	for i := range devs {
+		devs[i] = filepath.Join(dir, fmt.Sprint(i))
+		if err := os.WriteFile(devs[i], nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(devs[i], DiskBytes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dev := table.NewDevice("generated", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	types := map[string]int{}
+	for seed := uint64(0); seed < 300; seed++ {
 		c := Generated(seed)
-		lines, err := table.Parse(Bind(c.Table, devs))
+		tb, err := dev.Build(Bind(c.Table, devs), targets.OpenOptions{})
 		if err != nil {
 			t.Fatalf("seed %d: %q: %v", seed, c.Table, err)
 		}
-		for _, l := range lines {
-			if l.Type == "linear" && mustUint(t, l.Args[1])+l.Length > DiskSectors {
-				t.Fatalf("seed %d: %v passes the disk's end", seed, l)
-			}
+		for _, l := range tb.Lines() {
+			types[l.Type]++
+		}
+		dev.Discard(tb)
+	}
+	for _, typ := range []string{"zero", "error", "linear", "striped", "crypt", "delay", "flakey"} {
+		if types[typ] == 0 {
+			t.Errorf("no generated table has a %s target (%v)", typ, types)
 		}
 	}
-}
-
-func mustUint(t *testing.T, s string) uint64 {
-	var n uint64
-	if _, err := fmt.Sscan(s, &n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // fakeSide maps "0 N linear $0 0" by doing I/O on the backing file itself;
