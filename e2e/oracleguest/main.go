@@ -81,6 +81,9 @@ func runAll(gdmBin string, cases []oracle.Case, only string, self bool) error {
 			emit(rn.RunAccept(i, a), start)
 		}
 	}
+	if match.MatchString("targets") {
+		emit(rn.RunTargets(), time.Now())
+	}
 	return nil
 }
 

@@ -11,6 +11,32 @@ import (
 	"github.com/gdm-project/gdm/pkg/targets"
 )
 
+// TargetType is one line of `gdm targets`: a target type the daemon maps,
+// the version of the kernel's dm target it follows, its arguments and
+// what it does.
+type TargetType struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Syntax  string `json:"syntax"`
+	Summary string `json:"summary"`
+}
+
+// Deps is what `gdm deps` shows: the backing devices of a device's live
+// table.
+type Deps struct {
+	Name    string `json:"name"`
+	Devices []Dep  `json:"devices"`
+}
+
+// Dep is one backing device: a block device (with its number), a file or
+// an NBD export (Kind "block", "file" or "nbd"), as its table names it.
+type Dep struct {
+	Path  string `json:"path"`
+	Kind  string `json:"kind"`
+	Major uint32 `json:"major,omitempty"`
+	Minor uint32 `json:"minor,omitempty"`
+}
+
 // DeviceInfo is what `gdm info` shows, dmsetup info adapted.
 type DeviceInfo struct {
 	Name            string `json:"name"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +55,14 @@ func (d *daemon) queryRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/version", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, controlapi.Version(d.version))
 	})
+	mux.HandleFunc("GET /v1/targets", func(w http.ResponseWriter, r *http.Request) {
+		out := []controlapi.TargetType{}
+		for _, t := range targets.Types() {
+			v := fmt.Sprintf("%d.%d.%d", t.Version[0], t.Version[1], t.Version[2])
+			out = append(out, controlapi.TargetType{Name: t.Name, Version: v, Syntax: t.Syntax, Summary: t.Summary})
+		}
+		reply(w, out)
+	})
 	mux.HandleFunc("GET /v1/devices", func(w http.ResponseWriter, r *http.Request) {
 		out := []controlapi.DeviceInfo{}
 		for _, m := range d.list() {
@@ -68,6 +77,19 @@ func (d *daemon) queryRoutes(mux *http.ServeMux) {
 		d.serveStatus(w, m)
 	}))
 	mux.HandleFunc("GET /v1/devices/{name}/table", d.withDevice(d.serveTable))
+	mux.HandleFunc("GET /v1/devices/{name}/deps", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
+		reply(w, d.depsOf(m))
+	}))
+	mux.HandleFunc("GET /v1/devices/{name}/wait", func(w http.ResponseWriter, r *http.Request) {
+		after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+		poll, perr := time.ParseDuration(r.URL.Query().Get("poll"))
+		if err != nil || perr != nil || poll <= 0 {
+			writeJSON(w, http.StatusBadRequest, controlapi.Error{Error: "bad request: wait takes after=N and poll=DURATION"})
+			return
+		}
+		m, err := d.waitEvent(r.Context(), r.PathValue("name"), after, poll)
+		replyInfo(w, d, m, err)
+	})
 }
 
 // verbRoutes are the control API's verbs, each a call of one daemon verb.
@@ -108,6 +130,12 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 		ctx, cancel := opContext(r)
 		defer cancel()
 		m, err := d.suspend(ctx, r.PathValue("name"), r.URL.Query().Get("noflush") == "1")
+		replyInfo(w, d, m, err)
+	})
+	mux.HandleFunc("POST /v1/devices/{name}/wipe_table", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := opContext(r)
+		defer cancel()
+		m, err := d.wipeTable(ctx, r.PathValue("name"))
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/clear", func(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +213,8 @@ func fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, errNoDevice):
 		code = http.StatusNotFound
-	case errors.Is(err, errExists), errors.Is(err, errBusy), errors.Is(err, errUUIDInUse), errors.Is(err, errBroken):
+	case errors.Is(err, errExists), errors.Is(err, errBusy), errors.Is(err, errUUIDInUse), errors.Is(err, errBroken),
+		errors.Is(err, errInactivePresent), errors.Is(err, errNoLiveTable):
 		code = http.StatusConflict
 	case errors.As(err, &le), errors.Is(err, errBadName), errors.Is(err, errBadUUID), errors.Is(err, errNoTable),
 		errors.Is(err, table.ErrEmpty), errors.Is(err, table.ErrNoTable), errors.Is(err, targets.ErrDeviceTooSmall),
@@ -193,6 +222,8 @@ func fail(w http.ResponseWriter, err error) {
 		code = http.StatusUnprocessableEntity
 	case errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusGatewayTimeout
+	case errors.Is(err, errTooManyWaits):
+		code = http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, controlapi.Error{Error: strings.TrimPrefix(err.Error(), "table: ")})
 }

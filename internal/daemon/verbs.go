@@ -210,26 +210,28 @@ func (d *daemon) saveAround(m *managed, edit func(next *deviceState), op func() 
 }
 
 func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, error) {
-	return d.onDeviceContext(ctx, name, func(m *managed) error {
-		if reason := m.broken.Load(); reason != nil && !m.dev.HasInactive() {
-			return fmt.Errorf("%w (%s): load a table, then resume", errBroken, *reason)
+	return d.onDeviceContext(ctx, name, func(m *managed) error { return d.resumeLocked(ctx, m, live) })
+}
+
+func (d *daemon) resumeLocked(ctx context.Context, m *managed, live bool) error {
+	if reason := m.broken.Load(); reason != nil && !m.dev.HasInactive() {
+		return fmt.Errorf("%w (%s): load a table, then resume", errBroken, *reason)
+	}
+	err := d.saveAround(m, func(next *deviceState) {
+		if m.dev.HasInactive() {
+			next.Live, next.Inactive = next.Inactive, ""
+			next.LiveFile, next.InactiveFile = next.InactiveFile, ""
+			next.LiveIdentities, next.InactiveIdentities = next.InactiveIdentities, nil
 		}
-		err := d.saveAround(m, func(next *deviceState) {
-			if m.dev.HasInactive() {
-				next.Live, next.Inactive = next.Inactive, ""
-				next.LiveFile, next.InactiveFile = next.InactiveFile, ""
-				next.LiveIdentities, next.InactiveIdentities = next.InactiveIdentities, nil
-			}
-			next.Suspended = false
-		}, func() error { return m.dev.Resume(ctx, live) })
-		if err == nil && m.broken.Swap(nil) != nil {
-			d.log.Info("broken device repaired", "device", name)
-		}
-		if err == nil {
-			d.afterResume(m)
-		}
-		return err
-	})
+		next.Suspended = false
+	}, func() error { return m.dev.Resume(ctx, live) })
+	if err == nil && m.broken.Swap(nil) != nil {
+		d.log.Info("broken device repaired", "device", m.name())
+	}
+	if err == nil {
+		d.afterResume(m)
+	}
+	return err
 }
 
 func (d *daemon) suspend(ctx context.Context, name string, noflush bool) (*managed, error) {
@@ -243,11 +245,13 @@ func (d *daemon) suspend(ctx context.Context, name string, noflush bool) (*manag
 }
 
 func (d *daemon) clear(name string) (*managed, error) {
-	return d.onDevice(name, func(m *managed) error {
-		return d.saveAround(m, func(next *deviceState) {
-			next.Inactive, next.InactiveFile, next.InactiveIdentities = "", "", nil
-		}, m.dev.Clear)
-	})
+	return d.onDevice(name, d.clearLocked)
+}
+
+func (d *daemon) clearLocked(m *managed) error {
+	return d.saveAround(m, func(next *deviceState) {
+		next.Inactive, next.InactiveFile, next.InactiveIdentities = "", "", nil
+	}, m.dev.Clear)
 }
 
 // remove takes the device out of the catalogue, ends its connections when

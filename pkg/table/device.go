@@ -57,6 +57,9 @@ type Device struct {
 	// the new table must not say they are. Reported once, as Linux
 	// reports a writeback error to the next fsync.
 	lostFlush atomic.Pointer[error]
+
+	evMu sync.Mutex    // guards evCh
+	evCh chan struct{} // closed at the next event (events.go)
 }
 
 // DeviceCounters are a device's running statistics.
@@ -159,7 +162,7 @@ func (d *Device) Load(t *Table) error {
 		return ErrClosed
 	}
 	old := d.inactive.Swap(t)
-	d.stats.Events.Add(1)
+	d.event()
 	if old != nil {
 		d.destroyTable(old, false)
 	}
@@ -174,7 +177,7 @@ func (d *Device) Clear() error {
 		return ErrClosed
 	}
 	if old := d.inactive.Swap(nil); old != nil {
-		d.stats.Events.Add(1)
+		d.event()
 		d.destroyTable(old, false)
 	}
 	return nil
@@ -201,6 +204,7 @@ func (d *Device) Close() error {
 		return nil
 	}
 	d.closed = true
+	d.wakeEventWaiters() // a waiter then finds the device gone
 	live := d.live.Swap(nil)
 	inactive := d.inactive.Swap(nil)
 	d.releaseGateLocked()

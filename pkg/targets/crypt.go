@@ -63,7 +63,7 @@ var (
 )
 
 func init() {
-	register(&Type{Name: "crypt", Check: checkCrypt, New: newCrypt,
+	register(&Type{Name: "crypt", Version: [3]uint32{1, 24, 0}, Check: checkCrypt, New: newCrypt,
 		Syntax:  "<cipher> <key hex> <iv_offset> <dev> <offset> [<#opt_params> <opt_params>...]",
 		Summary: "encrypts onto <dev> as dm-crypt does (aes-xts-plain64, aes-cbc-essiv:sha256, ...); LUKS payloads open with the master key"})
 }

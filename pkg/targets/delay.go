@@ -37,7 +37,7 @@ var (
 )
 
 func init() {
-	register(&Type{Name: "delay", Check: checkDelay, New: newDelay,
+	register(&Type{Name: "delay", Version: [3]uint32{1, 3, 0}, Check: checkDelay, New: newDelay,
 		Syntax:  "<dev> <offset> <ms> [<write dev> <write offset> <write ms> [<flush dev> <flush offset> <flush ms>]]",
 		Summary: "linear, with reads, writes and flushes each held back by a delay (dm-delay)"})
 }

@@ -57,7 +57,7 @@ var ErrBadBlock = fmt.Errorf("targets: dust: bad block: %w", syscall.EIO)
 const dustMaxBlockSectors = 1 << 21
 
 func init() {
-	register(&Type{Name: "dust", Check: checkDust, New: newDust,
+	register(&Type{Name: "dust", Version: [3]uint32{1, 0, 0}, Check: checkDust, New: newDust,
 		Syntax:  "<dev> <offset> <block size>",
 		Summary: "linear, but reads of blocks on its bad-block list fail once enabled (gdm message: addbadblock, enable, ...)"})
 }

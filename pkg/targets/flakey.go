@@ -57,7 +57,7 @@ const (
 )
 
 func init() {
-	register(&Type{Name: "flakey", Check: checkFlakey, New: newFlakey,
+	register(&Type{Name: "flakey", Version: [3]uint32{1, 5, 0}, Check: checkFlakey, New: newFlakey,
 		Syntax: "<dev> <offset> <up s> <down s> [<#features> [drop_writes|error_writes|error_reads|" +
 			"corrupt_bio_byte <Nth> <r|w> <value> <flags>|random_read_corrupt <p>|random_write_corrupt <p>]...]",
 		Summary: "linear while up; while down, fails all I/O or applies its features (dm-flakey)"})

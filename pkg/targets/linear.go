@@ -17,7 +17,7 @@ type linear struct {
 var _ Target = (*linear)(nil)
 
 func init() {
-	register(&Type{Name: "linear", Check: checkLinear, New: newLinear,
+	register(&Type{Name: "linear", Version: [3]uint32{1, 4, 0}, Check: checkLinear, New: newLinear,
 		Syntax:  "<dev> <offset>",
 		Summary: "maps the range onto <dev> from sector <offset>"})
 }

@@ -50,7 +50,7 @@ var (
 const logWritesEndMark = "dm-log-writes-end"
 
 func init() {
-	register(&Type{Name: "log-writes", Check: checkLogWrites, New: newLogWrites,
+	register(&Type{Name: "log-writes", Version: [3]uint32{1, 1, 0}, Check: checkLogWrites, New: newLogWrites,
 		Syntax:  "<dev> <log dev>",
 		Summary: "maps the range onto <dev>, logging writes, flushes and marks to <log dev> for gdm replay (gdm message: mark NAME)",
 		// Two tables appending to one log would interleave entries and

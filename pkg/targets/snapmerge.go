@@ -44,7 +44,7 @@ var (
 )
 
 func init() {
-	register(&Type{Name: "snapshot-merge", Check: checkSnapMerge, New: newSnapMerge, NoLiveSwap: true,
+	register(&Type{Name: "snapshot-merge", Version: [3]uint32{1, 5, 0}, Check: checkSnapMerge, New: newSnapMerge, NoLiveSwap: true,
 		Syntax:  "<origin> <COW device> <P|PO> <chunk size> [<#feature args> [discard_zeroes_cow] [discard_passdown_origin]]",
 		Summary: "merges the snapshot kept on <COW device> back into <origin> in the background, serving the snapshot's view meanwhile"})
 }

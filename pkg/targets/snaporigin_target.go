@@ -22,7 +22,7 @@ var (
 )
 
 func init() {
-	register(&Type{Name: "snapshot-origin", Check: checkSnapOrigin, New: newSnapOrigin,
+	register(&Type{Name: "snapshot-origin", Version: [3]uint32{1, 9, 0}, Check: checkSnapOrigin, New: newSnapOrigin,
 		Syntax:  "<origin>",
 		Summary: "maps <origin> one to one; a write first copies the chunks it changes to every active snapshot of <origin>"})
 }

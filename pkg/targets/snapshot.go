@@ -58,7 +58,7 @@ var (
 )
 
 func init() {
-	register(&Type{Name: "snapshot", Check: checkSnapshot, New: newSnapshot, NoLiveSwap: true,
+	register(&Type{Name: "snapshot", Version: [3]uint32{1, 16, 0}, Check: checkSnapshot, New: newSnapshot, NoLiveSwap: true,
 		Syntax:  "<origin> <COW device> <P|N|PO> <chunk size> [<#feature args> [discard_zeroes_cow] [discard_passdown_origin]]",
 		Summary: "copy-on-write snapshot of <origin>; P and PO keep the exceptions on <COW device> in dm's format, N in memory"})
 }

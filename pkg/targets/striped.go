@@ -48,7 +48,7 @@ var _ Target = (*striped)(nil)
 const parallelMin = 128 << 10
 
 func init() {
-	register(&Type{Name: "striped", Check: checkStriped, New: newStriped,
+	register(&Type{Name: "striped", Version: [3]uint32{1, 6, 0}, Check: checkStriped, New: newStriped,
 		Syntax:  "<#stripes> <chunk sectors> <dev> <offset> [<dev> <offset>]...",
 		Summary: "spreads the range over the devices in chunks, round-robin"})
 }

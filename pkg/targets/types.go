@@ -19,6 +19,11 @@ type Type struct {
 	Syntax string
 	// Summary says in one line what the target does.
 	Summary string
+	// Version is the version of the kernel's dm target whose behaviour,
+	// table syntax, status text and on-disk format this one follows, as
+	// `dmsetup targets` prints it there: the guest kernel of the oracle
+	// tests (e2e), whose dm agrees with it.
+	Version [3]uint32
 	// Check validates args for a target of the given length (sectors)
 	// without touching any device, and returns them in canonical form.
 	Check func(args []string, sectors uint64) ([]string, error)
@@ -79,6 +84,16 @@ func Lookup(name string) (*Type, error) {
 		return nil, fmt.Errorf("%w %q", ErrUnknownType, name)
 	}
 	return t, nil
+}
+
+// Types lists the registered target types, sorted by name.
+func Types() []*Type {
+	all := registry()
+	out := make([]*Type, 0, len(all))
+	for _, n := range TypeNames() {
+		out = append(out, all[n])
+	}
+	return out
 }
 
 // TypeNames lists the registered target types, sorted.

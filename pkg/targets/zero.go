@@ -15,9 +15,9 @@ var (
 )
 
 func init() {
-	register(&Type{Name: "zero", Check: noArgs("zero"), New: func([]string, uint64, *DevSet) (Target, error) { return zeroTarget{}, nil },
+	register(&Type{Name: "zero", Version: [3]uint32{1, 1, 0}, Check: noArgs("zero"), New: func([]string, uint64, *DevSet) (Target, error) { return zeroTarget{}, nil },
 		Summary: "reads zeros; writes are discarded"})
-	register(&Type{Name: "error", Check: anyArgs, New: func([]string, uint64, *DevSet) (Target, error) { return errorTarget{}, nil },
+	register(&Type{Name: "error", Version: [3]uint32{1, 5, 0}, Check: anyArgs, New: func([]string, uint64, *DevSet) (Target, error) { return errorTarget{}, nil },
 		Summary: "fails every I/O with EIO (args, if any, are ignored)"})
 }
 

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/internal/testkit"
+	"github.com/gdm-project/gdm/pkg/targets"
+)
+
+// targets lists every type the daemon maps, as dmsetup targets does
+// ("name  vX.Y.Z"), each with the version of the kernel target it follows.
+func TestTargetsVerb(t *testing.T) {
+	td := startTestDaemon(t, "")
+	out := td.ok(t, "targets")
+	line := regexp.MustCompile(`^(\S+) +v([0-9]+)\.([0-9]+)\.([0-9]+)$`)
+	seen := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		m := line.FindStringSubmatch(l)
+		if m == nil || m[2]+m[3]+m[4] == "000" {
+			t.Fatalf("targets line %q is not a name and a version", l)
+		}
+		seen[m[1]] = true
+	}
+	for _, name := range targets.TypeNames() {
+		if !seen[name] {
+			t.Errorf("targets does not list %s:\n%s", name, out)
+		}
+	}
+}
+
+// deps lists the live table's backing devices: files by path, once each
+// however many targets use them, block devices by number; every device
+// with its name first.
+func TestDepsVerb(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
+	td.ok(t, "create", "d", "--table", "0 8 linear "+a+" 0\n8 8 zero\n16 8 linear "+a+" 8")
+	td.ok(t, "create", "z", "--table", "0 8 zero")
+	if out := td.ok(t, "deps", "d"); out != "1 dependencies\t: ("+a+")\n" {
+		t.Fatalf("deps d: %q", out)
+	}
+	if out := td.ok(t, "deps"); out != "d: 1 dependencies\t: ("+a+")\nz: 0 dependencies\t:\n" {
+		t.Fatalf("deps: %q", out)
+	}
+	var deps controlapi.Deps
+	if err := json.Unmarshal([]byte(td.ok(t, "deps", "d", "--json")), &deps); err != nil || len(deps.Devices) != 1 || deps.Devices[0].Kind != "file" {
+		t.Fatalf("deps --json: %+v %v", deps, err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", a).Output()
+	if err != nil {
+		t.Logf("no loop device here (%v): block devices not tried", err)
+		return
+	}
+	loop := strings.TrimSpace(string(out))
+	defer exec.Command("losetup", "-d", loop).Run()
+	td.ok(t, "create", "b", "--table", "0 8 linear "+loop+" 0")
+	defer td.ok(t, "remove", "b")
+	n := strings.TrimPrefix(loop, "/dev/loop")
+	if out := td.ok(t, "deps", "b"); out != "1 dependencies\t: (7, "+n+")\n" {
+		t.Fatalf("deps of a loop device: %q", out)
+	}
+	if out := td.ok(t, "deps", "b", "-o", "blkdevname"); out != "1 dependencies\t: (loop"+n+")\n" {
+		t.Fatalf("deps -o blkdevname: %q", out)
+	}
+}
+
+// wipe_table puts error targets of the same size live and lets the
+// backing files go; with an inactive table it is refused and changes
+// nothing.
+func TestWipeTableVerb(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
+	td.ok(t, "create", "d", "--table", "0 8 linear "+a+" 0\n8 8 zero")
+	td.ok(t, "load", "d", "--table", "0 4 zero")
+	td.fails(t, "inactive table", "wipe_table", "d")
+	if out := td.ok(t, "table", "d"); out != "0 8 linear "+a+" 0\n8 8 zero \n" {
+		t.Fatalf("table after a refused wipe_table: %q", out)
+	}
+	td.ok(t, "clear", "d")
+	td.ok(t, "wipe_table", "d")
+	if out := td.ok(t, "table", "d"); out != "0 16 error \n" {
+		t.Fatalf("table after wipe_table: %q", out)
+	}
+	if out := td.ok(t, "deps", "d"); out != "0 dependencies\t:\n" {
+		t.Fatalf("deps after wipe_table: %q", out)
+	}
+	var info controlapi.DeviceInfo
+	if err := json.Unmarshal([]byte(td.ok(t, "info", "d", "--json")), &info); err != nil || info.InactiveTable || info.State != "ACTIVE" {
+		t.Fatalf("info after wipe_table: %+v %v", info, err)
+	}
+}
+
+// wait returns at once for an event number that is not the device's,
+// after the next event for the one that is, gives up at --timeout, and
+// fails when the device goes.
+func TestWaitVerb(t *testing.T) {
+	td := startTestDaemon(t, "")
+	td.ok(t, "create", "d", "--table", "0 8 zero")
+	now, err := strconv.ParseUint(strings.TrimSpace(td.ok(t, "wait", "d")), 10, 64)
+	if err != nil || now == 0 {
+		t.Fatalf("wait d (from 0): %d %v", now, err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		out, errs, _ := td.cli("", "wait", "d", strconv.FormatUint(now, 10))
+		got <- out + errs
+	}()
+	td.ok(t, "suspend", "d")
+	if out := <-got; strings.TrimSpace(out) != strconv.FormatUint(now+1, 10) {
+		t.Fatalf("wait d %d across a suspend: %q, want %d", now, out, now+1)
+	}
+	td.fails(t, "timed out", "wait", "d", strconv.FormatUint(now+1, 10), "--timeout", "100ms")
+	go func() {
+		_, errs, _ := td.cli("", "wait", "d", strconv.FormatUint(now+1, 10))
+		got <- errs
+	}()
+	td.ok(t, "remove", "d", "--force")
+	if errs := <-got; !strings.Contains(errs, "no such device") {
+		t.Fatalf("wait on a removed device: %q", errs)
+	}
+	wantUsage(t, "wait", "d", "x")
+	wantUsage(t, "wait", "d", "1", "--timeout", "-1s")
+}
