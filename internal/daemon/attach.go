@@ -19,6 +19,7 @@ type nbdKernel interface {
 	Connect(cfg nbdnetlink.Config) (int, error)
 	Reconfigure(cfg nbdnetlink.Config) error
 	Disconnect(index int) error
+	Backend(index int) (string, error)
 	Close() error
 }
 
@@ -176,6 +177,25 @@ func checkAttachReq(req *controlapi.AttachReq) error {
 
 var errBadAttach = errors.New("bad attach request")
 
+var errNotHeld = errors.New("the kernel's device there is not this attachment's")
+
+// kernelHolds checks that the kernel's device at a.Index is still a's: the
+// kernel names a's backend for it. The kernel checks the backend on a
+// RECONFIGURE only if the device has one, and never on a DISCONNECT, so
+// once it has let the index go (an nbd-client -d while gdm was down, a
+// reboot) another program's device there, or another attachment's, must
+// be neither reconfigured nor disconnected in a's name.
+func (d *daemon) kernelHolds(k nbdKernel, a *controlapi.Attachment) error {
+	b, err := k.Backend(a.Index)
+	switch {
+	case err != nil:
+		return err
+	case a.Backend == "" || b != a.Backend:
+		return fmt.Errorf("%w: %s has backend %q, not %q", errNotHeld, a.Device, b, a.Backend)
+	}
+	return nil
+}
+
 // detach disconnects the kernel device of target (a device name, or the
 // /dev/nbdN or /dev/gdm/NAME it is attached as) and forgets it.
 func (d *daemon) detach(target string) (*managed, error) {
@@ -205,6 +225,8 @@ func (d *daemon) attachedName(target string) (string, error) {
 // stays recorded: either way nothing changed and detach can be tried
 // again. Never the other way round: an index the kernel has let go may be
 // given to another attach, and a retried detach must not disconnect it.
+// For the same reason an attachment the kernel no longer holds
+// (kernelHolds) is only forgotten.
 func (d *daemon) detachLocked(m *managed) error {
 	a := m.attached.Load()
 	if a == nil {
@@ -215,6 +237,11 @@ func (d *daemon) detachLocked(m *managed) error {
 		return err
 	}
 	defer k.Close()
+	if err := d.kernelHolds(k, a); errors.Is(err, errNotHeld) {
+		return d.forgetAttachment(m, a, err)
+	} else if err != nil {
+		return err
+	}
 	err = d.saveAround(m, func(next *deviceState) { next.Attached = nil }, func() error { return k.Disconnect(a.Index) })
 	if err != nil {
 		return err

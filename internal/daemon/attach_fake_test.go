@@ -19,6 +19,7 @@ type fakeKernel struct {
 	mu         sync.Mutex
 	noDriver   bool
 	connectErr error
+	backendErr error // what reading /sys/block/nbdN/backend fails with
 	devs       map[int]*fakeNBD
 	reconfigs  []nbdnetlink.Config
 }
@@ -84,7 +85,9 @@ func (h fakeHandle) Reconfigure(cfg nbdnetlink.Config) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	dev := k.devs[cfg.Index]
-	if dev == nil || cfg.Backend != dev.cfg.Backend {
+	// As the kernel does: the backend is checked only if the device
+	// has one.
+	if dev == nil || (dev.cfg.Backend != "" && cfg.Backend != dev.cfg.Backend) {
 		return unix.EINVAL
 	}
 	k.reconfigs = append(k.reconfigs, cfg)
@@ -122,6 +125,17 @@ func (h fakeHandle) Disconnect(index int) error {
 	return nil
 }
 
+// Backend is /sys/block/nbdN/backend: "" without a configured device.
+func (h fakeHandle) Backend(index int) (string, error) {
+	if h.k.backendErr != nil {
+		return "", h.k.backendErr
+	}
+	if dev := h.k.dev(index); dev != nil {
+		return dev.cfg.Backend, nil
+	}
+	return "", nil
+}
+
 // takeSockets dups the descriptors, as the kernel takes its reference.
 func takeSockets(fds []int) ([]*nbdConn, error) {
 	var out []*nbdConn
@@ -139,6 +153,17 @@ func takeSockets(fds []int) ([]*nbdConn, error) {
 		out = append(out, &nbdConn{c: c})
 	}
 	return out, nil
+}
+
+// plant configures the device at index for another program, through
+// netlink without a backend (as nbd-client does unless given one), in
+// place of whatever was there.
+func (k *fakeKernel) plant(index int) *fakeNBD {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	dev := &fakeNBD{cfg: nbdnetlink.Config{Index: index, SizeBytes: 1 << 30}}
+	k.devs[index] = dev
+	return dev
 }
 
 // dev is the device at index (nil if none).

@@ -104,21 +104,8 @@ func TestResizeReachesAttached(t *testing.T) {
 func TestRepairReconnectsAttached(t *testing.T) {
 	k := &fakeKernel{}
 	useFakeKernel(t, k)
-	dir := t.TempDir()
-	td := startTestDaemon(t, dir)
-	_, a := attachedDevice(t, td)
-	td.Shutdown()
-	if err := os.Rename(a, a+".moved"); err != nil {
-		t.Fatal(err)
-	}
-	td = startTestDaemon(t, dir)
-	if i := td.info(t, "d"); i.State != "BROKEN" || i.Attached == nil {
-		t.Fatalf("after restart: %s, attached %+v", i.State, i.Attached)
-	}
-	if len(k.reconfigs) != 0 {
-		t.Fatalf("a broken device was reconnected: %+v", k.reconfigs)
-	}
-	td.ok(t, "load", "d", "--table", "0 2048 linear "+a+".moved 0")
+	td, moved := brokenAttached(t, k)
+	td.ok(t, "load", "d", "--table", "0 2048 linear "+moved+" 0")
 	td.ok(t, "resume", "d")
 	if len(k.reconfigs) != 1 || len(k.dev(0).conns) != 4 {
 		t.Fatalf("after the repair: %d reconfigures, %d connections", len(k.reconfigs), len(k.dev(0).conns))
@@ -130,4 +117,35 @@ func TestRepairReconnectsAttached(t *testing.T) {
 	if len(k.reconfigs) != 1 {
 		t.Fatalf("a connected device was reconnected again: %d reconfigures", len(k.reconfigs))
 	}
+}
+
+// stoppedAttached runs a daemon in a new state dir, attaches device d
+// there (attachedDevice) and stops the daemon; it returns the dir and
+// d's backing file.
+func stoppedAttached(t *testing.T) (dir, backing string) {
+	t.Helper()
+	dir = t.TempDir()
+	td := startTestDaemon(t, dir)
+	_, backing = attachedDevice(t, td)
+	td.Shutdown()
+	return dir, backing
+}
+
+// brokenAttached leaves device d broken after a restart, its attachment
+// to /dev/nbd0 kept but not reconnected, and returns the daemon and d's
+// backing file's new path.
+func brokenAttached(t *testing.T, k *fakeKernel) (*testDaemon, string) {
+	t.Helper()
+	dir, a := stoppedAttached(t)
+	if err := os.Rename(a, a+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	td := startTestDaemon(t, dir)
+	if i := td.info(t, "d"); i.State != "BROKEN" || i.Attached == nil || i.Attached.Device != "/dev/nbd0" {
+		t.Fatalf("after restart: %s, attached %+v", i.State, i.Attached)
+	}
+	if len(k.reconfigs) != 0 {
+		t.Fatalf("a broken device was reconnected: %+v", k.reconfigs)
+	}
+	return td, a + ".moved"
 }

@@ -33,8 +33,8 @@ func (d *daemon) reattachAll() {
 
 // reattach reconnects one device. A kernel that no longer has the device
 // configured (it gave up after the dead timeout, or rebooted) or that
-// has it configured for another backend refuses with EINVAL: the
-// attachment is then forgotten. Called with m.opMu held.
+// has it configured for another backend, or none (kernelHolds), has let it go:
+// the attachment is then forgotten. Called with m.opMu held.
 func (d *daemon) reattach(m *managed) error {
 	a := m.attached.Load()
 	if reason := m.broken.Load(); reason != nil {
@@ -51,6 +51,11 @@ func (d *daemon) reattach(m *managed) error {
 		return err
 	}
 	defer k.Close()
+	if err := d.kernelHolds(k, a); errors.Is(err, errNotHeld) {
+		return d.forgetAttachment(m, a, err)
+	} else if err != nil {
+		return err
+	}
 	ends, err := d.pairsFor().dialN(m.name(), a.Connections)
 	if err != nil {
 		return err
@@ -115,6 +120,9 @@ func (d *daemon) resizeAttached(m *managed) {
 		return
 	}
 	err := d.withKernel(func(k nbdKernel) error {
+		if err := d.kernelHolds(k, a); err != nil {
+			return err
+		}
 		return k.Reconfigure(nbdnetlink.Config{Index: a.Index, SizeBytes: uint64(size), Backend: a.Backend})
 	})
 	if err != nil {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -117,6 +120,33 @@ func (c *Conn) Disconnect(index int) error {
 	}
 	_, err := c.request(c.family, cmdDisconnect, familyVersion, attrs(nil).u32(attrIndex, uint32(index)))
 	return explain("disconnect", err)
+}
+
+// sysBlock is where the kernel shows its block devices (tests replace it).
+var sysBlock = "/sys/block"
+
+// Backend is the backend the kernel records for the device at index
+// (/sys/block/nbdN/backend): "" for a device that is not configured, was
+// configured without one, or does not exist (an index the kernel cannot
+// have included). The kernel checks the backend on RECONFIGURE only if
+// the device has one, and never on DISCONNECT: a caller that means to
+// change or end only its own device reads it first.
+func (c *Conn) Backend(index int) (string, error) {
+	if checkIndex(index, false) != nil {
+		return "", nil
+	}
+	b, err := os.ReadFile(sysBlock + "/nbd" + strconv.Itoa(index) + "/backend")
+	if errors.Is(err, os.ErrNotExist) {
+		// No sysfs at all says nothing about the device.
+		if _, serr := os.Stat(sysBlock); serr != nil {
+			return "", fmt.Errorf("nbdnetlink: backend of nbd%d: %w", index, serr)
+		}
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("nbdnetlink: backend of nbd%d: %w", index, err)
+	}
+	return strings.TrimSuffix(string(b), "\n"), nil
 }
 
 // Device is one device of a STATUS reply.
