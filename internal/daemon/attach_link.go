@@ -66,7 +66,7 @@ func (l linkDir) set(name, target string) (string, error) {
 	if err := ours(dirfd, name); err != nil {
 		return "", err
 	}
-	tmp := ".tmp-" + name
+	tmp := ".tmp#" + name // '#' is in no device's name (checkName)
 	unix.Unlinkat(dirfd, tmp, 0)
 	if err := unix.Symlinkat(target, dirfd, tmp); err != nil {
 		return "", fmt.Errorf("link %s: %w", name, err)

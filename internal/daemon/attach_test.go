@@ -308,3 +308,23 @@ func TestBadAttachIsUnprocessable(t *testing.T) {
 		t.Fatalf("65 connections: %d %s", resp.StatusCode, body)
 	}
 }
+
+// The temporary link an attach renames into place is named so that no
+// device can have its name: "x"'s was ".tmp-x", and attaching x removed
+// the link of an attached device named ".tmp-x".
+func TestAttachKeepsOtherLinks(t *testing.T) {
+	k := &fakeKernel{}
+	links := useFakeKernel(t, k)
+	td := startTestDaemon(t, "")
+	for _, name := range []string{".tmp-x", "x"} {
+		td.ok(t, "create", name, "--table", "0 2048 zero")
+		if _, err := td.attach(name, controlapi.AttachReq{}); err != nil {
+			t.Fatalf("attach %s: %v", name, err)
+		}
+	}
+	for name, want := range map[string]string{".tmp-x": "/dev/nbd0", "x": "/dev/nbd1"} {
+		if target, err := os.Readlink(filepath.Join(links, name)); err != nil || target != want {
+			t.Errorf("link %s: %q, %v; want %s", name, target, err, want)
+		}
+	}
+}
