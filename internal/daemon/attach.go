@@ -203,7 +203,21 @@ func (d *daemon) detach(target string) (*managed, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.onDevice(name, func(m *managed) error { return d.detachLocked(m) })
+	return d.detachAs(name, target)
+}
+
+// detachAs detaches device name, which target named when it was looked
+// up. By the time the device's verb lock is held, it may have been
+// detached and attached again elsewhere, or renamed and its name given to
+// another: a /dev/nbdN or link target must still be its attachment's, or
+// another kernel device than the one asked for would be disconnected.
+func (d *daemon) detachAs(name, target string) (*managed, error) {
+	return d.onDevice(name, func(m *managed) error {
+		if a := m.attached.Load(); a != nil && target != name && a.Device != target && a.Link != target {
+			return fmt.Errorf("%w: no device is attached as %s", errNoDevice, target)
+		}
+		return d.detachLocked(m)
+	})
 }
 
 // attachedName resolves a detach's target to a device name.

@@ -328,3 +328,30 @@ func TestAttachKeepsOtherLinks(t *testing.T) {
 		}
 	}
 }
+
+// A detach by path looks the device up, then waits for its verb lock;
+// if meanwhile the device was detached and attached again as another
+// /dev/nbdN, the detach must not disconnect that one.
+func TestDetachByPathChecksUnderTheLock(t *testing.T) {
+	k := &fakeKernel{}
+	useFakeKernel(t, k)
+	td := startTestDaemon(t, "")
+	attachedDevice(t, td)
+	name, err := td.d.attachedName("/dev/nbd0")
+	if err != nil || name != "d" {
+		t.Fatalf("lookup: %q, %v", name, err)
+	}
+	if err := td.detach("d"); err != nil {
+		t.Fatal(err)
+	}
+	three := 3
+	if _, err := td.attach("d", controlapi.AttachReq{Index: &three}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.d.detachAs(name, "/dev/nbd0"); err == nil {
+		t.Fatal("a detach of /dev/nbd0 succeeded on d, attached as /dev/nbd3")
+	}
+	if k.dev(3) == nil || td.info(t, "d").Attached == nil {
+		t.Fatal("a detach of /dev/nbd0 disconnected /dev/nbd3")
+	}
+}
