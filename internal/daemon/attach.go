@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,12 @@ const (
 	// restarting daemon: long enough for a restart, short enough that a
 	// daemon gone for good fails the I/O rather than hanging it.
 	defaultDeadTimeout = 120 // seconds
+	// maxAttachTimeout bounds both timeouts: the kernel keeps a
+	// request's as a 32-bit count of ticks (seconds times HZ, up to
+	// 1000), so a longer one wrapped to a short one (50 days came out as
+	// 7h at HZ=1000), and a dead timeout past 292 years overflowed the
+	// daemon's time.Duration.
+	maxAttachTimeout = math.MaxUint32 / 1000 // seconds, about 49 days
 )
 
 var errNotAttached = errors.New("not attached")
@@ -167,10 +174,12 @@ func checkAttachReq(req *controlapi.AttachReq) error {
 	switch {
 	case req.Connections < 1 || req.Connections > maxAttachConns:
 		return fmt.Errorf("%w: connections must be 1 to %d", errBadAttach, maxAttachConns)
-	case req.Index != nil && *req.Index < 0:
-		return fmt.Errorf("%w: a negative index", errBadAttach)
+	case req.Index != nil && (*req.Index < 0 || *req.Index > math.MaxInt32):
+		return fmt.Errorf("%w: the index must be 0 to %d", errBadAttach, math.MaxInt32)
 	case req.TimeoutSeconds < 0 || req.DeadTimeoutSeconds < 0:
 		return fmt.Errorf("%w: a negative timeout", errBadAttach)
+	case req.TimeoutSeconds > maxAttachTimeout || req.DeadTimeoutSeconds > maxAttachTimeout:
+		return fmt.Errorf("%w: timeouts must be at most %ds", errBadAttach, maxAttachTimeout)
 	}
 	return nil
 }

@@ -287,6 +287,17 @@ func TestAttachOptions(t *testing.T) {
 	if _, err := td.attach("e", controlapi.AttachReq{Connections: 65}); err == nil {
 		t.Fatal("65 connections accepted")
 	}
+	// The kernel would read 1<<32 as 0 and wrap a timeout past 32 bits
+	// of ticks: refused as the client's mistake, before the kernel.
+	huge := 1 << 32
+	for _, req := range []controlapi.AttachReq{{Index: &huge}, {TimeoutSeconds: 50 * 86400}, {DeadTimeoutSeconds: 1 << 40}} {
+		if _, err := td.attach("e", req); err == nil || !strings.Contains(err.Error(), "bad attach request") {
+			t.Fatalf("attach %+v: %v", req, err)
+		}
+	}
+	if td.info(t, "e").Attached != nil {
+		t.Fatal("a refused attach attached e")
+	}
 }
 
 // A bad attach request is the client's mistake: 422 with the reason, not
