@@ -125,8 +125,11 @@ func histogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h table.Histogra
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
+	// A device's requests come over the listeners' connections and over
+	// the kernel's (gdm attach), served apart and seen as attachExport.
+	inflight, attached := c.d.nbd.InFlightByExport(), c.d.att.srv.InFlightByExport()
 	for _, m := range c.d.list() {
-		c.collectDevice(ch, m)
+		c.collectDevice(ch, m, inflight[m.exp]+attached[attachExport{m.exp}])
 	}
 	histogram(ch, descDrainWait, c.d.drainWait())
 	st := c.d.nbd.Stats()
@@ -178,7 +181,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 // scrape_bound.go): an idle device costs idleDeviceSeries
 // lines; an op's counters (other than read and write) and its latency
 // histogram appear once the device has seen that op.
-func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {
+func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed, inflight int64) {
 	name := m.name()
 	dev := m.dev
 	st := dev.Stats()
@@ -196,7 +199,7 @@ func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed) {
 			histogram(ch, descIOLatency, st.Latency[op].Snapshot(), name, o)
 		}
 	}
-	gauge(ch, descInFlight, float64(c.d.nbd.InFlight(m.exp)), name)
+	gauge(ch, descInFlight, float64(inflight), name)
 	gauge(ch, descConns, float64(m.conns.Load()), name)
 	gauge(ch, descSuspended, b2f(dev.Suspended()), name)
 	gauge(ch, descReadOnly, b2f(dev.ReadOnly()), name)

@@ -3,11 +3,13 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -133,5 +135,47 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// gdm_device_requests_in_flight counts the kernel's requests to an
+// attached device too: they come over the attach server's connections,
+// which the gauge once never asked, so it read 0 under any load.
+func TestMetricsInFlightOfAttachedDevice(t *testing.T) {
+	k := &fakeKernel{}
+	useFakeKernel(t, k)
+	td := startTestDaemon(t, "")
+	attachedDevice(t, td)
+	m := mustGet(t, td, "d")
+	reg := newRegistry(td.d)
+	gauge := func(v string) string {
+		return "# HELP gdm_device_requests_in_flight NBD requests being worked on.\n" +
+			"# TYPE gdm_device_requests_in_flight gauge\n" +
+			`gdm_device_requests_in_flight{device="d"} ` + v + "\n"
+	}
+	td.ok(t, "suspend", "d") // the kernel's read waits in the device
+	errc := make(chan error, 1)
+	go func() {
+		e, _, err := k.dev(0).conns[0].do(0, 0, 512, nil)
+		if err == nil && e != 0 {
+			err = fmt.Errorf("errno %d", e)
+		}
+		errc <- err
+	}()
+	testkit.WaitFor(t, 10*time.Second, "the kernel's read in flight", func() bool {
+		return td.d.att.srv.InFlight(attachExport{m.exp}) == 1
+	})
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(gauge("1")), "gdm_device_requests_in_flight"); err != nil {
+		t.Fatal(err)
+	}
+	td.ok(t, "resume", "d")
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the read done", func() bool {
+		return td.d.att.srv.InFlight(attachExport{m.exp}) == 0
+	})
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(gauge("0")), "gdm_device_requests_in_flight"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -45,6 +45,22 @@ func (s *Server) InFlight(exp Export) int64 {
 	return n
 }
 
+// InFlightByExport counts the requests being worked on, by export, in
+// one pass over the connections: a scrape of many devices asks once,
+// where InFlight per device walked every connection for each. Exports
+// are keys, so they must be comparable (as InFlight's identity needs).
+func (s *Server) InFlightByExport() map[Export]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[Export]int64)
+	for c := range s.conns {
+		if e := c.export(); e != nil {
+			out[e] += c.inflight.Load()
+		}
+	}
+	return out
+}
+
 // Disconnect forcibly ends every connection serving exp: their in-flight
 // requests are cancelled (any still running finish unseen) and later
 // requests are never read. It returns how many it ended, once all of them
