@@ -27,11 +27,12 @@ var (
 	_ SnapshotStatser = (*snapMerge)(nil)
 )
 
-// SnapshotStats reads the counters and the store's usage.
+// SnapshotStats reads the counters and the store's space in use, never
+// waiting for a metadata commit (see cowStore.space).
 func (s *snapshot) SnapshotStats() SnapshotStats {
 	st := s.store.Load()
 	n := s.copied.Load()
-	used, total, _ := st.usage()
+	used, total := st.space()
 	return SnapshotStats{ChunksCopied: n, BytesCopied: n * uint64(st.lay.chunk),
 		CowUsedBytes: used * SectorSize, CowTotalBytes: total * SectorSize}
 }

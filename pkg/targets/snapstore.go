@@ -210,16 +210,23 @@ func (s *cowStore) setOverflow() {
 // device's sectors, and the metadata's sectors.
 func (s *cowStore) usage() (allocated, total, metadata uint64) {
 	cs := uint64(s.lay.chunk / SectorSize)
-	s.mu.RLock()
-	allocated = s.nextFree * cs
-	s.mu.RUnlock()
-	total = uint64(s.dev.Size() / SectorSize)
+	allocated, total = s.space()
 	if s.persistent {
 		s.commitMu.Lock()
 		metadata = (s.areaIdx + 1 + snapHeaderChunks) * cs
 		s.commitMu.Unlock()
 	}
 	return allocated, total, metadata
+}
+
+// space is usage without the metadata's sectors, and so without waiting
+// for commitMu, which a commit holds across writes and syncs of the COW
+// device: what a metrics scrape reads.
+func (s *cowStore) space() (allocated, total uint64) {
+	s.mu.RLock()
+	allocated = s.nextFree * uint64(s.lay.chunk/SectorSize)
+	s.mu.RUnlock()
+	return allocated, uint64(s.dev.Size() / SectorSize)
 }
 
 // adopt is a copy of a transient store's exceptions over dev, for the
