@@ -264,10 +264,14 @@ func collectTargets(ch chan<- prometheus.Metric, t *table.Table, name string) {
 		}
 		if lg, ok := tgs[i].(targets.Legged); ok {
 			for leg, ls := range lg.Legs() {
+				ops, errs := ls.Ops.Load(), ls.Errors.Load()
+				if ops == 0 && errs == 0 {
+					continue // as targets: only the legs I/O reached
+				}
 				l := strconv.Itoa(leg)
-				counter(ch, descLegOps, ls.Ops.Load(), name, idx, l)
+				counter(ch, descLegOps, ops, name, idx, l)
 				counter(ch, descLegBytes, ls.Bytes.Load(), name, idx, l)
-				counter(ch, descLegErrors, ls.Errors.Load(), name, idx, l)
+				counter(ch, descLegErrors, errs, name, idx, l)
 			}
 		}
 		if fc, ok := tgs[i].(targets.FaultCounter); ok {

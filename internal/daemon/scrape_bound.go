@@ -11,7 +11,7 @@ package daemon
 //     on), so a device costs at most maxDeviceSeries lines before its
 //     targets;
 //   - each (target, op) that has seen I/O adds 3, and each leg of a striped
-//     target that has seen I/O 3 more, and each fault kind a fault-injecting
+//     target that I/O reached 3 more, and each fault kind a fault-injecting
 //     target has injected 1 (2 for delays: count and total time): per-target
 //     series grow with the targets in use, never with the size of the table.
 //

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +92,36 @@ func TestDrainWaitSurvivesRemove(t *testing.T) {
 	<-removed
 	if after := td.d.drainWait().Count(); during < before || after < before {
 		t.Fatalf("drain waits went from %d to %d while the device was removed, %d after", before, during, after)
+	}
+}
+
+// A striped target's leg series are those of the legs I/O reached, as
+// the README bounds them, not all of its legs: one read of a 64-leg
+// target cost 192 lines of every scrape, and a target of 100,000 legs
+// 300,000.
+func TestScrapeLinesPerStripedLeg(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
+	args := []string{"0", "512", "striped", "64", "8"}
+	for i := range 64 {
+		args = append(args, a, strconv.Itoa(8*i))
+	}
+	td.ok(t, "create", "s", "--table", strings.Join(args, " "))
+	m := mustGet(t, td, "s")
+	if err := m.dev.ReadAt(context.Background(), make([]byte, 4096), 0); err != nil { // leg 0's first chunk
+		t.Fatal(err)
+	}
+	mfs, err := newRegistry(td.d).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	legs := 0
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "gdm_target_leg_io_") {
+			legs += len(mf.GetMetric())
+		}
+	}
+	if legs != 3 {
+		t.Fatalf("leg series after I/O on one leg of 64: %d, want 3", legs)
 	}
 }
