@@ -24,7 +24,7 @@ var (
 		"Size of a snapshot's COW device (dmsetup status' total sectors).", faultLabels[:3], nil)
 	descMergeLeft = prometheus.NewDesc("gdm_snapshot_merge_chunks_remaining",
 		"Chunks a snapshot-merge has still to copy back to the origin; 0 when the merge is done.", faultLabels[:3], nil)
-	descMergeTotal = prometheus.NewDesc("gdm_snapshot_merge_chunks_total",
+	descMergeTotal = prometheus.NewDesc("gdm_snapshot_merge_chunks_initial",
 		"Chunks a snapshot-merge had to copy back when its merge started.", faultLabels[:3], nil)
 )
 
