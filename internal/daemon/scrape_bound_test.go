@@ -125,3 +125,15 @@ func TestScrapeLinesPerStripedLeg(t *testing.T) {
 		t.Fatalf("leg series after I/O on one leg of 64: %d, want 3", legs)
 	}
 }
+
+// A snapshot target costs snapshotSeries lines with no I/O at all, the
+// figure the README's bound adds for it.
+func TestScrapeLinesPerSnapshot(t *testing.T) {
+	td := startTestDaemon(t, "")
+	orig := testkit.Sparse(t, td.dir, "orig.img", 1<<20)
+	cow := testkit.Sparse(t, td.dir, "cow.img", 1<<20)
+	td.ok(t, "create", "s", "--table", "0 2048 snapshot "+orig+" "+cow+" P 8")
+	if n := deviceLines(t, td, "s"); n != idleDeviceSeries+snapshotSeries {
+		t.Fatalf("idle snapshot device: %d lines, want %d", n, idleDeviceSeries+snapshotSeries)
+	}
+}
