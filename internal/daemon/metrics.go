@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -223,6 +224,27 @@ func newRegistry(d *daemon) *prometheus.Registry {
 	return reg
 }
 
+// The metrics listener faces every local user: what a scraper may hold is
+// bounded, as the control API's is. At most maxMetricsConns connections
+// (an idle kept-alive one is closed to make room), maxScrapes scrapes at
+// once (more are answered 503 at once), and a scrape's answer written
+// within metricsWriteTimeout: a client that asks and never reads would
+// otherwise keep its encoded answer (megabytes with thousands of devices)
+// in memory for good.
+const (
+	maxMetricsConns     = 16
+	maxScrapes          = 4
+	metricsWriteTimeout = 30 * time.Second
+)
+
+// withWriteDeadline gives each request metricsWriteTimeout to be written.
+func withWriteDeadline(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(metricsWriteTimeout))
+		h.ServeHTTP(w, r)
+	})
+}
+
 // metricsHandler serves /metrics from the private registry.
 func metricsHandler(d *daemon, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
@@ -232,7 +254,7 @@ func metricsHandler(d *daemon, withPprof bool) http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	mux.Handle("/metrics", promhttp.HandlerFor(newRegistry(d), promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", withWriteDeadline(promhttp.HandlerFor(newRegistry(d), promhttp.HandlerOpts{MaxRequestsInFlight: maxScrapes})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)

@@ -109,9 +109,10 @@ func (r *Running) listen() error {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		r.addrs["metrics"] = l.Addr().String()
+		limited := newLimitListener(l, maxMetricsConns)
 		r.metrics = &http.Server{Handler: metricsHandler(r.d, r.cfg.Pprof), ReadTimeout: 10 * time.Second,
-			IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
-		go func() { r.served <- ignoreClosed(r.metrics.Serve(l)) }()
+			IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10, ConnState: limited.track}
+		go func() { r.served <- ignoreClosed(r.metrics.Serve(limited)) }()
 	}
 	// The control socket comes last: once it answers, every listener is
 	// up (scripts and tests wait on it as the daemon's sign of readiness).
