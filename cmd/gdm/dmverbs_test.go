@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
 	"github.com/gdm-project/gdm/internal/testkit"
+	"github.com/gdm-project/gdm/pkg/nbdclient"
+	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 	"github.com/gdm-project/gdm/pkg/targets"
 )
 
@@ -126,4 +131,33 @@ func TestWaitVerb(t *testing.T) {
 	}
 	wantUsage(t, "wait", "d", "x")
 	wantUsage(t, "wait", "d", "1", "--timeout", "-1s")
+}
+
+// A remote leg that goes down, and comes back, is an event: wait wakes,
+// as dmsetup wait does when a multipath path fails.
+func TestWaitWakesOnARemoteLeg(t *testing.T) {
+	td := startTestDaemon(t, "")
+	s := nbdtest.Start(t, nbdtest.Exports{"a": nbdtest.NewMem(1 << 20)})
+	td.ok(t, "create", "d", "--table", "0 8 linear "+s.URI("a")+"&timeout=300ms 0")
+	now := strings.TrimSpace(td.ok(t, "wait", "d"))
+	s.Stop()
+	down := strings.TrimSpace(td.ok(t, "wait", "d", now, "--timeout", "10s"))
+	if down == now {
+		t.Fatalf("event number %s after the leg went down", down)
+	}
+	// I/O through gdm redials the leg once its server is back.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := nbdclient.Dial(ctx, nbdclient.Options{Network: "unix", Address: filepath.Join(td.dir, "nbd.sock"), Export: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	s.Start()
+	testkit.WaitFor(t, 10*time.Second, "a read through the leg", func() bool {
+		return cl.ReadAt(ctx, make([]byte, 512), 0) == nil
+	})
+	if up := strings.TrimSpace(td.ok(t, "wait", "d", down, "--timeout", "10s")); up == down {
+		t.Fatalf("event number %s after the leg came back", up)
+	}
 }

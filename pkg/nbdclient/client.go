@@ -52,6 +52,10 @@ type Options struct {
 	// BackoffMin and BackoffMax bound the wait between failed dials
 	// (defaults 100 ms and 5 s), doubling from one to the other.
 	BackoffMin, BackoffMax time.Duration
+	// OnChange, if set, is called when Connected changes: the last
+	// connection dropped, or the first came back. It runs in a goroutine
+	// of its own, with no lock held; calls may overlap.
+	OnChange func()
 }
 
 func (o *Options) defaults() {
@@ -101,6 +105,8 @@ type Client struct {
 	nextDial time.Time
 
 	redials, retries, failedDials atomic.Uint64
+	// up is what Connected last said, as noteState saw it (OnChange).
+	up atomic.Bool
 }
 
 // Stats are a client's fault counters.
@@ -122,17 +128,21 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	}
 	cl.info = c.info
 	cl.splices = c.raw != nil
+	cl.up.Store(true)
 	n := 1
 	if c.info.Flags&FlagCanMultiConn != 0 {
 		n = opts.MaxConns
 	}
-	cl.conns = make([]*conn, n)
-	cl.conns[0] = c
+	conns := make([]*conn, n)
+	conns[0] = c
 	for i := 1; i < n; i++ {
 		if c, err := cl.dialConn(ctx); err == nil {
-			cl.conns[i] = c
+			conns[i] = c
 		}
 	}
+	cl.mu.Lock() // a connection that dies meanwhile reads them (noteState)
+	cl.conns = conns
+	cl.mu.Unlock()
 	return cl, nil
 }
 
@@ -145,6 +155,14 @@ func (cl *Client) Size() int64 { return cl.info.Size }
 // Stats returns the fault counters.
 func (cl *Client) Stats() Stats {
 	return Stats{Redials: cl.redials.Load(), Retries: cl.retries.Load(), FailedDials: cl.failedDials.Load()}
+}
+
+// noteState calls OnChange if Connected differs from what it last said.
+func (cl *Client) noteState() {
+	up := cl.Connected()
+	if cl.up.Swap(up) != up && cl.opts.OnChange != nil {
+		cl.opts.OnChange()
+	}
 }
 
 // Connected says whether at least one connection is up.

@@ -71,6 +71,10 @@ type conn struct {
 
 	slots chan struct{} // a token per request in flight (the bound)
 
+	// onDead runs, in a goroutine of its own, once the connection is
+	// killed (the client's noteState); nil for none. Immutable.
+	onDead func()
+
 	// wmu is held by the writer while it writes a batch: whoever must know
 	// that no write is under way (hangUp, a caller giving up on a request
 	// being written) takes it.
@@ -106,10 +110,10 @@ type conn struct {
 // caps it at net.core.wmem_max).
 const socketBuffer = 4 << 20
 
-func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int) *conn {
+func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int, onDead func()) *conn {
 	c := &conn{nc: nc, transport: nc, info: info, slots: make(chan struct{}, maxInFlight),
 		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc),
-		progress: make(chan struct{}, 1)}
+		progress: make(chan struct{}, 1), onDead: onDead}
 	c.step = c.writevStep
 	if tc, ok := nc.(*tls.Conn); ok {
 		c.transport = tc.NetConn()
@@ -179,6 +183,9 @@ func (c *conn) kill(err error) {
 		// Not here: kill may run on the writer (holding wmu) or under a
 		// fill, which failAsync must wait out (see there).
 		go c.failAsync(orphans)
+	}
+	if c.onDead != nil {
+		go c.onDead() // kill may run under the client's lock
 	}
 }
 

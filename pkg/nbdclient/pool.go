@@ -38,7 +38,7 @@ func (cl *Client) dialConn(ctx context.Context) (*conn, error) {
 		}
 		return nil, err
 	}
-	return newConn(sc, r, info, cl.opts.MaxInFlight), nil
+	return newConn(sc, r, info, cl.opts.MaxInFlight, cl.noteState), nil
 }
 
 // pick returns a live connection of the pool, starting at the next slot
@@ -137,6 +137,7 @@ func (cl *Client) redial(ctx context.Context, i int) (*conn, error) {
 	}
 	cl.conns[i] = c
 	cl.redials.Add(1)
+	go cl.noteState() // not under cl.mu, which it takes
 	return c, nil
 }
 

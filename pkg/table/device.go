@@ -207,6 +207,9 @@ func (d *Device) Close() error {
 	d.wakeEventWaiters() // a waiter then finds the device gone
 	live := d.live.Swap(nil)
 	inactive := d.inactive.Swap(nil)
+	if live != nil {
+		live.devs.SetEventFunc(nil)
+	}
 	d.releaseGateLocked()
 	var errs []error
 	if inactive != nil {

@@ -120,6 +120,10 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 		d.retire(old, true) // before the swap: no FLUSH may miss it
 	}
 	next.resume(ctx)
+	if old != nil {
+		old.devs.SetEventFunc(nil)
+	}
+	next.devs.SetEventFunc(d.event) // its events are the device's now
 	d.live.Store(next)
 	d.inactive.Store(nil)
 	d.stats.Generation.Add(1)

@@ -22,6 +22,11 @@ type DevSet struct {
 	closed bool
 
 	closes atomic.Int32 // how many times Close did the work (must end at 0 or 1)
+
+	// event is what RaiseEvent calls: the device's event while the set's
+	// table is live, nil otherwise (dm drops a table's events until it
+	// is bound).
+	event atomic.Pointer[func()]
 }
 
 // NewDevSet makes an empty set; readOnly opens every device read-only.
@@ -31,7 +36,31 @@ func NewDevSet(readOnly bool) *DevSet {
 
 // NewDevSetWith makes an empty set that opens devices under opts.
 func NewDevSetWith(readOnly bool, opts OpenOptions) *DevSet {
-	return &DevSet{readOnly: readOnly, opts: opts, devs: map[string]*Dev{}}
+	s := &DevSet{readOnly: readOnly, opts: opts, devs: map[string]*Dev{}}
+	s.opts.onChange = s.RaiseEvent // a remote leg going down or coming back
+	return s
+}
+
+// SetEventFunc sets what RaiseEvent calls (nil: nothing), as the table
+// owning the set goes live or stops being so.
+func (s *DevSet) SetEventFunc(f func()) {
+	if s == nil {
+		return
+	}
+	if f == nil {
+		s.event.Store(nil)
+		return
+	}
+	s.event.Store(&f)
+}
+
+// RaiseEvent signals a change a monitor waits for (`gdm wait`): a remote
+// device's connection went down or came back, as dm-mpath raises an
+// event when a path fails.
+func (s *DevSet) RaiseEvent() {
+	if f := s.event.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // Open returns the device at path, opening it on first use. The open is

@@ -28,6 +28,9 @@ type OpenOptions struct {
 	AllowPrefixes []string
 
 	hooks *openHooks // tests only
+	// onChange is given to every remote device's client (DevSet sets it
+	// to its RaiseEvent).
+	onChange func()
 }
 
 // openHooks let in-package tests stand in for the system at the points where

@@ -30,7 +30,7 @@ func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 		return nil, err
 	}
 	co := nbdclient.Options{Network: spec.network, Address: spec.address, Export: spec.export,
-		RequestTimeout: spec.timeout, DialTimeout: spec.connectTimeout}
+		RequestTimeout: spec.timeout, DialTimeout: spec.connectTimeout, OnChange: opts.onChange}
 	if spec.network == "unix" && len(opts.AllowPrefixes) > 0 {
 		co.Dial = allowedUnixDialer(spec.address, opts) // remote_allow.go
 	}
