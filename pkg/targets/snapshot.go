@@ -169,7 +169,10 @@ func (s *snapshot) Resume(context.Context) { s.entry.attach(s) }
 // snapshot in the table being replaced, when there is one (its exceptions
 // are all committed: each commit is synced before its I/O goes on), else
 // from the COW device again, since a table destroyed since this one's New
-// may have added some. Called by attach under entry.mu, before I/O.
+// may have added some. Called by attach under entry.mu, before I/O. Old's
+// state comes over too, as dm's handover copies valid and overflowed: an
+// overflow is kept nowhere on the device, and an invalid mark may not be
+// there either (its write failed).
 func (s *snapshot) takeOver(old *snapshot) {
 	cur := s.store.Load()
 	if old != nil {
@@ -184,6 +187,11 @@ func (s *snapshot) takeOver(old *snapshot) {
 		slog.Error("snapshot: invalidated: reloading the COW device failed", "cow", s.cow.Path(), "err", err)
 		s.store.Load().invalidate()
 		return
+	}
+	if old != nil {
+		valid, over := cur.state()
+		st.valid = st.valid && valid
+		st.overflowed = over
 	}
 	s.store.Store(st)
 }

@@ -1,0 +1,63 @@
+package targets
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+
+	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
+)
+
+// A reload hands the snapshot's state over with its exceptions, as dm's
+// handover copies valid and snapshot_overflowed to the new table: an
+// overflowed PO snapshot is still Overflow in the new table (its writes
+// fail, even to the chunks it has), and a snapshot invalidated while its
+// COW device refused the header's invalid mark (so the device still says
+// valid) is still Invalid. Reloaded from the COW device alone, the new
+// table said `40/40 16` and took writes again in both.
+func TestSnapshotHandoverKeepsState(t *testing.T) {
+	const chunk = 4096
+	t.Run("overflow", func(t *testing.T) {
+		orig, _, s := originAndSnap(t, 16*chunk, 14, 5*chunk, "PO", "8")
+		cow := s.tg.(*snapshot).cow.Path()
+		for c := range int64(3) {
+			s.mustWrite([]byte{1}, c*chunk, 0)
+		}
+		if err := s.tg.WriteAt(t.Context(), []byte{1}, 3*chunk, 0); !errors.Is(err, ErrSnapOverflow) {
+			t.Fatalf("write past the COW's end: %v, want ErrSnapOverflow", err)
+		}
+		s2 := newSnapTable(t, "snapshot", 16*chunk/512, orig, cow, "PO", "8").resume()
+		if got := s2.tg.Status(StatusInfo); got != "Overflow" {
+			t.Errorf("new table's status %q, want Overflow as dm's handover keeps it", got)
+		}
+		if err := s2.tg.WriteAt(t.Context(), []byte{2}, 0, 0); !errors.Is(err, ErrSnapOverflow) {
+			t.Errorf("write to a chunk the overflowed snapshot has, after a reload: %v, want ErrSnapOverflow", err)
+		}
+		if got := s2.mustRead(0, 1); got[0] != 1 {
+			t.Errorf("new table reads %d where the snapshot has 1", got[0])
+		}
+	})
+	t.Run("invalid, header not written", func(t *testing.T) {
+		orig := fillPattern(t, 16*chunk, 15)
+		m := nbdtest.NewMem(5 * chunk)
+		srv := nbdtest.Start(t, nbdtest.Exports{"cow": m})
+		o := newSnapTable(t, "snapshot-origin", 16*chunk/512, orig)
+		s := newSnapTable(t, "snapshot", 16*chunk/512, orig, srv.URI("cow"), "P", "8").resume()
+		for c := range int64(3) {
+			o.mustWrite([]byte{1}, c*chunk, 0)
+		}
+		m.FailAt(0, syscall.EIO) // the header: its invalid mark fails
+		o.mustWrite([]byte{1}, 3*chunk, 0)
+		m.FailAt(-1, 0)
+		if got := s.tg.Status(StatusInfo); got != "Invalid" {
+			t.Fatalf("status %q after an origin write with no room, want Invalid", got)
+		}
+		s2 := newSnapTable(t, "snapshot", 16*chunk/512, orig, srv.URI("cow"), "P", "8").resume()
+		if got := s2.tg.Status(StatusInfo); got != "Invalid" {
+			t.Errorf("new table's status %q, want Invalid as dm's handover keeps it", got)
+		}
+		if _, err := s2.read(0, 512); !errors.Is(err, ErrSnapInvalid) {
+			t.Errorf("read of the new table: %v, want ErrSnapInvalid", err)
+		}
+	})
+}
