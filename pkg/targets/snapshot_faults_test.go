@@ -2,6 +2,7 @@ package targets
 
 import (
 	"errors"
+	"os"
 	"syscall"
 	"testing"
 
@@ -60,4 +61,35 @@ func TestSnapshotHandoverKeepsState(t *testing.T) {
 			t.Errorf("read of the new table: %v, want ErrSnapInvalid", err)
 		}
 	})
+}
+
+// A COW device that ends right after a metadata area's last data chunk
+// (1-sector chunks: 32 pairs an area; a header, area 0 and its 32 chunks
+// in 34): the exception that fills the area is committed with the next
+// area zeroed first, and that area lies past the device's end. dm's
+// zeroing write fails there (beyond the end of the device), its store goes
+// invalid and the snapshot with it; the origin write goes on. gdm skipped
+// the zeroing, stayed valid with `35/34 3` (more allocated than the device
+// has), and left a COW whose next area dm cannot read: such a device is
+// refused at load, as dm refuses it.
+func TestSnapshotCowEndingAfterAFullArea(t *testing.T) {
+	const chunk = 512
+	orig, o, s := originAndSnap(t, 64*chunk, 16, 34*chunk, "P", "1")
+	originFillsSnapshot(t, o, s, 31, chunk, "33/34 2", "1", orig)
+
+	// A valid store whose last area is full with no room for another,
+	// as gdm used to leave one: dm fails to read the next area.
+	img := &cowImage{chunk: chunk, size: 34 * chunk}
+	for c := range uint64(32) {
+		img.add(c, make([]byte, chunk))
+	}
+	full := tempFile(t, img.size)
+	if err := os.WriteFile(full, img.bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	devs := NewDevSet(false)
+	defer devs.Close()
+	if _, err := newSnapshot([]string{orig, full, "P", "1"}, 64, devs); !errors.Is(err, ErrDeviceTooSmall) {
+		t.Errorf("a full last area with no room for the next: %v, want ErrDeviceTooSmall as dm refuses it", err)
+	}
 }

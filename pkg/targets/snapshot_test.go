@@ -49,25 +49,34 @@ func TestSnapshotCheck(t *testing.T) {
 func TestSnapshotFullCowInvalidates(t *testing.T) {
 	const chunk = 4096
 	orig, o, s := originAndSnap(t, 16*chunk, 4, 5*chunk, "P", "8")
-	cow := s.tg.(*snapshot).cow.Path()
-	for c := range int64(3) {
+	originFillsSnapshot(t, o, s, 3, chunk, "40/40 16", "8", orig)
+}
+
+// originFillsSnapshot writes a byte into each of the first n chunks of the
+// origin o (each copies to s), checks s's status then (before), and writes
+// chunk n: that origin write goes on, and s turns Invalid (EIO), for good:
+// a table of chunk size chunkArg over its COW loads invalid.
+func originFillsSnapshot(t *testing.T, o, s *snapTable, n, chunk int64, before, chunkArg, orig string) {
+	t.Helper()
+	for c := range n {
 		o.mustWrite([]byte{1}, c*chunk, 0)
 	}
-	if got := s.tg.Status(StatusInfo); got != "40/40 16" {
-		t.Errorf("full COW: status %q, want 40/40 16", got)
+	if got := s.tg.Status(StatusInfo); got != before {
+		t.Fatalf("status %q after %d copies, want %s", got, n, before)
 	}
-	o.mustWrite([]byte{0xFF}, 3*chunk, 0)
-	if got := o.mustRead(3*chunk, 1); got[0] != 0xFF {
-		t.Error("the origin write that overflowed the snapshot was lost")
+	o.mustWrite([]byte{0xEE}, n*chunk, 0)
+	if got := o.mustRead(n*chunk, 1); got[0] != 0xEE {
+		t.Error("the origin write that filled the snapshot was lost")
 	}
 	if got := s.tg.Status(StatusInfo); got != "Invalid" {
 		t.Errorf("status %q, want Invalid", got)
 	}
-	if _, err := s.read(0, 512); !errors.Is(err, syscall.EIO) {
-		t.Errorf("read of an invalid snapshot: %v, want EIO", err)
+	if _, err := s.read(0, 512); !errors.Is(err, ErrSnapInvalid) || !errors.Is(err, syscall.EIO) {
+		t.Errorf("read of an invalid snapshot: %v, want ErrSnapInvalid (EIO)", err)
 	}
+	cow, sectors := s.tg.(*snapshot).cow.Path(), s.tg.(*snapshot).sectors
 	s.destroy()
-	s = newSnapTable(t, "snapshot", 128, orig, cow, "P", "8")
+	s = newSnapTable(t, "snapshot", sectors, orig, cow, "P", chunkArg)
 	if got := s.tg.Status(StatusInfo); got != "Invalid" {
 		t.Errorf("reloaded: status %q, want Invalid", got)
 	}

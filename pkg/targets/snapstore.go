@@ -166,11 +166,15 @@ func (s *cowStore) writeArea() error {
 	return s.dev.Sync()
 }
 
-// zeroArea writes area k as zeros, synced, if it fits on the device.
+// zeroArea writes area k as zeros, synced. An area past the device's end
+// fails, as dm's write of it does (beyond the end of the device): the last
+// area of a COW device that has no room for another fails its commit when
+// it fills, and the snapshot is invalidated, as in dm.
 func (s *cowStore) zeroArea(k uint64) error {
 	off := s.chunkOff(s.lay.areaChunk(k))
 	if off+s.lay.chunk > s.dev.Size() {
-		return nil
+		return fmt.Errorf("%w: metadata area %d (chunk %d) lies past the COW device's end",
+			ErrDeviceTooSmall, k, s.lay.areaChunk(k))
 	}
 	if err := s.dev.WriteAt(make([]byte, s.lay.chunk), off); err != nil {
 		return err

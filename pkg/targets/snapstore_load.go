@@ -92,20 +92,18 @@ func (s *cowStore) create(chunkSectors uint64) error {
 // chunk, and leaves the store ready to append after it. One area's buffer
 // serves them all, made only once area 0 is known to fit on the device:
 // its size is the header's chunk size, up to 2 GiB whatever the device's.
+// An area to read that lies past the device's end (the one after a full
+// area, on a device with no room for it) refuses the store, as dm fails
+// to read it; dm never leaves one so, as its commit that fills such a
+// last area fails to zero the next one and invalidates the snapshot
+// (zeroArea).
 func (s *cowStore) readAreas() error {
 	s.nextFree = snapHeaderChunks + 1
 	var buf []byte
 	for k := uint64(0); ; k++ {
 		loc := s.lay.areaChunk(k)
 		if int64(loc+1)*s.lay.chunk > s.dev.Size() {
-			if buf == nil {
-				return fmt.Errorf("%w: no room for metadata area 0", ErrDeviceTooSmall)
-			}
-			// The last area was full and no other fits: nothing more can
-			// be added, and the current area is an empty one.
-			clear(buf)
-			s.areaIdx, s.area, s.committed = k, buf, 0
-			return nil
+			return fmt.Errorf("%w: no room for metadata area %d (chunk %d)", ErrDeviceTooSmall, k, loc)
 		}
 		if buf == nil {
 			buf = make([]byte, s.lay.chunk)
