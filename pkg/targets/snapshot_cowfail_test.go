@@ -13,7 +13,8 @@ import (
 // the COW device fails: as dm, a write that fills the chunk (dm writes it
 // straight in as the chunk's copy) invalidates the snapshot; a write to
 // part of it (its old data copied first) only fails, and the snapshot
-// still reads the chunk's old data.
+// still reads the chunk's old data, from the exception dm commits all the
+// same: a later origin write to the chunk copies nothing.
 func TestSnapshotFailedNewChunkWrite(t *testing.T) {
 	const chunk = 4096
 	for _, c := range []struct {
@@ -29,7 +30,7 @@ func TestSnapshotFailedNewChunkWrite(t *testing.T) {
 			orig := fillPattern(t, 16*chunk, 9)
 			m := nbdtest.NewMem(64 * chunk)
 			srv := nbdtest.Start(t, nbdtest.Exports{"cow": m})
-			_ = newSnapTable(t, "snapshot-origin", 16*chunk/512, orig)
+			o := newSnapTable(t, "snapshot-origin", 16*chunk/512, orig)
 			s := newSnapTable(t, "snapshot", 16*chunk/512, orig, srv.URI("cow"), "P", "8").resume()
 			old := s.mustRead(c.off, c.n)
 			m.FailAt(c.failAt, syscall.EIO)
@@ -41,8 +42,18 @@ func TestSnapshotFailedNewChunkWrite(t *testing.T) {
 			if got := status == "Invalid"; got != c.invalidated {
 				t.Fatalf("status %q after the failed write, want invalidated %v", status, c.invalidated)
 			}
-			if !c.invalidated && !bytes.Equal(s.mustRead(c.off, c.n), old) {
+			if c.invalidated {
+				return
+			}
+			if !bytes.Equal(s.mustRead(c.off, c.n), old) {
 				t.Fatal("the snapshot no longer reads the chunk's old data")
+			}
+			o.mustWrite([]byte{0x5A}, c.off, 0)
+			if got := s.tg.Status(StatusInfo); got != "24/512 16" {
+				t.Errorf("status %q after an origin write to the chunk, want 24/512 16: its exception committed, as dm", got)
+			}
+			if !bytes.Equal(s.mustRead(c.off, c.n), old) {
+				t.Fatal("after an origin write, the snapshot no longer reads the chunk's old data")
 			}
 		})
 	}

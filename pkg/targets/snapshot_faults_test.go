@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"syscall"
@@ -91,5 +92,34 @@ func TestSnapshotCowEndingAfterAFullArea(t *testing.T) {
 	defer devs.Close()
 	if _, err := newSnapshot([]string{orig, full, "P", "1"}, 64, devs); !errors.Is(err, ErrDeviceTooSmall) {
 		t.Errorf("a full last area with no room for the next: %v, want ErrDeviceTooSmall as dm refuses it", err)
+	}
+}
+
+// A write over a chunk the snapshot has and a new chunk it fills whole,
+// whose write to the first chunk's place on the COW device fails: dm cuts
+// the write at chunks, so only the piece to the existing exception fails
+// (EIO for the write); the whole new chunk is written in as its copy and
+// committed, and the snapshot stays valid. gdm took any failure of the
+// request's gathered COW write for the new chunk's and invalidated the
+// snapshot.
+func TestSnapshotFailedWriteToAnExistingChunk(t *testing.T) {
+	const chunk = 4096
+	orig := fillPattern(t, 16*chunk, 17)
+	m := nbdtest.NewMem(64 * chunk)
+	srv := nbdtest.Start(t, nbdtest.Exports{"cow": m})
+	s := newSnapTable(t, "snapshot", 16*chunk/512, orig, srv.URI("cow"), "P", "8").resume()
+	s.mustWrite([]byte{1}, 0, 0) // chunk 0 at COW chunk 2
+	p := bytes.Repeat([]byte{0xC3}, 2*chunk)
+	m.FailAt(2*chunk, syscall.EIO)
+	err := s.tg.WriteAt(t.Context(), p, 0, 0)
+	m.FailAt(-1, 0)
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("write with its existing chunk's COW write failing: %v, want EIO", err)
+	}
+	if got := s.tg.Status(StatusInfo); got != "32/512 16" {
+		t.Errorf("status %q, want 32/512 16: valid, the new chunk committed, as dm", got)
+	}
+	if got := s.mustRead(chunk, chunk); !bytes.Equal(got, p[chunk:]) {
+		t.Error("the new chunk the write filled does not read its data")
 	}
 }

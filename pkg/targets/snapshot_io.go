@@ -111,10 +111,15 @@ func (s *snapshot) eachRunHeld(st *cowStore, p []byte, off int64, shared bool, k
 // their ranges held until then, before WriteAt returns, so FUA needs a
 // sync only for runs that went to existing exceptions, and a request over
 // chunks that earlier writes left mapped here and there costs one commit,
-// not one per stretch between them. If the gathered write fails, no new
-// exception is committed: its data may not be there. An overflowed (PO)
-// snapshot takes no write at all, even to a chunk it has, as dm kills
-// every write to it (the oracle's snapshot-full-PO case).
+// not one per stretch between them. If the gathered write fails, the
+// write fails, and the snapshot is invalidated only if the failure was in
+// a new chunk the write fills (failsWhole): dm cuts a write at chunks,
+// writes such a piece straight into its new chunk as the chunk's copy,
+// and invalidates the snapshot when that copy fails; a piece to a chunk
+// the snapshot has, or to part of a new chunk (its old data copied first),
+// only fails, and the new exceptions are committed all the same. An
+// overflowed (PO) snapshot takes no write at all, even to a chunk it has,
+// as dm kills every write to it (the oracle's snapshot-full-PO case).
 func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
 	st, err := s.usable()
 	if err != nil {
@@ -132,31 +137,29 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 	}()
 	var pairs []snapPair
 	var cow []cowIO
-	wholeNew := false // a new exception whose chunk the write fills
+	var whole map[uint64]bool // the new COW chunks the write fills
 	err = s.eachRunHeld(st, p, off, false, &held, func(r chunkRun) error {
 		cow = append(cow, cowIO{at: int64(r.nw)*cs + r.in, p: r.p})
 		return nil
 	}, func(r chunkRun) error {
 		ps, ios, err := s.writeNew(st, r)
 		pairs, cow = append(pairs, ps...), append(cow, ios...)
-		wholeNew = wholeNew || fillsAChunk(r, len(ps), cs)
+		whole = filledNew(whole, r, ps, cs)
 		return err
 	})
-	if werr := gathered(st.dev, cow, true); werr != nil {
-		if wholeNew {
-			// dm writes such a bio straight into the new chunk, as its
-			// copy, and a copy that fails invalidates the snapshot. A
-			// chunk written in part had its old data copied first (by
-			// fillEnds here, as by kcopyd in dm); only the bio fails then.
-			slog.Error("snapshot: invalidated: writing a new chunk failed", "cow", s.cow.Path(), "err", werr)
-			st.invalidate()
-		}
+	werr := gathered(st.dev, cow, true)
+	if werr != nil && failsWhole(st.dev, cs, cow, whole) {
+		slog.Error("snapshot: invalidated: writing a new chunk failed", "cow", s.cow.Path(), "err", werr)
+		st.invalidate()
 		return werr
 	}
 	if len(pairs) > 0 {
 		if cerr := st.commit(pairs); cerr != nil {
 			return cerr
 		}
+	}
+	if werr != nil {
+		return werr
 	}
 	if err == nil && flags&FUA != 0 {
 		err = st.dev.Sync()

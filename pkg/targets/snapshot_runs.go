@@ -132,11 +132,38 @@ func copyChunks(src *Dev, st *cowStore, pairs []snapPair) error {
 	return nil
 }
 
-// fillsAChunk reports whether one of the first n chunks of r (those that
-// got a new exception) is written whole by r.
-func fillsAChunk(r chunkRun, n int, cs int64) bool {
-	for k := range int64(n) {
-		if k*cs >= r.in && (k+1)*cs <= r.in+int64(len(r.p)) {
+// filledNew adds to whole (made when nil) the COW chunks of pairs, the new
+// exceptions of r's first chunks, that r writes whole.
+func filledNew(whole map[uint64]bool, r chunkRun, pairs []snapPair, cs int64) map[uint64]bool {
+	for k, p := range pairs {
+		if int64(k)*cs < r.in || int64(k+1)*cs > r.in+int64(len(r.p)) {
+			continue
+		}
+		if whole == nil {
+			whole = map[uint64]bool{}
+		}
+		whole[p.new] = true
+	}
+	return whole
+}
+
+// failsWhole writes again, chunk by chunk, the pieces of ios (a gathered
+// write that failed somewhere) that fill a COW chunk of whole, and reports
+// whether one fails; it stops there. The rest is not tried again: only
+// such a failure decides anything (see WriteAt), and each try of a device
+// that has gone away may take its timeout.
+func failsWhole(d *Dev, cs int64, ios []cowIO, whole map[uint64]bool) bool {
+	if len(whole) == 0 {
+		return false
+	}
+	for _, io := range ios {
+		err := eachPiece(cs, io.p, io.at, func(c chunkPiece) error {
+			if !whole[c.chunk] {
+				return nil
+			}
+			return d.WriteAt(c.p, int64(c.chunk)*cs+c.in)
+		})
+		if err != nil {
 			return true
 		}
 	}
