@@ -26,7 +26,10 @@ type snapMerge struct {
 	// fields need no lock.
 	stop, done chan struct{}
 
-	failed atomic.Bool   // "Merge failed": an I/O error stopped the merge
+	// failed is dm's merge_failed: an I/O error stopped the merge. It stays
+	// set for the table's life, as dm's, though the next resume merges
+	// again (start), as dm's does.
+	failed atomic.Bool
 	total  atomic.Uint64 // exceptions when the merge first started
 
 	// afterStep, tests only: a merge step committed (run's goroutine).

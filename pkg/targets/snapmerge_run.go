@@ -44,9 +44,6 @@ func (m *snapMerge) run(stop <-chan struct{}, done chan<- struct{}) {
 			return
 		default:
 		}
-		if m.failed.Load() {
-			return
-		}
 		more, err := m.step()
 		if err != nil {
 			slog.Error("snapshot-merge: merge failed", "cow", m.s.cow.Path(), "err", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -121,5 +122,43 @@ func TestSnapshotFailedWriteToAnExistingChunk(t *testing.T) {
 	}
 	if got := s.mustRead(chunk, chunk); !bytes.Equal(got, p[chunk:]) {
 		t.Error("the new chunk the write filled does not read its data")
+	}
+}
+
+// A merge stopped by a failed metadata write (its commit of the first
+// step) says Merge failed; a suspend and resume start it again, as dm's
+// snapshot_merge_resume does whatever merge_failed says, and it finishes
+// with the origin equal to the snapshot's view, the status still Merge
+// failed (dm never clears it for the table). gdm never merged again once
+// failed, and the failed commit had left the step's pairs cleared in the
+// area it keeps in memory, so merging again would have copied the header
+// chunk onto origin chunk 0 (dm's own code does that).
+func TestSnapMergeGoesOnAfterFailedCommit(t *testing.T) {
+	f := newMergeFixture(t, 7, 1)
+	m := nbdtest.NewMem(int(2 * f.size))
+	m.Set(0, readFile(t, f.cow))
+	srv := nbdtest.Start(t, nbdtest.Exports{"cow": m})
+	tb, mt := f.merge(f.orig, srv.URI("cow"), nil)
+	mt.inStep = sync.OnceFunc(func() {
+		st := mt.s.store.Load()
+		m.FailAt(int64(st.lay.areaChunk(st.areaIdx))*st.lay.chunk, syscall.EIO) // the current area
+	})
+	tb.resume()
+	<-mt.done
+	m.FailAt(-1, 0)
+	if got := mt.Status(StatusInfo); got != "Merge failed" {
+		t.Fatalf("status %q after a failed commit, want Merge failed", got)
+	}
+	mt.PreSuspend(t.Context())
+	mt.Resume(t.Context())
+	<-mt.done
+	if left := mt.s.store.Load().remaining(); left != 0 {
+		t.Fatalf("%d exceptions left after a resume: the merge did not go on", left)
+	}
+	if got := readFile(t, f.orig); !bytes.Equal(got, f.view) {
+		t.Fatalf("origin differs from the snapshot's view at byte %d", firstDiff(got, f.view))
+	}
+	if got := mt.Status(StatusInfo); got != "Merge failed" {
+		t.Errorf("status %q after the merge went on, want Merge failed as dm keeps it", got)
 	}
 }

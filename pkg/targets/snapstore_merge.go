@@ -1,6 +1,9 @@
 package targets
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // The exception store's side of a merge, in dm's order: the merge takes the
 // last committed exceptions first (the tail of the current metadata area,
@@ -44,14 +47,19 @@ func (s *cowStore) prepareMerge(limit int) (old, nw uint64, n int, err error) {
 // (written and synced: the caller synced the origin first), then from the
 // table: chunks old to old+n-1 read from the origin from now on. The
 // allocation count shrinks as dm's does, so that the status reaches
-// allocated == metadata when the merge is done.
+// allocated == metadata when the merge is done. A write that fails puts
+// the pairs back in the area kept in memory, so that a merge started again
+// (dm starts one at every resume) merges them again: dm leaves them
+// cleared there, and its next merge copies the header chunk onto origin
+// chunk 0.
 func (s *cowStore) commitMerge(old uint64, n int) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	for i := range n {
-		putPair(s.area, s.committed-1-i, 0, 0)
-	}
+	tail := s.area[(s.committed-n)*snapPairBytes : s.committed*snapPairBytes]
+	kept := slices.Clone(tail)
+	clear(tail)
 	if err := s.writeArea(); err != nil {
+		copy(tail, kept)
 		return fmt.Errorf("targets: snapshot %s: committing a merge: %w", s.dev.Path(), err)
 	}
 	s.committed -= n
