@@ -17,6 +17,10 @@ import "slices"
 //     Overflow, fails every write from then on and stays readable. The
 //     other side then loads that COW: overflow is not kept on disk, so it
 //     takes writes to the chunks it has again.
+//   - snapshot-full-PO-reload: snapshot writes overflow the PO snapshot,
+//     then its table is reloaded (dm's handover): the new table is still
+//     Overflow (dm hands the state over with the exceptions; it is kept
+//     nowhere on the device) and fails a write to a chunk it has.
 //   - snapshot-cross-P-0: a cross case whose first table gives chunk size
 //     0 and its features in another order than dm prints them, and whose
 //     second gives 8 over the first's 32-sector header: the table text
@@ -45,6 +49,8 @@ func snapshotDeviceCases() []Case {
 		{Name: "snapshot-full-PO", Seed: 214, Devs: []Init{p(75), Zeros},
 			Table: fullOrigin, More: []string{fullSnap("PO")}, Script: fullScript(1),
 			Then: &Half{Table: fullOrigin, More: []string{fullSnap("PO")}, Script: fullSecond()}},
+		{Name: "snapshot-full-PO-reload", Seed: 216, Devs: []Init{p(77), Zeros},
+			Table: fullOrigin, More: []string{fullSnap("PO")}, Script: fullReloadScript(fullSnap("PO"))},
 	}
 }
 
@@ -110,6 +116,27 @@ func fullScript(dev int) []Op {
 	)
 	return append(ops, Op{Kind: Read, Off: 0, Len: 1 << 20}, Op{Kind: Read, Off: 7 << 20, Len: 1 << 20},
 		Op{Kind: Read, Off: 7 << 20, Len: 1 << 20, Dev: 1})
+}
+
+// fullReloadScript overflows the snapshot (device 1, table snap) with
+// snapshot writes, as fullScript(1) does, reloads it with the same table,
+// and writes it where it has the chunk (which an overflowed snapshot
+// fails) and the origin where the snapshot has the chunk (no copy, so the
+// snapshot stays Overflow for the status compared at the end).
+func fullReloadScript(snap string) []Op {
+	const chunk = 512 << 10
+	ops := slices.Clone(lvmOrder)
+	for i := int64(0); i < 15; i++ {
+		ops = append(ops, Op{Kind: Write, Off: i*chunk + 4096, Len: 512, Seed: 60 + uint64(i), Dev: 1})
+	}
+	return append(ops,
+		Op{Kind: Reload, Arg: snap, Dev: 1}, Op{Kind: Resume, Dev: 1},
+		Op{Kind: Write, Off: chunk + 1024, Len: 512, Seed: 80, Dev: 1},
+		Op{Kind: Write, Off: 2*chunk + 1024, Len: 512, Seed: 81},
+		Op{Kind: Flush},
+		Op{Kind: Read, Off: 0, Len: 1 << 20, Dev: 1},
+		Op{Kind: Read, Off: 0, Len: 1 << 20},
+	)
 }
 
 // fullSecond loads a filled COW: reads the snapshot, writes a chunk it
