@@ -68,6 +68,9 @@ func Acceptance() []Accept {
 		no("0 16 striped 4294967298 8 $0 0 $1 0"),
 		no("0 16 striped 2 4294967304 $0 0 $1 0"),
 		no("0 16 snapshot $0 $1 P 8 3 discard_zeroes_cow discard_zeroes_cow discard_passdown_origin"),
+		yes("0 16 snapshot $0 $1 NO 8"),
+		yes("0 16 snapshot $0 $1 pOx 8"),
+		no("0 16 snapshot $0 $1 PX 8"),
 	}, append(faultAcceptance(), CryptAcceptance()...)...)
 }
 

@@ -3,7 +3,6 @@ package targets
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync/atomic"
 )
 
@@ -66,7 +65,7 @@ func checkSnapMerge(args []string, sectors uint64) ([]string, error) {
 }
 
 func newSnapMerge(args []string, sectors uint64, devs *DevSet) (Target, error) {
-	if strings.ToUpper(args[2]) == "N" { // checked; a New without Check must not merge from memory
+	if k, _ := snapStoreKind(args[2]); k == "N" { // checked; a New without Check must not merge from memory
 		return nil, ErrSnapStoreType
 	}
 	t, err := newSnapshot(args, sectors, devs)

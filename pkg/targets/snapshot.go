@@ -64,7 +64,7 @@ func init() {
 }
 
 // checkSnapshot validates a snapshot line and returns it canonical: the
-// store type upper case, numbers without leading zeros.
+// store type as P, PO or N (snapStoreKind), numbers without leading zeros.
 func checkSnapshot(args []string, _ uint64) ([]string, error) {
 	if len(args) < 4 {
 		return nil, fmt.Errorf("%w: snapshot takes 4 or more, got %d", ErrArgCount, len(args))
@@ -75,9 +75,9 @@ func checkSnapshot(args []string, _ uint64) ([]string, error) {
 	if args[0] == args[1] {
 		return nil, fmt.Errorf("%w: %s", ErrSnapSameDev, args[0])
 	}
-	kind := strings.ToUpper(args[2])
-	if kind != "P" && kind != "PO" && kind != "N" {
-		return nil, fmt.Errorf("%w: %q", ErrSnapStoreType, args[2])
+	kind, err := snapStoreKind(args[2])
+	if err != nil {
+		return nil, err
 	}
 	chunk, err := ParseNumber(args[3])
 	if err != nil {
@@ -94,6 +94,24 @@ func checkSnapshot(args []string, _ uint64) ([]string, error) {
 		return nil, err
 	}
 	return append(out, feats...), nil
+}
+
+// snapStoreKind reads a store type as dm does: its first letter, P or N in
+// either case, picks the store, and the rest are the store's options, which
+// a transient store ignores and a persistent one takes only as O
+// (overflow), of which dm looks at the first letter alone: "NO" is N,
+// "pox" is PO, "PX" is refused.
+func snapStoreKind(arg string) (string, error) {
+	k := strings.ToUpper(arg)
+	switch {
+	case strings.HasPrefix(k, "N"):
+		return "N", nil
+	case k == "P":
+		return "P", nil
+	case strings.HasPrefix(k, "PO"):
+		return "PO", nil
+	}
+	return "", fmt.Errorf("%w: %q", ErrSnapStoreType, arg)
 }
 
 // checkSnapFeatures checks `<#args> <feature>...`; passdown needs zeroes.
@@ -143,12 +161,16 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 		return nil, fmt.Errorf("%w: %s and %s are %s", ErrSnapSameDev, args[0], args[1], cow.Identity())
 	}
 	chunk, _ := ParseNumber(args[3]) // checked by checkSnapshot
-	st, err := openCowStore(cow, args[2] != "N", chunk)
+	kind, err := snapStoreKind(args[2])
+	if err != nil {
+		return nil, err
+	}
+	st, err := openCowStore(cow, kind != "N", chunk)
 	if err != nil {
 		return nil, err
 	}
 	s := &snapshot{origin: origin, cow: cow, paths: [2]string{args[0], args[1]},
-		sectors: sectors, overflowOK: args[2] == "PO",
+		sectors: sectors, overflowOK: kind == "PO",
 		zeroesCow: slices.Contains(args[4:], "discard_zeroes_cow"),
 		passdown:  slices.Contains(args[4:], "discard_passdown_origin")}
 	s.store.Store(st)

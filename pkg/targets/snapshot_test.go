@@ -23,7 +23,11 @@ func TestSnapshotCheck(t *testing.T) {
 		{[]string{"o", "c", "P"}, nil, ErrArgCount},
 		{[]string{"o", "o", "P", "8"}, nil, ErrSnapSameDev},
 		{[]string{"o", "c", "X", "8"}, nil, ErrSnapStoreType},
-		{[]string{"o", "c", "NO", "8"}, nil, ErrSnapStoreType},
+		{[]string{"o", "c", "NO", "8"}, []string{"o", "c", "N", "8"}, nil}, // dm's transient store ignores its options
+		{[]string{"o", "c", "nx", "8"}, []string{"o", "c", "N", "8"}, nil},
+		{[]string{"o", "c", "pOx", "8"}, []string{"o", "c", "PO", "8"}, nil}, // dm looks at the first option letter alone
+		{[]string{"o", "c", "PX", "8"}, nil, ErrSnapStoreType},
+		{[]string{"o", "c", "", "8"}, nil, ErrSnapStoreType},
 		{[]string{"o", "c", "N", "0"}, nil, ErrChunk},
 		{[]string{"o", "c", "P", "12"}, nil, ErrChunk},
 		{[]string{"o", "c", "P", "x"}, nil, ErrNotNumber},
