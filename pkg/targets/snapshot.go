@@ -23,6 +23,7 @@ type snapshot struct {
 	paths       [2]string // origin and COW as the line names them, for the TABLE status
 	entry       *originEntry
 	store       atomic.Pointer[cowStore] // replaced only at a handover, before I/O
+	devs        *DevSet                  // its table's: where its events go
 	sectors     uint64
 	overflowOK  bool // PO
 	zeroesCow   bool // discard_zeroes_cow
@@ -169,7 +170,8 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &snapshot{origin: origin, cow: cow, paths: [2]string{args[0], args[1]},
+	st.event = devs.RaiseEvent
+	s := &snapshot{origin: origin, cow: cow, paths: [2]string{args[0], args[1]}, devs: devs,
 		sectors: sectors, overflowOK: kind == "PO",
 		zeroesCow: slices.Contains(args[4:], "discard_zeroes_cow"),
 		passdown:  slices.Contains(args[4:], "discard_passdown_origin")}
@@ -201,7 +203,9 @@ func (s *snapshot) takeOver(old *snapshot) {
 		cur = old.store.Load()
 	}
 	if !cur.persistent {
-		s.store.Store(cur.adopt(s.cow))
+		st := cur.adopt(s.cow)
+		st.event = s.devs.RaiseEvent
+		s.store.Store(st)
 		return
 	}
 	st, err := openCowStore(s.cow, true, uint64(cur.lay.chunk/SectorSize))
@@ -215,6 +219,7 @@ func (s *snapshot) takeOver(old *snapshot) {
 		st.valid = st.valid && valid
 		st.overflowed = over
 	}
+	st.event = s.devs.RaiseEvent
 	s.store.Store(st)
 }
 

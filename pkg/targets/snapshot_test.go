@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -227,5 +228,25 @@ func TestSnapshotCommitsBeforeAck(t *testing.T) {
 	s.mustWrite([]byte{3}, 5*chunk, FUA)
 	if cowDev.Syncs() != n+1 {
 		t.Error("a FUA write to an existing exception did not sync the COW")
+	}
+}
+
+// A snapshot turning invalid raises its table's event, once, as dm's
+// __invalidate_snapshot does (dmeventd learns of it so); an origin's table
+// raises none for it.
+func TestSnapshotInvalidRaisesEvent(t *testing.T) {
+	const chunk = 4096
+	_, o, s := originAndSnap(t, 16*chunk, 4, 5*chunk, "N", "8")
+	var snapEvents, originEvents atomic.Int32
+	s.devs.SetEventFunc(func() { snapEvents.Add(1) })
+	o.devs.SetEventFunc(func() { originEvents.Add(1) })
+	for c := range int64(6) { // the fifth copy finds no room
+		o.mustWrite([]byte{1}, c*chunk, 0)
+	}
+	if got := s.tg.Status(StatusInfo); got != "Invalid" {
+		t.Fatalf("status %q, want Invalid", got)
+	}
+	if n, m := snapEvents.Load(), originEvents.Load(); n != 1 || m != 0 {
+		t.Fatalf("events: snapshot's table %d, origin's %d; want 1 and 0", n, m)
 	}
 }

@@ -26,6 +26,11 @@ type cowStore struct {
 	valid      bool
 	overflowed bool
 
+	// event is raised when the snapshot turns invalid, as dm raises its
+	// table's event (the owning table's DevSet RaiseEvent); set before
+	// the store serves I/O.
+	event func()
+
 	commitMu  sync.Mutex // serializes metadata writes; guards area, areaIdx, committed
 	area      []byte     // the current metadata area as on disk after the next write
 	areaIdx   uint64
@@ -189,6 +194,9 @@ func (s *cowStore) invalidate() {
 	was := s.valid
 	s.valid = false
 	s.mu.Unlock()
+	if was && s.event != nil {
+		s.event()
+	}
 	if !was || !s.persistent {
 		return
 	}
