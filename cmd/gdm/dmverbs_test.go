@@ -161,3 +161,39 @@ func TestWaitWakesOnARemoteLeg(t *testing.T) {
 		t.Fatalf("event number %s after the leg came back", up)
 	}
 }
+
+// --target TYPE keeps table and status to the lines of that type, and ls
+// to the devices having one, as dmsetup's does; a device with none is
+// left out of a listing of every device.
+func TestTargetFilter(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
+	td.ok(t, "create", "mix", "--table", "0 8 linear "+a+" 0\n8 8 zero\n16 8 linear "+a+" 8")
+	td.ok(t, "create", "z", "--table", "0 8 zero")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"table", "mix", "--target", "linear"}, "0 8 linear " + a + " 0\n16 8 linear " + a + " 8\n"},
+		{[]string{"table", "--target", "linear"}, "mix: 0 8 linear " + a + " 0\nmix: 16 8 linear " + a + " 8\n"},
+		{[]string{"table", "z", "--target", "linear"}, ""},
+		{[]string{"status", "--target", "zero"}, "mix: 8 8 zero \nz: 0 8 zero \n"},
+		{[]string{"status", "mix", "--target", "error"}, ""},
+		{[]string{"ls", "--target", "linear"}, "mix\t(24 sectors, ACTIVE)\n"},
+		{[]string{"ls", "--target", "crypt"}, "No devices found\n"},
+	} {
+		if out := td.ok(t, c.args...); out != c.want {
+			t.Errorf("gdm %s: %q, want %q", strings.Join(c.args, " "), out, c.want)
+		}
+	}
+	var st []controlapi.DeviceStatus
+	if err := json.Unmarshal([]byte(td.ok(t, "status", "--target", "linear", "--json")), &st); err != nil ||
+		len(st) != 1 || st[0].Name != "mix" || len(st[0].Targets) != 2 {
+		t.Fatalf("status --target linear --json: %+v %v", st, err)
+	}
+	var tt []controlapi.TableText
+	if err := json.Unmarshal([]byte(td.ok(t, "table", "--target", "zero", "--json")), &tt); err != nil ||
+		len(tt) != 2 || tt[0].Table != "8 8 zero\n" || tt[1].Table != "0 8 zero\n" {
+		t.Fatalf("table --target zero --json: %+v %v", tt, err)
+	}
+}

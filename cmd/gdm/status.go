@@ -10,7 +10,7 @@ import (
 
 func init() {
 	register("status", verb{
-		usage: "status [NAME]",
+		usage: "status [NAME] [--target TYPE]",
 		help:  "print each target's status (striped: legs and A/D per leg)",
 		run:   runStatus,
 	})
@@ -20,6 +20,7 @@ func runStatus(args []string, _ io.Reader, stdout io.Writer) error {
 	fs := newFlagSet("status")
 	var cf clientFlags
 	cf.register(fs, true)
+	typ := fs.String("target", "", "print only the status of targets of `TYPE`")
 	pos, err := parseArgs(fs, args, 0, 1)
 	if err != nil {
 		return err
@@ -29,10 +30,37 @@ func runStatus(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !cf.json {
-		return streamStatuses(a, stdout, names, len(pos) == 0)
+	switch {
+	case !cf.json:
+		return streamStatuses(a, stdout, names, len(pos) == 0, *typ)
+	case *typ != "":
+		return statusJSONOf(a, cf, stdout, names, len(pos) == 1, *typ)
 	}
 	return streamStatusJSON(a, stdout, names, len(pos) == 1)
+}
+
+// statusJSONOf is --json with --target: each device's status decoded,
+// kept to the targets of type typ (devices with none left out of a
+// listing of every device), and encoded again.
+func statusJSONOf(a *controlapi.Client, cf clientFlags, out io.Writer, names []string, named bool, typ string) error {
+	all := []controlapi.DeviceStatus{}
+	for _, n := range names {
+		st := controlapi.DeviceStatus{Name: n, Targets: []controlapi.StatusLine{}}
+		err := streamOne(a, controlapi.DevicePath(n, "/status"), nil, func(body io.Reader) error {
+			return eachStatusLine(body, func(t controlapi.StatusLine) {
+				if t.Type == typ {
+					st.Targets = append(st.Targets, t)
+				}
+			})
+		})
+		if err != nil && !(!named && removedSinceListed(err)) {
+			return onDevice(n, err)
+		}
+		if err == nil && (named || len(st.Targets) > 0) {
+			all = append(all, st)
+		}
+	}
+	return show(cf, out, named, all, nil)
 }
 
 // streamStatusJSON copies the daemon's status JSON through as it comes:

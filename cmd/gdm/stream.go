@@ -17,14 +17,18 @@ import (
 // streams it: a million-target table is never whole in this process.
 
 // streamTables prints each named device's table as it arrives, each line
-// prefixed with the device's name when prefix is set.
-func streamTables(a *controlapi.Client, out io.Writer, names []string, q url.Values, prefix bool) error {
+// prefixed with the device's name when prefix is set; only the lines of
+// targets of type typ, if it is set.
+func streamTables(a *controlapi.Client, out io.Writer, names []string, q url.Values, prefix bool, typ string) error {
 	w := bufio.NewWriterSize(out, 64<<10) // a write per line would be a syscall per line
 	defer w.Flush()
 	q.Set("format", "text")
 	for _, n := range names {
 		err := streamOne(a, controlapi.DevicePath(n, "/table"), q, func(body io.Reader) error {
 			return eachLine(body, func(line string) {
+				if typ != "" && lineType(line) != typ {
+					return
+				}
 				if prefix {
 					fmt.Fprintf(w, "%s: ", n)
 				}
@@ -39,13 +43,16 @@ func streamTables(a *controlapi.Client, out io.Writer, names []string, q url.Val
 }
 
 // streamStatuses prints each named device's status lines as they are
-// decoded.
-func streamStatuses(a *controlapi.Client, out io.Writer, names []string, prefix bool) error {
+// decoded; only those of targets of type typ, if it is set.
+func streamStatuses(a *controlapi.Client, out io.Writer, names []string, prefix bool, typ string) error {
 	w := bufio.NewWriterSize(out, 64<<10)
 	defer w.Flush()
 	for _, n := range names {
 		err := streamOne(a, controlapi.DevicePath(n, "/status"), nil, func(body io.Reader) error {
 			return eachStatusLine(body, func(t controlapi.StatusLine) {
+				if typ != "" && t.Type != typ {
+					return
+				}
 				if prefix {
 					fmt.Fprintf(w, "%s: ", n)
 				}

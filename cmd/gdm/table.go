@@ -10,7 +10,7 @@ import (
 
 func init() {
 	register("table", verb{
-		usage: "table [NAME] [--inactive] [--showkeys]",
+		usage: "table [NAME] [--inactive] [--showkeys] [--target TYPE]",
 		help:  "print the live (or inactive) table of one or every device",
 		run:   runTable,
 	})
@@ -22,6 +22,7 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 	cf.register(fs, true)
 	inactive := fs.Bool("inactive", false, "the inactive table")
 	showKeys := fs.Bool("showkeys", false, "print crypt keys (by default zeros of the key's length, as dmsetup prints them)")
+	typ := fs.String("target", "", "print only the lines of targets of `TYPE`")
 	pos, err := parseArgs(fs, args, 0, 1)
 	if err != nil {
 		return err
@@ -39,11 +40,14 @@ func runTable(args []string, _ io.Reader, stdout io.Writer) error {
 		q.Set("showkeys", "1")
 	}
 	if !cf.json {
-		return streamTables(a, stdout, names, q, len(pos) == 0)
+		return streamTables(a, stdout, names, q, len(pos) == 0, *typ)
 	}
 	out, err := getEach[controlapi.TableText](a, names, "/table", q, len(pos) == 0)
 	if err != nil {
 		return err
+	}
+	if *typ != "" {
+		out = filterTables(out, *typ, len(pos) == 0)
 	}
 	return show(cf, stdout, len(pos) == 1, out, nil)
 }
