@@ -1,14 +1,18 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"net/http"
 	"net/url"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
 )
 
 func init() {
 	register("create", verb{
-		usage: "create NAME [--table-file F|--table L...] [--read-only] [--uuid U]",
-		help:  "make a device; its table goes live at once",
+		usage: "create NAME [--table-file F|--table L...|--notable] [--read-only] [--uuid U]",
+		help:  "make a device; its table goes live at once (with --notable: no table; load and resume one later)",
 		run:   runCreate,
 	})
 }
@@ -21,9 +25,24 @@ func runCreate(args []string, stdin io.Reader, stdout io.Writer) error {
 	tf.register(fs)
 	readOnly := fs.Bool("read-only", false, "refuse writes; open backing devices read-only")
 	uuid := fs.String("uuid", "", "the device's uuid (default: a random one)")
+	noTable := fs.Bool("notable", false, "make the device without a table (dmsetup create --notable); stdin is not read")
 	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err
+	}
+	if *noTable {
+		if tf.file != "" || len(tf.lines) > 0 {
+			return fmt.Errorf("%w: --notable and a table together", errUsage)
+		}
+		req := controlapi.CreateReq{Name: pos[0], UUID: *uuid, ReadOnly: *readOnly, NoTable: true}
+		var info controlapi.DeviceInfo
+		if err := controlapi.New(cf.control).Call(http.MethodPost, "/v1/devices", nil, req, &info); err != nil {
+			return onDevice(pos[0], err)
+		}
+		if cf.json {
+			return printJSON(stdout, info)
+		}
+		return nil
 	}
 	text, err := tf.read(stdin)
 	if err != nil {

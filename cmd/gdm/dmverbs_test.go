@@ -197,3 +197,30 @@ func TestTargetFilter(t *testing.T) {
 		t.Fatalf("table --target zero --json: %+v %v", tt, err)
 	}
 }
+
+// create --notable makes a device with no table, which a load and a
+// resume give one; it survives a restart as it is, and is refused with a
+// table.
+func TestCreateNoTable(t *testing.T) {
+	dir := t.TempDir()
+	td := startTestDaemon(t, dir)
+	td.ok(t, "create", "e", "--notable", "--uuid", "u-1")
+	var info controlapi.DeviceInfo
+	if err := json.Unmarshal([]byte(td.ok(t, "info", "e", "--json")), &info); err != nil || info.LiveTable || info.InactiveTable || info.UUID != "u-1" {
+		t.Fatalf("info of a device made without a table: %+v %v", info, err)
+	}
+	if out := td.ok(t, "table", "e"); out != "" {
+		t.Fatalf("table of a device without one: %q", out)
+	}
+	wantUsage(t, "create", "x", "--notable", "--table", "0 8 zero")
+	td.Shutdown()
+	td = startTestDaemon(t, dir)
+	if err := json.Unmarshal([]byte(td.ok(t, "info", "e", "--json")), &info); err != nil || info.LiveTable || info.State != "ACTIVE" {
+		t.Fatalf("after a restart: %+v %v", info, err)
+	}
+	td.ok(t, "load", "e", "--table", "0 8 zero")
+	td.ok(t, "resume", "e")
+	if out := td.ok(t, "table", "e"); out != "0 8 zero \n" {
+		t.Fatalf("table after load and resume: %q", out)
+	}
+}

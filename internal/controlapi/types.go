@@ -83,6 +83,8 @@ type CreateReq struct {
 	Table    string `json:"table"`
 	UUID     string `json:"uuid,omitempty"`
 	ReadOnly bool   `json:"read_only,omitempty"`
+	// NoTable makes the device without a table (Table must be empty).
+	NoTable bool `json:"no_table,omitempty"`
 }
 
 // RenameReq is the body of POST /v1/devices/NAME/rename.

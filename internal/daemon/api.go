@@ -104,7 +104,11 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
-		m, err := d.create(req.Name, req.Table, req.UUID, req.ReadOnly)
+		create := d.create
+		if req.NoTable {
+			create = d.createEmpty
+		}
+		m, err := create(req.Name, req.Table, req.UUID, req.ReadOnly)
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/load", func(w http.ResponseWriter, r *http.Request) {
@@ -216,7 +220,7 @@ func fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, errExists), errors.Is(err, errBusy), errors.Is(err, errUUIDInUse), errors.Is(err, errBroken),
 		errors.Is(err, errInactivePresent), errors.Is(err, errNoLiveTable):
 		code = http.StatusConflict
-	case errors.As(err, &le), errors.Is(err, errBadName), errors.Is(err, errBadUUID), errors.Is(err, errNoTable),
+	case errors.As(err, &le), errors.Is(err, errBadName), errors.Is(err, errBadUUID), errors.Is(err, errNoTable), errors.Is(err, errTableWithNoTable),
 		errors.Is(err, table.ErrEmpty), errors.Is(err, table.ErrNoTable), errors.Is(err, targets.ErrDeviceTooSmall),
 		errors.Is(err, errBadAttach):
 		code = http.StatusUnprocessableEntity

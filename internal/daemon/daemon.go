@@ -23,7 +23,9 @@ var (
 	errExists   = errors.New("device already exists")
 	errBusy     = errors.New("device busy: NBD connections are open (use --force to disconnect them)")
 	errNoTable  = errors.New("no table given")
-	errBroken   = errors.New("device is broken")
+	// errTableWithNoTable is a create asked for no table, given one.
+	errTableWithNoTable = errors.New("a table was given to a create without one (no_table)")
+	errBroken           = errors.New("device is broken")
 )
 
 // daemon owns the devices, serves them over NBD and keeps their state files.

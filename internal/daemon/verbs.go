@@ -77,14 +77,40 @@ func (d *daemon) putBack(m *managed, err error) error {
 
 // create makes a device whose table goes live at once.
 func (d *daemon) create(name, text, uuid string, readOnly bool) (*managed, error) {
+	if text == "" {
+		return nil, errNoTable
+	}
+	return d.newDeviceWith(name, uuid, readOnly, func(m *managed) error {
+		if err := d.loadLocked(m, text, true); err != nil {
+			return err
+		}
+		if err := m.dev.Resume(context.Background(), true); err != nil {
+			m.dev.Close()
+			return err
+		}
+		return nil
+	})
+}
+
+// createEmpty makes a device without a table, as dmsetup create
+// --notable: it exists (info, rename, remove) and serves no NBD client
+// until a table is loaded and resumed. text must be empty.
+func (d *daemon) createEmpty(name, text, uuid string, readOnly bool) (*managed, error) {
+	if text != "" {
+		return nil, errTableWithNoTable
+	}
+	return d.newDeviceWith(name, uuid, readOnly, func(m *managed) error { return d.commitLocked(m, m.saved) })
+}
+
+// newDeviceWith makes a device of that name (and uuid, or a random one),
+// set up by setup under its verb lock and registered only if setup
+// succeeds; on failure whatever setup saved is removed.
+func (d *daemon) newDeviceWith(name, uuid string, readOnly bool, setup func(m *managed) error) (*managed, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
 	if err := checkUUID(uuid); err != nil {
 		return nil, err
-	}
-	if text == "" {
-		return nil, errNoTable
 	}
 	if uuid == "" {
 		uuid = newUUID()
@@ -96,11 +122,7 @@ func (d *daemon) create(name, text, uuid string, readOnly bool) (*managed, error
 	m := d.newManaged(deviceState{ID: newID(), Name: name, UUID: uuid, ReadOnly: readOnly})
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
-	if err := d.loadLocked(m, text, true); err != nil {
-		return nil, d.undoCreate(m, err)
-	}
-	if err := m.dev.Resume(context.Background(), true); err != nil {
-		m.dev.Close()
+	if err := setup(m); err != nil {
 		return nil, d.undoCreate(m, err)
 	}
 	d.mu.Lock()

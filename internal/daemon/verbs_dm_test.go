@@ -35,3 +35,17 @@ func TestWaitsAreBounded(t *testing.T) {
 		t.Fatal("a wait with a bad query was answered")
 	}
 }
+
+// A create asked for no table and given one is refused, and makes nothing.
+func TestCreateNoTableWithATableRefused(t *testing.T) {
+	td := startTestDaemon(t, t.TempDir())
+	c := controlapi.New(td.control)
+	var info controlapi.DeviceInfo
+	err := c.Call(http.MethodPost, "/v1/devices", nil, controlapi.CreateReq{Name: "x", Table: "0 8 zero\n", NoTable: true}, &info)
+	if err == nil || !strings.Contains(err.Error(), "without one") {
+		t.Fatalf("create with no_table and a table: %v", err)
+	}
+	if _, err := td.call("info", "x"); err == nil {
+		t.Fatal("the refused create left a device")
+	}
+}
