@@ -49,3 +49,37 @@ func TestMetaContextIsForItsExport(t *testing.T) {
 		}
 	}
 }
+
+// SET_META_CONTEXT replaces the contexts set before it even when it fails
+// (proto.md: "including when this command fails"): after a good SET for
+// "a", a second SET that fails (truncated, or for an unknown export) leaves
+// no context, and BLOCK_STATUS after GO to "a" is refused with EINVAL.
+func TestFailedSetMetaContextClears(t *testing.T) {
+	_, sock := startServer(t, testExports{"a": newMem(8192)}, nil)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want uint32
+	}{
+		{"truncated", []byte{0, 0, 0, 1, 'a', 0, 0, 0, 2, 0, 0, 0, 9}, repErrInvalid},
+		{"unknown export", metaData("zz", metaBaseAllocation), repErrUnknown},
+	} {
+		c := dial(t, sock)
+		c.hello(clientFixedNewstyle | clientNoZeroes)
+		c.opt(optStructuredReply, nil)
+		c.optReply(optStructuredReply)
+		c.opt(optSetMetaContext, metaData("a", metaBaseAllocation))
+		c.optReply(optSetMetaContext) // the context
+		c.optReply(optSetMetaContext) // the ack
+		c.opt(optSetMetaContext, tc.data)
+		if typ, _ := c.optReply(optSetMetaContext); typ != tc.want {
+			t.Fatalf("%s: second SET answered %#x, want %#x", tc.name, typ, tc.want)
+		}
+		c.goExport("a")
+		c.request(cmdBlockStatus, 0, 2, 0, 4096, nil)
+		ch := c.chunk()
+		if ch.typ != chunkError || binary.BigEndian.Uint32(ch.payload) != errInval {
+			t.Errorf("%s: BLOCK_STATUS after a failed SET: chunk type %d % x, want EINVAL", tc.name, ch.typ, ch.payload)
+		}
+	}
+}

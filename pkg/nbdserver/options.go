@@ -72,7 +72,15 @@ func (c *conn) infoGo(o *option) (bool, error) {
 
 // metaContext answers LIST_META_CONTEXT and SET_META_CONTEXT: data is u32
 // name length, name, u32 query count, then u32 length + query each.
+//
+// SET replaces the contexts set before it even when it fails (proto.md:
+// "including when this command fails"), so they are dropped before the
+// request is looked at: a failed SET leaves none, and BLOCK_STATUS is
+// then refused.
 func (c *conn) metaContext(o *option) error {
+	if o.typ == optSetMetaContext {
+		c.metaAllocation, c.metaExport = false, ""
+	}
 	d := o.data
 	if len(d) < 8 {
 		return c.optError(o.typ, repErrInvalid, "truncated request")
