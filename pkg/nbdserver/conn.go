@@ -258,6 +258,7 @@ func (c *conn) serve() {
 		var he *errHandshake
 		if errors.As(err, &he) {
 			c.srv.stats.HandshakeFailed[he.reason].Add(1)
+			c.closeTLS(he.reason == HandshakeAborted)
 		}
 		if !c.stopped.Load() {
 			c.log.Debug("handshake ended", "err", err)
@@ -273,6 +274,7 @@ func (c *conn) serve() {
 	defer c.srv.leaveShare(c.exp, share) // after transmit: all given back by then
 	c.budget.setShare(share)
 	c.transmit()
+	c.closeTLS(c.sawDisc)
 }
 
 // request is one transmission request header.

@@ -94,6 +94,20 @@ func (c *conn) forgetOptions() {
 	c.metaAllocation = false
 }
 
+// closeTLS ends the TLS session, if one is up, with a close_notify alert
+// when soft is set: the client ended the session itself (DISC, ABORT), and
+// proto.md has the server then "close down the TLS session (if one is
+// running) and then close the TCP connection". serve closes the socket
+// after it; the other ends (errors, timeouts, a kill) only close the
+// socket. The alert's write is bounded (crypto/tls gives it 5 seconds).
+func (c *conn) closeTLS(soft bool) {
+	if soft && c.secure != nil && !c.killed.Load() {
+		if err := c.secure.CloseWrite(); err != nil {
+			c.log.Debug("TLS close_notify", "err", err)
+		}
+	}
+}
+
 // longAgo is a read deadline that has passed: a read under it takes only
 // what is there already.
 var longAgo = time.Unix(1, 0)

@@ -298,17 +298,7 @@ func (r *recordCounter) Read(p []byte) (int, error) {
 func TestTLSBatchesRecords(t *testing.T) {
 	_, sock, certs := tlsServer(t, false, false)
 	c := dial(t, sock)
-	c.hello(clientFixedNewstyle | clientNoZeroes)
-	c.opt(optStartTLS, nil)
-	if typ, d := c.optReply(optStartTLS); typ != repAck {
-		t.Fatalf("STARTTLS: reply %#x %q", typ, d)
-	}
-	rc := &recordCounter{Conn: c.c}
-	tc := tls.Client(rc, clientTLS(certs, false))
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.c, c.br = tc, bufio.NewReader(tc)
+	rc := c.startTLSCounted(certs)
 	c.goExport("a")
 	c.request(cmdRead, 0, 1, 0, 512, nil) // a round trip: whatever the server sent after the handshake is read
 	if e, _ := c.simple(); e != 0 {
