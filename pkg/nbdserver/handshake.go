@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf8"
 )
 
 // errHandshake ends a negotiation; reason is a Handshake* constant.
@@ -143,8 +144,20 @@ func (c *conn) writeOptReplies(buf []byte) error {
 	return nil
 }
 
+// optError sends an error reply with a message. A message is a string, no
+// longer than maxString bytes (proto.md): one that quotes what the client
+// sent (an export name of up to maxOptionLen bytes, which %q can make four
+// times longer) is cut, at a character's start, to fit.
 func (c *conn) optError(opt, typ uint32, format string, args ...any) error {
-	return c.optReply(opt, typ, fmt.Appendf(nil, format, args...))
+	msg := fmt.Appendf(nil, format, args...)
+	if len(msg) > maxString {
+		n := maxString
+		for n > 0 && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n]
+	}
+	return c.optReply(opt, typ, msg)
 }
 
 // implemented reports whether handleOption does what typ asks, rather than

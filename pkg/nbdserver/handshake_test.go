@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestExportNameOption(t *testing.T) {
@@ -291,5 +293,25 @@ func TestHandshakeFailureReleasesExport(t *testing.T) {
 				t.Fatalf("export still open %d times after its handshake failed", n)
 			}
 		})
+	}
+}
+
+// An error reply's message is a string, at most 4096 bytes of UTF-8
+// (proto.md), even where it quotes a longer export name the client sent:
+// it is cut at a character's start.
+func TestOptionErrorMessageBounded(t *testing.T) {
+	_, sock := startServer(t, testExports{"a": newMem(4096)}, nil)
+	c := dial(t, sock)
+	c.hello(clientFixedNewstyle | clientNoZeroes)
+	for _, name := range []string{strings.Repeat("é", 4500), strings.Repeat("\x01", 9000)} {
+		c.opt(optInfo, infoData(name))
+		typ, msg := c.optReply(optInfo)
+		if typ != repErrUnknown || len(msg) > maxString || !utf8.Valid(msg) {
+			t.Errorf("INFO for a %d-byte name: reply %#x with a %d-byte message (valid UTF-8: %v)", len(name), typ, len(msg), utf8.Valid(msg))
+		}
+	}
+	c.opt(optList, nil)
+	if names := listReplies(c); len(names) != 1 {
+		t.Fatalf("LIST after: %q", names)
 	}
 }

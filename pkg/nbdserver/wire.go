@@ -125,6 +125,9 @@ const (
 
 // Protocol bounds.
 const (
+	// maxString is the longest string proto.md allows (export names, error
+	// messages).
+	maxString = 4096
 	// maxOptionLen bounds option data the server reads into memory: two
 	// 4096-byte strings (the spec's longest) and their framing.
 	maxOptionLen = 10 << 10
