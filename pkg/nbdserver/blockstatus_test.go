@@ -1,6 +1,7 @@
 package nbdserver
 
 import (
+	"context"
 	"encoding/binary"
 	"testing"
 )
@@ -81,5 +82,33 @@ func TestFailedSetMetaContextClears(t *testing.T) {
 		if ch.typ != chunkError || binary.BigEndian.Uint32(ch.payload) != errInval {
 			t.Errorf("%s: BLOCK_STATUS after a failed SET: chunk type %d % x, want EINVAL", tc.name, ch.typ, ch.payload)
 		}
+	}
+}
+
+// overshoot is an export that does not cut its runs to the range asked:
+// it reports the rest of the export from off as one run of data.
+type overshoot struct{ *memExport }
+
+func (o overshoot) Extents(_ context.Context, off, _ int64, emit func(int64, uint32) bool) error {
+	emit(o.Size()-off, 0)
+	return nil
+}
+
+// With REQ_ONE the one descriptor "MUST NOT exceed the length of the
+// original request" (proto.md), even from an export whose run goes on
+// past it: the server cuts it to the request.
+func TestBlockStatusReqOneWithinRequest(t *testing.T) {
+	m := newMem(1 << 20)
+	m.as = overshoot{m}
+	_, sock := startServer(t, testExports{"a": m}, nil)
+	c := dial(t, sock)
+	c.connect("a", true)
+	c.request(cmdBlockStatus, cmdFlagReqOne, 1, 8192, 4096, nil)
+	ch := c.chunk()
+	if ch.typ != chunkBlockStatus || len(ch.payload) != 12 {
+		t.Fatalf("block status chunk type %d, payload % x", ch.typ, ch.payload)
+	}
+	if got := binary.BigEndian.Uint32(ch.payload[4:]); got != 4096 {
+		t.Errorf("REQ_ONE descriptor of %d bytes for a 4096-byte request", got)
 	}
 }

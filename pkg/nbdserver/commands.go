@@ -134,17 +134,21 @@ func (c *conn) serveBlockStatus(r request, rep *reply) {
 		desc = getBuf(blockStatusBuf)
 		b, limit = (*desc)[:0], maxExtents
 	}
-	count, walked := 0, 0
+	count, walked, left := 0, 0, int64(r.length)
 	var last uint32
-	err := c.exp.Extents(c.ctx, int64(r.offset), int64(r.length), func(length int64, flags uint32) bool {
+	err := c.exp.Extents(c.ctx, int64(r.offset), left, func(length int64, flags uint32) bool {
 		if walked++; walked > maxExtentWalk {
 			return false
 		}
+		// A run past the range is cut to it: the descriptors must not
+		// reach beyond the request (REQ_ONE's, and all but the last's).
+		length = min(length, left)
+		left -= length
 		for length > 0 {
 			// Merge runs of the same kind; split runs past a u32.
 			if count > 0 && flags == last && uint64(binary.BigEndian.Uint32(b[len(b)-8:]))+uint64(length) <= 0xffffffff {
 				binary.BigEndian.PutUint32(b[len(b)-8:], binary.BigEndian.Uint32(b[len(b)-8:])+uint32(length))
-				return true
+				break
 			}
 			if count == limit {
 				return false
@@ -156,7 +160,7 @@ func (c *conn) serveBlockStatus(r request, rep *reply) {
 			last = flags
 			length -= piece
 		}
-		return true
+		return left > 0
 	})
 	if err == nil && count == 0 {
 		err = fmt.Errorf("nbdserver: export reported no extents: %w", syscall.EIO)

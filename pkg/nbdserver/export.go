@@ -36,7 +36,8 @@ type Export interface {
 	// fail with an error wrapping ENOTSUP rather than write zeros slowly.
 	Zero(ctx context.Context, off, length int64, noHole, fast bool) error
 	// Extents reports allocation in order, calling emit per run (flags are
-	// NBD_STATE_HOLE=1 and NBD_STATE_ZERO=2) until emit returns false.
+	// NBD_STATE_HOLE=1 and NBD_STATE_ZERO=2) until emit returns false. A
+	// run reported past off+length is cut to the range by the server.
 	Extents(ctx context.Context, off, length int64, emit func(length int64, flags uint32) bool) error
 }
 
