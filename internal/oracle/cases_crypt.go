@@ -52,6 +52,15 @@ func CryptCases() []Case {
 			Script: cryptScript4K(16376 * 512)},
 		{Name: "crypt-reload", Seed: 310, Devs: []Init{p(321), p(322)},
 			Table: "0 8192 crypt aes-xts-plain64 " + cryptKey512 + " 0 $0 0", Script: cryptReloadScript()},
+		// A crypt of 4096-byte sectors that starts 7 sectors into the
+		// table: dm-crypt checks a bio's alignment on the mapped device,
+		// so a block wholly inside the target is served (at target sector
+		// 1, IV 1, or 1>>3 with iv_large_sectors), and only the blocks it
+		// shares with its neighbours fail (EIO).
+		{Name: "crypt-4k-unaligned-begin", Seed: 313, Devs: []Init{p(326), p(327)}, Table: `
+0 7 linear $0 0
+7 16376 crypt aes-xts-plain64 ` + cryptKey256 + ` 8 $1 8 3 allow_discards sector_size:4096 iv_large_sectors
+16383 1 linear $0 100`, Script: cryptUnalignedScript(16384 * 512)},
 		{Name: "crypt-key-messages", Seed: 312, Devs: []Init{p(325)},
 			Table: "0 8192 crypt aes-xts-plain64 " + cryptKey512 + " 0 $0 0 1 sector_size:4096", Script: cryptKeyScript()},
 	}
@@ -109,6 +118,34 @@ func cryptScript4K(size int64) []Op {
 		{Kind: Flush},
 	}
 	return append(ops, ReadAll(size)...)
+}
+
+// cryptUnalignedScript is for a table of 4096-byte logical blocks whose
+// crypt target starts and ends inside a block: whole blocks inside the
+// target, and the first and last, which it shares with linear targets.
+func cryptUnalignedScript(size int64) []Op {
+	const k = 4096
+	ops := []Op{
+		{Kind: Read, Off: 0, Len: 2 * k},
+		{Kind: Read, Off: k, Len: 16 * k},
+		{Kind: Write, Off: 0, Len: 4 * k, Seed: 1},
+		{Kind: Write, Off: k, Len: 8 * k, Seed: 2},
+		{Kind: WriteFUA, Off: 100 * k, Len: k, Seed: 3},
+		{Kind: Write, Off: size - 2*k, Len: 2 * k, Seed: 4},
+		{Kind: Write, Off: size - 3*k, Len: 2 * k, Seed: 5},
+		{Kind: WriteZeroes, Off: 200 * k, Len: 20 * k},
+		{Kind: WriteZeroes, Off: size - 4*k, Len: 4 * k},
+		{Kind: Discard, Off: 300 * k, Len: 16 * k},
+		{Kind: Read, Off: 0, Len: 400 * k},
+		{Kind: Read, Off: k, Len: 400 * k},
+		{Kind: Read, Off: size - k, Len: k},
+		{Kind: Read, Off: size - 8*k, Len: 7 * k},
+		{Kind: Flush},
+	}
+	for off := int64(k); off < size-k; off += 1 << 20 {
+		ops = append(ops, Op{Kind: Read, Off: off, Len: min(1<<20, size-k-off)})
+	}
+	return ops
 }
 
 // cryptReloadScript writes, suspends and resumes, reloads the device onto

@@ -24,8 +24,10 @@ var ErrAlign = errors.New("not aligned to the logical block size")
 // allowed, and what is left of dm's rule is that the whole table must end
 // on a block boundary. A crypt of 4096-byte sectors after a linear of 7
 // sectors is refused when it ends the table, and taken when another
-// target of 1 sector follows: its I/O then fails, as dm's does, since no
-// request to it can be a whole crypt sector.
+// target of 1 sector follows. The crypt target then checks its I/O's
+// alignment on the device, as dm-crypt does (targets.Placer tells it
+// where it starts): a block wholly inside it is served, and one it shares
+// fails.
 //
 // dm reports the line where its walk stopped, the last one, in the
 // kernel log ("table line N (start sect S len L) not aligned to h/w

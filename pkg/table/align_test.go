@@ -1,9 +1,11 @@
 package table
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -50,5 +52,30 @@ func TestAlignment(t *testing.T) {
 				t.Fatal("the error quotes the key")
 			}
 		})
+	}
+}
+
+// The table tells a crypt target where it starts (targets.Placer): one
+// that starts 7 sectors into a 4096-byte block serves the block wholly
+// inside it, as dm-crypt does, and fails the blocks it shares (EIO).
+func TestAlignmentPlacesCrypt(t *testing.T) {
+	_, _, crypt := cryptDisk(t)
+	tb, err := FromText("0 7 zero\n7 16 "+crypt(" 1 sector_size:4096")+"\n23 1 zero", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.destroy(discardLog(), false)
+	ctx := context.Background()
+	p := make([]byte, 4096)
+	if err := tb.WriteAt(ctx, p, 4096, 0); err != nil {
+		t.Errorf("write of the block inside the crypt target: %v", err)
+	}
+	if err := tb.ReadAt(ctx, p, 4096); err != nil {
+		t.Errorf("read of the block inside the crypt target: %v", err)
+	}
+	for _, off := range []int64{0, 8192} {
+		if err := tb.ReadAt(ctx, p, off); !errors.Is(err, syscall.EIO) {
+			t.Errorf("read of the block at %d, shared with a zero target: %v, want EIO", off, err)
+		}
 	}
 }

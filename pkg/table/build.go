@@ -218,6 +218,9 @@ func (b *builder) makeTargets(t *Table) error {
 		if err == nil {
 			t.targets[i], err = typ.New(fields[1:], t.sector(i+1)-t.sector(i), t.devs)
 		}
+		if p, ok := t.targets[i].(targets.Placer); ok && err == nil {
+			p.Place(t.sector(i))
+		}
 		if err != nil {
 			return &LineError{Line: b.lineNo(i), Err: fmt.Errorf("%s: %w", fields[0], err)}
 		}

@@ -34,6 +34,8 @@ import (
 type crypt struct {
 	dev        *Dev
 	offset     int64 // bytes
+	begin      int64 // bytes: where the table puts the target (Place)
+	size       int64 // bytes
 	ivOffset   uint64
 	ivShift    uint   // iv_large_sectors: log2(sector_size/512), else 0
 	ivMask     uint64 // plain: the low 32 bits only
@@ -90,6 +92,7 @@ func newCrypt(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	c := &crypt{
 		dev:        dev,
 		offset:     int64(a.offset) * SectorSize,
+		size:       int64(sectors) * SectorSize,
 		ivOffset:   a.ivOffset,
 		ivMask:     ^uint64(0),
 		sectorSize: int64(a.sectorSize),
@@ -136,7 +139,13 @@ var (
 	_ BlockSizer  = (*crypt)(nil)
 	_ Discarder   = (*crypt)(nil)
 	_ SecretHider = (*crypt)(nil)
+	_ Placer      = (*crypt)(nil)
 )
+
+// Place takes the sector the table starts the target at: I/O must be
+// whole crypt sectors of the mapped device (see aligned), and a target
+// may start inside one when the table splits a block between targets.
+func (c *crypt) Place(begin uint64) { c.begin = int64(begin) * SectorSize }
 
 // SupportsDiscard is allow_discards: without it dm's device has no
 // discard support at all.

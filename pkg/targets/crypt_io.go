@@ -20,13 +20,35 @@ var cryptScratches = sync.Pool{New: func() any { return new(cryptScratch) }}
 // discard with EOPNOTSUPP.
 var errCryptNoDiscard = fmt.Errorf("targets: crypt: discards need allow_discards: %w", syscall.EOPNOTSUPP)
 
-// aligned refuses a request that is not whole crypt sectors, as dm does:
-// a crypt sector is encrypted as a whole, and a device with sector_size
-// 4096 has 4096-byte logical blocks, so the kernel answers EINVAL.
+// misaligned says why [off, off+n) of the target is not whole crypt
+// sectors of the mapped device, or 0 when it is. dm-crypt checks a bio's
+// position on the mapped device, not in the target (crypt_map): when the
+// table starts or ends the target inside a logical block, a block wholly
+// inside the target is served, from target sector 1 say, and the piece of
+// a block the table cut at the target's edge is killed (EIO). A request
+// that is not whole blocks itself never reaches dm: the kernel refuses it
+// (EINVAL). A piece only shows its own edges: one misaligned inside the
+// target is the request's, one at the target's edge is taken for the
+// table's cut (a client that sends a misaligned request starting right at
+// that edge gets EIO where the kernel would say EINVAL).
+func (c *crypt) misaligned(off, n int64) syscall.Errno {
+	start, end := c.begin+off, c.begin+off+n
+	switch {
+	case start%c.sectorSize != 0 && off != 0, end%c.sectorSize != 0 && off+n != c.size:
+		return syscall.EINVAL
+	case start%c.sectorSize != 0 || end%c.sectorSize != 0:
+		return syscall.EIO
+	}
+	return 0
+}
+
+// aligned refuses a read, write or write-zeroes that is not whole crypt
+// sectors of the mapped device (see misaligned): a crypt sector is
+// encrypted as a whole.
 func (c *crypt) aligned(off, n int64) error {
-	if off%c.sectorSize != 0 || n%c.sectorSize != 0 {
-		return fmt.Errorf("targets: crypt: %d bytes at %d are not whole %d-byte crypt sectors: %w",
-			n, off, c.sectorSize, syscall.EINVAL)
+	if errno := c.misaligned(off, n); errno != 0 {
+		return fmt.Errorf("targets: crypt: %d bytes at %d (%d into the device) are not whole %d-byte crypt sectors: %w",
+			n, off, c.begin+off, c.sectorSize, errno)
 	}
 	return nil
 }
@@ -106,13 +128,16 @@ func (c *crypt) encryptWrite(off, length int64, src func(i, n int64) []byte) err
 // Trim passes the discard down with allow_discards (the range then reads
 // as whatever the device's discarded blocks decrypt to), and is refused
 // without it, as the kernel refuses it. A discard too must be whole crypt
-// sectors: the kernel refuses one that is not whole logical blocks.
+// sectors: the kernel refuses one that is not whole logical blocks
+// (EINVAL). But dm-crypt passes a discard down before its alignment
+// check, so the piece of one that the table cut at the target's edge
+// goes down as it is.
 func (c *crypt) Trim(_ context.Context, off, length int64) error {
 	if !c.discards {
 		return errCryptNoDiscard
 	}
-	if err := c.aligned(off, length); err != nil {
-		return err
+	if c.misaligned(off, length) == syscall.EINVAL {
+		return c.aligned(off, length)
 	}
 	return c.dev.Trim(c.offset+off, length)
 }

@@ -152,6 +152,15 @@ type BlockSizer interface {
 	LogicalBlockSize() int
 }
 
+// Placer is a target that must know where its table puts it: dm's
+// ti->begin, the sector of the mapped device its range starts at. The
+// table calls Place once, after New, before any I/O. crypt needs it
+// because dm-crypt checks a bio's alignment on the mapped device, not in
+// the target.
+type Placer interface {
+	Place(begin uint64)
+}
+
 // Discarder is a target that may take no discards (crypt without
 // allow_discards): dm then gives the whole device no discard support, and
 // gdm's NBD export offers no TRIM. Targets without it take discards.
