@@ -41,7 +41,7 @@ type snapshot struct {
 	attached bool
 
 	beforeOriginRead func() // tests only: a read of the origin is about to start
-
+	beforeCommit     func() // tests only: a write's new exceptions are about to be committed
 }
 
 var (

@@ -154,6 +154,15 @@ func (s *snapshot) WriteAt(_ context.Context, p []byte, off int64, flags WriteFl
 		return werr
 	}
 	if len(pairs) > 0 {
+		if s.beforeCommit != nil {
+			s.beforeCommit()
+		}
+		// As dm's pending_complete: a snapshot that went invalid while
+		// the write copied (an origin write found the COW full) takes no
+		// new exception, and the write that made them fails.
+		if valid, _ := st.state(); !valid {
+			return ErrSnapInvalid
+		}
 		if cerr := st.commit(pairs); cerr != nil {
 			return cerr
 		}

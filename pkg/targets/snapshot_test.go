@@ -2,6 +2,7 @@ package targets
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"slices"
 	"sync/atomic"
@@ -248,5 +249,23 @@ func TestSnapshotInvalidRaisesEvent(t *testing.T) {
 	}
 	if n, m := snapEvents.Load(), originEvents.Load(); n != 1 || m != 0 {
 		t.Fatalf("events: snapshot's table %d, origin's %d; want 1 and 0", n, m)
+	}
+}
+
+// A snapshot that turns invalid while a write to it copies (another
+// writer found the COW full) takes none of that write's new exceptions,
+// and the write fails with EIO, as dm's pending_complete fails the bios
+// of an exception whose snapshot is no longer valid.
+func TestSnapshotWriteRacingInvalidationFails(t *testing.T) {
+	const chunk = 4096
+	_, _, s := originAndSnap(t, 16*chunk, 4, 8*chunk, "N", "8")
+	snap := s.tg.(*snapshot)
+	snap.beforeCommit = func() { snap.store.Load().invalidate() }
+	err := s.tg.WriteAt(context.Background(), make([]byte, chunk), 2*chunk, 0)
+	if !errors.Is(err, ErrSnapInvalid) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("a write whose snapshot went invalid before its commit: %v, want ErrSnapInvalid (EIO)", err)
+	}
+	if _, ok := snap.store.Load().lookup(2); ok {
+		t.Fatal("the write's exception was committed to an invalid snapshot")
 	}
 }
