@@ -224,3 +224,27 @@ func TestCreateNoTable(t *testing.T) {
 		t.Fatalf("table after load and resume: %q", out)
 	}
 }
+
+// info -c prints dmsetup's columns: a heading, then a line a device, with
+// -o choosing the fields, --noheadings and --separator as dmsetup's.
+func TestInfoColumns(t *testing.T) {
+	td := startTestDaemon(t, "")
+	td.ok(t, "create", "a", "--table", "0 8 zero\n8 8 error", "--uuid", "ua")
+	td.ok(t, "create", "b", "--table", "0 8 zero", "--uuid", "ub", "--read-only")
+	td.ok(t, "load", "b", "--table", "0 16 zero")
+	td.ok(t, "suspend", "b")
+	out := td.ok(t, "info", "-c")
+	want := "Name Maj Min Stat Open Targ Event UUID\n" +
+		"a    -   -   L--w 0    2    2     ua\n" + // a create is a load and a resume
+		"b    -   -   LIsr 0    1    4     ub\n"
+	if out != want {
+		t.Fatalf("info -c:\n%q\nwant\n%q", out, want)
+	}
+	if out := td.ok(t, "info", "-c", "--noheadings", "-o", "name,attr,segments", "--separator", ":"); out != "a:L--w:2\nb:LIsr:1\n" {
+		t.Fatalf("info -c --noheadings -o name,attr,segments --separator ':': %q", out)
+	}
+	if out := td.ok(t, "info", "b", "-c", "-o", "events"); out != "Event\n4\n" {
+		t.Fatalf("info b -c -o events: %q", out)
+	}
+	wantUsage(t, "info", "-c", "-o", "name,bogus")
+}

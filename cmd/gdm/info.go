@@ -10,7 +10,7 @@ import (
 
 func init() {
 	register("info", verb{
-		usage: "info [NAME]",
+		usage: "info [NAME] [-c [-o FIELDS] [--noheadings] [--separator S]]",
 		help:  "state, read-only, connections, tables, event number, holders, uuid",
 		run:   runInfo,
 	})
@@ -20,7 +20,15 @@ func runInfo(args []string, _ io.Reader, stdout io.Writer) error {
 	fs := newFlagSet("info")
 	var cf clientFlags
 	cf.register(fs, true)
+	columns := fs.Bool("c", false, "one line a device, in columns (dmsetup info -c)")
+	fieldList := fs.String("o", defaultInfoFields, "with -c: the `FIELDS`, comma-separated")
+	noHeadings := fs.Bool("noheadings", false, "with -c: no heading line")
+	sep := fs.String("separator", "", "with -c: join the fields with `S` instead of aligning them")
 	pos, err := parseArgs(fs, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	fields, err := pickFields(*fieldList)
 	if err != nil {
 		return err
 	}
@@ -33,6 +41,9 @@ func runInfo(args []string, _ io.Reader, stdout io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if *columns && !cf.json {
+		return printColumns(stdout, infos, fields, *noHeadings, *sep)
 	}
 	return show(cf, stdout, len(pos) == 1, infos, printInfo)
 }

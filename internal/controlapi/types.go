@@ -52,6 +52,7 @@ type DeviceInfo struct {
 	Holders         int64  `json:"holders"`
 	SizeBytes       int64  `json:"size_bytes"`
 	Sectors         uint64 `json:"sectors"`
+	Targets         int    `json:"targets"` // lines of the live table (dmsetup's segments)
 
 	Attached *Attachment `json:"attached,omitempty"` // its kernel NBD device (gdm attach), if any
 }

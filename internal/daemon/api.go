@@ -36,6 +36,7 @@ func (d *daemon) infoOf(m *managed) controlapi.DeviceInfo {
 		i.Holders = t.Holders() - 1 // not counting ourselves
 		i.SizeBytes = t.Size()
 		i.Sectors = t.Sectors()
+		i.Targets = t.Len()
 		return nil
 	})
 	return i
