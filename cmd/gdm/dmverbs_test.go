@@ -248,3 +248,16 @@ func TestInfoColumns(t *testing.T) {
 	}
 	wantUsage(t, "info", "-c", "-o", "name,bogus")
 }
+
+// ls --tree draws each device's backing devices under it.
+func TestLsTree(t *testing.T) {
+	td := startTestDaemon(t, "")
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
+	b := testkit.Sparse(t, td.dir, "b.img", 1<<20)
+	td.ok(t, "create", "s", "--table", "0 16 striped 2 8 "+a+" 0 "+b+" 0")
+	td.ok(t, "create", "z", "--table", "0 8 zero")
+	want := "s\n ├─(" + a + ")\n └─(" + b + ")\nz\n"
+	if out := td.ok(t, "ls", "--tree"); out != want {
+		t.Fatalf("ls --tree:\n%s\nwant\n%s", out, want)
+	}
+}

@@ -10,8 +10,8 @@ import (
 
 func init() {
 	register("ls", verb{
-		usage: "ls [--target TYPE]",
-		help:  "list devices (only those with a target of TYPE)",
+		usage: "ls [--target TYPE] [--tree]",
+		help:  "list devices (only those with a target of TYPE; --tree: with their backing devices under them)",
 		run:   runLs,
 	})
 }
@@ -21,6 +21,7 @@ func runLs(args []string, _ io.Reader, stdout io.Writer) error {
 	var cf clientFlags
 	cf.register(fs, true)
 	typ := fs.String("target", "", "list only the devices with a target of `TYPE` in their live table")
+	tree := fs.Bool("tree", false, "print each device's backing devices under it (dmsetup ls --tree)")
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -40,6 +41,9 @@ func runLs(args []string, _ io.Reader, stdout io.Writer) error {
 	}
 	if len(all) == 0 {
 		fmt.Fprintln(stdout, "No devices found")
+	}
+	if *tree {
+		return printTree(a, stdout, all)
 	}
 	for _, d := range all {
 		fmt.Fprintf(stdout, "%s\t(%d sectors, %s)", d.Name, d.Sectors, d.State)
@@ -68,4 +72,27 @@ func withTarget(a *controlapi.Client, all []controlapi.DeviceInfo, typ string) (
 		}
 	}
 	return out, nil
+}
+
+// printTree prints each device, then its live table's backing devices
+// under it, as dmsetup ls --tree draws them.
+func printTree(a *controlapi.Client, w io.Writer, all []controlapi.DeviceInfo) error {
+	for _, d := range all {
+		deps, err := getEach[controlapi.Deps](a, []string{d.Name}, "/deps", nil, true)
+		if err != nil {
+			return err
+		}
+		if len(deps) == 0 {
+			continue // removed since the listing
+		}
+		fmt.Fprintln(w, d.Name)
+		for k, dep := range deps[0].Devices {
+			branch := " ├─"
+			if k == len(deps[0].Devices)-1 {
+				branch = " └─"
+			}
+			fmt.Fprintf(w, "%s(%s)\n", branch, depName(dep, "devno"))
+		}
+	}
+	return nil
 }
