@@ -53,13 +53,25 @@ func (d *dust) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags)
 	return err
 }
 
-// Trim and Zero change the data of their range, as a write does: dm maps
-// them in the write direction, so they too remove the bad blocks they
-// cover (dm looks at the first block of a discard only; gdm at all).
+// Trim is one discard bio in dm: dm cuts discards at target boundaries
+// only, never at dust's block size (its max_io_len splits reads and
+// writes), so dust_map judges the whole range by the device block of its
+// first sector. Enabled, that block, if listed, fails the discard while
+// its write-fail count lasts (nothing is discarded) and otherwise leaves
+// the list; other listed blocks in the range stay listed.
 func (d *dust) Trim(_ context.Context, off, length int64) error {
-	return d.written(off, length, func(o, n int64) error { return d.dev.Trim(d.offset+o, n) })
+	if length > 0 && d.enabled.Load() {
+		if block := uint64(d.offset+off) >> d.blkShift; d.bad.written(block) {
+			d.faults.Add(FaultWriteError)
+			return fmt.Errorf("%w %d", ErrBadBlock, block)
+		}
+	}
+	return d.dev.Trim(d.offset+off, length)
 }
 
+// Zero is judged as a write, piece by piece: dm-dust takes no write-zeroes
+// bios, so the kernel zeroes a dust device with ordinary writes of zero
+// pages, which dm splits at the block size as any write.
 func (d *dust) Zero(_ context.Context, off, length int64, flags ZeroFlags) error {
 	return d.written(off, length, func(o, n int64) error { return d.dev.Zero(d.offset+o, n, flags) })
 }
@@ -86,7 +98,7 @@ func (d *dust) written(off, n int64, do func(off, n int64) error) error {
 		next, block := d.nextPiece(p, end)
 		if p > off {
 			// Pieces after the first are judged by consecutive blocks:
-			// go straight to the next listed one (a discard of a whole
+			// go straight to the next listed one (a zeroing of a whole
 			// disk must not walk its blocks one by one).
 			b, listed := d.bad.anyIn(block, last)
 			if !listed {

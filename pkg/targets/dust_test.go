@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,10 +191,55 @@ func TestDustWriteRemovesBadBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg(t, d, "addbadblock", "300")
-	if err := d.Trim(ctx, 299*512, 1024); err != nil {
+	if err := d.Trim(ctx, 300*512, 1024); err != nil {
 		t.Fatal(err)
 	}
 	if got := msg(t, d, "countbadblocks"); got != "countbadblocks: 0 badblock(s) found" {
 		t.Fatalf("after zero and trim: %q", got)
+	}
+}
+
+// A discard is one bio in dm, never split at the block size (dm cuts
+// discards at target boundaries only), so dust_map judges it by the block
+// of its first sector alone: listed blocks further in stay listed, and a
+// first block with writes still to fail fails the whole discard, nothing
+// of it done.
+func TestDustDiscardJudgedByItsFirstBlock(t *testing.T) {
+	ctx := context.Background()
+	d, path := newTestDust(t, 1<<20, 2048, "0", "4096")
+	data := bytes.Repeat([]byte{0xa5}, 1<<20)
+	if err := d.WriteAt(ctx, data, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	msg(t, d, "addbadblock", "3")
+	msg(t, d, "addbadblock", "4", "1")
+	msg(t, d, "enable")
+	// Blocks 2-5: judged by block 2, not listed; 3 and 4 stay listed.
+	if err := d.Trim(ctx, 2*4096, 4*4096); err != nil {
+		t.Fatalf("discard of blocks 2-5: %v", err)
+	}
+	if got := msg(t, d, "listbadblocks"); got != "3\n4\n" {
+		t.Fatalf("list after discarding blocks 2-5: %q, want 3 and 4 still listed", got)
+	}
+	// Blocks 4-7: block 4 fails its one write; nothing is discarded.
+	if err := d.Trim(ctx, 4*4096, 4*4096); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("discard of blocks 4-7, block 4 failing one write: %v, want EIO", err)
+	}
+	disk, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(disk[6*4096:8*4096], data[6*4096:8*4096]) {
+		t.Fatal("a failed discard changed the device (blocks 6-7)")
+	}
+	// Again: block 4 is remapped (leaves the list) and the range discarded.
+	if err := d.Trim(ctx, 4*4096, 4*4096); err != nil {
+		t.Fatalf("second discard of blocks 4-7: %v", err)
+	}
+	if got := msg(t, d, "listbadblocks"); got != "3\n" {
+		t.Fatalf("list after the second discard: %q, want 3", got)
+	}
+	if n := d.Faults().Requests[FaultWriteError].Load(); n != 1 {
+		t.Fatalf("write_error faults %d, want 1", n)
 	}
 }
