@@ -26,6 +26,7 @@ type dust struct {
 	offset    int64  // bytes: where the data area starts on dev
 	blkShift  uint   // log2 of the block size in bytes
 	devBlocks uint64 // dev's size in blocks: the largest block number a message may name (dm takes it too)
+	begin     uint64 // sectors: where the table starts the target (dm's ti->begin; see FlushRequest)
 
 	// enabled is dm's fail_read_on_bb ("enable"/"disable"). quietToggles
 	// counts "quiet" messages, each of which toggles dm's quiet_mode: quiet
@@ -40,9 +41,11 @@ type dust struct {
 }
 
 var (
-	_ Target       = (*dust)(nil)
-	_ Messenger    = (*dust)(nil)
-	_ FaultCounter = (*dust)(nil)
+	_ Target         = (*dust)(nil)
+	_ Messenger      = (*dust)(nil)
+	_ FaultCounter   = (*dust)(nil)
+	_ Placer         = (*dust)(nil)
+	_ FlushRequester = (*dust)(nil)
 )
 
 // ErrBlockSize is a dust line whose block size dm's constructor refuses;

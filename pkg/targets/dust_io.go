@@ -76,6 +76,31 @@ func (d *dust) Zero(_ context.Context, off, length int64, flags ZeroFlags) error
 	return d.written(off, length, func(o, n int64) error { return d.dev.Zero(d.offset+o, n, flags) })
 }
 
+// Place takes the sector the table starts the target at, which decides
+// the block a client's FLUSH is judged by.
+func (d *dust) Place(begin uint64) { d.begin = begin }
+
+// FlushRequest judges a client's FLUSH as dm-dust judges its empty flush
+// bio: dm builds that bio at sector 0 of the mapped device, dust_map
+// remaps it as any bio (offset + sector - begin, in 64 bits) and, being a
+// write, looks its block up once enabled. So a target at the table's
+// start judges every FLUSH by the first block of its data area: listed
+// with writes still to fail, the FLUSH fails (one count used); listed
+// without, the FLUSH takes it off the list. A target further in the table
+// judges it by the device block begin sectors before its offset, if there
+// is one (otherwise the sector wraps to a block no message can list).
+func (d *dust) FlushRequest(context.Context) error {
+	if !d.enabled.Load() {
+		return nil
+	}
+	block := (uint64(d.offset)/SectorSize - d.begin) >> (d.blkShift - 9)
+	if d.bad.written(block) {
+		d.faults.Add(FaultWriteError)
+		return fmt.Errorf("%w %d", ErrBadBlock, block)
+	}
+	return nil
+}
+
 func (d *dust) Extents(_ context.Context, off, length int64, emit func(Extent) bool) error {
 	return d.dev.Extents(d.offset+off, length, emit)
 }

@@ -146,3 +146,49 @@ func TestDustWrittenMatchesPieceModel(t *testing.T) {
 		}
 	}
 }
+
+// dm sends a client's flush to dust as an empty bio at sector 0 of the
+// mapped device, which dust_map remaps (offset + 0 - begin) and judges as
+// a write once enabled: a target at the table's start judges every FLUSH
+// by the first block of its data area, one further in by the block begin
+// sectors before its offset.
+func TestDustFlushJudgedByTheBlockOfSectorZero(t *testing.T) {
+	ctx := context.Background()
+	d, _ := newTestDust(t, 1<<20, 1024, "16", "4096") // data area from device block 2
+	msg(t, d, "addbadblock", "2", "1")
+	if err := d.FlushRequest(ctx); err != nil {
+		t.Fatalf("flush in bypass mode: %v", err)
+	}
+	msg(t, d, "enable")
+	if err := d.FlushRequest(ctx); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("flush with block 2 failing one write: %v, want EIO", err)
+	}
+	if got := msg(t, d, "listbadblocks"); got != "2\n" {
+		t.Fatalf("list after a failed flush: %q, want 2", got)
+	}
+	if err := d.FlushRequest(ctx); err != nil {
+		t.Fatalf("second flush: %v", err)
+	}
+	if got := msg(t, d, "countbadblocks"); got != "countbadblocks: 0 badblock(s) found" {
+		t.Fatalf("after a flush judged by block 2: %q, want it remapped", got)
+	}
+
+	// At sector 8 of the table: sector 0 maps to device sector 8, block 1.
+	d.Place(8)
+	msg(t, d, "addbadblock", "1", "1")
+	msg(t, d, "addbadblock", "2", "1")
+	if err := d.FlushRequest(ctx); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("flush of a target at sector 8, block 1 failing: %v, want EIO", err)
+	}
+	if got := msg(t, d, "listbadblocks"); got != "1\n2\n" {
+		t.Fatalf("list: %q", got)
+	}
+	// Beyond its offset, sector 0 - begin wraps: no listed block judges it.
+	d.Place(24)
+	if err := d.FlushRequest(ctx); err != nil {
+		t.Fatalf("flush of a target at sector 24 (past its offset): %v", err)
+	}
+	if n := d.Faults().Requests[FaultWriteError].Load(); n != 2 {
+		t.Fatalf("write_error faults %d, want 2", n)
+	}
+}
