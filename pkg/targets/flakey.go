@@ -85,7 +85,8 @@ func newFlakey(args []string, sectors uint64, devs *DevSet) (Target, error) {
 // effective is the behaviour a config has: with no feature at all (or
 // only random_*_corrupt at 0), every I/O of the down interval fails, which
 // dm (6.1 by its map function, newer ones by setting both flags) does as
-// error_reads plus error_writes. Its canonical form still says 0.
+// error_reads plus error_writes. Its canonical form still says 0, as
+// 6.1's TABLE status does (newer kernels print the two flags they set).
 func (c flakeyConfig) effective() flakeyConfig {
 	if !c.errorReads && !c.dropWrites && !c.errorWrites && c.corruptByte == 0 &&
 		c.randomRead == 0 && c.randomWrite == 0 {
