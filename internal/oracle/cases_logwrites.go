@@ -51,6 +51,41 @@ func LogWritesCases() []Case {
 	}
 }
 
+// LogWritesPlacedCases are log-writes targets behind another target.
+// dm's target does not take its table start off a bio's sector: it reads
+// and writes $0 from the same sector as the mapped device's, and logs
+// those sectors.
+func LogWritesPlacedCases() []Case {
+	p := Pattern
+	return []Case{
+		{Name: "log-writes-placed", Seed: 65, Devs: []Init{p(65), Zeros, p(66)},
+			Table: "0 2048 linear $2 0\n2048 8192 log-writes $0 $1", Script: logWritesPlacedScript(65, 2048*512)},
+		// ... and past $0's end (its first 8192 sectors are all the table
+		// checks) I/O fails: reads only, as dm logs a failed write and
+		// gdm does not.
+		{Name: "log-writes-placed-past-end", Seed: 67, Devs: []Init{p(67), Zeros, p(68)},
+			Table: "0 12288 linear $2 0\n12288 8192 log-writes $0 $1", Script: append(append(logWritesPlacedScript(67, 12288*512),
+				Op{Kind: Read, Off: DiskBytes - 2048, Len: 4096},
+				Op{Kind: Read, Off: DiskBytes + 4096, Len: 4096}), ReadAll(DiskBytes)...)},
+	}
+}
+
+// logWritesPlacedScript writes, discards and zeroes a log-writes target
+// that starts at byte begin of the mapped device, with a flush between.
+func logWritesPlacedScript(seed uint64, begin int64) []Op {
+	s := seed * 10
+	return []Op{
+		{Kind: Write, Off: begin, Len: 65536, Seed: s + 1},
+		{Kind: WriteFUA, Off: begin + 8192, Len: 4096, Seed: s + 2},
+		{Kind: Flush},
+		{Kind: Discard, Off: begin + 16384, Len: 8192},
+		{Kind: WriteZeroes, Off: begin + 32768, Len: 8192},
+		{Kind: Write, Off: begin - 4096, Len: 8192, Seed: s + 3},
+		{Kind: Flush},
+		{Kind: Read, Off: begin - 65536, Len: 262144},
+	}
+}
+
 // logWritesMarkScript puts marks between writes: one after unflushed
 // writes (a mark cuts an epoch as a flush does), two in a row, one right
 // after a flush, and writes no flush or mark follows.

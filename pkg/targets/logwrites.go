@@ -30,9 +30,10 @@ import (
 // end, as dm treats a log device whose size it cannot tell.
 type logWrites struct {
 	Base
-	dev  *Dev
-	log  *logWriter
-	live atomic.Bool // resumed once: its destructor may write to the log
+	dev   *Dev
+	log   *logWriter
+	begin int64       // byte of the mapped device the target starts at (Place)
+	live  atomic.Bool // resumed once: its destructor may write to the log
 
 	flushMu sync.Mutex // one FLUSH at a time (see FlushRequest)
 }
@@ -43,6 +44,7 @@ var (
 	_ Messenger      = (*logWrites)(nil)
 	_ Destroyer      = (*logWrites)(nil)
 	_ Resumer        = (*logWrites)(nil)
+	_ Placer         = (*logWrites)(nil)
 )
 
 // logWritesEndMark is the mark dm's destructor logs, to get the writes no
@@ -111,6 +113,25 @@ func (l *logWrites) Message(_ context.Context, args []string) (string, error) {
 	}
 	l.log.mark(args[1])
 	return "", nil
+}
+
+// Place takes the sector the table starts the target at. dm's target
+// never subtracts it from a bio's sector (its map only sets the bio's
+// device, where dm-linear adds dm_target_offset): byte off of a target
+// that starts at begin is byte begin+off of <dev>, and is logged at that
+// sector. Only the first <len> sectors of <dev> are checked at load (its
+// iterate_devices says 0 and the length), so I/O past <dev>'s end fails
+// with EIO, as the kernel's end-of-device check fails it.
+func (l *logWrites) Place(begin uint64) { l.begin = int64(begin) * SectorSize }
+
+// at is where [off, off+n) of the target is on <dev> (see Place); EIO when
+// it ends past <dev>'s end.
+func (l *logWrites) at(off, n int64) (int64, error) {
+	if off += l.begin; off+n > l.dev.Size() {
+		return 0, fmt.Errorf("log-writes: %d bytes at %d are past the end of %s (%d bytes): %w",
+			n, off, l.dev.Path(), l.dev.Size(), syscall.EIO)
+	}
+	return off, nil
 }
 
 // PreResume lets the table go live.

@@ -6,7 +6,8 @@ import (
 	"github.com/gdm-project/gdm/internal/logwrites"
 )
 
-// log-writes' I/O is linear's at offset 0, plus what it hands the log.
+// log-writes' I/O is linear's at the target's own start on the mapped
+// device (see Place), plus what it hands the log.
 // Reads, extents and splices only pass through. The log counts whole
 // sectors, and NBD lets a client write a byte range: a request that
 // starts or ends inside a sector is logged with those edge sectors as they
@@ -16,14 +17,26 @@ import (
 // which no replay can reproduce).
 
 func (l *logWrites) ReadAt(_ context.Context, p []byte, off int64) error {
+	off, err := l.at(off, int64(len(p)))
+	if err != nil {
+		return err
+	}
 	return l.dev.ReadAt(p, off)
 }
 
 func (l *logWrites) SpliceTo(_ context.Context, pipe int, off, n int64) error {
+	off, err := l.at(off, n)
+	if err != nil {
+		return err
+	}
 	return l.dev.SpliceTo(pipe, off, n)
 }
 
 func (l *logWrites) Extents(_ context.Context, off, length int64, emit func(Extent) bool) error {
+	off, err := l.at(off, length)
+	if err != nil {
+		return err
+	}
 	return l.dev.Extents(off, length, emit)
 }
 
@@ -32,6 +45,10 @@ func sectorAligned(off, n int64) bool { return off%logSectorSize == 0 && n%logSe
 // WriteAt writes p; with FUA it syncs the device and logs the write at
 // once, else the write waits in memory for the next FLUSH.
 func (l *logWrites) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
+	off, err := l.at(off, int64(len(p)))
+	if err != nil {
+		return err
+	}
 	logging := l.log.on.Load()
 	var entryFlags uint64
 	if flags&FUA != 0 {
@@ -42,7 +59,7 @@ func (l *logWrites) WriteAt(_ context.Context, p []byte, off int64, flags WriteF
 	if logging && aligned {
 		pend = pendingWrite(off, p, entryFlags)
 	}
-	err := l.dev.WriteAt(p, off)
+	err = l.dev.WriteAt(p, off)
 	if err == nil && flags&FUA != 0 {
 		err = l.dev.Sync()
 	}
@@ -58,8 +75,8 @@ func (l *logWrites) WriteAt(_ context.Context, p []byte, off int64, flags WriteF
 	return nil
 }
 
-// readBack is a pending write of the sectors [off, off+n) touches, as the
-// device holds them now.
+// readBack is a pending write of the sectors [off, off+n) of <dev> touches,
+// as the device holds them now.
 func (l *logWrites) readBack(off, n int64, flags uint64) (logPending, error) {
 	start := off / logSectorSize * logSectorSize
 	end := min((off+n+logSectorSize-1)/logSectorSize*logSectorSize, l.dev.Size())
@@ -70,6 +87,10 @@ func (l *logWrites) readBack(off, n int64, flags uint64) (logPending, error) {
 // Trim discards on the device and logs a discard entry, which carries no
 // data (its edge sectors, if any, as writes).
 func (l *logWrites) Trim(_ context.Context, off, length int64) error {
+	off, err := l.at(off, length)
+	if err != nil {
+		return err
+	}
 	if err := l.dev.Trim(off, length); err != nil || !l.log.on.Load() {
 		return err
 	}
@@ -84,14 +105,18 @@ func (l *logWrites) Zero(_ context.Context, off, length int64, flags ZeroFlags) 
 	if flags.Fast {
 		return ErrNotSupported
 	}
+	off, err := l.at(off, length)
+	if err != nil {
+		return err
+	}
 	if err := l.dev.Zero(off, length, flags); err != nil || !l.log.on.Load() {
 		return err
 	}
 	return l.logRange(off, length, 0, true)
 }
 
-// logRange hands a completed discard or zeroing of [off, off+n) to the
-// log: its whole sectors as one entry with flags, the sectors it only
+// logRange hands a completed discard or zeroing of [off, off+n) of <dev>
+// to the log: its whole sectors as one entry with flags, the sectors it only
 // touches read back as writes.
 func (l *logWrites) logRange(off, n int64, flags uint64, zero bool) error {
 	if n <= 0 {

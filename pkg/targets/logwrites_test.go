@@ -280,3 +280,47 @@ func TestLogWritesUnresumedDestroyWritesNothing(t *testing.T) {
 		t.Fatal("an inactive table's destroy wrote to the log")
 	}
 }
+
+// dm's target does not take its table start off a bio's sector: a target
+// placed at sector 32 reads and writes <dev> from its sector 32 and logs
+// those sectors; what would reach past <dev>'s end fails with EIO and
+// writes nothing (the file does not grow).
+func TestLogWritesPlacedUsesMappedSectors(t *testing.T) {
+	ctx := context.Background()
+	lw, dev, log := newTestLogWrites(t, 64*1024, 1<<20)
+	lw.Place(32)
+	if err := lw.WriteAt(ctx, sectorOf('a', 2), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Trim(ctx, 4*512, 512); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Zero(ctx, 6*512, 512, ZeroFlags{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.FlushRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "entries", entries(t, log, 4), []string{"32+2 NONE a a", "36+1 DISCARD", "38+1 NONE \x00", "0+0 FLUSH"})
+	b, _ := os.ReadFile(dev)
+	if b[32*512] != 'a' || b[0] != 0 {
+		t.Fatal("the write did not land at <dev>'s sector 32")
+	}
+	p := make([]byte, 512)
+	if err := lw.ReadAt(ctx, p, 0); err != nil || p[0] != 'a' {
+		t.Fatalf("read of the target's sector 0: %v, %q; want <dev>'s sector 32", err, p[0])
+	}
+	end := int64(64*1024 - 32*512) // the target's byte at <dev>'s end
+	if err := lw.ReadAt(ctx, p, end-256); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read past <dev>'s end: %v, want EIO", err)
+	}
+	if err := lw.WriteAt(ctx, sectorOf('z', 1), end, 0); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("write past <dev>'s end: %v, want EIO", err)
+	}
+	if err := lw.Trim(ctx, end, 512); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("discard past <dev>'s end: %v, want EIO", err)
+	}
+	if fi, _ := os.Stat(dev); fi.Size() != 64*1024 {
+		t.Fatalf("<dev> grew to %d bytes", fi.Size())
+	}
+}
