@@ -113,6 +113,9 @@ func (c *conn) readOption(fixed bool) (*option, error) {
 		if _, err := io.CopyN(io.Discard, c.br, int64(n)); err != nil {
 			return nil, failHandshake(HandshakeIO, err)
 		}
+		if refused, err := c.needsTLS(&option{typ: typ}); refused { // before TLS, nothing else is said
+			return nil, err
+		}
 		return nil, c.optReply(typ, repErrTooBig, []byte("option data too long"))
 	}
 	data := make([]byte, n)

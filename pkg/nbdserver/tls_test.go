@@ -161,7 +161,8 @@ func TestTLSRequired(t *testing.T) {
 	for _, o := range []struct {
 		typ  uint32
 		data []byte
-	}{{optList, nil}, {optInfo, infoData("a")}, {optGo, infoData("a")}, {optStructuredReply, nil}, {optListMetaContext, metaData("a")}} {
+	}{{optList, nil}, {optInfo, infoData("a")}, {optGo, infoData("a")}, {optStructuredReply, nil}, {optListMetaContext, metaData("a")},
+		{optInfo, make([]byte, maxOptionLen+1)}} { // oversized too: TLS_REQD, not TOO_BIG
 		c.opt(o.typ, o.data)
 		if typ, _ := c.optReply(o.typ); typ != repErrTLSReqd {
 			t.Fatalf("option %d before TLS: %#x, want ERR_TLS_REQD", o.typ, typ)
