@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -38,26 +39,13 @@ const defaultInfoFields = "name,major,minor,attr,open,segments,events,uuid"
 func pickFields(list string) ([]infoField, error) {
 	var out []infoField
 	for _, n := range strings.Split(list, ",") {
-		i := fieldIndex(n)
+		i := slices.IndexFunc(infoFields, func(f infoField) bool { return f.name == strings.TrimSpace(n) })
 		if i < 0 {
-			names := make([]string, len(infoFields))
-			for k, f := range infoFields {
-				names[k] = f.name
-			}
-			return nil, fmt.Errorf("%w: -o: unknown field %q (fields: %s)", errUsage, n, strings.Join(names, ","))
+			return nil, fmt.Errorf("%w: -o: unknown field %q (fields: %s)", errUsage, n, defaultInfoFields)
 		}
 		out = append(out, infoFields[i])
 	}
 	return out, nil
-}
-
-func fieldIndex(name string) int {
-	for i, f := range infoFields {
-		if f.name == strings.TrimSpace(name) {
-			return i
-		}
-	}
-	return -1
 }
 
 // attr is dmsetup's Stat: L (a live table), I (an inactive one), s

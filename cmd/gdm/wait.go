@@ -35,9 +35,6 @@ func runWait(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *timeout < 0 {
-		return fmt.Errorf("%w: --timeout must be positive, not %v", errUsage, *timeout)
-	}
 	var after uint64
 	if len(pos) == 2 {
 		if after, err = strconv.ParseUint(pos[1], 10, 64); err != nil {

@@ -290,14 +290,25 @@ func (s *stateStore) remove(id string) error {
 	return s.syncChanged(s.devicesDir())
 }
 
+// injectDirSyncFailure takes one of failDirSyncs, if any are left.
+func (s *stateStore) injectDirSyncFailure() bool {
+	for {
+		n := s.failDirSyncs.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.failDirSyncs.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
 // syncChanged fsyncs a directory just changed; its failure is
 // errNotDurable.
 func (s *stateStore) syncChanged(dir string) error {
 	err := syncDir(dir)
-	if s.failDirSyncs.Add(-1) >= 0 {
+	if s.injectDirSyncFailure() {
 		err = errInjected
-	} else {
-		s.failDirSyncs.Add(1)
 	}
 	if err != nil {
 		return fmt.Errorf("state: %w: %w", errNotDurable, err)

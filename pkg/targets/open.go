@@ -134,15 +134,6 @@ func openError(err error) error {
 	return fmt.Errorf("targets: %w", err)
 }
 
-// checkType refuses anything but a regular file or a block device, naming
-// what it found.
-func checkType(path string, st *unix.Stat_t) error {
-	if what := fileopen.Unfit(st); what != "" {
-		return fmt.Errorf("targets: %s is %s: %w", path, what, ErrBadDevice)
-	}
-	return nil
-}
-
 func retryEINTR(f func() error) error {
 	for {
 		if err := f(); err != unix.EINTR {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/gdm-project/gdm/internal/fileopen"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,34 +15,24 @@ const maxTLSFile = 1 << 20
 
 // readTLSFile reads a file of tls-certificates=DIR. The directory is the
 // table's, so a table's author chooses what the root daemon reads: it is
-// opened without blocking and read only if it is a regular file of at
-// most maxTLSFile bytes. os.ReadFile would wait for ever on a FIFO, and
+// opened as backing files are (internal/fileopen: nothing but a regular
+// file or block device, without blocking) and read only if it is a
+// regular file of at most maxTLSFile bytes. os.ReadFile would wait for ever on a FIFO, and
 // read /dev/zero until memory ran out. A missing file is fs.ErrNotExist.
 // With an allow-list, the file's real path must be under it, as a backing
 // file's must (remote_allow.go): a table's author must not make the daemon
 // present a client key it keeps outside.
 func readTLSFile(path string, opts *OpenOptions) ([]byte, error) {
-	var fd int
-	err := retryEINTR(func() (err error) {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-		return err
-	})
+	fd, st, err := fileopen.Open(path, unix.O_RDONLY, nil)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, openError(err) // names what it is: a FIFO, a directory...
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
 	if err := checkAllowedFd(path, fd, opts); err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
-	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		if err := checkType(path, &st); err != nil {
-			return nil, err // names what it is: a FIFO, a directory...
-		}
 		return nil, fmt.Errorf("targets: %s is a block device, not a file: %w", path, ErrBadDevice)
 	}
 	if st.Size > maxTLSFile {

@@ -170,12 +170,11 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.event = devs.RaiseEvent
 	s := &snapshot{origin: origin, cow: cow, paths: [2]string{args[0], args[1]}, devs: devs,
 		sectors: sectors, overflowOK: kind == "PO",
 		zeroesCow: slices.Contains(args[4:], "discard_zeroes_cow"),
 		passdown:  slices.Contains(args[4:], "discard_passdown_origin")}
-	s.store.Store(st)
+	s.useStore(st)
 	s.entry = acquireOrigin(origin.Identity())
 	return s, nil
 }
@@ -203,9 +202,7 @@ func (s *snapshot) takeOver(old *snapshot) {
 		cur = old.store.Load()
 	}
 	if !cur.persistent {
-		st := cur.adopt(s.cow)
-		st.event = s.devs.RaiseEvent
-		s.store.Store(st)
+		s.useStore(cur.adopt(s.cow))
 		return
 	}
 	st, err := openCowStore(s.cow, true, uint64(cur.lay.chunk/SectorSize))
@@ -219,6 +216,12 @@ func (s *snapshot) takeOver(old *snapshot) {
 		st.valid = st.valid && valid
 		st.overflowed = over
 	}
+	s.useStore(st)
+}
+
+// useStore makes st the snapshot's store, its invalidation raising the
+// snapshot's table's event, as dm's __invalidate_snapshot does.
+func (s *snapshot) useStore(st *cowStore) {
 	st.event = s.devs.RaiseEvent
 	s.store.Store(st)
 }
