@@ -33,7 +33,9 @@ What a message changes (dust's bad-block list and modes, crypt's key)
 lives in the table's memory only: it is never saved, and a new table or a
 restart of the daemon starts without it (a restart brings a crypt device
 back with its table's key, even after a key wipe). Write "--" before message words that begin
-with "-".
+with "-". The words are joined with spaces and split again as the kernel
+splits a message (dmsetup does the same): "mark a b" is three words, and a
+backslash keeps the next character in its word, as in mark a\ b.
 
 dust takes: addbadblock N [WRITE_FAILS], removebadblock N, queryblock N,
 countbadblocks, clearbadblocks, listbadblocks, enable, disable, quiet.
@@ -73,8 +75,12 @@ func runMessage(args []string, _ io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: sector %q is not a number of sectors", errUsage, pos[1])
 	}
+	msg := dmSplitArgs(pos[2:])
+	if len(msg) == 0 {
+		return fmt.Errorf("%w: empty message", errUsage)
+	}
 	var resp controlapi.MessageResp
-	req := controlapi.MessageReq{Sector: sector, Args: pos[2:]}
+	req := controlapi.MessageReq{Sector: sector, Args: msg}
 	if err := controlapi.New(cf.control).Call(http.MethodPost, controlapi.DevicePath(pos[0], "/message"), nil, req, &resp); err != nil {
 		return onDevice(pos[0], err)
 	}

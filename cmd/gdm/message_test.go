@@ -66,6 +66,15 @@ func TestMessageVerb(t *testing.T) {
 		t.Errorf("message d 0 -- queryblock -5: exit %d, %q", code, errb.String())
 	}
 	td.fails(t, "dust: dust_add_block: block 60 already in badblocklist: invalid argument", "message", "d", "0", "addbadblock", "60")
+	// Split again as the kernel splits a message: one argument of two
+	// words is two words, an escaped space keeps them one.
+	if out := td.ok(t, "message", "d", "0", "queryblock 60"); out != "dust_query_block: block 60 found in badblocklist\n" {
+		t.Errorf("message d 0 'queryblock 60': %q", out)
+	}
+	td.fails(t, "unrecognized message 'queryblock 60'", "message", "d", "0", `queryblock\ 60`)
+	if _, errs, code := td.cli("", "message", "d", "0", " "); code != 2 || !strings.Contains(errs, "empty message") {
+		t.Errorf("message d 0 ' ': exit %d, %q", code, errs)
+	}
 	td.fails(t, "target type takes no messages", "message", "d", "2048", "enable")
 	td.fails(t, "outside the table", "message", "d", "2056", "enable")
 	td.fails(t, "no such device", "message", "nope", "0", "enable")
