@@ -80,7 +80,7 @@ type managed struct {
 	gone  atomic.Bool  // removed (or being removed): no new connections
 
 	opMu  verbLock    // serializes this device's verbs
-	saved deviceState // guarded by opMu: what its state file says now
+	saved deviceState // guarded by opMu: its definition in force, which its state file says (unless a put-back failed: saveBack)
 	// broken is why the device could not be restored at start (nil when it
 	// is fine); written under opMu. A broken device has no tables open;
 	// load + resume repair it, remove removes it.

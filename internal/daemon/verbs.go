@@ -220,15 +220,34 @@ func (d *daemon) saveAround(m *managed, edit func(next *deviceState), op func() 
 		return err // a table file written for next is swept at the next start
 	}
 	if err := op(); err != nil {
-		if rerr := d.commitLocked(m, prev); rerr != nil {
+		if rerr := d.saveBack(m, prev); rerr != nil {
 			d.log.Error("state says the failed verb happened; it did not", "device", m.name(), "err", rerr)
-		} else {
-			d.state.dropTables(next, prev)
+			return fmt.Errorf("%w (and the state file could not be put back: a restart may find the refused change until the next verb on the device saves it: %v)", err, rerr)
 		}
+		d.state.dropTables(next, prev)
 		return err
 	}
 	d.state.dropTables(prev, next)
 	return nil
+}
+
+// saveBack saves prev, m's definition in force again after a verb's
+// change in memory failed. m.saved becomes prev first, whatever the save
+// does: it is what the device is, so a retry (after a rename whose fsync
+// failed) and the next verb's save write prev. Before, m.saved stayed the
+// refused definition, and both wrote that: a suspend refused when its
+// flush failed left the state file saying suspended, and a restart
+// suspended the device.
+func (d *daemon) saveBack(m *managed, prev deviceState) error {
+	m.saved = prev
+	err := d.state.save(prev)
+	if errors.Is(err, errNotDurable) {
+		err = d.state.save(prev) // prev is renamed in; this fsync makes it durable
+	}
+	if err != nil {
+		d.log.Error("saving state", "device", m.name(), "err", err)
+	}
+	return err
 }
 
 func (d *daemon) resume(ctx context.Context, name string, live bool) (*managed, error) {
