@@ -200,11 +200,23 @@ func replyInfo(w http.ResponseWriter, d *daemon, m *managed, err error) {
 	reply(w, d.infoOf(m))
 }
 
+// decode reads a verb's JSON body of at most maxVerbBody bytes into v, or
+// answers the error and returns false.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20))
+	return decodeUpTo(w, r, v, maxVerbBody)
+}
+
+// decodeUpTo is decode with a bound of max bytes (a table sent as JSON
+// has maxJSONTable).
+func decodeUpTo(w http.ResponseWriter, r *http.Request, v any, max int64) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeJSON(w, http.StatusBadRequest, controlapi.Error{Error: "bad request: " + err.Error()})
+		code := http.StatusBadRequest
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			code = http.StatusRequestEntityTooLarge
+		}
+		writeJSON(w, code, controlapi.Error{Error: "bad request: " + err.Error()})
 		return false
 	}
 	return true

@@ -63,7 +63,7 @@ func readTable(w http.ResponseWriter, r *http.Request) (string, bool) {
 func createReq(w http.ResponseWriter, r *http.Request) (controlapi.CreateReq, bool) {
 	var req controlapi.CreateReq
 	if !isText(r) {
-		return req, decode(w, r, &req)
+		return req, decodeUpTo(w, r, &req, maxJSONTable)
 	}
 	q := r.URL.Query()
 	req.Name, req.UUID, req.ReadOnly = q.Get("name"), q.Get("uuid"), q.Get("read_only") == "1"
@@ -78,7 +78,7 @@ func loadReq(w http.ResponseWriter, r *http.Request) (string, bool) {
 		return readTable(w, r)
 	}
 	var req controlapi.TableText
-	ok := decode(w, r, &req)
+	ok := decodeUpTo(w, r, &req, maxJSONTable)
 	return req.Table, ok
 }
 

@@ -29,6 +29,18 @@ const bigTableBytes = 1 << 20
 // (plus what their tables build into), however many clients send them.
 const maxBigUploads = 4
 
+// maxVerbBody bounds the JSON body of a request that carries no table
+// (rename, message, attach): a few hundred bytes are enough for any of
+// them, and such a request takes no upload slot, so that without its own
+// bound each of maxControlConns connections could make the daemon buffer
+// maxJSONTable (4 GiB in all).
+const maxVerbBody = 1 << 20
+
+// maxJSONTable bounds a table sent inside a JSON body (create and load
+// without the plain-text media type); a body of bigTableBytes or more
+// takes an upload slot first.
+const maxJSONTable = 64 << 20
+
 // limitListener is a net.Listener that keeps at most cap(slots)
 // connections open: Accept takes a slot, or reclaims one from an idle
 // connection (as the HTTP server reports them to track), or waits for

@@ -198,3 +198,34 @@ func TestShutdownNotHeldByStuckControlClient(t *testing.T) {
 		t.Fatalf("shutdown with a control client that does not read: %v", err)
 	}
 }
+
+// The JSON body of a verb that takes no table (message, rename, attach)
+// is small: clients sending huge ones make the daemon hold at most
+// maxVerbBody of each. Before, each could hold 64 MiB (the bound of a
+// table sent as JSON), taking no upload slot: 64 connections, 4 GiB.
+func TestVerbBodiesBounded(t *testing.T) {
+	td := startTestDaemon(t, "")
+	td.ok(t, "create", "d", "--table", "0 8 zero")
+	const clients, size = 4, 32 << 20
+	junk := []byte(strings.Repeat("a", size))
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	for _, path := range []string{"/v1/devices/d/message", "/v1/devices/d/rename"} {
+		for range clients / 2 {
+			conn, err := net.Dial("unix", td.control)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: gdm\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"args\":[\"", path, size+100)
+			conn.Write(junk) // a daemon that refuses the body closes the connection: an error here is fine
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	if grown := ms.HeapAlloc - min(base, ms.HeapAlloc); grown > size {
+		t.Fatalf("%d clients sending %d MiB verb bodies made the heap grow by %d MiB", clients, size>>20, grown>>20)
+	}
+}
