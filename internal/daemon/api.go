@@ -122,7 +122,7 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 		if !ok {
 			return
 		}
-		m, err := d.load(r.PathValue("name"), text)
+		m, err := d.load(r.Context(), r.PathValue("name"), text)
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/resume", func(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +144,7 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/clear", func(w http.ResponseWriter, r *http.Request) {
-		m, err := d.clear(r.PathValue("name"))
+		m, err := d.clear(r.Context(), r.PathValue("name"))
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/rename", func(w http.ResponseWriter, r *http.Request) {
@@ -152,12 +152,12 @@ func (d *daemon) verbRoutes(mux *http.ServeMux) {
 		if !decode(w, r, &req) {
 			return
 		}
-		m, err := d.rename(r.PathValue("name"), req.NewName)
+		m, err := d.rename(r.Context(), r.PathValue("name"), req.NewName)
 		replyInfo(w, d, m, err)
 	})
 	mux.HandleFunc("POST /v1/devices/{name}/message", d.withDevice(d.serveMessage))
 	mux.HandleFunc("DELETE /v1/devices/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.remove(r.PathValue("name"), r.URL.Query().Get("force") == "1"); err != nil {
+		if err := d.remove(r.Context(), r.PathValue("name"), r.URL.Query().Get("force") == "1"); err != nil {
 			fail(w, err)
 			return
 		}

@@ -129,7 +129,8 @@ func (d *daemon) lockDevice(name string) (*managed, error) {
 }
 
 // lockDeviceContext is lockDevice for a verb with a deadline: it gives up
-// waiting for the device's verb lock when ctx ends.
+// waiting for the device's verb lock when ctx ends, and does not take it
+// once ctx has ended (the lock and the end may come together).
 func (d *daemon) lockDeviceContext(ctx context.Context, name string) (*managed, error) {
 	m, err := d.get(name)
 	if err != nil {
@@ -137,6 +138,10 @@ func (d *daemon) lockDeviceContext(ctx context.Context, name string) (*managed, 
 	}
 	if err := m.opMu.lockContext(ctx, name); err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		m.opMu.Unlock()
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if m.gone.Load() || m.name() != name {
 		m.opMu.Unlock()

@@ -144,12 +144,15 @@ func (d *daemon) undoCreate(m *managed, err error) error {
 	return err
 }
 
-// load puts a table in the device's inactive slot.
-func (d *daemon) load(name, text string) (*managed, error) {
+// load puts a table in the device's inactive slot. ctx is the request's:
+// a load waiting for the device's verb lock stops when its client hangs
+// up (so does clear, rename and remove), rather than act later on a
+// device its client was told nothing happened to.
+func (d *daemon) load(ctx context.Context, name, text string) (*managed, error) {
 	if text == "" {
 		return nil, errNoTable
 	}
-	return d.onDevice(name, func(m *managed) error { return d.loadLocked(m, text, false) })
+	return d.onDeviceContext(ctx, name, func(m *managed) error { return d.loadLocked(m, text, false) })
 }
 
 // loadLocked builds a table from text and puts it in m's inactive slot,
@@ -193,8 +196,8 @@ func (d *daemon) onDevice(name string, verb func(m *managed) error) (*managed, e
 	return d.onDeviceContext(context.Background(), name, verb)
 }
 
-// onDeviceContext is onDevice for a verb with a deadline, which covers
-// its wait for the device's verb lock too.
+// onDeviceContext is onDevice for a verb with a deadline or a client that
+// may hang up: its wait for the device's verb lock ends with ctx.
 func (d *daemon) onDeviceContext(ctx context.Context, name string, verb func(m *managed) error) (*managed, error) {
 	m, err := d.lockDeviceContext(ctx, name)
 	if err != nil {
@@ -285,8 +288,8 @@ func (d *daemon) suspend(ctx context.Context, name string, noflush bool) (*manag
 	})
 }
 
-func (d *daemon) clear(name string) (*managed, error) {
-	return d.onDevice(name, d.clearLocked)
+func (d *daemon) clear(ctx context.Context, name string) (*managed, error) {
+	return d.onDeviceContext(ctx, name, d.clearLocked)
 }
 
 func (d *daemon) clearLocked(m *managed) error {
@@ -299,8 +302,8 @@ func (d *daemon) clearLocked(m *managed) error {
 // forced, and destroys its tables: when it returns, no backing file of the
 // device is open and the name is free. If its state file cannot be
 // removed, nothing is: the device stays as it was.
-func (d *daemon) remove(name string, force bool) error {
-	_, err := d.onDevice(name, func(m *managed) error { return d.removeLocked(m, force) })
+func (d *daemon) remove(ctx context.Context, name string, force bool) error {
+	_, err := d.onDeviceContext(ctx, name, func(m *managed) error { return d.removeLocked(m, force) })
 	return err
 }
 
@@ -347,11 +350,11 @@ func (d *daemon) removeLocked(m *managed, force bool) error {
 	return nil
 }
 
-func (d *daemon) rename(old, new string) (*managed, error) {
+func (d *daemon) rename(ctx context.Context, old, new string) (*managed, error) {
 	if err := checkName(new); err != nil {
 		return nil, err
 	}
-	return d.onDevice(old, func(m *managed) error {
+	return d.onDeviceContext(ctx, old, func(m *managed) error {
 		if err := d.reserve(new, ""); err != nil {
 			return err
 		}
