@@ -75,7 +75,7 @@ func (d *daemon) queryRoutes(mux *http.ServeMux) {
 		reply(w, d.infoOf(m))
 	}))
 	mux.HandleFunc("GET /v1/devices/{name}/status", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {
-		d.serveStatus(w, m)
+		d.serveStatus(w, r, m)
 	}))
 	mux.HandleFunc("GET /v1/devices/{name}/table", d.withDevice(d.serveTable))
 	mux.HandleFunc("GET /v1/devices/{name}/deps", d.withDevice(func(w http.ResponseWriter, r *http.Request, m *managed) {

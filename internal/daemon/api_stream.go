@@ -92,6 +92,11 @@ func (d *daemon) serveTable(w http.ResponseWriter, r *http.Request, m *managed) 
 	}
 	showKeys := r.URL.Query().Get("showkeys") == "1"
 	if r.URL.Query().Get("format") != "text" {
+		release, ok := d.answerSlot(w, r, m, slot)
+		if !ok {
+			return
+		}
+		defer release()
 		out := controlapi.TableText{Name: m.name()}
 		m.dev.View(slot, func(t *table.Table) error { out.Table = t.Shown(showKeys); return nil })
 		reply(w, out)
@@ -107,8 +112,14 @@ func (d *daemon) serveTable(w http.ResponseWriter, r *http.Request, m *managed) 
 }
 
 // serveStatus answers GET .../status with the DeviceStatus JSON, each
-// target's line encoded and written as it comes.
-func (d *daemon) serveStatus(w http.ResponseWriter, m *managed) {
+// target's line encoded and written as it comes (the lines' text is made
+// first, all of it: a big table's waits for an answer slot).
+func (d *daemon) serveStatus(w http.ResponseWriter, r *http.Request, m *managed) {
+	release, ok := d.answerSlot(w, r, m, table.Live)
+	if !ok {
+		return
+	}
+	defer release()
 	http.NewResponseController(w).SetWriteDeadline(answerDeadline())
 	w.Header().Set("Content-Type", "application/json")
 	bw := bufio.NewWriterSize(w, 64<<10)

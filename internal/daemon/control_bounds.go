@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/pkg/table"
 )
 
 // What a control client can hold. The socket is root's only (0600), but a
@@ -28,6 +29,19 @@ const bigTableBytes = 1 << 20
 // that the memory they claim is at most maxBigUploads × maxTableBytes
 // (plus what their tables build into), however many clients send them.
 const maxBigUploads = 4
+
+// bigAnswerTargets is where an answer that copies its table whole (the
+// table as JSON, the status, whose lines are made before the first is
+// written) starts to count against maxBigAnswers: about bigTableBytes of
+// text. The table as plain text is written from the table as it goes,
+// and never waits.
+const bigAnswerTargets = 1 << 14
+
+// maxBigAnswers bounds the big answers made at once: each holds a copy of
+// its table's text or status (tens of MB for a million targets) for as
+// long as its client takes to read it, up to streamTimeout, and each of
+// maxControlConns connections could ask for one.
+const maxBigAnswers = 4
 
 // maxVerbBody bounds the JSON body of a request that carries no table
 // (rename, message, attach): a few hundred bytes are enough for any of
@@ -149,6 +163,26 @@ func (d *daemon) uploadSlot(w http.ResponseWriter, r *http.Request) (func(), boo
 		return func() { <-d.uploads }, true
 	case <-r.Context().Done():
 		writeJSON(w, http.StatusServiceUnavailable, controlapi.Error{Error: "busy: too many big table uploads at once"})
+		return nil, false
+	}
+}
+
+// answerSlot takes one of the big-answer slots for an answer copying the
+// table in m's slot, if that table is big, waiting while all are taken.
+// It returns the release, or answers 503 and returns false if the client
+// went away first. The table is looked at, not held, while it waits: a
+// table swapped meanwhile is answered as it is then, slot or not.
+func (d *daemon) answerSlot(w http.ResponseWriter, r *http.Request, m *managed, slot table.Slot) (func(), bool) {
+	n := 0
+	m.dev.View(slot, func(t *table.Table) error { n = t.Len(); return nil })
+	if n < bigAnswerTargets {
+		return func() {}, true
+	}
+	select {
+	case d.answers <- struct{}{}:
+		return func() { <-d.answers }, true
+	case <-r.Context().Done():
+		writeJSON(w, http.StatusServiceUnavailable, controlapi.Error{Error: "busy: too many answers of big tables at once"})
 		return nil, false
 	}
 }

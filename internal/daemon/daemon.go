@@ -56,6 +56,9 @@ type daemon struct {
 	// uploads holds a token per big table upload being read or built
 	// (uploadSlot in control_bounds.go).
 	uploads chan struct{}
+	// answers holds a token per answer copying a big table (answerSlot
+	// in control_bounds.go).
+	answers chan struct{}
 	// waits holds a token per `gdm wait` request waiting (verbs_dm.go).
 	waits chan struct{}
 
@@ -92,7 +95,7 @@ type managed struct {
 
 func newDaemon(log *slog.Logger, state *stateStore, timed bool) *daemon {
 	d := &daemon{log: log, state: state, timed: timed, devices: map[string]*managed{}, uuids: map[string][]*managed{}, reserved: map[string]bool{},
-		uploads: make(chan struct{}, maxBigUploads), waits: make(chan struct{}, maxWaits)}
+		uploads: make(chan struct{}, maxBigUploads), answers: make(chan struct{}, maxBigAnswers), waits: make(chan struct{}, maxWaits)}
 	d.nbd = &nbdserver.Server{Exports: d, Log: log.With("component", "nbd")}
 	d.att = newAttacher(d)
 	return d

@@ -69,7 +69,7 @@ func TestDestroyOnlyAtFixedPoints(t *testing.T) {
 			case <-stop:
 				return
 			case <-scrape:
-				td.d.serveStatus(httptest.NewRecorder(), m)
+				td.d.serveStatus(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), m)
 				newRegistry(td.d).Gather()
 			}
 		}
