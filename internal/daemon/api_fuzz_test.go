@@ -40,7 +40,7 @@ func FuzzControlAPI(f *testing.F) {
 	}
 	td := startFuzzDaemon(f)
 	h := td.d.apiHandler()
-	statuses := map[int]bool{200: true, 400: true, 404: true, 405: true, 409: true, 422: true, 500: true, 504: true}
+	statuses := map[int]bool{200: true, 400: true, 404: true, 405: true, 409: true, 413: true, 422: true, 500: true, 504: true}
 	f.Fuzz(func(t *testing.T, method, path, body string) {
 		if !strings.HasPrefix(path, "/") {
 			return
