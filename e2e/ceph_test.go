@@ -86,7 +86,7 @@ func TestCephRBDLeg(t *testing.T) {
 		2*legSize/512, chunk/512, sock, file))
 
 	out, err := exec.Command(fio, "--name=ceph", "--ioengine=nbd", "--uri="+d.uri("ceph"), "--rw=randwrite", "--bs=4k-128k",
-		"--size=64M", "--iodepth=8", "--verify=crc32c", "--verify_fatal=1", "--output-format=json").CombinedOutput()
+		"--size=64M", "--iodepth=8", "--verify=crc32c", "--verify_fatal=1", "--verify_state_save=0", "--output-format=json").CombinedOutput()
 	if err != nil || testkit.FioErrors(t, string(out)) != 0 {
 		t.Fatalf("fio --verify through the table with a Ceph leg: %v\n%s", err, out)
 	}

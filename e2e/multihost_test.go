@@ -158,7 +158,7 @@ func TestStripedOverHosts(t *testing.T) {
 	}
 
 	out, err := exec.Command(fio, "--name=hosts", "--ioengine=nbd", "--uri="+d.uri("wide"), "--rw=randwrite", "--bs=4k-64k",
-		"--size=16M", "--iodepth=8", "--verify=crc32c", "--verify_fatal=1", "--output-format=json").CombinedOutput()
+		"--size=16M", "--iodepth=8", "--verify=crc32c", "--verify_fatal=1", "--verify_state_save=0", "--output-format=json").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"error" : 0`) {
 		t.Fatalf("fio --verify over three hosts: %v\n%s", err, out)
 	}

@@ -61,7 +61,7 @@ func TestTLSClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	fio := exec.Command(testkit.NeedTool(t, "fio"), "--name=tls", "--ioengine=nbd", "--uri="+secure, "--rw=randwrite",
-		"--bs=4k", "--size=8M", "--iodepth=8", "--verify=crc32c", "--verify_fatal=1", "--output-format=json")
+		"--bs=4k", "--size=8M", "--iodepth=8", "--verify=crc32c", "--verify_fatal=1", "--verify_state_save=0", "--output-format=json")
 	fio.Env = append(os.Environ(), "HOME="+home)
 	if out, err := fio.CombinedOutput(); err != nil || !strings.Contains(string(out), `"error" : 0`) {
 		t.Fatalf("fio --verify through TLS: %v\n%s", err, out)
