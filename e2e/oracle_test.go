@@ -60,7 +60,7 @@ func TestOracle(t *testing.T) {
 	}
 	reports := oracleReports(t, console)
 	if only == "" {
-		want := len(oracle.Cases()) + generated + len(oracle.Acceptance()) + 1 // + targets
+		want := len(oracle.Cases()) + generated + len(oracle.Acceptance()) + 2 // + targets, events
 		if len(reports) != want {
 			t.Errorf("the guest reported %d cases, want %d", len(reports), want)
 		}

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,31 +102,53 @@ func TestWipeTableVerb(t *testing.T) {
 
 // wait returns at once for an event number that is not the device's,
 // after the next event for the one that is, gives up at --timeout, and
-// fails when the device goes.
+// fails when the device goes. As in dm, loads, clears, suspends and
+// resumes are no events; a rename is.
 func TestWaitVerb(t *testing.T) {
 	td := startTestDaemon(t, "")
 	td.ok(t, "create", "d", "--table", "0 8 zero")
-	now, err := strconv.ParseUint(strings.TrimSpace(td.ok(t, "wait", "d")), 10, 64)
-	if err != nil || now == 0 {
-		t.Fatalf("wait d (from 0): %d %v", now, err)
+	events := func(name string) string {
+		return strings.TrimSpace(td.ok(t, "info", name, "-c", "-o", "events", "--noheadings"))
 	}
+	td.ok(t, "load", "d", "--table", "0 16 zero")
+	td.ok(t, "clear", "d")
+	td.ok(t, "load", "d", "--table", "0 16 zero")
+	td.ok(t, "suspend", "d")
+	td.ok(t, "resume", "d")
+	td.ok(t, "suspend", "d")
+	td.ok(t, "resume", "d")
+	if n := events("d"); n != "0" {
+		t.Fatalf("event number %s after loads, a clear, suspends and resumes; dm's stays 0", n)
+	}
+	td.fails(t, "timed out", "wait", "d", "--timeout", "100ms")
 	got := make(chan string, 1)
 	go func() {
-		out, errs, _ := td.cli("", "wait", "d", strconv.FormatUint(now, 10))
+		out, errs, _ := td.cli("", "wait", "d", "0")
 		got <- out + errs
 	}()
-	td.ok(t, "suspend", "d")
-	if out := <-got; strings.TrimSpace(out) != strconv.FormatUint(now+1, 10) {
-		t.Fatalf("wait d %d across a suspend: %q, want %d", now, out, now+1)
+	td.ok(t, "rename", "d", "e")
+	if out := <-got; strings.TrimSpace(out) != "1" {
+		t.Fatalf("wait d 0 across a rename: %q, want 1", out)
 	}
-	td.fails(t, "timed out", "wait", "d", strconv.FormatUint(now+1, 10), "--timeout", "100ms")
+	if n := events("e"); n != "1" {
+		t.Fatalf("event number %s after a rename, want 1", n)
+	}
+	if out := td.ok(t, "wait", "e"); strings.TrimSpace(out) != "1" {
+		t.Fatalf("wait e (from 0): %q, want 1 at once", out)
+	}
 	go func() {
-		_, errs, _ := td.cli("", "wait", "d", strconv.FormatUint(now+1, 10))
+		_, errs, _ := td.cli("", "wait", "e", "1")
 		got <- errs
 	}()
-	td.ok(t, "remove", "d", "--force")
+	td.ok(t, "remove", "e", "--force")
 	if errs := <-got; !strings.Contains(errs, "no such device") {
 		t.Fatalf("wait on a removed device: %q", errs)
+	}
+	// A device without a live table has no table to raise the event on.
+	td.ok(t, "create", "n", "--notable")
+	td.ok(t, "rename", "n", "m")
+	if n := events("m"); n != "0" {
+		t.Fatalf("event number %s after renaming a device without a live table, want 0 as in dm", n)
 	}
 	wantUsage(t, "wait", "d", "x")
 	wantUsage(t, "wait", "d", "1", "--timeout", "-1s")
@@ -139,7 +160,7 @@ func TestWaitWakesOnARemoteLeg(t *testing.T) {
 	td := startTestDaemon(t, "")
 	s := nbdtest.Start(t, nbdtest.Exports{"a": nbdtest.NewMem(1 << 20)})
 	td.ok(t, "create", "d", "--table", "0 8 linear "+s.URI("a")+"&timeout=300ms 0")
-	now := strings.TrimSpace(td.ok(t, "wait", "d"))
+	now := strings.TrimSpace(td.ok(t, "info", "d", "-c", "-o", "events", "--noheadings"))
 	s.Stop()
 	down := strings.TrimSpace(td.ok(t, "wait", "d", now, "--timeout", "10s"))
 	if down == now {
@@ -235,16 +256,17 @@ func TestInfoColumns(t *testing.T) {
 	td.ok(t, "suspend", "b")
 	out := td.ok(t, "info", "-c")
 	want := "Name Maj Min Stat Open Targ Event UUID\n" +
-		"a    -   -   L--w 0    2    2     ua\n" + // a create is a load and a resume
-		"b    -   -   LIsr 0    1    4     ub\n"
+		"a    -   -   L--w 0    2    0     ua\n" + // no load, suspend or resume is an event
+		"b    -   -   LIsr 0    1    0     ub\n"
 	if out != want {
 		t.Fatalf("info -c:\n%q\nwant\n%q", out, want)
 	}
 	if out := td.ok(t, "info", "-c", "--noheadings", "-o", "name,attr,segments", "--separator", ":"); out != "a:L--w:2\nb:LIsr:1\n" {
 		t.Fatalf("info -c --noheadings -o name,attr,segments --separator ':': %q", out)
 	}
-	if out := td.ok(t, "info", "b", "-c", "-o", "events"); out != "Event\n4\n" {
-		t.Fatalf("info b -c -o events: %q", out)
+	td.ok(t, "rename", "b", "c")
+	if out := td.ok(t, "info", "c", "-c", "-o", "events"); out != "Event\n1\n" {
+		t.Fatalf("info c -c -o events after a rename: %q", out)
 	}
 	wantUsage(t, "info", "-c", "-o", "name,bogus")
 }

@@ -84,6 +84,9 @@ func runAll(gdmBin string, cases []oracle.Case, only string, self bool) error {
 	if match.MatchString("targets") {
 		emit(rn.RunTargets(), time.Now())
 	}
+	if match.MatchString("events") {
+		emit(rn.RunEvents(), time.Now())
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,7 +15,10 @@ import (
 // than queued; a slot given back takes the next one.
 func TestWaitsAreBounded(t *testing.T) {
 	td := startTestDaemon(t, t.TempDir())
-	if _, err := td.call("create", "d", "--table", "0 8 zero"); err != nil {
+	if _, err := td.call("create", "c", "--table", "0 8 zero"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.d.rename(context.Background(), "c", "d"); err != nil { // event 1
 		t.Fatal(err)
 	}
 	for i := 0; i < maxWaits; i++ {

@@ -67,7 +67,7 @@ type DeviceCounters struct {
 	IO         OpCounters
 	Latency    [NumOps]Histogram // kept only when the device times I/O
 	Generation atomic.Uint64     // grows on every swap of the live table
-	Events     atomic.Uint64     // dm's event number: loads, swaps, clears, suspends
+	Events     atomic.Uint64     // dm's event number: target events and renames (events.go)
 	Swaps      atomic.Uint64
 	LoadFails  atomic.Uint64 // tables refused by LoadText
 	Destroying atomic.Int64  // tables waiting for their holders to drain
@@ -87,8 +87,14 @@ func NewDevice(name string, readOnly bool, log *slog.Logger) *Device {
 }
 
 // Rename gives the device a new name, for its errors and log lines from
-// now on.
-func (d *Device) Rename(name string) { d.name.Store(&name) }
+// now on. It is an event if the device has a live table, as dm's
+// dm_hash_rename raises one on it (to wake dmsetup wait).
+func (d *Device) Rename(name string) {
+	d.name.Store(&name)
+	if d.live.Load() != nil {
+		d.event()
+	}
+}
 
 // log is the device's logger, naming it as it is called now.
 func (d *Device) log() *slog.Logger { return d.baseLog.With("device", d.Name()) }
@@ -162,7 +168,6 @@ func (d *Device) Load(t *Table) error {
 		return ErrClosed
 	}
 	old := d.inactive.Swap(t)
-	d.event()
 	if old != nil {
 		d.destroyTable(old, false)
 	}
@@ -177,7 +182,6 @@ func (d *Device) Clear() error {
 		return ErrClosed
 	}
 	if old := d.inactive.Swap(nil); old != nil {
-		d.event()
 		d.destroyTable(old, false)
 	}
 	return nil

@@ -48,7 +48,6 @@ func (d *Device) Suspend(ctx context.Context, noflush bool) error {
 		}
 	}
 	d.suspended.Store(true)
-	d.event()
 	if t != nil {
 		t.postsuspend(ctx)
 	}
@@ -128,7 +127,6 @@ func (d *Device) Resume(ctx context.Context, live bool) error {
 	d.inactive.Store(nil)
 	d.stats.Generation.Add(1)
 	d.stats.Swaps.Add(1)
-	d.event()
 	d.suspended.Store(false)
 	d.releaseGateLocked()
 	if old != nil {
@@ -187,7 +185,6 @@ func (d *Device) resumeLiveLocked(ctx context.Context) error {
 	}
 	t.resume(ctx)
 	d.suspended.Store(false)
-	d.event()
 	d.releaseGateLocked()
 	return nil
 }
