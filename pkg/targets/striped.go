@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -153,33 +154,37 @@ func (s *striped) ReadAt(_ context.Context, p []byte, off int64) error {
 	return s.rw(p, off, false)
 }
 
-// WriteAt with FUA syncs each leg the write touched, once it is written.
+// WriteAt with FUA syncs each leg the write touched, once it is written:
+// dm's clones each carry the FUA, so the legs that took their part have it
+// durable even when another leg failed.
 func (s *striped) WriteAt(_ context.Context, p []byte, off int64, flags WriteFlags) error {
 	err := s.rw(p, off, true)
-	if err == nil && flags&FUA != 0 && len(p) > 0 {
-		err = s.legRanges(off, int64(len(p)), func(leg int, _, _ int64) error {
+	if flags&FUA != 0 && len(p) > 0 {
+		err = cmp.Or(err, s.legRanges(off, int64(len(p)), func(leg int, _, _ int64) error {
 			return s.count(leg, s.legs[leg].dev.Sync())
-		})
+		}))
 	}
 	return err
 }
 
 // rw splits p at chunk boundaries. Pieces go straight to the caller's buffer;
-// big requests run one goroutine per leg.
+// big requests run one goroutine per leg. Every piece is done whatever
+// became of the others, and the first error is returned: dm splits a bio
+// at chunk boundaries and submits every clone, so a write's parts on the
+// good legs are written, and each failed piece counts against its leg.
 func (s *striped) rw(p []byte, off int64, write bool) error {
 	if int64(len(p)) >= parallelMin && len(s.legs) > 1 && int64(len(p)) > s.chunkBytes {
 		return s.rwParallel(p, off, write)
 	}
+	var first error
 	for len(p) > 0 {
 		leg, devOff, room := s.locate(off)
 		n := min(room, int64(len(p)))
-		if err := s.legIO(leg, p[:n], devOff, write); err != nil {
-			return err
-		}
+		first = cmp.Or(first, s.legIO(leg, p[:n], devOff, write))
 		p = p[n:]
 		off += n
 	}
-	return nil
+	return first
 }
 
 func (s *striped) legIO(leg int, p []byte, devOff int64, write bool) error {
@@ -198,7 +203,8 @@ func (s *striped) legIO(leg int, p []byte, devOff int64, write bool) error {
 }
 
 // rwParallel gives each leg its own goroutine, which walks that leg's
-// chunks of the request (every #stripes-th chunk) in order.
+// chunks of the request (every #stripes-th chunk) in order, all of them,
+// keeping its first error (see rw).
 func (s *striped) rwParallel(p []byte, off int64, write bool) error {
 	end := off + int64(len(p))
 	n := int64(len(s.legs))
@@ -211,10 +217,7 @@ func (s *striped) rwParallel(p []byte, off int64, write bool) error {
 				a := max(off, c*s.chunkBytes)
 				b := min(end, (c+1)*s.chunkBytes)
 				leg, devOff, _ := s.locate(a)
-				if err := s.legIO(leg, p[a-off:b-off], devOff, write); err != nil {
-					errs[i] = err
-					return
-				}
+				errs[i] = cmp.Or(errs[i], s.legIO(leg, p[a-off:b-off], devOff, write))
 			}
 		})
 	}
@@ -229,8 +232,11 @@ func (s *striped) rwParallel(p []byte, off int64, write bool) error {
 
 // legRanges calls fn with the one contiguous byte range each leg holds of
 // [off, off+length): a leg's chunks within a contiguous target range are
-// consecutive on the leg.
+// consecutive on the leg. Every leg is called, whatever the others
+// returned, and the first error is returned: dm sends a discard, a
+// write-zeroes and a flush to each stripe as a bio of its own.
 func (s *striped) legRanges(off, length int64, fn func(leg int, devOff, n int64) error) error {
+	var first error
 	end := off + length
 	n := int64(len(s.legs))
 	firstChunk, lastChunk := off/s.chunkBytes, (end-1)/s.chunkBytes
@@ -244,11 +250,9 @@ func (s *striped) legRanges(off, length int64, fn func(leg int, devOff, n int64)
 		_, devA, _ := s.locate(a)
 		b := min(end, (c2+1)*s.chunkBytes)
 		_, devB, _ := s.locate(b - 1)
-		if err := fn(int(leg), devA, devB+1-devA); err != nil {
-			return err
-		}
+		first = cmp.Or(first, fn(int(leg), devA, devB+1-devA))
 	}
-	return nil
+	return first
 }
 
 // Trim fans out to every leg the range touches.

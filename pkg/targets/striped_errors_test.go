@@ -1,0 +1,114 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+)
+
+// failingStripes builds `striped 2 8` over two files of 64 KiB and makes
+// leg 0 fail every write, trim and zero: it is swapped for the same file
+// opened read-only. It returns the target and leg 1's file.
+func failingStripes(t *testing.T) (*striped, string) {
+	t.Helper()
+	a, b := tempFile(t, 64<<10), tempFile(t, 64<<10)
+	set, ro := NewDevSet(false), NewDevSet(true)
+	t.Cleanup(func() { set.Close(); ro.Close() })
+	const sectors = 2 * 64
+	args, err := checkStriped([]string{"2", "8", a, "0", b, "0"}, sectors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := newStriped(args, sectors, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := tg.(*striped)
+	if s.legs[0].dev, err = ro.Open(a); err != nil {
+		t.Fatal(err)
+	}
+	return s, b
+}
+
+// dm splits a bio at chunk boundaries and submits every piece, whatever
+// becomes of the others (their errors come back at completion): a write
+// over a failing leg and a good one fails, and the good leg's part is
+// written. gdm stopped at the failing piece, leaving the good leg's part
+// unwritten.
+func TestStripedWriteGoesOnPastAFailingLeg(t *testing.T) {
+	s, good := failingStripes(t)
+	data := bytes.Repeat([]byte{0xa5}, 8192) // chunk 0 (leg 0), chunk 1 (leg 1)
+	if err := s.WriteAt(context.Background(), data, 0, FUA); err == nil {
+		t.Fatal("a write over a read-only leg succeeded")
+	}
+	got, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:4096], data[4096:]) {
+		t.Fatal("leg 1's part of a write that failed on leg 0 was not written, as dm writes it")
+	}
+	if st := s.Status(StatusInfo); !strings.HasSuffix(st, " 1 DA") {
+		t.Fatalf("status %q, want ...1 DA", st)
+	}
+}
+
+// dm sends a discard and a write-zeroes to every stripe (num_discard_bios
+// and num_write_zeroes_bios are the stripe count), each on its own: one
+// leg's failure leaves the others' done.
+func TestStripedTrimAndZeroGoOnPastAFailingLeg(t *testing.T) {
+	for _, op := range []string{"trim", "zero"} {
+		t.Run(op, func(t *testing.T) {
+			s, good := failingStripes(t)
+			if err := os.WriteFile(good, bytes.Repeat([]byte{0xff}, 64<<10), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if op == "trim" {
+				err = s.Trim(context.Background(), 0, 64<<10)
+			} else {
+				err = s.Zero(context.Background(), 0, 64<<10, ZeroFlags{})
+			}
+			if err == nil {
+				t.Fatalf("a %s over a read-only leg succeeded", op)
+			}
+			got, err := os.ReadFile(good)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got[:32<<10], make([]byte, 32<<10)) {
+				t.Fatalf("leg 1's part of a %s that failed on leg 0 was not done, as dm does it", op)
+			}
+		})
+	}
+}
+
+// A read over two failing legs fails, and dm's end_io counts the error of
+// each piece against its leg: both turn D. gdm stopped at the first piece
+// and showed DA.
+func TestStripedReadCountsEveryFailingLeg(t *testing.T) {
+	a, b := tempFile(t, 64<<10), tempFile(t, 64<<10)
+	set := NewDevSet(false)
+	defer set.Close()
+	args, err := checkStriped([]string{"2", "8", a, "0", b, "0"}, 2*64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := newStriped(args, 2*64, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{a, b} { // both legs now end before their first chunk
+		if err := os.Truncate(f, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tg.ReadAt(context.Background(), make([]byte, 8192), 0); err == nil {
+		t.Fatal("a read past both truncated legs succeeded")
+	}
+	if st := tg.Status(StatusInfo); !strings.HasSuffix(st, " 1 DD") {
+		t.Fatalf("status %q, want ...1 DD as dm", st)
+	}
+}
