@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,14 +60,14 @@ func checkStriped(args []string, sectors uint64) ([]string, error) {
 		return nil, fmt.Errorf("%w: striped takes <#stripes> <chunk_sectors> and a <dev> <offset> pair per stripe", ErrArgCount)
 	}
 	// dm reads both with kstrtouint, which takes one leading '+'.
-	stripes, err := ParseNumber(strings.TrimPrefix(args[0], "+"))
+	stripes, err := kstrtouint(args[0])
 	if err != nil {
 		return nil, fmt.Errorf("stripes: %w", err)
 	}
 	if stripes == 0 {
 		return nil, ErrStripes
 	}
-	chunk, err := ParseNumber(strings.TrimPrefix(args[1], "+"))
+	chunk, err := kstrtouint(args[1])
 	if err != nil {
 		return nil, fmt.Errorf("chunk size: %w", err)
 	}
@@ -102,6 +103,17 @@ func checkStriped(args []string, sectors uint64) ([]string, error) {
 		out = append(out, path, strconv.FormatUint(off, 10))
 	}
 	return out, nil
+}
+
+// kstrtouint reads a number as the kernel's kstrtouint does: decimal,
+// one leading '+' allowed, and 32 bits at most (dm-stripe keeps the stripe
+// count and the chunk size in uint32_t, and refuses larger ones).
+func kstrtouint(s string) (uint64, error) {
+	n, err := ParseNumber(strings.TrimPrefix(s, "+"))
+	if err == nil && n > math.MaxUint32 {
+		err = fmt.Errorf("%w: %q is more than 32 bits", ErrOverflow, s)
+	}
+	return n, err
 }
 
 func newStriped(args []string, sectors uint64, devs *DevSet) (Target, error) {
