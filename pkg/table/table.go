@@ -175,11 +175,13 @@ func (t *Table) WriteAt(ctx context.Context, p []byte, off int64, flags targets.
 }
 
 // rw splits p at target boundaries; each piece is a slice of the caller's
-// buffer, so data is never copied here. A read stops at its first failed
-// piece; a write goes on to the rest and returns the first error, as dm
-// does (it submits every target's clone of a bio, whichever fails): the
-// oracle saw a write across an error and a linear target leave the linear
-// part unwritten in gdm and written in dm.
+// buffer, so data is never copied here. A read or a write goes on to the
+// rest after a failed piece and returns the first error, as dm does (it
+// submits every target's clone of a bio, whichever fails): the oracle saw
+// a write across an error and a linear target leave the linear part
+// unwritten in gdm and written in dm; and each failed piece of a read
+// reaches its target, as dm's end_io does (a striped target after the
+// failed one turns D too).
 func (t *Table) rw(ctx context.Context, p []byte, off int64, op Op, flags targets.WriteFlags) error {
 	if err := t.check(off, int64(len(p)), op); err != nil {
 		return err
@@ -194,9 +196,6 @@ func (t *Table) rw(ctx context.Context, p []byte, off int64, op Op, flags target
 			err = t.targets[i].ReadAt(ctx, p[:n], tOff)
 		}
 		t.stats.record(i, op, n, err)
-		if err != nil && op != OpWrite {
-			return err
-		}
 		first = cmp.Or(first, err)
 		p = p[n:]
 		off += n
