@@ -12,8 +12,9 @@ import (
 )
 
 // ErrArg is an argument, in a line built by code, that a table text could
-// not carry: empty, or holding white space.
-var ErrArg = errors.New("argument empty or holding white space")
+// not carry: empty, or holding white space or a '#' (where dmsetup's
+// syntax, and Parse, end the line's arguments).
+var ErrArg = errors.New("argument empty or holding white space or '#'")
 
 // builder makes a Table in two passes, so that a bad line anywhere is
 // refused before any device is opened: add checks and stores each line
@@ -103,7 +104,7 @@ func (b *builder) add(l Line, lineNo int) error {
 		return &LineError{Line: lineNo, Err: fmt.Errorf("%w: targets must start at 0 and adjoin", ErrGap)}
 	}
 	for _, a := range l.Args {
-		if a == "" || strings.ContainsAny(a, " \t\n\v\f\r") {
+		if a == "" || strings.ContainsAny(a, " \t\n\v\f\r#") {
 			return &LineError{Line: lineNo, Err: fmt.Errorf("%s: %w: %q", l.Type, ErrArg, a)}
 		}
 	}

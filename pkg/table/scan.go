@@ -19,7 +19,7 @@ func eachLine(text string, fn func(lineNo int, fields []string) error) error {
 		} else {
 			text = ""
 		}
-		fields = appendFields(fields[:0], raw)
+		fields = cutComment(appendFields(fields[:0], raw))
 		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
 			continue
 		}
@@ -56,4 +56,23 @@ func appendFields(dst []string, line string) []string {
 		dst = append(dst, line[start:])
 	}
 	return dst
+}
+
+// cutComment ends a target line's arguments at the first '#', as dmsetup
+// does (its _parse_line reads the start, length and type with sscanf,
+// then cuts the rest at strchr '#'): "0 8 zero # spare" is "0 8 zero".
+// The first three fields are kept whole, a '#' in them included, as
+// sscanf reads them; a line that starts with '#' is a comment, which the
+// caller skips.
+func cutComment(fields []string) []string {
+	for i := 3; i < len(fields); i++ {
+		if at := strings.IndexByte(fields[i], '#'); at >= 0 {
+			if at == 0 {
+				return fields[:i]
+			}
+			fields[i] = fields[i][:at]
+			return fields[:i+1]
+		}
+	}
+	return fields
 }
