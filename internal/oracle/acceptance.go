@@ -38,6 +38,13 @@ func Acceptance() []Accept {
 		yes("0 8 error foo bar"),
 		yes("0 +8 zero\n+8 8 zero"),
 		yes("0 16 striped +2 +8 $0 0 $1 0"),
+		yes("0 8 zero # spare"), // dmsetup cuts the args at '#'
+		yes("0 100 linear $0 7#seven"),
+		yes("0 16 striped 2 8 $0 0 $1 0 # two legs"),
+		yes("0 8 error\n\t8   8 zero # x\n"),
+		no("0 100 linear $0 \\7"),
+		{Table: "0 8zero", Want: true, GdmRefuses: "dmsetup's sscanf reads a length run into the type (8zero) as two fields; gdm splits fields at white space"},
+		{Table: "0 100 linear $0 18446744073709551616", Want: true, GdmRefuses: "an offset past 2^64-1, which dm's sscanf %llu silently wraps"},
 		no("0 16385 linear $0 0"),
 		no("0 100 linear $0 16300"),
 		no("0 100 linear $0"),
