@@ -60,7 +60,8 @@ const maxSectors = (1<<63 - 1) / targets.SectorSize
 
 // Parse reads dmsetup table text: one target a line, `<start> <length>
 // <type> <args>` in 512-byte sectors; blank lines and lines starting with
-// `#` are skipped. Targets must start at sector 0 and adjoin. Arguments are
+// `#` are skipped, and a `#` after the type ends the line's arguments (as
+// dmsetup cuts them). Targets must start at sector 0 and adjoin. Arguments are
 // checked by their target type, without opening any device (New does that).
 func Parse(text string) ([]Line, error) {
 	var lines []Line
