@@ -14,6 +14,14 @@ import (
 // targets whose legs both fail turns both D. gdm stopped at the first
 // failed piece, and the second target showed A.
 func TestReadAcrossFailingTargetsReachesEach(t *testing.T) {
+	for _, path := range []string{"read", "splice"} {
+		t.Run(path, func(t *testing.T) { testReadAcrossFailingTargets(t, path == "splice") })
+	}
+}
+
+// testReadAcrossFailingTargets reads with ReadAt, or with splice: the
+// NBD server's path for a large read, which must reach each target too.
+func testReadAcrossFailingTargets(t *testing.T, splice bool) {
 	dir := t.TempDir()
 	a, b := testkit.Sparse(t, dir, "a", 1<<20), testkit.Sparse(t, dir, "b", 1<<20)
 	d := newLiveDevice(t, "0 8 striped 1 8 "+a+" 0\n8 8 striped 1 8 "+b+" 0\n")
@@ -23,7 +31,13 @@ func TestReadAcrossFailingTargetsReachesEach(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := d.ReadAt(context.Background(), make([]byte, 8192), 0); err == nil {
+	var err error
+	if splice {
+		_, err = spliceRead(t, d, 0, 8192)
+	} else {
+		err = d.ReadAt(context.Background(), make([]byte, 8192), 0)
+	}
+	if err == nil {
 		t.Fatal("a read of two truncated files succeeded")
 	}
 	must(t, d.View(Live, func(tb *Table) error {

@@ -19,7 +19,7 @@ func (t *Table) SpliceTo(ctx context.Context, pipe int, off, n int64) error {
 	if err := t.check(off, n, OpRead); err != nil {
 		return err
 	}
-	from := off
+	from, end := off, off+n
 	var err error
 	for n > 0 && err == nil {
 		i, tOff, m := t.locate(off, n)
@@ -31,7 +31,31 @@ func (t *Table) SpliceTo(ctx context.Context, pipe int, off, n int64) error {
 		return err
 	}
 	t.countPieces(from, off, OpRead, err)
+	if err != nil {
+		t.readRest(ctx, off, end)
+	}
 	return err
+}
+
+// restBuf bounds the scratch buffer of readRest.
+const restBuf = 1 << 20
+
+// readRest reads [off, end), the part of a spliced read after the piece
+// that failed, into a scratch buffer, for what the reads do to the
+// targets alone: dm submits every piece of a read whichever fails, and
+// each failed piece reaches its target (a striped leg turns D), as rw
+// does. The caller discards the pipe after an error, so the data goes
+// nowhere. Only a failed read pays for it.
+func (t *Table) readRest(ctx context.Context, off, end int64) {
+	if off >= end {
+		return
+	}
+	buf := make([]byte, min(end-off, restBuf))
+	for off < end {
+		n := min(end-off, int64(len(buf)))
+		t.rw(ctx, buf[:n], off, OpRead, 0) // its error is the request's no more
+		off += n
+	}
 }
 
 // countPieces counts op on each target's piece of [from, to), done; the

@@ -93,13 +93,33 @@ func (s *striped) SpliceTo(_ context.Context, pipe int, off, n int64) error {
 		if err != nil {
 			s.countSpliced(start, off-start)
 			s.legs[leg].stats.Ops.Add(1)
-			return s.count(leg, err)
+			err = s.count(leg, err)
+			s.readRest(off+m, n-m)
+			return err
 		}
 		off += m
 		n -= m
 	}
 	s.countSpliced(start, off-start)
 	return nil
+}
+
+// readRest reads [off, off+n), the part of a spliced read after the piece
+// that failed, into a scratch buffer, for the legs' counters alone: dm
+// submits every piece of a read whichever fails, and each failed piece
+// counts against its leg, as rw does. The caller discards the pipe after
+// an error, so the data goes nowhere. Only a failed read pays for it.
+func (s *striped) readRest(off, n int64) {
+	if n <= 0 {
+		return
+	}
+	buf := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		m := min(n, int64(len(buf)))
+		s.rw(buf[:m], off, false) // its error is the request's no more
+		off += m
+		n -= m
+	}
 }
 
 // countSpliced counts the pieces of [off, off+n) a splice moved, a chunk

@@ -3,9 +3,12 @@ package targets
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // failingStripes builds `striped 2 8` over two files of 64 KiB and makes
@@ -110,5 +113,34 @@ func TestStripedReadCountsEveryFailingLeg(t *testing.T) {
 	}
 	if st := tg.Status(StatusInfo); !strings.HasSuffix(st, " 1 DD") {
 		t.Fatalf("status %q, want ...1 DD as dm", st)
+	}
+}
+
+// The same for a spliced read, the NBD server's path for a large one: its
+// pieces after the failed one are read too, for their legs' counts.
+func TestStripedSpliceCountsEveryFailingLeg(t *testing.T) {
+	a, b := tempFile(t, 64<<10), tempFile(t, 64<<10)
+	st := newSnapTable(t, "striped", 2*64, "2", "8", a, "0", b, "0")
+	for _, f := range []string{a, b} {
+		if err := os.Truncate(f, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	if err := st.tg.SpliceTo(context.Background(), p[1], 0, 8192); err == nil || errors.Is(err, ErrPipeFull) {
+		t.Fatalf("a spliced read past both truncated legs: %v, want their error", err)
+	}
+	if s := st.tg.Status(StatusInfo); !strings.HasSuffix(s, " 1 DD") {
+		t.Fatalf("status %q, want ...1 DD as dm", s)
+	}
+	for i, l := range st.tg.(Legged).Legs() {
+		if ops, errs := l.Ops.Load(), l.Errors.Load(); ops != 1 || errs != 1 {
+			t.Errorf("leg %d: %d ops, %d errors; want 1, 1", i, ops, errs)
+		}
 	}
 }
