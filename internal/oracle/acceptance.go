@@ -43,6 +43,8 @@ func Acceptance() []Accept {
 		yes("0 16 striped 2 8 $0 0 $1 0 # two legs"),
 		yes("0 8 error\n\t8   8 zero # x\n"),
 		no("0 100 linear $0 \\7"),
+		no("0 8 zero\u3000"), // only ASCII white space splits a line
+		no("0 100 linear $0 0\u00a0"),
 		{Table: "0 8zero", Want: true, GdmRefuses: "dmsetup's sscanf reads a length run into the type (8zero) as two fields; gdm splits fields at white space"},
 		{Table: "0 100 linear $0 18446744073709551616", Want: true, GdmRefuses: "an offset past 2^64-1, which dm's sscanf %llu silently wraps"},
 		no("0 16385 linear $0 0"),

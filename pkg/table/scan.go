@@ -1,9 +1,6 @@
 package table
 
-import (
-	"strings"
-	"unicode/utf8"
-)
+import "strings"
 
 // eachLine calls fn with the fields of each target line of text, skipping
 // blank lines and comments, and stops at fn's first error. It walks the
@@ -30,20 +27,23 @@ func eachLine(text string, fn func(lineNo int, fields []string) error) error {
 	return nil
 }
 
-// asciiSpace marks the bytes strings.Fields splits an ASCII line at.
+// asciiSpace marks the bytes a table line is split at: C's isspace in
+// the C locale, as dmsetup's sscanf reads a line's start, length and type,
+// and as the kernel's dm_split_args splits its arguments (see
+// appendFields).
 var asciiSpace = [256]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
 
-// appendFields appends the fields of line to dst, split as strings.Fields
-// splits them. ASCII lines, the usual ones, are split here without
-// allocating; a line with other bytes goes to strings.Fields, which also
-// knows Unicode's spaces.
+// appendFields appends the fields of line to dst, split at ASCII white
+// space, without allocating. No other byte splits: a path or argument may
+// hold Unicode's spaces (U+3000) or any other UTF-8, as in dm, and
+// "0 8 zero\u3000" names the type "zero\u3000", which dm refuses too.
+// (The kernel's isspace also takes the byte 0xa0, Latin-1's no-break
+// space, which cuts a UTF-8 "à" or U+00A0 in two; gdm does not: where dm
+// then refuses a line, gdm reads the argument whole.)
 func appendFields(dst []string, line string) []string {
-	n0, start := len(dst), -1
+	start := -1
 	for i := 0; i < len(line); i++ {
 		c := line[i]
-		if c >= utf8.RuneSelf {
-			return append(dst[:n0], strings.Fields(line)...)
-		}
 		switch {
 		case asciiSpace[c] && start >= 0:
 			dst = append(dst, line[start:i])
