@@ -192,31 +192,41 @@ func (c *conn) readChunk(cl *call, typ uint16, length uint32) error {
 	return nil
 }
 
-// statusChunk takes a BLOCK_STATUS chunk: the base:allocation extents. Only
-// what lies inside the request is kept, and only one chunk per context.
+// statusChunk takes a BLOCK_STATUS chunk: the base:allocation extents.
+// The spec lets a server send up to 2^20 extents in one chunk (nbdkit
+// does, for a fragmented export), so the chunk is read extent by extent
+// rather than whole: at most maxKeptExtents of those inside the request
+// are kept, the rest read and dropped, and Extents asks again from where
+// the kept ones end. Only one chunk per context.
 func (c *conn) statusChunk(cl *call, length uint32) error {
 	if cl.req.typ != cmdBlockStatus || length < 12 || length > maxStatusChunk || (length-4)%8 != 0 {
 		return protoErr("block status chunk of %d bytes for command %d", length, cl.req.typ)
 	}
-	b := make([]byte, length)
-	if _, err := io.ReadFull(c.r, b); err != nil {
+	var b [8]byte
+	if _, err := io.ReadFull(c.r, b[:4]); err != nil {
 		return fmt.Errorf("nbdclient: read block status: %w", err)
 	}
-	if !c.info.HasAllocation || binary.BigEndian.Uint32(b) != c.info.AllocationID {
-		return protoErr("block status for unknown context %d", binary.BigEndian.Uint32(b))
+	if !c.info.HasAllocation || binary.BigEndian.Uint32(b[:]) != c.info.AllocationID {
+		return protoErr("block status for unknown context %d", binary.BigEndian.Uint32(b[:]))
 	}
 	if cl.extents != nil {
 		return protoErr("second block status chunk")
 	}
-	left := int64(cl.req.length)
-	cl.extents = make([]Extent, 0, (length-4)/8)
-	for p := b[4:]; len(p) >= 8 && left > 0; p = p[8:] {
-		n := min(int64(binary.BigEndian.Uint32(p)), left)
+	left, count := int64(cl.req.length), (length-4)/8
+	cl.extents = make([]Extent, 0, min(count, maxKeptExtents))
+	for range count {
+		if _, err := io.ReadFull(c.r, b[:]); err != nil {
+			return fmt.Errorf("nbdclient: read block status: %w", err)
+		}
+		n := int64(binary.BigEndian.Uint32(b[:]))
 		if n == 0 {
 			return protoErr("empty extent")
 		}
-		cl.extents = append(cl.extents, Extent{Length: n, Flags: binary.BigEndian.Uint32(p[4:])})
-		left -= n
+		if left > 0 && len(cl.extents) < maxKeptExtents {
+			n = min(n, left)
+			cl.extents = append(cl.extents, Extent{Length: n, Flags: binary.BigEndian.Uint32(b[4:])})
+			left -= n
+		}
 	}
 	return nil
 }

@@ -103,9 +103,13 @@ const (
 	// maxErrorChunk bounds an error chunk: error, message length, a 4096
 	// byte message, and an offset.
 	maxErrorChunk = 4 + 2 + 4096 + 8
-	// maxStatusChunk bounds a block status chunk: its context id and up to
-	// 64 Ki extents, far more than any server sends for one request.
-	maxStatusChunk = 4 + 8<<16
+	// maxStatusChunk bounds a block status chunk: its context id and the
+	// 2^20 extents the spec lets a server send in one (it is read extent
+	// by extent, never held whole: see statusChunk).
+	maxStatusChunk = 4 + 8<<20
+	// maxKeptExtents bounds the extents one block status reply keeps (16
+	// bytes each): the rest are dropped, and Extents asks again.
+	maxKeptExtents = 1 << 16
 	// maxOptionReply bounds an option reply's payload during the handshake.
 	maxOptionReply = 64 << 10
 )
