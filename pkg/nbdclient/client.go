@@ -205,13 +205,27 @@ func (cl *Client) check(off, n int64) error {
 }
 
 // maxRequest is the longest request sent: the spec's safe payload, or the
-// server's maximum block size if smaller.
+// server's maximum payload if smaller, in whole blocks. The spec lets that
+// maximum be any number from the preferred block size up, not a power of
+// 2, while every request's offset and length must be multiples of the
+// minimum block size (a promise made by asking for NBD_INFO_BLOCK_SIZE):
+// split at the maximum itself, the pieces after the first would not be.
+// A block is the minimum block size or a sector, whichever is larger; a
+// maximum below one block (which the spec forbids) gets one block.
 func (cl *Client) maxRequest() int64 {
-	if m := cl.info.MaxBlock; m > 0 && m < MaxRequest {
-		return int64(m)
+	m := int64(MaxRequest)
+	if b := int64(cl.info.MaxBlock); b > 0 {
+		m = min(m, b)
 	}
-	return MaxRequest
+	unit := int64(sectorSize)
+	if b := int64(cl.info.MinBlock); b > unit && b <= 64<<10 && b&(b-1) == 0 {
+		unit = b
+	}
+	return max(m-m%unit, unit)
 }
+
+// sectorSize is the unit of the requests gdm's targets make.
+const sectorSize = 512
 
 // each runs one request per piece of [off, off+n), pieces at most
 // maxRequest long, in order.

@@ -25,6 +25,12 @@ func fakeHandshake(c net.Conn) error {
 // fakeHandshakeFlags is fakeHandshake announcing transmission flags
 // tflags (without FlagSendDF: a server that may split reads into chunks).
 func fakeHandshakeFlags(c net.Conn, tflags uint16) error {
+	return fakeHandshakeInfo(c, tflags, nil)
+}
+
+// fakeHandshakeInfo is fakeHandshakeFlags sending the NBD_REP_INFO
+// payloads infos too, after NBD_INFO_EXPORT.
+func fakeHandshakeInfo(c net.Conn, tflags uint16, infos [][]byte) error {
 	b := binary.BigEndian.AppendUint64(nil, magicNBD)
 	b = binary.BigEndian.AppendUint64(b, magicOption)
 	b = binary.BigEndian.AppendUint16(b, hsFixedNewstyle|hsNoZeroes)
@@ -52,6 +58,9 @@ func fakeHandshakeFlags(c net.Conn, tflags uint16) error {
 			info = binary.BigEndian.AppendUint64(info, fakeSize)
 			info = binary.BigEndian.AppendUint16(info, tflags)
 			optReply(c, opt, repInfo, info)
+			for _, i := range infos {
+				optReply(c, opt, repInfo, i)
+			}
 		}
 		if err := optReply(c, opt, repAck, nil); err != nil || opt == optGo {
 			return err
