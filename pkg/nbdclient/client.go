@@ -93,16 +93,22 @@ type Client struct {
 	dialing chan struct{} // a token: one redial at a time
 	// refilling: a background redial of a pool slot is under way.
 	refilling atomic.Bool
+	// reviving: the background redial of a client with no connection up
+	// is under way (revive.go).
+	reviving atomic.Bool
 	// life is cancelled by Close (cause ErrClosed): the dials under way
 	// (a refill's, a caller's redial) watch it, so that they end at once
 	// instead of outliving the client until their timeout.
 	life context.Context
 	end  context.CancelCauseFunc
 
-	mu       sync.Mutex // guards conns' elements, closed, backoff, nextDial
+	mu       sync.Mutex // guards conns' elements, closed, backoff, nextDial, quietUntil
 	closed   bool
 	backoff  time.Duration
 	nextDial time.Time
+	// quietUntil: no background redial (revive.go) before then, after a
+	// hang-up on a server shutting down.
+	quietUntil time.Time
 
 	redials, retries, failedDials atomic.Uint64
 	// up is what Connected last said, as noteState saw it (OnChange).
@@ -143,6 +149,9 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	cl.mu.Lock() // a connection that dies meanwhile reads them (noteState)
 	cl.conns = conns
 	cl.mu.Unlock()
+	if !cl.Connected() { // the first connection died meanwhile: see noteState
+		go cl.noteState()
+	}
 	return cl, nil
 }
 
@@ -157,9 +166,13 @@ func (cl *Client) Stats() Stats {
 	return Stats{Redials: cl.redials.Load(), Retries: cl.retries.Load(), FailedDials: cl.failedDials.Load()}
 }
 
-// noteState calls OnChange if Connected differs from what it last said.
+// noteState calls OnChange if Connected differs from what it last said,
+// and starts the background redial when no connection is up.
 func (cl *Client) noteState() {
 	up := cl.Connected()
+	if !up {
+		cl.revive()
+	}
 	if cl.up.Swap(up) != up && cl.opts.OnChange != nil {
 		cl.opts.OnChange()
 	}
