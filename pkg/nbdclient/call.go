@@ -20,9 +20,12 @@ type call struct {
 	// read end of a pipe that holds all of it but payload, its tail.
 	spliced  bool
 	src      int
-	deadline time.Time     // when the request timeout ends it; zero: never
-	done     chan struct{} // capacity 1: one token, when res is set
-	res      result
+	deadline time.Time // when the request timeout ends it; zero: never
+	// flushMark is the connection's writesDone when a flush was queued:
+	// the writes it covers once it succeeds (lostwrites.go).
+	flushMark uint64
+	done      chan struct{} // capacity 1: one token, when res is set
+	res       result
 
 	// progress, readLoop's only
 	covered   int64

@@ -113,6 +113,9 @@ type Client struct {
 	redials, retries, failedDials atomic.Uint64
 	// up is what Connected last said, as noteState saw it (OnChange).
 	up atomic.Bool
+	// lostWrites: a connection dropped with writes no flush covered, and
+	// the next Flush has yet to say so (lostwrites.go).
+	lostWrites atomic.Bool
 }
 
 // Stats are a client's fault counters.

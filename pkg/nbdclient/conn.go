@@ -74,6 +74,10 @@ type conn struct {
 	// onDead runs, in a goroutine of its own, once the connection is
 	// killed (the client's noteState); nil for none. Immutable.
 	onDead func()
+	// lost is set by a kill that ends writes no flush covered, when
+	// only a flush on this connection could have (lostwrites.go); nil
+	// where a flush on another covers them. Immutable.
+	lost *atomic.Bool
 
 	// wmu is held by the writer while it writes a batch: whoever must know
 	// that no write is under way (hangUp, a caller giving up on a request
@@ -104,16 +108,20 @@ type conn struct {
 	wd      *time.Timer // the watchdog; nil until first armed
 	wdAt    time.Time   // when it fires, if wdArmed
 	wdArmed bool
+	// writesDone counts the writes completed here that a later flush
+	// must cover; flushedUpTo, how many of them a successful flush did
+	// (lostwrites.go).
+	writesDone, flushedUpTo uint64
 }
 
 // socketBuffer is the send buffer asked for on UNIX sockets (the kernel
 // caps it at net.core.wmem_max).
 const socketBuffer = 4 << 20
 
-func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int, onDead func()) *conn {
+func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int, onDead func(), lost *atomic.Bool) *conn {
 	c := &conn{nc: nc, transport: nc, info: info, slots: make(chan struct{}, maxInFlight),
 		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc),
-		progress: make(chan struct{}, 1), onDead: onDead}
+		progress: make(chan struct{}, 1), onDead: onDead, lost: lost}
 	c.step = c.writevStep
 	if tc, ok := nc.(*tls.Conn); ok {
 		c.transport = tc.NetConn()
@@ -152,6 +160,9 @@ func (c *conn) kill(err error) {
 		return
 	}
 	c.err = err
+	if c.lost != nil && c.writesDone > c.flushedUpTo {
+		c.lost.Store(true)
+	}
 	calls := c.pending
 	c.pending = map[uint64]*call{}
 	c.queue, c.early = nil, nil
@@ -204,6 +215,7 @@ func (c *conn) finish(cl *call, res result) error {
 		c.mu.Unlock()
 		return nil
 	}
+	c.noteDoneLocked(cl, res)
 	if len(cl.payload) > 0 && c.written.Load() < cl.req.cookie {
 		c.mu.Unlock()
 		held := !c.awaitWritten(cl.req.cookie)

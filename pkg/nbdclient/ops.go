@@ -50,7 +50,11 @@ func (cl *Client) Flush(ctx context.Context) error {
 	if cl.info.Flags&FlagSendFlush == 0 || cl.info.Flags&FlagReadOnly != 0 {
 		return nil
 	}
-	return cl.do(ctx, request{typ: cmdFlush}, nil, nil).err
+	err := cl.do(ctx, request{typ: cmdFlush}, nil, nil).err
+	if cl.lostWrites.Swap(false) && err == nil {
+		err = ErrWritesLost
+	}
+	return err
 }
 
 // Trim discards a range; where the server takes no TRIM it does nothing

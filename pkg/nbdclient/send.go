@@ -48,6 +48,7 @@ func (c *conn) enqueue(cl *call) (lead bool, err error) {
 	}
 	c.cookie++
 	cl.req.cookie = c.cookie
+	cl.flushMark = c.writesDone // what a flush sent from here on covers
 	c.pending[cl.req.cookie] = cl
 	if !cl.deadline.IsZero() {
 		c.armLocked(cl.deadline)
