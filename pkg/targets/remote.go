@@ -27,7 +27,7 @@ import (
 // roots; client-cert.pem and client-key.pem, if there, are presented),
 // tls-hostname=<name> (the name the server's certificate must carry:
 // default the URI's host, required for nbds+unix), and
-// tls-verify-peer=false (no verification at all: for tests only).
+// tls-verify-peer=false or 0 (no verification at all: for tests only).
 
 // ErrBadURI is a backing device URI that cannot be used.
 var ErrBadURI = errors.New("bad NBD URI")
@@ -156,10 +156,15 @@ func (r *remoteSpec) tlsOption(k, v string) error {
 	case "tls-hostname":
 		r.tlsHost = v
 	case "tls-verify-peer":
-		if v != "false" && v != "true" {
-			return fmt.Errorf("%q is not true or false", v)
+		// doc/uri.md spells it 0 or 1; libnbd's false and true too.
+		switch v {
+		case "0", "false":
+			r.tlsNoVerify = true
+		case "1", "true":
+			r.tlsNoVerify = false
+		default:
+			return fmt.Errorf("%q is not 0, 1, false or true", v)
 		}
-		r.tlsNoVerify = v == "false"
 	}
 	return nil
 }
