@@ -102,13 +102,16 @@ type Client struct {
 	life context.Context
 	end  context.CancelCauseFunc
 
-	mu       sync.Mutex // guards conns' elements, closed, backoff, nextDial, quietUntil
+	mu       sync.Mutex // guards conns' elements, closed, backoff, nextDial, quietUntil, dialErr
 	closed   bool
 	backoff  time.Duration
 	nextDial time.Time
 	// quietUntil: no background redial (revive.go) before then, after a
 	// hang-up on a server shutting down.
 	quietUntil time.Time
+	// dialErr is why the last failed dial failed, for the errors of the
+	// requests refused during the backoff after it.
+	dialErr error
 
 	redials, retries, failedDials atomic.Uint64
 	// up is what Connected last said, as noteState saw it (OnChange).
@@ -145,8 +148,10 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	conns := make([]*conn, n)
 	conns[0] = c
 	for i := 1; i < n; i++ {
-		if c, err := cl.dialConn(ctx); err == nil {
+		if c, err := cl.dialConn(ctx); err == nil && cl.info.replacedBy(c.info) == nil {
 			conns[i] = c
+		} else if err == nil {
+			c.close() // the server changed under the dial: see replacedBy
 		}
 	}
 	cl.mu.Lock() // a connection that dies meanwhile reads them (noteState)
@@ -228,16 +233,24 @@ func (cl *Client) check(off, n int64) error {
 // split at the maximum itself, the pieces after the first would not be.
 // A block is the minimum block size or a sector, whichever is larger; a
 // maximum below one block (which the spec forbids) gets one block.
-func (cl *Client) maxRequest() int64 {
+func (cl *Client) maxRequest() int64 { return cl.info.maxRequest() }
+
+// maxRequest is Client.maxRequest for an export with info i.
+func (i Info) maxRequest() int64 {
 	m := int64(MaxRequest)
-	if b := int64(cl.info.MaxBlock); b > 0 {
+	if b := int64(i.MaxBlock); b > 0 {
 		m = min(m, b)
 	}
-	unit := int64(sectorSize)
-	if b := int64(cl.info.MinBlock); b > unit && b <= 64<<10 && b&(b-1) == 0 {
-		unit = b
-	}
+	unit := i.blockUnit()
 	return max(m-m%unit, unit)
+}
+
+// blockUnit is the block requests are made of (see maxRequest).
+func (i Info) blockUnit() int64 {
+	if b := int64(i.MinBlock); b > sectorSize && b <= 64<<10 && b&(b-1) == 0 {
+		return b
+	}
+	return sectorSize
 }
 
 // sectorSize is the unit of the requests gdm's targets make.

@@ -16,8 +16,8 @@ import (
 var ErrDown = fmt.Errorf("nbdclient: server unreachable, waiting to redial: %w", syscall.EIO)
 
 // ErrExportChanged is a redial that found another export than the first
-// dial did (another size or read-only state): the client will not write to
-// it.
+// dial did (another size or read-only state), or one without a feature
+// the client uses (changed.go): the client will not use it.
 var ErrExportChanged = fmt.Errorf("nbdclient: export changed since the first connection: %w", syscall.EIO)
 
 // dialConn connects and negotiates one connection, bounded by DialTimeout.
@@ -109,15 +109,16 @@ func (cl *Client) redial(ctx context.Context, i int) (*conn, error) {
 		cl.mu.Unlock()
 		return c, nil
 	}
-	wait := time.Until(cl.nextDial)
+	wait, last := time.Until(cl.nextDial), cl.dialErr
 	cl.mu.Unlock()
-	if wait > 0 {
-		return nil, fmt.Errorf("%w (next try in %v)", ErrDown, wait.Round(time.Millisecond))
+	if wait > 0 { // says why the last dial failed: a refused handshake, a changed export
+		return nil, fmt.Errorf("%w (next try in %v; last dial: %w)", ErrDown, wait.Round(time.Millisecond), last)
 	}
 	c, err := cl.dialConn(ctx)
-	if err == nil && (c.info.Size != cl.info.Size || c.info.Flags&FlagReadOnly != cl.info.Flags&FlagReadOnly) {
-		c.close()
-		err = fmt.Errorf("%w: size %d, flags %#x", ErrExportChanged, c.info.Size, c.info.Flags)
+	if err == nil {
+		if err = cl.info.replacedBy(c.info); err != nil {
+			c.close()
+		}
 	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
@@ -128,6 +129,7 @@ func (cl *Client) redial(ctx context.Context, i int) (*conn, error) {
 		cl.backoff = min(max(cl.backoff*2, cl.opts.BackoffMin), cl.opts.BackoffMax)
 		cl.nextDial = time.Now().Add(cl.backoff)
 		cl.failedDials.Add(1)
+		cl.dialErr = err
 		return nil, fmt.Errorf("%w: %w", ErrDown, err)
 	}
 	cl.backoff = 0
