@@ -224,7 +224,11 @@ func (c *conn) finish(cl *call, res result) error {
 			c.mu.Unlock()
 			return nil
 		}
-		if held {
+		// written again, under c.mu: the writer may have finished the
+		// batch meanwhile and made its last look for held-back calls
+		// (takeLateLocked, after it stores written), and one held back
+		// now would be completed by no one.
+		if held && c.written.Load() < cl.req.cookie {
 			return c.holdBackLocked(cl, res)
 		}
 	}

@@ -62,7 +62,9 @@ func (c *conn) awaitWritten(cookie uint64) bool {
 
 // holdBackLocked keeps cl, a write answered (res) before the writer was
 // done with its payload, for the writer to complete. Called by the reader
-// with c.mu held; it unlocks it.
+// with c.mu held, having seen under it that written is still below cl's
+// cookie: the writer stores written before it next takes c.mu to look
+// for held-back calls, so that look finds cl. It unlocks c.mu.
 func (c *conn) holdBackLocked(cl *call, res result) error {
 	if slices.Contains(c.queue, cl) {
 		c.mu.Unlock()
