@@ -107,8 +107,10 @@ type Client struct {
 	backoff  time.Duration
 	nextDial time.Time
 	// quietUntil: no background redial (revive.go) before then, after a
-	// hang-up on a server shutting down.
-	quietUntil time.Time
+	// hang-up on a server shutting down, or connections that died young;
+	// flapBackoff is the wait after the last of those (connDied).
+	quietUntil  time.Time
+	flapBackoff time.Duration
 	// dialErr is why the last failed dial failed, for the errors of the
 	// requests refused during the backoff after it.
 	dialErr error

@@ -72,8 +72,10 @@ type conn struct {
 	slots chan struct{} // a token per request in flight (the bound)
 
 	// onDead runs, in a goroutine of its own, once the connection is
-	// killed (the client's noteState); nil for none. Immutable.
-	onDead func()
+	// killed (the client's connDied), with how long it lived; nil for
+	// none. Immutable, as is born, when it was made.
+	onDead func(lived time.Duration)
+	born   time.Time
 	// lost is set by a kill that ends writes no flush covered, when
 	// only a flush on this connection could have (lostwrites.go); nil
 	// where a flush on another covers them. Immutable.
@@ -118,10 +120,10 @@ type conn struct {
 // caps it at net.core.wmem_max).
 const socketBuffer = 4 << 20
 
-func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int, onDead func(), lost *atomic.Bool) *conn {
+func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int, onDead func(time.Duration), lost *atomic.Bool) *conn {
 	c := &conn{nc: nc, transport: nc, info: info, slots: make(chan struct{}, maxInFlight),
 		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc),
-		progress: make(chan struct{}, 1), onDead: onDead, lost: lost}
+		progress: make(chan struct{}, 1), onDead: onDead, born: time.Now(), lost: lost}
 	c.step = c.writevStep
 	if tc, ok := nc.(*tls.Conn); ok {
 		c.transport = tc.NetConn()
@@ -196,7 +198,7 @@ func (c *conn) kill(err error) {
 		go c.failAsync(orphans)
 	}
 	if c.onDead != nil {
-		go c.onDead() // kill may run under the client's lock
+		go c.onDead(time.Since(c.born)) // kill may run under the client's lock
 	}
 }
 

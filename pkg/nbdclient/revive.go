@@ -63,6 +63,26 @@ func (cl *Client) reviveDialTimeout() time.Duration {
 	return cl.opts.DialTimeout
 }
 
+// connDied is what a connection's end tells the client: noteState, and
+// the pacing of the background redial. A connection that died young (a
+// server that hangs up right after the handshake: an export that breaks
+// as soon as it is used, a proxy whose backend is gone) was a dial that
+// succeeded for nothing; the revive would dial it again at once, and
+// again, in a loop with no wait. So each young death doubles a backoff of
+// the revive's own (quietUntil), and a connection that lived resets it.
+// Requests still redial at once, as before: they have I/O to do.
+func (cl *Client) connDied(lived time.Duration) {
+	cl.mu.Lock()
+	if lived < cl.opts.BackoffMax {
+		cl.flapBackoff = min(max(cl.flapBackoff*2, cl.opts.BackoffMin), cl.opts.BackoffMax)
+		cl.quietUntil = later(cl.quietUntil, time.Now().Add(cl.flapBackoff))
+	} else {
+		cl.flapBackoff = 0
+	}
+	cl.mu.Unlock()
+	cl.noteState()
+}
+
 // needsRevive says whether the client is open, has its pool, and no
 // connection of it is up.
 func (cl *Client) needsRevive() bool {

@@ -1,0 +1,34 @@
+package nbdclient
+
+import (
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/internal/testkit"
+)
+
+// TestFlappingServerBackoff: a server that completes the handshake and
+// hangs up at once (an export that breaks as soon as it is used, a proxy
+// whose backend is gone) must not be redialled in a loop with no wait:
+// the background redial backs off as after a failed dial.
+func TestFlappingServerBackoff(t *testing.T) {
+	var dials atomic.Int32
+	path := serveUnix(t, func(c net.Conn) {
+		dials.Add(1)
+		fakeHandshake(c) // then hang up
+	})
+	start := time.Now()
+	cl, err := Dial(testCtx(t), Options{Network: "unix", Address: path, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// Six dials: the backoff between them doubles from 50 ms to 200 ms,
+	// so they take at least 50+100+200+200+200 ms.
+	testkit.WaitFor(t, 10*time.Second, "6 dials", func() bool { return dials.Load() >= 6 })
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Fatalf("6 dials in %v to a server that hangs up after each handshake", d)
+	}
+}
