@@ -44,11 +44,8 @@ func (cl *Client) ReadAsync(ctx context.Context, p []byte, off int64, done func(
 	if int64(len(p)) > cl.maxRequest() {
 		return false // more than one request: ReadAt splits it
 	}
-	var flags uint16
-	if cl.info.Structured && cl.info.Flags&FlagSendDF != 0 {
-		flags = cmdFlagDF
-	}
-	return cl.startAsync(ctx, request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(len(p))}, nil, p, -1, -1, done)
+	req := request{typ: cmdRead, flags: cl.readFlags(int64(len(p))), offset: uint64(off), length: uint32(len(p))}
+	return cl.startAsync(ctx, req, nil, p, -1, -1, done)
 }
 
 // WriteAsync starts writing p at off (no FUA: a FUA write takes WriteAt),
@@ -130,6 +127,14 @@ func (cl *Client) pickLive() *conn {
 // wait.
 func (c *conn) completeAsync(cl *call, res result, onReader bool) {
 	c.endSplice(cl)
+	if overflowed(cl.req, res.err) { // refused unfragmented: see overflow.go
+		cl.client.noteOverflow(int64(cl.req.length))
+		if cl.pipe < 0 {
+			go cl.client.readWithoutDF(cl)
+			return
+		}
+		res.err = fmt.Errorf("%w: %w", ErrNoSplice, res.err)
+	}
 	if shuttingDown(res.err) {
 		go func() {
 			cl.res.err = cl.client.leaveShuttingDown(res.err)

@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -121,6 +122,9 @@ type Client struct {
 	// lostWrites: a connection dropped with writes no flush covered, and
 	// the next Flush has yet to say so (lostwrites.go).
 	lostWrites atomic.Bool
+	// dfMax: reads longer than this go without DF, as the server refused
+	// one (overflow.go).
+	dfMax atomic.Int64
 }
 
 // Stats are a client's fault counters.
@@ -134,6 +138,7 @@ type Stats struct {
 func Dial(ctx context.Context, opts Options) (*Client, error) {
 	opts.defaults()
 	cl := &Client{opts: opts, dialing: make(chan struct{}, 1)}
+	cl.dfMax.Store(math.MaxInt64)
 	cl.life, cl.end = context.WithCancelCause(context.Background())
 	c, err := cl.dialConn(ctx)
 	if err != nil {

@@ -11,13 +11,16 @@ func (cl *Client) ReadAt(ctx context.Context, p []byte, off int64) error {
 	if err := cl.check(off, int64(len(p))); err != nil {
 		return err
 	}
-	var flags uint16
-	if cl.info.Structured && cl.info.Flags&FlagSendDF != 0 {
-		flags = cmdFlagDF // one chunk per read: no reassembly from pieces
-	}
 	return cl.each(off, int64(len(p)), func(o, n int64) error {
 		buf := p[o-off : o-off+n]
-		return cl.do(ctx, request{typ: cmdRead, flags: flags, offset: uint64(o), length: uint32(n)}, nil, buf).err
+		req := request{typ: cmdRead, flags: cl.readFlags(n), offset: uint64(o), length: uint32(n)}
+		err := cl.do(ctx, req, nil, buf).err
+		if overflowed(req, err) { // refused unfragmented: see overflow.go
+			cl.noteOverflow(n)
+			req.flags &^= cmdFlagDF
+			err = cl.do(ctx, req, nil, buf).err
+		}
+		return err
 	})
 }
 

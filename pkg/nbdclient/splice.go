@@ -43,7 +43,10 @@ func (cl *Client) SpliceRead(ctx context.Context, pipe int, off, n int64) error 
 		return ErrNoSplice
 	}
 	err := cl.run(ctx, req, nil, nil, pipe).err
-	if errors.Is(err, ErrDisconnected) {
+	if overflowed(req, err) { // refused unfragmented: see overflow.go
+		cl.noteOverflow(n)
+	}
+	if errors.Is(err, ErrDisconnected) || overflowed(req, err) {
 		return fmt.Errorf("%w: %w", ErrNoSplice, err)
 	}
 	return err
@@ -65,14 +68,12 @@ func (cl *Client) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, d
 // request, or a server that may answer a read in pieces out of order
 // (structured replies without DF).
 func (cl *Client) spliceRequest(pipe int, off, n int64) (request, bool) {
-	var flags uint16
+	flags := cl.readFlags(n)
 	switch {
 	case n > cl.maxRequest() || pipe < 0:
 		return request{}, false
-	case cl.info.Structured && cl.info.Flags&FlagSendDF == 0:
+	case cl.info.Structured && flags&cmdFlagDF == 0:
 		return request{}, false
-	case cl.info.Structured:
-		flags = cmdFlagDF
 	}
 	return request{typ: cmdRead, flags: flags, offset: uint64(off), length: uint32(n)}, true
 }
