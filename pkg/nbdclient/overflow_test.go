@@ -81,6 +81,17 @@ func TestReadOverflowWithoutDF(t *testing.T) {
 			}
 			return cl.ReadAt(testCtx(t), p, off) // what its caller does then
 		},
+		"SpliceReadAsync": func(cl *Client, p []byte) error {
+			_, w := testPipe(t, 1<<20)
+			res, done := nbdtest.NewAsync()
+			if !cl.SpliceReadAsync(testCtx(t), w, off, n, done) {
+				t.Fatal("SpliceReadAsync refused")
+			}
+			if err := res.Wait(t); !errors.Is(err, ErrNoSplice) {
+				t.Fatalf("spliced read refused unfragmented: %v", err)
+			}
+			return cl.ReadAt(testCtx(t), p, off)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cl, err := Dial(testCtx(t), Options{Network: "unix", Address: serveUnix(t, dfLimitServer(64<<10)), MaxConns: 1})
