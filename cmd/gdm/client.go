@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -77,10 +78,14 @@ func (t *tableFlags) read(stdin io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, fmt.Errorf("no table: give --table-file, --table or the table on stdin")
+		return nil, errEmptyStdin
 	}
 	return b, nil
 }
+
+// errEmptyStdin is a table read from stdin that was empty: an error for
+// load; create makes the device without a table, as dmsetup create does.
+var errEmptyStdin = errors.New("no table: give --table-file, --table or the table on stdin")
 
 // readFile reads a table file into one buffer of its size, in huge pages
 // if big (table.ReadText).

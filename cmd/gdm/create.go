@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,8 +45,11 @@ func runCreate(args []string, stdin io.Reader, stdout io.Writer) error {
 		}
 		return nil
 	}
+	// A table without target lines (stdin empty, or only comments) makes
+	// the device without one, as dmsetup create does; the daemon sees to
+	// the comments.
 	text, err := tf.read(stdin)
-	if err != nil {
+	if err != nil && !errors.Is(err, errEmptyStdin) {
 		return onDevice(pos[0], err)
 	}
 	q := url.Values{"name": {pos[0]}}

@@ -234,6 +234,17 @@ func TestCreateNoTable(t *testing.T) {
 		t.Fatalf("table of a device without one: %q", out)
 	}
 	wantUsage(t, "create", "x", "--notable", "--table", "0 8 zero")
+	// A table without target lines makes the device without a table, as
+	// dmsetup create does; a load of one is refused, as dm refuses it.
+	for name, stdin := range map[string]string{"c1": "", "c2": "# nothing\n\n"} {
+		if _, errs, code := td.cli(stdin, "create", name); code != 0 {
+			t.Fatalf("create %s with the table %q: exit %d: %s", name, stdin, code, errs)
+		}
+		if err := json.Unmarshal([]byte(td.ok(t, "info", name, "--json")), &info); err != nil || info.LiveTable || info.InactiveTable {
+			t.Fatalf("info of %s, made from a table without targets: %+v %v", name, info, err)
+		}
+	}
+	td.fails(t, "no targets", "load", "c2", "--table", "# nothing")
 	td.Shutdown()
 	td = startTestDaemon(t, dir)
 	if err := json.Unmarshal([]byte(td.ok(t, "info", "e", "--json")), &info); err != nil || info.LiveTable || info.State != "ACTIVE" {

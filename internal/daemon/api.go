@@ -251,10 +251,14 @@ func fail(w http.ResponseWriter, err error) {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	http.NewResponseController(w).SetWriteDeadline(answerDeadline())
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		fmt.Println("gdm: writing a reply:", err)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil { // a reply type that cannot be encoded: a bug, said as one
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(controlapi.Error{Error: "encoding the reply: " + err.Error()})
 	}
+	w.WriteHeader(code)
+	// A write that fails is a client that hung up (or did not read within
+	// answerDeadline): there is no one left to tell. Before, it was printed
+	// to stdout, outside the log and its level, once a hung-up client.
+	w.Write(append(b, '\n'))
 }

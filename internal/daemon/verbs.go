@@ -75,10 +75,14 @@ func (d *daemon) putBack(m *managed, err error) error {
 	return nil
 }
 
-// create makes a device whose table goes live at once.
+// create makes a device whose table goes live at once. A table without
+// a target line (empty, or blank lines and comments) makes the device
+// without a table, as dmsetup create does: libdm creates the device and
+// loads nothing when it read no targets (seen in the guest's dmsetup).
+// A load of such a table is refused, as the kernel refuses one.
 func (d *daemon) create(name, text, uuid string, readOnly bool) (*managed, error) {
-	if text == "" {
-		return nil, errNoTable
+	if !table.HasTargets(text) {
+		return d.createEmpty(name, "", uuid, readOnly)
 	}
 	return d.newDeviceWith(name, uuid, readOnly, func(m *managed) error {
 		if err := d.loadLocked(m, text, true); err != nil {

@@ -1,6 +1,9 @@
 package table
 
-import "strings"
+import (
+	"errors"
+	"strings"
+)
 
 // eachLine calls fn with the fields of each target line of text, skipping
 // blank lines and comments, and stops at fn's first error. It walks the
@@ -75,4 +78,13 @@ func cutComment(fields []string) []string {
 		}
 	}
 	return fields
+}
+
+// errFound stops eachLine at the first target line (HasTargets).
+var errFound = errors.New("found")
+
+// HasTargets says whether text has a target line: one that is neither
+// blank nor a comment. It stops at the first.
+func HasTargets(text string) bool {
+	return eachLine(text, func(int, []string) error { return errFound }) != nil
 }
