@@ -16,13 +16,13 @@ import (
 func (c *conn) serveRead(r request, rep *reply) {
 	off, n := int64(r.offset), int64(r.length)
 	if spliced, err := c.spliceRead(rep, off, n); err != nil {
-		c.errorReply(rep, r, ErrorCode(err))
+		c.errorReply(rep, r, replyCode(r, err))
 		return
 	} else if !spliced {
 		buf := getBuf(int(n))
 		if err := c.exp.ReadAt(c.ctx, *buf, off); err != nil {
 			putBuf(buf)
-			c.errorReply(rep, r, ErrorCode(err))
+			c.errorReply(rep, r, replyCode(r, err))
 			return
 		}
 		rep.pooled = buf
@@ -52,30 +52,30 @@ func (c *conn) readReplyHead(rep *reply, r request) {
 func (c *conn) serveWrite(r request, payload []byte, rep *reply) {
 	if r.flags&cmdFlagFUA != 0 {
 		if fw, ok := c.exp.(FUAWriter); ok {
-			c.simpleReply(rep, r.cookie, ErrorCode(fw.WriteAtFUA(c.ctx, payload, int64(r.offset))))
+			c.simpleReply(rep, r.cookie, replyCode(r, fw.WriteAtFUA(c.ctx, payload, int64(r.offset))))
 			return
 		}
 	}
 	err := c.exp.WriteAt(c.ctx, payload, int64(r.offset))
-	c.simpleReply(rep, r.cookie, ErrorCode(c.fua(r, err)))
+	c.simpleReply(rep, r.cookie, replyCode(r, c.fua(r, err)))
 }
 
 // serveFlush flushes; a FUA flag on it adds nothing.
 func (c *conn) serveFlush(r request, rep *reply) {
-	c.simpleReply(rep, r.cookie, ErrorCode(c.exp.Flush(c.ctx)))
+	c.simpleReply(rep, r.cookie, replyCode(r, c.exp.Flush(c.ctx)))
 }
 
 // serveTrim discards the range, then flushes if FUA asks for it.
 func (c *conn) serveTrim(r request, rep *reply) {
 	err := c.exp.Trim(c.ctx, int64(r.offset), int64(r.length))
-	c.simpleReply(rep, r.cookie, ErrorCode(c.fua(r, err)))
+	c.simpleReply(rep, r.cookie, replyCode(r, c.fua(r, err)))
 }
 
 // serveWriteZeroes zeroes the range as NO_HOLE and FAST_ZERO ask, then
 // flushes if FUA asks for it.
 func (c *conn) serveWriteZeroes(r request, rep *reply) {
 	err := c.exp.Zero(c.ctx, int64(r.offset), int64(r.length), r.flags&cmdFlagNoHole != 0, r.flags&cmdFlagFastZero != 0)
-	c.simpleReply(rep, r.cookie, ErrorCode(c.fua(r, err)))
+	c.simpleReply(rep, r.cookie, replyCode(r, c.fua(r, err)))
 }
 
 // serveCache succeeds at once: CACHE is a hint, and the page cache
@@ -169,7 +169,7 @@ func (c *conn) serveBlockStatus(r request, rep *reply) {
 		if desc != nil {
 			putBuf(desc)
 		}
-		c.errorReply(rep, r, ErrorCode(err))
+		c.errorReply(rep, r, replyCode(r, err))
 		return
 	}
 	c.chunkHeader(rep, r.cookie, chunkFlagDone, chunkBlockStatus, uint32(4+len(b)))

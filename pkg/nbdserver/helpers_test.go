@@ -21,7 +21,7 @@ type memExport struct {
 	data    []byte
 	holes   map[int64]bool // 4 KiB blocks that are holes (for Extents)
 	flushes atomic.Int64
-	failOn  int64         // offset whose I/O fails with EIO
+	failOn  int64         // offset whose I/O fails: EIO (read), ENOSPC (write), ENOTSUP (trim), EOVERFLOW (zero)
 	panicOn int64         // offset whose read panics
 	block   chan struct{} // reads and writes at offset blockAt wait on it
 	blockAt int64         //
@@ -80,6 +80,9 @@ func (m *memExport) WriteAt(ctx context.Context, p []byte, off int64) error {
 }
 func (m *memExport) Flush(context.Context) error { m.flushes.Add(1); return nil }
 func (m *memExport) Trim(_ context.Context, off, n int64) error {
+	if off == m.failOn {
+		return fmt.Errorf("mem: %w", syscall.ENOTSUP)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	clear(m.data[off : off+n])
@@ -91,6 +94,9 @@ func (m *memExport) Zero(_ context.Context, off, n int64, noHole, fast bool) err
 	m.zeroes = append(m.zeroes, fmt.Sprintf("nohole=%v fast=%v", noHole, fast))
 	if fast {
 		return fmt.Errorf("mem: %w", syscall.ENOTSUP)
+	}
+	if off == m.failOn {
+		return fmt.Errorf("mem: %w", syscall.EOVERFLOW)
 	}
 	clear(m.data[off : off+n])
 	return nil

@@ -175,6 +175,10 @@ func TestCommandErrors(t *testing.T) {
 	}{
 		{"read EIO", cmdRead, 0, 4096, 512, nil, errIO},
 		{"write ENOSPC from the backend", cmdWrite, 0, 4096, 512, make([]byte, 512), errNoSpc},
+		// NBD_ENOTSUP and NBD_EOVERFLOW answer only a fast zero and a DF
+		// read (proto.md); from a backend elsewhere they are EINVAL.
+		{"trim ENOTSUP from the backend", cmdTrim, 0, 4096, 512, nil, errInval},
+		{"zero EOVERFLOW from the backend", cmdWriteZeroes, 0, 4096, 512, nil, errInval},
 		{"read past end", cmdRead, 0, 1<<20 - 511, 512, nil, errInval},
 		{"read offset overflow", cmdRead, 0, 1<<64 - 512, 1024, nil, errInval},
 		{"write past end", cmdWrite, 0, 1 << 20, 512, make([]byte, 512), errNoSpc},
@@ -204,7 +208,7 @@ func TestCommandErrors(t *testing.T) {
 	m.mu.Lock()
 	zeroes := strings.Join(m.zeroes, ";")
 	m.mu.Unlock()
-	if got := zeroes; got != "nohole=false fast=true;nohole=true fast=false" {
+	if got := zeroes; got != "nohole=false fast=false;nohole=false fast=true;nohole=true fast=false" {
 		t.Fatalf("zero flags passed: %s", got)
 	}
 	if s.Stats().Panics.Load() != 1 {

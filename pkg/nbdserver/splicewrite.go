@@ -150,7 +150,7 @@ func (c *conn) writeFromPipe(w *work, rep *reply) bool {
 	c.srv.pipes.putAfter(w.pipe, err)
 	w.pipe, w.inPipe = nil, 0
 	c.srv.stats.PipeWrites.Add(1)
-	c.simpleReply(rep, r.cookie, ErrorCode(err))
+	c.simpleReply(rep, r.cookie, replyCode(r, err))
 	return true
 }
 

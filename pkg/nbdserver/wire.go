@@ -170,3 +170,19 @@ func ErrorCode(err error) uint32 {
 		return errIO
 	}
 }
+
+// replyCode is ErrorCode for the request r: NBD_ENOTSUP answers only a
+// WRITE_ZEROES with FAST_ZERO, and NBD_EOVERFLOW only a read with DF, as
+// proto.md asks ("SHOULD NOT return ... except as documented"); for any
+// other request either is EINVAL, as nbdkit answers. A remote leg's
+// server or a backing file system can say ENOTSUP to anything.
+func replyCode(r request, err error) uint32 {
+	code := ErrorCode(err)
+	switch {
+	case code == errNotSup && (r.typ != cmdWriteZeroes || r.flags&cmdFlagFastZero == 0):
+		return errInval
+	case code == errOverflow && (r.typ != cmdRead || r.flags&cmdFlagDF == 0):
+		return errInval
+	}
+	return code
+}
