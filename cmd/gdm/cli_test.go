@@ -102,6 +102,11 @@ func verbsLoadAndResume(t *testing.T, td *testDaemon, a, b string) {
 	}
 	td.ok(t, "suspend", "lin", "--noflush") // already suspended: fine
 	td.ok(t, "resume", "lin")
+	td.ok(t, "suspend", "lin", "--nolockfs") // dmsetup's flag, for its scripts
+	if out := td.ok(t, "info", "lin"); !strings.Contains(out, "SUSPENDED") {
+		t.Fatalf("info after suspend --nolockfs:\n%s", out)
+	}
+	td.ok(t, "resume", "lin")
 }
 
 // verbsRenameRemoveVersion renames and removes z, and checks version and

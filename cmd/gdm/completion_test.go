@@ -45,7 +45,7 @@ var completionCases = []struct {
 	{[]string{"gdm", "--control", "$C", "suspend", "a"}, []string{"alpha"}},
 	{[]string{"gdm", "reload", "b"}, []string{"beta"}},
 	{[]string{"gdm", "create", "--r"}, []string{"--read-only"}},
-	{[]string{"gdm", "suspend", "alpha", "--"}, []string{"--control", "--json", "--noflush", "--timeout"}},
+	{[]string{"gdm", "suspend", "alpha", "--"}, []string{"--control", "--json", "--noflush", "--nolockfs", "--timeout"}},
 	{[]string{"gdm", "create", "--table-file", ""}, nil}, // the shell completes files
 	{[]string{"gdm", "create", ""}, nil},                 // a new name
 	{[]string{"gdm", "rename", "alpha", ""}, nil},
