@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -189,4 +190,27 @@ func TestRemoteStriped(t *testing.T) {
 	}
 	sb.Stop() // a leg whose host is down shows D before any I/O fails on it
 	testkit.WaitFor(t, 10*time.Second, "the second leg D", func() bool { return strings.HasSuffix(tg.Status(StatusInfo), " 1 ADA") })
+}
+
+// A socket whose path is longer than sun_path (108 bytes) is dialled
+// through its descriptor: a plain dial by name cannot reach it.
+func TestRemoteLongSocketPath(t *testing.T) {
+	s := nbdtest.Start(t, nbdtest.Exports{"a": nbdtest.NewMem(1 << 20)})
+	long := t.TempDir()
+	for len(long) < 200 {
+		long = filepath.Join(long, strings.Repeat("d", 40))
+	}
+	if err := os.MkdirAll(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(long, "nbd.sock")
+	if err := os.Link(s.Path, sock); err != nil { // the same socket, by a long name
+		t.Fatal(err)
+	}
+	d, err := NewDevSet(false).Open("nbd+unix:///a?socket=" + sock)
+	if err != nil {
+		t.Fatalf("a socket %d bytes long: %v", len(sock), err)
+	}
+	defer d.Close()
+	mustOK(t, d.WriteAt(bytes.Repeat([]byte{7}, 512), 0))
 }
