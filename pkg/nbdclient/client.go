@@ -252,6 +252,13 @@ func (i Info) maxRequest() int64 {
 	return max(m-m%unit, unit)
 }
 
+// LogicalBlockSize is the unit every request to the export is made of:
+// the minimum block size the server advertised, or a sector, whichever is
+// larger (a minimum that is not a power of 2 up to 64 KiB, which the spec
+// forbids, is taken as none). A device stacked on the export takes it as
+// its backing device's logical block size.
+func (i Info) LogicalBlockSize() int64 { return i.blockUnit() }
+
 // blockUnit is the block requests are made of (see maxRequest).
 func (i Info) blockUnit() int64 {
 	if b := int64(i.MinBlock); b > sectorSize && b <= 64<<10 && b&(b-1) == 0 {

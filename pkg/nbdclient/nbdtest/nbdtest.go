@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -21,16 +22,20 @@ import (
 )
 
 // Mem is an in-memory nbdserver.Export. Extents reports 4 KiB blocks
-// marked with SetHole as holes (flags 3), the rest as data.
+// marked with SetHole as holes (flags 3), the rest as data. With
+// SetMinBlock it advertises a minimum block size and refuses requests not
+// aligned to it, as a server of 4 KiB blocks may.
 type Mem struct {
-	mu      sync.RWMutex // guards the fields below
-	data    []byte
-	holes   map[int64]bool
-	flushes int
-	zeroes  []string
-	gate    chan struct{} // when set, reads and writes wait for it to close
-	failAt  int64         // -1: none
-	failErr syscall.Errno
+	mu       sync.RWMutex // guards the fields below
+	data     []byte
+	minBlock uint32 // 0: any request
+	holes    map[int64]bool
+	flushes  int
+	zeroes   []string
+	gate     chan struct{} // when set, reads and writes wait for it to close
+	failAt   int64         // -1: none
+	failErr  syscall.Errno
+	refusals atomic.Int64 // requests refused for their alignment
 }
 
 // NewMem makes a zeroed export of size bytes.
@@ -46,6 +51,25 @@ func (m *Mem) FailAt(off int64, errno syscall.Errno) {
 	m.mu.Lock()
 	m.failAt, m.failErr = off, errno
 	m.mu.Unlock()
+}
+
+// SetMinBlock makes the export advertise b (a power of 2) as its
+// minimum block size to clients that connect later, and refuse with
+// EINVAL every read, write, trim and zero whose offset or length is not a
+// multiple of it (0: any request, the default). Refusals counts them.
+func (m *Mem) SetMinBlock(b uint32) { m.mu.Lock(); m.minBlock = b; m.mu.Unlock() }
+
+// Refusals counts the requests refused for their alignment (SetMinBlock).
+func (m *Mem) Refusals() int { return int(m.refusals.Load()) }
+
+// alignedLocked refuses a request not aligned to the minimum block size;
+// m.mu must be held (for reading at least).
+func (m *Mem) alignedLocked(off, n int64) error {
+	if b := int64(m.minBlock); b > 1 && (off%b != 0 || n%b != 0) {
+		m.refusals.Add(1)
+		return fmt.Errorf("mem: [%d,+%d) not aligned to the minimum block size %d: %w", off, n, b, syscall.EINVAL)
+	}
+	return nil
 }
 
 // SetHole reports 4 KiB block b as a hole.
@@ -90,6 +114,9 @@ func (m *Mem) ReadAt(ctx context.Context, p []byte, off int64) error {
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if err := m.alignedLocked(off, int64(len(p))); err != nil {
+		return err
+	}
 	if off == m.failAt {
 		return fmt.Errorf("mem: %w", m.failErr)
 	}
@@ -103,6 +130,9 @@ func (m *Mem) WriteAt(ctx context.Context, p []byte, off int64) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.alignedLocked(off, int64(len(p))); err != nil {
+		return err
+	}
 	if off == m.failAt {
 		return fmt.Errorf("mem: %w", m.failErr)
 	}
@@ -115,6 +145,9 @@ func (m *Mem) Flush(context.Context) error { m.mu.Lock(); m.flushes++; m.mu.Unlo
 func (m *Mem) Trim(_ context.Context, off, n int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.alignedLocked(off, n); err != nil {
+		return err
+	}
 	clear(m.data[off : off+n])
 	return nil
 }
@@ -122,6 +155,9 @@ func (m *Mem) Trim(_ context.Context, off, n int64) error {
 func (m *Mem) Zero(_ context.Context, off, n int64, noHole, fast bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.alignedLocked(off, n); err != nil {
+		return err
+	}
 	m.zeroes = append(m.zeroes, fmt.Sprintf("nohole=%v fast=%v", noHole, fast))
 	if fast {
 		return fmt.Errorf("mem: %w", syscall.ENOTSUP)
@@ -164,7 +200,10 @@ func (e Exports) Info(name string) (nbdserver.ExportInfo, bool) {
 	if !ok {
 		return nbdserver.ExportInfo{}, false
 	}
-	return nbdserver.ExportInfo{Name: name, Size: m.Size(), ReadOnly: name == "ro"}, true
+	m.mu.RLock()
+	b := m.minBlock
+	m.mu.RUnlock()
+	return nbdserver.ExportInfo{Name: name, Size: m.Size(), ReadOnly: name == "ro", MinBlockSize: b}, true
 }
 
 func (e Exports) Open(name string) (nbdserver.Export, func(), error) {
