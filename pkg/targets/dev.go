@@ -25,7 +25,8 @@ type Dev struct {
 	size     int64
 	blockDev bool
 	// blockSize is a block device's logical block size: the alignment its
-	// fallocate needs (dev_align.go).
+	// fallocate needs (dev_align.go); a remote export's (the unit of its
+	// requests); 0 for a file (see LogicalBlockSize).
 	blockSize int64
 	readOnly  bool
 	remote    *nbdclient.Client // an NBD export (remote_dev.go); file is nil then

@@ -21,6 +21,13 @@ func logicalBlockSize(fd int) int64 {
 	return int64(n)
 }
 
+// LogicalBlockSize is the device's logical block size in bytes, as dm
+// stacks a table's limits from its devices' (dm_set_device_limits): 512
+// for a regular file, a block device's BLKSSZGET, and a remote export's
+// advertised minimum block size if larger than 512 (such a server may
+// refuse a request not aligned to it).
+func (d *Dev) LogicalBlockSize() int64 { return max(d.blockSize, SectorSize) }
+
 // alignedPart is the largest part of [off, off+length) made of whole
 // logical blocks, as [start, end); end <= start when there is none. A
 // regular file takes any range: all of it.

@@ -55,7 +55,8 @@ func openRemote(uri string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 		cl.Close()
 		return nil, fmt.Errorf("targets: %s: the export is read-only: %w", uri, syscall.EROFS)
 	}
-	d := &Dev{path: uri, id: Identity{Remote: spec.key}, remote: cl, remoteOptions: spec.optionsText(), fd: -1, size: cl.Size(), readOnly: readOnly}
+	d := &Dev{path: uri, id: Identity{Remote: spec.key}, remote: cl, remoteOptions: spec.optionsText(), fd: -1, size: cl.Size(), readOnly: readOnly,
+		blockSize: cl.Info().LogicalBlockSize()}
 	if err := opts.checkIdentity(uri, d.id); err != nil {
 		cl.Close()
 		return nil, err
