@@ -6,9 +6,11 @@ import "github.com/gdm-project/gdm/pkg/targets"
 // limits give a device: its logical block size, and discard support.
 
 // LogicalBlockSize is the smallest I/O every target of the table takes:
-// the largest of its targets' (targets.BlockSizer, crypt's sector_size),
-// or 512, as dm sets a device's logical block size from its targets'
-// io_hints.
+// the largest of its targets' (targets.BlockSizer, crypt's sector_size)
+// and of the backing devices they use (targets.Dev.LogicalBlockSize: a
+// block device of 4 KiB sectors, a remote export with a minimum block
+// size of 4096), or 512, as dm stacks a device's logical block size from
+// its targets' devices (blk_stack_limits) and io_hints.
 func (t *Table) LogicalBlockSize() int { return t.traits().blockSize }
 
 // LogicalBlockSize is the live table's (see Table.LogicalBlockSize), or

@@ -17,7 +17,8 @@ type traits struct {
 	flushers []targets.Flusher
 	// requesters are the targets that see clients' FLUSH requests.
 	requesters []targets.FlushRequester
-	// blockSize is the largest of the targets' logical block sizes, or 512.
+	// blockSize is the largest of the targets' logical block sizes and
+	// their backing devices', or 512.
 	blockSize int
 	// discards: every target takes discards.
 	discards bool
@@ -53,6 +54,13 @@ func (t *Table) traits() *traits {
 			}
 			if !tr.hides && tg.Status(targets.StatusTable) != "" {
 				tr.hides = true
+			}
+		}
+		// The devices stack too (dm_set_device_limits): every device of
+		// the set is one some target opened.
+		if t.devs != nil {
+			for _, d := range t.devs.Devs() {
+				tr.blockSize = max(tr.blockSize, int(d.LogicalBlockSize()))
 			}
 		}
 	})

@@ -1,0 +1,81 @@
+package table
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/gdm-project/gdm/internal/testkit"
+	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
+)
+
+// remote4k serves an export of 1 MiB that advertises a minimum block size
+// of 4096 and refuses requests not aligned to it, and returns its URI and
+// the export; file is a sparse 1 MiB file.
+func remote4k(t *testing.T) (uri, file string, m *nbdtest.Mem) {
+	t.Helper()
+	m = nbdtest.NewMem(1 << 20)
+	m.SetMinBlock(4096)
+	srv := nbdtest.Start(t, nbdtest.Exports{"4k": m})
+	return srv.URI("4k"), testkit.Sparse(t, t.TempDir(), "f.img", 1<<20), m
+}
+
+// loop4k attaches a loop device of 4 KiB logical sectors over a fresh
+// 1 MiB file, for the test's length (skipped as pkg/targets' block
+// device tests skip, without root or losetup).
+func loop4k(t *testing.T) string {
+	t.Helper()
+	losetup, err := exec.LookPath("losetup")
+	if err != nil || os.Getuid() != 0 {
+		testkit.SkipOrFail(t, "a loop device needs root and losetup: %v", err)
+	}
+	img := testkit.Sparse(t, t.TempDir(), "loop.img", 1<<20)
+	out, err := exec.Command(losetup, "--find", "--show", "--sector-size", "4096", img).Output()
+	if err != nil {
+		testkit.SkipOrFail(t, "no loop device available here: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
+	return loop
+}
+
+// A table's logical block size stacks its devices' too, as dm's does: a
+// linear target on an export with a minimum block size of 4096 makes the
+// table's 4096, whichever target it is, and one on a file leaves 512.
+func TestLogicalBlockSizeFromDevices(t *testing.T) {
+	uri, file, m := remote4k(t)
+	for _, c := range []struct {
+		text string
+		want int
+	}{
+		{"0 16 linear " + file + " 0", 512},
+		{"0 16 linear " + uri + " 0", 4096},
+		{"0 8 linear " + file + " 0\n8 8 linear " + uri + " 8", 4096},
+		{"0 32 striped 2 8 " + file + " 0 " + uri + " 0", 4096},
+	} {
+		tb, err := FromText(c.text, false)
+		if err != nil {
+			t.Fatalf("%q: %v", c.text, err)
+		}
+		if got := tb.LogicalBlockSize(); got != c.want {
+			t.Errorf("%q: LogicalBlockSize %d, want %d", c.text, got, c.want)
+		}
+		// I/O of the table's blocks reaches the export aligned.
+		p := make([]byte, tb.LogicalBlockSize())
+		if err := tb.WriteAt(context.Background(), p, int64(len(p)), 0); err != nil {
+			t.Errorf("%q: write of a block: %v", c.text, err)
+		}
+		tb.destroy(discardLog(), false)
+	}
+	if n := m.Refusals(); n != 0 {
+		t.Errorf("the export refused %d requests for their alignment", n)
+	}
+	loop := loop4k(t)
+	tb := mustTable(t, "0 16 linear "+loop+" 8")
+	defer tb.destroy(discardLog(), false)
+	if got := tb.LogicalBlockSize(); got != 4096 {
+		t.Errorf("a linear on a loop device of 4 KiB sectors: LogicalBlockSize %d, want 4096", got)
+	}
+}
