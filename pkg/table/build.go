@@ -34,6 +34,10 @@ type builder struct {
 	lineEnd  int
 	// lineNo says where line i came from, for errors.
 	lineNo func(i int) int
+	// devShifts[i] is log2 of target i's devices' largest logical block
+	// size in sectors (align.go); nil while every device has 512-byte
+	// blocks, as a table of files has: it then costs nothing.
+	devShifts []uint8
 }
 
 // newBuilder makes a builder for about n lines.
@@ -218,6 +222,10 @@ func (b *builder) makeTargets(t *Table) error {
 		}
 		if err == nil {
 			t.targets[i], err = typ.New(fields[1:], t.sector(i+1)-t.sector(i), t.devs)
+		}
+		areas := t.devs.TakeAreas() // this target's, even if New failed
+		if err == nil {
+			err = b.checkAreas(i, t.targets[i], areas)
 		}
 		if p, ok := t.targets[i].(targets.Placer); ok && err == nil {
 			p.Place(t.sector(i))

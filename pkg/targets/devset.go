@@ -16,10 +16,12 @@ type DevSet struct {
 	readOnly bool
 	opts     OpenOptions // immutable
 
-	mu     sync.Mutex // guards devs, order, closed
+	mu     sync.Mutex // guards devs, order, closed, areas
 	devs   map[string]*Dev
 	order  []*Dev
 	closed bool
+	// areas are the device areas noted since the last TakeAreas.
+	areas []Area
 
 	closes atomic.Int32 // how many times Close did the work (must end at 0 or 1)
 
@@ -102,6 +104,37 @@ func (s *DevSet) Open(path string) (*Dev, error) {
 	s.devs[key] = d
 	s.order = append(s.order, d)
 	return d, nil
+}
+
+// Area is a range of a target on one of its devices, in 512-byte sectors:
+// what dm's iterate_devices hands its callouts (dev, start, len), and what
+// dm checks against the device's logical block size at load
+// (device_area_is_invalid).
+type Area struct {
+	Dev            *Dev
+	Start, Sectors uint64
+}
+
+// noteArea records that a target maps sectors of d from start.
+func (s *DevSet) noteArea(d *Dev, start, sectors uint64) {
+	s.mu.Lock()
+	s.areas = append(s.areas, Area{Dev: d, Start: start, Sectors: sectors})
+	s.mu.Unlock()
+}
+
+// TakeAreas returns the areas the targets made since the last call noted
+// (every target that opens a device by openSized: linear, striped, crypt,
+// delay, dust, flakey, log-writes' data device, snapshot's and
+// snapshot-origin's origin), and forgets them. The table calls it after
+// each target's New, so what it gets is that target's areas, as dm's
+// iterate_devices would list them. The slice is the set's own, valid
+// until the next Open: a million-target table makes no garbage for it.
+func (s *DevSet) TakeAreas() []Area {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.areas
+	s.areas = s.areas[:0]
+	return a
 }
 
 // Devs lists the open devices in the order they were opened.

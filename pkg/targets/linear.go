@@ -66,7 +66,8 @@ func newLinear(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	return &linear{dev: dev, offset: int64(off) * SectorSize}, nil
 }
 
-// openSized opens path and checks it holds offset+sectors sectors.
+// openSized opens path and checks it holds offset+sectors sectors, and
+// notes the area for the table's alignment check (DevSet.TakeAreas).
 func openSized(devs *DevSet, path string, offset, sectors uint64) (*Dev, error) {
 	dev, err := devs.Open(path)
 	if err != nil {
@@ -77,6 +78,7 @@ func openSized(devs *DevSet, path string, offset, sectors uint64) (*Dev, error) 
 		return nil, fmt.Errorf("%w: %s has %d bytes, needs %d (offset %d + length %d sectors)",
 			ErrDeviceTooSmall, path, dev.Size(), need, offset, sectors)
 	}
+	devs.noteArea(dev, offset, sectors)
 	return dev, nil
 }
 

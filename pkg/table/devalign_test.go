@@ -1,0 +1,101 @@
+package table
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// refused checks that err is ErrAlign at line with dm's words.
+func refused(t *testing.T, text string, err error, line int, reason string) {
+	t.Helper()
+	var le *LineError
+	if !errors.As(err, &le) || le.Line != line || !errors.Is(err, ErrAlign) {
+		t.Fatalf("%q: got %v, want ErrAlign at line %d", text, err, line)
+	}
+	if !strings.Contains(err.Error(), reason) {
+		t.Fatalf("%q: %v does not say %q", text, err, reason)
+	}
+}
+
+// A target whose area on a device is not whole blocks of the target's
+// logical block size (its devices' largest, and crypt's sector_size) is
+// refused at load with its line, as dm's device_area_is_invalid refuses
+// it; the device keeps no such table.
+func TestDeviceAreaAlignment(t *testing.T) {
+	uri, file, _ := remote4k(t)
+	cases := []struct {
+		name, text string
+		line       int
+		reason     string
+	}{
+		{"linear start", "0 8 linear " + file + " 0\n8 16 linear " + uri + " 1", 2,
+			"linear: not aligned to the logical block size: start=1 not aligned to h/w logical block size 4096 of " + uri},
+		{"linear len", "0 12 linear " + uri + " 8", 1,
+			"len=12 not aligned to h/w logical block size 4096 of " + uri},
+		// A striped target's legs are checked against the largest block
+		// of all its legs, the file's too.
+		{"striped file leg", "0 32 striped 2 8 " + file + " 4 " + uri + " 0", 1,
+			"striped: not aligned to the logical block size: start=4 not aligned to h/w logical block size 4096 of " + file},
+		{"striped remote leg", "0 32 striped 2 8 " + file + " 0 " + uri + " 16\n32 16 linear " + uri + " 3", 2,
+			"start=3 not aligned to h/w logical block size 4096 of " + uri},
+		{"striped width", "0 24 striped 2 4 " + file + " 0 " + uri + " 0", 1,
+			"len=12 not aligned to h/w logical block size 4096 of " + file},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := FromText(c.text, false)
+			refused(t, c.text, err, c.line, c.reason)
+		})
+	}
+	t.Run("loop device", func(t *testing.T) {
+		loop := loop4k(t)
+		text := "0 16 linear " + loop + " 4"
+		_, err := FromText(text, false)
+		refused(t, text, err, 1, "start=4 not aligned to h/w logical block size 4096 of "+loop)
+		tb := mustTable(t, "0 16 linear "+loop+" 8")
+		tb.destroy(discardLog(), false)
+	})
+	// A device's load refuses it and keeps the table it had.
+	d := newLiveDevice(t, "0 16 linear "+uri+" 0")
+	if err := d.LoadText("0 16 linear " + uri + " 1"); !errors.Is(err, ErrAlign) {
+		t.Errorf("load of a misaligned linear: %v, want ErrAlign", err)
+	}
+	if d.LogicalBlockSize() != 4096 {
+		t.Errorf("the live table's block size is %d", d.LogicalBlockSize())
+	}
+}
+
+// The boundaries between targets follow dm's
+// validate_hardware_logical_block_alignment with the devices' block
+// sizes: what is left of a table block at a boundary falls to the next
+// target, and must be whole blocks of that target's devices; the table
+// ends on a block boundary.
+func TestAlignmentWithDeviceBlocks(t *testing.T) {
+	uri, file, _ := remote4k(t)
+	cases := []struct {
+		name, text string
+		line       int // 0: taken
+		reason     string
+	}{
+		{"7 sectors left fall to the export", "0 1 linear " + file + " 0\n1 16 linear " + uri + " 0\n17 7 zero", 2,
+			"table line 1 (start sect 1 len 16) not aligned to h/w logical block size 4096"},
+		{"table ends inside a block", "0 8 linear " + uri + " 0\n8 1 zero", 2,
+			"table line 2 (start sect 8 len 1) not aligned to h/w logical block size 4096"},
+		{"a block split among files and zero", "0 8 linear " + uri + " 0\n8 7 zero\n15 1 linear " + file + " 0", 0, ""},
+		{"file then export, aligned", "0 8 linear " + file + " 0\n8 8 linear " + uri + " 0", 0, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tb, err := FromText(c.text, false)
+			if c.line == 0 {
+				if err != nil {
+					t.Fatalf("refused a table dm takes: %v", err)
+				}
+				tb.destroy(discardLog(), false)
+				return
+			}
+			refused(t, c.text, err, c.line, c.reason)
+		})
+	}
+}
