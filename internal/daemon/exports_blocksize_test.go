@@ -1,10 +1,16 @@
 package daemon
 
 import (
+	"bytes"
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
+	"github.com/gdm-project/gdm/pkg/nbdclient"
+	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 )
 
 // A device whose table has a crypt target with 4096-byte sectors
@@ -46,4 +52,37 @@ func TestExportTrimFollowsDiscardSupport(t *testing.T) {
 			t.Errorf("%s: NoTrim %v, want %v", name, info.NoTrim, noTrim)
 		}
 	}
+}
+
+// A device over a remote export that advertises a minimum block size of
+// 4096 (and refuses requests not aligned to it) has a logical block size
+// of 4096, as dm stacks its devices' limits: an NBD client of the device
+// sees a minimum block size of 4096, and its blocks reach the export
+// aligned. A linear target 1 sector into that export is refused at load,
+// with the line and dm's reason.
+func TestExportMinimumBlockSizeFromRemoteLeg(t *testing.T) {
+	m := nbdtest.NewMem(1 << 20)
+	m.SetMinBlock(4096)
+	srv := nbdtest.Start(t, nbdtest.Exports{"4k": m})
+	td := startTestDaemon(t, "")
+	td.ok(t, "create", "r", "--table", "0 2048 linear "+srv.URI("4k")+" 0")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := nbdclient.Dial(ctx, nbdclient.Options{Network: "unix", Address: filepath.Join(td.dir, "nbd.sock"), Export: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if got := cl.Info().MinBlock; got != 4096 {
+		t.Errorf("an NBD client of the device sees a minimum block size of %d, want 4096", got)
+	}
+	p := bytes.Repeat([]byte{7}, 4096)
+	if err := cl.WriteAt(ctx, p, 8192, false); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(m.At(8192, 4096), p) || m.Refusals() != 0 {
+		t.Errorf("the block did not reach the export whole (%d refused)", m.Refusals())
+	}
+	td.fails(t, "line 2: linear: not aligned to the logical block size: start=1 not aligned to h/w logical block size 4096 of "+srv.URI("4k"),
+		"create", "bad", "--table", "0 8 zero", "--table", "8 2040 linear "+srv.URI("4k")+" 1")
 }
