@@ -25,8 +25,11 @@
 //     of this package, wrapped with what was wrong.
 //  2. A New func: build the target from canonical args, opening backing
 //     devices through the DevSet (never os.Open: the set closes them once,
-//     at destroy). The args slice is reused for the next line once New
-//     returns: keep the values (strings, numbers), never the slice.
+//     at destroy); a device the target maps a range of is opened with
+//     openSized, which checks its size and notes the area (dm's
+//     iterate_devices) for the table to check against the device's
+//     logical block size. The args slice is reused for the next line once
+//     New returns: keep the values (strings, numbers), never the slice.
 //     Embed Base for the defaults.
 //  3. The Target methods. Every I/O method takes the request's context
 //     first: a target that waits (a remote device, a delay) gives up when
