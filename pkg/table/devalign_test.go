@@ -1,9 +1,15 @@
 package table
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/gdm-project/gdm/internal/testkit"
+	"github.com/gdm-project/gdm/pkg/targets"
 )
 
 // refused checks that err is ErrAlign at line with dm's words.
@@ -98,4 +104,42 @@ func TestAlignmentWithDeviceBlocks(t *testing.T) {
 			refused(t, c.text, err, c.line, c.reason)
 		})
 	}
+}
+
+// A snapshot's chunk size must be whole blocks of its origin and its COW
+// device, as dm's exception store refuses it ("Chunk size is not a
+// multiple of device blocksize"), before a new store's header is written.
+func TestSnapshotChunkFitsDeviceBlocks(t *testing.T) {
+	uri, _, m := remote4k(t)
+	origin := testkit.Sparse(t, t.TempDir(), "origin.img", 1<<20)
+	text := "0 16 snapshot " + origin + " " + uri + " N 4"
+	_, err := FromText(text, false)
+	var le *LineError
+	if !errors.As(err, &le) || le.Line != 1 || !errors.Is(err, targets.ErrSnapChunkBlocks) {
+		t.Fatalf("%q: got %v, want ErrSnapChunkBlocks at line 1", text, err)
+	}
+	tb := mustTable(t, "0 16 snapshot "+origin+" "+uri+" N 8")
+	if err := tb.WriteAt(context.Background(), make([]byte, 4096), 4096, 0); err != nil {
+		t.Errorf("a write through a snapshot of 4 KiB chunks on the export: %v", err)
+	}
+	tb.destroy(discardLog(), false)
+	if n := m.Refusals(); n != 0 {
+		t.Errorf("the export refused %d requests for their alignment", n)
+	}
+	loop := loop4k(t)
+	text = "0 16 snapshot " + origin + " " + loop + " P 4"
+	if _, err := FromText(text, false); !errors.Is(err, targets.ErrSnapChunkBlocks) {
+		t.Fatalf("%q: got %v, want ErrSnapChunkBlocks", text, err)
+	}
+	hdr := make([]byte, 512)
+	f, err := os.Open(loop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(hdr, 0); err != nil || !bytes.Equal(hdr, make([]byte, 512)) {
+		t.Errorf("the refused store's header was written (%v)", err)
+	}
+	tb = mustTable(t, "0 16 snapshot "+origin+" "+loop+" P 8")
+	tb.destroy(discardLog(), false)
 }

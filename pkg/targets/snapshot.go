@@ -56,6 +56,9 @@ var (
 	ErrSnapStoreType = errors.New("exception store type is not P, PO or N")
 	ErrSnapFeature   = errors.New("unknown or inconsistent snapshot feature")
 	ErrSnapSameDev   = errors.New("COW device cannot be the same as origin device")
+	// ErrSnapChunkBlocks is dm's error for a chunk size that is not
+	// whole logical blocks of the origin or the COW device.
+	ErrSnapChunkBlocks = errors.New("chunk size is not a multiple of device blocksize")
 )
 
 func init() {
@@ -166,9 +169,15 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := chunkFitsBlocks(chunk, origin, cow); err != nil {
+		return nil, err // before a new store's header is written
+	}
 	st, err := openCowStore(cow, kind != "N", chunk)
 	if err != nil {
 		return nil, err
+	}
+	if err := chunkFitsBlocks(uint64(st.lay.chunk/SectorSize), origin, cow); err != nil {
+		return nil, err // the chunk size an existing store was made with
 	}
 	s := &snapshot{origin: origin, cow: cow, paths: [2]string{args[0], args[1]}, devs: devs,
 		sectors: sectors, overflowOK: kind == "PO",
@@ -177,6 +186,19 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	s.useStore(st)
 	s.entry = acquireOrigin(origin.Identity())
 	return s, nil
+}
+
+// chunkFitsBlocks refuses a chunk size (sectors; 0: the store's, not yet
+// known) that is not whole logical blocks of the origin and of the COW
+// device, as dm's dm_exception_store_set_chunk_size does, in its words.
+func chunkFitsBlocks(chunk uint64, origin, cow *Dev) error {
+	for _, d := range []*Dev{cow, origin} {
+		if per := uint64(d.LogicalBlockSize() / SectorSize); chunk%per != 0 {
+			return fmt.Errorf("%w: chunk %d sectors, %s has blocks of %d bytes",
+				ErrSnapChunkBlocks, chunk, d.Path(), d.LogicalBlockSize())
+		}
+	}
+	return nil
 }
 
 // PreResume has nothing to check: the store loaded at New.
