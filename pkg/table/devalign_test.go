@@ -143,3 +143,17 @@ func TestSnapshotChunkFitsDeviceBlocks(t *testing.T) {
 	tb = mustTable(t, "0 16 snapshot "+origin+" "+loop+" P 8")
 	tb.destroy(discardLog(), false)
 }
+
+// A snapshot's COW device counts in its block size and is checked whole,
+// as dm's snapshot_iterate_devices lists it (0, its size): a COW file of
+// an odd number of sectors under an origin of 4 KiB blocks is refused.
+func TestSnapshotCowArea(t *testing.T) {
+	loop := loop4k(t)
+	dir := t.TempDir()
+	odd := testkit.Sparse(t, dir, "odd.cow", 1<<20+512)
+	text := "0 16 snapshot " + loop + " " + odd + " N 8"
+	_, err := FromText(text, false)
+	refused(t, text, err, 1, "snapshot: not aligned to the logical block size: len=2049 not aligned to h/w logical block size 4096 of "+odd)
+	tb := mustTable(t, "0 16 snapshot "+loop+" "+testkit.Sparse(t, dir, "even.cow", 1<<20)+" N 8")
+	tb.destroy(discardLog(), false)
+}

@@ -126,7 +126,8 @@ func (s *DevSet) noteArea(d *Dev, start, sectors uint64) {
 // TakeAreas returns the areas the targets made since the last call noted
 // (every target that opens a device by openSized: linear, striped, crypt,
 // delay, dust, flakey, log-writes' data device, snapshot's and
-// snapshot-origin's origin), and forgets them. The table calls it after
+// snapshot-origin's origin; snapshot's COW device, whole, as dm lists it
+// too), and forgets them. The table calls it after
 // each target's New, so what it gets is that target's areas, as dm's
 // iterate_devices would list them. The slice is the set's own, valid
 // until the next Open: a million-target table makes no garbage for it.

@@ -164,6 +164,9 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	if origin.Identity() == cow.Identity() {
 		return nil, fmt.Errorf("%w: %s and %s are %s", ErrSnapSameDev, args[0], args[1], cow.Identity())
 	}
+	// dm's snapshot_iterate_devices lists the COW device too, whole: its
+	// blocks count in the target's, and its size must be whole blocks.
+	devs.noteArea(cow, 0, uint64(cow.Size()/SectorSize))
 	chunk, _ := ParseNumber(args[3]) // checked by checkSnapshot
 	kind, err := snapStoreKind(args[2])
 	if err != nil {
