@@ -157,3 +157,24 @@ func TestSnapshotCowArea(t *testing.T) {
 	tb := mustTable(t, "0 16 snapshot "+loop+" "+testkit.Sparse(t, dir, "even.cow", 1<<20)+" N 8")
 	tb.destroy(discardLog(), false)
 }
+
+// A persistent snapshot store on an export of 4 KiB blocks is read and
+// written in whole blocks: its header too, which was read as one sector
+// and refused (EINVAL) by such a server.
+func TestSnapshotPersistentOn4KExport(t *testing.T) {
+	uri, _, m := remote4k(t)
+	origin := testkit.Sparse(t, t.TempDir(), "origin.img", 1<<20)
+	for range 2 { // a new store, then the one just made
+		tb, err := FromText("0 16 snapshot "+origin+" "+uri+" P 8", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.WriteAt(context.Background(), make([]byte, 4096), 4096, 0); err != nil {
+			t.Errorf("a write through the snapshot: %v", err)
+		}
+		tb.destroy(discardLog(), false)
+	}
+	if n := m.Refusals(); n != 0 {
+		t.Errorf("the export refused %d requests for their alignment", n)
+	}
+}

@@ -26,10 +26,13 @@ func openCowStore(dev *Dev, persistent bool, chunkSectors uint64) (*cowStore, er
 
 // load reads the header, then the areas; a zero magic is a new store.
 func (s *cowStore) load(chunkSectors uint64) error {
-	if s.dev.Size() < SectorSize {
+	// The header is read as one logical block of the device: a sector,
+	// or 4 KiB of an export that refuses anything smaller.
+	bs := s.dev.LogicalBlockSize()
+	if s.dev.Size() < bs {
 		return fmt.Errorf("%w: no room for a header", ErrDeviceTooSmall)
 	}
-	b := make([]byte, SectorSize)
+	b := make([]byte, bs)
 	if err := s.dev.ReadAt(b, 0); err != nil {
 		return err
 	}
