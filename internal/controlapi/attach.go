@@ -27,6 +27,7 @@ type Attachment struct {
 	TimeoutSeconds     int64  `json:"timeout_seconds"`
 	DeadTimeoutSeconds int64  `json:"dead_timeout_seconds"`
 	ReadOnly           bool   `json:"read_only,omitempty"`
-	SizeBytes          int64  `json:"size_bytes"` // what the kernel was last told
+	SizeBytes          int64  `json:"size_bytes"`           // what the kernel was last told
+	BlockSize          int64  `json:"block_size,omitempty"` // likewise (0 in a state saved before: 512)
 	Backend            string `json:"backend"`    // the identifier the kernel keeps
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,7 +116,7 @@ func (d *daemon) attachLocked(m *managed, k nbdKernel, req controlapi.AttachReq)
 	}
 	defer closeEnds(ends)
 	a := &controlapi.Attachment{Connections: req.Connections, TimeoutSeconds: req.TimeoutSeconds,
-		DeadTimeoutSeconds: req.DeadTimeoutSeconds, ReadOnly: req.ReadOnly, SizeBytes: m.dev.Size(),
+		DeadTimeoutSeconds: req.DeadTimeoutSeconds, ReadOnly: req.ReadOnly, SizeBytes: m.dev.Size(), BlockSize: kernelBlockSize(m),
 		Backend: "gdm:" + m.uuid}
 	cfg := kernelConfig(a, ends)
 	cfg.Index = nbdnetlink.AnyIndex
@@ -143,6 +144,16 @@ func (d *daemon) attachLocked(m *managed, k nbdKernel, req controlapi.AttachReq)
 	return nil
 }
 
+// kernelBlockSize is the logical block size the kernel's /dev/nbdN is
+// given: the live table's (crypt's sector_size, a backing device's
+// sectors), as dm gives its device its table's, so that the kernel sends
+// no I/O the table refuses. The kernel takes 512 to a page; a table that
+// asks more (a remote export's minimum past 4 KiB) gets a page, and its
+// smaller I/O fails as it would from any NBD client.
+func kernelBlockSize(m *managed) int64 {
+	return int64(min(m.dev.LogicalBlockSize(), os.Getpagesize()))
+}
+
 func disconnectUndo(k nbdKernel, index int) error {
 	if err := k.Disconnect(index); err != nil {
 		return fmt.Errorf("undoing the attach: %w", err)
@@ -152,7 +163,7 @@ func disconnectUndo(k nbdKernel, index int) error {
 
 // kernelConfig is what CONNECT and RECONFIGURE both send for a.
 func kernelConfig(a *controlapi.Attachment, ends []*kernelEnd) nbdnetlink.Config {
-	cfg := nbdnetlink.Config{Index: a.Index, SizeBytes: uint64(a.SizeBytes), BlockSize: 512,
+	cfg := nbdnetlink.Config{Index: a.Index, SizeBytes: uint64(a.SizeBytes), BlockSize: uint64(max(a.BlockSize, 512)),
 		Timeout: time.Duration(a.TimeoutSeconds) * time.Second, DeadTimeout: time.Duration(a.DeadTimeoutSeconds) * time.Second,
 		Backend: a.Backend}
 	for _, e := range ends {

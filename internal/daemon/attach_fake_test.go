@@ -94,6 +94,9 @@ func (h fakeHandle) Reconfigure(cfg nbdnetlink.Config) error {
 	if cfg.SizeBytes > 0 {
 		dev.cfg.SizeBytes = cfg.SizeBytes
 	}
+	if cfg.BlockSize > 0 {
+		dev.cfg.BlockSize = cfg.BlockSize
+	}
 	if len(cfg.Sockets) > 0 {
 		conns, err := takeSockets(cfg.Sockets)
 		if err != nil {

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // At restart the daemon reconnects an attached device with RECONFIGURE:
@@ -148,4 +152,30 @@ func brokenAttached(t *testing.T, k *fakeKernel) (*testDaemon, string) {
 		t.Fatalf("a broken device was reconnected: %+v", k.reconfigs)
 	}
 	return td, a + ".moved"
+}
+
+// The kernel's device gets the table's logical block size at attach (a
+// crypt of 4 KiB sectors: 4096), and the new one when a resume changes it,
+// as dm's device takes its table's; the attachment records it.
+func TestAttachBlockSize(t *testing.T) {
+	k := &fakeKernel{}
+	useFakeKernel(t, k)
+	td := startTestDaemon(t, "")
+	img := testkit.Sparse(t, td.dir, "c.img", 1<<20)
+	crypt := "0 2048 crypt aes-xts-plain64 " + strings.Repeat("0123456789abcdef", 4) + " 0 " + img + " 0 1 sector_size:4096"
+	td.ok(t, "create", "d", "--table", crypt)
+	if _, err := td.attach("d", controlapi.AttachReq{Connections: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.dev(0).cfg.BlockSize; got != 4096 {
+		t.Fatalf("kernel block size %d at attach, want 4096", got)
+	}
+	td.ok(t, "load", "d", "--table", "0 2048 linear "+img+" 0")
+	td.ok(t, "resume", "d")
+	if got := k.dev(0).cfg.BlockSize; got != 512 {
+		t.Fatalf("kernel block size %d after a resume to a linear table, want 512", got)
+	}
+	if i := td.info(t, "d"); i.Attached.BlockSize != 512 {
+		t.Fatalf("recorded block size %d", i.Attached.BlockSize)
+	}
 }

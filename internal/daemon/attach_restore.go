@@ -110,27 +110,27 @@ func (d *daemon) afterResume(m *managed) {
 	d.resizeAttached(m)
 }
 
-// resizeAttached tells the kernel the device's new size after a resume
-// changed it, so that a filesystem on it can grow. Called with m.opMu
+// resizeAttached tells the kernel the device's new size and block size
+// after a resume changed them, so that a filesystem on it can grow. Called with m.opMu
 // held; a failure is logged, the resume stands.
 func (d *daemon) resizeAttached(m *managed) {
 	a := m.attached.Load()
-	size := m.dev.Size()
-	if a == nil || size == a.SizeBytes {
+	size, bs := m.dev.Size(), kernelBlockSize(m)
+	if a == nil || size == a.SizeBytes && bs == max(a.BlockSize, 512) {
 		return
 	}
 	err := d.withKernel(func(k nbdKernel) error {
 		if err := d.kernelHolds(k, a); err != nil {
 			return err
 		}
-		return k.Reconfigure(nbdnetlink.Config{Index: a.Index, SizeBytes: uint64(size), Backend: a.Backend})
+		return k.Reconfigure(nbdnetlink.Config{Index: a.Index, SizeBytes: uint64(size), BlockSize: uint64(bs), Backend: a.Backend})
 	})
 	if err != nil {
 		d.log.Error("the kernel keeps the old size of an attached device", "device", m.name(), "nbd", a.Device, "err", err)
 		return
 	}
 	next := *a
-	next.SizeBytes = size
+	next.SizeBytes, next.BlockSize = size, bs
 	if err := d.saveAround(m, func(st *deviceState) { st.Attached = &next }, func() error { m.attached.Store(&next); return nil }); err != nil {
 		d.log.Error("saving an attached device's size", "device", m.name(), "err", err)
 	}
