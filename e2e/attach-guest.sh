@@ -95,3 +95,14 @@ gdm info at | grep -q "Open count: *0" || fail "connections left: $(gdm info at)
 gdm remove at
 ls -l /proc/$GDM_PID/fd | grep disk.img && fail "disk.img still open" || true
 echo AT-REMOVED
+
+# A table of 4 KiB blocks (crypt's sector_size) gives the kernel's device
+# 4 KiB logical blocks, as dm gives its device its table's.
+truncate -s 8M /tmp/c.img
+gdm create c4k --table "0 16384 crypt aes-xts-plain64 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef 0 /tmp/c.img 0 1 sector_size:4096"
+DEV2=$(gdm attach c4k --connections 1)
+echo AT-LBS $(cat /sys/block/${DEV2#/dev/}/queue/logical_block_size)
+dd if=$DEV2 of=/dev/null bs=4k count=16 2>/dev/null || fail "reading the 4 KiB device"
+gdm detach c4k
+gdm remove c4k
+echo AT-C4K-DONE

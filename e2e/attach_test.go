@@ -24,7 +24,7 @@ func TestAttachGuest(t *testing.T) {
 		"AT-BACKEND gdm:", "AT-INFO Attached:          /dev/nbd0 (4 connections", "AT-INFO Open count:        4",
 		"AT-LS at\t(262144 sectors, ACTIVE)\t/dev/nbd0", "AT-FILES 4", "AT-KILLED", "AT-RESTARTED",
 		"AT-FIO-RC 0", "err= 0:", "AT-RECONNECTED 1", "AT-SUMS-OK", "AT-INFO2 Open count:        4", "AT-GROWN 524288",
-		"AT-FSCK-CLEAN", "AT-REMOVE-REFUSED gdm: remove at: device busy", "AT-DETACHED-SIZE 0", "AT-REMOVED", "GDM-VM-OK",
+		"AT-FSCK-CLEAN", "AT-REMOVE-REFUSED gdm: remove at: device busy", "AT-DETACHED-SIZE 0", "AT-REMOVED", "AT-LBS 4096", "AT-C4K-DONE", "GDM-VM-OK",
 	} {
 		if !strings.Contains(console, want) {
 			t.Errorf("the guest did not print %q", want)
