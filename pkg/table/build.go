@@ -200,6 +200,9 @@ func (b *builder) build(opts Options) (*Table, error) {
 		t.abandon()
 		return nil, err
 	}
+	if bs := t.LogicalBlockSize(); bs > targets.SectorSize {
+		t.blockMask = int64(bs) - 1
+	}
 	var err error
 	if t.index, err = btree.BuildFunc(n, func(i int) uint64 { return t.sector(i+1) - 1 }); err != nil {
 		t.abandon()

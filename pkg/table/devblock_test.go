@@ -2,13 +2,16 @@ package table
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
+	"github.com/gdm-project/gdm/pkg/targets"
 )
 
 // remote4k serves an export of 1 MiB that advertises a minimum block size
@@ -77,5 +80,37 @@ func TestLogicalBlockSizeFromDevices(t *testing.T) {
 	defer tb.destroy(discardLog(), false)
 	if got := tb.LogicalBlockSize(); got != 4096 {
 		t.Errorf("a linear on a loop device of 4 KiB sectors: LogicalBlockSize %d, want 4096", got)
+	}
+}
+
+// On a table of 4 KiB blocks, I/O that is not whole blocks is refused
+// with EINVAL by the table itself (as the block layer refuses such a bio
+// before dm), so it never reaches the export (a leg's refusal would count
+// against the leg); block status is not held to it.
+func TestUnalignedIORefusedByTheTable(t *testing.T) {
+	uri, _, m := remote4k(t)
+	d := newLiveDevice(t, "0 64 linear "+uri+" 0")
+	defer d.Close()
+	ctx := context.Background()
+	for name, err := range map[string]error{
+		"read at 512":   d.ReadAt(ctx, make([]byte, 4096), 512),
+		"read of 512":   d.ReadAt(ctx, make([]byte, 512), 0),
+		"write at 1024": d.WriteAt(ctx, make([]byte, 4096), 1024),
+		"trim of 512":   d.Trim(ctx, 0, 512),
+		"zero at 512":   d.Zero(ctx, 512, 4096, targets.ZeroFlags{}),
+	} {
+		if !errors.Is(err, ErrUnaligned) || !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("%s: %v, want ErrUnaligned (EINVAL)", name, err)
+		}
+	}
+	if err := d.ReadAt(ctx, make([]byte, 4096), 4096); err != nil {
+		t.Fatalf("a whole block: %v", err)
+	}
+	if n := m.Refusals(); n != 0 {
+		t.Errorf("%d unaligned requests reached the export", n)
+	}
+	var extents int
+	if err := d.Extents(ctx, 512, 1024, func(targets.Extent) bool { extents++; return true }); err != nil || extents == 0 {
+		t.Errorf("block status of a part of a block: %v, %d extents", err, extents)
 	}
 }

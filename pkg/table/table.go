@@ -21,6 +21,14 @@ import (
 var (
 	ErrOutOfRange = fmt.Errorf("table: request past the end of the device: %w", syscall.EINVAL)
 	ErrNoSpace    = fmt.Errorf("table: write past the end of the device: %w", syscall.ENOSPC)
+	// ErrUnaligned is a read, write, trim or write-zeroes that is not whole
+	// logical blocks of a table whose blocks are larger than 512 bytes
+	// (LogicalBlockSize, which the export advertises as its minimum): the
+	// kernel's block layer refuses such a bio to a dm device with EINVAL
+	// before dm sees it, and so does the table, before a target or a
+	// backing device does (a remote leg refusing it would count an error
+	// against the leg).
+	ErrUnaligned = fmt.Errorf("table: request not aligned to the table's logical block size: %w", syscall.EINVAL)
 )
 
 // Table is an immutable mapping of a device's sectors onto targets.
@@ -53,6 +61,9 @@ type Table struct {
 	phase phase
 	// tr is what the targets give as a whole, found once (traits.go).
 	tr traits
+	// blockMask is LogicalBlockSize-1 when that is above 512, else 0:
+	// check refuses I/O that is not whole blocks (ErrUnaligned).
+	blockMask int64
 }
 
 // Options are how a table opens its backing devices.
@@ -296,6 +307,9 @@ func (t *Table) each(off, length int64, op Op, fn func(tg targets.Target, tOff, 
 // kind of request gets (see ErrNoSpace).
 func (t *Table) check(off, length int64, op Op) error {
 	if off >= 0 && length >= 0 && off <= t.Size() && length <= t.Size()-off {
+		if (off|length)&t.blockMask != 0 && op != OpBlockStatus {
+			return ErrUnaligned
+		}
 		return nil
 	}
 	if op == OpWrite || op == OpZero {
