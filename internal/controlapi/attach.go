@@ -29,5 +29,5 @@ type Attachment struct {
 	ReadOnly           bool   `json:"read_only,omitempty"`
 	SizeBytes          int64  `json:"size_bytes"`           // what the kernel was last told
 	BlockSize          int64  `json:"block_size,omitempty"` // likewise (0 in a state saved before: 512)
-	Backend            string `json:"backend"`    // the identifier the kernel keeps
+	Backend            string `json:"backend"`              // the identifier the kernel keeps
 }
