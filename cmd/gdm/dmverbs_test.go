@@ -294,3 +294,12 @@ func TestLsTree(t *testing.T) {
 		t.Fatalf("ls --tree:\n%s\nwant\n%s", out, want)
 	}
 }
+
+// gdm info says why a device's saved inactive table was lost at start.
+func TestInfoShowsLostInactive(t *testing.T) {
+	var b strings.Builder
+	printInfo(&b, controlapi.DeviceInfo{Name: "d", State: "ACTIVE", LiveTable: true, InactiveLost: "inactive table: lost.img: no such file"}, 0)
+	if !strings.Contains(b.String(), "Inactive lost:     inactive table: lost.img: no such file\n") {
+		t.Fatalf("info:\n%s", b.String())
+	}
+}

@@ -79,6 +79,9 @@ func printInfo(w io.Writer, i controlapi.DeviceInfo, k int) {
 	if i.Broken != "" {
 		fmt.Fprintf(w, "Broken:            %s\n", i.Broken)
 	}
+	if i.InactiveLost != "" {
+		fmt.Fprintf(w, "Inactive lost:     %s\n", i.InactiveLost)
+	}
 	if a := i.Attached; a != nil {
 		fmt.Fprintf(w, "Attached:          %s (%d connections, timeout %ds, dead timeout %ds)\n", a.Device, a.Connections, a.TimeoutSeconds, a.DeadTimeoutSeconds)
 		if a.Link != "" {

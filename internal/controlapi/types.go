@@ -39,10 +39,14 @@ type Dep struct {
 
 // DeviceInfo is what `gdm info` shows, dmsetup info adapted.
 type DeviceInfo struct {
-	Name            string `json:"name"`
-	UUID            string `json:"uuid"`
-	State           string `json:"state"`            // ACTIVE, SUSPENDED, or BROKEN (not restored)
-	Broken          string `json:"broken,omitempty"` // why a BROKEN device could not be restored
+	Name   string `json:"name"`
+	UUID   string `json:"uuid"`
+	State  string `json:"state"`            // ACTIVE, SUSPENDED, or BROKEN (not restored)
+	Broken string `json:"broken,omitempty"` // why a BROKEN device could not be restored
+	// InactiveLost is why the saved inactive table could not be restored
+	// at start (the device runs on its live table; resume is refused
+	// until a load or clear replaces it).
+	InactiveLost    string `json:"inactive_lost,omitempty"`
 	ReadOnly        bool   `json:"read_only"`
 	OpenConnections int64  `json:"open_connections"`
 	LiveTable       bool   `json:"live_table"`

@@ -31,6 +31,9 @@ func (d *daemon) infoOf(m *managed) controlapi.DeviceInfo {
 	if reason := m.broken.Load(); reason != nil {
 		i.State, i.Broken = "BROKEN", *reason
 	}
+	if reason := m.lostInactive.Load(); reason != nil {
+		i.InactiveLost = *reason
+	}
 	m.dev.View(table.Live, func(t *table.Table) error {
 		i.LiveTable = true
 		i.Holders = t.Holders() - 1 // not counting ourselves

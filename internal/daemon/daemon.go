@@ -88,6 +88,11 @@ type managed struct {
 	// is fine); written under opMu. A broken device has no tables open;
 	// load + resume repair it, remove removes it.
 	broken atomic.Pointer[string]
+	// lostInactive is why the saved inactive table could not be built at
+	// start (nil when there was none, or it was): the device runs on its
+	// live table, its state file still names the table, and resume is
+	// refused until a load or clear replaces it. Written under opMu.
+	lostInactive atomic.Pointer[string]
 	// attached is its kernel NBD device (saved.Attached, readable
 	// without opMu by ls and info); written under opMu.
 	attached atomic.Pointer[controlapi.Attachment]

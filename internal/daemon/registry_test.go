@@ -274,11 +274,7 @@ func TestBrokenDeviceAtStart(t *testing.T) {
 	td.ok(t, "create", "bad", "--table", "0 2048 linear "+lost+" 0", "--uuid", "keep-me")
 	td.Shutdown()
 	os.Remove(lost)
-	files, _ := filepath.Glob(filepath.Join(dir, "state", "devices", "*.json"))
-	saved := map[string][]byte{}
-	for _, f := range files {
-		saved[f], _ = os.ReadFile(f)
-	}
+	saved := readStateFiles(dir)
 
 	td2 := startTestDaemon(t, dir)
 	if i := td2.info(t, "bad"); i.State != "BROKEN" || i.Sectors != 0 || !strings.Contains(i.Broken, "lost.img") {
@@ -304,11 +300,7 @@ gdm_device_broken{device="good"} 0
 	}
 	td2.fails(t, "device is broken", "resume", "bad")
 	td2.fails(t, "device is broken", "suspend", "bad")
-	for f, b := range saved { // nothing rewrote the state on the way
-		if now, _ := os.ReadFile(f); !bytes.Equal(now, b) {
-			t.Fatalf("%s changed by a start with a broken device", f)
-		}
-	}
+	stateFilesUnchanged(t, saved, "a start with a broken device") // nothing rewrote the state on the way
 	td2.ok(t, "load", "bad", "--table", "0 1024 linear "+a+" 0")
 	td2.ok(t, "resume", "bad")
 	if i := td2.info(t, "bad"); i.State != "ACTIVE" || i.UUID != "keep-me" {
@@ -466,4 +458,25 @@ func TestRestoreOldDefinitions(t *testing.T) {
 	}
 	td.ok(t, "remove", "second")
 	td.ok(t, "remove", "weird")
+}
+
+// readStateFiles reads the device state files under dir's state directory.
+func readStateFiles(dir string) map[string][]byte {
+	files, _ := filepath.Glob(filepath.Join(dir, "state", "devices", "*.json"))
+	saved := map[string][]byte{}
+	for _, f := range files {
+		saved[f], _ = os.ReadFile(f)
+	}
+	return saved
+}
+
+// stateFilesUnchanged fails t if a state file read by readStateFiles changed
+// since, by what.
+func stateFilesUnchanged(t *testing.T, saved map[string][]byte, what string) {
+	t.Helper()
+	for f, b := range saved {
+		if now, _ := os.ReadFile(f); !bytes.Equal(now, b) {
+			t.Fatalf("%s changed by %s", f, what)
+		}
+	}
 }

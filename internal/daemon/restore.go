@@ -43,8 +43,17 @@ func (d *daemon) restoreOne(s deviceState) error {
 	defer d.unreserve(s.Name, reserved)
 	m := d.newManaged(s)
 	err := uuidErr
+	var lost error
 	if err == nil {
-		err = d.restoreTables(m, s)
+		lost, err = d.restoreTables(m, s)
+	}
+	if err == nil && lost != nil {
+		// An inactive table is not what the device serves: it runs on, as
+		// dm keeps no inactive table across a reboot at all; the state file
+		// keeps naming the table for the operator.
+		reason := lost.Error()
+		m.lostInactive.Store(&reason)
+		d.log.Error("inactive table not restored; the device runs on its live table", "device", s.Name, "err", lost)
 	}
 	if err != nil {
 		// Whatever opened is closed again; the device stays, broken.
@@ -66,8 +75,10 @@ func (d *daemon) restoreOne(s deviceState) error {
 
 // restoreTables loads the saved live table (and makes it live), suspends
 // the device if it was, and loads the saved inactive table, each path
-// required to name the file it named when the table was loaded.
-func (d *daemon) restoreTables(m *managed, s deviceState) error {
+// required to name the file it named when the table was loaded. An
+// inactive table that cannot be built is returned as lost, not as err:
+// the device runs on without it.
+func (d *daemon) restoreTables(m *managed, s deviceState) (lost, err error) {
 	ctx := context.Background()
 	load := func(what, file, inline string, expect map[string]targets.Identity) error {
 		text, err := d.state.tableText(file, inline)
@@ -85,23 +96,21 @@ func (d *daemon) restoreTables(m *managed, s deviceState) error {
 	}
 	if s.LiveFile != "" || s.Live != "" {
 		if err := load("live", s.LiveFile, s.Live, s.LiveIdentities); err != nil {
-			return err
+			return nil, err
 		}
 		if err := m.dev.Resume(ctx, true); err != nil {
-			return fmt.Errorf("live table: %w", err)
+			return nil, fmt.Errorf("live table: %w", err)
 		}
 	}
 	if s.Suspended {
 		if err := m.dev.Suspend(ctx, true); err != nil {
-			return fmt.Errorf("suspend: %w", err)
+			return nil, fmt.Errorf("suspend: %w", err)
 		}
 	}
 	if s.InactiveFile != "" || s.Inactive != "" {
-		if err := load("inactive", s.InactiveFile, s.Inactive, s.InactiveIdentities); err != nil {
-			return err
-		}
+		return load("inactive", s.InactiveFile, s.Inactive, s.InactiveIdentities), nil
 	}
-	return nil
+	return nil, nil
 }
 
 // recordIdentities saves the identities of a restored device's backing

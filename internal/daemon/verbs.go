@@ -189,8 +189,12 @@ func (d *daemon) loadLocked(m *managed, text string, asLive bool) error {
 	}
 	if err != nil {
 		m.dev.Discard(t)
+		return err
 	}
-	return err
+	if !asLive {
+		m.lostInactive.Store(nil) // replaced
+	}
+	return nil
 }
 
 // onDevice runs verb on the named device under the device's verb lock and
@@ -265,6 +269,11 @@ func (d *daemon) resumeLocked(ctx context.Context, m *managed, live bool) error 
 	if reason := m.broken.Load(); reason != nil && !m.dev.HasInactive() {
 		return fmt.Errorf("%w (%s): load a table, then resume", errBroken, *reason)
 	}
+	if lost := m.lostInactive.Load(); lost != nil {
+		// Resuming would run on with the live table while the state file
+		// names an inactive one the user may think went live.
+		return fmt.Errorf("%w: the saved inactive table could not be restored at start (%s): load it again, or clear it", errBroken, *lost)
+	}
 	err := d.saveAround(m, func(next *deviceState) {
 		if m.dev.HasInactive() {
 			next.Live, next.Inactive = next.Inactive, ""
@@ -297,9 +306,13 @@ func (d *daemon) clear(ctx context.Context, name string) (*managed, error) {
 }
 
 func (d *daemon) clearLocked(m *managed) error {
-	return d.saveAround(m, func(next *deviceState) {
+	err := d.saveAround(m, func(next *deviceState) {
 		next.Inactive, next.InactiveFile, next.InactiveIdentities = "", "", nil
 	}, m.dev.Clear)
+	if err == nil {
+		m.lostInactive.Store(nil)
+	}
+	return err
 }
 
 // remove takes the device out of the catalogue, ends its connections when
