@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
@@ -157,4 +158,25 @@ func openFiles(t *testing.T, pid int, dir string) []string {
 		}
 	}
 	return out
+}
+
+// holdLoad starts a load of table on name and holds it in its build (the
+// slow part, under the device's verb lock) until letGo, which may be
+// called more than once; loaded gets the load's result.
+func holdLoad(t *testing.T, td *testDaemon, name, table string) (letGo func(), loaded <-chan error) {
+	t.Helper()
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	td.d.buildHook = func(string) {
+		once.Do(func() { close(held) })
+		<-release
+	}
+	result := make(chan error, 1)
+	go func() {
+		_, err := td.call("load", name, "--table", table)
+		result <- err
+	}()
+	<-held
+	var releaseOnce sync.Once
+	return func() { releaseOnce.Do(func() { close(release) }) }, result
 }

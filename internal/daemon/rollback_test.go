@@ -65,16 +65,7 @@ func serveOne(t *testing.T, e nbdserver.Export) string {
 func TestFailedVerbsPutBackIsNotTheRefusedChange(t *testing.T) {
 	dir := t.TempDir()
 	td := startTestDaemon(t, dir)
-	var armed atomic.Bool
-	e := &failingFlush{Mem: nbdtest.NewMem(1 << 20), armed: &armed,
-		onFlush: func() { td.d.state.failDirSyncs.Store(1) }} // the put-back's fsync
-	sock := serveOne(t, e)
-	td.ok(t, "create", "r", "--table", "0 2048 linear nbd+unix:///x?socket="+sock+"&timeout=5s 0")
-	armed.Store(true)
-	if _, err := td.call("suspend", "r"); err == nil {
-		t.Fatal("suspend succeeded though its flush failed")
-	}
-	armed.Store(false)
+	failSuspend(t, td, "r", func() { td.d.state.failDirSyncs.Store(1) }) // the put-back's fsync
 	if mustGet(t, td, "r").dev.Suspended() {
 		t.Fatal("the failed suspend left the device suspended")
 	}
@@ -93,16 +84,7 @@ func TestFailedVerbsPutBackIsNotTheRefusedChange(t *testing.T) {
 func TestNextVerbAfterAFailedPutBackSavesTheTruth(t *testing.T) {
 	dir := t.TempDir()
 	td := startTestDaemon(t, dir)
-	var armed atomic.Bool
-	e := &failingFlush{Mem: nbdtest.NewMem(1 << 20), armed: &armed,
-		onFlush: func() { td.d.state.failWrites.Store(true) }} // the put-back fails
-	sock := serveOne(t, e)
-	td.ok(t, "create", "r", "--table", "0 2048 linear nbd+unix:///x?socket="+sock+"&timeout=5s 0")
-	armed.Store(true)
-	if _, err := td.call("suspend", "r"); err == nil {
-		t.Fatal("suspend succeeded though its flush failed")
-	}
-	armed.Store(false)
+	failSuspend(t, td, "r", func() { td.d.state.failWrites.Store(true) }) // the put-back fails
 	td.d.state.failWrites.Store(false)
 	td.ok(t, "load", "r", "--table", "0 8 zero") // any verb that saves
 	if mustGet(t, td, "r").dev.Suspended() {
@@ -111,4 +93,19 @@ func TestNextVerbAfterAFailedPutBackSavesTheTruth(t *testing.T) {
 	if savedSuspended(t, td, "r") {
 		t.Fatal("a later load saved the refused suspend: a restart would suspend the device")
 	}
+}
+
+// failSuspend creates name over a remote leg whose flush fails, running
+// onFlush as it fails, and has a suspend of it fail so (its flush is the
+// suspend's).
+func failSuspend(t *testing.T, td *testDaemon, name string, onFlush func()) {
+	t.Helper()
+	var armed atomic.Bool
+	sock := serveOne(t, &failingFlush{Mem: nbdtest.NewMem(1 << 20), armed: &armed, onFlush: onFlush})
+	td.ok(t, "create", name, "--table", "0 2048 linear nbd+unix:///x?socket="+sock+"&timeout=5s 0")
+	armed.Store(true)
+	if _, err := td.call("suspend", name); err == nil {
+		t.Fatal("suspend succeeded though its flush failed")
+	}
+	armed.Store(false)
 }

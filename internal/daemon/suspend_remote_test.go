@@ -5,7 +5,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -111,20 +110,7 @@ func TestSuspendTimeoutCoversTheFlush(t *testing.T) {
 func TestVerbTimeoutCoversTheWaitForTheDevice(t *testing.T) {
 	td := startTestDaemon(t, "")
 	td.ok(t, "create", "r", "--table", "0 8 zero")
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	td.d.buildHook = func(string) {
-		once.Do(func() { close(held) })
-		<-release
-	}
-	loaded := make(chan error, 1)
-	go func() {
-		_, err := td.call("load", "r", "--table", "0 16 zero")
-		loaded <- err
-	}()
-	<-held
-	var releaseOnce sync.Once
-	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	letGo, loaded := holdLoad(t, td, "r", "0 16 zero")
 	defer letGo()
 	for _, verb := range []string{"suspend", "resume"} {
 		answered := make(chan error, 1)

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,20 +19,7 @@ import (
 func TestVerbGivesUpWhenItsClientHangsUp(t *testing.T) {
 	td := startTestDaemon(t, "")
 	td.ok(t, "create", "r", "--table", "0 8 zero")
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	td.d.buildHook = func(string) {
-		once.Do(func() { close(held) })
-		<-release
-	}
-	loaded := make(chan error, 1)
-	go func() {
-		_, err := td.call("load", "r", "--table", "0 16 zero")
-		loaded <- err
-	}()
-	<-held
-	var releaseOnce sync.Once
-	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	letGo, loaded := holdLoad(t, td, "r", "0 16 zero")
 	defer letGo()
 	impatient := controlapi.New(td.control).WithTimeout(200 * time.Millisecond)
 	for _, v := range []struct {

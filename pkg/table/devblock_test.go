@@ -3,9 +3,6 @@ package table
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -30,18 +27,7 @@ func remote4k(t *testing.T) (uri, file string, m *nbdtest.Mem) {
 // device tests skip, without root or losetup).
 func loop4k(t *testing.T) string {
 	t.Helper()
-	losetup, err := exec.LookPath("losetup")
-	if err != nil || os.Getuid() != 0 {
-		testkit.SkipOrFail(t, "a loop device needs root and losetup: %v", err)
-	}
-	img := testkit.Sparse(t, t.TempDir(), "loop.img", 1<<20)
-	out, err := exec.Command(losetup, "--find", "--show", "--sector-size", "4096", img).Output()
-	if err != nil {
-		testkit.SkipOrFail(t, "no loop device available here: %v", err)
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
-	return loop
+	return testkit.Loop(t, testkit.Sparse(t, t.TempDir(), "loop.img", 1<<20), 4096)
 }
 
 // A table's logical block size stacks its devices' too, as dm's does: a

@@ -3,9 +3,6 @@ package targets
 import (
 	"bytes"
 	"errors"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/testkit"
@@ -15,17 +12,7 @@ import (
 // the test's length, and returns its path.
 func loopPath(t *testing.T, size int64) string {
 	t.Helper()
-	losetup, err := exec.LookPath("losetup")
-	if err != nil || os.Getuid() != 0 {
-		testkit.SkipOrFail(t, "a loop device needs root and losetup: %v", err)
-	}
-	out, err := exec.Command(losetup, "--find", "--show", tempFile(t, size)).Output()
-	if err != nil {
-		testkit.SkipOrFail(t, "no loop device available here: %v", err)
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
-	return loop
+	return testkit.Loop(t, tempFile(t, size), 0)
 }
 
 // loopDev attaches a loop device over a fresh file of size bytes and opens

@@ -2,9 +2,6 @@ package targets
 
 import (
 	"errors"
-	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -54,17 +51,7 @@ func TestDevLogicalBlockSize(t *testing.T) {
 // set (losetup --sector-size).
 func loopPathSectors(t *testing.T, size int64, sectorSize int) string {
 	t.Helper()
-	losetup, err := exec.LookPath("losetup")
-	if err != nil || os.Getuid() != 0 {
-		testkit.SkipOrFail(t, "a loop device needs root and losetup: %v", err)
-	}
-	out, err := exec.Command(losetup, "--find", "--show", "--sector-size", itoa(int64(sectorSize)), tempFile(t, size)).Output()
-	if err != nil {
-		testkit.SkipOrFail(t, "no loop device available here: %v", err)
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
-	return loop
+	return testkit.Loop(t, tempFile(t, size), sectorSize)
 }
 
 // A block device of 4 KiB logical sectors reports 4096; one of 512, 512.
