@@ -133,12 +133,12 @@ func (d *daemon) attachLocked(m *managed, k nbdKernel, req controlapi.AttachReq)
 	a.Device = "/dev/nbd" + strconv.Itoa(a.Index)
 	d.att.track(a.Index, ends)
 	if a.Link, err = d.att.links.set(m.name(), a.Device); err != nil {
-		return errors.Join(err, disconnectUndo(k, a.Index))
+		return errors.Join(err, d.undoAttach(k, a.Index))
 	}
 	err = d.saveAround(m, func(next *deviceState) { next.Attached = a }, func() error { m.attached.Store(a); return nil })
 	if err != nil {
 		d.att.links.drop(m.name(), a.Device)
-		return errors.Join(err, disconnectUndo(k, a.Index))
+		return errors.Join(err, d.undoAttach(k, a.Index))
 	}
 	d.log.Info("attached", "device", m.name(), "nbd", a.Device, "connections", a.Connections)
 	return nil
@@ -154,7 +154,10 @@ func kernelBlockSize(m *managed) int64 {
 	return int64(min(m.dev.LogicalBlockSize(), os.Getpagesize()))
 }
 
-func disconnectUndo(k nbdKernel, index int) error {
+// undoAttach disconnects a kernel device this attach connected and then
+// could not record, and forgets its connections.
+func (d *daemon) undoAttach(k nbdKernel, index int) error {
+	d.att.untrack(index)
 	if err := k.Disconnect(index); err != nil {
 		return fmt.Errorf("undoing the attach: %w", err)
 	}

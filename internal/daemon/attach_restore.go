@@ -147,13 +147,35 @@ func (d *daemon) withKernel(f func(k nbdKernel) error) error {
 }
 
 // track remembers when the server lets go of each of an attachment's
-// connections.
+// connections. Connections of the index that the server has let go of
+// already are forgotten here: a device reconnected at every repair, or an
+// index the kernel hands out again, must not grow the list for good.
 func (a *attacher) track(index int, ends []*kernelEnd) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, e := range ends {
-		a.served[index] = append(a.served[index], e.served)
+	open := a.served[index][:0]
+	for _, c := range a.served[index] {
+		select {
+		case <-c:
+		default:
+			open = append(open, c)
+		}
 	}
+	for _, e := range ends {
+		open = append(open, e.served)
+	}
+	a.served[index] = open
+}
+
+// untrack forgets the connections of an attach being undone, called while
+// the kernel still holds index for it (so no other attach has it yet). An
+// attachment the kernel dropped is not untracked: its index may be another
+// device's by now, and track prunes it when the index is handed out again
+// (so the map holds at most one entry per kernel index).
+func (a *attacher) untrack(index int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.served, index)
 }
 
 // connected says whether the server still serves a connection of the

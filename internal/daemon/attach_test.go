@@ -198,7 +198,8 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 	}
 }
 
-// A file where the link goes is not replaced, and the attach is undone.
+// A file where the link goes is not replaced, and the attach is undone,
+// its connections forgotten.
 func TestAttachRefusesForeignLink(t *testing.T) {
 	k := &fakeKernel{}
 	links := useFakeKernel(t, k)
@@ -212,6 +213,9 @@ func TestAttachRefusesForeignLink(t *testing.T) {
 	}
 	if k.dev(0) != nil {
 		t.Fatal("the kernel device was left connected")
+	}
+	if n := td.d.att.tracked(); n != 0 {
+		t.Fatalf("%d connections tracked after the attach was undone", n)
 	}
 	if target, _ := os.Readlink(filepath.Join(links, "d")); target != "/etc/passwd" {
 		t.Fatalf("the foreign link was changed to %q", target)
