@@ -15,11 +15,6 @@ import (
 // fakeListing is a control API that lists devices a, b and c but has no b
 // when asked for it: b was removed between the listing and its turn.
 func fakeListing(t *testing.T) string {
-	sock := filepath.Join(t.TempDir(), "control.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/devices", func(w http.ResponseWriter, _ *http.Request) {
 		json.NewEncoder(w).Encode([]controlapi.DeviceInfo{{Name: "a"}, {Name: "b"}, {Name: "c"}})
@@ -39,7 +34,18 @@ func fakeListing(t *testing.T) string {
 			json.NewEncoder(w).Encode(controlapi.TableText{Name: n, Table: "0 8 zero"})
 		}
 	})
-	srv := &http.Server{Handler: mux}
+	return fakeControl(t, mux)
+}
+
+// fakeControl serves h as a control API on a new socket, for the test,
+// and returns the socket's path.
+func fakeControl(t *testing.T, h http.Handler) string {
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return sock

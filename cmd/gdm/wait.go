@@ -46,6 +46,7 @@ func runWait(args []string, _ io.Reader, stdout io.Writer) error {
 	if *timeout > 0 {
 		deadline = time.Now().Add(*timeout)
 	}
+	var backoff waitBackoff
 	for {
 		poll := waitPoll
 		if !deadline.IsZero() {
@@ -56,9 +57,15 @@ func runWait(args []string, _ io.Reader, stdout io.Writer) error {
 		}
 		q := url.Values{"after": {strconv.FormatUint(after, 10)}, "poll": {poll.String()}}
 		var info controlapi.DeviceInfo
-		if err := a.Call(http.MethodGet, controlapi.DevicePath(pos[0], "/wait"), q, nil, &info); err != nil {
+		err := a.Call(http.MethodGet, controlapi.DevicePath(pos[0], "/wait"), q, nil, &info)
+		if busyWaits(err) {
+			backoff.sleep(deadline)
+			continue
+		}
+		if err != nil {
 			return onDevice(pos[0], err)
 		}
+		backoff.reset()
 		if info.EventNumber != after {
 			if cf.json {
 				return printJSON(stdout, info)
@@ -68,3 +75,29 @@ func runWait(args []string, _ io.Reader, stdout io.Writer) error {
 		}
 	}
 }
+
+// busyWaits reports whether the daemon refused a wait because as many as
+// it serves at once are waiting (it bounds them: each holds a control
+// connection). dmsetup's waits have no such bound, so the verb waits for
+// a slot rather than failing: event numbers only grow, so a change made
+// while it was turned away is still seen by the next try.
+func busyWaits(err error) bool {
+	var a *controlapi.AnswerError
+	return errors.As(err, &a) && a.Status == http.StatusServiceUnavailable
+}
+
+// waitBackoff spaces a refused wait's tries: from 20 ms, doubling to 1 s,
+// so that a burst of waiters does not spin on the control socket, and a
+// slot freed is taken within a second.
+type waitBackoff struct{ d time.Duration }
+
+func (b *waitBackoff) sleep(deadline time.Time) {
+	b.d = min(max(2*b.d, 20*time.Millisecond), time.Second)
+	d := b.d
+	if !deadline.IsZero() {
+		d = min(d, max(time.Until(deadline), 0))
+	}
+	time.Sleep(d)
+}
+
+func (b *waitBackoff) reset() { b.d = 0 }
