@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-
-	"github.com/gdm-project/gdm/internal/logwrites"
 )
 
 // logWrites is dm-log-writes: `log-writes <dev> <log dev>` maps the range
@@ -19,8 +17,8 @@ import (
 // discard is logged only when a FLUSH that follows its completion
 // completes, just before that flush's own entry; a FUA write and a mark are
 // logged at once, and the super block's entry count is rewritten after
-// each of those two only. The log's sector size is 512 (dm's is <dev>'s
-// logical block size: 512 for the files gdm maps).
+// each of those two only. The log's sector size is <dev>'s logical block
+// size, as dm's is: 512 for a file, 4096 for a disk of 4 KiB sectors.
 //
 // The log is written but never synced by the target, as dm does; the
 // table's sync at a FLUSH makes it durable, since <log dev> is one of the
@@ -81,7 +79,7 @@ func newLogWrites(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &logWrites{dev: dev, log: newLogWriter(logDev)}, nil
+	return &logWrites{dev: dev, log: newLogWriter(logDev, dev.LogicalBlockSize())}, nil
 }
 
 // Status is dm's: INFO "<logged entries> <last log sector in use>", then
@@ -97,10 +95,6 @@ func (l *logWrites) Status(typ StatusType) string {
 	}
 	return s
 }
-
-// logMarkMax is the longest mark dm keeps: an entry sector less the
-// header and a NUL; longer names are cut there.
-const logMarkMax = logSectorSize - logwrites.EntryLen - 1
 
 // Message takes dm's one message, `mark <name>`: the name is logged at
 // once, after every entry logged so far.

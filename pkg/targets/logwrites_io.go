@@ -40,7 +40,10 @@ func (l *logWrites) Extents(_ context.Context, off, length int64, emit func(Exte
 	return l.dev.Extents(off, length, emit)
 }
 
-func sectorAligned(off, n int64) bool { return off%logSectorSize == 0 && n%logSectorSize == 0 }
+// sectorAligned reports whether [off, off+n) is whole log sectors.
+func (l *logWrites) sectorAligned(off, n int64) bool {
+	return off%l.log.sector == 0 && n%l.log.sector == 0
+}
 
 // WriteAt writes p; with FUA it syncs the device and logs the write at
 // once, else the write waits in memory for the next FLUSH.
@@ -55,9 +58,9 @@ func (l *logWrites) WriteAt(_ context.Context, p []byte, off int64, flags WriteF
 		entryFlags = logwrites.FlagFUA
 	}
 	var pend logPending
-	aligned := sectorAligned(off, int64(len(p)))
+	aligned := l.sectorAligned(off, int64(len(p)))
 	if logging && aligned {
-		pend = pendingWrite(off, p, entryFlags)
+		pend = l.log.pendingWrite(off, p, entryFlags)
 	}
 	err = l.dev.WriteAt(p, off)
 	if err == nil && flags&FUA != 0 {
@@ -78,10 +81,11 @@ func (l *logWrites) WriteAt(_ context.Context, p []byte, off int64, flags WriteF
 // readBack is a pending write of the sectors [off, off+n) of <dev> touches,
 // as the device holds them now.
 func (l *logWrites) readBack(off, n int64, flags uint64) (logPending, error) {
-	start := off / logSectorSize * logSectorSize
-	end := min((off+n+logSectorSize-1)/logSectorSize*logSectorSize, l.dev.Size())
-	p := pendingWrite(start, make([]byte, end-start), flags)
-	return p, l.dev.ReadAt(p.buf[logSectorSize:], start)
+	sec := l.log.sector
+	start := off / sec * sec
+	end := min((off+n+sec-1)/sec*sec, l.dev.Size())
+	p := l.log.pendingWrite(start, make([]byte, end-start), flags)
+	return p, l.dev.ReadAt(p.buf[sec:], start)
 }
 
 // Trim discards on the device and logs a discard entry, which carries no
@@ -122,8 +126,9 @@ func (l *logWrites) logRange(off, n int64, flags uint64, zero bool) error {
 	if n <= 0 {
 		return nil
 	}
-	first := (off + logSectorSize - 1) / logSectorSize * logSectorSize
-	last := (off + n) / logSectorSize * logSectorSize
+	sec := l.log.sector
+	first := (off + sec - 1) / sec * sec
+	last := (off + n) / sec * sec
 	if first >= last { // inside one sector, or two without a whole one between
 		p, err := l.readBack(off, n, 0)
 		if err == nil {
@@ -139,7 +144,7 @@ func (l *logWrites) logRange(off, n int64, flags uint64, zero bool) error {
 		}
 		ps = append(ps, head)
 	}
-	ps = append(ps, pendingRange(first, last-first, flags, zero))
+	ps = append(ps, l.log.pendingRange(first, last-first, flags, zero))
 	if last < off+n {
 		tail, err := l.readBack(last, off+n-last, 0)
 		if err != nil {

@@ -8,9 +8,6 @@ import (
 	"github.com/gdm-project/gdm/internal/logwrites"
 )
 
-// logSectorSize is the sector size of the logs gdm writes.
-const logSectorSize = 512
-
 // logPending is one request waiting to be logged: its entry, and the
 // sector buffer it is written from (the entry sector, filled in when it is
 // logged, then the data). A zero entry has no data in buf: its sectors are
@@ -26,22 +23,35 @@ type logPending struct {
 // logWriter appends entries to a log device in dm's layout. One mutex
 // serializes the appends: entries are laid out one after another, so they
 // are allocated and written in one order, as dm's single log thread does.
+//
+// The log's sector is the mapped device's logical block size, as dm's is
+// (its super block says which): an entry's header takes one, its data
+// whole ones, and its sector and length count them. next and end count
+// 512-byte sectors all the same, as dm's next_sector does, since the
+// status shows it.
 type logWriter struct {
-	dev *Dev
-	on  atomic.Bool // logging enabled: false once the log is full or broken
+	dev    *Dev
+	sector int64       // bytes in a log sector
+	on     atomic.Bool // logging enabled: false once the log is full or broken
 
 	mu        sync.Mutex
 	entries   uint64       // entries logged
-	next      uint64       // dm's next_sector: the first free log sector
-	end       uint64       // the log's size in sectors; 0: no end
+	next      uint64       // dm's next_sector: the first free 512-byte sector
+	end       uint64       // the log's size in 512-byte sectors; 0: no end
 	unflushed []logPending // completed plain writes and discards, in completion order
 }
 
-func newLogWriter(dev *Dev) *logWriter {
-	w := &logWriter{dev: dev, next: 1, end: uint64(dev.Size() / logSectorSize)}
+// newLogWriter logs to dev in sectors of sector bytes; the super block
+// takes the first.
+func newLogWriter(dev *Dev, sector int64) *logWriter {
+	w := &logWriter{dev: dev, sector: sector, next: uint64(sector / SectorSize), end: uint64(dev.Size() / SectorSize)}
 	w.on.Store(true)
 	return w
 }
+
+// markMax is the longest mark dm keeps: a log sector less the entry's
+// header and a NUL; longer names are cut there.
+func (w *logWriter) markMax() int { return int(w.sector) - logwrites.EntryLen - 1 }
 
 // state is the status's numbers.
 func (w *logWriter) state() (entries, next uint64, enabled bool) {
@@ -50,21 +60,21 @@ func (w *logWriter) state() (entries, next uint64, enabled bool) {
 	return w.entries, w.next, w.on.Load()
 }
 
-// pending makes a pending entry for a write of data to byte off (both
-// sector-aligned) with flags: data is copied, as the caller's buffer is
+// pendingWrite makes a pending entry for a write of data to byte off (both
+// whole log sectors) with flags: data is copied, as the caller's buffer is
 // reused once the write returns.
-func pendingWrite(off int64, data []byte, flags uint64) logPending {
-	buf := getBuf(logSectorSize + len(data))
-	copy(buf[logSectorSize:], data)
+func (w *logWriter) pendingWrite(off int64, data []byte, flags uint64) logPending {
+	buf := getBuf(int(w.sector) + len(data))
+	copy(buf[w.sector:], data)
 	return logPending{buf: buf, entry: logwrites.Entry{
-		Sector: uint64(off / logSectorSize), NrSectors: uint64(len(data) / logSectorSize), Flags: flags}}
+		Sector: uint64(off / w.sector), NrSectors: uint64(int64(len(data)) / w.sector), Flags: flags}}
 }
 
 // pendingRange is a pending entry without data: a discard, or a zeroed
 // range.
-func pendingRange(off, n int64, flags uint64, zero bool) logPending {
-	return logPending{zero: zero, buf: getBuf(logSectorSize), entry: logwrites.Entry{
-		Sector: uint64(off / logSectorSize), NrSectors: uint64(n / logSectorSize), Flags: flags}}
+func (w *logWriter) pendingRange(off, n int64, flags uint64, zero bool) logPending {
+	return logPending{zero: zero, buf: getBuf(int(w.sector)), entry: logwrites.Entry{
+		Sector: uint64(off / w.sector), NrSectors: uint64(n / w.sector), Flags: flags}}
 }
 
 // completed takes requests that completed: FUA writes are logged at once,
@@ -97,7 +107,7 @@ func (w *logWriter) flushed(batch []logPending) {
 	for _, p := range batch {
 		w.appendLocked(p)
 	}
-	w.appendLocked(pendingRange(0, 0, logwrites.FlagFlush, false))
+	w.appendLocked(w.pendingRange(0, 0, logwrites.FlagFlush, false))
 }
 
 // flushPending logs the requests no flush followed (at destroy).
@@ -114,10 +124,10 @@ func (w *logWriter) flushPending() {
 // fits an entry sector, as dm cuts it.
 func (w *logWriter) mark(name string) {
 	name, _, _ = strings.Cut(name, "\x00")
-	if len(name) > logMarkMax {
-		name = name[:logMarkMax]
+	if len(name) > w.markMax() {
+		name = name[:w.markMax()]
 	}
-	p := pendingRange(0, 0, logwrites.FlagMark, false)
+	p := w.pendingRange(0, 0, logwrites.FlagMark, false)
 	p.mark = name
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -133,20 +143,20 @@ func (w *logWriter) appendLocked(p logPending) {
 	if !w.on.Load() {
 		return
 	}
-	at := w.next
-	w.next += p.entry.LogSectors()
+	at := int64(w.next) * SectorSize
+	w.next += p.entry.LogSectors() * uint64(w.sector/SectorSize)
 	if w.end != 0 && w.next >= w.end {
 		w.on.Store(false)
 		return
 	}
 	w.entries++
-	logwrites.AppendEntry(p.buf[:0], p.entry, p.mark, logSectorSize)
-	err := w.dev.WriteAt(p.buf, int64(at)*logSectorSize)
+	logwrites.AppendEntry(p.buf[:0], p.entry, p.mark, int(w.sector))
+	err := w.dev.WriteAt(p.buf, at)
 	if err == nil && p.zero {
-		err = w.dev.writeZeros(int64(at+1)*logSectorSize, int64(p.entry.NrSectors)*logSectorSize)
+		err = w.dev.writeZeros(at+w.sector, int64(p.entry.NrSectors)*w.sector)
 	}
 	if err == nil && p.entry.Flags&(logwrites.FlagFUA|logwrites.FlagMark) != 0 {
-		super := logwrites.AppendSuper(nil, logwrites.Super{NrEntries: w.entries, SectorSize: logSectorSize})
+		super := logwrites.AppendSuper(nil, logwrites.Super{NrEntries: w.entries, SectorSize: uint32(w.sector)})
 		err = w.dev.WriteAt(super, 0)
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/logwrites"
+	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 )
 
 // newTestLogWrites builds a log-writes target over fresh files: a device
@@ -40,11 +41,15 @@ func logged(e logwrites.Entry, mark string, data []byte) string {
 	if mark != "" {
 		return s + " " + mark
 	}
-	for i := 0; i < len(data); i += logSectorSize {
-		s += " " + string(data[i])
+	for i := uint64(0); len(data) > 0 && i < e.NrSectors; i++ {
+		s += " " + string(data[i*uint64(len(data))/e.NrSectors])
 	}
 	return s
 }
+
+// fileLogSector is the log sector of a log-writes over a file: a file's
+// logical block size.
+const fileLogSector = 512
 
 // entries decodes the first n entries of the log file, whatever its super
 // block says (dm rewrites the count only at FUA writes and marks).
@@ -54,8 +59,12 @@ func entries(t *testing.T, path string, n int) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sector := fileLogSector
+	if s, err := logwrites.DecodeSuper(b); err == nil {
+		sector = int(s.SectorSize)
+	}
 	var out []string
-	pos := logSectorSize
+	pos := sector
 	for range n {
 		e, mark, err := logwrites.DecodeEntry(b[pos:])
 		if err != nil {
@@ -63,10 +72,10 @@ func entries(t *testing.T, path string, n int) []string {
 		}
 		var data []byte
 		if e.HasData() {
-			data = b[pos+logSectorSize : pos+logSectorSize+int(e.NrSectors)*logSectorSize]
+			data = b[pos+sector : pos+sector+int(e.NrSectors)*sector]
 		}
 		out = append(out, logged(e, mark, data))
-		pos += int(e.LogSectors()) * logSectorSize
+		pos += int(e.LogSectors()) * sector
 	}
 	return out
 }
@@ -88,7 +97,7 @@ func superCount(t *testing.T, path string) int {
 	return int(s.NrEntries)
 }
 
-func sectorOf(c byte, sectors int) []byte { return bytes.Repeat([]byte{c}, sectors*logSectorSize) }
+func sectorOf(c byte, sectors int) []byte { return bytes.Repeat([]byte{c}, sectors*fileLogSector) }
 
 func expect(t *testing.T, what string, got, want []string) {
 	t.Helper()
@@ -322,5 +331,50 @@ func TestLogWritesPlacedUsesMappedSectors(t *testing.T) {
 	}
 	if fi, _ := os.Stat(dev); fi.Size() != 64*1024 {
 		t.Fatalf("<dev> grew to %d bytes", fi.Size())
+	}
+}
+
+// Over a device of 4 KiB logical blocks the log's sector is 4096, as
+// dm's is its device's logical block size: the super block says so, each
+// entry's header takes 4096 bytes and its sector and length count 4 KiB
+// blocks, a mark is cut to fit 4096 bytes, and the status still counts
+// the 512-byte sectors in use.
+func TestLogWritesSectorIsTheDevicesBlock(t *testing.T) {
+	ctx := context.Background()
+	export := nbdtest.NewMem(64 * 1024)
+	export.SetMinBlock(4096)
+	srv := nbdtest.Start(t, nbdtest.Exports{"d": export})
+	log := tempFile(t, 1<<20)
+	s := NewDevSet(false)
+	t.Cleanup(func() { s.Close() })
+	tg, err := newLogWrites([]string{srv.URI("d"), log}, 128, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw := tg.(*logWrites)
+	lw.Resume(ctx)
+	block := func(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n*4096) }
+	if err := lw.WriteAt(ctx, block('b', 2), 4096, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.WriteAt(ctx, block('a', 1), 0, FUA); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.FlushRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("n", 5000)
+	if _, err := lw.Message(ctx, []string{"mark", long}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "entries", entries(t, log, 4), []string{"0+1 FUA a", "1+2 NONE b b", "0+0 FLUSH", "0+0 MARK " + long[:4096-32-1]})
+	b, _ := os.ReadFile(log)
+	if super, err := logwrites.DecodeSuper(b); err != nil || super.SectorSize != 4096 || super.NrEntries != 4 {
+		t.Fatalf("super block %+v, %v; want 4 entries of 4096-byte sectors", super, err)
+	}
+	// super 8 + FUA 8+8 + write 8+16 + flush 8 + mark 8 = 64 sectors: the
+	// last in use is 63.
+	if got := lw.Status(StatusInfo); got != "4 63" {
+		t.Fatalf("status %q, want dm's \"4 63\"", got)
 	}
 }
