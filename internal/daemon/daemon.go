@@ -200,6 +200,27 @@ func (d *daemon) list() []*managed {
 	return out
 }
 
+// namedDevice is a device and the name it had when the catalogue was read.
+type namedDevice struct {
+	name string
+	m    *managed
+}
+
+// listNamed is list with each device's name as of one instant: names that
+// are distinct, as a scrape's label sets must be, even when renames run
+// while the caller walks the devices (a rename of a to c, then of b to a,
+// would otherwise show a twice).
+func (d *daemon) listNamed() []namedDevice {
+	d.mu.Lock()
+	out := make([]namedDevice, 0, len(d.devices))
+	for name, m := range d.devices {
+		out = append(out, namedDevice{name, m})
+	}
+	d.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
 // register adds a device to the catalogue. Called with mu held.
 func (d *daemon) register(m *managed) {
 	d.devices[m.name()] = m

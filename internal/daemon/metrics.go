@@ -129,8 +129,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	// A device's requests come over the listeners' connections and over
 	// the kernel's (gdm attach), served apart and seen as attachExport.
 	inflight, attached := c.d.nbd.InFlightByExport(), c.d.att.srv.InFlightByExport()
-	for _, m := range c.d.list() {
-		c.collectDevice(ch, m, inflight[m.exp]+attached[attachExport{m.exp}])
+	for _, nd := range c.d.listNamed() {
+		c.collectDevice(ch, nd.name, nd.m, inflight[nd.m.exp]+attached[attachExport{nd.m.exp}])
 	}
 	histogram(ch, descDrainWait, c.d.drainWait())
 	st := c.d.nbd.Stats()
@@ -182,8 +182,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 // scrape_bound.go): an idle device costs idleDeviceSeries
 // lines; an op's counters (other than read and write) and its latency
 // histogram appear once the device has seen that op.
-func (c collector) collectDevice(ch chan<- prometheus.Metric, m *managed, inflight int64) {
-	name := m.name()
+//
+// name is the device's name when the scrape listed it: a rename since
+// shows in the next scrape.
+func (c collector) collectDevice(ch chan<- prometheus.Metric, name string, m *managed, inflight int64) {
 	dev := m.dev
 	st := dev.Stats()
 	io := st.IO.Snapshot()
