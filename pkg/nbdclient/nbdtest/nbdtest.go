@@ -35,7 +35,8 @@ type Mem struct {
 	gate     chan struct{} // when set, reads and writes wait for it to close
 	failAt   int64         // -1: none
 	failErr  syscall.Errno
-	refusals atomic.Int64 // requests refused for their alignment
+	flushErr syscall.Errno // 0: flushes succeed
+	refusals atomic.Int64  // requests refused for their alignment
 }
 
 // NewMem makes a zeroed export of size bytes.
@@ -52,6 +53,11 @@ func (m *Mem) FailAt(off int64, errno syscall.Errno) {
 	m.failAt, m.failErr = off, errno
 	m.mu.Unlock()
 }
+
+// FailFlush makes every FLUSH fail with errno (0: none). The server
+// answers EINVAL for an ENOTSUP, as it answers any request but a fast
+// zero (nbdserver's replyCode).
+func (m *Mem) FailFlush(errno syscall.Errno) { m.mu.Lock(); m.flushErr = errno; m.mu.Unlock() }
 
 // SetMinBlock makes the export advertise b (a power of 2) as its
 // minimum block size to clients that connect later, and refuse with
@@ -140,7 +146,15 @@ func (m *Mem) WriteAt(ctx context.Context, p []byte, off int64) error {
 	return nil
 }
 
-func (m *Mem) Flush(context.Context) error { m.mu.Lock(); m.flushes++; m.mu.Unlock(); return nil }
+func (m *Mem) Flush(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.flushErr != 0 {
+		return fmt.Errorf("mem: flush: %w", m.flushErr)
+	}
+	m.flushes++
+	return nil
+}
 
 func (m *Mem) Trim(_ context.Context, off, n int64) error {
 	m.mu.Lock()
