@@ -2,7 +2,7 @@ package table
 
 // A device's event number (dm's event_nr) changes when its live table's
 // targets raise an event (a remote leg going down or coming back, a
-// snapshot turning invalid) and when the device is renamed with a live
+// snapshot turning invalid, a striped leg's device failing I/O) and when the device is renamed with a live
 // table, and at nothing else: as in dm, where only dm_table_event bumps
 // it (loads, clears, suspends and resumes do not; measured in the guest's
 // 6.1 kernel too). `gdm wait` sleeps until it changes, as dmsetup wait

@@ -61,7 +61,8 @@ func (s *DevSet) SetEventFunc(f func()) {
 
 // RaiseEvent signals a change a monitor waits for (`gdm wait`): a remote
 // device's connection went down or came back, as dm-mpath raises an
-// event when a path fails.
+// event when a path fails; a striped leg's device failed I/O, as
+// dm-stripe's end_io raises one (striped_health.go).
 func (s *DevSet) RaiseEvent() {
 	if f := s.event.Load(); f != nil {
 		(*f)()

@@ -3,14 +3,12 @@ package targets
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 )
 
 // striped spreads the target over legs in chunks, round robin, as
@@ -21,6 +19,11 @@ type striped struct {
 	Base
 	legs       []stripeLeg
 	chunkBytes int64
+	// devOf maps a leg to its device, devErrors counts each device's
+	// errors, and event raises the table's event (striped_health.go).
+	devOf     []int
+	devErrors []atomic.Uint64
+	event     func()
 }
 
 type stripeLeg struct {
@@ -30,8 +33,9 @@ type stripeLeg struct {
 }
 
 // LegStats counts the I/O one leg of a striped target has done. Reads and
-// writes count ops and bytes; every op that failed counts an error, and a
-// leg with errors shows as D in the status.
+// writes count ops and bytes; every op of the leg's that failed counts an
+// error (as dm counts them: see striped_health.go), and a leg whose device
+// has errors shows as D in the status.
 type LegStats struct {
 	Ops, Bytes, Errors atomic.Uint64
 }
@@ -41,9 +45,10 @@ type Legged interface {
 	Legs() []*LegStats
 }
 
-var _ Legged = (*striped)(nil)
-
-var _ Target = (*striped)(nil)
+var (
+	_ Legged = (*striped)(nil)
+	_ Target = (*striped)(nil)
+)
 
 // parallelMin is the request size from which the legs of a striped request
 // run concurrently; below it a goroutine costs more than it saves.
@@ -128,6 +133,10 @@ func newStriped(args []string, sectors uint64, devs *DevSet) (Target, error) {
 		}
 		s.legs[i] = stripeLeg{dev: dev, offset: int64(off) * SectorSize, stats: new(LegStats)}
 	}
+	var n int
+	s.devOf, n = stripeDevices(s.legs)
+	s.devErrors = make([]atomic.Uint64, n)
+	s.event = devs.RaiseEvent
 	return s, nil
 }
 
@@ -149,15 +158,6 @@ func (s *striped) Legs() []*LegStats {
 		out[i] = s.legs[i].stats
 	}
 	return out
-}
-
-// count counts err against leg. As dm-stripe's end_io, EOPNOTSUPP (a fast
-// zero, a discard a device cannot do) is no error of the leg's.
-func (s *striped) count(leg int, err error) error {
-	if err != nil && !errors.Is(err, syscall.EOPNOTSUPP) {
-		s.legs[leg].stats.Errors.Add(1)
-	}
-	return err
 }
 
 // The I/O methods ignore ctx, as linear's do.
@@ -315,21 +315,10 @@ func (s *striped) Status(typ StatusType) string {
 		b.WriteString(l.dev.Path())
 		b.WriteByte(' ')
 		health[i] = 'A'
-		if s.devFailed(l.dev) {
+		if s.legFailed(i) {
 			health[i] = 'D'
 		}
 	}
 	fmt.Fprintf(&b, "1 %s", health)
 	return b.String()
-}
-
-// devFailed says whether any leg on dev has seen an error, or dev is a
-// remote device that lost its connection.
-func (s *striped) devFailed(dev *Dev) bool {
-	for _, l := range s.legs {
-		if l.dev == dev && l.stats.Errors.Load() > 0 {
-			return true
-		}
-	}
-	return dev.Down()
 }

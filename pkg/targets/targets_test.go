@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/testkit"
@@ -206,7 +207,7 @@ func TestStripedLegRangesMatchChunkWalk(t *testing.T) {
 	if s := tg.Status(StatusInfo); !strings.HasPrefix(s, "3 ") || !strings.HasSuffix(s, " 1 AAA") {
 		t.Fatalf("status %q", s)
 	}
-	st.legs[1].stats.Errors.Add(1)
+	st.count(1, syscall.EIO)
 	if s := tg.Status(StatusInfo); !strings.HasSuffix(s, " 1 ADA") {
 		t.Fatalf("status after a leg error %q, want ...1 ADA", s)
 	}
