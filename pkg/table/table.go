@@ -229,13 +229,17 @@ func (t *Table) Zero(ctx context.Context, off, length int64, flags targets.ZeroF
 // target with a Flush of its own (targets.Flusher) is flushed, in table
 // order; a failed sync stops there (a target's flush may record that the
 // data before it is durable).
-func (t *Table) Flush(ctx context.Context) error {
+func (t *Table) Flush(ctx context.Context) error { return t.flush(ctx, nil) }
+
+// flush is Flush; failed, when not nil, is told of each device whose sync
+// failed (see flushFailed).
+func (t *Table) flush(ctx context.Context, failed func(*targets.Dev, error)) error {
 	if h := flushHook.Load(); h != nil {
 		if err := (*h)(t); err != nil {
 			return err
 		}
 	}
-	if err := t.devs.Sync(ctx); err != nil {
+	if err := t.devs.SyncEach(ctx, failed); err != nil {
 		return err
 	}
 	var errs []error
@@ -255,7 +259,27 @@ func (t *Table) FlushRequest(ctx context.Context) error {
 	for _, r := range t.traits().requesters {
 		errs = append(errs, r.FlushRequest(ctx))
 	}
-	return errors.Join(append(errs, t.Flush(ctx))...)
+	return errors.Join(append(errs, t.flush(ctx, t.flushFailed(ctx)))...)
+}
+
+// flushFailed returns what tells the targets that count failed flushes
+// (targets.FlushCounter: striped) of a device whose sync failed while
+// serving a FLUSH request, or nil when the table has none. A failure that
+// is only ctx's end (the client gone, a verb's timeout) is not the
+// device's: dm's flush bios have no such end.
+func (t *Table) flushFailed(ctx context.Context) func(*targets.Dev, error) {
+	counters := t.traits().counters
+	if len(counters) == 0 {
+		return nil
+	}
+	return func(d *targets.Dev, err error) {
+		if end := ctx.Err(); end != nil && errors.Is(err, end) {
+			return
+		}
+		for _, c := range counters {
+			c.FlushFailed(d, err)
+		}
+	}
 }
 
 // flushHook, when set, runs at the start of every Flush; an error from it

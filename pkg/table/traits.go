@@ -17,6 +17,9 @@ type traits struct {
 	flushers []targets.Flusher
 	// requesters are the targets that see clients' FLUSH requests.
 	requesters []targets.FlushRequester
+	// counters are the targets that count a FLUSH request failed on one
+	// of their devices against themselves.
+	counters []targets.FlushCounter
 	// blockSize is the largest of the targets' logical block sizes and
 	// their backing devices', or 512.
 	blockSize int
@@ -42,6 +45,9 @@ func (t *Table) traits() *traits {
 			}
 			if r, ok := tg.(targets.FlushRequester); ok {
 				tr.requesters = append(tr.requesters, r)
+			}
+			if c, ok := tg.(targets.FlushCounter); ok {
+				tr.counters = append(tr.counters, c)
 			}
 			if b, ok := tg.(targets.BlockSizer); ok {
 				tr.blockSize = max(tr.blockSize, b.LogicalBlockSize())

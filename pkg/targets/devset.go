@@ -149,17 +149,29 @@ func (s *DevSet) Devs() []*Dev {
 
 // Sync flushes every device, in parallel, and returns their errors. A
 // remote device's flush ends when ctx does (see Dev.SyncContext).
-func (s *DevSet) Sync(ctx context.Context) error {
+func (s *DevSet) Sync(ctx context.Context) error { return s.SyncEach(ctx, nil) }
+
+// SyncEach is Sync, and then calls failed (when not nil) with each device
+// whose flush failed, and its error, in the set's order and from the
+// caller's goroutine: the table counts a client's FLUSH that failed on a
+// device against the striped legs on it (FlushCounter).
+func (s *DevSet) SyncEach(ctx context.Context, failed func(*Dev, error)) error {
 	devs := s.Devs()
-	if len(devs) == 1 {
-		return devs[0].SyncContext(ctx)
-	}
 	errs := make([]error, len(devs))
-	var wg sync.WaitGroup
-	for i, d := range devs {
-		wg.Go(func() { errs[i] = d.SyncContext(ctx) })
+	if len(devs) == 1 {
+		errs[0] = devs[0].SyncContext(ctx)
+	} else {
+		var wg sync.WaitGroup
+		for i, d := range devs {
+			wg.Go(func() { errs[i] = d.SyncContext(ctx) })
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	for i, err := range errs {
+		if err != nil && failed != nil {
+			failed(devs[i], err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -43,7 +43,9 @@
 //     Flusher if it holds state the table's DevSet.Sync does not make
 //     durable (a log's flush mark, a remote connection); FlushRequester
 //     if it acts on clients' FLUSH requests themselves (fails or delays
-//     them, as flakey and delay do); Messenger for
+//     them, as flakey and delay do); FlushCounter if a FLUSH request
+//     that failed on one of its devices counts against it (striped);
+//     Messenger for
 //     `dmsetup message`; Suspender and Resumer for work at suspend and
 //     resume; Destroyer to release what New took beyond DevSet devices
 //     (goroutines, connections). The destructor runs exactly once, from

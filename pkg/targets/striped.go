@@ -33,9 +33,10 @@ type stripeLeg struct {
 }
 
 // LegStats counts the I/O one leg of a striped target has done. Reads and
-// writes count ops and bytes; every op of the leg's that failed counts an
-// error (as dm counts them: see striped_health.go), and a leg whose device
-// has errors shows as D in the status.
+// writes count ops and bytes; every op of the leg's that failed, a client's
+// FLUSH among them, counts an error (as dm counts them: see
+// striped_health.go), and a leg whose device has errors shows as D in the
+// status.
 type LegStats struct {
 	Ops, Bytes, Errors atomic.Uint64
 }
@@ -46,8 +47,9 @@ type Legged interface {
 }
 
 var (
-	_ Legged = (*striped)(nil)
-	_ Target = (*striped)(nil)
+	_ Legged       = (*striped)(nil)
+	_ Target       = (*striped)(nil)
+	_ FlushCounter = (*striped)(nil)
 )
 
 // parallelMin is the request size from which the legs of a striped request

@@ -91,3 +91,26 @@ func TestStripedErrorEventsUpToTheThreshold(t *testing.T) {
 		t.Fatalf("status %q, want ...1 DD", st)
 	}
 }
+
+// A failed flush counts once per leg on the device it failed on, as dm's
+// flush clones, one a stripe, each fail; EOPNOTSUPP counts against none.
+func TestStripedFlushFailedCountsPerLeg(t *testing.T) {
+	shared, other := tempFile(t, 1<<20), tempFile(t, 1<<20)
+	s, events := eventStripes(t, shared, "0", other, "0", shared, "1024")
+	s.FlushFailed(s.legs[1].dev, fmt.Errorf("no flush here: %w", syscall.EOPNOTSUPP))
+	if st := s.Status(StatusInfo); !strings.HasSuffix(st, " 1 AAA") || events.Load() != 0 {
+		t.Fatalf("after a flush failed with EOPNOTSUPP: %q, %d events; want ...1 AAA and none", st, events.Load())
+	}
+	s.FlushFailed(s.legs[0].dev, syscall.EIO)
+	if st := s.Status(StatusInfo); !strings.HasSuffix(st, " 1 DAD") {
+		t.Fatalf("after a flush failed on the shared file: %q, want ...1 DAD", st)
+	}
+	if n := events.Load(); n != 2 {
+		t.Fatalf("%d events for a flush failed under two legs, want 2", n)
+	}
+	for i, want := range []uint64{1, 0, 1} {
+		if got := s.legs[i].stats.Errors.Load(); got != want {
+			t.Errorf("leg %d: %d errors, want %d (its own flush's)", i, got, want)
+		}
+	}
+}

@@ -55,6 +55,17 @@ func (s *striped) count(leg int, err error) error {
 	return err
 }
 
+// FlushFailed counts a client's FLUSH that failed on dev once against each
+// leg opened on it: dm sends each stripe a flush of its own
+// (num_flush_bios), so a device under k stripes fails k of them.
+func (s *striped) FlushFailed(dev *Dev, err error) {
+	for i := range s.legs {
+		if s.legs[i].dev == dev {
+			s.count(i, err)
+		}
+	}
+}
+
 // legFailed says whether leg shows D: its device has seen an error, or it
 // is a remote device that lost its connection.
 func (s *striped) legFailed(leg int) bool {

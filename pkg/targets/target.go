@@ -144,6 +144,17 @@ type FlushRequester interface {
 	FlushRequest(ctx context.Context) error
 }
 
+// FlushCounter is a target that counts a client's FLUSH that failed on
+// one of its devices against itself: striped, whose dm counterpart sends
+// a flush to each stripe and counts a failed one in its end_io. The table
+// calls FlushFailed once for each device of its DevSet whose sync failed
+// while serving a FLUSH request, from the goroutine serving it, and never
+// for its own flushes (as FlushRequester) nor for a failure that is only
+// the request's context ending.
+type FlushCounter interface {
+	FlushFailed(dev *Dev, err error)
+}
+
 // BlockSizer is a target that takes no I/O smaller than, or not aligned
 // to, its logical block size (crypt with sector_size: dm's io_hints). The
 // table's logical block size is the largest of its targets', and the NBD
