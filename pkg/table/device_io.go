@@ -91,9 +91,15 @@ func (d *Device) Flush(ctx context.Context) error {
 // Sync makes completed writes durable as Flush does, on the server's own
 // behalf (a client's disconnect): the targets that act on clients' FLUSH
 // requests (targets.FlushRequester: a log that records them, a fault
-// injector that fails them) do not see it.
+// injector that fails them) do not see it, and the device's statistics do
+// not count it, as they count the requests clients sent.
 func (d *Device) Sync(ctx context.Context) error {
-	return d.io(ctx, OpFlush, 0, func(t *Table) error { return errors.Join(t.Flush(ctx), d.flushRetiring(ctx)) })
+	t, err := d.Get(ctx)
+	if err != nil {
+		return err
+	}
+	defer t.Put()
+	return errors.Join(t.Flush(ctx), d.flushRetiring(ctx))
 }
 
 // Trim discards a range.

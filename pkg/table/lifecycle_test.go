@@ -269,8 +269,9 @@ func TestLiveResumeRefusedForStatefulTable(t *testing.T) {
 
 // A client's FLUSH reaches every target that sees FLUSH requests, then
 // every target with a Flush of its own, once each (the suspend and swap
-// tests show the table's own flushes reach Flush alone); a FUA write
-// reaches the target with its flag.
+// tests show the table's own flushes reach Flush alone), and is counted;
+// a sync reaches Flush alone and is not; a FUA write reaches the target
+// with its flag.
 func TestFlushAndFUAReachTargets(t *testing.T) {
 	ctx := context.Background()
 	d := newLiveDevice(t, "0 8 test-recorder a\n8 8 zero\n16 8 test-recorder b")
@@ -280,6 +281,9 @@ func TestFlushAndFUAReachTargets(t *testing.T) {
 	expectEvents(t, "flush", "a:flush-request", "b:flush-request", "a:flush", "b:flush")
 	must(t, d.Sync(ctx))
 	expectEvents(t, "sync (no client's FLUSH)", "a:flush", "b:flush")
+	if n := d.Stats().IO.Snapshot().Ops[OpFlush]; n != 1 {
+		t.Fatalf("%d flushes counted, want the client's 1: a sync is no request", n)
+	}
 	must(t, d.WriteAtFlags(ctx, make([]byte, 24*512), 0, targets.FUA))
 	expectEvents(t, "FUA write over all three", "a:write-fua", "b:write-fua")
 	must(t, d.WriteAt(ctx, make([]byte, 24*512), 0))
