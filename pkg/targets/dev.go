@@ -111,6 +111,9 @@ func (d *Dev) ReadAt(p []byte, off int64) error {
 	if d.remote != nil {
 		return d.remoteErr("read", off, d.remote.ReadAt(context.Background(), p, off))
 	}
+	if err := d.blockMisaligned("read", off, int64(len(p))); err != nil {
+		return err
+	}
 	return d.full(unix.Pread, "read", p, off)
 }
 
@@ -118,6 +121,9 @@ func (d *Dev) ReadAt(p []byte, off int64) error {
 func (d *Dev) WriteAt(p []byte, off int64) error {
 	if d.remote != nil {
 		return d.remoteErr("write", off, d.remote.WriteAt(context.Background(), p, off, false))
+	}
+	if err := d.blockMisaligned("write", off, int64(len(p))); err != nil {
+		return err
 	}
 	return d.full(unix.Pwrite, "write", p, off)
 }
@@ -196,6 +202,9 @@ func (d *Dev) Trim(off, length int64) error {
 	if d.remote != nil {
 		return d.remoteErr("trim", off, d.remote.Trim(context.Background(), off, length))
 	}
+	if err := d.blockMisaligned("trim", off, length); err != nil {
+		return err
+	}
 	start, end := d.alignedPart(off, length)
 	if d.noPunch.Load() || end <= start {
 		return nil
@@ -217,6 +226,9 @@ func (d *Dev) Trim(off, length int64) error {
 func (d *Dev) Zero(off, length int64, flags ZeroFlags) error {
 	if d.remote != nil {
 		return d.remoteZero(off, length, flags)
+	}
+	if err := d.blockMisaligned("zero", off, length); err != nil {
+		return err
 	}
 	if start, end := d.alignedPart(off, length); start != off || end != off+length {
 		return d.zeroEdges(off, length, flags)

@@ -1,6 +1,10 @@
 package targets
 
-import "golang.org/x/sys/unix"
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
 
 // A block device's fallocate takes only ranges aligned to its logical
 // block size, and answers EINVAL to any other: the same answer as a kernel
@@ -10,6 +14,29 @@ import "golang.org/x/sys/unix"
 // trim of the device do nothing and every fast zero fail. So an unaligned
 // range never reaches fallocate: a trim (advisory) drops its partial
 // blocks, a zero writes them by hand.
+
+// A block device of blocks above 512 bytes (4 KiB sectors) takes no
+// read, write, discard or write-zeroes that is not whole blocks: under dm
+// the device fails such a bio, EIO, and the target that sent it counts
+// the error (a striped leg shows D). gdm's descriptor goes through the
+// page cache, which would serve it, so Dev refuses it itself
+// (blockMisaligned). A table of such a device already refuses I/O that is
+// not whole blocks of the table (pkg/table); what is left are the
+// targets that split I/O below a block of their device: a striped target
+// whose chunk is smaller than its legs' blocks (dm takes the table, and
+// each piece then fails), a log-writes log of 512-byte entries on a 4 KiB
+// log device. Sub-sector ranges on a 512-byte device stay as they are
+// (below): the export is byte-granular there.
+
+// blockMisaligned is the error for [off, off+n) on a block device of
+// blocks above 512 bytes that is not whole blocks of it; nil otherwise.
+func (d *Dev) blockMisaligned(what string, off, n int64) error {
+	bs := d.blockSize
+	if !d.blockDev || bs <= SectorSize || (off%bs == 0 && n%bs == 0) {
+		return nil
+	}
+	return fmt.Errorf("targets: %s %s at %d+%d: not whole %d-byte blocks of the device: %w", what, d.path, off, n, bs, unix.EIO)
+}
 
 // logicalBlockSize is a block device's (BLKSSZGET), or 512 if it will not
 // say.

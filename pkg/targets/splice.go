@@ -24,6 +24,9 @@ func (d *Dev) SpliceTo(pipe int, off, n int64) error {
 	if d.remote != nil {
 		return d.remoteSplice(pipe, off, n)
 	}
+	if err := d.blockMisaligned("read", off, n); err != nil {
+		return err
+	}
 	return fillPipe(n, func(left int64) (int64, error) {
 		m, err := unix.Splice(d.fd, &off, pipe, nil, int(left), unix.SPLICE_F_NONBLOCK) // advances off
 		if err != nil {
@@ -159,6 +162,9 @@ type PipeWriter interface {
 func (d *Dev) WriteFromPipe(pipe int, n, off int64) error {
 	if d.remote != nil {
 		return ErrPipeFull
+	}
+	if err := d.blockMisaligned("write", off, n); err != nil {
+		return err
 	}
 	for n > 0 {
 		m, err := unix.Splice(pipe, nil, d.fd, &off, int(n), 0) // advances off

@@ -19,20 +19,27 @@ func failingStripes(t *testing.T) (*striped, string) {
 	a, b := tempFile(t, 64<<10), tempFile(t, 64<<10)
 	set, ro := NewDevSet(false), NewDevSet(true)
 	t.Cleanup(func() { set.Close(); ro.Close() })
-	const sectors = 2 * 64
-	args, err := checkStriped([]string{"2", "8", a, "0", b, "0"}, sectors)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg, err := newStriped(args, sectors, set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := tg.(*striped)
+	s := buildStriped(t, set, 2*64, "2", "8", a, "0", b, "0")
+	var err error
 	if s.legs[0].dev, err = ro.Open(a); err != nil {
 		t.Fatal(err)
 	}
 	return s, b
+}
+
+// buildStriped makes a striped target of sectors from its arguments, its
+// devices opened in set.
+func buildStriped(t *testing.T, set *DevSet, sectors uint64, args ...string) *striped {
+	t.Helper()
+	parsed, err := checkStriped(args, sectors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := newStriped(parsed, sectors, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg.(*striped)
 }
 
 // dm splits a bio at chunk boundaries and submits every piece, whatever
