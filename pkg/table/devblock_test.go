@@ -32,7 +32,9 @@ func loop4k(t *testing.T) string {
 
 // A table's logical block size stacks its devices' too, as dm's does: a
 // linear target on an export with a minimum block size of 4096 makes the
-// table's 4096, whichever target it is, and one on a file leaves 512.
+// table's 4096, whichever target it is, and one on a file leaves 512; a
+// log-writes log device on the export does not count (the oracle found
+// gdm stacking it).
 func TestLogicalBlockSizeFromDevices(t *testing.T) {
 	uri, file, m := remote4k(t)
 	for _, c := range []struct {
@@ -43,6 +45,10 @@ func TestLogicalBlockSizeFromDevices(t *testing.T) {
 		{"0 16 linear " + uri + " 0", 4096},
 		{"0 8 linear " + file + " 0\n8 8 linear " + uri + " 8", 4096},
 		{"0 32 striped 2 8 " + file + " 0 " + uri + " 0", 4096},
+		// log-writes maps its data device only, as dm's iterate_devices
+		// lists it: its log device's blocks do not stack.
+		{"0 16 log-writes " + file + " " + uri, 512},
+		{"0 16 log-writes " + uri + " " + file, 4096},
 	} {
 		tb, err := FromText(c.text, false)
 		if err != nil {

@@ -59,6 +59,9 @@ type Table struct {
 	// phase is where the table is in its life (lifecycle.go), guarded by
 	// the device's mu.
 	phase phase
+	// areaBlock is the largest logical block size of the devices the
+	// targets map areas of (builder.areaBlockSize), or 512.
+	areaBlock int
 	// tr is what the targets give as a whole, found once (traits.go).
 	tr traits
 	// blockMask is LogicalBlockSize-1 when that is above 512, else 0:

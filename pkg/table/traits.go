@@ -21,7 +21,7 @@ type traits struct {
 	// of their devices against themselves.
 	counters []targets.FlushCounter
 	// blockSize is the largest of the targets' logical block sizes and
-	// their backing devices', or 512.
+	// those of the backing devices they map areas of, or 512.
 	blockSize int
 	// discards: every target takes discards.
 	discards bool
@@ -62,13 +62,9 @@ func (t *Table) traits() *traits {
 				tr.hides = true
 			}
 		}
-		// The devices stack too (dm_set_device_limits): every device of
-		// the set is one some target opened.
-		if t.devs != nil {
-			for _, d := range t.devs.Devs() {
-				tr.blockSize = max(tr.blockSize, int(d.LogicalBlockSize()))
-			}
-		}
+		// The devices stack too (dm_set_device_limits): those the
+		// targets map as areas (Table.areaBlock).
+		tr.blockSize = max(tr.blockSize, t.areaBlock)
 	})
 	return tr
 }
