@@ -71,6 +71,21 @@ func (d *Device) Size() (int64, error) {
 	return int64(n), err
 }
 
+// LogicalBlockSize is the device's logical block size (BLKSSZGET: what
+// /sys/block/X/queue/logical_block_size says, and the least I/O the block
+// layer lets through to it), or 512 for a regular file (unit tests).
+func (d *Device) LogicalBlockSize() (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		return 0, err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		return 512, nil
+	}
+	n, err := unix.IoctlGetInt(d.fd, unix.BLKSSZGET)
+	return int64(n), err
+}
+
 // Do runs one I/O operation. A read's Data is a copy.
 func (d *Device) Do(op Op) Result {
 	var n int

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/pkg/nbdclient"
 )
 
 // GDM is gdm's daemon in the guest, over its own copies of the disks. Its
@@ -34,7 +35,6 @@ type GDM struct {
 	control string
 	addr    string
 	nbd     map[string]string // device name -> /dev/nbdN it is attached at
-	block   map[string]string // device name -> nbd-client's -b for it
 	http    *http.Client      // to the control socket
 	// noShowKeys is set once `gdm table --showkeys` was refused as an
 	// unknown flag: this gdm prints keys in every table.
@@ -48,7 +48,7 @@ func StartGDM(bin, dir string, disks []string) (*GDM, error) {
 		return nil, err
 	}
 	g := &GDM{Bin: bin, dir: dir, disks: disks, names: names, control: filepath.Join(dir, "control.sock"),
-		addr: "127.0.0.1:10809", nbd: map[string]string{}, block: map[string]string{}}
+		addr: "127.0.0.1:10809", nbd: map[string]string{}}
 	g.http = &http.Client{Timeout: cmdTimeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return new(net.Dialer).DialContext(ctx, "unix", g.control)
@@ -142,20 +142,7 @@ type tableBody struct {
 }
 
 func (g *GDM) Create(name, table string) error {
-	g.block[name] = blockSize(table)
 	return g.call(http.MethodPost, "/v1/devices", tableBody{Name: name, Table: table})
-}
-
-// blockSize is the block size to attach a table with: 4096 when a crypt
-// target has 4096-byte sectors (dm's device then has 4096-byte logical
-// blocks, and the block layer refuses smaller I/O with EINVAL before dm
-// sees it; gdm's NBD server advertises no block size that nbd-client
-// would take, so the user, here the harness, gives it), else 512.
-func blockSize(table string) string {
-	if strings.Contains(table, "sector_size:4096") {
-		return "4096"
-	}
-	return "512"
 }
 
 func (g *GDM) Reload(name, table string) error {
@@ -186,17 +173,38 @@ func (g *GDM) Remove(name string) error {
 }
 
 // Attach connects /dev/nbdN to the device with the kernel's nbd-client,
-// 512-byte blocks as dm's virtio disks have (see blockSize).
+// with the logical block size gdm gives the table (see exportBlockSize).
 func (g *GDM) Attach(name string, n int) (string, error) {
 	dev := "/dev/nbd" + strconv.Itoa(n)
 	host, port, _ := net.SplitHostPort(g.addr)
+	bs, err := g.exportBlockSize(name)
+	if err != nil {
+		return "", err
+	}
 	// -t: a request gdm leaves unanswered fails after 30 s instead of
 	// hanging the guest.
-	if _, err := run("", nil, "nbd-client", host, port, dev, "-N", name, "-b", g.block[name], "-t", "30"); err != nil {
+	if _, err := run("", nil, "nbd-client", host, port, dev, "-N", name, "-b", strconv.FormatInt(bs, 10), "-t", "30"); err != nil {
 		return "", err
 	}
 	g.nbd[name] = dev
 	return dev, nil
+}
+
+// exportBlockSize is the logical block size gdm gives the device's
+// table, as its export advertises it (the minimum block size: crypt's
+// sector_size, a backing disk's 4 KiB blocks), up to a page, which is what
+// `gdm attach` gives the kernel. It goes to nbd-client as -b, whatever
+// the client's version makes of the handshake's block size; the oracle
+// then compares the attached device's logical block size with dm's.
+func (g *GDM) exportBlockSize(name string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cl, err := nbdclient.Dial(ctx, nbdclient.Options{Network: "tcp", Address: g.addr, Export: name, MaxConns: 1})
+	if err != nil {
+		return 0, fmt.Errorf("asking gdm's export %s for its block size: %w", name, err)
+	}
+	defer cl.Close()
+	return min(cl.Info().LogicalBlockSize(), int64(os.Getpagesize())), nil
 }
 
 func (g *GDM) Detach(name string) error {

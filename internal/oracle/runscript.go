@@ -7,7 +7,7 @@ import (
 )
 
 // runScript attaches both sides' devices (names[0] and the case's
-// More), compares their sizes, and runs the script on both, op by op, each
+// More), compares their sizes and logical block sizes, and runs the script on both, op by op, each
 // on the device its Dev names. The first differing op is reported in full;
 // later ones are counted (they usually follow from the first).
 func (rn *Runner) runScript(rep *Report, names []string, script []Op) {
@@ -30,6 +30,11 @@ func (rn *Runner) runScript(rep *Report, names []string, script []Op) {
 		sb, errB := b.Size()
 		if errA != nil || errB != nil || sa != sb {
 			rep.addf("device size of %s: %s %d (%v), %s %d (%v)", nm, rn.A.Name(), sa, errA, rn.B.Name(), sb, errB)
+		}
+		la, errA := a.LogicalBlockSize()
+		lb, errB := b.LogicalBlockSize()
+		if errA != nil || errB != nil || la != lb {
+			rep.addf("logical block size of %s: %s %d (%v), %s %d (%v)", nm, rn.A.Name(), la, errA, rn.B.Name(), lb, errB)
 		}
 	}
 	later := 0
