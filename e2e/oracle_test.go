@@ -121,6 +121,8 @@ func bootOracle(t *testing.T, seed uint64, generated int, only string, self bool
 				"-device", "virtio-blk-pci,drive="+id+",serial="+id)
 		}
 	}
+	// Disks of 4 KiB logical blocks, after the others (oracle4k_test.go).
+	disks = append(disks, oracle4KDisks(t, dir)...)
 	return bootTCG(t, dir, script, tcgGuest{cpu: aesCPU, extra: disks, timeout: oracleBoot,
 		env: []string{"VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS=" + dmsetup + " " + gdm + " " + guest,
 			"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes dm-snapshot",

@@ -76,7 +76,7 @@ func runAll(gdmBin string, cases []oracle.Case, only string, self bool) error {
 		}
 	}
 	for i, a := range oracle.Acceptance() {
-		if match.MatchString("accept") {
+		if match.MatchString(a.Label()) {
 			start := time.Now()
 			emit(rn.RunAccept(i, a), start)
 		}
@@ -167,7 +167,9 @@ func writeBack(disks []string) error {
 }
 
 // disksBySerial finds the virtio disks the host named dmN and gdmN (by
-// serial, not by probe order), each list in N order.
+// serial, not by probe order), each list in N order, followed by those it
+// named dm4kN and gdm4kN (its disks of 4 KiB logical blocks, which cases
+// pick by their block size).
 func disksBySerial() (dm, gdm []string, err error) {
 	paths, _ := filepath.Glob("/sys/block/vd*/serial")
 	bySerial := map[string]string{}
@@ -178,21 +180,28 @@ func disksBySerial() (dm, gdm []string, err error) {
 		}
 		bySerial[strings.TrimSpace(string(s))] = "/dev/" + filepath.Base(filepath.Dir(p))
 	}
-	var serials []string
-	for s := range bySerial {
-		serials = append(serials, s)
-	}
-	sort.Strings(serials)
-	for i := 0; ; i++ {
-		a, okA := bySerial[fmt.Sprintf("dm%d", i)]
-		b, okB := bySerial[fmt.Sprintf("gdm%d", i)]
-		if !okA || !okB {
-			break
-		}
-		dm, gdm = append(dm, a), append(gdm, b)
-	}
+	dm, gdm = pairs(bySerial, "dm%d", "gdm%d")
 	if len(dm) == 0 {
+		var serials []string
+		for s := range bySerial {
+			serials = append(serials, s)
+		}
+		sort.Strings(serials)
 		return nil, nil, fmt.Errorf("no disks with serials dm0 and gdm0 (found %v)", serials)
 	}
-	return dm, gdm, nil
+	dm4k, gdm4k := pairs(bySerial, "dm4k%d", "gdm4k%d")
+	return append(dm, dm4k...), append(gdm, gdm4k...), nil
+}
+
+// pairs are the disks whose serials are formatA and formatB of 0, 1, ...,
+// up to the first N that either lacks.
+func pairs(bySerial map[string]string, formatA, formatB string) (a, b []string) {
+	for i := 0; ; i++ {
+		pa, okA := bySerial[fmt.Sprintf(formatA, i)]
+		pb, okB := bySerial[fmt.Sprintf(formatB, i)]
+		if !okA || !okB {
+			return a, b
+		}
+		a, b = append(a, pa), append(b, pb)
+	}
 }

@@ -15,6 +15,17 @@ type Accept struct {
 	// table that reads its device at load (a persistent snapshot's COW)
 	// would otherwise read what the cases before it left there.
 	Zero []int
+	// FourK lists the $N that are disks of 4 KiB blocks (see Case).
+	FourK []int
+}
+
+// Label is what the guest's -only matches for an acceptance table:
+// "accept", or "accept-4k" for one over 4K disks.
+func (a Accept) Label() string {
+	if len(a.FourK) > 0 {
+		return "accept-4k"
+	}
+	return "accept"
 }
 
 // Acceptance is the set of tables both must accept or refuse alike: bad
@@ -93,6 +104,15 @@ func Acceptance() []Accept {
 func (rn *Runner) RunAccept(i int, a Accept) *Report {
 	name := fmt.Sprintf("accept-%d", i)
 	rep := &Report{Case: fmt.Sprintf("%s %q", name, a.Table), Ops: 1}
+	if len(a.FourK) > 0 {
+		rep.Case += fmt.Sprintf(" (4K disks: %v)", a.FourK)
+	}
+	restore, err := rn.useFourK(devCount(a.Table), a.FourK)
+	if err != nil {
+		rep.addf("the table's 4K disks: %v", err)
+		return rep
+	}
+	defer restore()
 	for _, i := range a.Zero {
 		for _, s := range []Side{rn.A, rn.B} {
 			if err := rn.fill(s.Disks()[i], Zeros); err != nil {

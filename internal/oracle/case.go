@@ -130,6 +130,10 @@ type Case struct {
 	// users make them): created after the case's own, in order, and
 	// removed before it, in reverse. An op's Dev picks the device.
 	More []string
+	// FourK lists the case's backing devices ($N) that are the guest's
+	// disks of 4096-byte logical blocks (disks4k.go); the others are its
+	// 512-byte disks.
+	FourK []int
 	// Then, when set, is the case's second half, for what one side wrote
 	// and the other must read: once the first half's devices are gone and
 	// the backing devices compared, each side's backing devices get the
@@ -163,6 +167,19 @@ func devIndex(f string) (int, bool) {
 	}
 	n, err := strconv.Atoi(f[1:])
 	return n, err == nil && n >= 0
+}
+
+// devCount is how many backing devices a table names: its highest $N,
+// plus one.
+func devCount(table string) int {
+	n := 0
+	replaceTokens(table, func(f string) (string, bool) {
+		if i, ok := devIndex(f); ok {
+			n = max(n, i+1)
+		}
+		return "", false
+	})
+	return n
 }
 
 // Unbind is Bind's inverse for text a side printed: each token that names

@@ -31,6 +31,12 @@ type Runner struct {
 func (rn *Runner) Run(c Case) *Report {
 	rep := &Report{Case: c.Name, Seed: c.Seed}
 	n := len(c.Devs)
+	restore, err := rn.useFourK(n, c.FourK)
+	if err != nil {
+		rep.addf("the case's 4K disks: %v", err)
+		return rep
+	}
+	defer restore()
 	if n > len(rn.A.Disks()) || n > len(rn.B.Disks()) {
 		rep.addf("case needs %d backing devices; the guest has %d and %d", n, len(rn.A.Disks()), len(rn.B.Disks()))
 		return rep

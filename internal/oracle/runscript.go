@@ -106,7 +106,7 @@ func (rn *Runner) step(name string, op Op, a, b *Device) string {
 	if op.Kind == SuspendDuring {
 		return checkCut(op, rn.A.Name(), rn.B.Name(), ra, rb)
 	}
-	if _, dmB := rn.B.(*DM); dmB { // a self run: dm's delays are checked per class
+	if isDM(rn.B) { // a self run: dm's delays are checked per class
 		return ""
 	}
 	return checkDelay(op, rn.B.Name(), rb)

@@ -43,7 +43,7 @@ func (rn *Runner) compareText(rep *Report, name, when string) {
 
 // flakeyBlank is oldFlakeyBlank on dm's table text when gdm is side B.
 func (rn *Runner) flakeyBlank(rep *Report, a string) string {
-	if _, self := rn.B.(*DM); self {
+	if isDM(rn.B) {
 		return a
 	}
 	a, blank := oldFlakeyBlank(a)
