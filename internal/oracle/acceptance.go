@@ -1,6 +1,9 @@
 package oracle
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Accept is a table that dm accepts (Want) or refuses; gdm must do the
 // same, and when both accept, print the same table and status.
@@ -95,7 +98,7 @@ func Acceptance() []Accept {
 		yes("0 16 snapshot $0 $1 NO 8"),
 		{Table: "0 16 snapshot $0 $1 pOx 8", Want: true, Zero: []int{1}}, // a new COW: no header yet
 		no("0 16 snapshot $0 $1 PX 8"),
-	}, append(faultAcceptance(), CryptAcceptance()...)...)
+	}, slices.Concat(faultAcceptance(), CryptAcceptance(), Acceptance4K())...)
 }
 
 // RunAccept creates one table on both sides and compares the verdicts

@@ -175,15 +175,19 @@ type epoch struct {
 
 // CompareLogs compares two logs by their epochs (see above); full says
 // the logs filled, and then only the epochs both hold in full compare.
-// "" when they agree.
+// "" when they agree, which two logs that are unreadable alike also do:
+// a log device that refused every write (4 KiB blocks under entries of
+// 512 bytes) holds no log on either side.
 func CompareLogs(a, b []byte, full bool) string {
-	ea, err := epochs(a)
-	if err != nil {
-		return "log A: " + err.Error()
-	}
-	eb, err := epochs(b)
-	if err != nil {
-		return "log B: " + err.Error()
+	ea, errA := epochs(a)
+	eb, errB := epochs(b)
+	switch {
+	case errA != nil && errB != nil && errA.Error() == errB.Error():
+		return ""
+	case errA != nil:
+		return "log A: " + errA.Error()
+	case errB != nil:
+		return "log B: " + errB.Error()
 	}
 	return compareEpochs(ea, eb, full)
 }

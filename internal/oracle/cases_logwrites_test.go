@@ -176,3 +176,19 @@ func TestCompareLogsOnTargetLogs(t *testing.T) {
 		t.Error("a write moved to another epoch compares equal")
 	}
 }
+
+// Two logs that are unreadable alike (a log device that took no write on
+// either side: all zeros) agree; one of them against a real log does not.
+func TestCompareLogsBothUnreadable(t *testing.T) {
+	none := make([]byte, 64<<10)
+	if d := CompareLogs(none, bytes.Clone(none), false); d != "" {
+		t.Fatalf("two empty log devices: %s", d)
+	}
+	log := buildLog(testEntry{sector: 0, fill: 'a', sectors: 8}, flushEntry)
+	if d := CompareLogs(none, log, false); !strings.Contains(d, "log A") {
+		t.Fatalf("an empty log device against a log: %q", d)
+	}
+	if d := CompareLogs(log, none, false); !strings.Contains(d, "log B") {
+		t.Fatalf("a log against an empty log device: %q", d)
+	}
+}
