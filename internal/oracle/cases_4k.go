@@ -47,6 +47,8 @@ func Cases4K() []Case {
 			Table: "0 8192 log-writes $0 $1", Script: logWritesScript(410)},
 		{Name: "4k-log-writes-data", Seed: 411, Devs: []Init{p(425), Zeros}, FourK: []int{0},
 			Table: "0 8192 log-writes $0 $1", Script: logWritesScript(411)},
+		{Name: "4k-log-writes-both", Seed: 412, Devs: []Init{p(426), Zeros}, FourK: []int{0, 1},
+			Table: "0 8192 log-writes $0 $1", Script: logWritesScript(412)},
 		{Name: "4k-delay", Seed: 409, Devs: []Init{p(423)}, FourK: []int{0},
 			Table: "0 16384 delay $0 0 0", Script: script4K(409, "0 16384 delay $0 0 0")},
 	}
