@@ -41,6 +41,10 @@ type Dev struct {
 	noZeroRange atomic.Bool
 	noSeekData  atomic.Bool
 
+	// noDiscard and noWriteZeroes: a block device that takes no discards
+	// or no write-zeroes, as sysfs said at open (dev_caps.go).
+	noDiscard, noWriteZeroes bool
+
 	// syncs counts the fdatasyncs that succeeded: how a test sees that a
 	// FUA write or a flush reached this device.
 	syncs atomic.Uint64
@@ -79,6 +83,7 @@ func openDev(path string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 	}
 	d.size = int64(n)
 	d.blockSize = logicalBlockSize(d.fd)
+	d.learnBlockCaps(o.st.Rdev)
 	return d, nil
 }
 
@@ -197,7 +202,10 @@ func (d *Dev) fallocate(mode uint32, off, length int64) error {
 
 // Trim discards a range by punching a hole; where the device cannot, trim
 // is advisory and does nothing. On a block device only the whole logical
-// blocks of the range are discarded (dev_align.go).
+// blocks of the range are discarded (dev_align.go). A block device that
+// takes no discards (dev_caps.go) is left alone: its punched hole would be
+// a write-zeroes, which dm never sends for a discard (log-writes, the one
+// target that takes discards over such a device, logs them only).
 func (d *Dev) Trim(off, length int64) error {
 	if d.remote != nil {
 		return d.remoteErr("trim", off, d.remote.Trim(context.Background(), off, length))
@@ -206,7 +214,7 @@ func (d *Dev) Trim(off, length int64) error {
 		return err
 	}
 	start, end := d.alignedPart(off, length)
-	if d.noPunch.Load() || end <= start {
+	if d.noPunch.Load() || d.noDiscard || end <= start {
 		return nil
 	}
 	off, length = start, end-start

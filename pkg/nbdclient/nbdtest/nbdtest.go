@@ -37,6 +37,9 @@ type Mem struct {
 	failErr  syscall.Errno
 	flushErr syscall.Errno // 0: flushes succeed
 	refusals atomic.Int64  // requests refused for their alignment
+	// noTrim and noZeroes leave TRIM and WRITE_ZEROES out of what the
+	// export advertises (SetCaps).
+	noTrim, noZeroes bool
 }
 
 // NewMem makes a zeroed export of size bytes.
@@ -64,6 +67,15 @@ func (m *Mem) FailFlush(errno syscall.Errno) { m.mu.Lock(); m.flushErr = errno; 
 // EINVAL every read, write, trim and zero whose offset or length is not a
 // multiple of it (0: any request, the default). Refusals counts them.
 func (m *Mem) SetMinBlock(b uint32) { m.mu.Lock(); m.minBlock = b; m.mu.Unlock() }
+
+// SetCaps makes the export advertise TRIM and WRITE_ZEROES (both by
+// default) to clients that connect later, as a server over a disk without
+// discard or write-zeroes may not.
+func (m *Mem) SetCaps(trim, zeroes bool) {
+	m.mu.Lock()
+	m.noTrim, m.noZeroes = !trim, !zeroes
+	m.mu.Unlock()
+}
 
 // Refusals counts the requests refused for their alignment (SetMinBlock).
 func (m *Mem) Refusals() int { return int(m.refusals.Load()) }
@@ -215,9 +227,10 @@ func (e Exports) Info(name string) (nbdserver.ExportInfo, bool) {
 		return nbdserver.ExportInfo{}, false
 	}
 	m.mu.RLock()
-	b := m.minBlock
+	b, noTrim, noZeroes := m.minBlock, m.noTrim, m.noZeroes
 	m.mu.RUnlock()
-	return nbdserver.ExportInfo{Name: name, Size: m.Size(), ReadOnly: name == "ro", MinBlockSize: b}, true
+	return nbdserver.ExportInfo{Name: name, Size: m.Size(), ReadOnly: name == "ro", MinBlockSize: b,
+		NoTrim: noTrim, NoWriteZeroes: noZeroes}, true
 }
 
 func (e Exports) Open(name string) (nbdserver.Export, func(), error) {
