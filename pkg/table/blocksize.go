@@ -3,7 +3,8 @@ package table
 import "github.com/gdm-project/gdm/pkg/targets"
 
 // What a table's targets allow as a whole, as dm's io_hints and queue
-// limits give a device: its logical block size, and discard support.
+// limits give a device: its logical block size, and discard and
+// write-zeroes support.
 
 // LogicalBlockSize is the smallest I/O every target of the table takes:
 // the largest of its targets' (targets.BlockSizer, crypt's sector_size)
@@ -21,9 +22,10 @@ func (d *Device) LogicalBlockSize() int {
 	return size
 }
 
-// SupportsDiscard says whether every target of the table takes discards
-// (targets.Discarder), as dm's table supports discards only when all its
-// targets do.
+// SupportsDiscard says whether the table takes discards: every target
+// takes them (targets.Discarder), and the devices of each target that
+// sends them on take them too (devcaps.go), as dm_table_supports_discards
+// asks.
 func (t *Table) SupportsDiscard() bool { return t.traits().discards }
 
 // SupportsDiscard is the live table's (see Table.SupportsDiscard); true
@@ -31,5 +33,19 @@ func (t *Table) SupportsDiscard() bool { return t.traits().discards }
 func (d *Device) SupportsDiscard() bool {
 	ok := true
 	d.View(Live, func(t *Table) error { ok = t.SupportsDiscard(); return nil })
+	return ok
+}
+
+// SupportsWriteZeroes says whether the table takes write-zeroes without
+// being sent zeros: every target passes them on (targets.ZeroPasser) to
+// devices that take them, as dm_table_supports_write_zeroes asks. Zero
+// serves any table all the same, writing zeros where it must.
+func (t *Table) SupportsWriteZeroes() bool { return t.traits().writeZeroes }
+
+// SupportsWriteZeroes is the live table's (see
+// Table.SupportsWriteZeroes); true without one.
+func (d *Device) SupportsWriteZeroes() bool {
+	ok := true
+	d.View(Live, func(t *Table) error { ok = t.SupportsWriteZeroes(); return nil })
 	return ok
 }

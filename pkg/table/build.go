@@ -231,6 +231,9 @@ func (b *builder) makeTargets(t *Table) error {
 		if err == nil {
 			err = b.checkAreas(i, t.targets[i], areas)
 		}
+		if err == nil {
+			t.devCaps.stack(t.targets[i], areas)
+		}
 		if p, ok := t.targets[i].(targets.Placer); ok && err == nil {
 			p.Place(t.sector(i))
 		}

@@ -64,6 +64,9 @@ type Table struct {
 	areaBlock int
 	// tr is what the targets give as a whole, found once (traits.go).
 	tr traits
+	// devCaps is what the targets' devices take, found as they were
+	// made (devcaps.go).
+	devCaps devCaps
 	// blockMask is LogicalBlockSize-1 when that is above 512, else 0:
 	// check refuses I/O that is not whole blocks (ErrUnaligned).
 	blockMask int64
@@ -217,8 +220,18 @@ func (t *Table) rw(ctx context.Context, p []byte, off int64, op Op, flags target
 	return first
 }
 
-// Trim discards [off, off+length) on every target it covers.
+// ErrNoDiscard is a discard to a table that takes none (SupportsDiscard):
+// the kernel's block layer refuses it to such a dm device before dm sees
+// it. Only a client that was offered TRIM before a reload to such a table
+// sends one (the export offers none to a later one).
+var ErrNoDiscard = fmt.Errorf("table: the table takes no discards: %w", syscall.EOPNOTSUPP)
+
+// Trim discards [off, off+length) on every target it covers, or refuses
+// it whole (ErrNoDiscard) on a table that takes no discards.
 func (t *Table) Trim(ctx context.Context, off, length int64) error {
+	if !t.SupportsDiscard() {
+		return ErrNoDiscard
+	}
 	return t.each(off, length, OpTrim, func(tg targets.Target, tOff, n int64) error { return tg.Trim(ctx, tOff, n) })
 }
 

@@ -23,8 +23,12 @@ type traits struct {
 	// blockSize is the largest of the targets' logical block sizes and
 	// those of the backing devices they map areas of, or 512.
 	blockSize int
-	// discards: every target takes discards.
+	// discards: every target takes discards, and so do the devices of
+	// those that send them on (devcaps.go).
 	discards bool
+	// writeZeroes: every target passes write-zeroes to its devices, and
+	// every device takes them.
+	writeZeroes bool
 	// hides: some target's TABLE status differs from its canonical args.
 	hides bool
 	// asyncs: some target takes requests asynchronously (a linear target
@@ -38,7 +42,8 @@ func (t *Table) traits() *traits {
 	tr := &t.tr
 	tr.once.Do(func() {
 		tr.blockSize = targets.SectorSize
-		tr.discards = true
+		tr.discards = !t.devCaps.noDiscard
+		tr.writeZeroes = !t.devCaps.noWriteZeroes
 		for _, tg := range t.targets {
 			if f, ok := tg.(targets.Flusher); ok {
 				tr.flushers = append(tr.flushers, f)
@@ -54,6 +59,9 @@ func (t *Table) traits() *traits {
 			}
 			if d, ok := tg.(targets.Discarder); ok && !d.SupportsDiscard() {
 				tr.discards = false
+			}
+			if z, ok := tg.(targets.ZeroPasser); !ok || !z.PassesWriteZeroes() {
+				tr.writeZeroes = false
 			}
 			if a, ok := tg.(targets.AsyncTarget); ok && a.CanAsync() {
 				tr.asyncs = true

@@ -179,6 +179,27 @@ type Discarder interface {
 	SupportsDiscard() bool
 }
 
+// SelfDiscarder is a target that takes discards whether or not its
+// devices do (dm's discards_supported): log-writes logs a discard and
+// passes it on only to a data device that takes one. Every other
+// target's discards go to its devices, so a table takes none where one of
+// the devices a target noted (its areas, dm's iterate_devices) cannot
+// (dev_caps.go).
+type SelfDiscarder interface {
+	DiscardsWithoutDevices() bool
+}
+
+// ZeroPasser is a target that passes write-zeroes to its devices (dm's
+// num_write_zeroes_bios): in 6.1 only linear and striped. A table takes
+// write-zeroes only when every target is one and every device they noted
+// takes them (dm_table_supports_write_zeroes); gdm's NBD export then
+// offers no WRITE_ZEROES, and a client writes the zeros itself, as the
+// kernel's BLKZEROOUT does on such a dm device. The targets still serve
+// Zero (a client that saw WRITE_ZEROES before a reload may send one).
+type ZeroPasser interface {
+	PassesWriteZeroes() bool
+}
+
 // Messenger is a target that takes `dmsetup message` (dm's .message): args
 // are the message's words; the reply may be empty. A target without it
 // answers ErrNoMessages.
