@@ -21,8 +21,14 @@ func (d *daemon) info(m *managed) nbdserver.ExportInfo {
 		info.MinBlockSize = uint32(bs)
 	}
 	// No TRIM where a target takes no discards (crypt without
-	// allow_discards), as dm's device then has no discard support.
+	// allow_discards) or sends them to a device that takes none, and no
+	// WRITE_ZEROES where dm's device would have no write-zeroes (a target
+	// other than linear or striped, or a device without them): dm's queue
+	// limits, which a kernel client would have seen. The flags are the
+	// live table's at the handshake; a reload does not change what a
+	// connected client was told (README: discard and write-zeroes).
 	info.NoTrim = !m.dev.SupportsDiscard()
+	info.NoWriteZeroes = !m.dev.SupportsWriteZeroes()
 	return info
 }
 

@@ -55,6 +55,12 @@ type ExportInfo struct {
 	// (dm's device without discard support), and a TRIM is refused with
 	// EINVAL before it reaches the export.
 	NoTrim bool
+	// NoWriteZeroes leaves NBD_FLAG_SEND_WRITE_ZEROES (and with it
+	// SEND_FAST_ZERO) out: the export takes no write-zeroes without being
+	// sent the zeros (dm's device without write-zeroes support), so the
+	// client writes them, and a WRITE_ZEROES is refused with EINVAL
+	// before it reaches the export.
+	NoWriteZeroes bool
 }
 
 // Exports is the server's catalogue. Open is called once per connection

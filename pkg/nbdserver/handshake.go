@@ -285,6 +285,9 @@ func (c *conn) transmissionFlags(info ExportInfo) uint16 {
 		if info.NoTrim {
 			f &^= tfSendTrim
 		}
+		if info.NoWriteZeroes {
+			f &^= tfSendWriteZeroes | tfSendFastZero
+		}
 	}
 	if c.structured {
 		f |= tfSendDF

@@ -67,37 +67,7 @@ func TestInfoMinimumBlockSize(t *testing.T) {
 // An export that takes no discards does not advertise TRIM, and a TRIM
 // sent anyway is refused with EINVAL before it reaches the export.
 func TestNoTrimExport(t *testing.T) {
-	for _, noTrim := range []bool{false, true} {
-		m := newMem(65536)
-		m.noTrim = noTrim
-		_, sock := startServer(t, testExports{"a": m}, nil)
-		c := dial(t, sock)
-		c.hello(clientFixedNewstyle | clientNoZeroes)
-		c.opt(optInfo, infoData("a"))
-		flags := binary.BigEndian.Uint16(infoReplies(t, c)[infoExport][8:])
-		if (flags&tfSendTrim == 0) != noTrim {
-			t.Errorf("noTrim %v: transmission flags %#x", noTrim, flags)
-		}
-	}
-	m := newMem(65536)
-	m.noTrim = true
-	_, sock := startServer(t, testExports{"a": m}, nil)
-	c := dial(t, sock)
-	c.connect("a", false)
-	c.request(cmdWrite, 0, 1, 0, 512, bytes.Repeat([]byte{7}, 512))
-	if e, _ := c.simple(); e != 0 {
-		t.Fatalf("write: errno %d", e)
-	}
-	c.request(cmdTrim, 0, 2, 0, 512, nil)
-	if e, _ := c.simple(); e != errInval {
-		t.Fatalf("TRIM on an export without it: errno %d, want EINVAL", e)
-	}
-	m.mu.RLock()
-	kept := m.data[0] == 7
-	m.mu.RUnlock()
-	if !kept {
-		t.Fatal("the refused TRIM reached the export")
-	}
+	checkUnadvertised(t, func(m *memExport) { m.noTrim = true }, tfSendTrim, cmdTrim)
 }
 
 func TestInfoListAbortUnknown(t *testing.T) {

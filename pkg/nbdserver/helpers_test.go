@@ -32,6 +32,8 @@ type memExport struct {
 	// minBlock is the MinBlockSize Info gives; noTrim its NoTrim.
 	minBlock uint32
 	noTrim   bool
+	// noZeroes is its NoWriteZeroes.
+	noZeroes bool
 }
 
 func newMem(size int) *memExport {
@@ -130,7 +132,7 @@ func (e testExports) Info(name string) (ExportInfo, bool) {
 	if !ok {
 		return ExportInfo{}, false
 	}
-	return ExportInfo{Name: name, Description: "desc of " + name, Size: m.Size(), ReadOnly: name == "ro", MinBlockSize: m.minBlock, NoTrim: m.noTrim}, true
+	return ExportInfo{Name: name, Description: "desc of " + name, Size: m.Size(), ReadOnly: name == "ro", MinBlockSize: m.minBlock, NoTrim: m.noTrim, NoWriteZeroes: m.noZeroes}, true
 }
 func (e testExports) Open(name string) (Export, func(), error) {
 	m, ok := e[name]
