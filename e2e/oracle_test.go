@@ -123,6 +123,15 @@ func bootOracle(t *testing.T, seed uint64, generated int, only string, self bool
 	}
 	// Disks of 4 KiB logical blocks, after the others (oracle4k_test.go).
 	disks = append(disks, oracle4KDisks(t, dir)...)
+	// One disk more per side that takes neither discards nor write-zeroes
+	// (qemu's virtio-blk offers the guest neither feature), at index
+	// oracle.NoDiscardDisk, for the discard-dev-* cases.
+	for _, side := range []string{"dm", "gdm"} {
+		id := fmt.Sprintf("%s%d", side, oracle.NoDiscardDisk)
+		img := testkit.Sparse(t, dir, id+".img", oracle.DiskBytes)
+		disks = append(disks, "-drive", "file="+img+",format=raw,if=none,id="+id+",cache=unsafe",
+			"-device", "virtio-blk-pci,drive="+id+",serial="+id+",discard=off,write-zeroes=off")
+	}
 	return bootTCG(t, dir, script, tcgGuest{cpu: aesCPU, extra: disks, timeout: oracleBoot,
 		env: []string{"VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS=" + dmsetup + " " + gdm + " " + guest,
 			"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes dm-snapshot",
