@@ -50,6 +50,11 @@
 //     resume; Destroyer to release what New took beyond DevSet devices
 //     (goroutines, connections). The destructor runs exactly once, from
 //     the table's destroy after its holders drained: never from I/O.
+//     For discard and write-zeroes, as dm's constructor sets them:
+//     Discarder if the target may take no discards (dm's
+//     num_discard_bios 0), SelfDiscarder if it takes them whatever its
+//     devices (discards_supported), ZeroPasser if it passes write-zeroes
+//     to its devices (num_write_zeroes_bios); caps.go lists who does.
 //  6. Register the Type in an init func; set NoLiveSwap if two live
 //     tables over the target's store would corrupt it (`resume --live` is
 //     then refused).
