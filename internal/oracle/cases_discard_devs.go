@@ -13,8 +13,9 @@ const NoDiscardDisk = 8
 // leaves its data device alone. So a discard is EOPNOTSUPP on both sides
 // (gdm's export offers no TRIM, and the kernel's nbd client refuses it as
 // dm's queue does) wherever a linear, striped, crypt or delay target
-// relies on the disk, whatever else the table holds, and takes effect
-// where only log-writes does. A write-zeroes becomes zeros written on
+// relies on the disk, whatever else the table holds (a snapshot with
+// discard_zeroes_cow whose origin or COW device it is too), and takes
+// effect where only log-writes does. A write-zeroes becomes zeros written on
 // both sides (the disk has no write-zeroes; 6.1's nbd client has none at
 // all), so it compares as data. Every other disk starts zeroed; the
 // no-discard disk starts with a pattern, so a discard that reached it
@@ -43,17 +44,25 @@ func DiscardDevCases() []Case {
 		{Name: "discard-dev-log-writes-mixed", Seed: 407, Devs: noDiscardDevs(map[int]Init{0: Pattern(407)}),
 			Table:  "0 8192 log-writes " + d + " $1\n8192 8192 linear $0 8192",
 			Script: append(logWritesScript(407), crossDiscard(8192*512)...)},
+		// A snapshot with discard_zeroes_cow sends discards to its origin
+		// and its COW device (dm's lists both): either on the disk leaves
+		// it none. Its COW starts zeroed (a new store).
+		{Name: "discard-dev-snapshot-cow", Seed: 408, Devs: noDiscardDevs(map[int]Init{0: Pattern(408), NoDiscardDisk: Zeros}),
+			Table: snapOrigin, More: []string{"0 8192 snapshot $0 " + d + " P 8 1 discard_zeroes_cow"}, Script: snapshotDiscardScript(4096)},
+		{Name: "discard-dev-snapshot-origin", Seed: 409, Devs: noDiscardDevs(nil),
+			Table: "0 8192 snapshot-origin " + d, More: []string{"0 8192 snapshot " + d + " $1 P 8 1 discard_zeroes_cow"},
+			Script: snapshotDiscardScript(4096)},
 	}
 }
 
-// noDiscardDevs are a case's disks up to the no-discard one: that one
-// with a pattern, the rest as set (zeros if not).
+// noDiscardDevs are a case's disks up to the no-discard one, as set:
+// zeros, or for the no-discard one a pattern, where set says nothing.
 func noDiscardDevs(set map[int]Init) []Init {
 	devs := make([]Init, NoDiscardDisk+1)
+	devs[NoDiscardDisk] = Pattern(NoDiscardDisk * 100)
 	for i, init := range set {
 		devs[i] = init
 	}
-	devs[NoDiscardDisk] = Pattern(NoDiscardDisk * 100)
 	return devs
 }
 
