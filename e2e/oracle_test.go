@@ -135,5 +135,5 @@ func bootOracle(t *testing.T, seed uint64, generated int, only string, self bool
 	return bootTCG(t, dir, script, tcgGuest{cpu: aesCPU, extra: disks, timeout: oracleBoot,
 		env: []string{"VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS=" + dmsetup + " " + gdm + " " + guest,
 			"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes dm-snapshot",
-			"VM_MODULE_ARGS=nbd=nbds_max=128"}})
+			"VM_MODULE_ARGS=nbd=nbds_max=" + strconv.Itoa(oracle.NBDDevices)}})
 }

@@ -22,6 +22,11 @@ import (
 	"github.com/gdm-project/gdm/pkg/nbdclient"
 )
 
+// NBDDevices is how many /dev/nbdN the guest's nbd module makes (its
+// nbds_max, e2e/oracle_test.go): the oracle attaches gdm's devices at
+// /dev/nbd1 up to the last, then from /dev/nbd1 again.
+const NBDDevices = 128
+
 // GDM is gdm's daemon in the guest, over its own copies of the disks. Its
 // devices reach the block layer through the kernel's nbd client, as users
 // attach them: the same O_DIRECT, discard and zero-out calls then go to

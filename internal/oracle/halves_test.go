@@ -119,3 +119,17 @@ func TestRunnerScratch(t *testing.T) {
 		t.Fatalf("a scratch device was compared, or not noted:\n%s", r)
 	}
 }
+
+// Attaches take nbd indices 1 up to the guest's last, then 1 again: a run
+// attaches more devices than the guest has.
+func TestNextNBDWraps(t *testing.T) {
+	rn := &Runner{}
+	for want := 1; want < NBDDevices; want++ {
+		if got := rn.nextNBD(); got != want {
+			t.Fatalf("attach %d got /dev/nbd%d", want, got)
+		}
+	}
+	if got := rn.nextNBD(); got != 1 {
+		t.Fatalf("the attach after /dev/nbd%d got /dev/nbd%d, want /dev/nbd1", NBDDevices-1, got)
+	}
+}

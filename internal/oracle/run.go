@@ -14,7 +14,7 @@ type Runner struct {
 	Direct bool
 	// DiskSize is how much of each backing disk a case fills and compares.
 	DiskSize int64
-	next     int // the next nbd index, one per case
+	next     int // the last nbd index used (an attach takes the next)
 	// table is the case's table as now loaded; skipped counts the
 	// discards of the case that oldDiscard kept from gdm.
 	table   string
@@ -159,12 +159,12 @@ func (rn *Runner) remove(name string, onA, onB bool) error {
 
 // attach opens both sides' mapped devices for I/O.
 func (rn *Runner) attach(name string) (a, b *Device, err error) {
-	rn.next++
-	pa, err := rn.A.Attach(name, rn.next)
+	n := rn.nextNBD()
+	pa, err := rn.A.Attach(name, n)
 	if err != nil {
 		return nil, nil, fmt.Errorf("attach %s: %w", rn.A.Name(), err)
 	}
-	pb, err := rn.B.Attach(name, rn.next)
+	pb, err := rn.B.Attach(name, n)
 	if err != nil {
 		return nil, nil, fmt.Errorf("attach %s: %w", rn.B.Name(), err)
 	}
@@ -176,4 +176,12 @@ func (rn *Runner) attach(name string) (a, b *Device, err error) {
 		return nil, nil, err
 	}
 	return a, b, nil
+}
+
+// nextNBD is the nbd index for the next attach: 1 up to NBDDevices-1, then
+// 1 again. An index is used again only a run's worth of attaches after its
+// disconnect, never right after it.
+func (rn *Runner) nextNBD() int {
+	rn.next = rn.next%(NBDDevices-1) + 1
+	return rn.next
 }
