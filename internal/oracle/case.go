@@ -130,6 +130,17 @@ type Case struct {
 	// users make them): created after the case's own, in order, and
 	// removed before it, in reverse. An op's Dev picks the device.
 	More []string
+	// Under are devices to put below the case's tables: each a table
+	// over the backing devices ($N), made before the case's devices, in
+	// order, and removed after them, in reverse. The case's Table, More
+	// and reloads name them $u0, $u1, ... (under.go).
+	Under []string
+	// Expect are texts that dm's status of the case's devices must hold
+	// after the script ($N and $uK for device names): the fault a case is
+	// about took place on the kernel (a striped leg shown D, a snapshot
+	// Invalid), so that a case whose fault never happens fails instead of
+	// comparing nothing.
+	Expect []string
 	// FourK lists the case's backing devices ($N) that are the guest's
 	// disks of 4096-byte logical blocks (disks4k.go); the others are its
 	// 512-byte disks.
@@ -142,12 +153,14 @@ type Case struct {
 	Then *Half
 }
 
-// Half is the second half of a case: its tables (as Case's Table and
-// More) and its script, which must be given.
+// Half is the second half of a case: its tables (as Case's Table, More
+// and Under), its script, which must be given, and its Expect.
 type Half struct {
 	Table  string
 	More   []string
+	Under  []string
 	Script []Op
+	Expect []string
 }
 
 // Bind puts real device names in a table: $N becomes devs[N].

@@ -212,6 +212,18 @@ func (g *GDM) exportBlockSize(name string) (int64, error) {
 	return min(cl.Info().LogicalBlockSize(), int64(os.Getpagesize())), nil
 }
 
+// Stack names the device by its export, nbd://ADDR/NAME: gdm's tables
+// map it as a remote backing device, each request answered (or failed)
+// by it before the request above is. Through /dev/nbdX instead, gdm's
+// backing device would be a block device it writes through the page
+// cache: a write the device below fails would succeed and fail only the
+// next flush, a read would find what a dropped write left in the cache,
+// and a delayed device would answer cached reads at once (the oracle
+// showed all three), which is not what a target above it does on dm.
+func (g *GDM) Stack(name string) (string, error) {
+	return "nbd://" + g.addr + "/" + url.PathEscape(name), nil
+}
+
 func (g *GDM) Detach(name string) error {
 	dev, ok := g.nbd[name]
 	if !ok {

@@ -15,12 +15,8 @@ func TestRunnerMoreDevices(t *testing.T) {
 	const size = 8192 * 512
 	a, b := newFake(t, "dm", size), newFake(t, "gdm", size)
 	rn := &Runner{A: a, B: b, DiskSize: size}
-	for _, f := range []*fakeSide{a, b} {
-		f.byName = map[string]string{"c-1": f.disk + ".c-1"}
-		if err := os.WriteFile(f.byName["c-1"], make([]byte, size), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a.ownFiles(t, size, "c-1")
+	b.ownFiles(t, size, "c-1")
 	c := Case{Name: "c", Seed: 1, Devs: []Init{Pattern(3)}, Table: "0 8192 linear $0 0",
 		More: []string{"0 8192 linear $0 0"}, Script: []Op{{Kind: Write, Off: 0, Len: 4096, Seed: 1, Dev: 1}},
 		Then: &Half{Table: "0 8192 linear $0 0", Script: []Op{{Kind: Read, Off: 0, Len: 4096}}}}

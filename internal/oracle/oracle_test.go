@@ -133,12 +133,20 @@ type fakeSide struct {
 	attached     map[string]int
 	// byName maps a device name to its own file instead of mapped.
 	byName map[string]string
+	// refuse is a device name whose Create fails; given records every
+	// table created or reloaded, as bound.
+	refuse string
+	given  []string
 }
 
 func (f *fakeSide) Name() string             { return f.name }
 func (f *fakeSide) Disks() []string          { return []string{f.disk} }
 func (f *fakeSide) DevNames() map[string]int { return map[string]int{f.disk: 0} }
 func (f *fakeSide) Create(n, tb string) error {
+	if n == f.refuse {
+		return fmt.Errorf("refused")
+	}
+	f.given = append(f.given, tb)
 	f.tables[n] = tb
 	f.log = append(f.log, "+"+n)
 	return nil
@@ -155,7 +163,8 @@ func (f *fakeSide) Attach(n string, _ int) (string, error) {
 	}
 	return f.mapped, nil
 }
-func (f *fakeSide) Detach(string) error { return nil }
+func (f *fakeSide) Stack(n string) (string, error) { return f.Attach(n, 0) }
+func (f *fakeSide) Detach(string) error            { return nil }
 func (f *fakeSide) Remove(n string) error {
 	delete(f.tables, n)
 	f.log = append(f.log, "-"+n)
@@ -168,9 +177,13 @@ func (f *fakeSide) Status(n string) (string, error) {
 	}
 	return "0 8192 linear \n", nil
 }
-func (f *fakeSide) Suspend(string) error           { return nil }
-func (f *fakeSide) Resume(string) error            { return nil }
-func (f *fakeSide) Reload(n, tb string) error      { f.tables[n] = tb; return nil }
+func (f *fakeSide) Suspend(string) error { return nil }
+func (f *fakeSide) Resume(string) error  { return nil }
+func (f *fakeSide) Reload(n, tb string) error {
+	f.given = append(f.given, tb)
+	f.tables[n] = tb
+	return nil
+}
 func (f *fakeSide) Message(string, []string) error { return nil }
 func (f *fakeSide) TableKeys(n string) (string, bool, error) {
 	if f.noKeys {
@@ -180,6 +193,17 @@ func (f *fakeSide) TableKeys(n string) (string, bool, error) {
 		return f.keys, true, nil
 	}
 	return f.tables[n], true, nil
+}
+
+// ownFiles gives each named device a zeroed file of its own (byName).
+func (f *fakeSide) ownFiles(t *testing.T, size int64, names ...string) {
+	f.byName = map[string]string{}
+	for _, n := range names {
+		f.byName[n] = f.disk + "." + n
+		if err := os.WriteFile(f.byName[n], make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func newFake(t *testing.T, name string, size int64) *fakeSide {

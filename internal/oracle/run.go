@@ -15,6 +15,11 @@ type Runner struct {
 	// DiskSize is how much of each backing disk a case fills and compares.
 	DiskSize int64
 	next     int // the last nbd index used (an attach takes the next)
+	// under are the paths of the current half's under devices on each
+	// side (A, B), underNames each side's names of them and their tokens
+	// ($uK): under.go.
+	under      [2][]string
+	underNames [2]map[string]string
 	// table is the case's table as now loaded; skipped counts the
 	// discards of the case that oldDiscard kept from gdm.
 	table   string
@@ -54,7 +59,7 @@ func (rn *Runner) Run(c Case) *Report {
 	if script == nil {
 		script = Standard(c.Seed, c.Table)
 	}
-	if !rn.half(rep, c.Name, append([]string{c.Table}, c.More...), script) {
+	if !rn.half(rep, c.Name, Half{Table: c.Table, More: c.More, Under: c.Under, Script: script, Expect: c.Expect}) {
 		return rep
 	}
 	rn.compareDisks(rep, c)
@@ -66,7 +71,7 @@ func (rn *Runner) Run(c Case) *Report {
 		rep.addf("second half: swapping the backing devices: %v", err)
 		return rep
 	}
-	if rn.half(rep, c.Name, append([]string{c.Then.Table}, c.Then.More...), c.Then.Script) {
+	if rn.half(rep, c.Name, *c.Then) {
 		rn.compareDisks(rep, c)
 	}
 	for i := first; i < len(rep.Diffs); i++ {
@@ -75,27 +80,38 @@ func (rn *Runner) Run(c Case) *Report {
 	return rep
 }
 
-// half creates a case's devices (tables[0] is named name, the others
-// name-1, name-2, ...), runs the script, compares their text and removes
-// them. It says whether the devices were made on both sides.
-func (rn *Runner) half(rep *Report, name string, tables []string, script []Op) bool {
+// half creates a case's under devices (named name-u0, name-u1, ...), then
+// its devices (h.Table is named name, h.More name-1, name-2, ...), runs
+// the script, compares every device's text, checks h.Expect, and removes
+// them all, the under devices last. It says whether the devices were made
+// on both sides.
+func (rn *Runner) half(rep *Report, name string, h Half) bool {
+	under, tables := h.Under, append([]string{h.Table}, h.More...)
+	unames := underNamesOf(name, len(under))
+	defer func() { rn.under, rn.underNames = [2][]string{}, [2]map[string]string{} }()
+	if !rn.makeUnder(rep, unames, under) {
+		return false
+	}
 	names := devNamesOf(name, len(tables))
 	for j, tb := range tables {
-		errA := rn.timing.load(0, func() error { return rn.A.Create(names[j], Bind(tb, rn.A.Disks())) })
-		errB := rn.timing.load(1, func() error { return rn.B.Create(names[j], Bind(tb, rn.B.Disks())) })
+		errA := rn.timing.load(0, func() error { return rn.A.Create(names[j], rn.bind(0, tb)) })
+		errB := rn.timing.load(1, func() error { return rn.B.Create(names[j], rn.bind(1, tb)) })
 		if errA != nil || errB != nil {
 			rep.addf("create %s: %s: %v; %s: %v", names[j], rn.A.Name(), errA, rn.B.Name(), errB)
 			rn.remove(names[j], errA == nil, errB == nil)
 			rn.removeAll(rep, names[:j])
+			rn.removeAll(rep, unames)
 			return false
 		}
 	}
 	rn.table, rn.laterNote, rn.logFull = tables[0], "", false
-	rn.runScript(rep, names, script)
-	for _, nm := range names {
+	rn.runScript(rep, names, h.Script)
+	for _, nm := range append(names, unames...) {
 		rn.compareText(rep, nm, "after the script")
 	}
+	rn.expect(rep, append(names, unames...), h.Expect)
 	rn.removeAll(rep, names)
+	rn.removeAll(rep, unames)
 	return true
 }
 

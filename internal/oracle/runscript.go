@@ -149,7 +149,7 @@ func (rn *Runner) deviceOp(i int, name string, op Op) Result {
 	case Resume:
 		err = s.Resume(name)
 	case Reload:
-		err = rn.timing.load(i, func() error { return s.Reload(name, Bind(op.Arg, s.Disks())) })
+		err = rn.timing.load(i, func() error { return s.Reload(name, rn.bind(i, op.Arg)) })
 	case Message:
 		err = s.Message(name, strings.Fields(op.Arg))
 	}

@@ -4,7 +4,8 @@ import (
 	"strings"
 )
 
-// compareText compares table and status text, device names made $N. A
+// compareText compares table and status text, device names made $N
+// (under devices' $uK). A
 // table with a crypt target compares twice: as printed (dm masks keys
 // with zeros) and with keys shown. Status lines of log-writes targets
 // compare by LogWritesStatusDiff, each other line as text.
@@ -22,7 +23,7 @@ func (rn *Runner) compareText(rep *Report, name, when string) {
 			rep.addf("%s %s: %s: %v; %s: %v", q.what, when, rn.A.Name(), errA, rn.B.Name(), errB)
 			continue
 		}
-		a, b = Unbind(a, rn.A.DevNames()), Unbind(b, rn.B.DevNames())
+		a, b = rn.unbind(0, a), rn.unbind(1, b)
 		switch q.what {
 		case "table":
 			a = rn.flakeyBlank(rep, a)
@@ -37,6 +38,29 @@ func (rn *Runner) compareText(rep *Report, name, when string) {
 		}
 		if d := textDiff(q.what+" "+when, rn.A.Name(), rn.B.Name(), a, b); d != "" {
 			rep.Diffs = append(rep.Diffs, d)
+		}
+	}
+}
+
+// expect checks that side A's status of the devices names, after the
+// script, holds every text of want (a case's Expect).
+func (rn *Runner) expect(rep *Report, names, want []string) {
+	if len(want) == 0 {
+		return
+	}
+	var all []string
+	for _, nm := range names {
+		st, err := rn.A.Status(nm)
+		if err != nil {
+			rep.addf("status of %s on %s: %v", nm, rn.A.Name(), err)
+			return
+		}
+		all = append(all, rn.unbind(0, st))
+	}
+	text := strings.Join(all, "")
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			rep.addf("the case expects %s's status to hold %q, and it is %q: the case does not do what it is for", rn.A.Name(), w, text)
 		}
 	}
 }
@@ -69,7 +93,7 @@ func (rn *Runner) cryptKeys(rep *Report, name, when string) (only bool) {
 		rep.addf("table --showkeys %s: %s: %v; %s: %v", when, rn.A.Name(), errA, rn.B.Name(), errB)
 		return only
 	}
-	a, b = Unbind(a, rn.A.DevNames()), Unbind(b, rn.B.DevNames())
+	a, b = rn.unbind(0, a), rn.unbind(1, b)
 	if d := textDiff("table --showkeys "+when, rn.A.Name(), rn.B.Name(), rn.flakeyBlank(rep, a), b); d != "" {
 		rep.Diffs = append(rep.Diffs, d)
 	}
