@@ -55,7 +55,7 @@ func Cases() []Case {
 14848 1536 zero`},
 		{Name: "linear-reload", Seed: 14, Devs: []Init{p(44), p(45)}, Table: "0 8192 linear $0 0",
 			Script: reloadScript()},
-	}, slices.Concat(faultCases(), CryptCases(), LogWritesCases(), LogWritesPlacedCases(), SnapshotCases(), SnapshotMergeCases(), Cases4K(), DiscardDevCases())...)
+	}, slices.Concat(faultCases(), CryptCases(), LogWritesCases(), LogWritesPlacedCases(), SnapshotCases(), SnapshotMergeCases(), Cases4K(), DiscardDevCases(), StackedCases())...)
 }
 
 // reloadScript writes, suspends and resumes, reloads the device onto the
