@@ -20,13 +20,19 @@ type Accept struct {
 	Zero []int
 	// FourK lists the $N that are disks of 4 KiB blocks (see Case).
 	FourK []int
+	// Under are devices made under the table first ($uK, as Case's).
+	Under []string
 }
 
 // Label is what the guest's -only matches for an acceptance table:
-// "accept", or "accept-4k" for one over 4K disks.
+// "accept", "accept-4k" for one over 4K disks, "accept-stacked" for one
+// over under devices.
 func (a Accept) Label() string {
-	if len(a.FourK) > 0 {
+	switch {
+	case len(a.FourK) > 0:
 		return "accept-4k"
+	case len(a.Under) > 0:
+		return "accept-stacked"
 	}
 	return "accept"
 }
@@ -98,7 +104,7 @@ func Acceptance() []Accept {
 		yes("0 16 snapshot $0 $1 NO 8"),
 		{Table: "0 16 snapshot $0 $1 pOx 8", Want: true, Zero: []int{1}}, // a new COW: no header yet
 		no("0 16 snapshot $0 $1 PX 8"),
-	}, slices.Concat(faultAcceptance(), CryptAcceptance(), Acceptance4K())...)
+	}, slices.Concat(faultAcceptance(), CryptAcceptance(), Acceptance4K(), stackedAcceptance())...)
 }
 
 // RunAccept creates one table on both sides and compares the verdicts
@@ -109,6 +115,9 @@ func (rn *Runner) RunAccept(i int, a Accept) *Report {
 	rep := &Report{Case: fmt.Sprintf("%s %q", name, a.Table), Ops: 1}
 	if len(a.FourK) > 0 {
 		rep.Case += fmt.Sprintf(" (4K disks: %v)", a.FourK)
+	}
+	if len(a.Under) > 0 {
+		rep.Case += fmt.Sprintf(" (under: %q)", a.Under)
 	}
 	restore, err := rn.useFourK(devCount(a.Table), a.FourK)
 	if err != nil {
@@ -124,8 +133,13 @@ func (rn *Runner) RunAccept(i int, a Accept) *Report {
 			}
 		}
 	}
-	errA := rn.A.Create(name, Bind(a.Table, rn.A.Disks()))
-	errB := rn.B.Create(name, Bind(a.Table, rn.B.Disks()))
+	unames := underNamesOf(name, len(a.Under))
+	if !rn.makeUnder(rep, unames, a.Under) {
+		return rep
+	}
+	defer rn.dropUnder(rep, unames)
+	errA := rn.A.Create(name, rn.bind(0, a.Table))
+	errB := rn.B.Create(name, rn.bind(1, a.Table))
 	verdict := func(err error) string {
 		if err != nil {
 			return "refused (" + err.Error() + ")"

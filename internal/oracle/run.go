@@ -88,10 +88,10 @@ func (rn *Runner) Run(c Case) *Report {
 func (rn *Runner) half(rep *Report, name string, h Half) bool {
 	under, tables := h.Under, append([]string{h.Table}, h.More...)
 	unames := underNamesOf(name, len(under))
-	defer func() { rn.under, rn.underNames = [2][]string{}, [2]map[string]string{} }()
 	if !rn.makeUnder(rep, unames, under) {
 		return false
 	}
+	defer rn.dropUnder(rep, unames)
 	names := devNamesOf(name, len(tables))
 	for j, tb := range tables {
 		errA := rn.timing.load(0, func() error { return rn.A.Create(names[j], rn.bind(0, tb)) })
@@ -100,7 +100,6 @@ func (rn *Runner) half(rep *Report, name string, h Half) bool {
 			rep.addf("create %s: %s: %v; %s: %v", names[j], rn.A.Name(), errA, rn.B.Name(), errB)
 			rn.remove(names[j], errA == nil, errB == nil)
 			rn.removeAll(rep, names[:j])
-			rn.removeAll(rep, unames)
 			return false
 		}
 	}
@@ -111,7 +110,6 @@ func (rn *Runner) half(rep *Report, name string, h Half) bool {
 	}
 	rn.expect(rep, append(names, unames...), h.Expect)
 	rn.removeAll(rep, names)
-	rn.removeAll(rep, unames)
 	return true
 }
 

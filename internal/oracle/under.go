@@ -13,9 +13,10 @@ import (
 // the /dev/mapper node of its table; on gdm, its export (nbd://ADDR/NAME,
 // a remote backing device: GDM.Stack says why not /dev/nbdX). They are
 // made before the case's devices, in order, and removed after them, in
-// reverse; their table and status text compare with the case's (each
-// side's names of them made $uK), and their contents are not compared,
-// only their backing devices' are.
+// reverse (an acceptance table may have them too: Accept.Under); their
+// table and status text compare with the case's (each side's names of
+// them made $uK), and their contents are not compared, only their backing
+// devices' are.
 
 // underToken names under device k in a table: "$uK".
 func underToken(k int) string { return "$u" + strconv.Itoa(k) }
@@ -93,6 +94,13 @@ func (rn *Runner) bindUnder(i int, name string, k int) error {
 	mm, err := majorMinor(p)
 	rn.underNames[i][mm] = underToken(k)
 	return err
+}
+
+// dropUnder removes the under devices names (made by makeUnder) from both
+// sides, the last made first, and forgets them.
+func (rn *Runner) dropUnder(rep *Report, names []string) {
+	rn.removeAll(rep, names)
+	rn.under, rn.underNames = [2][]string{}, [2]map[string]string{}
 }
 
 // bind is a table as side i loads it: its under devices' tokens, then its

@@ -60,3 +60,28 @@ func TestRunnerUnderRefused(t *testing.T) {
 		}
 	}
 }
+
+// An acceptance table over an under device loads over that side's name
+// of it, compares as $u0, and the under device goes after the table.
+func TestRunAcceptUnder(t *testing.T) {
+	const size = 8192 * 512
+	a, b := newFake(t, "dm", size), newFake(t, "gdm", size)
+	a.ownFiles(t, size, "accept-3-u0")
+	b.ownFiles(t, size, "accept-3-u0")
+	rn := &Runner{A: a, B: b, DiskSize: size}
+	r := rn.RunAccept(3, Accept{Table: "0 8 linear $u0 0", Want: true, Under: []string{"0 8 linear $0 0"}})
+	if !r.OK() {
+		t.Fatalf("two identical sides differ:\n%s", r)
+	}
+	for _, f := range []*fakeSide{a, b} {
+		if want := []string{"+accept-3-u0", "+accept-3", "-accept-3", "-accept-3-u0"}; !slices.Equal(f.log, want) {
+			t.Errorf("%s made and removed %v, want %v", f.name, f.log, want)
+		}
+		if want := "0 8 linear " + f.byName["accept-3-u0"] + " 0"; f.given[1] != want {
+			t.Errorf("%s was given %q, want %q", f.name, f.given[1], want)
+		}
+	}
+	if rn.under[0] != nil || rn.underNames[1] != nil {
+		t.Error("the runner still knows the under device after the table")
+	}
+}
