@@ -99,8 +99,9 @@ func oracleReports(t *testing.T, console string) []oracle.Line {
 }
 
 // bootOracle builds gdm and the guest program statically, an initramfs
-// with dmsetup and the dm modules, 2 x oracleDisks sparse disks (serials
-// dmN and gdmN), and boots the guest once under TCG. It returns the
+// with dmsetup and the dm modules, sparse disks for each side (oracleDisks
+// of 512-byte blocks, serials dmN and gdmN; oracle4K of 4 KiB blocks; one
+// without discard), and boots the guest once under TCG. It returns the
 // console.
 func bootOracle(t *testing.T, seed uint64, generated int, only string, self bool) string {
 	testkit.NeedTool(t, "nbd-client")
@@ -109,29 +110,16 @@ func bootOracle(t *testing.T, seed uint64, generated int, only string, self bool
 	gdm := buildForGuest(t, dir, "gdm", "../cmd/gdm")
 	guest := buildForGuest(t, dir, "oracleguest", "./oracleguest")
 	script := fmt.Sprintf("dmesg -n 1\n/bin/oracleguest -gdm /bin/gdm -seed %d -generated %d -only %q -self=%t\n", seed, generated, only, self)
-	// aesCPU halves the crypt cases' time. cache=unsafe gives the guest's
-	// disks a write-back cache (oracleguest checks it), which the
-	// log-writes cases need.
-	var disks []string
-	for _, side := range []string{"dm", "gdm"} {
-		for i := 0; i < oracleDisks; i++ {
-			id := fmt.Sprintf("%s%d", side, i)
-			img := testkit.Sparse(t, dir, id+".img", oracle.DiskBytes)
-			disks = append(disks, "-drive", "file="+img+",format=raw,if=none,id="+id+",cache=unsafe,discard=unmap",
-				"-device", "virtio-blk-pci,drive="+id+",serial="+id)
-		}
-	}
+	// aesCPU halves the crypt cases' time.
+	serial := func(side string, i int) string { return fmt.Sprintf("%s%d", side, i) }
+	disks := guestDisks(t, dir, serial, oracleDisks, ",discard=unmap", "")
 	// Disks of 4 KiB logical blocks, after the others (oracle4k_test.go).
 	disks = append(disks, oracle4KDisks(t, dir)...)
 	// One disk more per side that takes neither discards nor write-zeroes
 	// (qemu's virtio-blk offers the guest neither feature), at index
 	// oracle.NoDiscardDisk, for the discard-dev-* cases.
-	for _, side := range []string{"dm", "gdm"} {
-		id := fmt.Sprintf("%s%d", side, oracle.NoDiscardDisk)
-		img := testkit.Sparse(t, dir, id+".img", oracle.DiskBytes)
-		disks = append(disks, "-drive", "file="+img+",format=raw,if=none,id="+id+",cache=unsafe",
-			"-device", "virtio-blk-pci,drive="+id+",serial="+id+",discard=off,write-zeroes=off")
-	}
+	noDiscard := func(side string, _ int) string { return serial(side, oracle.NoDiscardDisk) }
+	disks = append(disks, guestDisks(t, dir, noDiscard, 1, "", ",discard=off,write-zeroes=off")...)
 	return bootTCG(t, dir, script, tcgGuest{cpu: aesCPU, extra: disks, timeout: oracleBoot,
 		env: []string{"VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS=" + dmsetup + " " + gdm + " " + guest,
 			"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes dm-snapshot",
