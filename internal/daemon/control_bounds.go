@@ -158,13 +158,7 @@ func (d *daemon) uploadSlot(w http.ResponseWriter, r *http.Request) (func(), boo
 	if r.ContentLength >= 0 && r.ContentLength < bigTableBytes {
 		return func() {}, true
 	}
-	select {
-	case d.uploads <- struct{}{}:
-		return func() { <-d.uploads }, true
-	case <-r.Context().Done():
-		writeJSON(w, http.StatusServiceUnavailable, controlapi.Error{Error: "busy: too many big table uploads at once"})
-		return nil, false
-	}
+	return takeSlot(w, r, d.uploads, "busy: too many big table uploads at once")
 }
 
 // answerSlot takes one of the big-answer slots for an answer copying the
@@ -178,11 +172,17 @@ func (d *daemon) answerSlot(w http.ResponseWriter, r *http.Request, m *managed, 
 	if n < bigAnswerTargets {
 		return func() {}, true
 	}
+	return takeSlot(w, r, d.answers, "busy: too many answers of big tables at once")
+}
+
+// takeSlot waits for a slot of sem and returns its release, or answers
+// 503 with busy and returns false if the client went away first.
+func takeSlot(w http.ResponseWriter, r *http.Request, sem chan struct{}, busy string) (func(), bool) {
 	select {
-	case d.answers <- struct{}{}:
-		return func() { <-d.answers }, true
+	case sem <- struct{}{}:
+		return func() { <-sem }, true
 	case <-r.Context().Done():
-		writeJSON(w, http.StatusServiceUnavailable, controlapi.Error{Error: "busy: too many answers of big tables at once"})
+		writeJSON(w, http.StatusServiceUnavailable, controlapi.Error{Error: busy})
 		return nil, false
 	}
 }

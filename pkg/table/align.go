@@ -63,21 +63,6 @@ func (b *builder) devBlockSectors(i int) uint64 {
 	return 1 << b.devShifts[i]
 }
 
-// areaBlockSize is the largest logical block size of the devices the
-// targets map as their areas (checkAreas), or 512: what a table's logical
-// block size stacks from its devices. dm stacks the devices its targets'
-// iterate_devices list (dm_set_device_limits), which is the areas, not
-// every device a target opens: log-writes lists its data device only, so
-// a log device of 4 KiB blocks leaves the table's blocks at its data
-// device's (log-writes' io_hints give it the data device's too).
-func (b *builder) areaBlockSize() int {
-	var shift uint8
-	for _, s := range b.devShifts {
-		shift = max(shift, s)
-	}
-	return targets.SectorSize << shift
-}
-
 // checkAlignment refuses a table that dm refuses for the alignment of its
 // targets to the table's logical block size (LogicalBlockSize: the
 // largest of its targets' io_hints, crypt's sector_size, and of their

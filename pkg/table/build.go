@@ -196,7 +196,6 @@ func (b *builder) build(opts Options) (*Table, error) {
 		t.abandon()
 		return nil, err
 	}
-	t.areaBlock = b.areaBlockSize()
 	if err := b.checkAlignment(t); err != nil {
 		t.abandon()
 		return nil, err

@@ -59,9 +59,6 @@ type Table struct {
 	// phase is where the table is in its life (lifecycle.go), guarded by
 	// the device's mu.
 	phase phase
-	// areaBlock is the largest logical block size of the devices the
-	// targets map areas of (builder.areaBlockSize), or 512.
-	areaBlock int
 	// tr is what the targets give as a whole, found once (traits.go).
 	tr traits
 	// devCaps is what the targets' devices take, found as they were

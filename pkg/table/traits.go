@@ -71,8 +71,8 @@ func (t *Table) traits() *traits {
 			}
 		}
 		// The devices stack too (dm_set_device_limits): those the
-		// targets map as areas (Table.areaBlock).
-		tr.blockSize = max(tr.blockSize, t.areaBlock)
+		// targets map as areas (devcaps.go).
+		tr.blockSize = max(tr.blockSize, t.devCaps.blockSize)
 	})
 	return tr
 }
