@@ -101,8 +101,8 @@ func oracleReports(t *testing.T, console string) []oracle.Line {
 // bootOracle builds gdm and the guest program statically, an initramfs
 // with dmsetup and the dm modules, sparse disks for each side (oracleDisks
 // of 512-byte blocks, serials dmN and gdmN; oracle4K of 4 KiB blocks; one
-// without discard), and boots the guest once under TCG. It returns the
-// console.
+// without discard; one with discard but no write-zeroes), and boots the
+// guest once under TCG. It returns the console.
 func bootOracle(t *testing.T, seed uint64, generated int, only string, self bool) string {
 	testkit.NeedTool(t, "nbd-client")
 	dmsetup := testkit.NeedTool(t, "dmsetup")
@@ -120,6 +120,10 @@ func bootOracle(t *testing.T, seed uint64, generated int, only string, self bool
 	// oracle.NoDiscardDisk, for the discard-dev-* cases.
 	noDiscard := func(side string, _ int) string { return serial(side, oracle.NoDiscardDisk) }
 	disks = append(disks, guestDisks(t, dir, noDiscard, 1, "", ",discard=off,write-zeroes=off")...)
+	// And one that takes discards but no write-zeroes, at
+	// oracle.DiscardOnlyDisk, for the discard-only-dev-* cases.
+	discardOnly := func(side string, _ int) string { return serial(side, oracle.DiscardOnlyDisk) }
+	disks = append(disks, guestDisks(t, dir, discardOnly, 1, ",discard=unmap", ",write-zeroes=off")...)
 	return bootTCG(t, dir, script, tcgGuest{cpu: aesCPU, extra: disks, timeout: oracleBoot,
 		env: []string{"VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS=" + dmsetup + " " + gdm + " " + guest,
 			"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes dm-snapshot",

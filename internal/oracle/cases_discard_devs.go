@@ -6,6 +6,11 @@ package oracle
 // ordinary disks; a change to how many there are moves it.
 const NoDiscardDisk = 8
 
+// DiscardOnlyDisk is the index ($N) of the guest's disk that takes
+// discards but no write-zeroes (virtio-blk with write-zeroes=off), as many
+// SATA SSDs do, on each side; it comes right after the no-discard disk.
+const DiscardOnlyDisk = NoDiscardDisk + 1
+
 // DiscardDevCases are tables over that disk. dm 6.1 gives a table
 // discards only where every target takes them and every target that
 // sends them on has devices that take them (dm_table_supports_discards):
@@ -52,14 +57,45 @@ func DiscardDevCases() []Case {
 		{Name: "discard-dev-snapshot-origin", Seed: 409, Devs: noDiscardDevs(nil),
 			Table: "0 8192 snapshot-origin " + d, More: []string{"0 8192 snapshot " + d + " $1 P 8 1 discard_zeroes_cow"},
 			Script: snapshotDiscardScript(4096)},
+		// Over the disk with discard but no write-zeroes, a table takes
+		// discards and passes them down: the disk's pattern reads back
+		// as zeros where they reached it (qemu punches its image; an
+		// unaligned discard of a few KiB may punch nothing, on both
+		// sides alike, so the scripts discard large ranges too). gdm
+		// once sent them as write-zeroes, which the disk refused, and
+		// then dropped them all.
+		{Name: "discard-only-dev-linear", Seed: 410, Devs: discardOnlyDevs(nil),
+			Table:  "0 16384 linear $9 0",
+			Script: append(Standard(410, "0 16384 linear $9 0"), crossDiscard(4096*512)...)},
+		{Name: "discard-only-dev-striped", Seed: 411, Devs: discardOnlyDevs(map[int]Init{0: Pattern(411)}),
+			Table: "0 16384 striped 2 16 $0 0 $9 0", Script: discardWholeScript(16384 * 512)},
+		{Name: "discard-only-dev-crypt", Seed: 412, Devs: discardOnlyDevs(nil),
+			Table:  "0 16384 crypt aes-xts-plain64 " + cryptKey256 + " 0 $9 0 1 allow_discards",
+			Script: discardWholeScript(16384 * 512)},
 	}
+}
+
+// discardOnlyDevs are a case's disks up to the discard-only one, as set:
+// zeros, or for the discard-only one a pattern, where set says nothing.
+func discardOnlyDevs(set map[int]Init) []Init { return devsUpTo(DiscardOnlyDisk, set) }
+
+// discardWholeScript reads a device of size bytes, discards 1 MiB in its
+// middle and a sector-odd range after it, and reads it all again.
+func discardWholeScript(size int64) []Op {
+	ops := ReadAll(size)
+	ops = append(ops, Op{Kind: Discard, Off: size / 4, Len: 1 << 20}, Op{Kind: Discard, Off: size/2 + 3584, Len: 77 * 512})
+	return append(ops, ReadAll(size)...)
 }
 
 // noDiscardDevs are a case's disks up to the no-discard one, as set:
 // zeros, or for the no-discard one a pattern, where set says nothing.
-func noDiscardDevs(set map[int]Init) []Init {
-	devs := make([]Init, NoDiscardDisk+1)
-	devs[NoDiscardDisk] = Pattern(NoDiscardDisk * 100)
+func noDiscardDevs(set map[int]Init) []Init { return devsUpTo(NoDiscardDisk, set) }
+
+// devsUpTo are a case's disks up to disk, as set: zeros, or for disk
+// itself a pattern, where set says nothing.
+func devsUpTo(disk int, set map[int]Init) []Init {
+	devs := make([]Init, disk+1)
+	devs[disk] = Pattern(uint64(disk) * 100)
 	for i, init := range set {
 		devs[i] = init
 	}

@@ -37,9 +37,10 @@ type Dev struct {
 
 	// Learned on first use: fallocate modes the device refuses, so later
 	// requests go straight to the fallback.
-	noPunch     atomic.Bool
-	noZeroRange atomic.Bool
-	noSeekData  atomic.Bool
+	noPunch      atomic.Bool
+	noZeroRange  atomic.Bool
+	noSeekData   atomic.Bool
+	noBlkDiscard atomic.Bool // BLKDISCARD refused (dev_discard.go)
 
 	// noDiscard and noWriteZeroes: a block device that takes no discards
 	// or no write-zeroes, as sysfs said at open (dev_caps.go).
@@ -200,12 +201,13 @@ func (d *Dev) fallocate(mode uint32, off, length int64) error {
 	}
 }
 
-// Trim discards a range by punching a hole; where the device cannot, trim
-// is advisory and does nothing. On a block device only the whole logical
-// blocks of the range are discarded (dev_align.go). A block device that
-// takes no discards (dev_caps.go) is left alone: its punched hole would be
-// a write-zeroes, which dm never sends for a discard (log-writes, the one
-// target that takes discards over such a device, logs them only).
+// Trim discards a range: a file's by punching a hole, a block device's by
+// a discard (dev_discard.go); where the device cannot, trim is advisory
+// and does nothing. On a block device only the whole logical blocks of
+// the range are discarded (dev_align.go). A block device that takes no
+// discards (dev_caps.go) is left alone, as dm never sends it one
+// (log-writes, the one target that takes discards over such a device,
+// logs them only).
 func (d *Dev) Trim(off, length int64) error {
 	if d.remote != nil {
 		return d.remoteErr("trim", off, d.remote.Trim(context.Background(), off, length))
@@ -214,10 +216,16 @@ func (d *Dev) Trim(off, length int64) error {
 		return err
 	}
 	start, end := d.alignedPart(off, length)
-	if d.noPunch.Load() || d.noDiscard || end <= start {
+	if d.noDiscard || end <= start {
 		return nil
 	}
 	off, length = start, end-start
+	if d.blockDev {
+		return d.blkDiscard(off, length)
+	}
+	if d.noPunch.Load() {
+		return nil
+	}
 	err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
 	if err != nil && unsupported(err) {
 		d.noPunch.Store(true)
