@@ -81,10 +81,11 @@ func (c *conn) spliceRead(rep *reply, off, n int64) (bool, error) {
 		return false, nil
 	}
 	if err := c.splicer.SpliceRead(c.ctx, p.w, off, n); err != nil {
-		c.srv.pipes.discard(p) // it may hold part of the range
 		if errors.Is(err, ErrNoSplice) {
+			c.srv.pipes.putIfEmpty(p) // it may hold part of the range
 			return false, nil
 		}
+		c.srv.pipes.discard(p)
 		return false, err
 	}
 	rep.pipe, rep.pipeLen = p, int(n)

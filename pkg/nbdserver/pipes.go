@@ -121,6 +121,17 @@ func (pp *pipePool) put(p *pipe) {
 	}
 }
 
+// putIfEmpty keeps a pipe that may hold data for reuse if it holds none
+// (a splice the export declined before moving anything: a crypt target,
+// a block device read past the page cache), else discards it.
+func (pp *pipePool) putIfEmpty(p *pipe) {
+	if n, err := unix.IoctlGetInt(p.r, unix.TIOCINQ); err == nil && n == 0 { // TIOCINQ is FIONREAD
+		pp.put(p)
+		return
+	}
+	pp.discard(p)
+}
+
 // discard closes a pipe that may hold data, instead of keeping it.
 func (pp *pipePool) discard(p *pipe) {
 	p.close()
