@@ -23,6 +23,9 @@ type Config struct {
 	// device.
 	AllowPaths  []string
 	OpenTimeout time.Duration
+	// BlockPageCache serves block devices through the page cache rather
+	// than with O_DIRECT (targets.OpenOptions.BlockPageCache).
+	BlockPageCache bool
 	// ControlTimeout bounds how long one control request may take to
 	// arrive (headers and body) and how long an idle control connection
 	// is kept.

@@ -212,16 +212,17 @@ func (g *GDM) exportBlockSize(name string) (int64, error) {
 	return min(cl.Info().LogicalBlockSize(), int64(os.Getpagesize())), nil
 }
 
-// Stack names the device by its export, nbd://ADDR/NAME: gdm's tables
-// map it as a remote backing device, each request answered (or failed)
-// by it before the request above is. Through /dev/nbdX instead, gdm's
-// backing device would be a block device it writes through the page
-// cache: a write the device below fails would succeed and fail only the
-// next flush, a read would find what a dropped write left in the cache,
-// and a delayed device would answer cached reads at once (the oracle
-// showed all three), which is not what a target above it does on dm.
-func (g *GDM) Stack(name string) (string, error) {
-	return "nbd://" + g.addr + "/" + url.PathEscape(name), nil
+// Stack attaches the device to /dev/nbdN, as for I/O, and gdm's tables
+// above it map that block device, as dm's map the dm device below. gdm
+// reads and writes it past the page cache (O_DIRECT), so each request is
+// answered (or failed) by the device below before the one above is.
+// Through the page cache (gdm serve --block-page-cache), a write the
+// device below fails succeeded and failed only the next flush, a read
+// found what a dropped write left in the cache, and a delayed device
+// answered cached reads at once: the oracle showed all three, and stacked
+// gdm on its own exports (nbd://ADDR/NAME) until gdm used O_DIRECT.
+func (g *GDM) Stack(name string, n int) (string, error) {
+	return g.Attach(name, n)
 }
 
 func (g *GDM) Detach(name string) error {

@@ -163,8 +163,8 @@ func (f *fakeSide) Attach(n string, _ int) (string, error) {
 	}
 	return f.mapped, nil
 }
-func (f *fakeSide) Stack(n string) (string, error) { return f.Attach(n, 0) }
-func (f *fakeSide) Detach(string) error            { return nil }
+func (f *fakeSide) Stack(n string, _ int) (string, error) { return f.Attach(n, 0) }
+func (f *fakeSide) Detach(string) error                   { return nil }
 func (f *fakeSide) Remove(n string) error {
 	delete(f.tables, n)
 	f.log = append(f.log, "-"+n)

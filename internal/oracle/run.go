@@ -17,9 +17,11 @@ type Runner struct {
 	next     int // the last nbd index used (an attach takes the next)
 	// under are the paths of the current half's under devices on each
 	// side (A, B), underNames each side's names of them and their tokens
-	// ($uK): under.go.
+	// ($uK), underNBD the nbd index each is attached at where a side
+	// needs one: under.go.
 	under      [2][]string
 	underNames [2]map[string]string
+	underNBD   []int
 	// table is the case's table as now loaded; skipped counts the
 	// discards of the case that oldDiscard kept from gdm.
 	table   string

@@ -27,9 +27,10 @@ type Side interface {
 	// Attach returns the block device to do I/O on; Detach lets it go.
 	Attach(name string, n int) (string, error)
 	// Stack returns the name this side's tables give device name by, to
-	// map it as a backing device (an under device, under.go); Detach and
-	// Remove let it go, as any device.
-	Stack(name string) (string, error)
+	// map it as a backing device (an under device, under.go), attaching
+	// it at nbd index n where it needs to; Detach and Remove let it go,
+	// as any device.
+	Stack(name string, n int) (string, error)
 	Detach(name string) error
 	Remove(name string) error
 	// Table and Status print as `dmsetup table` and `dmsetup status` do.
@@ -115,11 +116,11 @@ func (d *DM) Detach(string) error                       { return nil }
 
 // Stack is the device's node, as for I/O: dm stacks on a dm device
 // itself.
-func (d *DM) Stack(name string) (string, error)  { return d.Attach(name, 0) }
-func (d *DM) Remove(name string) error           { return d.do("remove", name) }
-func (d *DM) Table(name string) (string, error)  { return d.dmsetup("", "table", d.prefix+name) }
-func (d *DM) Status(name string) (string, error) { return d.dmsetup("", "status", d.prefix+name) }
-func (d *DM) Suspend(name string) error          { return d.do("suspend", name) }
+func (d *DM) Stack(name string, _ int) (string, error) { return d.Attach(name, 0) }
+func (d *DM) Remove(name string) error                 { return d.do("remove", name) }
+func (d *DM) Table(name string) (string, error)        { return d.dmsetup("", "table", d.prefix+name) }
+func (d *DM) Status(name string) (string, error)       { return d.dmsetup("", "status", d.prefix+name) }
+func (d *DM) Suspend(name string) error                { return d.do("suspend", name) }
 func (d *DM) TableKeys(name string) (string, bool, error) {
 	out, err := d.dmsetup("", "table", "--showkeys", d.prefix+name)
 	return out, true, err

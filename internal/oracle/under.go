@@ -10,8 +10,8 @@ import (
 // a flakey device, a snapshot whose COW device fails writes. A case lists
 // their tables in Under, over its backing devices ($N); its own table and
 // More (and reloads) name them $u0, $u1, ... . On dm an under device is
-// the /dev/mapper node of its table; on gdm, its export (nbd://ADDR/NAME,
-// a remote backing device: GDM.Stack says why not /dev/nbdX). They are
+// the /dev/mapper node of its table; on gdm, the kernel's /dev/nbdX
+// attached to its export (GDM.Stack). They are
 // made before the case's devices, in order, and removed after them, in
 // reverse (an acceptance table may have them too: Accept.Under); their
 // table and status text compare with the case's (each side's names of
@@ -58,6 +58,7 @@ func underNamesOf(name string, n int) []string {
 func (rn *Runner) makeUnder(rep *Report, names, tables []string) bool {
 	rn.under = [2][]string{}
 	rn.underNames = [2]map[string]string{{}, {}}
+	rn.underNBD = nil
 	for k, tb := range tables {
 		errA := rn.A.Create(names[k], Bind(tb, rn.A.Disks()))
 		errB := rn.B.Create(names[k], Bind(tb, rn.B.Disks()))
@@ -67,6 +68,7 @@ func (rn *Runner) makeUnder(rep *Report, names, tables []string) bool {
 			rn.removeAll(rep, names[:k])
 			return false
 		}
+		rn.underNBD = append(rn.underNBD, rn.nextNBD())
 		for i := range 2 {
 			if err := rn.bindUnder(i, names[k], k); err != nil {
 				rep.addf("stack under device %s on %s: %v", names[k], rn.side(i).Name(), err)
@@ -82,7 +84,7 @@ func (rn *Runner) makeUnder(rep *Report, names, tables []string) bool {
 // every way that side prints it: its name, and a block device's
 // major:minor.
 func (rn *Runner) bindUnder(i int, name string, k int) error {
-	p, err := rn.side(i).Stack(name)
+	p, err := rn.side(i).Stack(name, rn.underNBD[k])
 	if err != nil {
 		return err
 	}
@@ -100,7 +102,7 @@ func (rn *Runner) bindUnder(i int, name string, k int) error {
 // sides, the last made first, and forgets them.
 func (rn *Runner) dropUnder(rep *Report, names []string) {
 	rn.removeAll(rep, names)
-	rn.under, rn.underNames = [2][]string{}, [2]map[string]string{}
+	rn.under, rn.underNames, rn.underNBD = [2][]string{}, [2]map[string]string{}, nil
 }
 
 // bind is a table as side i loads it: its under devices' tokens, then its

@@ -34,6 +34,10 @@ type Dev struct {
 	// spelling of the export in the same table must give the same.
 	remoteOptions string
 	claim         *blockClaim // a block device's exclusive hold (blockclaim.go)
+	// direct is a block device's O_DIRECT descriptor, nil for none, and
+	// directFD its number (dev_direct.go).
+	direct   *os.File
+	directFD int
 
 	// Learned on first use: fallocate modes the device refuses, so later
 	// requests go straight to the fallback.
@@ -85,6 +89,9 @@ func openDev(path string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 	d.size = int64(n)
 	d.blockSize = logicalBlockSize(d.fd)
 	d.learnBlockCaps(o.st.Rdev)
+	if !opts.BlockPageCache {
+		d.openDirect(flag)
+	}
 	return d, nil
 }
 
@@ -134,10 +141,19 @@ func (d *Dev) WriteAt(p []byte, off int64) error {
 	return d.full(unix.Pwrite, "write", p, off)
 }
 
-// full repeats a positional read or write until all of p is done.
+// full repeats a positional read or write until all of p is done, on the
+// direct descriptor where the range allows (dev_direct.go).
 func (d *Dev) full(io func(fd int, p []byte, off int64) (int, error), what string, p []byte, off int64) error {
+	if d.directOK(off, int64(len(p))) {
+		return d.directIO(what == "write", what, p, off)
+	}
+	return d.fullOn(d.fd, io, what, p, off)
+}
+
+// fullOn is full on descriptor fd.
+func (d *Dev) fullOn(fd int, io func(fd int, p []byte, off int64) (int, error), what string, p []byte, off int64) error {
 	for len(p) > 0 {
-		n, err := io(d.fd, p, off)
+		n, err := io(fd, p, off)
 		if err == unix.EINTR {
 			continue
 		}
@@ -354,6 +370,7 @@ func (d *Dev) Close() error {
 			d.closeErr = d.remote.Close()
 			return
 		}
+		d.closeErr = d.closeDirect()
 		if err := d.file.Close(); err != nil {
 			d.closeErr = fmt.Errorf("targets: close %s: %w", d.path, err)
 		}

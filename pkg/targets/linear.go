@@ -116,8 +116,9 @@ func (l *linear) Extents(_ context.Context, off, length int64, emit func(Extent)
 
 var _ PipeWriter = (*linear)(nil)
 
-// CanWriteFromPipe says whether the device is local (see PipeWriter).
-func (l *linear) CanWriteFromPipe() bool { return !l.dev.Remote() }
+// CanWriteFromPipe says whether the device is local and written through
+// the page cache (see PipeWriter and dev_direct.go).
+func (l *linear) CanWriteFromPipe() bool { return !l.dev.Remote() && !l.dev.DirectIO() }
 
 // WriteFromPipe writes inPipe bytes from pipe, then tail, at the target's
 // offset (see PipeWriter).

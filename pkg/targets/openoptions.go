@@ -26,6 +26,11 @@ type OpenOptions struct {
 	// allowed directory is refused; the match is by whole path components,
 	// so /srv/data does not allow /srv/database.
 	AllowPrefixes []string
+	// BlockPageCache serves block devices through the page cache, as gdm
+	// did before it used O_DIRECT for them (dev_direct.go): faster
+	// repeated reads, at the cost of answers that are the cache's, not
+	// the device's.
+	BlockPageCache bool
 
 	hooks *openHooks // tests only
 	// onChange is given to every remote device's client (DevSet sets it

@@ -27,6 +27,9 @@ func (d *Dev) SpliceTo(pipe int, off, n int64) error {
 	if err := d.blockMisaligned("read", off, n); err != nil {
 		return err
 	}
+	if d.direct != nil { // read past the page cache instead (dev_direct.go)
+		return ErrPipeFull
+	}
 	return fillPipe(n, func(left int64) (int64, error) {
 		m, err := unix.Splice(d.fd, &off, pipe, nil, int(left), unix.SPLICE_F_NONBLOCK) // advances off
 		if err != nil {
@@ -158,13 +161,18 @@ type PipeWriter interface {
 
 // WriteFromPipe moves n bytes from pipe into the device at off. A remote
 // device answers ErrPipeFull, having taken nothing: its writes from a pipe
-// are SpliceWriteAsync's.
+// are SpliceWriteAsync's; so does a block device written past the page
+// cache, which a pipe's pages (at any offset) cannot be written to
+// (dev_direct.go).
 func (d *Dev) WriteFromPipe(pipe int, n, off int64) error {
 	if d.remote != nil {
 		return ErrPipeFull
 	}
 	if err := d.blockMisaligned("write", off, n); err != nil {
 		return err
+	}
+	if d.direct != nil {
+		return ErrPipeFull
 	}
 	for n > 0 {
 		m, err := unix.Splice(pipe, nil, d.fd, &off, int(n), 0) // advances off
