@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# gdm over a block device: O_DIRECT (gdm's default for block devices) and
+# --block-page-cache, interleaved, round by round. The block device is a
+# loop device over a 1 GiB tmpfs file (needs root and losetup); each job
+# is fio's nbd engine for 4 s against a linear table over it, and each
+# line gives the job's IOPS and the CPU ticks gdm spent in it.
+#   bash bench/blockdev.sh [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+for tool in fio jq losetup; do
+	command -v $tool >/dev/null || { echo "bench/blockdev.sh needs $tool" >&2; exit 1; }
+done
+work=$(mktemp -d /dev/shm/gdm-blockdev.XXXXXX)
+pid="" loop=""
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+	wait 2>/dev/null
+	[ -n "$loop" ] && losetup -d "$loop"
+	rm -rf "$work"
+}
+trap cleanup EXIT
+go build -o "$work/gdm" ./cmd/gdm
+fio --name=fill --filename="$work/disk.img" --rw=write --bs=1m --size=1g --ioengine=psync >/dev/null
+loop=$(losetup --find --show "$work/disk.img")
+uri="nbd+unix:///bench?socket=$work/s.sock"
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); $loop over tmpfs"
+for r in $(seq "$rounds"); do
+	for mode in direct page-cache; do
+		extra=()
+		[ $mode = page-cache ] && extra=(--block-page-cache)
+		rm -rf "$work/state" "$work"/*.sock
+		"$work/gdm" serve "${extra[@]}" --state-dir "$work/state" --control "$work/c.sock" --nbd-socket "$work/s.sock" \
+			--nbd-listen "" --metrics-listen "" --log-level error --io-flusher=false &
+		pid=$!
+		until "$work/gdm" create bench --control "$work/c.sock" --table "0 2097152 linear $loop 0" >/dev/null 2>&1; do
+			kill -0 $pid || exit 1
+			sleep 0.1
+		done
+		for job in "randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8"; do
+			read -r rw bs qd <<<"$job"
+			t0=$(awk '{print $14+$15}' /proc/$pid/stat)
+			fio --name=j --ioengine=nbd --uri="$uri" --rw=$rw --bs=$bs --iodepth=$qd --size=1g --time_based --runtime=4 \
+				--output-format=json --output="$work/out.json" >/dev/null
+			t1=$(awk '{print $14+$15}' /proc/$pid/stat)
+			printf "round %d %-10s %-9s %-3s qd%-2s IOPS %7d  gdm CPU ticks %4d  load %s\n" "$r" $mode $rw $bs $qd \
+				"$(jq '(.jobs[0].read.iops + .jobs[0].write.iops)|floor' "$work/out.json")" $((t1 - t0)) "$(cut -d' ' -f1 /proc/loadavg)"
+		done
+		kill $pid
+		wait $pid 2>/dev/null || true
+		pid=""
+	done
+done
