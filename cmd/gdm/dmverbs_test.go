@@ -72,6 +72,9 @@ func TestDepsVerb(t *testing.T) {
 	if out := td.ok(t, "deps", "b", "-o", "blkdevname"); out != "1 dependencies\t: (loop"+n+")\n" {
 		t.Fatalf("deps -o blkdevname: %q", out)
 	}
+	if err := json.Unmarshal([]byte(td.ok(t, "deps", "b", "--json")), &deps); err != nil || len(deps.Devices) != 1 || !deps.Devices[0].Direct {
+		t.Fatalf("deps --json of a loop device (read with O_DIRECT): %+v %v", deps, err)
+	}
 }
 
 // wipe_table puts error targets of the same size live and lets the

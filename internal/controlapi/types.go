@@ -35,6 +35,10 @@ type Dep struct {
 	Kind  string `json:"kind"`
 	Major uint32 `json:"major,omitempty"`
 	Minor uint32 `json:"minor,omitempty"`
+	// Direct says a block device is read and written with O_DIRECT;
+	// false for one served through the page cache (gdm serve
+	// --block-page-cache, or a device that refused O_DIRECT).
+	Direct bool `json:"direct,omitempty"`
 }
 
 // DeviceInfo is what `gdm info` shows, dmsetup info adapted.

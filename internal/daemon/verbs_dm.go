@@ -105,6 +105,7 @@ func (d *daemon) depsOf(m *managed) controlapi.Deps {
 				dep.Kind = "nbd"
 			case id.IsBlock():
 				dep.Kind, dep.Major, dep.Minor = "block", unix.Major(id.Rdev), unix.Minor(id.Rdev)
+				dep.Direct = dev.DirectIO()
 			}
 			out.Devices = append(out.Devices, dep)
 		}
