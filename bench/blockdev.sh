@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # gdm over a block device: O_DIRECT (gdm's default for block devices) and
-# --block-page-cache, interleaved, round by round. The block device is a
-# loop device over a 1 GiB tmpfs file (needs root and losetup); each job
-# is fio's nbd engine for 4 s against a linear table over it, and each
-# line gives the job's IOPS and the CPU ticks gdm spent in it.
-#   bash bench/blockdev.sh [ROUNDS]
+# --block-page-cache, interleaved, round by round, and fio straight on the
+# device (libaio, O_DIRECT) for what the device itself does. The block
+# device is a loop device over a 1 GiB file (needs root and losetup): on
+# tmpfs by default, where the loop device's work is CPU; with -dir DIR,
+# a file of random data in DIR, read and written by the loop device with
+# direct I/O, so that requests reach DIR's disk and take its time. Each
+# job is fio's nbd engine for 4 s against a linear table over the loop
+# device; each line gives the job's IOPS and the CPU ticks gdm spent.
+#   bash bench/blockdev.sh [-dir DIR] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dir=""
+if [ "${1:-}" = -dir ]; then
+	dir=$2
+	shift 2
+fi
 rounds=${1:-3}
 for tool in fio jq losetup; do
 	command -v $tool >/dev/null || { echo "bench/blockdev.sh needs $tool" >&2; exit 1; }
@@ -17,15 +26,31 @@ cleanup() {
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null
 	wait 2>/dev/null
 	[ -n "$loop" ] && losetup -d "$loop"
+	[ -n "$dir" ] && rm -f "${img:-}"
 	rm -rf "$work"
 }
 trap cleanup EXIT
 go build -o "$work/gdm" ./cmd/gdm
-fio --name=fill --filename="$work/disk.img" --rw=write --bs=1m --size=1g --ioengine=psync >/dev/null
-loop=$(losetup --find --show "$work/disk.img")
+img=$work/disk.img where=tmpfs loopdio=()
+if [ -n "$dir" ]; then
+	img=$(mktemp "$dir/gdm-blockdev.XXXXXX")
+	where="a file in $dir, direct I/O" loopdio=(--direct-io=on)
+	dd if=/dev/urandom of="$img" bs=1M count=1024 oflag=direct status=none
+else
+	fio --name=fill --filename="$img" --rw=write --bs=1m --size=1g --ioengine=psync >/dev/null
+fi
+loop=$(losetup --find --show "${loopdio[@]}" "$img")
 uri="nbd+unix:///bench?socket=$work/s.sock"
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); $loop over tmpfs"
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); $loop over $where"
+jobs=("randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8")
 for r in $(seq "$rounds"); do
+	for job in "${jobs[@]}"; do
+		read -r rw bs qd <<<"$job"
+		fio --name=j --filename="$loop" --direct=1 --ioengine=libaio --rw=$rw --bs=$bs --iodepth=$qd --size=1g \
+			--time_based --runtime=4 --output-format=json --output="$work/out.json" >/dev/null
+		printf "round %d %-10s %-9s %-3s qd%-2s IOPS %7d  (fio on the device itself)\n" "$r" fio $rw $bs $qd \
+			"$(jq '(.jobs[0].read.iops + .jobs[0].write.iops)|floor' "$work/out.json")"
+	done
 	for mode in direct page-cache; do
 		extra=()
 		[ $mode = page-cache ] && extra=(--block-page-cache)
@@ -37,7 +62,7 @@ for r in $(seq "$rounds"); do
 			kill -0 $pid || exit 1
 			sleep 0.1
 		done
-		for job in "randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8"; do
+		for job in "${jobs[@]}"; do
 			read -r rw bs qd <<<"$job"
 			t0=$(awk '{print $14+$15}' /proc/$pid/stat)
 			fio --name=j --ioengine=nbd --uri="$uri" --rw=$rw --bs=$bs --iodepth=$qd --size=1g --time_based --runtime=4 \

@@ -2,8 +2,10 @@ package table
 
 // Asynchronous I/O on a device (nbdserver.AsyncExport): a request that
 // lies within one target able to take it asynchronously (linear over a
-// remote device: targets.AsyncTarget) is started there, and its done is
-// called when the remote answers, from the remote's reply reader.
+// remote device, or over a block device read with O_DIRECT:
+// targets.AsyncTarget) is started there, and its done is called when the
+// remote answers, from the remote's reply reader, or when the disk does,
+// from the AIO reaper.
 //
 // The holder rules hold unchanged: the request takes its holder on the
 // live table as Get does (counted first, then checked: race-free against

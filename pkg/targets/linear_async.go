@@ -2,13 +2,14 @@ package targets
 
 import "context"
 
-// linear over a remote device takes requests asynchronously (see
-// AsyncTarget); over a local file it does not.
+// linear over a remote device, or over a block device read with O_DIRECT
+// (dev_aio.go), takes requests asynchronously (see AsyncTarget); over a
+// file it does not.
 
 var _ AsyncTarget = (*linear)(nil)
 
-// CanAsync says whether the device is remote.
-func (l *linear) CanAsync() bool { return l.dev.Remote() }
+// CanAsync says whether the device is remote or takes AIO.
+func (l *linear) CanAsync() bool { return l.dev.Remote() || l.dev.asyncIO() }
 
 // CanSpliceWrite says whether the remote device can splice writes.
 func (l *linear) CanSpliceWrite() bool { return l.dev.SplicesWrites() }

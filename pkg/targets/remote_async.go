@@ -4,9 +4,11 @@ import "context"
 
 // AsyncTarget is an optional Target capability: a target over a remote
 // device starts a request and returns, and done gets its result later,
-// from the device's reply reader (see nbdclient's async calls). The table
-// uses it for a request that lies within this one target, so that its
-// server need not park a goroutine per request on a remote leg.
+// from the device's reply reader (see nbdclient's async calls); over a
+// block device read with O_DIRECT, from the AIO reaper (dev_aio.go). The
+// table uses it for a request that lies within this one target, so that
+// its server need not park a goroutine per request on a remote leg or a
+// disk.
 //
 // ReadAsync and WriteAsync report false, having done nothing and never to
 // call done, when they cannot start the request at once; the caller then
@@ -56,19 +58,20 @@ const (
 	AsyncSpliceRead                  // SpliceReadAsync
 )
 
-// ReadAsync starts a read of a remote device (see AsyncTarget); a local
-// device reports false, as pread has no asynchronous form here.
+// ReadAsync starts a read of a remote device, or of a block device read
+// with O_DIRECT (dev_aio.go; see AsyncTarget); a file reports false.
 func (d *Dev) ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
 	if d.remote == nil {
-		return false
+		return d.directAsync(false, p, off, done)
 	}
 	return d.remote.ReadAsync(ctx, p, off, done)
 }
 
-// WriteAsync starts a write to a remote device (see AsyncTarget).
+// WriteAsync starts a write to a remote device, or to a block device
+// written with O_DIRECT (see AsyncTarget).
 func (d *Dev) WriteAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
 	if d.remote == nil {
-		return false
+		return d.directAsync(true, p, off, done)
 	}
 	return d.remote.WriteAsync(ctx, p, off, done)
 }
@@ -94,6 +97,9 @@ func (d *Dev) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done 
 // asyncErr is an asynchronous request's result in the device's words
 // (see AsyncTarget.AsyncErr); done got the client's as it is.
 func (d *Dev) asyncErr(kind AsyncKind, off int64, err error) error {
+	if d.remote == nil {
+		return d.localAsyncErr(kind, off, err)
+	}
 	switch kind {
 	case AsyncRead:
 		return d.remoteErr("read", off, err)

@@ -1,0 +1,226 @@
+// Package aio is Linux's native asynchronous I/O (io_setup, io_submit,
+// io_getevents) for descriptors opened with O_DIRECT, with completions
+// signalled on an eventfd that Go's network poller watches.
+//
+// Why: a pread or pwrite on an O_DIRECT descriptor blocks its goroutine,
+// and Go lets a goroutine blocked in a system call keep its P until the
+// runtime's monitor takes it back. On a small machine few such calls then
+// run at once (bench/blockingcalls), and a disk that answers in tens of
+// microseconds is kept at a queue depth near one, whatever the client
+// asks. With io_submit a request is handed to the kernel without
+// blocking, many are in flight at once, and one goroutine reaps them all.
+//
+// Not used for buffered descriptors: there io_submit does the I/O before
+// it returns, which gains nothing.
+package aio
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrShort is a request the kernel completed with fewer bytes than asked
+// (the end of the device).
+var ErrShort = errors.New("aio: short transfer")
+
+// Linux's <linux/aio_abi.h>.
+const (
+	cmdPread    = 0
+	cmdPwrite   = 1
+	flagResfd   = 1 << 0
+	rwfDsync    = 0x2 // RWF_DSYNC in aio_rw_flags
+	iocbSize    = 64
+	ioEventSize = 32
+)
+
+// iocb is struct iocb (little-endian layout: aio_key, then aio_rw_flags).
+type iocb struct {
+	data      uint64
+	key       uint32
+	rwFlags   uint32
+	opcode    uint16
+	reqprio   int16
+	fildes    uint32
+	buf       uint64
+	nbytes    uint64
+	offset    int64
+	reserved2 uint64
+	flags     uint32
+	resfd     uint32
+}
+
+// ioEvent is struct io_event.
+type ioEvent struct {
+	data uint64
+	obj  uint64
+	res  int64
+	res2 int64
+}
+
+var (
+	_ [iocbSize - unsafe.Sizeof(iocb{})]byte
+	_ [unsafe.Sizeof(iocb{}) - iocbSize]byte
+	_ [ioEventSize - unsafe.Sizeof(ioEvent{})]byte
+)
+
+// Done gets a request's result: nil, ErrShort, or the errno.
+type Done func(err error)
+
+// slot is one request in flight: its iocb (the kernel copies it at
+// submission, but keeping it here costs nothing), the buffer it reads
+// into or writes from (kept reachable until the kernel is done with it),
+// and whom to tell.
+type slot struct {
+	cb   iocb
+	buf  []byte
+	done Done
+}
+
+// Context is one AIO context with a bounded number of requests in flight.
+type Context struct {
+	id    uintptr // aio_context_t
+	event *os.File
+	efd   int
+
+	mu    sync.Mutex // guards free and slots' buf and done
+	free  []int
+	slots []slot
+}
+
+// New makes a context for up to n requests in flight and starts its
+// reaper. It fails where the kernel has no AIO or the system's aio-max-nr
+// is used up.
+func New(n int) (*Context, error) {
+	var id uintptr
+	if _, _, errno := unix.Syscall(unix.SYS_IO_SETUP, uintptr(n), uintptr(unsafe.Pointer(&id)), 0); errno != 0 {
+		return nil, fmt.Errorf("aio: io_setup: %w", errno)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Syscall(unix.SYS_IO_DESTROY, id, 0, 0)
+		return nil, fmt.Errorf("aio: eventfd: %w", err)
+	}
+	c := &Context{id: id, event: os.NewFile(uintptr(efd), "aio-eventfd"), efd: efd, slots: make([]slot, n), free: make([]int, n)}
+	for i := range c.free {
+		c.free[i] = n - 1 - i
+	}
+	go c.reap()
+	return c, nil
+}
+
+// Submit starts a read into p (write false) or a write of p (write true,
+// durable when done with dsync) on fd at off, and reports whether it did:
+// false, having done nothing, when every slot is in use or the kernel
+// refused the submission (the caller then does the I/O itself). p must
+// meet fd's O_DIRECT alignment and stay untouched until done is called,
+// once, from the reaper goroutine; done must not block.
+func (c *Context) Submit(write, dsync bool, fd int, p []byte, off int64, done Done) bool {
+	if len(p) == 0 {
+		return false
+	}
+	c.mu.Lock()
+	if len(c.free) == 0 {
+		c.mu.Unlock()
+		return false
+	}
+	i := c.free[len(c.free)-1]
+	c.free = c.free[:len(c.free)-1]
+	s := &c.slots[i]
+	s.buf, s.done = p, done
+	s.cb = iocb{data: uint64(i), opcode: cmdPread, fildes: uint32(fd), buf: uint64(uintptr(unsafe.Pointer(&p[0]))),
+		nbytes: uint64(len(p)), offset: off, flags: flagResfd, resfd: uint32(c.efd)}
+	if write {
+		s.cb.opcode = cmdPwrite
+	}
+	if dsync {
+		s.cb.rwFlags = rwfDsync
+	}
+	cbp := &s.cb
+	c.mu.Unlock()
+	for {
+		n, _, errno := unix.Syscall(unix.SYS_IO_SUBMIT, c.id, 1, uintptr(unsafe.Pointer(&cbp)))
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno == 0 && n == 1 {
+			return true
+		}
+		c.release(i)
+		return false
+	}
+}
+
+// release frees slot i and returns what it held.
+func (c *Context) release(i int) ([]byte, Done) {
+	c.mu.Lock()
+	s := &c.slots[i]
+	buf, done := s.buf, s.done
+	s.buf, s.done = nil, nil
+	c.free = append(c.free, i)
+	c.mu.Unlock()
+	return buf, done
+}
+
+// reap waits on the eventfd in the network poller and, each time it
+// counts completions, collects them without waiting (io_getevents with
+// a zero timeout) and calls their done.
+func (c *Context) reap() {
+	var count [8]byte
+	events := make([]ioEvent, 64)
+	zero := unix.Timespec{}
+	for {
+		if _, err := c.event.Read(count[:]); err != nil {
+			return // closed: never, for the process's context
+		}
+		for {
+			n, _, errno := unix.Syscall6(unix.SYS_IO_GETEVENTS, c.id, 0, uintptr(len(events)),
+				uintptr(unsafe.Pointer(&events[0])), uintptr(unsafe.Pointer(&zero)), 0)
+			if errno == unix.EINTR {
+				continue
+			}
+			if errno != 0 || n == 0 {
+				break
+			}
+			for _, ev := range events[:n] {
+				buf, done := c.release(int(ev.data))
+				done(result(ev.res, len(buf)))
+			}
+		}
+	}
+}
+
+// result is a completion's error: a negative res is an errno, a short
+// count ErrShort.
+func result(res int64, want int) error {
+	switch {
+	case res < 0:
+		return syscall.Errno(-res)
+	case res < int64(want):
+		return ErrShort
+	}
+	return nil
+}
+
+// process is the context gdm's devices share (Shared).
+var process struct {
+	once sync.Once
+	c    *Context
+}
+
+// sharedSlots bounds the requests in flight through Shared.
+const sharedSlots = 1024
+
+// Shared is the process's context, made on first use; nil where the
+// kernel refused one (then every caller does its I/O itself).
+func Shared() *Context {
+	process.once.Do(func() {
+		process.c, _ = New(sharedSlots)
+	})
+	return process.c
+}

@@ -1,0 +1,79 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gdm-project/gdm/pkg/aio"
+)
+
+// asyncDone starts one asynchronous request with start and waits for its
+// result, passed through the device's AsyncErr as the table does.
+func asyncDone(t *testing.T, d *Dev, kind AsyncKind, off int64, start func(done func(error)) bool) error {
+	t.Helper()
+	got := make(chan error, 1)
+	if !start(func(err error) { got <- err }) {
+		t.Fatalf("request at %d not started", off)
+	}
+	select {
+	case err := <-got:
+		return d.asyncErr(kind, off, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no completion in 10 s")
+		return nil
+	}
+}
+
+// A linear target over a block device read with O_DIRECT takes requests
+// asynchronously (through AIO): aligned and unaligned memory round-trip,
+// a read past the device's end is ErrShortIO, and a range that is not
+// whole blocks is left to the ordinary path. Through the page cache it
+// takes none.
+func TestBlockDeviceAsync(t *testing.T) {
+	if aio.Shared() == nil {
+		t.Skip("no Linux AIO here")
+	}
+	d, _ := openLoop(t, 1<<20, OpenOptions{})
+	set := NewDevSet(false)
+	defer set.Close()
+	tg, err := newLinear([]string{d.Path(), "0"}, 2048, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tg.(AsyncTarget).CanAsync() {
+		t.Fatal("linear over a direct block device does not take async requests")
+	}
+	ctx := context.Background()
+	raw := make([]byte, 64<<10+1)
+	for i := range raw {
+		raw[i] = byte(i * 13)
+	}
+	for _, p := range [][]byte{raw[:64<<10], raw[1:]} { // aligned, then not
+		if err := asyncDone(t, d, AsyncWrite, 8192, func(done func(error)) bool { return d.WriteAsync(ctx, p, 8192, done) }); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(p)+1)[1:]
+		if err := asyncDone(t, d, AsyncRead, 8192, func(done func(error)) bool { return d.ReadAsync(ctx, got, 8192, done) }); err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("read back: %v, equal %v", err, bytes.Equal(got, p))
+		}
+	}
+	end := d.Size() - 512
+	if err := asyncDone(t, d, AsyncRead, end, func(done func(error)) bool { return d.ReadAsync(ctx, make([]byte, 4096), end, done) }); !errors.Is(err, ErrShortIO) {
+		t.Fatalf("async read past the end: %v, want ErrShortIO", err)
+	}
+	if d.ReadAsync(ctx, make([]byte, 100), 0, func(error) { t.Error("done of a request not started") }) {
+		t.Fatal("a read of part of a sector went async")
+	}
+	cachedSet := NewDevSetWith(false, OpenOptions{BlockPageCache: true})
+	defer cachedSet.Close()
+	ctg, err := newLinear([]string{d.Path(), "0"}, 2048, cachedSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctg.(AsyncTarget).CanAsync() {
+		t.Fatal("linear over a block device served through the page cache takes async requests")
+	}
+}
