@@ -36,6 +36,9 @@ import (
 //   - striped-over-linear: no fault, the standard script over a striped
 //     table whose legs are linear devices at offsets of two disks: the
 //     mapping, discards, write-zeroes and FUA through two layers.
+//   - linear-flakey-error-writes, linear-flakey-drop-writes: a linear
+//     target over a flakey that fails, or drops, every write: the
+//     writes fail (or succeed) and the reads show what the disk holds.
 func StackedCases() []Case {
 	p := Pattern
 	ms := time.Millisecond
@@ -64,6 +67,15 @@ func StackedCases() []Case {
 		{Name: "striped-over-linear", Seed: 507, Devs: []Init{p(510), p(511)},
 			Under: []string{"0 6144 linear $0 1000", "0 6144 linear $1 77"},
 			Table: "0 12288 striped 2 24 $u0 0 $u1 0"},
+		// linear over a flakey that fails writes, or drops them: gdm's
+		// linear takes a block device's I/O through AIO, so these are
+		// its asynchronous path's errors and reads.
+		{Name: "linear-flakey-error-writes", Seed: 508, Devs: []Init{p(512)},
+			Under: []string{"0 8192 flakey $0 0 0 3600 1 error_writes"},
+			Table: "0 8192 linear $u0 0", Script: stripedLegScript()},
+		{Name: "linear-flakey-drop-writes", Seed: 509, Devs: []Init{p(513)},
+			Under: []string{"0 8192 flakey $0 0 0 3600 1 drop_writes"},
+			Table: "0 8192 linear $u0 0", Script: stripedLegScript()},
 	}
 }
 
