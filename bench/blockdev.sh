@@ -11,6 +11,7 @@
 #   bash bench/blockdev.sh [-dir DIR] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 dir=""
 if [ "${1:-}" = -dir ]; then
 	dir=$2
@@ -54,14 +55,7 @@ for r in $(seq "$rounds"); do
 	for mode in direct page-cache; do
 		extra=()
 		[ $mode = page-cache ] && extra=(--block-page-cache)
-		rm -rf "$work/state" "$work"/*.sock
-		"$work/gdm" serve "${extra[@]}" --state-dir "$work/state" --control "$work/c.sock" --nbd-socket "$work/s.sock" \
-			--nbd-listen "" --metrics-listen "" --log-level error --io-flusher=false &
-		pid=$!
-		until "$work/gdm" create bench --control "$work/c.sock" --table "0 2097152 linear $loop 0" >/dev/null 2>&1; do
-			kill -0 $pid || exit 1
-			sleep 0.1
-		done
+		serve_table "$work/gdm" "$work" "0 2097152 linear $loop 0" "${extra[@]}"
 		for job in "${jobs[@]}"; do
 			read -r rw bs qd <<<"$job"
 			t0=$(awk '{print $14+$15}' /proc/$pid/stat)

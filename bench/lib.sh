@@ -1,6 +1,7 @@
-# Shared by bench/remote.sh and bench/tls.sh (sourced, not run): the fio
-# job that prints MiB/s, the machine line, the four jobs of their tables,
-# and CPU time of processes.
+# Shared by bench/remote.sh, bench/tls.sh and the blockdev scripts
+# (sourced, not run): the fio job that prints MiB/s, the machine line, the
+# four jobs of their tables, CPU time of processes, and a gdm serving one
+# table.
 
 # bench_jobs: the four jobs every table runs, "RW BS IODEPTH" each.
 bench_jobs=("randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8")
@@ -56,4 +57,20 @@ perf_stop() {
 perf_per_op() {
 	awk -F, -v n="$2" '$3 != "" && $1 ~ /^[0-9]/ { e = $3; sub("syscalls:sys_enter_", "", e); sub("context-switches", "ctxsw", e)
 		printf "%s %.2f ", e, (n > 0 ? $1 / n : 0) } END { print "" }' "$1"
+}
+
+# serve_table BIN WORK TABLE [SERVE-ARGS...]: gdm BIN serving TABLE as
+# device "bench" on the UNIX socket WORK/s.sock (state and control in
+# WORK), once it is loaded; sets pid.
+serve_table() {
+	local bin=$1 work=$2 table=$3
+	shift 3
+	rm -rf "$work/state" "$work"/*.sock
+	"$bin" serve "$@" --state-dir "$work/state" --control "$work/c.sock" --nbd-socket "$work/s.sock" \
+		--nbd-listen "" --metrics-listen "" --log-level error --io-flusher=false &
+	pid=$!
+	until "$bin" create bench --control "$work/c.sock" --table "$table" >/dev/null 2>&1; do
+		kill -0 $pid || exit 1
+		sleep 0.1
+	done
 }

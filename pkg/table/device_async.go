@@ -2,8 +2,9 @@ package table
 
 // Asynchronous I/O on a device (nbdserver.AsyncExport): a request that
 // lies within one target able to take it asynchronously (linear over a
-// remote device, or over a block device read with O_DIRECT:
-// targets.AsyncTarget) is started there, and its done is called when the
+// remote device, or over a block device read with O_DIRECT, and striped
+// over such block devices within one chunk: targets.AsyncTarget) is
+// started there, and its done is called when the
 // remote answers, from the remote's reply reader, or when the disk does,
 // from the AIO reaper.
 //
@@ -177,7 +178,7 @@ func (o *asyncOp) free() {
 // (AsyncErr), counted, handed to done; then the holder goes back.
 func (o *asyncOp) complete(err error) {
 	d, t, op, n := o.d, o.t, o.op, o.n
-	err = o.at.AsyncErr(o.kind, o.tOff, err)
+	err = o.at.AsyncErr(o.kind, o.tOff, n, err)
 	if err != targets.ErrPipeFull { // not done: the ordinary way counts it
 		t.stats.record(o.i, op, n, err)
 		d.count(op, n, err, o.clock)

@@ -37,6 +37,6 @@ func (l *linear) SpliceReadAsync(ctx context.Context, pipe int, off, n int64, do
 }
 
 // AsyncErr is the device's error for a request at off.
-func (l *linear) AsyncErr(kind AsyncKind, off int64, err error) error {
+func (l *linear) AsyncErr(kind AsyncKind, off, _ int64, err error) error {
 	return l.dev.asyncErr(kind, l.offset+off, err)
 }

@@ -40,13 +40,14 @@ type AsyncTarget interface {
 	// way.
 	SpliceReadAsync(ctx context.Context, pipe int, off, n int64, done func(error)) bool
 	// AsyncErr is what a request's caller is to make of the result err
-	// its done got, for a request of kind at off (the target's offset):
+	// its done got, for a request of kind and n bytes at off (the
+	// target's offset):
 	// the device's error, with its context, counted as the target's; for
 	// a spliced read, ErrPipeFull where the range was not moved (not
 	// counted). done gets the remote's result as it is, and its caller
 	// (the table) passes it through AsyncErr: so no layer wraps done in a
 	// closure of its own, which cost an allocation per layer per request.
-	AsyncErr(kind AsyncKind, off int64, err error) error
+	AsyncErr(kind AsyncKind, off, n int64, err error) error
 }
 
 // AsyncKind is what an asynchronous request did (AsyncTarget.AsyncErr).
