@@ -13,10 +13,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -107,6 +109,7 @@ func watch(b oracle.Side, name string) (stop func()) {
 		buf = buf[:runtime.Stack(buf, true)]
 		fmt.Printf("ORACLE-WATCH %s still running after %v: the guest program's goroutines:\n%s\n", name, caseWatch, buf)
 		blocked()
+		dmStates()
 		fmt.Printf("ORACLE-WATCH gdm's goroutines follow\n")
 		g.Dump()
 	})
@@ -126,6 +129,15 @@ func blocked() {
 		stack, _ := os.ReadFile(p + "/stack")
 		fmt.Printf("ORACLE-WATCH D task %s\n%s\n", st, stack)
 	}
+}
+
+// dmStates prints dm's devices and their state (a suspended device holds
+// its I/O, which then waits in D state forever).
+func dmStates() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "dmsetup", "info", "-c", "--noheadings", "-o", "name,attr,open").CombinedOutput()
+	fmt.Printf("ORACLE-WATCH dm devices (name:attr:open; attr s is suspended), err %v:\n%s\n", err, out)
 }
 
 // sideB is gdm over disks, or with self a second dm ("dm2") over them.

@@ -154,6 +154,10 @@ func (rn *Runner) deviceOp(i int, name string, op Op) Result {
 		err = s.Message(name, strings.Fields(op.Arg))
 	}
 	if err != nil {
+		// Compared as "failed" (the sides' messages differ); said in
+		// full on the console, where a run that then hangs on a device
+		// left suspended shows why.
+		fmt.Printf("ORACLE-OP %s %s on %s failed: %v\n", name, op.Kind, s.Name(), err)
 		return Result{Err: "failed"}
 	}
 	return Result{}
