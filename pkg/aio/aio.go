@@ -34,7 +34,6 @@ const (
 	cmdPread    = 0
 	cmdPwrite   = 1
 	flagResfd   = 1 << 0
-	rwfDsync    = 0x2 // RWF_DSYNC in aio_rw_flags
 	iocbSize    = 64
 	ioEventSize = 32
 )
@@ -114,13 +113,13 @@ func New(n int) (*Context, error) {
 	return c, nil
 }
 
-// Submit starts a read into p (write false) or a write of p (write true,
-// durable when done with dsync) on fd at off, and reports whether it did:
+// Submit starts a read into p (write false) or a write of p (write true)
+// on fd at off, and reports whether it did:
 // false, having done nothing, when every slot is in use or the kernel
 // refused the submission (the caller then does the I/O itself). p must
 // meet fd's O_DIRECT alignment and stay untouched until done is called,
 // once, from the reaper goroutine; done must not block.
-func (c *Context) Submit(write, dsync bool, fd int, p []byte, off int64, done Done) bool {
+func (c *Context) Submit(write bool, fd int, p []byte, off int64, done Done) bool {
 	if len(p) == 0 {
 		return false
 	}
@@ -137,9 +136,6 @@ func (c *Context) Submit(write, dsync bool, fd int, p []byte, off int64, done Do
 		nbytes: uint64(len(p)), offset: off, flags: flagResfd, resfd: uint32(c.efd)}
 	if write {
 		s.cb.opcode = cmdPwrite
-	}
-	if dsync {
-		s.cb.rwFlags = rwfDsync
 	}
 	cbp := &s.cb
 	c.mu.Unlock()
@@ -207,20 +203,12 @@ func result(res int64, want int) error {
 	return nil
 }
 
-// process is the context gdm's devices share (Shared).
-var process struct {
-	once sync.Once
-	c    *Context
-}
-
 // sharedSlots bounds the requests in flight through Shared.
 const sharedSlots = 1024
 
 // Shared is the process's context, made on first use; nil where the
 // kernel refused one (then every caller does its I/O itself).
-func Shared() *Context {
-	process.once.Do(func() {
-		process.c, _ = New(sharedSlots)
-	})
-	return process.c
-}
+var Shared = sync.OnceValue(func() *Context {
+	c, _ := New(sharedSlots)
+	return c
+})

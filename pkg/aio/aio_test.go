@@ -13,7 +13,7 @@ import (
 func submit(t *testing.T, c *Context, write bool, fd int, p []byte, off int64) error {
 	t.Helper()
 	got := make(chan error, 1)
-	if !c.Submit(write, false, fd, p, off, func(err error) { got <- err }) {
+	if !c.Submit(write, fd, p, off, func(err error) { got <- err }) {
 		t.Fatalf("submission of %d bytes at %d refused", len(p), off)
 	}
 	select {
@@ -71,7 +71,7 @@ func TestSubmitRefused(t *testing.T) {
 	if err != nil {
 		t.Skipf("no Linux AIO here: %v", err)
 	}
-	if c.Submit(false, false, 1<<20, make([]byte, 512), 0, func(error) { t.Error("done called") }) {
+	if c.Submit(false, 1<<20, make([]byte, 512), 0, func(error) { t.Error("done called") }) {
 		t.Fatal("a submission on a descriptor that is not open was taken")
 	}
 	c.mu.Lock()

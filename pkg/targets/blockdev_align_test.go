@@ -19,13 +19,7 @@ func loopPath(t *testing.T, size int64) string {
 // it in a DevSet.
 func loopDev(t *testing.T, size int64) *Dev {
 	t.Helper()
-	loop := loopPath(t, size)
-	s := NewDevSet(false)
-	t.Cleanup(func() { s.Close() })
-	d, err := s.Open(loop)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, _ := openLoop(t, size, OpenOptions{})
 	return d
 }
 

@@ -158,15 +158,26 @@ func (d *Dev) fullOn(fd int, io func(fd int, p []byte, off int64) (int, error), 
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("targets: %s %s at %d: %w", what, d.path, off, err)
+			return d.ioErr(what, off, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("%w: %s %s at %d", ErrShortIO, what, d.path, off)
+			return d.shortErr(what, off)
 		}
 		p = p[n:]
 		off += int64(n)
 	}
 	return nil
+}
+
+// ioErr is a local read's or write's error at off; shortErr one that met
+// the device's end. Both the blocking and the asynchronous path (dev_aio.go)
+// say them so.
+func (d *Dev) ioErr(what string, off int64, err error) error {
+	return fmt.Errorf("targets: %s %s at %d: %w", what, d.path, off, err)
+}
+
+func (d *Dev) shortErr(what string, off int64) error {
+	return fmt.Errorf("%w: %s %s at %d", ErrShortIO, what, d.path, off)
 }
 
 // Sync makes every completed write durable (fdatasync).
@@ -202,13 +213,19 @@ func unsupported(err error) bool {
 	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL)
 }
 
-// fallocate runs on a block device's claim, the only descriptor the
-// kernel lets discard or zero it (blockclaim.go).
-func (d *Dev) fallocate(mode uint32, off, length int64) error {
-	fd := d.fd
+// claimFD is the descriptor that may discard or zero the device: a block
+// device's claim, the only one the kernel lets drop its page cache over a
+// range (blockclaim.go), else the device's own.
+func (d *Dev) claimFD() int {
 	if d.claim != nil {
-		fd = d.claim.fd
+		return d.claim.fd
 	}
+	return d.fd
+}
+
+// fallocate runs on claimFD.
+func (d *Dev) fallocate(mode uint32, off, length int64) error {
+	fd := d.claimFD()
 	for {
 		err := unix.Fallocate(fd, mode, off, length)
 		if err != unix.EINTR {

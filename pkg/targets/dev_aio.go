@@ -2,8 +2,6 @@ package targets
 
 import (
 	"errors"
-	"fmt"
-	"unsafe"
 
 	"github.com/gdm-project/gdm/pkg/aio"
 )
@@ -26,11 +24,11 @@ func (d *Dev) asyncIO() bool { return d.direct != nil && aio.Shared() != nil }
 // aligned goes through an aligned buffer, up to directChunk.
 func (d *Dev) directAsync(write bool, p []byte, off int64, done func(error)) bool {
 	c := aio.Shared()
-	if c == nil || d.direct == nil || !d.directOK(off, int64(len(p))) || len(p) == 0 {
+	if c == nil || !d.directOK(off, int64(len(p))) || len(p) == 0 {
 		return false
 	}
-	if uintptr(unsafe.Pointer(&p[0]))%directAlign == 0 {
-		return c.Submit(write, false, d.directFD, p, off, aio.Done(done))
+	if aligned(p) {
+		return c.Submit(write, d.directFD, p, off, aio.Done(done))
 	}
 	if len(p) > directChunk {
 		return false
@@ -40,7 +38,7 @@ func (d *Dev) directAsync(write bool, p []byte, off int64, done func(error)) boo
 	if write {
 		copy(b, p)
 	}
-	ok := c.Submit(write, false, d.directFD, b, off, func(err error) {
+	ok := c.Submit(write, d.directFD, b, off, func(err error) {
 		if !write && err == nil {
 			copy(p, b)
 		}
@@ -64,7 +62,7 @@ func (d *Dev) localAsyncErr(kind AsyncKind, off int64, err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, aio.ErrShort):
-		return fmt.Errorf("%w: %s %s at %d", ErrShortIO, what, d.path, off)
+		return d.shortErr(what, off)
 	}
-	return fmt.Errorf("targets: %s %s at %d: %w", what, d.path, off, err)
+	return d.ioErr(what, off, err)
 }

@@ -10,21 +10,28 @@ import (
 	"github.com/gdm-project/gdm/pkg/aio"
 )
 
-// asyncDone starts one asynchronous request with start and waits for its
-// result, passed through the device's AsyncErr as the table does.
-func asyncDone(t *testing.T, d *Dev, kind AsyncKind, off int64, start func(done func(error)) bool) error {
+// awaitAsync starts one asynchronous request with start and waits for
+// the result its done gets.
+func awaitAsync(t *testing.T, start func(done func(error)) bool) error {
 	t.Helper()
 	got := make(chan error, 1)
 	if !start(func(err error) { got <- err }) {
-		t.Fatalf("request at %d not started", off)
+		t.Fatal("request not started")
 	}
 	select {
 	case err := <-got:
-		return d.asyncErr(kind, off, err)
+		return err
 	case <-time.After(10 * time.Second):
 		t.Fatal("no completion in 10 s")
 		return nil
 	}
+}
+
+// asyncDone is awaitAsync's result passed through the device's AsyncErr,
+// as the table does.
+func asyncDone(t *testing.T, d *Dev, kind AsyncKind, off int64, start func(done func(error)) bool) error {
+	t.Helper()
+	return d.asyncErr(kind, off, awaitAsync(t, start))
 }
 
 // A linear target over a block device read with O_DIRECT takes requests

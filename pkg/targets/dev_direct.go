@@ -72,7 +72,7 @@ func (d *Dev) directIO(write bool, what string, p []byte, off int64) error {
 	if write {
 		io = unix.Pwrite
 	}
-	if len(p) == 0 || uintptr(unsafe.Pointer(&p[0]))%directAlign == 0 {
+	if len(p) == 0 || aligned(p) {
 		return d.fullOn(d.directFD, io, what, p, off)
 	}
 	ab := getAlignedBuf(min(len(p), directChunk))
@@ -94,6 +94,9 @@ func (d *Dev) directIO(write bool, what string, p []byte, off int64) error {
 	}
 	return nil
 }
+
+// aligned says whether p (not empty) starts on a directAlign boundary.
+func aligned(p []byte) bool { return uintptr(unsafe.Pointer(&p[0]))%directAlign == 0 }
 
 // alignedBuf is a directAlign-aligned buffer of a power-of-two size.
 type alignedBuf struct{ b []byte }

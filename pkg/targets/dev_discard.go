@@ -26,10 +26,7 @@ func (d *Dev) blkDiscard(off, length int64) error {
 	if d.noBlkDiscard.Load() {
 		return nil
 	}
-	fd := d.fd
-	if d.claim != nil {
-		fd = d.claim.fd
-	}
+	fd := d.claimFD()
 	r := [2]uint64{uint64(off), uint64(length)}
 	for {
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKDISCARD, uintptr(unsafe.Pointer(&r)))

@@ -32,11 +32,7 @@ func TestStripedAsync(t *testing.T) {
 	ctx := context.Background()
 	data := bytes.Repeat([]byte{0x3c}, 4096)
 	run := func(kind AsyncKind, p []byte, off int64, start func(done func(error)) bool) error {
-		got := make(chan error, 1)
-		if !start(func(err error) { got <- err }) {
-			t.Fatalf("request at %d not started", off)
-		}
-		return s.AsyncErr(kind, off, int64(len(p)), <-got)
+		return s.AsyncErr(kind, off, int64(len(p)), awaitAsync(t, start))
 	}
 	// The second chunk: leg 1, at its offset 0.
 	if err := run(AsyncWrite, data, 4096, func(done func(error)) bool { return s.WriteAsync(ctx, data, 4096, done) }); err != nil {
