@@ -3,23 +3,27 @@
 # loop devices with direct I/O over 512 MiB files of random data in DIR
 # (default /var/tmp: put it on a real disk), a linear table over the
 # first, or with -striped a striped one over both (2 legs, 64 KiB
-# chunks); fio's nbd engine runs 4 KiB random reads and writes at qd32
-# for 4 s against each binary in turn, round by round. Needs root,
-# losetup, fio and jq.
-#   bash bench/blockdev-ab.sh [-striped] [-dir DIR] [-rounds N] BIN...
+# chunks), or with -crypt an aes-xts-plain64 crypt table over the first
+# (a fixed test key); fio's nbd engine runs random reads and writes (4
+# KiB at qd32 unless -bs and -qd say otherwise) for 4 s against each
+# binary in turn, round by round. Needs root, losetup, fio and jq.
+#   bash bench/blockdev-ab.sh [-striped|-crypt] [-dir DIR] [-rounds N] [-bs SIZE] [-qd N] BIN...
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-striped="" dir=/var/tmp rounds=3
+striped="" crypt="" dir=/var/tmp rounds=3 bs=4k qd=32
 while [ $# -gt 0 ]; do
 	case $1 in
 	-striped) striped=1 ;;
+	-crypt) crypt=1 ;;
 	-dir) dir=$2; shift ;;
 	-rounds) rounds=$2; shift ;;
+	-bs) bs=$2; shift ;;
+	-qd) qd=$2; shift ;;
 	*) break ;;
 	esac
 	shift
 done
-[ $# -gt 0 ] || { sed -n 2,9p "$0" >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n 2,10p "$0" >&2; exit 2; }
 work=$(mktemp -d /dev/shm/gdm-blockdev-ab.XXXXXX)
 imgs=() loops=() pid=""
 cleanup() {
@@ -37,14 +41,15 @@ for i in 1 ${striped:+2}; do
 done
 table="0 1048576 linear ${loops[0]} 0"
 [ -n "$striped" ] && table="0 2097152 striped 2 128 ${loops[0]} 0 ${loops[1]} 0"
+[ -n "$crypt" ] && table="0 1048576 crypt aes-xts-plain64 $(printf '%064x' 42) 0 ${loops[0]} 0"
 uri="nbd+unix:///bench?socket=$work/s.sock"
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); table: $table"
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); table: $table; fio bs=$bs iodepth=$qd"
 for r in $(seq "$rounds"); do
 	for rw in randread randwrite; do
 		line="round $r $rw:"
 		for bin in "$@"; do
 			serve_table "$bin" "$work" "$table"
-			fio --name=j --ioengine=nbd --uri="$uri" --rw=$rw --bs=4k --iodepth=32 --size=512m --time_based --runtime=4 \
+			fio --name=j --ioengine=nbd --uri="$uri" --rw=$rw --bs=$bs --iodepth=$qd --size=512m --time_based --runtime=4 \
 				--output-format=json --output="$work/out.json" >/dev/null
 			line="$line $(basename "$bin") $(jq '(.jobs[0].read.iops + .jobs[0].write.iops)|floor' "$work/out.json")"
 			kill $pid

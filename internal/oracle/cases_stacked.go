@@ -39,6 +39,8 @@ import (
 //   - linear-flakey-error-writes, linear-flakey-drop-writes: a linear
 //     target over a flakey that fails, or drops, every write: the
 //     writes fail (or succeed) and the reads show what the disk holds.
+//   - crypt-flakey-error-writes, crypt-flakey-drop-writes: the same
+//     under crypt, whose reads decrypt what the disk holds.
 func StackedCases() []Case {
 	p := Pattern
 	ms := time.Millisecond
@@ -76,6 +78,14 @@ func StackedCases() []Case {
 		{Name: "linear-flakey-drop-writes", Seed: 509, Devs: []Init{p(513)},
 			Under: []string{"0 8192 flakey $0 0 0 3600 1 drop_writes"},
 			Table: "0 8192 linear $u0 0", Script: stripedLegScript()},
+		// crypt takes a block device's I/O through AIO too, its crypto on
+		// goroutines of its own (targets/crypt_async.go).
+		{Name: "crypt-flakey-error-writes", Seed: 510, Devs: []Init{p(514)},
+			Under: []string{"0 8192 flakey $0 0 0 3600 1 error_writes"},
+			Table: "0 8192 crypt aes-xts-plain64 " + cryptKey256 + " 0 $u0 0", Script: stripedLegScript()},
+		{Name: "crypt-flakey-drop-writes", Seed: 511, Devs: []Init{p(515)},
+			Under: []string{"0 8192 flakey $0 0 0 3600 1 drop_writes"},
+			Table: "0 8192 crypt aes-xts-plain64 " + cryptKey256 + " 0 $u0 0", Script: stripedLegScript()},
 	}
 }
 

@@ -65,6 +65,12 @@ func (c *crypt) ReadAt(_ context.Context, p []byte, off int64) error {
 	if err := c.dev.ReadAt(p, c.offset+off); err != nil {
 		return err
 	}
+	c.decryptInPlace(p, off)
+	return nil
+}
+
+// decryptInPlace decrypts p, whole crypt sectors read from off.
+func (c *crypt) decryptInPlace(p []byte, off int64) {
 	s := cryptScratches.Get().(*cryptScratch)
 	k := c.key.Load().cipher
 	for i := int64(0); i < int64(len(p)); i += c.sectorSize {
@@ -72,7 +78,15 @@ func (c *crypt) ReadAt(_ context.Context, p []byte, off int64) error {
 		k.decrypt(sec, sec, c.ivNumber(off+i), s)
 	}
 	cryptScratches.Put(s)
-	return nil
+}
+
+// encryptInto encrypts plain, whole crypt sectors to be written at off,
+// into ct (as long as plain), with scratch s.
+func (c *crypt) encryptInto(ct, plain []byte, off int64, s *cryptScratch) {
+	k := c.key.Load().cipher
+	for i := int64(0); i < int64(len(plain)); i += c.sectorSize {
+		k.encrypt(ct[i:i+c.sectorSize], plain[i:i+c.sectorSize], c.ivNumber(off+i), s)
+	}
 }
 
 // WriteAt encrypts p into a bounce buffer, never into p (the NBD server
@@ -110,13 +124,9 @@ func (c *crypt) encryptWrite(off, length int64, src func(i, n int64) []byte) err
 	if s.bounce == nil {
 		s.bounce = make([]byte, cryptBounce)
 	}
-	k := c.key.Load().cipher
 	for done := int64(0); done < length; {
 		n := min(length-done, cryptBounce)
-		plain := src(done, n)
-		for i := int64(0); i < n; i += c.sectorSize {
-			k.encrypt(s.bounce[i:i+c.sectorSize], plain[i:i+c.sectorSize], c.ivNumber(off+done+i), s)
-		}
+		c.encryptInto(s.bounce[:n], src(done, n), off+done, s)
 		if err := c.dev.WriteAt(s.bounce[:n], c.offset+off+done); err != nil {
 			return err
 		}

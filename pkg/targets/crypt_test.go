@@ -18,18 +18,10 @@ const (
 // file of devSectors, args given with "DEV" for the file.
 func newTestCrypt(t *testing.T, args string, sectors, devSectors uint64) (*crypt, *Dev) {
 	t.Helper()
-	path := tempFile(t, int64(devSectors)*SectorSize)
-	canon, err := checkCrypt(strings.Fields(strings.ReplaceAll(args, "DEV", path)), sectors)
-	if err != nil {
-		t.Fatal(err)
-	}
 	devs := NewDevSet(false)
 	t.Cleanup(func() { devs.Close() })
-	tg, err := newCrypt(canon, sectors, devs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tg.(*crypt), devs.Devs()[0]
+	c := newCryptOn(t, args, tempFile(t, int64(devSectors)*SectorSize), sectors, devs)
+	return c, devs.Devs()[0]
 }
 
 func TestCryptCheck(t *testing.T) {
