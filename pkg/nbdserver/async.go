@@ -69,9 +69,12 @@ func (a *asyncReq) free() {
 
 // startAsync offers the request just read to the export's asynchronous
 // path; it reports whether the export took it. A request it does not
-// offer (other commands, FUA writes, refusals, reads the connection would
-// splice) or the export refuses is served the usual way. Called by the
-// reader, with rmu held: taking a request costs no hand-off.
+// offer (other commands, FUA writes, refusals) or the export refuses is
+// served the usual way. A read large enough to splice is offered spliced
+// first where the tuner has splicing on (async_splice.go), then into
+// memory: a block device read with O_DIRECT, or crypt, splices nothing,
+// and its large reads were served blocking before. Called by the reader,
+// with rmu held: taking a request costs no hand-off.
 //
 // A taken request counts in inflight and in async until done; its budget
 // goes back when its reply is written, as any reply's does.
@@ -83,13 +86,7 @@ func (c *conn) startAsync(w *work) bool {
 		return false
 	}
 	r := w.r
-	spliced := false
 	switch {
-	case r.typ == cmdRead && c.spliceable(int64(r.length)):
-		spliced = c.mightSpliceAsync()
-		if !spliced {
-			return false
-		}
 	case r.typ == cmdRead:
 	case r.typ == cmdWrite && r.flags&cmdFlagFUA == 0:
 	default:
@@ -98,8 +95,9 @@ func (c *conn) startAsync(w *work) bool {
 	if c.check(r) != 0 {
 		return false // refused the usual way
 	}
-	if spliced {
-		return c.startSpliceRead(w)
+	large := r.typ == cmdRead && c.spliceable(int64(r.length))
+	if large && c.mightSpliceAsync() && c.startSpliceRead(w) {
+		return true
 	}
 	a := c.newAsyncReq(w, nil)
 	c.begin(a)
@@ -116,6 +114,9 @@ func (c *conn) startAsync(w *work) bool {
 	if !ok {
 		c.undo(a)
 		return false
+	}
+	if large {
+		c.countLargeRead(int64(r.length))
 	}
 	return true
 }
@@ -187,9 +188,8 @@ func (c *conn) mightSplice(n int64) bool {
 }
 
 // spliceable says whether a read of n bytes may be spliced, if the tuner
-// finds that it pays. Copied, such reads are served the usual way, not
-// asynchronously; spliced, they are asynchronous where the export can
-// (async_splice.go).
+// finds that it pays; spliced, such reads are asynchronous where the
+// export can (async_splice.go).
 func (c *conn) spliceable(n int64) bool {
 	return c.splicer != nil && n >= spliceMin && n <= pipeSize
 }

@@ -52,10 +52,16 @@ func (c *conn) startSpliceRead(w *work) bool {
 		c.srv.pipes.put(p) // untouched
 		return false
 	}
-	// The tuner times windows of the requests read: this one is in no
-	// read turn's batch (readTurn counts those), so it counts here.
-	c.knobs.Store(uint32(c.tune.count(1, n, knobSplice, monoNow)))
+	c.countLargeRead(n)
 	return true
+}
+
+// countLargeRead counts a read of n bytes that could have been spliced
+// and was started asynchronously, spliced or not, for the tuner: it
+// times windows of the requests read, and this one is in no read turn's
+// batch (readTurn counts those). Called by the reader, with rmu held.
+func (c *conn) countLargeRead(n int64) {
+	c.knobs.Store(uint32(c.tune.count(1, n, knobSplice, monoNow)))
 }
 
 // splicedReply builds the reply of a spliced read that completed with
