@@ -33,6 +33,8 @@ var ErrShort = errors.New("aio: short transfer")
 const (
 	cmdPread    = 0
 	cmdPwrite   = 1
+	cmdPreadv   = 7
+	cmdPwritev  = 8
 	flagResfd   = 1 << 0
 	iocbSize    = 64
 	ioEventSize = 32
@@ -73,11 +75,14 @@ type Done func(err error)
 
 // slot is one request in flight: its iocb (the kernel copies it at
 // submission, but keeping it here costs nothing), the buffer it reads
-// into or writes from (kept reachable until the kernel is done with it),
-// and whom to tell.
+// into or writes from, or the iovecs that point at its buffers (kept
+// reachable until the kernel is done with them), how many bytes it asks
+// for, and whom to tell.
 type slot struct {
 	cb   iocb
 	buf  []byte
+	iov  []unix.Iovec
+	want int
 	done Done
 }
 
@@ -123,6 +128,37 @@ func (c *Context) Submit(write bool, fd int, p []byte, off int64, done Done) boo
 	if len(p) == 0 {
 		return false
 	}
+	op := uint16(cmdPread)
+	if write {
+		op = cmdPwrite
+	}
+	return c.submit(slot{buf: p, want: len(p), done: done,
+		cb: iocb{opcode: op, fildes: uint32(fd), buf: uint64(uintptr(unsafe.Pointer(&p[0]))), nbytes: uint64(len(p)), offset: off}})
+}
+
+// SubmitV is Submit for a vector of buffers (preadv, pwritev), filled or
+// written in order from off: a striped target's pieces on one leg, which
+// lie apart in the request's memory but one after another on the leg.
+// Each buffer must meet fd's O_DIRECT alignment; iov and its buffers stay
+// untouched until done is called.
+func (c *Context) SubmitV(write bool, fd int, iov []unix.Iovec, off int64, done Done) bool {
+	want := 0
+	for _, v := range iov {
+		want += int(v.Len)
+	}
+	if want == 0 {
+		return false
+	}
+	op := uint16(cmdPreadv)
+	if write {
+		op = cmdPwritev
+	}
+	return c.submit(slot{iov: iov, want: want, done: done,
+		cb: iocb{opcode: op, fildes: uint32(fd), buf: uint64(uintptr(unsafe.Pointer(&iov[0]))), nbytes: uint64(len(iov)), offset: off}})
+}
+
+// submit takes a free slot for s and hands its iocb to the kernel.
+func (c *Context) submit(s slot) bool {
 	c.mu.Lock()
 	if len(c.free) == 0 {
 		c.mu.Unlock()
@@ -130,14 +166,9 @@ func (c *Context) Submit(write bool, fd int, p []byte, off int64, done Done) boo
 	}
 	i := c.free[len(c.free)-1]
 	c.free = c.free[:len(c.free)-1]
-	s := &c.slots[i]
-	s.buf, s.done = p, done
-	s.cb = iocb{data: uint64(i), opcode: cmdPread, fildes: uint32(fd), buf: uint64(uintptr(unsafe.Pointer(&p[0]))),
-		nbytes: uint64(len(p)), offset: off, flags: flagResfd, resfd: uint32(c.efd)}
-	if write {
-		s.cb.opcode = cmdPwrite
-	}
-	cbp := &s.cb
+	s.cb.data, s.cb.flags, s.cb.resfd = uint64(i), flagResfd, uint32(c.efd)
+	c.slots[i] = s
+	cbp := &c.slots[i].cb
 	c.mu.Unlock()
 	for {
 		n, _, errno := unix.Syscall(unix.SYS_IO_SUBMIT, c.id, 1, uintptr(unsafe.Pointer(&cbp)))
@@ -152,15 +183,16 @@ func (c *Context) Submit(write bool, fd int, p []byte, off int64, done Done) boo
 	}
 }
 
-// release frees slot i and returns what it held.
-func (c *Context) release(i int) ([]byte, Done) {
+// release frees slot i and returns how many bytes it asked for and whom
+// to tell.
+func (c *Context) release(i int) (int, Done) {
 	c.mu.Lock()
 	s := &c.slots[i]
-	buf, done := s.buf, s.done
-	s.buf, s.done = nil, nil
+	want, done := s.want, s.done
+	*s = slot{}
 	c.free = append(c.free, i)
 	c.mu.Unlock()
-	return buf, done
+	return want, done
 }
 
 // reap waits on the eventfd in the network poller and, each time it
@@ -184,8 +216,8 @@ func (c *Context) reap() {
 				break
 			}
 			for _, ev := range events[:n] {
-				buf, done := c.release(int(ev.data))
-				done(result(ev.res, len(buf)))
+				want, done := c.release(int(ev.data))
+				done(result(ev.res, want))
 			}
 		}
 	}

@@ -7,14 +7,22 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // submit runs one request and waits for its done.
 func submit(t *testing.T, c *Context, write bool, fd int, p []byte, off int64) error {
 	t.Helper()
+	return await(t, func(done Done) bool { return c.Submit(write, fd, p, off, done) })
+}
+
+// await starts a request with start and waits for its done.
+func await(t *testing.T, start func(Done) bool) error {
+	t.Helper()
 	got := make(chan error, 1)
-	if !c.Submit(write, fd, p, off, func(err error) { got <- err }) {
-		t.Fatalf("submission of %d bytes at %d refused", len(p), off)
+	if !start(func(err error) { got <- err }) {
+		t.Fatal("submission refused")
 	}
 	select {
 	case err := <-got:
@@ -25,10 +33,9 @@ func submit(t *testing.T, c *Context, write bool, fd int, p []byte, off int64) e
 	}
 }
 
-// Requests complete through the eventfd and the reaper: a write then a
-// read of a file give back its bytes, a read past its end is ErrShort,
-// and each slot is free again after its done.
-func TestSubmitRoundTrip(t *testing.T) {
+// contextAndFile is a context of 4 slots and an empty file's descriptor.
+func contextAndFile(t *testing.T) (*Context, int) {
+	t.Helper()
 	c, err := New(4)
 	if err != nil {
 		t.Skipf("no Linux AIO here: %v", err)
@@ -37,8 +44,15 @@ func TestSubmitRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	fd := int(f.Fd())
+	t.Cleanup(func() { f.Close() })
+	return c, int(f.Fd())
+}
+
+// Requests complete through the eventfd and the reaper: a write then a
+// read of a file give back its bytes, a read past its end is ErrShort,
+// and each slot is free again after its done.
+func TestSubmitRoundTrip(t *testing.T) {
+	c, fd := contextAndFile(t)
 	data := bytes.Repeat([]byte("aio-test"), 1024)
 	if err := submit(t, c, true, fd, data, 4096); err != nil {
 		t.Fatal(err)
@@ -79,5 +93,38 @@ func TestSubmitRefused(t *testing.T) {
 	c.mu.Unlock()
 	if free != 1 || done != nil {
 		t.Fatalf("a refused submission kept its slot (%d free) or its done (%v)", free, done != nil)
+	}
+}
+
+// iovecs points an iovec at each buffer.
+func iovecs(bufs ...[]byte) []unix.Iovec {
+	iov := make([]unix.Iovec, len(bufs))
+	for i, b := range bufs {
+		iov[i].Base = &b[0]
+		iov[i].SetLen(len(b))
+	}
+	return iov
+}
+
+// A vectored write puts its buffers one after another from its offset,
+// a vectored read fills them in order, and one that runs past the end
+// is ErrShort for the sum of their lengths.
+func TestSubmitVectored(t *testing.T) {
+	c, fd := contextAndFile(t)
+	a, b, d := bytes.Repeat([]byte("a"), 512), bytes.Repeat([]byte("bb"), 1024), bytes.Repeat([]byte("c"), 1536)
+	if err := await(t, func(done Done) bool { return c.SubmitV(true, fd, iovecs(a, b, d), 1024, done) }); err != nil {
+		t.Fatal(err)
+	}
+	whole := make([]byte, 4096)
+	if err := submit(t, c, false, fd, whole, 1024); err != nil || !bytes.Equal(whole, bytes.Join([][]byte{a, b, d}, nil)) {
+		t.Fatalf("read back the vectored write: %v, or other bytes", err)
+	}
+	x, y := make([]byte, 1000), make([]byte, 3096)
+	if err := await(t, func(done Done) bool { return c.SubmitV(false, fd, iovecs(x, y), 1024, done) }); err != nil ||
+		!bytes.Equal(x, whole[:1000]) || !bytes.Equal(y, whole[1000:]) {
+		t.Fatalf("vectored read: %v, or other bytes", err)
+	}
+	if err := await(t, func(done Done) bool { return c.SubmitV(false, fd, iovecs(x, y), 2048, done) }); !errors.Is(err, ErrShort) {
+		t.Fatalf("vectored read past the end: %v, want ErrShort", err)
 	}
 }

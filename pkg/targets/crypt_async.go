@@ -2,7 +2,6 @@ package targets
 
 import (
 	"context"
-	"errors"
 	"sync"
 )
 
@@ -128,26 +127,14 @@ func (r *cryptReq) encryptAndWrite(ctx context.Context) {
 	if c.dev.WriteAsync(ctx, ct, c.offset+r.off, r.ioDoneFn) {
 		return
 	}
-	err := c.dev.WriteAt(ct, c.offset+r.off)
-	if err != nil {
-		err = cryptSettled{err}
-	}
-	r.finish(err)
+	r.finish(settle(c.dev.WriteAt(ct, c.offset+r.off)))
 }
 
-// cryptSettled is an error already in the device's words (a write the
-// device would not take asynchronously, written the blocking way), which
-// AsyncErr passes on as it is.
-type cryptSettled struct{ err error }
-
-func (e cryptSettled) Error() string { return e.err.Error() }
-func (e cryptSettled) Unwrap() error { return e.err }
-
-// AsyncErr is the device's error for a request at off.
+// AsyncErr is the device's error for a request at off; a write done the
+// blocking way (encryptAndWrite) has its error settled already.
 func (c *crypt) AsyncErr(kind AsyncKind, off, _ int64, err error) error {
-	var settled cryptSettled
-	if errors.As(err, &settled) {
-		return settled.err
+	if err, ok := settled(err); ok {
+		return err
 	}
 	return c.dev.asyncErr(kind, c.offset+off, err)
 }

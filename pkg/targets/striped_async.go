@@ -3,11 +3,13 @@ package targets
 import "context"
 
 // A striped target whose legs are all block devices read with O_DIRECT
-// takes a request that lies within one chunk asynchronously, through its
-// leg's AIO (dev_aio.go), as linear does: random I/O of a chunk or less,
-// the case where many requests in flight on each disk matter most. A
-// request across chunks is split and done the ordinary way (rw). The
-// leg's counters and error accounting are AsyncErr's, as legIO's are.
+// takes its reads and writes asynchronously, through its legs' AIO
+// (dev_aio.go), as linear does: a request within one chunk on its leg
+// (random I/O of a chunk or less, where many requests in flight on each
+// disk matter most), one across chunks as a vector per leg
+// (striped_vectored.go). The legs' counters and error accounting are
+// those of legIO: AsyncErr's for a request within one chunk, the
+// vectors' own for one across chunks.
 
 var _ AsyncTarget = (*striped)(nil)
 
@@ -24,16 +26,23 @@ func (s *striped) CanAsync() bool {
 // CanSpliceWrite: no; spliced writes are a remote leg's.
 func (s *striped) CanSpliceWrite() bool { return false }
 
-// ReadAsync starts a read that lies within one chunk on its leg.
+// ReadAsync starts a read on its leg, or across chunks on each leg's
+// vector.
 func (s *striped) ReadAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
 	leg, devOff, ok := s.onePiece(off, int64(len(p)))
-	return ok && s.legs[leg].dev.ReadAsync(ctx, p, devOff, done)
+	if !ok {
+		return s.startVectored(false, p, off, done)
+	}
+	return s.legs[leg].dev.ReadAsync(ctx, p, devOff, done)
 }
 
-// WriteAsync starts a write that lies within one chunk on its leg.
+// WriteAsync starts a write as ReadAsync starts a read.
 func (s *striped) WriteAsync(ctx context.Context, p []byte, off int64, done func(error)) bool {
 	leg, devOff, ok := s.onePiece(off, int64(len(p)))
-	return ok && s.legs[leg].dev.WriteAsync(ctx, p, devOff, done)
+	if !ok {
+		return s.startVectored(true, p, off, done)
+	}
+	return s.legs[leg].dev.WriteAsync(ctx, p, devOff, done)
 }
 
 // onePiece locates [off, off+n) on its leg, if it lies within one chunk.
@@ -51,9 +60,14 @@ func (s *striped) SpliceReadAsync(context.Context, int, int64, int64, func(error
 	return false
 }
 
-// AsyncErr counts the request against its leg, as legIO does, and gives
-// the device's error.
+// AsyncErr counts a request within one chunk against its leg, as legIO
+// does, and gives the device's error; one across chunks was counted, and
+// its error settled, by its vectors (striped_vectored.go).
 func (s *striped) AsyncErr(kind AsyncKind, off, n int64, err error) error {
+	if _, _, one := s.onePiece(off, n); !one {
+		err, _ = settled(err)
+		return err
+	}
 	leg, devOff, _ := s.locate(off)
 	l := &s.legs[leg]
 	err = l.dev.asyncErr(kind, devOff, err)
