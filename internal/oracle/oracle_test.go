@@ -137,6 +137,8 @@ type fakeSide struct {
 	// table created or reloaded, as bound.
 	refuse string
 	given  []string
+	// failResume makes every Resume fail.
+	failResume bool
 }
 
 func (f *fakeSide) Name() string             { return f.name }
@@ -178,7 +180,12 @@ func (f *fakeSide) Status(n string) (string, error) {
 	return "0 8192 linear \n", nil
 }
 func (f *fakeSide) Suspend(string) error { return nil }
-func (f *fakeSide) Resume(string) error  { return nil }
+func (f *fakeSide) Resume(string) error {
+	if f.failResume {
+		return fmt.Errorf("resume refused")
+	}
+	return nil
+}
 func (f *fakeSide) Reload(n, tb string) error {
 	f.given = append(f.given, tb)
 	f.tables[n] = tb

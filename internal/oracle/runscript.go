@@ -9,7 +9,8 @@ import (
 // runScript attaches both sides' devices (names[0] and the case's
 // More), compares their sizes and logical block sizes, and runs the script on both, op by op, each
 // on the device its Dev names. The first differing op is reported in full;
-// later ones are counted (they usually follow from the first).
+// later ones are counted (they usually follow from the first). Sides that
+// disagree on a suspend, resume, reload or message stop the script.
 func (rn *Runner) runScript(rep *Report, names []string, script []Op) {
 	rn.skipped = 0
 	rn.timing.reset()
@@ -50,6 +51,14 @@ func (rn *Runner) runScript(rep *Report, names []string, script []Op) {
 		}
 		if later++; later == 1 {
 			rep.addf("op %d of %d, %s: %s", i, len(script), op, d)
+		}
+		if stopsScript(op.Kind) {
+			// The sides' devices are now in different states (one
+			// suspended, one loaded with another table): the rest
+			// would compare unlike things, and I/O to a device left
+			// suspended would wait for ever, hanging the whole run.
+			rep.addf("the script stopped there: the sides disagree on a %s", op.Kind)
+			break
 		}
 	}
 	if later > 1 {
@@ -136,6 +145,12 @@ func oldDiscard(r Result, table string) bool {
 		}
 	}
 	return false
+}
+
+// stopsScript says whether sides that disagree on an op of kind k stop
+// the script (see runScript).
+func stopsScript(k OpKind) bool {
+	return k == Suspend || k == Resume || k == Reload || k == Message
 }
 
 // deviceOp runs an op on the device itself; only success or failure is a
