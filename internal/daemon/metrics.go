@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gdm-project/gdm/pkg/aio"
 	"github.com/gdm-project/gdm/pkg/nbdserver"
 	"github.com/gdm-project/gdm/pkg/table"
 	"github.com/gdm-project/gdm/pkg/targets"
@@ -72,7 +73,9 @@ var (
 	descSpliced    = prometheus.NewDesc("gdm_nbd_spliced_writes_total", "Asynchronous writes to a remote leg whose payload went from the client's socket into a pipe and on to the leg's socket, never copied into the daemon's memory.", nil, nil)
 	descSplicedRd  = prometheus.NewDesc("gdm_nbd_spliced_reads_total", "Asynchronous reads of a remote leg whose data went from the leg's socket into a pipe and on to the client's socket, never copied into the daemon's memory and with no goroutine waiting for it.", nil, nil)
 	descPipeWrites = prometheus.NewDesc("gdm_nbd_pipe_writes_total", "Writes to a local file whose payload went from the client's socket into a pipe and from the pipe into the file (splice), copied once instead of twice.", nil, nil)
-	descAsync      = prometheus.NewDesc("gdm_nbd_async_requests_total", "Requests started on a remote leg and completed by its reply reader (no worker waited for them): reads and writes without FUA within one linear target over an NBD export.", nil, nil)
+	descAsync      = prometheus.NewDesc("gdm_nbd_async_requests_total", "Requests started on a remote leg or a block device (Linux AIO) and completed by its reply reader or the AIO reaper (no worker waited for them): reads and writes without FUA within one target that takes them (see the README).", nil, nil)
+	descAIO        = prometheus.NewDesc("gdm_aio_requests_total", "Requests to block devices read with O_DIRECT offered to Linux AIO, by result: submitted, no_slot (all slots in flight) or refused (by the kernel); the last two were done with blocking calls instead.", []string{"result"}, nil)
+	descAIOFlight  = prometheus.NewDesc("gdm_aio_requests_in_flight", "Linux AIO requests in flight on block devices (at most 1024).", nil, nil)
 	descSpins      = prometheus.NewDesc("gdm_nbd_read_spins_total", "TCP reads that spun on an empty socket before parking, by result: found (a request came) or parked.", []string{"result"}, nil)
 	descTuneProbe  = prometheus.NewDesc("gdm_nbd_tuner_probes_total", "Probes of the NBD connections' tuners that ran to a verdict, by knob and result: won (the flipped setting was clearly faster) or lost.", []string{"knob", "result"}, nil)
 	descTuneSwitch = prometheus.NewDesc("gdm_nbd_tuner_switches_total", "Knobs the NBD connections' tuners turned (two won probes in a row), by knob and the way it went (on, off).", []string{"knob", "to"}, nil)
@@ -87,7 +90,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descIOOps, descIOBytes, descIOErrors, descIOLatency, descInFlight, descConns,
 		descSize, descSuspended, descReadOnly, descBroken, descBadStates, descGeneration, descHolders, descDestroying, descSwaps, descDrainWait,
 		descLoadFails, descSegOps, descSegBytes, descSegErrors, descLegOps, descLegBytes, descLegErrors,
-		descFaults, descFaultDelay, descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descAsync, descSpliced, descSplicedRd, descPipeWrites, descSpins, descTuneProbe, descTuneSwitch, descTLS, descAttConns, descAttPanics,
+		descFaults, descFaultDelay, descAccepted, descHandshake, descOptions, descProtoErrs, descPanics, descStalls, descAsync, descSpliced, descSplicedRd, descPipeWrites, descSpins, descTuneProbe, descTuneSwitch, descTLS, descAttConns, descAttPanics, descAIO, descAIOFlight,
 		descConnPanics, descRefused, descDropped, descOpenConns, descInFlightB, descInFlightW, descInFlightDW, descPipes, descPipesRef, descMemRel} {
 		ch <- d
 	}
@@ -146,6 +149,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, descPanics, st.Panics.Load())
 	counter(ch, descStalls, st.Stalls.Load())
 	counter(ch, descAsync, st.AsyncRequests.Load())
+	aios := aio.SharedStats()
+	counter(ch, descAIO, aios.Submitted, "submitted")
+	counter(ch, descAIO, aios.NoSlot, "no_slot")
+	counter(ch, descAIO, aios.Refused, "refused")
+	gauge(ch, descAIOFlight, float64(aios.InFlight))
 	counter(ch, descSpliced, st.SplicedWrites.Load())
 	counter(ch, descSplicedRd, st.SplicedReads.Load())
 	counter(ch, descPipeWrites, st.PipeWrites.Load())

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -95,6 +96,26 @@ type Context struct {
 	mu    sync.Mutex // guards free and slots' buf and done
 	free  []int
 	slots []slot
+
+	// Counts of submissions, for Stats.
+	submitted, noSlot, refused atomic.Uint64
+}
+
+// Stats is what a context did: requests handed to the kernel, requests
+// not taken because every slot was in flight (NoSlot) or because the
+// kernel refused them (Refused), both then done by their callers with
+// blocking calls, and the requests in flight now.
+type Stats struct {
+	Submitted, NoSlot, Refused uint64
+	InFlight                   int
+}
+
+// Stats reports the context's counts.
+func (c *Context) Stats() Stats {
+	c.mu.Lock()
+	inFlight := len(c.slots) - len(c.free)
+	c.mu.Unlock()
+	return Stats{Submitted: c.submitted.Load(), NoSlot: c.noSlot.Load(), Refused: c.refused.Load(), InFlight: inFlight}
 }
 
 // New makes a context for up to n requests in flight and starts its
@@ -162,6 +183,7 @@ func (c *Context) submit(s slot) bool {
 	c.mu.Lock()
 	if len(c.free) == 0 {
 		c.mu.Unlock()
+		c.noSlot.Add(1)
 		return false
 	}
 	i := c.free[len(c.free)-1]
@@ -176,9 +198,11 @@ func (c *Context) submit(s slot) bool {
 			continue
 		}
 		if errno == 0 && n == 1 {
+			c.submitted.Add(1)
 			return true
 		}
 		c.release(i)
+		c.refused.Add(1)
 		return false
 	}
 }
@@ -242,5 +266,18 @@ const sharedSlots = 1024
 // kernel refused one (then every caller does its I/O itself).
 var Shared = sync.OnceValue(func() *Context {
 	c, _ := New(sharedSlots)
+	shared.Store(c)
 	return c
 })
+
+// shared is Shared's context once made.
+var shared atomic.Pointer[Context]
+
+// SharedStats is the shared context's Stats, zero if it was never made
+// (no block device read with O_DIRECT yet): asking does not make it.
+func SharedStats() Stats {
+	if c := shared.Load(); c != nil {
+		return c.Stats()
+	}
+	return Stats{}
+}

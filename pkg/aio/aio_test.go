@@ -69,11 +69,18 @@ func TestSubmitRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if st := c.Stats(); st != (Stats{Submitted: 23}) {
+		t.Fatalf("stats after 23 requests, all completed: %+v", st)
+	}
 	c.mu.Lock()
 	free := len(c.free)
+	c.free = nil // every slot taken, as by requests in flight
 	c.mu.Unlock()
 	if free != 4 {
 		t.Fatalf("%d of 4 slots free after every request completed", free)
+	}
+	if c.Submit(false, fd, got[:512], 0, func(error) { t.Error("done called") }) || c.Stats().NoSlot != 1 || c.Stats().InFlight != 4 {
+		t.Fatalf("a submission with no slot free: stats %+v, want NoSlot 1 and 4 in flight", c.Stats())
 	}
 }
 
@@ -93,6 +100,9 @@ func TestSubmitRefused(t *testing.T) {
 	c.mu.Unlock()
 	if free != 1 || done != nil {
 		t.Fatalf("a refused submission kept its slot (%d free) or its done (%v)", free, done != nil)
+	}
+	if st := c.Stats(); st != (Stats{Refused: 1}) {
+		t.Fatalf("stats after a refused submission: %+v", st)
 	}
 }
 
