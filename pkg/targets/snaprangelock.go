@@ -61,6 +61,20 @@ func (l *rangeLock) lock(lo, hi int64, shared bool) rangeToken {
 	}
 }
 
+// tryLock holds [lo, hi) if it conflicts with no held range, and reports
+// whether it did; it never waits (an asynchronous read, which must not
+// block its caller, takes its range so: snapshot_async.go).
+func (l *rangeLock) tryLock(lo, hi int64, shared bool) (rangeToken, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conflictsLocked(lo, hi, shared) {
+		return rangeToken{}, false
+	}
+	l.next++
+	l.held = append(l.held, heldRange{lo: lo, hi: hi, shared: shared, id: l.next})
+	return rangeToken{l: l, id: l.next}, true
+}
+
 // conflictsLocked says whether a new holder of [lo, hi) must wait; l.mu held.
 func (l *rangeLock) conflictsLocked(lo, hi int64, shared bool) bool {
 	for _, h := range l.held {
