@@ -16,8 +16,9 @@ import (
 // reaper or a leg's reply reader, each shared by every request; a
 // megabyte of AES there would hold all of them, and serialize on one core
 // the work the blocking path spreads over workers. A goroutine costs
-// about what waking a worker does, on any machine, so no request size is
-// better served otherwise.
+// about what waking a worker does, on any machine. (Decrypting a 4 KiB
+// read on the reaper itself ran 13% more reads on the 2-CPU VM, but only
+// because one core's AES is enough there; not taken.)
 //
 // A read is started at once into the caller's buffer and decrypted there
 // when it completes. A write is encrypted into a buffer of its own
