@@ -5,18 +5,21 @@
 # first, or with -striped a striped one over both (2 legs, 64 KiB
 # chunks), or with -crypt an aes-xts-plain64 crypt table over the first
 # (a fixed test key), or with -snapshot a persistent snapshot (4 KiB
-# chunks) of the first with the second as its COW device; fio's nbd
+# chunks) of the first with the second as its COW device, or with
+# -origin a snapshot-origin of the first (no snapshot); fio's nbd
 # engine runs random reads and writes (4 KiB at qd32 unless -bs and -qd
-# say otherwise) for 4 s against each binary in turn, round by round. Needs root, losetup, fio and jq.
-#   bash bench/blockdev-ab.sh [-striped|-crypt|-snapshot] [-dir DIR] [-rounds N] [-bs SIZE] [-qd N] BIN...
+# say otherwise) for 4 s against each binary in turn, round by round.
+# Needs root, losetup, fio and jq.
+#   bash bench/blockdev-ab.sh [-striped|-crypt|-snapshot|-origin] [-dir DIR] [-rounds N] [-bs SIZE] [-qd N] BIN...
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-striped="" crypt="" snapshot="" dir=/var/tmp rounds=3 bs=4k qd=32
+striped="" crypt="" snapshot="" origin="" dir=/var/tmp rounds=3 bs=4k qd=32
 while [ $# -gt 0 ]; do
 	case $1 in
 	-striped) striped=1 ;;
 	-crypt) crypt=1 ;;
 	-snapshot) snapshot=1 ;;
+	-origin) origin=1 ;;
 	-dir) dir=$2; shift ;;
 	-rounds) rounds=$2; shift ;;
 	-bs) bs=$2; shift ;;
@@ -25,7 +28,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-[ $# -gt 0 ] || { sed -n 2,10p "$0" >&2; exit 2; }
+[ $# -gt 0 ] || { sed -n 2,13p "$0" >&2; exit 2; }
 work=$(mktemp -d /dev/shm/gdm-blockdev-ab.XXXXXX)
 imgs=() loops=() pid=""
 cleanup() {
@@ -52,6 +55,7 @@ table="0 1048576 linear ${loops[0]} 0"
 if [ -n "$snapshot" ]; then
 	table="0 1048576 snapshot ${loops[0]} ${loops[1]} P 8"
 fi
+[ -n "$origin" ] && table="0 1048576 snapshot-origin ${loops[0]}"
 [ -n "$crypt" ] && table="0 1048576 crypt aes-xts-plain64 $(printf '%064x' 42) 0 ${loops[0]} 0"
 uri="nbd+unix:///bench?socket=$work/s.sock"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); table: $table; fio bs=$bs iodepth=$qd"

@@ -112,11 +112,7 @@ func (e *originEntry) write(src *Dev, off, n int64, do func() error) error {
 	if len(e.snaps) == 0 {
 		return do()
 	}
-	var g int64
-	for _, s := range e.snaps {
-		g = max(g, s.store.Load().lay.chunk)
-	}
-	lo, hi := off/g*g, (off+n+g-1)/g*g
+	lo, hi := e.writeRange(off, n)
 	tok := e.locks.lock(lo, hi, false)
 	defer tok.unlock()
 	for _, s := range e.snaps {
@@ -127,6 +123,16 @@ func (e *originEntry) write(src *Dev, off, n int64, do func() error) error {
 	return do()
 }
 
+// writeRange is the range an origin write of [off, off+n) holds: its
+// chunks, in the largest chunk size of the snapshots; e.mu held.
+func (e *originEntry) writeRange(off, n int64) (lo, hi int64) {
+	var g int64
+	for _, s := range e.snaps {
+		g = max(g, s.store.Load().lay.chunk)
+	}
+	return off / g * g, (off + n + g - 1) / g * g
+}
+
 // copyOut gives s the old data of the chunks [off, off+n) touches that it
 // has no exception for, in one commit, copied run by run (copyChunks). The
 // caller holds their range. Their COW chunks are taken in one lock hold
@@ -134,22 +140,7 @@ func (e *originEntry) write(src *Dev, off, n int64, do func() error) error {
 // at a time, they alternated with those of the other origin writes in
 // flight, and a copy was cut into several writes.
 func (s *snapshot) copyOut(src *Dev, off, n int64) {
-	st := s.store.Load()
-	// Only the part of the write before the snapshot's end concerns it:
-	// dm's __origin_write skips a snapshot when the write starts at or past
-	// its table's size, and dm's origin splits writes at its snapshots'
-	// smallest chunk, so a chunk is copied when the write changes a sector
-	// of it before the end (a chunk the end cuts is copied whole). A gdm
-	// target knows only its own length: its table's size when it is the
-	// table's only target, as LVM makes them. Uncut, such writes filled
-	// the COW with chunks the snapshot never shows, and a full COW
-	// invalidated it.
-	n = min(n, int64(s.sectors)*SectorSize-off)
-	if valid, _ := st.state(); !valid || n <= 0 {
-		return
-	}
-	cs := st.lay.chunk
-	olds := st.unmapped(uint64(off/cs), uint64((off+n-1)/cs))
+	st, olds := s.toCopy(off, n)
 	if len(olds) == 0 { // a rewrite copies nothing
 		return
 	}
@@ -166,6 +157,28 @@ func (s *snapshot) copyOut(src *Dev, off, n int64) {
 	if err := st.commit(pairs); err != nil {
 		slog.Error("snapshot: invalidated", "cow", s.cow.Path(), "err", err)
 	}
+}
+
+// toCopy is s's store and the chunks an origin write of [off, off+n)
+// must copy to it first: none for an invalid snapshot, past its end, or
+// where it has exceptions already.
+func (s *snapshot) toCopy(off, n int64) (*cowStore, []uint64) {
+	st := s.store.Load()
+	// Only the part of the write before the snapshot's end concerns it:
+	// dm's __origin_write skips a snapshot when the write starts at or past
+	// its table's size, and dm's origin splits writes at its snapshots'
+	// smallest chunk, so a chunk is copied when the write changes a sector
+	// of it before the end (a chunk the end cuts is copied whole). A gdm
+	// target knows only its own length: its table's size when it is the
+	// table's only target, as LVM makes them. Uncut, such writes filled
+	// the COW with chunks the snapshot never shows, and a full COW
+	// invalidated it.
+	n = min(n, int64(s.sectors)*SectorSize-off)
+	if valid, _ := st.state(); !valid || n <= 0 {
+		return st, nil
+	}
+	cs := st.lay.chunk
+	return st, st.unmapped(uint64(off/cs), uint64((off+n-1)/cs))
 }
 
 // copyFailed invalidates s, whose copy of an origin chunk found no room or
