@@ -58,7 +58,7 @@ fi
 [ -n "$origin" ] && table="0 1048576 snapshot-origin ${loops[0]}"
 [ -n "$crypt" ] && table="0 1048576 crypt aes-xts-plain64 $(printf '%064x' 42) 0 ${loops[0]} 0"
 uri="nbd+unix:///bench?socket=$work/s.sock"
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r); table: $table; fio bs=$bs iodepth=$qd"
+echo "$(machine_line); table: $table; fio bs=$bs iodepth=$qd"
 for r in $(seq "$rounds"); do
 	for rw in randread randwrite; do
 		line="round $r $rw:"
@@ -66,7 +66,7 @@ for r in $(seq "$rounds"); do
 			serve_table "$bin" "$work" "$table"
 			fio --name=j --ioengine=nbd --uri="$uri" --rw=$rw --bs=$bs --iodepth=$qd --size=512m --time_based --runtime=4 \
 				--output-format=json --output="$work/out.json" >/dev/null
-			line="$line $(basename "$bin") $(jq '(.jobs[0].read.iops + .jobs[0].write.iops)|floor' "$work/out.json")"
+			line="$line $(basename "$bin") $(fio_iops "$work/out.json")"
 			kill $pid
 			wait $pid 2>/dev/null || true
 			pid=""

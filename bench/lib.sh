@@ -16,6 +16,12 @@ t = sys.stdin.read(); j = json.loads(t[t.index("{"):])["jobs"][0]
 print("%.0f" % ((j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 1048576))'
 }
 
+# fio_iops JSON: the IOPS of the one job in fio's JSON output file,
+# reads and writes together.
+fio_iops() {
+	jq '(.jobs[0].read.iops + .jobs[0].write.iops)|floor' "$1"
+}
+
 # machine_line: what the numbers were measured on, with the load.
 machine_line() {
 	echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, Linux $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -52,7 +52,7 @@ func (rn *Runner) runScript(rep *Report, names []string, script []Op) {
 		if later++; later == 1 {
 			rep.addf("op %d of %d, %s: %s", i, len(script), op, d)
 		}
-		if stopsScript(op.Kind) {
+		if isDeviceOp(op.Kind) {
 			// The sides' devices are now in different states (one
 			// suspended, one loaded with another table): the rest
 			// would compare unlike things, and I/O to a device left
@@ -78,17 +78,17 @@ func (rn *Runner) runScript(rep *Report, names []string, script []Op) {
 func (rn *Runner) step(name string, op Op, a, b *Device) string {
 	var ra, rb Result
 	var lateA, lateB string
-	switch op.Kind {
-	case Suspend, Resume, Reload, Message:
+	switch k := op.Kind; {
+	case isDeviceOp(k):
 		ra, rb = rn.deviceOp(0, name, op), rn.deviceOp(1, name, op)
-		if op.Kind == Reload && ra.Err == "" {
+		if k == Reload && ra.Err == "" {
 			rn.table = op.Arg
 		}
-	case SuspendDuring:
+	case k == SuspendDuring:
 		ra, rb = rn.suspendDuring(0, name, a, op), rn.suspendDuring(1, name, b, op)
-	case WaitMerged:
+	case k == WaitMerged:
 		ra, rb = rn.waitMerged(0, name), rn.waitMerged(1, name)
-	case Discard:
+	case k == Discard:
 		if ra, lateA = rn.timing.do(0, a, op); oldDiscard(ra, rn.table) {
 			rn.skipped++
 			return ""
@@ -147,9 +147,9 @@ func oldDiscard(r Result, table string) bool {
 	return false
 }
 
-// stopsScript says whether sides that disagree on an op of kind k stop
-// the script (see runScript).
-func stopsScript(k OpKind) bool {
+// isDeviceOp says whether an op of kind k is done to the device itself
+// (deviceOp); sides that disagree on one stop the script (see runScript).
+func isDeviceOp(k OpKind) bool {
 	return k == Suspend || k == Resume || k == Reload || k == Message
 }
 

@@ -135,3 +135,21 @@ func FioErrors(t testing.TB, out string) int {
 	}
 	return errs
 }
+
+// Await starts one asynchronous request with start, which reports whether
+// it took the request, and returns the result its done gets; it fails the
+// test if start refused or no result came within 10 s.
+func Await(t testing.TB, start func(done func(error)) bool) error {
+	t.Helper()
+	got := make(chan error, 1)
+	if !start(func(err error) { got <- err }) {
+		t.Fatal("request not started")
+	}
+	select {
+	case err := <-got:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("no completion in 10 s")
+		return nil
+	}
+}

@@ -6,31 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gdm-project/gdm/internal/testkit"
 )
 
 // submit runs one request and waits for its done.
 func submit(t *testing.T, c *Context, write bool, fd int, p []byte, off int64) error {
 	t.Helper()
-	return await(t, func(done Done) bool { return c.Submit(write, fd, p, off, done) })
-}
-
-// await starts a request with start and waits for its done.
-func await(t *testing.T, start func(Done) bool) error {
-	t.Helper()
-	got := make(chan error, 1)
-	if !start(func(err error) { got <- err }) {
-		t.Fatal("submission refused")
-	}
-	select {
-	case err := <-got:
-		return err
-	case <-time.After(10 * time.Second):
-		t.Fatal("no completion in 10 s")
-		return nil
-	}
+	return testkit.Await(t, func(done func(error)) bool { return c.Submit(write, fd, p, off, done) })
 }
 
 // contextAndFile is a context of 4 slots and an empty file's descriptor.
@@ -122,7 +107,7 @@ func iovecs(bufs ...[]byte) []unix.Iovec {
 func TestSubmitVectored(t *testing.T) {
 	c, fd := contextAndFile(t)
 	a, b, d := bytes.Repeat([]byte("a"), 512), bytes.Repeat([]byte("bb"), 1024), bytes.Repeat([]byte("c"), 1536)
-	if err := await(t, func(done Done) bool { return c.SubmitV(true, fd, iovecs(a, b, d), 1024, done) }); err != nil {
+	if err := testkit.Await(t, func(done func(error)) bool { return c.SubmitV(true, fd, iovecs(a, b, d), 1024, done) }); err != nil {
 		t.Fatal(err)
 	}
 	whole := make([]byte, 4096)
@@ -130,11 +115,11 @@ func TestSubmitVectored(t *testing.T) {
 		t.Fatalf("read back the vectored write: %v, or other bytes", err)
 	}
 	x, y := make([]byte, 1000), make([]byte, 3096)
-	if err := await(t, func(done Done) bool { return c.SubmitV(false, fd, iovecs(x, y), 1024, done) }); err != nil ||
+	if err := testkit.Await(t, func(done func(error)) bool { return c.SubmitV(false, fd, iovecs(x, y), 1024, done) }); err != nil ||
 		!bytes.Equal(x, whole[:1000]) || !bytes.Equal(y, whole[1000:]) {
 		t.Fatalf("vectored read: %v, or other bytes", err)
 	}
-	if err := await(t, func(done Done) bool { return c.SubmitV(false, fd, iovecs(x, y), 2048, done) }); !errors.Is(err, ErrShort) {
+	if err := testkit.Await(t, func(done func(error)) bool { return c.SubmitV(false, fd, iovecs(x, y), 2048, done) }); !errors.Is(err, ErrShort) {
 		t.Fatalf("vectored read past the end: %v, want ErrShort", err)
 	}
 }

@@ -1,12 +1,11 @@
 package table
 
 // Asynchronous I/O on a device (nbdserver.AsyncExport): a request that
-// lies within one target able to take it asynchronously (linear over a
-// remote device, or over a block device read with O_DIRECT, and striped
-// over such block devices within one chunk: targets.AsyncTarget) is
-// started there, and its done is called when the
-// remote answers, from the remote's reply reader, or when the disk does,
-// from the AIO reaper.
+// lies within one target able to take it asynchronously (a target over a
+// remote device or over block devices read with O_DIRECT, where its rules
+// allow: targets.AsyncTarget) is started there, and its done is called
+// when the remote answers, from the remote's reply reader, or when the
+// disk does, from the AIO reaper (or a goroutine of the target's own).
 //
 // The holder rules hold unchanged: the request takes its holder on the
 // live table as Get does (counted first, then checked: race-free against

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/internal/testkit"
-	"github.com/gdm-project/gdm/pkg/aio"
 	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
 )
 
@@ -29,11 +28,11 @@ func newCryptOn(t *testing.T, args, dev string, sectors uint64, set *DevSet) *cr
 	return tg.(*crypt)
 }
 
-// cryptAsyncDone is awaitAsync's result passed through the target's
+// cryptAsyncDone is testkit.Await's result passed through the target's
 // AsyncErr, as the table does.
 func cryptAsyncDone(t *testing.T, c *crypt, kind AsyncKind, off, n int64, start func(done func(error)) bool) error {
 	t.Helper()
-	return c.AsyncErr(kind, off, n, awaitAsync(t, start))
+	return c.AsyncErr(kind, off, n, testkit.Await(t, start))
 }
 
 // cryptRoundTrips writes p asynchronously and reads it back the blocking
@@ -70,10 +69,7 @@ func cryptRoundTrips(t *testing.T, c *crypt, p []byte, off int64) {
 // whole crypt sectors, or a write larger than its buffer may be, takes
 // the blocking path. Through the page cache it takes none.
 func TestCryptAsyncBlockDevice(t *testing.T) {
-	if aio.Shared() == nil {
-		t.Skip("no Linux AIO here")
-	}
-	loop := testkit.Loop(t, tempFile(t, 4<<20), 0)
+	loop := aioLoop(t, tempFile(t, 4<<20))
 	set := NewDevSet(false)
 	defer set.Close()
 	p := make([]byte, 64<<10)

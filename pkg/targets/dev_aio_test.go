@@ -5,33 +5,26 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
+	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/aio"
 )
 
-// awaitAsync starts one asynchronous request with start and waits for
-// the result its done gets.
-func awaitAsync(t *testing.T, start func(done func(error)) bool) error {
+// aioLoop is a loop device over file, for a test of the AIO path: the
+// test is skipped where the kernel has no AIO.
+func aioLoop(t *testing.T, file string) string {
 	t.Helper()
-	got := make(chan error, 1)
-	if !start(func(err error) { got <- err }) {
-		t.Fatal("request not started")
+	if aio.Shared() == nil {
+		t.Skip("no Linux AIO here")
 	}
-	select {
-	case err := <-got:
-		return err
-	case <-time.After(10 * time.Second):
-		t.Fatal("no completion in 10 s")
-		return nil
-	}
+	return testkit.Loop(t, file, 0)
 }
 
-// asyncDone is awaitAsync's result passed through the device's AsyncErr,
+// asyncDone is testkit.Await's result passed through the device's AsyncErr,
 // as the table does.
 func asyncDone(t *testing.T, d *Dev, kind AsyncKind, off int64, start func(done func(error)) bool) error {
 	t.Helper()
-	return d.asyncErr(kind, off, awaitAsync(t, start))
+	return d.asyncErr(kind, off, testkit.Await(t, start))
 }
 
 // A linear target over a block device read with O_DIRECT takes requests

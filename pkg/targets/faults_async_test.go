@@ -6,17 +6,13 @@ import (
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/testkit"
-	"github.com/gdm-project/gdm/pkg/aio"
 )
 
 // overLoop builds a target of 2048 sectors with newFn over a fresh loop
 // device, from its line's args after the device path.
 func overLoop(t *testing.T, check func([]string, uint64) ([]string, error), newFn func([]string, uint64, *DevSet) (Target, error), args ...string) Target {
 	t.Helper()
-	if aio.Shared() == nil {
-		t.Skip("no Linux AIO here")
-	}
-	loop := testkit.Loop(t, tempFile(t, 2<<20), 0)
+	loop := aioLoop(t, tempFile(t, 2<<20))
 	canon, err := check(append([]string{loop}, args...), 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -36,11 +32,11 @@ func asyncRoundTrip(t *testing.T, at AsyncTarget, off int64) {
 	t.Helper()
 	ctx := context.Background()
 	data := bytes.Repeat([]byte("faults!!"), 1024)
-	if err := at.AsyncErr(AsyncWrite, off, 8192, awaitAsync(t, func(done func(error)) bool { return at.WriteAsync(ctx, data, off, done) })); err != nil {
+	if err := at.AsyncErr(AsyncWrite, off, 8192, testkit.Await(t, func(done func(error)) bool { return at.WriteAsync(ctx, data, off, done) })); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, 8192)
-	if err := at.AsyncErr(AsyncRead, off, 8192, awaitAsync(t, func(done func(error)) bool { return at.ReadAsync(ctx, got, off, done) })); err != nil || !bytes.Equal(got, data) {
+	if err := at.AsyncErr(AsyncRead, off, 8192, testkit.Await(t, func(done func(error)) bool { return at.ReadAsync(ctx, got, off, done) })); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read back at %d: %v, equal %v", off, err, bytes.Equal(got, data))
 	}
 }

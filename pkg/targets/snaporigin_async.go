@@ -48,22 +48,24 @@ func (e *originEntry) writeAsync(off, n int64, done func(error), start func(func
 	if !e.mu.TryRLock() {
 		return false // a snapshot attaching or leaving: the blocking way
 	}
-	if len(e.snaps) == 0 {
-		if start(func(err error) { e.mu.RUnlock(); done(err) }) {
-			return true
+	release := e.mu.RUnlock
+	if len(e.snaps) > 0 {
+		lo, hi := e.writeRange(off, n)
+		tok, ok := e.locks.tryLock(lo, hi, false)
+		if !ok {
+			e.mu.RUnlock()
+			return false
 		}
-		e.mu.RUnlock()
-		return false
+		release = func() { tok.unlock(); e.mu.RUnlock() }
+		if e.copiesAny(off, n) {
+			release()
+			return false
+		}
 	}
-	lo, hi := e.writeRange(off, n)
-	tok, ok := e.locks.tryLock(lo, hi, false)
-	if ok && !e.copiesAny(off, n) && start(func(err error) { tok.unlock(); e.mu.RUnlock(); done(err) }) {
+	if start(func(err error) { release(); done(err) }) {
 		return true
 	}
-	if ok {
-		tok.unlock()
-	}
-	e.mu.RUnlock()
+	release()
 	return false
 }
 
@@ -71,7 +73,10 @@ func (e *originEntry) writeAsync(off, n int64, done func(error), start func(func
 // chunk to any snapshot; e.mu held, and the range.
 func (e *originEntry) copiesAny(off, n int64) bool {
 	for _, s := range e.snaps {
-		if _, olds := s.toCopy(off, n); !s.merging && len(olds) > 0 {
+		if s.merging {
+			continue
+		}
+		if _, olds := s.toCopy(off, n); len(olds) > 0 {
 			return true
 		}
 	}

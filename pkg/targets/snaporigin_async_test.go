@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/testkit"
-	"github.com/gdm-project/gdm/pkg/aio"
 )
 
 // A snapshot-origin over a block device read with O_DIRECT reads through
@@ -17,11 +16,8 @@ import (
 // blocking path copies or waits. Through the page cache nothing is
 // asynchronous.
 func TestSnapOriginAsync(t *testing.T) {
-	if aio.Shared() == nil {
-		t.Skip("no Linux AIO here")
-	}
 	const size = 1 << 20
-	loop := testkit.Loop(t, fillPattern(t, size, 5), 0)
+	loop := aioLoop(t, fillPattern(t, size, 5))
 	o := newSnapTable(t, "snapshot-origin", size/512, loop)
 	og := o.tg.(*snapOrigin)
 	if !og.CanAsync() {
@@ -30,14 +26,14 @@ func TestSnapOriginAsync(t *testing.T) {
 	ctx := context.Background()
 	never := func(error) { t.Error("done of a request not started") }
 	write := func(p []byte, off int64) error {
-		return og.AsyncErr(AsyncWrite, off, int64(len(p)), awaitAsync(t, func(done func(error)) bool { return og.WriteAsync(ctx, p, off, done) }))
+		return og.AsyncErr(AsyncWrite, off, int64(len(p)), testkit.Await(t, func(done func(error)) bool { return og.WriteAsync(ctx, p, off, done) }))
 	}
 	data := bytes.Repeat([]byte("origin!!"), 1024)
 	if err := write(data, 8192); err != nil { // no snapshot yet
 		t.Fatal(err)
 	}
 	for _, got := range [][]byte{make([]byte, len(data)), make([]byte, len(data)+1)[1:]} {
-		err := og.AsyncErr(AsyncRead, 8192, int64(len(got)), awaitAsync(t, func(done func(error)) bool { return og.ReadAsync(ctx, got, 8192, done) }))
+		err := og.AsyncErr(AsyncRead, 8192, int64(len(got)), testkit.Await(t, func(done func(error)) bool { return og.ReadAsync(ctx, got, 8192, done) }))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("async read: %v, equal %v", err, bytes.Equal(got, data))
 		}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/testkit"
-	"github.com/gdm-project/gdm/pkg/aio"
 )
 
 // A snapshot over block devices read with O_DIRECT reads a run without
@@ -16,11 +15,8 @@ import (
 // range a write holds, a read across runs, and every write, decline, so
 // the blocking path (which waits, or makes exceptions) takes them.
 func TestSnapshotAsyncReads(t *testing.T) {
-	if aio.Shared() == nil {
-		t.Skip("no Linux AIO here")
-	}
 	const size = 1 << 20
-	orig := testkit.Loop(t, fillPattern(t, size, 3), 0)
+	orig := aioLoop(t, fillPattern(t, size, 3))
 	cow := testkit.Loop(t, testkit.Sparse(t, t.TempDir(), "cow", 2*size), 0)
 	o := newSnapTable(t, "snapshot-origin", size/512, orig)
 	st := newSnapTable(t, "snapshot", size/512, orig, cow, "P", "8").resume()
@@ -32,7 +28,7 @@ func TestSnapshotAsyncReads(t *testing.T) {
 	old := make([]byte, 8192)
 	pattern(old, 8192, 3)
 	read := func(off int64, p []byte) error {
-		return s.AsyncErr(AsyncRead, off, int64(len(p)), awaitAsync(t, func(done func(error)) bool { return s.ReadAsync(ctx, p, off, done) }))
+		return s.AsyncErr(AsyncRead, off, int64(len(p)), testkit.Await(t, func(done func(error)) bool { return s.ReadAsync(ctx, p, off, done) }))
 	}
 	got := make([]byte, 8192)
 	if err := read(8192, got); err != nil || !bytes.Equal(got, old) {

@@ -10,18 +10,14 @@ import (
 	"testing"
 
 	"github.com/gdm-project/gdm/internal/testkit"
-	"github.com/gdm-project/gdm/pkg/aio"
 )
 
 // stripedOverLoops is a striped target of 2 MiB, 4 KiB chunks, over two
 // loop devices of 1 MiB (a and b; b's file is fileB).
 func stripedOverLoops(t *testing.T) (s *striped, a, b, fileB string) {
 	t.Helper()
-	if aio.Shared() == nil {
-		t.Skip("no Linux AIO here")
-	}
 	fileB = tempFile(t, 1<<20)
-	a, b = testkit.Loop(t, tempFile(t, 1<<20), 0), testkit.Loop(t, fileB, 0)
+	a, b = aioLoop(t, tempFile(t, 1<<20)), aioLoop(t, fileB)
 	set := NewDevSet(false)
 	t.Cleanup(func() { set.Close() })
 	tg, err := newStriped([]string{"2", "8", a, "0", b, "0"}, 4096, set)
@@ -43,7 +39,7 @@ func TestStripedAsync(t *testing.T) {
 	ctx := context.Background()
 	data := bytes.Repeat([]byte{0x3c}, 4096)
 	run := func(kind AsyncKind, p []byte, off int64, start func(done func(error)) bool) error {
-		return s.AsyncErr(kind, off, int64(len(p)), awaitAsync(t, start))
+		return s.AsyncErr(kind, off, int64(len(p)), testkit.Await(t, start))
 	}
 	// The second chunk: leg 1, at its offset 0.
 	if err := run(AsyncWrite, data, 4096, func(done func(error)) bool { return s.WriteAsync(ctx, data, 4096, done) }); err != nil {
@@ -84,7 +80,7 @@ func TestStripedVectored(t *testing.T) {
 		raw[i] = byte(i*31 + i>>12)
 	}
 	async := func(kind AsyncKind, p []byte, off int64) error {
-		return s.AsyncErr(kind, off, int64(len(p)), awaitAsync(t, func(done func(error)) bool {
+		return s.AsyncErr(kind, off, int64(len(p)), testkit.Await(t, func(done func(error)) bool {
 			if kind == AsyncWrite {
 				return s.WriteAsync(ctx, p, off, done)
 			}

@@ -92,23 +92,21 @@ func (s *striped) startVectored(write bool, p []byte, off int64, done func(error
 
 // plan splits the request into its legs' vectors, and reports whether
 // every piece meets O_DIRECT's alignment and every leg's vector fits.
+// Consecutive chunks go to the legs in turn, so piece k is on the leg
+// of v.legs[k % stripes], and each leg's pieces follow one another on it.
 func (v *stripedVec) plan() bool {
 	s := v.s
-	byLeg := make(map[int]int, len(s.legs))
-	for at := int64(0); at < int64(len(v.p)); {
+	for k, at := 0, int64(0); at < int64(len(v.p)); k++ {
 		leg, devOff, room := s.locate(v.off + at)
 		n := min(room, int64(len(v.p))-at)
 		if uintptr(at)%directAlign != 0 || !s.legs[leg].dev.directOK(devOff, n) {
 			return false
 		}
-		i, ok := byLeg[leg]
-		if !ok {
-			i = len(v.legs)
-			byLeg[leg] = i
+		if k < len(s.legs) {
 			v.legs = append(v.legs, vecLeg{v: v, leg: leg, devOff: devOff})
 		}
-		l := &v.legs[i]
-		if devOff != l.devOff+l.bytes || len(l.iov) == maxIovecs {
+		l := &v.legs[k%len(s.legs)]
+		if len(l.iov) == maxIovecs {
 			return false
 		}
 		piece := v.buf[at : at+n]
