@@ -38,6 +38,9 @@ type Dev struct {
 	// directFD its number (dev_direct.go).
 	direct   *os.File
 	directFD int
+	// partial are the locks of sub-sector writes on the direct
+	// descriptor (dev_subsector.go).
+	partial partialLocks
 
 	// Learned on first use: fallocate modes the device refuses, so later
 	// requests go straight to the fallback.
@@ -142,10 +145,14 @@ func (d *Dev) WriteAt(p []byte, off int64) error {
 }
 
 // full repeats a positional read or write until all of p is done, on the
-// direct descriptor where the range allows (dev_direct.go).
+// direct descriptor where there is one (dev_direct.go; a range that is
+// not whole blocks: dev_subsector.go).
 func (d *Dev) full(io func(fd int, p []byte, off int64) (int, error), what string, p []byte, off int64) error {
-	if d.directOK(off, int64(len(p))) {
+	switch {
+	case d.directOK(off, int64(len(p))):
 		return d.directIO(what == "write", what, p, off)
+	case d.direct != nil:
+		return d.directAnyRange(what == "write", what, p, off)
 	}
 	return d.fullOn(d.fd, io, what, p, off)
 }

@@ -30,11 +30,10 @@ import (
 //     the request landed in the connection's read buffer) goes through a
 //     recycled aligned buffer, a copy of at most 1 MiB at a time;
 //   - a range that is not whole blocks of a 512-byte device (the export
-//     is byte-granular there) goes through the page cache descriptor, as
-//     before: the kernel keeps the two coherent for requests that do not
-//     overlap in time (a direct read writes back dirty cached pages of
-//     its range first, a direct write drops the range's cached pages
-//     after), and requests that do overlap have no order under NBD;
+//     is byte-granular there) is read whole blocks at a time, and a
+//     partial block written by reading, patching and writing it back
+//     (dev_subsector.go): gdm keeps no page cache of a direct device,
+//     which an AIO write would not drop;
 //   - a large read is not spliced (that is the page cache's way) but read
 //     into memory and written to the socket: one copy per byte.
 //

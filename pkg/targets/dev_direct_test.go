@@ -69,8 +69,9 @@ func TestBlockDeviceReadsPastPageCache(t *testing.T) {
 
 // Direct I/O takes any memory and any range: memory that is not aligned
 // goes through an aligned buffer (a write's payload sits anywhere in the
-// connection's buffer), a range that is not whole sectors through the
-// page cache, and the two see each other's writes.
+// connection's buffer), a range that is not whole sectors as whole
+// sectors read, and written back patched (dev_subsector.go), and the two
+// see each other's writes.
 func TestBlockDeviceDirectAnyMemoryAnyRange(t *testing.T) {
 	d, _ := openLoop(t, 4<<20, OpenOptions{})
 	if !d.DirectIO() || !fdFlags(t, d.directFD, unixODirect) {
@@ -88,7 +89,7 @@ func TestBlockDeviceDirectAnyMemoryAnyRange(t *testing.T) {
 	if err := d.ReadAt(got[1:], 512); err != nil || !bytes.Equal(got[1:], odd) {
 		t.Fatalf("unaligned memory: read back differs (%v)", err)
 	}
-	// A few bytes inside a sector: through the page cache, then read
+	// A few bytes inside a sector (a read-modify-write), then read
 	// back directly with the whole sector around them.
 	if err := d.WriteAt([]byte("sub-sector"), 4096+100); err != nil {
 		t.Fatal(err)

@@ -60,9 +60,17 @@ func gathered(d *Dev, ios []cowIO, write bool) error {
 
 // vectored reads or writes bufs one after another from off: a single
 // buffer, or any on a remote device, with ReadAt or WriteAt; more with
-// preadv or pwritev, repeated until every byte is done.
+// preadv or pwritev, repeated until every byte is done. On a block
+// device read with O_DIRECT, the vector goes to its direct descriptor
+// when every buffer is aligned and whole blocks, and one buffer at a time
+// through ReadAt or WriteAt (which bounce it) otherwise: never through
+// the page cache (dev_subsector.go says why).
 func vectored(d *Dev, bufs [][]byte, off int64, write bool) error {
-	if len(bufs) == 1 || d.remote != nil {
+	fd := d.fd
+	if d.direct != nil {
+		fd = d.directFD
+	}
+	if len(bufs) == 1 || d.remote != nil || (d.direct != nil && !directVector(d, bufs, off)) {
 		at := d.ReadAt
 		if write {
 			at = d.WriteAt
@@ -80,7 +88,7 @@ func vectored(d *Dev, bufs [][]byte, off int64, write bool) error {
 		what, io = "write", unix.Pwritev
 	}
 	for len(bufs) > 0 {
-		switch n, err := io(d.fd, bufs, off); {
+		switch n, err := io(fd, bufs, off); {
 		case err == unix.EINTR:
 		case err != nil:
 			return fmt.Errorf("targets: %s %s at %d: %w", what, d.path, off, err)
@@ -104,4 +112,20 @@ func consumed(bufs [][]byte, n int) [][]byte {
 		bufs[0] = bufs[0][n:]
 	}
 	return bufs
+}
+
+// directVector says whether bufs, from off, may go to d's direct
+// descriptor as they are: the offset and every buffer whole logical
+// blocks, every buffer's memory aligned.
+func directVector(d *Dev, bufs [][]byte, off int64) bool {
+	bs := d.LogicalBlockSize()
+	if off%bs != 0 {
+		return false
+	}
+	for _, b := range bufs {
+		if len(b) == 0 || int64(len(b))%bs != 0 || !aligned(b) {
+			return false
+		}
+	}
+	return true
 }
