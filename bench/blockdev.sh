@@ -45,24 +45,14 @@ uri="nbd+unix:///bench?socket=$work/s.sock"
 echo "$(machine_line); $loop over $where"
 for r in $(seq "$rounds"); do
 	for job in "${bench_jobs[@]}"; do
-		read -r rw bs qd <<<"$job"
-		fio --name=j --filename="$loop" --direct=1 --ioengine=libaio --rw=$rw --bs=$bs --iodepth=$qd --size=1g \
-			--time_based --runtime=4 --output-format=json --output="$work/out.json" >/dev/null
-		printf "round %d %-10s %-9s %-3s qd%-2s IOPS %7d  (fio on the device itself)\n" "$r" fio $rw $bs $qd \
-			"$(fio_iops "$work/out.json")"
+		fio_on_row "$r" "$loop" $job "$work"
 	done
 	for mode in direct page-cache; do
 		extra=()
 		[ $mode = page-cache ] && extra=(--block-page-cache)
 		serve_table "$work/gdm" "$work" "0 2097152 linear $loop 0" "${extra[@]}"
 		for job in "${bench_jobs[@]}"; do
-			read -r rw bs qd <<<"$job"
-			t0=$(cpu_ticks $pid)
-			fio --name=j --ioengine=nbd --uri="$uri" --rw=$rw --bs=$bs --iodepth=$qd --size=1g --time_based --runtime=4 \
-				--output-format=json --output="$work/out.json" >/dev/null
-			t1=$(cpu_ticks $pid)
-			printf "round %d %-10s %-9s %-3s qd%-2s IOPS %7d  gdm CPU ticks %4d  load %s\n" "$r" $mode $rw $bs $qd \
-				"$(fio_iops "$work/out.json")" $((t1 - t0)) "$(cut -d' ' -f1 /proc/loadavg)"
+			gdm_row "$r" $mode $job "$uri" "$work"
 		done
 		kill $pid
 		wait $pid 2>/dev/null || true

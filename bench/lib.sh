@@ -1,7 +1,8 @@
-# Shared by bench/remote.sh, bench/tls.sh and the blockdev scripts
-# (sourced, not run): the fio job that prints MiB/s, the machine line, the
-# four jobs of their tables, CPU time of processes, and a gdm serving one
-# table.
+# Shared by bench/remote.sh, bench/tls.sh, the blockdev scripts and
+# bench/filedirect.sh (sourced, not run): the fio job that prints MiB/s,
+# the machine line, the four jobs of their tables, CPU time of processes,
+# a gdm serving one table, and the rows of a job on a device and through
+# gdm.
 
 # bench_jobs: the four jobs every table runs, "RW BS IODEPTH" each.
 bench_jobs=("randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8")
@@ -79,4 +80,25 @@ serve_table() {
 		kill -0 $pid || exit 1
 		sleep 0.1
 	done
+}
+
+# fio_on_row ROUND PATH RW BS QD WORK: one 4 s fio job straight on PATH
+# (libaio, O_DIRECT), what the device or file does by itself; prints its
+# row. gdm_row ROUND MODE RW BS QD URI WORK: the same job through gdm
+# (pid $pid) on URI, with gdm's CPU ticks and the load.
+fio_on_row() {
+	local r=$1 path=$2 rw=$3 bs=$4 qd=$5 work=$6
+	fio --name=j --filename="$path" --direct=1 --ioengine=libaio --rw=$rw --bs=$bs --iodepth=$qd --size=1g \
+		--time_based --runtime=4 --output-format=json --output="$work/out.json" >/dev/null
+	printf "round %d %-11s %-9s %-3s qd%-2s IOPS %7d  (fio on it, O_DIRECT)\n" "$r" fio $rw $bs $qd "$(fio_iops "$work/out.json")"
+}
+
+gdm_row() {
+	local r=$1 mode=$2 rw=$3 bs=$4 qd=$5 uri=$6 work=$7 t0 t1
+	t0=$(cpu_ticks $pid)
+	fio --name=j --ioengine=nbd --uri="$uri" --rw=$rw --bs=$bs --iodepth=$qd --size=1g --time_based --runtime=4 \
+		--output-format=json --output="$work/out.json" >/dev/null
+	t1=$(cpu_ticks $pid)
+	printf "round %d %-11s %-9s %-3s qd%-2s IOPS %7d  gdm CPU ticks %4d  load %s\n" "$r" "$mode" $rw $bs $qd \
+		"$(fio_iops "$work/out.json")" $((t1 - t0)) "$(cut -d' ' -f1 /proc/loadavg)"
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gdm-project/gdm/internal/controlapi"
+	"github.com/gdm-project/gdm/internal/daemon"
 	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/nbdclient"
 	"github.com/gdm-project/gdm/pkg/nbdclient/nbdtest"
@@ -53,8 +55,8 @@ func TestDepsVerb(t *testing.T) {
 		t.Fatalf("deps: %q", out)
 	}
 	var deps controlapi.Deps
-	if err := json.Unmarshal([]byte(td.ok(t, "deps", "d", "--json")), &deps); err != nil || len(deps.Devices) != 1 || deps.Devices[0].Kind != "file" {
-		t.Fatalf("deps --json: %+v %v", deps, err)
+	if err := json.Unmarshal([]byte(td.ok(t, "deps", "d", "--json")), &deps); err != nil || len(deps.Devices) != 1 || deps.Devices[0].Kind != "file" || deps.Devices[0].Direct {
+		t.Fatalf("deps --json (a file, through the page cache): %+v %v", deps, err)
 	}
 	out, err := exec.Command("losetup", "--find", "--show", a).Output()
 	if err != nil {
@@ -74,6 +76,27 @@ func TestDepsVerb(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(td.ok(t, "deps", "b", "--json")), &deps); err != nil || len(deps.Devices) != 1 || !deps.Devices[0].Direct {
 		t.Fatalf("deps --json of a loop device (read with O_DIRECT): %+v %v", deps, err)
+	}
+}
+
+// gdm serve --file-direct reads and writes files with O_DIRECT, which
+// deps --json says; the flag reaches the daemon's config.
+func TestServeFileDirect(t *testing.T) {
+	var s serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	s.register(fs)
+	if err := fs.Parse([]string{"--file-direct"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := s.resolve(fs); err != nil || !cfg.FileDirect {
+		t.Fatalf("--file-direct: FileDirect %v (%v)", cfg.FileDirect, err)
+	}
+	td := startTestDaemonWith(t, "", func(c *daemon.Config) { c.FileDirect = true })
+	a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
+	td.ok(t, "create", "d", "--table", "0 8 linear "+a+" 0")
+	var deps controlapi.Deps
+	if err := json.Unmarshal([]byte(td.ok(t, "deps", "d", "--json")), &deps); err != nil || len(deps.Devices) != 1 || !deps.Devices[0].Direct {
+		t.Fatalf("deps --json of a file under --file-direct: %+v %v", deps, err)
 	}
 }
 

@@ -21,12 +21,22 @@ type testDaemon struct {
 
 func startTestDaemon(t *testing.T, dir string) *testDaemon {
 	t.Helper()
+	return startTestDaemonWith(t, dir, nil)
+}
+
+// startTestDaemonWith is startTestDaemon with the config changed by set
+// (when not nil) before the daemon starts.
+func startTestDaemonWith(t *testing.T, dir string, set func(*daemon.Config)) *testDaemon {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	cfg := daemon.Config{
 		NBDSocket: filepath.Join(dir, "nbd.sock"), Control: filepath.Join(dir, "control.sock"),
 		StateDir: filepath.Join(dir, "state"), LogLevel: slog.LevelError, ShutdownWait: 10e9,
+	}
+	if set != nil {
+		set(&cfg)
 	}
 	r, err := daemon.Start(cfg, io.Discard)
 	if err != nil {

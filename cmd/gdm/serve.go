@@ -49,6 +49,7 @@ func (s *serveFlags) register(fs *flag.FlagSet) {
 	fs.Var(&s.allowPaths, "allow-path", "only map backing devices (files, block devices, nbd+unix sockets, nbds certificate files) whose real path lies under `DIR` (repeatable; default: anywhere)")
 	fs.DurationVar(&c.OpenTimeout, "open-timeout", targets.DefaultOpenTimeout, "how long opening one backing device may take (a hung mount)")
 	fs.BoolVar(&c.BlockPageCache, "block-page-cache", false, "read and write block devices through the page cache (cached reads; a device's write errors show at the next flush) instead of with O_DIRECT, as dm does")
+	fs.BoolVar(&c.FileDirect, "file-direct", false, "read and write regular files with O_DIRECT and Linux AIO, past the page cache (qemu's cache=none): deep queues on fast disks and per-request write errors, but no cached reads")
 	fs.DurationVar(&c.ControlTimeout, "control-timeout", 30*time.Second, "how long a control request may take to arrive; idle control connections close after it")
 	registerNBDLimits(fs, &c.NBD)
 	fs.StringVar(&c.TLS.Mode, "tls", "off", "NBD over TLS (STARTTLS): off, on (offered) or require (nothing else answered before it)")

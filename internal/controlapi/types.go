@@ -35,9 +35,10 @@ type Dep struct {
 	Kind  string `json:"kind"`
 	Major uint32 `json:"major,omitempty"`
 	Minor uint32 `json:"minor,omitempty"`
-	// Direct says a block device is read and written with O_DIRECT;
-	// false for one served through the page cache (gdm serve
-	// --block-page-cache, or a device that refused O_DIRECT).
+	// Direct says a block device or file is read and written with
+	// O_DIRECT; false for one served through the page cache (gdm serve
+	// --block-page-cache; a file without --file-direct; one that refused
+	// O_DIRECT).
 	Direct bool `json:"direct,omitempty"`
 }
 

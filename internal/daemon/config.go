@@ -26,6 +26,9 @@ type Config struct {
 	// BlockPageCache serves block devices through the page cache rather
 	// than with O_DIRECT (targets.OpenOptions.BlockPageCache).
 	BlockPageCache bool
+	// FileDirect serves regular files with O_DIRECT and Linux AIO
+	// (targets.OpenOptions.FileDirect).
+	FileDirect bool
 	// ControlTimeout bounds how long one control request may take to
 	// arrive (headers and body) and how long an idle control connection
 	// is kept.

@@ -50,7 +50,7 @@ func Start(cfg Config, stdout io.Writer) (*Running, error) {
 	r.d = newDaemon(log, state, cfg.MetricsListen != "")
 	r.d.version = cfg.Version
 	r.d.unreadableStates = len(unreadable)
-	r.d.open = targets.OpenOptions{Timeout: cfg.OpenTimeout, AllowPrefixes: cfg.AllowPaths, BlockPageCache: cfg.BlockPageCache}
+	r.d.open = targets.OpenOptions{Timeout: cfg.OpenTimeout, AllowPrefixes: cfg.AllowPaths, BlockPageCache: cfg.BlockPageCache, FileDirect: cfg.FileDirect}
 	cfg.NBD.apply(r.d.nbd)
 	if r.tls, err = newTLSFiles(cfg.TLS); err != nil {
 		return nil, err

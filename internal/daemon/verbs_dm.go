@@ -99,13 +99,12 @@ func (d *daemon) depsOf(m *managed) controlapi.Deps {
 	out := controlapi.Deps{Name: m.name(), Devices: []controlapi.Dep{}}
 	m.dev.View(table.Live, func(t *table.Table) error {
 		for _, dev := range t.Devs().Devs() {
-			dep := controlapi.Dep{Path: dev.Path(), Kind: "file"}
+			dep := controlapi.Dep{Path: dev.Path(), Kind: "file", Direct: dev.DirectIO()}
 			switch id := dev.Identity(); {
 			case dev.Remote():
 				dep.Kind = "nbd"
 			case id.IsBlock():
 				dep.Kind, dep.Major, dep.Minor = "block", unix.Major(id.Rdev), unix.Minor(id.Rdev)
-				dep.Direct = dev.DirectIO()
 			}
 			out.Devices = append(out.Devices, dep)
 		}

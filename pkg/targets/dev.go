@@ -38,6 +38,10 @@ type Dev struct {
 	// directFD its number (dev_direct.go).
 	direct   *os.File
 	directFD int
+	// dioBlock is a regular file's O_DIRECT offset alignment, from statx
+	// (dev_file_direct.go); 0 for a block device, whose logical block
+	// size it is.
+	dioBlock int64
 	// partial are the locks of sub-sector writes on the direct
 	// descriptor (dev_subsector.go).
 	partial partialLocks
@@ -81,6 +85,9 @@ func openDev(path string, readOnly bool, opts *OpenOptions) (*Dev, error) {
 	}
 	if o.st.Mode&unix.S_IFMT == unix.S_IFREG {
 		d.size = o.st.Size
+		if opts.FileDirect {
+			d.openFileDirect(flag)
+		}
 		return d, nil
 	}
 	d.blockDev = true

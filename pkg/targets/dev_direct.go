@@ -46,25 +46,30 @@ const directAlign = 4096
 // directChunk bounds one bounce through an aligned buffer.
 const directChunk = 1 << 20
 
-// openDirect opens a second descriptor of the block device d.fd is, with
-// O_DIRECT (through /proc/self/fd, so it is the very device), and keeps
-// it; a device that refuses it keeps none, and is served through the page
-// cache, which the log says (`gdm deps --json` shows it too).
+// openDirect opens a second descriptor of the block device or file d.fd
+// is, with O_DIRECT (through /proc/self/fd, so it is the very one), and
+// keeps it; one that refuses it keeps none, and is served through the
+// page cache, which the log says (`gdm deps --json` shows it too).
 func (d *Dev) openDirect(flag int) {
 	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(d.fd), flag|unix.O_DIRECT|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
-		slog.Warn("block device refuses O_DIRECT: it is served through the page cache", "device", d.path, "err", err)
+		slog.Warn("O_DIRECT refused: served through the page cache", "device", d.path, "err", err)
 		return
 	}
 	d.direct = os.NewFile(uintptr(fd), d.path)
 	d.directFD = fd
 }
 
+// directBlock is the unit of I/O on the direct descriptor: a block
+// device's logical block size, a file's O_DIRECT offset alignment.
+func (d *Dev) directBlock() int64 { return max(d.dioBlock, d.LogicalBlockSize()) }
+
 // directOK says whether [off, off+n) may go to the direct descriptor:
-// there is one and the range is whole logical blocks.
+// there is one, the range is whole blocks of it, and it ends by the last
+// whole block (a file's size need not be whole blocks).
 func (d *Dev) directOK(off, n int64) bool {
-	bs := d.LogicalBlockSize()
-	return d.direct != nil && off%bs == 0 && n%bs == 0
+	bs := d.directBlock()
+	return d.direct != nil && off%bs == 0 && n%bs == 0 && off+n <= d.size-d.size%bs
 }
 
 // directIO reads or writes p at off through the direct descriptor,

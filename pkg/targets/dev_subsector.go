@@ -38,7 +38,7 @@ type partialLocks struct {
 // lockFor is the lock of the block starting at byte blk.
 func (d *Dev) lockFor(blk int64) *sync.Mutex {
 	d.partial.once.Do(func() { d.partial.mu = new([sectorLocks]sync.Mutex) })
-	return &d.partial.mu[(blk/d.LogicalBlockSize())%sectorLocks]
+	return &d.partial.mu[(blk/d.directBlock())%sectorLocks]
 }
 
 // directAnyRange reads or writes p at off on the direct descriptor when
@@ -46,7 +46,7 @@ func (d *Dev) lockFor(blk int64) *sync.Mutex {
 // block at either end read whole (and, for a write, patched and written
 // back whole).
 func (d *Dev) directAnyRange(write bool, what string, p []byte, off int64) error {
-	bs := d.LogicalBlockSize()
+	bs := d.directBlock()
 	for len(p) > 0 {
 		blk := off - off%bs
 		if off == blk && int64(len(p)) >= bs {
@@ -68,8 +68,19 @@ func (d *Dev) directAnyRange(write bool, what string, p []byte, off int64) error
 
 // partialBlock reads p from, or writes p into, the block that starts at
 // byte blk and holds [off, off+len(p)).
+//
+// A file's last block may be cut short by its end, which O_DIRECT would
+// read short and a whole-block write would move: that one goes through
+// the page cache descriptor.
 func (d *Dev) partialBlock(write bool, what string, p []byte, off, blk int64) error {
-	bs := d.LogicalBlockSize()
+	bs := d.directBlock()
+	if blk+bs > d.size {
+		io := unix.Pread
+		if write {
+			io = unix.Pwrite
+		}
+		return d.fullOn(d.fd, io, what, p, off)
+	}
 	ab := getAlignedBuf(int(bs))
 	defer putAlignedBuf(ab)
 	b := ab.b[:bs]

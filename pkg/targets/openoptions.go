@@ -31,6 +31,11 @@ type OpenOptions struct {
 	// repeated reads, at the cost of answers that are the cache's, not
 	// the device's.
 	BlockPageCache bool
+	// FileDirect reads and writes regular files with O_DIRECT, and whole
+	// blocks of them through Linux AIO, as block devices are (qemu's
+	// cache=none; dev_file_direct.go). A file whose filesystem refuses
+	// O_DIRECT is served through the page cache.
+	FileDirect bool
 
 	hooks *openHooks // tests only
 	// onChange is given to every remote device's client (DevSet sets it

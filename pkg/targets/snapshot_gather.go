@@ -118,12 +118,21 @@ func consumed(bufs [][]byte, n int) [][]byte {
 // descriptor as they are: the offset and every buffer whole logical
 // blocks, every buffer's memory aligned.
 func directVector(d *Dev, bufs [][]byte, off int64) bool {
-	bs := d.LogicalBlockSize()
-	if off%bs != 0 {
-		return false
-	}
+	end := off
 	for _, b := range bufs {
-		if len(b) == 0 || int64(len(b))%bs != 0 || !aligned(b) {
+		if len(b) == 0 || !aligned(b) {
+			return false
+		}
+		end += int64(len(b))
+	}
+	return d.directOK(off, end-off) && directSplit(d, bufs)
+}
+
+// directSplit says whether every buffer is whole blocks of d's direct
+// descriptor.
+func directSplit(d *Dev, bufs [][]byte) bool {
+	for _, b := range bufs {
+		if int64(len(b))%d.directBlock() != 0 {
 			return false
 		}
 	}
