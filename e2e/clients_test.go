@@ -15,9 +15,15 @@ import (
 
 // The userspace clients (nbdinfo, nbdcopy, qemu-img, qemu-io, fio) against
 // a linear device, a striped device over 4 files, and a device mixing
-// linear, striped and zero targets.
+// linear, striped and zero targets; with the files served through the
+// page cache (the default), and with O_DIRECT and AIO (--file-direct).
 func TestUserspaceClients(t *testing.T) {
-	d := startDaemon(t, "")
+	t.Run("page-cache", func(t *testing.T) { userspaceClients(t) })
+	t.Run("file-direct", func(t *testing.T) { userspaceClients(t, "--file-direct") })
+}
+
+func userspaceClients(t *testing.T, serveArgs ...string) {
+	d := startDaemon(t, "", serveArgs...)
 	files := t.TempDir()
 	var legs []string
 	for i := range 4 {
@@ -101,5 +107,9 @@ func TestUserspaceClients(t *testing.T) {
 	}
 	if st := d.gdm("status", "striped"); !strings.HasSuffix(strings.TrimSpace(st), "1 AAAA") {
 		t.Fatalf("status after the clients: %s", st)
+	}
+	direct := strings.Contains(d.gdm("deps", "linear", "--json"), `"direct": true`)
+	if want := len(serveArgs) > 0; direct != want {
+		t.Fatalf("deps --json says direct %v, want %v", direct, want)
 	}
 }
