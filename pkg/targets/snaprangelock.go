@@ -10,14 +10,26 @@ import "sync"
 // only exclusive ones (writes); that is how a read during a copy sees the
 // old data: the origin write that would change it waits for the read.
 //
+// A shared request also waits for (and a shared tryLock refuses) an
+// exclusive one that is waiting for an overlapping range: a steady stream
+// of overlapping reads, each taking its range while another still holds
+// one, would otherwise keep an origin write waiting for ever. Exclusive
+// requests keep no such order among themselves: a snapshot write holds
+// the ranges it took while it waits for the next (in ascending order), so
+// one waiting behind an older request that in turn waits for a range it
+// holds would never go on. A shared request holds no other range while
+// it waits, so it can wait behind anything.
+//
 // Held ranges are a plain list: one entry per I/O in flight on the origin
 // and its snapshots, except a snapshot write, which holds one per stretch
 // of new chunks until its commit (at most 128 for a 1 MiB request over
 // 4 KiB chunks): a few hundred at worst, so a scan still beats a tree.
 type rangeLock struct {
-	mu   sync.Mutex // guards held, next and wake
+	mu   sync.Mutex // guards held, exWaiting, next and wake
 	held []heldRange
-	next uint64 // the last id handed out
+	// exWaiting are the exclusive lock calls blocked now, by range.
+	exWaiting []heldRange
+	next      uint64 // the last id handed out
 	// waiters counts lock calls blocked now: how a test sees that a
 	// writer waits rather than goes ahead.
 	waiters int
@@ -54,10 +66,16 @@ func (l *rangeLock) lock(lo, hi int64, shared bool) rangeToken {
 		}
 		w := l.wake
 		l.waiters++
+		if !shared {
+			l.exWaiting = append(l.exWaiting, heldRange{lo: lo, hi: hi, id: id})
+		}
 		l.mu.Unlock()
 		<-w
 		l.mu.Lock()
 		l.waiters--
+		if !shared {
+			l.exWaiting = removeRange(l.exWaiting, id)
+		}
 	}
 }
 
@@ -75,14 +93,32 @@ func (l *rangeLock) tryLock(lo, hi int64, shared bool) (rangeToken, bool) {
 	return rangeToken{l: l, id: l.next}, true
 }
 
-// conflictsLocked says whether a new holder of [lo, hi) must wait; l.mu held.
+// conflictsLocked says whether a new holder of [lo, hi) must wait: a held
+// range it cannot share, or, for a shared one, an exclusive request
+// waiting for an overlapping range. l.mu held.
 func (l *rangeLock) conflictsLocked(lo, hi int64, shared bool) bool {
 	for _, h := range l.held {
 		if h.lo < hi && lo < h.hi && !(shared && h.shared) {
 			return true
 		}
 	}
+	for _, w := range l.exWaiting {
+		if shared && w.lo < hi && lo < w.hi {
+			return true
+		}
+	}
 	return false
+}
+
+// removeRange drops the range of id from rs.
+func removeRange(rs []heldRange, id uint64) []heldRange {
+	for i, r := range rs {
+		if r.id == id {
+			rs[i] = rs[len(rs)-1]
+			return rs[:len(rs)-1]
+		}
+	}
+	return rs
 }
 
 // unlock releases the range and wakes every waiter to look again.
@@ -90,13 +126,7 @@ func (t rangeToken) unlock() {
 	l := t.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for i, h := range l.held {
-		if h.id == t.id {
-			l.held[i] = l.held[len(l.held)-1]
-			l.held = l.held[:len(l.held)-1]
-			break
-		}
-	}
+	l.held = removeRange(l.held, t.id)
 	if l.wake != nil {
 		close(l.wake)
 		l.wake = nil
