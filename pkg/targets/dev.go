@@ -171,6 +171,13 @@ func (d *Dev) fullOn(fd int, io func(fd int, p []byte, off int64) (int, error), 
 		if err == unix.EINTR {
 			continue
 		}
+		if err == unix.ENOSPC && d.blockDev {
+			// A write past a block device's end (one that shrank
+			// under the table): dm's bio fails with EIO there, and
+			// gdm's asynchronous path says ErrShortIO; a file's
+			// ENOSPC is its filesystem's, and stays.
+			return d.shortErr(what, off)
+		}
 		if err != nil {
 			return d.ioErr(what, off, err)
 		}

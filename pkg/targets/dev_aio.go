@@ -3,6 +3,8 @@ package targets
 import (
 	"errors"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gdm-project/gdm/pkg/aio"
 )
 
@@ -61,8 +63,8 @@ func (d *Dev) localAsyncErr(kind AsyncKind, off int64, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, aio.ErrShort):
-		return d.shortErr(what, off)
+	case errors.Is(err, aio.ErrShort), errors.Is(err, unix.ENOSPC) && d.blockDev:
+		return d.shortErr(what, off) // past the end: as fullOn says it
 	}
 	return d.ioErr(what, off, err)
 }

@@ -2,12 +2,16 @@ package targets
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gdm-project/gdm/pkg/aio"
 )
 
 // cachedPages counts the pages of the file or block device at path that
@@ -117,5 +121,29 @@ func TestBlockDeviceSubSectorWritesToOneSectorAllLand(t *testing.T) {
 				t.Fatalf("round %d: writer %d's bytes were lost: %x", r, w, part)
 			}
 		}
+	}
+}
+
+// A write past the end of a block device that shrank under the table is
+// ErrShortIO both ways (EIO to the client, as dm's bio past the end
+// fails), where the kernel says ENOSPC; one that straddles the end is a
+// short count, the same error.
+func TestBlockDeviceWritePastShrunkEnd(t *testing.T) {
+	d, file := openLoop(t, 1<<20, OpenOptions{})
+	if err := os.Truncate(file, 512<<10); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("losetup", "-c", d.path).CombinedOutput(); err != nil {
+		t.Fatalf("losetup -c: %v: %s", err, out)
+	}
+	p := make([]byte, 4096)
+	if err := d.WriteAt(p, 768<<10); !errors.Is(err, ErrShortIO) {
+		t.Errorf("blocking write past the end: %v, want ErrShortIO", err)
+	}
+	if aio.Shared() == nil {
+		return
+	}
+	if err := asyncDone(t, d, AsyncWrite, 768<<10, func(done func(error)) bool { return d.directAsync(true, p, 768<<10, done) }); !errors.Is(err, ErrShortIO) {
+		t.Errorf("asynchronous write past the end: %v, want ErrShortIO", err)
 	}
 }
