@@ -3,25 +3,45 @@ package targets
 import (
 	"bytes"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gdm-project/gdm/internal/testkit"
 	"github.com/gdm-project/gdm/pkg/aio"
 )
 
-// openFile opens a fresh file of size bytes (in the test's temporary
-// directory, on a filesystem with O_DIRECT, not tmpfs) in a DevSet under
-// opts.
+// openFile opens a fresh file of size bytes in a DevSet under opts. The
+// file lies on a disk's filesystem, not tmpfs (whose pages are its data,
+// cached whatever the descriptor): the test's temporary directory, or
+// /var/tmp; a machine with neither skips the test.
 func openFile(t *testing.T, size int64, opts OpenOptions) *Dev {
 	t.Helper()
+	dir := t.TempDir()
+	if onTmpfs(t, dir) {
+		var err error
+		if dir, err = os.MkdirTemp("/var/tmp", "gdm-test"); err != nil || onTmpfs(t, dir) {
+			t.Skipf("no directory on a disk's filesystem here (%v)", err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
 	s := NewDevSetWith(false, opts)
 	t.Cleanup(func() { s.Close() })
-	d, err := s.Open(tempFile(t, size))
+	d, err := s.Open(testkit.Sparse(t, dir, "dev", size))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// onTmpfs says whether dir is on tmpfs.
+func onTmpfs(t *testing.T, dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Type == unix.TMPFS_MAGIC
 }
 
 // roundTrip writes and reads random ranges of d (whole sectors, sub-sector
