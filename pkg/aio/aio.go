@@ -259,16 +259,40 @@ func result(res int64, want int) error {
 	return nil
 }
 
-// sharedSlots bounds the requests in flight through Shared.
-const sharedSlots = 1024
+// sharedSlots bounds the requests in flight through Shared, and
+// minSharedSlots is the least it settles for.
+const (
+	sharedSlots    = 1024
+	minSharedSlots = 64
+)
 
 // Shared is the process's context, made on first use; nil where the
 // kernel refused one (then every caller does its I/O itself).
 var Shared = sync.OnceValue(func() *Context {
-	c, _ := New(sharedSlots)
+	c, _ := newShared(New)
 	shared.Store(c)
 	return c
 })
+
+// newShared makes the shared context with setup: sharedSlots, or, where
+// the kernel refuses that many (io_setup's EAGAIN: the system's
+// fs.aio-max-nr used up by other processes, a database's say), half as
+// many, down to minSharedSlots. A smaller context still keeps many
+// requests in flight; none at all would put every one back in a
+// blocking call.
+func newShared(setup func(n int) (*Context, error)) (*Context, error) {
+	var err error
+	for n := sharedSlots; n >= minSharedSlots; n /= 2 {
+		var c *Context
+		if c, err = setup(n); err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, unix.EAGAIN) {
+			break
+		}
+	}
+	return nil, err
+}
 
 // shared is Shared's context once made.
 var shared atomic.Pointer[Context]

@@ -123,3 +123,31 @@ func TestSubmitVectored(t *testing.T) {
 		t.Fatalf("vectored read past the end: %v, want ErrShort", err)
 	}
 }
+
+// Where the kernel has fewer AIO events to give than the shared context
+// asks for (fs.aio-max-nr used up: io_setup says EAGAIN), it settles for
+// fewer slots, halving down to minSharedSlots; another error, or EAGAIN
+// even at the least, gives no context.
+func TestSharedSettlesForFewerSlots(t *testing.T) {
+	limit := 300
+	var asked []int
+	fake := func(n int) (*Context, error) {
+		asked = append(asked, n)
+		if n > limit {
+			return nil, unix.EAGAIN
+		}
+		return &Context{slots: make([]slot, n)}, nil
+	}
+	c, err := newShared(fake)
+	if err != nil || len(c.slots) != 256 {
+		t.Fatalf("with room for %d: %v, %v (asked %v), want 256 slots", limit, c, err, asked)
+	}
+	limit, asked = 10, nil
+	if c, err := newShared(fake); c != nil || !errors.Is(err, unix.EAGAIN) || asked[len(asked)-1] != minSharedSlots {
+		t.Fatalf("with room for %d: %v, %v (asked %v), want none after %d", limit, c, err, asked, minSharedSlots)
+	}
+	asked = nil
+	if c, err := newShared(func(n int) (*Context, error) { asked = append(asked, n); return nil, unix.ENOSYS }); c != nil || len(asked) != 1 {
+		t.Fatalf("no AIO at all: %v, %v (asked %v), want one try", c, err, asked)
+	}
+}
