@@ -12,15 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-dir=""
-if [ "${1:-}" = -dir ]; then
-	dir=$2
-	shift 2
-fi
-rounds=${1:-3}
-for tool in fio jq losetup; do
-	command -v $tool >/dev/null || { echo "bench/blockdev.sh needs $tool" >&2; exit 1; }
-done
+dir_and_rounds "" "$@"
+need_tools bench/blockdev.sh fio jq losetup
 work=$(mktemp -d /dev/shm/gdm-blockdev.XXXXXX)
 pid="" loop=""
 cleanup() {

@@ -12,15 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-dir=/var/tmp
-if [ "${1:-}" = -dir ]; then
-	dir=$2
-	shift 2
-fi
-rounds=${1:-3}
-for tool in fio jq python3; do
-	command -v $tool >/dev/null || { echo "bench/filedirect.sh needs $tool" >&2; exit 1; }
-done
+dir_and_rounds /var/tmp "$@"
+need_tools bench/filedirect.sh fio jq python3
 work=$(mktemp -d /dev/shm/gdm-filedirect.XXXXXX)
 img=$(mktemp "$dir/gdm-filedirect.XXXXXX")
 pid=""

@@ -1,8 +1,30 @@
 # Shared by bench/remote.sh, bench/tls.sh, the blockdev scripts and
-# bench/filedirect.sh (sourced, not run): the fio job that prints MiB/s,
-# the machine line, the four jobs of their tables, CPU time of processes,
-# a gdm serving one table, and the rows of a job on a device and through
-# gdm.
+# bench/filedirect.sh (sourced, not run): the check for their tools, the
+# -dir and rounds arguments, the fio job that prints MiB/s, the machine
+# line, the four jobs of their tables, CPU time of processes, a gdm
+# serving one table, and the rows of a job on a device and through gdm.
+
+# need_tools SCRIPT TOOL...: exits, saying which, unless every TOOL is on
+# PATH.
+need_tools() {
+	local script=$1 tool
+	shift
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || { echo "$script needs $tool" >&2; exit 1; }
+	done
+}
+
+# dir_and_rounds DEFAULT [-dir DIR] [ROUNDS]: sets dir (DIR, else DEFAULT)
+# and rounds (ROUNDS, else 3), for the scripts whose device lies in DIR.
+dir_and_rounds() {
+	dir=$1
+	shift
+	if [ "${1:-}" = -dir ]; then
+		dir=$2
+		shift 2
+	fi
+	rounds=${1:-3}
+}
 
 # bench_jobs: the four jobs every table runs, "RW BS IODEPTH" each.
 bench_jobs=("randread 4k 32" "randwrite 4k 32" "read 1m 8" "write 1m 8")

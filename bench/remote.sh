@@ -17,9 +17,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3} runtime=${2:-3}
 tools=(fio python3)
 [ -n "${PERF:-}" ] && tools+=(perf)
-for tool in "${tools[@]}"; do
-	command -v $tool >/dev/null || { echo "bench/remote.sh needs $tool" >&2; exit 1; }
-done
+need_tools bench/remote.sh "${tools[@]}"
 work=$(mktemp -d /dev/shm/gdm-remote.XXXXXX)
 pids=() perf_pids=()
 cleanup() { kill "${pids[@]}" "${perf_pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -8,9 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 rounds=${1:-3} runtime=${2:-3}
-for tool in fio nbdkit openssl python3; do
-	command -v $tool >/dev/null || { echo "bench/tls.sh needs $tool" >&2; exit 1; }
-done
+need_tools bench/tls.sh fio nbdkit openssl python3
 work=$(mktemp -d /dev/shm/gdm-tls.XXXXXX)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -170,15 +171,8 @@ func (d *Dev) fullOn(fd int, io func(fd int, p []byte, off int64) (int, error), 
 		if err == unix.EINTR {
 			continue
 		}
-		if err == unix.ENOSPC && d.blockDev {
-			// A write past a block device's end (one that shrank
-			// under the table): dm's bio fails with EIO there, and
-			// gdm's asynchronous path says ErrShortIO; a file's
-			// ENOSPC is its filesystem's, and stays.
-			return d.shortErr(what, off)
-		}
 		if err != nil {
-			return d.ioErr(what, off, err)
+			return d.localErr(what, off, err)
 		}
 		if n == 0 {
 			return d.shortErr(what, off)
@@ -198,6 +192,17 @@ func (d *Dev) ioErr(what string, off int64, err error) error {
 
 func (d *Dev) shortErr(what string, off int64) error {
 	return fmt.Errorf("%w: %s %s at %d", ErrShortIO, what, d.path, off)
+}
+
+// localErr is a failed local read's or write's error: ioErr, but for a
+// block device's ENOSPC, a write past its end (one that shrank under the
+// table), which dm's bio fails with EIO there: shortErr. A file's ENOSPC
+// is its filesystem's, and stays.
+func (d *Dev) localErr(what string, off int64, err error) error {
+	if errors.Is(err, unix.ENOSPC) && d.blockDev {
+		return d.shortErr(what, off)
+	}
+	return d.ioErr(what, off, err)
 }
 
 // Sync makes every completed write durable (fdatasync).

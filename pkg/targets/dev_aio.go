@@ -3,8 +3,6 @@ package targets
 import (
 	"errors"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/gdm-project/gdm/pkg/aio"
 )
 
@@ -63,8 +61,8 @@ func (d *Dev) localAsyncErr(kind AsyncKind, off int64, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, aio.ErrShort), errors.Is(err, unix.ENOSPC) && d.blockDev:
-		return d.shortErr(what, off) // past the end: as fullOn says it
+	case errors.Is(err, aio.ErrShort):
+		return d.shortErr(what, off)
 	}
-	return d.ioErr(what, off, err)
+	return d.localErr(what, off, err)
 }

@@ -102,8 +102,11 @@ func (l *rangeLock) conflictsLocked(lo, hi int64, shared bool) bool {
 			return true
 		}
 	}
+	if !shared {
+		return false
+	}
 	for _, w := range l.exWaiting {
-		if shared && w.lo < hi && lo < w.hi {
+		if w.lo < hi && lo < w.hi {
 			return true
 		}
 	}

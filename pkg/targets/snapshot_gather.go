@@ -115,26 +115,15 @@ func consumed(bufs [][]byte, n int) [][]byte {
 }
 
 // directVector says whether bufs, from off, may go to d's direct
-// descriptor as they are: the offset and every buffer whole logical
-// blocks, every buffer's memory aligned.
+// descriptor as they are: every buffer whole blocks of it in aligned
+// memory, and the whole a range directOK takes.
 func directVector(d *Dev, bufs [][]byte, off int64) bool {
-	end := off
+	n := int64(0)
 	for _, b := range bufs {
-		if len(b) == 0 || !aligned(b) {
+		if len(b) == 0 || int64(len(b))%d.directBlock() != 0 || !aligned(b) {
 			return false
 		}
-		end += int64(len(b))
+		n += int64(len(b))
 	}
-	return d.directOK(off, end-off) && directSplit(d, bufs)
-}
-
-// directSplit says whether every buffer is whole blocks of d's direct
-// descriptor.
-func directSplit(d *Dev, bufs [][]byte) bool {
-	for _, b := range bufs {
-		if int64(len(b))%d.directBlock() != 0 {
-			return false
-		}
-	}
-	return true
+	return d.directOK(off, n)
 }
