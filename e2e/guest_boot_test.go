@@ -33,6 +33,10 @@ type tcgGuest struct {
 	disks   []string      // raw images, each a virtio disk with serial disk<N>, in order
 	extra   []string      // more qemu arguments (a network, disks of another shape)
 	timeout time.Duration // a guard against a hang, not a speed bound
+	// digest, if set, sums up a failed guest's console in a few lines,
+	// printed before the whole console: CI keeps only a failure's first
+	// and last lines, and a hang's console runs to hundreds.
+	digest func(console string) string
 }
 
 // bootTCG builds an initramfs in dir that runs script (vm-initramfs.sh,
@@ -79,7 +83,11 @@ func bootTCG(t *testing.T, dir, script string, g tcgGuest) string {
 	t.Logf("guest ran for %v", time.Since(start).Round(time.Second))
 	console := strings.ReplaceAll(out.String(), "\r\n", "\n")
 	if err != nil || !strings.Contains(console, "GDM-VM-OK") {
-		t.Fatalf("guest failed (%v):\n%s", err, console)
+		head := ""
+		if g.digest != nil {
+			head = g.digest(console)
+		}
+		t.Fatalf("guest failed (%v):\n%s\nits console:\n%s", err, head, console)
 	}
 	return console
 }

@@ -124,7 +124,7 @@ func bootOracle(t *testing.T, seed uint64, generated int, only string, self bool
 	// oracle.DiscardOnlyDisk, for the discard-only-dev-* cases.
 	discardOnly := func(side string, _ int) string { return serial(side, oracle.DiscardOnlyDisk) }
 	disks = append(disks, guestDisks(t, dir, discardOnly, 1, ",discard=unmap", ",write-zeroes=off")...)
-	return bootTCG(t, dir, script, tcgGuest{cpu: aesCPU, extra: disks, timeout: oracleBoot,
+	return bootTCG(t, dir, script, tcgGuest{cpu: aesCPU, extra: disks, timeout: oracleBoot, digest: oracleDigest,
 		env: []string{"VM_BASE_PROGS=/usr/sbin/nbd-client", "VM_PROGS=" + dmsetup + " " + gdm + " " + guest,
 			"VM_MODULES=virtio_blk dm-mod dm-zero dm-delay dm-flakey dm-crypt ecb xts essiv aesni-intel dm-log-writes dm-snapshot",
 			"VM_MODULE_ARGS=nbd=nbds_max=" + strconv.Itoa(oracle.NBDDevices)}})

@@ -110,24 +110,36 @@ func watch(b oracle.Side, name string) (stop func()) {
 		fmt.Printf("ORACLE-WATCH %s still running after %v: the guest program's goroutines:\n%s\n", name, caseWatch, buf)
 		blocked()
 		dmStates()
+		kernelLog()
 		fmt.Printf("ORACLE-WATCH gdm's goroutines follow\n")
 		g.Dump()
 	})
 	return func() { t.Stop() }
 }
 
-// blocked prints the kernel stacks of the guest's tasks that wait
-// uninterruptibly (D state): a hang below gdm (the block layer, dm) shows
-// there.
+// blocked prints the kernel stacks of the guest's threads that wait
+// uninterruptibly (D state): a hang below gdm (the block layer, dm, a
+// virtio disk) shows there. Threads, not processes: a Go program's
+// blocking read runs on whichever of its threads took the goroutine, not
+// always the thread group's leader that /proc/N names. It also prints the
+// requests each block device has in flight (reads, writes), which says
+// which device holds a lost request.
 func blocked() {
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
+	tasks, _ := filepath.Glob("/proc/[0-9]*/task/[0-9]*")
+	for _, p := range tasks {
 		st, err := os.ReadFile(p + "/stat")
 		if err != nil || !strings.Contains(string(st), ") D ") {
 			continue
 		}
 		stack, _ := os.ReadFile(p + "/stack")
 		fmt.Printf("ORACLE-WATCH D task %s\n%s\n", st, stack)
+	}
+	inflight, _ := filepath.Glob("/sys/block/*/inflight")
+	for _, p := range inflight {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Fields(string(b)) != nil && strings.Join(strings.Fields(string(b)), " ") != "0 0" {
+			fmt.Printf("ORACLE-WATCH in flight on %s (reads writes): %s", filepath.Base(filepath.Dir(p)), b)
+		}
 	}
 }
 
@@ -138,6 +150,18 @@ func dmStates() {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "dmsetup", "info", "-c", "--noheadings", "-o", "name,attr,open").CombinedOutput()
 	fmt.Printf("ORACLE-WATCH dm devices (name:attr:open; attr s is suspended), err %v:\n%s\n", err, out)
+}
+
+// kernelLog prints the end of the kernel's log: hung-task reports, I/O
+// errors and dm's own complaints (the console shows none: the guest
+// script sets its level to 1).
+func kernelLog() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "dmesg").CombinedOutput()
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	lines = lines[max(0, len(lines)-60):]
+	fmt.Printf("ORACLE-WATCH the kernel log's end, err %v:\n%s\n", err, strings.Join(lines, "\n"))
 }
 
 // sideB is gdm over disks, or with self a second dm ("dm2") over them.
