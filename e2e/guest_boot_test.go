@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,10 @@ type tcgGuest struct {
 	// printed before the whole console: CI keeps only a failure's first
 	// and last lines, and a hang's console runs to hundreds.
 	digest func(console string) string
+	// stopOn, if set, is a console line's start that ends the guest at
+	// once (qemu is killed): bootTCG then returns the console so far
+	// without failing, and the caller reads it.
+	stopOn string
 }
 
 // bootTCG builds an initramfs in dir that runs script (vm-initramfs.sh,
@@ -76,12 +81,15 @@ func bootTCG(t *testing.T, dir, script string, g tcgGuest) string {
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &stopWriter{stopOn: g.stopOn, stop: cancel}
+	cmd.Stdout, cmd.Stderr = out, out
 	start := time.Now()
 	err := cmd.Run()
 	t.Logf("guest ran for %v", time.Since(start).Round(time.Second))
 	console := strings.ReplaceAll(out.String(), "\r\n", "\n")
+	if out.stopped() {
+		return console
+	}
 	if err != nil || !strings.Contains(console, "GDM-VM-OK") {
 		head := ""
 		if g.digest != nil {
@@ -90,6 +98,45 @@ func bootTCG(t *testing.T, dir, script string, g tcgGuest) string {
 		t.Fatalf("guest failed (%v):\n%s\nits console:\n%s", err, head, console)
 	}
 	return console
+}
+
+// stopWriter collects a guest's console and calls stop once a line starts
+// with stopOn (never when stopOn is "").
+type stopWriter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	stopOn string
+	stop   func()
+	hit    bool
+}
+
+func (w *stopWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// Look from the start of the line p continues, so that a line
+	// written in pieces is still seen.
+	from := bytes.LastIndexByte(w.buf.Bytes(), '\n') + 1
+	w.buf.Write(p)
+	if w.stopOn != "" && !w.hit {
+		tail := w.buf.Bytes()[from:]
+		if bytes.HasPrefix(tail, []byte(w.stopOn)) || bytes.Contains(tail, []byte("\n"+w.stopOn)) {
+			w.hit = true
+			w.stop()
+		}
+	}
+	return len(p), nil
+}
+
+func (w *stopWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func (w *stopWriter) stopped() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hit
 }
 
 // buildForGuest builds pkg (relative to e2e) statically into dir/name and

@@ -23,6 +23,9 @@ func oracleDigest(console string) string {
 		}
 	}
 	fmt.Fprintf(&b, "digest: the last case that finished: %s\n", last)
+	if hung := dmHungIn(console); hung != "" {
+		fmt.Fprintf(&b, "digest: the kernel's dm hung in case %s (its op was the one in flight; gdm had none)\n", hung)
+	}
 	sections := watchSections(lines)
 	if len(sections) == 0 {
 		b.WriteString("digest: no case outran the guest's watch\n")
@@ -45,10 +48,16 @@ type watchSection struct {
 
 func watchSections(lines []string) []watchSection {
 	var out []watchSection
+	open := false
 	for _, l := range lines {
-		if rest, ok := strings.CutPrefix(l, "ORACLE-WATCH "); ok {
+		rest, ok := strings.CutPrefix(l, "ORACLE-WATCH ")
+		switch {
+		case ok:
 			out = append(out, watchSection{head: rest})
-		} else if len(out) > 0 {
+			open = true
+		case strings.HasPrefix(l, "ORACLE-"): // a report, the hang line: no section's
+			open = false
+		case open:
 			out[len(out)-1].body = append(out[len(out)-1].body, l)
 		}
 	}
@@ -59,8 +68,8 @@ func watchSections(lines []string) []watchSection {
 func (s watchSection) digest() []string {
 	switch {
 	case strings.Contains(s.head, "still running"):
-		// The guest program's own frames say which op, on which side
-		// (timing.do's first argument: 0 is dm, 1 gdm).
+		// The head says which side had an op in flight; the guest
+		// program's own frames say which op.
 		return append([]string{cut(s.head, ":")}, firstMatching(s.body, 3, "internal/oracle.")...)
 	case strings.HasPrefix(s.head, "D task "):
 		f := strings.Fields(s.head)
@@ -122,7 +131,7 @@ func nonEmpty(body []string, n int) []string {
 func TestOracleDigest(t *testing.T) {
 	console := strings.Join([]string{
 		`ORACLE-CASE {"case":"snapshot-discard-P-8-off","seed":218}`,
-		`ORACLE-WATCH snapshot-merge-P-8 still running after 4m0s: the guest program's goroutines:`,
+		`ORACLE-WATCH snapshot-merge-P-8 still running after 4m0s (I/O in flight on side 0; 0 is dm, 1 gdm, -1 neither): the guest program's goroutines:`,
 		`goroutine 1 [syscall, 3 minutes]:`,
 		`github.com/gdm-project/gdm/internal/oracle.(*timing).do(0x2d3e10872208, 0x0, 0x2d3e10a86bd0)`,
 		`ORACLE-WATCH D task 211 (oracleguest) D 1 1 1 0`,
@@ -134,6 +143,7 @@ func TestOracleDigest(t *testing.T) {
 		`ORACLE-WATCH the kernel log's end, err <nil>:`,
 		`[  1.0] early`,
 		`[242.0] INFO: task oracleguest:211 blocked for more than 120 seconds.`,
+		`ORACLE-DM-HUNG snapshot-merge-P-8`,
 		`ORACLE-WATCH gdm's goroutines follow`,
 		`goroutine 13 [IO wait]:`,
 		`github.com/gdm-project/gdm/pkg/nbdserver.(*Server).Serve(0x3b8e0919888)`,
@@ -142,7 +152,8 @@ func TestOracleDigest(t *testing.T) {
 	got := oracleDigest(console)
 	for _, want := range []string{
 		"the last case that finished: snapshot-discard-P-8-off",
-		"digest: snapshot-merge-P-8 still running after 4m0s\n",
+		"digest: snapshot-merge-P-8 still running after 4m0s (I/O in flight on side 0; 0 is dm, 1 gdm, -1 neither)\n",
+		"dm hung in case snapshot-merge-P-8",
 		"(*timing).do(0x2d3e10872208, 0x0",
 		"digest: D task 211 (oracleguest) D\n",
 		"__blkdev_direct_IO_simple",
@@ -155,6 +166,9 @@ func TestOracleDigest(t *testing.T) {
 			t.Errorf("digest lacks %q:\n%s", want, got)
 		}
 	}
+	if n := strings.Count(got, "ORACLE-DM-HUNG"); n != 0 {
+		t.Errorf("digest quotes the hang line %d times, want none (it says so in its own words):\n%s", n, got)
+	}
 	for _, not := range []string{"nbdserver", "goroutine 13"} {
 		if strings.Contains(got, not) {
 			t.Errorf("digest has %q, which it should leave to the whole console:\n%s", not, got)
@@ -163,4 +177,24 @@ func TestOracleDigest(t *testing.T) {
 	if got := oracleDigest("GDM-VM-START\n"); !strings.Contains(got, "no case outran the guest's watch") {
 		t.Errorf("digest of a console without a watch: %q", got)
 	}
+}
+
+func TestStopWriter(t *testing.T) {
+	stops := 0
+	w := &stopWriter{stopOn: "ORACLE-DM-HUNG", stop: func() { stops++ }}
+	for _, p := range []string{"boot\r\nORACLE-WATCH x (ORACLE-DM-HUNG in the middle of a line)\r\n", "ORACLE-DM", "-HU", "NG linear-whole\r\n"} {
+		w.Write([]byte(p))
+	}
+	if stops != 1 || !w.stopped() {
+		t.Errorf("stop called %d times (stopped %t), want once: on the line that starts with the marker, written in pieces", stops, w.stopped())
+	}
+	w.Write([]byte("ORACLE-DM-HUNG again\r\n"))
+	if stops != 1 {
+		t.Errorf("stop called %d times, want once: the first marker line stops the guest", stops)
+	}
+	if got := dmHungIn(strings.ReplaceAll(w.String(), "\r\n", "\n")); got != "linear-whole" {
+		t.Errorf("dmHungIn = %q, want linear-whole", got)
+	}
+	quiet := &stopWriter{stop: func() { t.Error("stop called without a stopOn") }}
+	quiet.Write([]byte("ORACLE-DM-HUNG x\n"))
 }

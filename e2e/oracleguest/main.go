@@ -22,8 +22,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gdm-project/gdm/internal/oracle"
@@ -35,19 +37,31 @@ func main() {
 	generated := flag.Int("generated", 1, "how many generated cases to run, the first from -seed")
 	only := flag.String("only", "", "run only the cases matching this regexp")
 	self := flag.Bool("self", false, "compare dm with dm (over the gdm disks) instead of gdm: the cases' own determinism")
+	from := flag.String("from", "", "skip the cases before the one of this name (a fresh guest's re-run after the kernel's dm hung in one)")
+	watchAfter := flag.Duration("watch", 4*time.Minute, "how long a case may run before the watch prints what it waits on")
+	hangDM := flag.Bool("hang-dm", false, "suspend dm's device before the first case's first I/O, so that it hangs: how a test sees a hang on dm's side handled")
 	flag.Parse()
+	caseWatch = *watchAfter
 	cases := oracle.Cases()
 	for _, s := range oracle.GeneratedSeeds(*seed, *generated) {
 		cases = append(cases, oracle.Generated(s))
 	}
-	if err := runAll(*gdmBin, cases, *only, *self); err != nil {
+	if *from != "" {
+		i := slices.IndexFunc(cases, func(c oracle.Case) bool { return c.Name == *from })
+		if i < 0 {
+			fmt.Println("ORACLE-ERROR -from: no case", *from)
+			os.Exit(1)
+		}
+		cases = cases[i:]
+	}
+	if err := runAll(*gdmBin, cases, *only, *self, *hangDM); err != nil {
 		fmt.Println("ORACLE-ERROR", err)
 		os.Exit(1)
 	}
 	fmt.Println("ORACLE-DONE")
 }
 
-func runAll(gdmBin string, cases []oracle.Case, only string, self bool) error {
+func runAll(gdmBin string, cases []oracle.Case, only string, self, hangDM bool) error {
 	match, err := regexp.Compile(only)
 	if err != nil {
 		return err
@@ -69,10 +83,19 @@ func runAll(gdmBin string, cases []oracle.Case, only string, self bool) error {
 	}
 	defer stop()
 	rn := &oracle.Runner{A: dm, B: b, Direct: true, DiskSize: oracle.DiskBytes}
+	if hangDM {
+		var once sync.Once
+		rn.BeforeDMIO = func(dev string) {
+			once.Do(func() {
+				out, err := exec.Command("dmsetup", "suspend", dev).CombinedOutput()
+				fmt.Printf("hang-dm: suspended dm's %s (err %v) %s\n", dev, err, out)
+			})
+		}
+	}
 	for _, c := range cases {
 		if match.MatchString(c.Name) {
 			start := time.Now()
-			stop := watch(b, c.Name)
+			stop := watch(rn, b, c.Name)
 			emit(rn.Run(c), start)
 			stop()
 		}
@@ -92,25 +115,39 @@ func runAll(gdmBin string, cases []oracle.Case, only string, self bool) error {
 	return nil
 }
 
-// caseWatch bounds one case before the guest's gdm is made to print its
-// goroutines (a case takes seconds to a minute under TCG; the test's boot
-// guard, 15 minutes, would kill the guest with nothing said).
-const caseWatch = 4 * time.Minute
+// caseWatch bounds one case before the watch prints what it waits on (a
+// case takes seconds to a minute under TCG; the test's boot guard, 15
+// minutes, would kill the guest with nothing said). -watch sets it.
+var caseWatch = 4 * time.Minute
 
-// watch dumps gdm's goroutines if the case is still running after
-// caseWatch; stop disarms it.
-func watch(b oracle.Side, name string) (stop func()) {
+// dmHung is the line the watch prints when the op in flight is dm's, the
+// kernel's: gdm then has none outstanding (the sides take each op in
+// turn) and a dm I/O stuck in D state cannot be cancelled, nor its device
+// removed, in this guest. The host stops the guest on this line and runs
+// the cases from this one on in a fresh guest (e2e/oracle_test.go).
+const dmHung = "ORACLE-DM-HUNG"
+
+// watch prints what a case still running after caseWatch waits on; stop
+// disarms it. A hang on gdm's side then dumps gdm's goroutines (and ends
+// it); one on dm's side prints dmHung and leaves the guest to the host.
+func watch(rn *oracle.Runner, b oracle.Side, name string) (stop func()) {
 	g, ok := b.(*oracle.GDM)
 	if !ok {
 		return func() {}
 	}
 	t := time.AfterFunc(caseWatch, func() {
+		side := rn.InFlight()
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
-		fmt.Printf("ORACLE-WATCH %s still running after %v: the guest program's goroutines:\n%s\n", name, caseWatch, buf)
+		fmt.Printf("ORACLE-WATCH %s still running after %v (I/O in flight on side %d; 0 is dm, 1 gdm, -1 neither): the guest program's goroutines:\n%s\n",
+			name, caseWatch, side, buf)
 		blocked()
 		dmStates()
 		kernelLog()
+		if side == 0 {
+			fmt.Printf("%s %s\n", dmHung, name)
+			return
+		}
 		fmt.Printf("ORACLE-WATCH gdm's goroutines follow\n")
 		g.Dump()
 	})

@@ -32,6 +32,10 @@ type Runner struct {
 	laterNote string
 	// logFull is set when dm's status said a log-writes log filled.
 	logFull bool
+	// BeforeDMIO, if set, runs before each I/O op of a script on side A
+	// with the device's name: how a test makes dm hang (by suspending
+	// the device) to see that a hang on the kernel's side is handled.
+	BeforeDMIO func(dev string)
 }
 
 // Run runs one case on both sides and reports every difference.
@@ -81,6 +85,11 @@ func (rn *Runner) Run(c Case) *Report {
 	}
 	return rep
 }
+
+// InFlight is the side (0 for A, 1 for B) whose I/O op of a case's
+// script is in flight now, or -1 when none is. Ops run one side after the
+// other, so while one side's op hangs the other has none outstanding.
+func (rn *Runner) InFlight() int { return int(rn.timing.busy.Load()) - 1 }
 
 // half creates a case's under devices (named name-u0, name-u1, ...), then
 // its devices (h.Table is named name, h.More name-1, name-2, ...), runs

@@ -95,6 +95,9 @@ func (rn *Runner) step(name string, op Op, a, b *Device) string {
 		}
 		rb, lateB = rn.timing.do(1, b, op)
 	default:
+		if rn.BeforeDMIO != nil {
+			rn.BeforeDMIO(name)
+		}
 		ra, lateA = rn.timing.do(0, a, op)
 		rb, lateB = rn.timing.do(1, b, op)
 	}

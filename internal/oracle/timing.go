@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +52,10 @@ type timing struct {
 	// least is each side's least overhead (elapsed - delay) per delay,
 	// most its longest elapsed time per delay.
 	least, most [2]map[time.Duration]time.Duration
+	// busy is 1 + the side whose I/O op is in flight, 0 when none: a
+	// guest's watch tells by it whether a hung case waits on dm or on
+	// gdm (Runner.InFlight).
+	busy atomic.Int32
 }
 
 func (t *timing) reset() {
@@ -75,7 +80,9 @@ func (t *timing) do(i int, d *Device, op Op) (Result, string) {
 		time.Sleep(time.Until(t.loaded[i].after.Add(op.At))) // the op's place in time is what is tested
 	}
 	start := time.Now()
+	t.busy.Store(int32(i) + 1)
 	r := d.Do(op)
+	t.busy.Store(0)
 	r.Elapsed = time.Since(start)
 	late := ""
 	if op.Until > 0 {
