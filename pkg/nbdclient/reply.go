@@ -246,8 +246,17 @@ func (c *conn) errorChunk(cl *call, typ uint16, length uint32) error {
 	if code == 0 || msgLen > len(b)-6 {
 		return protoErr("bad error chunk")
 	}
-	if typ == chunkErrorOffset && len(b) != 6+msgLen+8 {
-		return protoErr("bad error offset chunk")
+	if typ == chunkErrorOffset {
+		if len(b) != 6+msgLen+8 {
+			return protoErr("bad error offset chunk")
+		}
+		// The spec: the offset "MUST lie within the original offset and
+		// length of the request". One outside it is a server that mixed
+		// up its requests; nothing it says on this connection can be
+		// trusted after that.
+		if off := binary.BigEndian.Uint64(b[6+msgLen:]); off-cl.req.offset >= uint64(cl.req.length) {
+			return protoErr("error offset %d outside the request's %d bytes at %d", off, cl.req.length, cl.req.offset)
+		}
 	}
 	if cl.firstE == nil {
 		cl.firstE = &RemoteError{Errno: errnoOf(code), Message: printable(b[6 : 6+msgLen])}

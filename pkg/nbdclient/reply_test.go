@@ -149,3 +149,36 @@ func TestClaim(t *testing.T) {
 		}
 	}
 }
+
+// errorOffsetChunk is an ERROR_OFFSET chunk: errno code, a message, and
+// the offset it names.
+func errorOffsetChunk(flags uint16, cookie uint64, code uint32, msg string, off uint64) []byte {
+	b := binary.BigEndian.AppendUint32(nil, code)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(msg)))
+	b = append(b, msg...)
+	return chunkBytes(flags, chunkErrorOffset, cookie, binary.BigEndian.AppendUint64(b, off))
+}
+
+// TestReadErrorOffset: an error at an offset inside the request is the
+// read's error; one at an offset outside it (at its end, or far after)
+// breaks the protocol, as the spec says it must lie within: the client
+// drops the connection, and the read fails with EIO of its own, not with
+// the server's error.
+func TestReadErrorOffset(t *testing.T) {
+	for _, tc := range []struct {
+		off      uint64
+		protocol bool
+	}{{0, false}, {4095, false}, {4096, true}, {1 << 40, true}, {1<<64 - 1, true}} {
+		p := make([]byte, 4096)
+		err := chunkedRead(t, p, func(cookie uint64) [][]byte {
+			return [][]byte{errorOffsetChunk(chunkFlagDone, cookie, 5, "media", tc.off)}
+		})
+		var re *RemoteError
+		switch {
+		case tc.protocol && (errors.As(err, &re) || !errors.Is(err, syscall.EIO)):
+			t.Errorf("error offset %d for a read of 4096 at 0: %v, want the connection dropped (EIO, not the server's error)", tc.off, err)
+		case !tc.protocol && (!errors.As(err, &re) || re.Errno != syscall.EIO):
+			t.Errorf("error offset %d for a read of 4096 at 0: %v, want the server's EIO", tc.off, err)
+		}
+	}
+}
