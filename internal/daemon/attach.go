@@ -22,6 +22,7 @@ type nbdKernel interface {
 	Reconfigure(cfg nbdnetlink.Config) error
 	Disconnect(index int) error
 	Backend(index int) (string, error)
+	Status(index int) ([]nbdnetlink.Device, error)
 	Close() error
 }
 
@@ -128,7 +129,7 @@ func (d *daemon) attachLocked(m *managed, k nbdKernel, req controlapi.AttachReq)
 		cfg.ServerFlags |= nbdnetlink.FlagReadOnly
 	}
 	if a.Index, err = k.Connect(cfg); err != nil {
-		return err
+		return errors.Join(err, d.undoLostConnect(k, a.Backend))
 	}
 	a.Device = "/dev/nbd" + strconv.Itoa(a.Index)
 	d.att.track(a.Index, ends)
@@ -162,6 +163,31 @@ func (d *daemon) undoAttach(k nbdKernel, index int) error {
 		return fmt.Errorf("undoing the attach: %w", err)
 	}
 	return nil
+}
+
+// undoLostConnect disconnects the kernel device a failed CONNECT may have
+// connected all the same: the kernel connects before it answers, so an
+// answer lost on the way (a receive that failed or timed out) leaves a
+// device the daemon does not know of, served over its pairs for good. It
+// is found by its backend, the device's own ("gdm:" and its uuid), which
+// no other kernel device carries while this one is not attached. A CONNECT
+// the kernel refused finds none, and says nothing more.
+func (d *daemon) undoLostConnect(k nbdKernel, backend string) error {
+	devs, err := k.Status(nbdnetlink.AnyIndex)
+	if err != nil {
+		return fmt.Errorf("looking for a device the failed connect left: %w", err)
+	}
+	var errs []error
+	for _, dev := range devs {
+		if b, err := k.Backend(dev.Index); err != nil || b != backend || !dev.Connected {
+			continue
+		}
+		d.log.Warn("attach: disconnecting the device a failed connect left", "nbd", dev.Index, "backend", backend)
+		if err := k.Disconnect(dev.Index); err != nil {
+			errs = append(errs, fmt.Errorf("disconnecting nbd%d, which the failed connect left: %w", dev.Index, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // kernelConfig is what CONNECT and RECONFIGURE both send for a.

@@ -19,6 +19,9 @@ type fakeKernel struct {
 	mu         sync.Mutex
 	noDriver   bool
 	connectErr error
+	// lostReply: CONNECT connects, then fails with this, as when the
+	// kernel's answer is lost (a receive that failed or timed out).
+	lostReply  error
 	backendErr error // what reading /sys/block/nbdN/backend fails with
 	devs       map[int]*fakeNBD
 	reconfigs  []nbdnetlink.Config
@@ -77,7 +80,25 @@ func (h fakeHandle) Connect(cfg nbdnetlink.Config) (int, error) {
 	}
 	cfg.Index, cfg.Sockets = idx, nil
 	k.devs[idx] = &fakeNBD{cfg: cfg, conns: conns}
+	if k.lostReply != nil {
+		return 0, k.lostReply
+	}
 	return idx, nil
+}
+
+// Status lists every device the fake has, each connected (index
+// AnyIndex), or the one asked.
+func (h fakeHandle) Status(index int) ([]nbdnetlink.Device, error) {
+	k := h.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []nbdnetlink.Device
+	for i := range k.devs {
+		if index < 0 || i == index {
+			out = append(out, nbdnetlink.Device{Index: i, Connected: true})
+		}
+	}
+	return out, nil
 }
 
 func (h fakeHandle) Reconfigure(cfg nbdnetlink.Config) error {
@@ -174,6 +195,13 @@ func (k *fakeKernel) dev(index int) *fakeNBD {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.devs[index]
+}
+
+// count is how many devices the fake has.
+func (k *fakeKernel) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.devs)
 }
 
 // discRequest is NBD_CMD_DISC.

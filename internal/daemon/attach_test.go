@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -167,8 +168,10 @@ func TestDetachUnsavedChangesNothing(t *testing.T) {
 	}
 }
 
-// Without the driver, or when the kernel refuses, attach fails plainly
-// and leaves nothing: no record, no link, no connection.
+// Without the driver, when the kernel refuses, or when its answer to a
+// CONNECT it carried out is lost, attach fails plainly and leaves nothing:
+// no record, no link, no connection, no kernel device of its own; and
+// another device of the kernel's stays as it was.
 func TestAttachFailureLeavesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -177,9 +180,11 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 	}{
 		{"no driver", &fakeKernel{noDriver: true}, "modprobe nbd"},
 		{"kernel refuses", &fakeKernel{connectErr: unix.EBUSY}, "device or resource busy"},
+		{"answer lost", &fakeKernel{lostReply: errors.New("nbdnetlink: receive: resource temporarily unavailable")}, "receive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			links := useFakeKernel(t, tc.k)
+			tc.k.devs[0] = &fakeNBD{cfg: nbdnetlink.Config{Index: 0, Backend: "someone else's"}}
 			td := startTestDaemon(t, "")
 			a := testkit.Sparse(t, td.dir, "a.img", 1<<20)
 			td.ok(t, "create", "d", "--table", "0 2048 linear "+a+" 0")
@@ -192,6 +197,12 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 			testkit.WaitFor(t, 10*time.Second, "the pairs' connections to close", func() bool { return td.info(t, "d").OpenConnections == 0 })
 			if i := td.info(t, "d"); i.Attached != nil {
 				t.Fatalf("recorded: %+v", i.Attached)
+			}
+			if other := tc.k.dev(0); other == nil || other.cfg.Backend != "someone else's" {
+				t.Fatalf("the kernel's other device after the failed attach: %+v", other)
+			}
+			if n := tc.k.count(); n != 1 {
+				t.Fatalf("the kernel has %d devices after the failed attach, want only the other one", n)
 			}
 			td.ok(t, "remove", "d")
 		})
