@@ -100,7 +100,8 @@ func bootTCG(t *testing.T, dir, script string, g tcgGuest) string {
 	return console
 }
 
-// stopWriter collects a guest's console and calls stop once a line starts
+// stopWriter collects a guest's console and calls stop once a whole line
+// (through its newline: the caller reads what follows the marker) starts
 // with stopOn (never when stopOn is "").
 type stopWriter struct {
 	mu     sync.Mutex
@@ -108,21 +109,24 @@ type stopWriter struct {
 	stopOn string
 	stop   func()
 	hit    bool
+	next   int // where the first line not yet looked at starts
 }
 
 func (w *stopWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	// Look from the start of the line p continues, so that a line
-	// written in pieces is still seen.
-	from := bytes.LastIndexByte(w.buf.Bytes(), '\n') + 1
 	w.buf.Write(p)
-	if w.stopOn != "" && !w.hit {
-		tail := w.buf.Bytes()[from:]
-		if bytes.HasPrefix(tail, []byte(w.stopOn)) || bytes.Contains(tail, []byte("\n"+w.stopOn)) {
+	for w.stopOn != "" && !w.hit {
+		rest := w.buf.Bytes()[w.next:]
+		end := bytes.IndexByte(rest, '\n')
+		if end < 0 {
+			break
+		}
+		if bytes.HasPrefix(rest, []byte(w.stopOn)) {
 			w.hit = true
 			w.stop()
 		}
+		w.next += end + 1
 	}
 	return len(p), nil
 }

@@ -182,9 +182,13 @@ func TestOracleDigest(t *testing.T) {
 func TestStopWriter(t *testing.T) {
 	stops := 0
 	w := &stopWriter{stopOn: "ORACLE-DM-HUNG", stop: func() { stops++ }}
-	for _, p := range []string{"boot\r\nORACLE-WATCH x (ORACLE-DM-HUNG in the middle of a line)\r\n", "ORACLE-DM", "-HU", "NG linear-whole\r\n"} {
+	for _, p := range []string{"boot\r\nORACLE-WATCH x (ORACLE-DM-HUNG in the middle of a line)\r\n", "ORACLE-DM", "-HU", "NG linear-w"} {
 		w.Write([]byte(p))
 	}
+	if stops != 0 {
+		t.Fatal("stop called before the marker's line was whole: the caller would read a cut case name")
+	}
+	w.Write([]byte("hole\r\n"))
 	if stops != 1 || !w.stopped() {
 		t.Errorf("stop called %d times (stopped %t), want once: on the line that starts with the marker, written in pieces", stops, w.stopped())
 	}
