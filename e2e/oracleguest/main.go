@@ -174,8 +174,8 @@ func blocked() {
 	inflight, _ := filepath.Glob("/sys/block/*/inflight")
 	for _, p := range inflight {
 		b, err := os.ReadFile(p)
-		if err == nil && strings.Fields(string(b)) != nil && strings.Join(strings.Fields(string(b)), " ") != "0 0" {
-			fmt.Printf("ORACLE-WATCH in flight on %s (reads writes): %s", filepath.Base(filepath.Dir(p)), b)
+		if n := strings.Join(strings.Fields(string(b)), " "); err == nil && n != "" && n != "0 0" {
+			fmt.Printf("ORACLE-WATCH in flight on %s (reads writes): %s\n", filepath.Base(filepath.Dir(p)), n)
 		}
 	}
 }
