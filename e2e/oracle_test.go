@@ -88,10 +88,12 @@ type oracleArgs struct {
 // kernel's dm, not gdm, left an I/O hanging (the guest's watch saw dm's
 // op in flight, and printed oracleDMHung), it keeps the cases reported
 // so far, runs the hung case and those after it in a fresh guest, once,
-// and returns the hung case's name too. Seen in one CI run and one of
-// eight runs here (2026-12-05), the latter a read of dm's snapshot-merge
-// device that never came back while gdm was idle; a dm I/O stuck so
-// cannot be cancelled, nor its device removed, in that guest.
+// and returns the hung case's name too. Seen in one CI run and two of
+// eleven runs here (2026-12-05), each a read on dm's side that never came
+// back while gdm was idle; the second showed 5 reads in flight on the
+// virtio disk under dm that never completed (lost between the guest's
+// virtio-blk and qemu's TCG). Such an I/O cannot be cancelled, nor its
+// device removed, in that guest.
 func runOracle(t *testing.T, args oracleArgs) (reports []oracle.Line, hung string) {
 	console := bootOracle(t, args)
 	if hung = dmHungIn(console); hung != "" {
