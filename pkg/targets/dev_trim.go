@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +25,31 @@ func (d *Dev) claimFD() int {
 		return d.claim.fd
 	}
 	return d.fd
+}
+
+// The fallocate modes that discard or zero a range in place.
+const (
+	punchHole = unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE
+	zeroRange = unix.FALLOC_FL_ZERO_RANGE | unix.FALLOC_FL_KEEP_SIZE
+)
+
+// tryFallocate runs fallocate with mode unless the device refused that
+// mode before (refused), and says whether it did the range. A refusal
+// (unsupported) is remembered in refused and is no error: the caller
+// falls back, or does nothing.
+func (d *Dev) tryFallocate(mode uint32, refused *atomic.Bool, off, length int64) (done bool, err error) {
+	if refused.Load() {
+		return false, nil
+	}
+	switch err := d.fallocate(mode, off, length); {
+	case err == nil:
+		return true, nil
+	case unsupported(err):
+		refused.Store(true)
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // fallocate runs on claimFD.
@@ -59,15 +85,7 @@ func (d *Dev) Trim(off, length int64) error {
 	if d.blockDev {
 		return d.blkDiscard(off, length)
 	}
-	if d.noPunch.Load() {
-		return nil
-	}
-	err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
-	if err != nil && unsupported(err) {
-		d.noPunch.Store(true)
-		return nil
-	}
-	if err != nil {
+	if _, err := d.tryFallocate(punchHole, &d.noPunch, off, length); err != nil {
 		return fmt.Errorf("targets: trim %s at %d: %w", d.path, off, err)
 	}
 	return nil
@@ -90,25 +108,21 @@ func (d *Dev) Zero(off, length int64, flags ZeroFlags) error {
 
 // zeroAligned is Zero for a range fallocate takes (see dev_align.go).
 func (d *Dev) zeroAligned(off, length int64, flags ZeroFlags) error {
-	if !flags.NoHole && !d.noPunch.Load() {
-		err := d.fallocate(unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
-		if err == nil {
-			return nil
-		}
-		if !unsupported(err) {
-			return fmt.Errorf("targets: zero %s at %d: %w", d.path, off, err)
-		}
-		d.noPunch.Store(true)
+	modes := []struct {
+		mode    uint32
+		refused *atomic.Bool
+	}{{punchHole, &d.noPunch}, {zeroRange, &d.noZeroRange}}
+	if flags.NoHole {
+		modes = modes[1:]
 	}
-	if !d.noZeroRange.Load() {
-		err := d.fallocate(unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, length)
-		if err == nil {
-			return nil
-		}
-		if !unsupported(err) {
+	for _, m := range modes {
+		done, err := d.tryFallocate(m.mode, m.refused, off, length)
+		if err != nil {
 			return fmt.Errorf("targets: zero %s at %d: %w", d.path, off, err)
 		}
-		d.noZeroRange.Store(true)
+		if done {
+			return nil
+		}
 	}
 	if flags.Fast {
 		return ErrNotSupported
