@@ -103,10 +103,15 @@ type Client struct {
 	life context.Context
 	end  context.CancelCauseFunc
 
-	mu       sync.Mutex // guards conns' elements, closed, backoff, nextDial, quietUntil, dialErr
+	mu       sync.Mutex // guards conns' elements, closed, backoff, nextDial, dialErr
 	closed   bool
 	backoff  time.Duration
 	nextDial time.Time
+	// pace guards quietUntil and flapBackoff. A leaf lock, held around
+	// nothing else: a connection's kill takes it under that connection's
+	// lock (connDied), so that whoever sees the connection dead sees the
+	// pacing its death set.
+	pace sync.Mutex
 	// quietUntil: no background redial (revive.go) before then, after a
 	// hang-up on a server shutting down, or connections that died young;
 	// flapBackoff is the wait after the last of those (connDied).

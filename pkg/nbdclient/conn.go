@@ -70,9 +70,10 @@ type conn struct {
 
 	slots chan struct{} // a token per request in flight (the bound)
 
-	// onDead runs, in a goroutine of its own, once the connection is
-	// killed (the client's connDied), with how long it lived; nil for
-	// none. Immutable, as is born, when it was made.
+	// onDead runs once, in kill, under mu and before the connection is
+	// seen dead (the client's connDied), with how long it lived; nil for
+	// none. It may take only a leaf lock. Immutable, as is born, when it
+	// was made.
 	onDead func(lived time.Duration)
 	born   time.Time
 	// lost is set by a kill that ends writes no flush covered, when
@@ -170,6 +171,9 @@ func (c *conn) kill(err error) {
 	if c.wd != nil {
 		c.wd.Stop()
 	}
+	if c.onDead != nil {
+		c.onDead(time.Since(c.born))
+	}
 	close(c.dead)
 	c.mu.Unlock()
 	// The transport, not the TLS layer: tls.Conn.Close sends close_notify
@@ -195,9 +199,6 @@ func (c *conn) kill(err error) {
 		// Not here: kill may run on the writer (holding wmu) or under a
 		// fill, which failAsync must wait out (see there).
 		go c.failAsync(orphans)
-	}
-	if c.onDead != nil {
-		go c.onDead(time.Since(c.born)) // kill may run under the client's lock
 	}
 }
 

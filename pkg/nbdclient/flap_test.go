@@ -36,3 +36,31 @@ func TestFlappingServerBackoff(t *testing.T) {
 		t.Fatalf("6 dials in %v to a server that hangs up after each handshake", d)
 	}
 }
+
+// TestDeathPacedBeforeSeen: whoever sees a connection dead (the revive
+// deciding whether to wait) sees the pacing its death set. When that
+// pacing was set by a goroutine started after the death, a revive that
+// ran first redialled at once, and CI saw the flapping server above
+// dialled 6 times in 761 ms.
+func TestDeathPacedBeforeSeen(t *testing.T) {
+	for range 20 {
+		path := serveUnix(t, func(c net.Conn) { fakeHandshake(c) })
+		// Backoffs far longer than the test: the revive waits them out
+		// and never dials again while the test looks.
+		cl, err := Dial(testCtx(t), Options{Network: "unix", Address: path, BackoffMin: time.Hour, BackoffMax: 2 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.mu.Lock()
+		c := cl.conns[0]
+		cl.mu.Unlock()
+		<-c.dead
+		cl.pace.Lock()
+		quiet := time.Until(cl.quietUntil)
+		cl.pace.Unlock()
+		cl.Close()
+		if quiet < 59*time.Minute {
+			t.Fatalf("the connection is dead and the revive's quiet time is %v away, not the hour its death set", quiet)
+		}
+	}
+}

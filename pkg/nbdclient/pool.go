@@ -196,9 +196,9 @@ func (cl *Client) attempt(ctx context.Context, deadline time.Time, req request, 
 // down (it waits for every connection to go), and returns the error the
 // request gets: ErrDisconnected, which may be retried.
 func (cl *Client) leaveShuttingDown(err error) error {
-	cl.mu.Lock() // before the hang-up, which starts the revive
+	cl.pace.Lock() // before the hang-up, which starts the revive
 	cl.quietUntil = time.Now().Add(cl.opts.BackoffMax)
-	cl.mu.Unlock()
+	cl.pace.Unlock()
 	cl.hangUpAll()
 	return fmt.Errorf("%w: %w", ErrDisconnected, err)
 }
