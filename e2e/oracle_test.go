@@ -92,8 +92,9 @@ type oracleArgs struct {
 // eleven runs here (2026-12-05), each a read on dm's side that never came
 // back while gdm was idle; the second showed 5 reads in flight on the
 // virtio disk under dm that never completed (lost between the guest's
-// virtio-blk and qemu's TCG). Such an I/O cannot be cancelled, nor its
-// device removed, in that guest.
+// virtio-blk and qemu's TCG: see tcgSMP, which has since removed the
+// cause). Such an I/O cannot be cancelled, nor its device removed, in
+// that guest.
 func runOracle(t *testing.T, args oracleArgs) (reports []oracle.Line, hung string) {
 	console := bootOracle(t, args)
 	if hung = dmHungIn(console); hung != "" {
