@@ -31,15 +31,18 @@ const aesCPU = "qemu64,+aes,+pclmulqdq,+ssse3,+sse4.1,+sse4.2"
 // QEMU 7.2's TCG (Debian 12's) translates a guest's barriers and locked
 // instructions into host fences and atomics only when its translation is
 // "parallel", which multi-threaded TCG takes to mean maxcpus > 1; with
-// one CPU it leaves them out. But the virtio device runs in another host
-// thread than the vCPU, and virtio's notifications are a store then a
-// load on each side with a full barrier between (the guest publishes a
-// request, then reads whether the device wants a kick): without the
-// fence, the host lets the load pass the store, both sides miss the
-// other's update, and a request is never seen or its completion never
-// signalled. The oracle's guest lost dm reads exactly so: requests in
-// flight on the virtio disk under dm, for good, two full runs in eleven
-// and once in CI. QEMU 8.1 fixed it upstream ("tcg: Do not elide memory
+// one CPU it leaves them out. But virtio-blk's completions run in qemu's
+// main-loop thread, beside the vCPU's, and virtio's handshake is a store
+// then a load on each side with a full barrier between (the guest writes
+// which completion it wants an interrupt for, then reads how far the
+// device got; the device writes how far it got, then reads what the
+// guest wants): without the guest's fence, the host lets its load pass
+// its store, each side misses the other's update, and the interrupt is
+// never sent, nor ever asked for again. The oracle's guest lost dm reads
+// exactly so: requests in flight on the virtio disk under dm, for good,
+// two full runs in eleven and once in CI. A guest running fio (4k randrw,
+// depth 32) on a virtio disk stalled so within 2 minutes, twice; with
+// maxcpus=2, 2 x 8 minutes ran clean (b83c15b has the numbers). QEMU 8.1 fixed it upstream ("tcg: Do not elide memory
 // barriers for !CF_PARALLEL in system mode", June 2023: "even with a
 // single cpu we have i/o threads running in parallel"); maxcpus=2 gets
 // the same on 7.2.
