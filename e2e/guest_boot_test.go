@@ -42,10 +42,10 @@ const aesCPU = "qemu64,+aes,+pclmulqdq,+ssse3,+sse4.1,+sse4.2"
 // exactly so: requests in flight on the virtio disk under dm, for good,
 // two full runs in eleven and once in CI. A guest running fio (4k randrw,
 // depth 32) on a virtio disk stalled so within 2 minutes, twice; with
-// maxcpus=2, 2 x 8 minutes ran clean (b83c15b has the numbers). QEMU 8.1 fixed it upstream ("tcg: Do not elide memory
-// barriers for !CF_PARALLEL in system mode", June 2023: "even with a
-// single cpu we have i/o threads running in parallel"); maxcpus=2 gets
-// the same on 7.2.
+// maxcpus=2, 2 x 8 minutes ran clean (b83c15b has the numbers). QEMU
+// 8.1 fixed it upstream ("tcg: Do not elide memory barriers for
+// !CF_PARALLEL in system mode", June 2023: "even with a single cpu we
+// have i/o threads running in parallel"); maxcpus=2 gets the same on 7.2.
 const tcgSMP = "1,maxcpus=2"
 
 // tcgGuest says how to build and boot a TCG guest (bootTCG).

@@ -179,7 +179,10 @@ func (d *daemon) undoLostConnect(k nbdKernel, backend string) error {
 	}
 	var errs []error
 	for _, dev := range devs {
-		if b, err := k.Backend(dev.Index); err != nil || b != backend || !dev.Connected {
+		if !dev.Connected {
+			continue
+		}
+		if b, err := k.Backend(dev.Index); err != nil || b != backend {
 			continue
 		}
 		d.log.Warn("attach: disconnecting the device a failed connect left", "nbd", dev.Index, "backend", backend)
