@@ -153,6 +153,19 @@ func startServer(t *testing.T, exports Exports, tweak func(*Server)) (*Server, s
 	return startServerOn(t, "unix", exports, tweak)
 }
 
+// forgetServiceTimes sets every connection's measured service time
+// (serviceNs) back to none, so that its next batch may take up to maxBatch
+// requests: for a test that counts what one batch holds, which must not
+// depend on how long an earlier request took on a loaded machine. Call it
+// between round trips, when no batch is being served.
+func forgetServiceTimes(s *Server) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.serviceNs.Store(0)
+	}
+}
+
 // startServerOn serves exports on a UNIX socket in a temp dir ("unix") or
 // on a free loopback TCP port ("tcp"), and returns its address.
 func startServerOn(t *testing.T, network string, exports Exports, tweak func(*Server)) (*Server, string) {

@@ -297,7 +297,7 @@ func (r *recordCounter) Read(p []byte) (int, error) {
 // go out in one TLS record. (A TLS session hands out a record per read:
 // the batch used to end after each request.)
 func TestTLSBatchesRecords(t *testing.T) {
-	_, sock, certs := tlsServer(t, false, false)
+	s, sock, certs := tlsServer(t, false, false)
 	c := dial(t, sock)
 	rc := c.startTLSCounted(certs)
 	c.goExport("a")
@@ -306,6 +306,12 @@ func TestTLSBatchesRecords(t *testing.T) {
 		t.Fatalf("read: errno %d", e)
 	}
 	c.read(512)
+	// The round trip's time sized the next batch (batchLimit): on a
+	// loaded machine a read can take long enough to cap it at 2 or 1,
+	// and the four replies then go out in as many batches (stop 48's CI:
+	// 3 records). What is tested is that the session's requests join
+	// the batch, not how long that read took.
+	forgetServiceTimes(s)
 	rc.counting.Store(true)
 	rc.corked = true
 	for i := range uint64(4) {
