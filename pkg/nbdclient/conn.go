@@ -72,9 +72,12 @@ type conn struct {
 
 	// onDead runs once, in kill, under mu and before the connection is
 	// seen dead (the client's connDied), with how long it lived; nil for
-	// none. It may take only a leaf lock. Immutable, as is born, when it
-	// was made.
+	// none. It may take only a leaf lock. onGone runs once, in kill, after
+	// the connection is seen dead and mu is let go (the client's
+	// connGone): whoever it tells looks, and must find the connection
+	// dead. Both immutable, as is born, when it was made.
 	onDead func(lived time.Duration)
+	onGone func()
 	born   time.Time
 	// lost is set by a kill that ends writes no flush covered, when
 	// only a flush on this connection could have (lostwrites.go); nil
@@ -120,10 +123,10 @@ type conn struct {
 // caps it at net.core.wmem_max).
 const socketBuffer = 4 << 20
 
-func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int, onDead func(time.Duration), lost *atomic.Bool) *conn {
+func newConn(nc net.Conn, r *bufio.Reader, info Info, maxInFlight int, onDead func(time.Duration), onGone func(), lost *atomic.Bool) *conn {
 	c := &conn{nc: nc, transport: nc, info: info, slots: make(chan struct{}, maxInFlight),
 		pending: map[uint64]*call{}, dead: make(chan struct{}), vectored: canWritev(nc),
-		progress: make(chan struct{}, 1), onDead: onDead, born: time.Now(), lost: lost}
+		progress: make(chan struct{}, 1), onDead: onDead, onGone: onGone, born: time.Now(), lost: lost}
 	c.step = c.writevStep
 	if tc, ok := nc.(*tls.Conn); ok {
 		c.transport = tc.NetConn()
@@ -176,6 +179,9 @@ func (c *conn) kill(err error) {
 	}
 	close(c.dead)
 	c.mu.Unlock()
+	if c.onGone != nil {
+		c.onGone()
+	}
 	// The transport, not the TLS layer: tls.Conn.Close sends close_notify
 	// first, waiting up to 5 s for room in a socket whose server may have
 	// stopped reading, and the calls in flight would fail that much

@@ -1,6 +1,7 @@
 package nbdclient
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -32,9 +33,9 @@ func TestFlappingServerBackoff(t *testing.T) {
 	defer cl.Close()
 	// Six dials: the backoff between them doubles from 50 ms, so they
 	// take at least 50+100+200+400+800 ms; without it, milliseconds. The
-	// bound on the wait only catches a redial that stopped: generous,
-	// as a CI run once took over 10 s for what takes 1.6 s here even
-	// beside six CPU hogs; the failure says how many dials came.
+	// bound on the wait only catches a redial that stopped (CI saw one
+	// dial in a minute when a death could go untold: TestGoneSeesDead),
+	// and the failure says how many dials came.
 	testkit.WaitForValue(t, time.Minute, "6 dials", func() (bool, string) {
 		n := dials.Load()
 		return n >= 6, fmt.Sprintf("%d dials after %v", n, time.Since(start).Round(time.Millisecond))
@@ -68,6 +69,32 @@ func TestDeathPacedBeforeSeen(t *testing.T) {
 		cl.Close()
 		if quiet < 59*time.Minute {
 			t.Fatalf("the connection is dead and the revive's quiet time is %v away, not the hour its death set", quiet)
+		}
+	}
+}
+
+// TestGoneSeesDead: a connection's end tells the client in two halves,
+// and whoever each half tells sees what it must. onDead (the revive's
+// pacing) runs before anyone can see the connection dead; onGone (which
+// starts the revive) runs after, and finds the connection dead: a
+// noteState that looked earlier found it alive and started no revive, and
+// CI saw a flapping server dialled once in a minute.
+func TestGoneSeesDead(t *testing.T) {
+	for range 50 {
+		cli, srv := net.Pipe()
+		var c *conn
+		born := make(chan struct{})
+		aliveAtDead, aliveAtGone := make(chan bool, 1), make(chan bool, 1)
+		onDead := func(time.Duration) { <-born; aliveAtDead <- c.alive() }
+		onGone := func() { aliveAtGone <- c.alive() }
+		c = newConn(cli, bufio.NewReader(cli), Info{}, 4, onDead, onGone, nil)
+		close(born)
+		srv.Close() // the reader sees EOF and kills the connection
+		if !<-aliveAtDead {
+			t.Fatal("onDead found the connection already seen dead")
+		}
+		if <-aliveAtGone {
+			t.Fatal("onGone found the connection still alive: a revive started there would not start")
 		}
 	}
 }

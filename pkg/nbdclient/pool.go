@@ -38,7 +38,7 @@ func (cl *Client) dialConn(ctx context.Context) (*conn, error) {
 		}
 		return nil, err
 	}
-	return newConn(sc, r, info, cl.opts.MaxInFlight, cl.connDied, cl.lostFlag(info)), nil
+	return newConn(sc, r, info, cl.opts.MaxInFlight, cl.connDied, cl.connGone, cl.lostFlag(info)), nil
 }
 
 // pick returns a live connection of the pool, starting at the next slot

@@ -66,22 +66,21 @@ func (cl *Client) reviveDialTimeout() time.Duration {
 	return cl.opts.DialTimeout
 }
 
-// connDied is what a connection's end tells the client: noteState, and
-// the pacing of the background redial. A connection that died young (a
-// server that hangs up right after the handshake: an export that breaks
-// as soon as it is used, a proxy whose backend is gone) was a dial that
-// succeeded for nothing; the revive would dial it again at once, and
-// again, in a loop with no wait. So each young death doubles a backoff of
-// the revive's own (quietUntil), and a connection that lived resets it.
-// Requests still redial at once, as before: they have I/O to do.
+// connDied is the first half of what a connection's end tells the
+// client: the pacing of the background redial (connGone is the second).
+// A connection that died young (a server that hangs up right after the
+// handshake: an export that breaks as soon as it is used, a proxy whose
+// backend is gone) was a dial that succeeded for nothing; the revive
+// would dial it again at once, and again, in a loop with no wait. So each
+// young death doubles a backoff of the revive's own (quietUntil), and a
+// connection that lived resets it. Requests still redial at once, as
+// before: they have I/O to do.
 //
 // It runs in the connection's kill, before anyone can see the connection
 // dead, so the revive that sees it dead waits out the pacing its death
 // set. (It once ran in a goroutine after, and a revive quicker than that
 // goroutine redialled at once: CI saw 6 dials in 761 ms where the
-// backoff alone makes 1.55 s.) Hence only the leaf lock pace here, and
-// noteState, which takes the client's lock, in a goroutine: kill may run
-// under the client's lock.
+// backoff alone makes 1.55 s.) Hence only the leaf lock pace here.
 func (cl *Client) connDied(lived time.Duration) {
 	cl.pace.Lock()
 	if lived < cl.opts.BackoffMax {
@@ -91,8 +90,16 @@ func (cl *Client) connDied(lived time.Duration) {
 		cl.flapBackoff = 0
 	}
 	cl.pace.Unlock()
-	go cl.noteState()
 }
+
+// connGone is the second half: noteState, which starts the revive if no
+// connection is up. It runs in the connection's kill once the connection
+// is seen dead, never before: a noteState started in connDied could look
+// before kill marked the connection dead, find it alive, and start no
+// revive, and the connection's death would tell no one else (CI saw a
+// flapping server dialled once in a minute). In a goroutine, as noteState
+// takes the client's lock and kill may run under it.
+func (cl *Client) connGone() { go cl.noteState() }
 
 // needsRevive says whether the client is open, has its pool, and no
 // connection of it is up.
