@@ -164,8 +164,9 @@ func TestAsyncSplicedReadsUnreadClient(t *testing.T) {
 // TestNoWaitCarriesSplicedReply: a non-blocking write of a batch whose
 // spliced reply the socket takes only in part leaves the rest of that
 // reply's data in its pipe for the next writer (the carry) and puts the
-// replies after it back in the queue; the next writer sends the carry,
-// then the queue, and the client reads every reply whole and in order.
+// replies after it back in the queue; a no-wait write while the carry
+// waits leaves them to it at once; the next writer sends the carry, then
+// the queue, and the client reads every reply whole and in order.
 func TestNoWaitCarriesSplicedReply(t *testing.T) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -175,9 +176,10 @@ func TestNoWaitCarriesSplicedReply(t *testing.T) {
 	cli := socketConn(t, fds[1])
 	srv.(*net.UnixConn).SetWriteBuffer(64 << 10) // takes a part of the spliced reply
 	raw, _ := srv.(*net.UnixConn).SyscallConn()
-	w := &replyWriter{nc: srv, raw: raw, pipes: &pipePool{}, budget: &budget{maxN: 8, maxBytes: 64 << 20},
-		failed: func(err error) { t.Errorf("write failed: %v", err) }}
 	var c conn
+	w := &c.writer
+	*w = replyWriter{nc: srv, raw: raw, pipes: &pipePool{}, budget: &budget{maxN: 8, maxBytes: 64 << 20},
+		failed: func(err error) { t.Errorf("write failed: %v", err) }}
 	data := bytes.Repeat([]byte("gdm!"), 128<<10) // 512 KiB
 	spliced := getReply(0)
 	c.simpleReply(spliced, 1, 0)
@@ -197,6 +199,20 @@ func TestNoWaitCarriesSplicedReply(t *testing.T) {
 	w.wmu.Unlock()
 	if ok || w.carryPipe != spliced || spliced.pipeLen == 0 || len(w.pending) != 2 || w.pending[0] != small {
 		t.Fatalf("no-wait write: ok %v, carried pipe %v with %d bytes left, %d queued", ok, w.carryPipe == spliced, spliced.pipeLen, len(w.pending))
+	}
+	// The carry's flusher is not running here: a no-wait write that
+	// waited for it to take wmu (it once looped on TryLock) would spin
+	// the leg's reader until then.
+	returned := make(chan bool, 1)
+	go func() { returned <- c.writeNoWait() }()
+	select {
+	case ok := <-returned:
+		if !ok || len(w.pending) != 2 {
+			t.Fatalf("no-wait write behind the carry: ok %v, %d queued (want true, 2 left to the flusher)", ok, len(w.pending))
+		}
+	case <-time.After(10 * time.Second):
+		w.wmu.Lock() // its TryLock fails: it returns
+		t.Fatal("a no-wait write behind a carry spun, waiting for the carry's flusher")
 	}
 	want := func(cookie uint64, payload []byte) error {
 		var h [16]byte

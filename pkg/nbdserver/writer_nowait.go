@@ -33,6 +33,13 @@ func (c *conn) writeNoWait() bool {
 		if !w.wmu.TryLock() {
 			return true
 		}
+		if w.carried != nil {
+			// The flusher started for the carry writes the queue once the
+			// carry is out. Looping here until it takes wmu would spin
+			// the leg's reader, which others' completions wait on.
+			w.wmu.Unlock()
+			return true
+		}
 		ok := w.writeQueueNoWait()
 		w.wmu.Unlock()
 		if !ok {
@@ -44,12 +51,9 @@ func (c *conn) writeNoWait() bool {
 	}
 }
 
-// writeQueueNoWait is writeNoWait's write of the queue, with wmu held. It
-// reports false when a flusher must write the rest.
+// writeQueueNoWait is writeNoWait's write of the queue, with wmu held and
+// no carry waiting. It reports false when a flusher must write the rest.
 func (w *replyWriter) writeQueueNoWait() bool {
-	if w.carried != nil {
-		return true // its flusher writes the queue once the carry is out
-	}
 	w.qmu.Lock()
 	batch := w.pending
 	w.pending, w.spare = w.spare[:0], nil
