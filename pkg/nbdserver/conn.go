@@ -254,6 +254,12 @@ func (c *conn) serve() {
 	// handshake then completes (its reply may find the client gone).
 	defer c.releaseExport()
 	c.nc.SetDeadline(time.Now().Add(timeout))
+	if c.stopped.Load() {
+		// Shutdown's stopReading came between start's track and here, and
+		// the deadline above replaced its own: without this, Shutdown
+		// would wait out the handshake timeout for an idle client.
+		c.nc.SetReadDeadline(time.Now())
+	}
 	if err := c.handshake(); err != nil {
 		var he *errHandshake
 		if errors.As(err, &he) {

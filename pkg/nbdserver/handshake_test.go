@@ -285,3 +285,29 @@ func TestOptionErrorMessageBounded(t *testing.T) {
 		t.Fatalf("LIST after: %q", names)
 	}
 }
+
+// A connection that Shutdown told to stop reading before its handshake
+// began (between the accept's track and serve) ends at once when its
+// client sends nothing, rather than after the handshake timeout: the
+// handshake's deadline once replaced the one stopReading set.
+func TestStoppedBeforeHandshakeEnds(t *testing.T) {
+	srv := &Server{Exports: testExports{"a": newMem(4096)}, HandshakeTimeout: time.Hour,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	server, client := net.Pipe()
+	defer client.Close()
+	c := newConn(srv, server)
+	c.stopReading()
+	done := make(chan struct{})
+	go func() {
+		c.serve()
+		close(done)
+	}()
+	if _, err := io.ReadFull(client, make([]byte, 18)); err != nil { // the greeting
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a connection stopped before its handshake waits out the handshake timeout")
+	}
+}
