@@ -122,8 +122,10 @@ type Client struct {
 	dialErr error
 
 	redials, retries, failedDials atomic.Uint64
-	// up is what Connected last said, as noteState saw it (OnChange).
-	up atomic.Bool
+	// up is what Connected last said, as noteState saw it (OnChange);
+	// noteMu makes noteState's looks one at a time.
+	up     atomic.Bool
+	noteMu sync.Mutex
 	// lostWrites: a connection dropped with writes no flush covered, and
 	// the next Flush has yet to say so (lostwrites.go).
 	lostWrites atomic.Bool
@@ -169,7 +171,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	cl.mu.Lock() // a connection that dies meanwhile reads them (noteState)
 	cl.conns = conns
 	cl.mu.Unlock()
-	if !cl.Connected() { // the first connection died meanwhile: see noteState
+	if !cl.Connected() { // every connection died meanwhile: see noteState
 		go cl.noteState()
 	}
 	return cl, nil
@@ -188,12 +190,31 @@ func (cl *Client) Stats() Stats {
 
 // noteState calls OnChange if Connected differs from what it last said,
 // and starts the background redial when no connection is up.
+//
+// One look at a time (noteMu): two that overlapped could store what they
+// saw in the other order, the older last, and the state stay wrong until
+// the next change, which would then raise nothing. Serialised, the last
+// look after the last change stores the state as it is. And no look
+// before Dial has published the pool: a pool connection that died while
+// Dial was still dialling the others would find none up, say "down", and
+// leave the state down under a client that is up; Dial looks once itself
+// after it publishes the pool.
 func (cl *Client) noteState() {
+	cl.noteMu.Lock()
+	cl.mu.Lock()
+	dialled := len(cl.conns) > 0
+	cl.mu.Unlock()
+	if !dialled {
+		cl.noteMu.Unlock()
+		return
+	}
 	up := cl.Connected()
+	changed := cl.up.Swap(up) != up
+	cl.noteMu.Unlock()
 	if !up {
 		cl.revive()
 	}
-	if cl.up.Swap(up) != up && cl.opts.OnChange != nil {
+	if changed && cl.opts.OnChange != nil {
 		cl.opts.OnChange()
 	}
 }

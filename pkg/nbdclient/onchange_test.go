@@ -2,6 +2,7 @@ package nbdclient
 
 import (
 	"context"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,5 +53,58 @@ func TestOnChange(t *testing.T) {
 		if up := <-changes; up {
 			t.Fatal("OnChange said up again while the client stayed up")
 		}
+	}
+}
+
+// A pool connection that dies while Dial is still filling the pool (a
+// flapping server) tells no one while the client has no pool yet: the
+// client is up, and the next real outage must raise OnChange. A death
+// told early once made OnChange say "down" during Dial and left the
+// client's state at down, and the outage that followed raised nothing.
+func TestDeathDuringDialLeavesStateUp(t *testing.T) {
+	changes := make(chan bool, 16)
+	var client atomic.Pointer[Client]
+	drop := make(chan struct{}) // hangs up the first connection
+	var accepted atomic.Int32
+	flags := FlagHasFlags | FlagSendFlush | FlagCanMultiConn
+	path := serveUnix(t, func(c net.Conn) {
+		switch accepted.Add(1) {
+		case 1: // the client's first connection: serves until dropped
+			fakeHandshakeFlags(c, flags)
+			<-drop
+		case 2: // the second: hangs up after its handshake
+			fakeHandshakeFlags(c, flags)
+		case 3: // the third fails, once the second's death was told (or 1 s)
+			select {
+			case <-time.After(time.Second):
+			case up := <-changes:
+				changes <- up
+			}
+		} // any later one (the revive's) fails at once
+	})
+	cl, err := Dial(testCtx(t), Options{Network: "unix", Address: path, MaxConns: 3, BackoffMin: time.Hour, BackoffMax: 2 * time.Hour,
+		OnChange: func() {
+			if c := client.Load(); c != nil {
+				changes <- c.Connected()
+			} else {
+				changes <- false
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	client.Store(cl)
+	if !cl.Connected() || len(changes) != 0 {
+		t.Fatalf("after Dial: connected %v, %d OnChange calls (want up, none)", cl.Connected(), len(changes))
+	}
+	close(drop)
+	select {
+	case up := <-changes:
+		if up {
+			t.Fatal("OnChange after the last connection dropped saw the client up")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OnChange when the last connection dropped")
 	}
 }
