@@ -88,3 +88,33 @@ func TestAsyncBurst(t *testing.T) {
 		t.Fatalf("events of a call Close failed %v, want only its done", got)
 	}
 }
+
+// TestHeldReleasedBeforePageCopy: the reader releases what it holds
+// before every read of the socket that may wait, the copy of a spliced
+// read's payload up to a page boundary too (copyToPage): a server that
+// stalls mid-payload would otherwise keep the replies of other
+// connections, which the held Batchers keep queued, waiting for this
+// connection's timeout.
+func TestHeldReleasedBeforePageCopy(t *testing.T) {
+	cli, srv := net.Pipe()
+	defer srv.Close()
+	defer cli.Close()
+	log := &eventLog{}
+	c := &conn{nc: cli, held: []completion.Batcher{log}}
+	_, w := testPipe(t, 1<<20)
+	cl := &call{pipe: w, req: request{typ: cmdRead, length: 8192}}
+	copied := make(chan error, 1)
+	go func() {
+		_, err := c.copyToPage(cl, 100, 8192) // the server sends nothing yet
+		copied <- err
+	}()
+	testkit.WaitFor(t, 10*time.Second, "the held Batcher released while the copy waits for the socket", func() bool {
+		return slices.Equal(log.get(), []string{"release"})
+	})
+	if _, err := srv.Write(make([]byte, pageSize-100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-copied; err != nil {
+		t.Fatal(err)
+	}
+}

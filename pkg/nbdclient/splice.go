@@ -162,6 +162,7 @@ func (c *conn) copyToPage(cl *call, inPipe, left int64) (int64, error) {
 		c.pad = make([]byte, pageSize)
 	}
 	b := c.pad[:k]
+	c.releaseHeld() // the socket may make it wait
 	if _, err := io.ReadFull(c.nc, b); err != nil {
 		return left, err
 	}
