@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -222,6 +223,14 @@ func (c *conn) finish(cl *call, res result) error {
 	if c.pending[cl.req.cookie] != cl {
 		c.mu.Unlock()
 		return nil
+	}
+	if len(cl.payload) > 0 && c.written.Load() < cl.req.cookie && slices.Contains(c.queue, cl) {
+		// No writer has taken it: the server answered a request it was
+		// never sent (a guessed cookie). Refused before the wait below,
+		// as its caller may take it out of the queue meanwhile, and no
+		// write of it would end that wait.
+		c.mu.Unlock()
+		return protoErr("reply for cookie %d, a request not sent yet", cl.req.cookie)
 	}
 	c.noteDoneLocked(cl, res)
 	if len(cl.payload) > 0 && c.written.Load() < cl.req.cookie {

@@ -1,7 +1,5 @@
 package nbdclient
 
-import "slices"
-
 // Replies that outrun the writer. A write's payload is sent from its
 // caller's slice (writeBatch puts it in the writev as it is), and the
 // caller may reuse the slice as soon as the call completes. So a write
@@ -64,12 +62,9 @@ func (c *conn) awaitWritten(cookie uint64) bool {
 // done with its payload, for the writer to complete. Called by the reader
 // with c.mu held, having seen under it that written is still below cl's
 // cookie: the writer stores written before it next takes c.mu to look
-// for held-back calls, so that look finds cl. It unlocks c.mu.
+// for held-back calls, so that look finds cl. It unlocks c.mu. (cl was
+// taken by a writer: finish refused it while it was still queued.)
 func (c *conn) holdBackLocked(cl *call, res result) error {
-	if slices.Contains(c.queue, cl) {
-		c.mu.Unlock()
-		return protoErr("reply for cookie %d, a request not sent yet", cl.req.cookie)
-	}
 	cl.res, cl.replied = res, true
 	c.early = append(c.early, cl)
 	c.mu.Unlock()

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gdm-project/gdm/internal/testkit"
 )
@@ -189,4 +192,38 @@ func TestReplyBeforeRequest(t *testing.T) {
 		t.Fatalf("a write answered before it was sent: %v", err)
 	}
 	wait(t, first, "the first write")
+}
+
+// TestReplyBeforeRequestNoWait: the reader refuses a reply to a write
+// still in the queue before it waits for the writer to be done with it,
+// not after: its caller may give up and take it out of the queue
+// meanwhile, and then no write of it would ever wake the reader, which
+// reads no other reply until another request is written. Here no writer
+// runs, as when that caller gave up.
+func TestReplyBeforeRequestNoWait(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	f := os.NewFile(uintptr(fds[0]), "socket")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cl := &call{req: request{typ: cmdWrite, cookie: 1, length: 4096}, payload: make([]byte, 4096)}
+	c := &conn{raw: raw, pending: map[uint64]*call{1: cl}, queue: []*call{cl},
+		progress: make(chan struct{}, 1), dead: make(chan struct{})}
+	finished := make(chan error, 1)
+	go func() { finished <- c.finish(cl, result{}) }()
+	select {
+	case err := <-finished:
+		if !errors.Is(err, ErrProtocol) {
+			t.Fatalf("a reply to a write not sent yet: %v, want a protocol error", err)
+		}
+	case <-time.After(10 * time.Second):
+		close(c.dead) // awaitWritten returns
+		t.Fatal("the reader waits for a write no writer will send")
+	}
 }
