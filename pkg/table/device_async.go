@@ -184,6 +184,6 @@ func (o *asyncOp) complete(err error) {
 	}
 	done := o.done
 	o.free()
+	defer t.Put() // after done, even one that panics (see runHeld)
 	done(err)
-	t.Put()
 }

@@ -43,14 +43,22 @@ func (d *Device) io(ctx context.Context, op Op, n int64, fn func(t *Table) error
 	clock := d.startClock()
 	t, err := d.Get(ctx)
 	if err == nil {
-		err = fn(t)
-		t.Put()
+		err = runHeld(t, fn)
 	}
 	if err == targets.ErrPipeFull {
 		return err // not done: the caller reads the ordinary way, counted then
 	}
 	d.count(op, n, err, clock)
 	return err
+}
+
+// runHeld runs fn on t, which the caller took, and gives t back even if
+// fn panics: the NBD server answers a panicking request with an error and
+// serves on, and a reference never given back would keep the table's
+// destroy (a remove, a swap, the daemon's shutdown) waiting forever.
+func runHeld(t *Table, fn func(t *Table) error) error {
+	defer t.Put()
+	return fn(t)
 }
 
 // ReadAt reads len(p) bytes at off from the live table.

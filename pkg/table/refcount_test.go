@@ -355,3 +355,34 @@ func TestGetRechecksAfterCounting(t *testing.T) {
 		nt.Put()
 	}
 }
+
+// TestPanickingIOGivesHolderBack: a target whose read panics (a bug; the
+// NBD server answers that request with an error and serves on) still
+// gives back the table reference the read took, so that the table's
+// destroy, which waits for its holders, does not wait forever.
+func TestPanickingIOGivesHolderBack(t *testing.T) {
+	d := newLiveDevice(t, "0 8 test-panic p")
+	live := d.acquire(Live)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the read did not panic")
+			}
+		}()
+		d.ReadAt(context.Background(), make([]byte, 512), 0)
+	}()
+	if n := live.Holders(); n != 1 { // the one taken here
+		t.Fatalf("%d holders after a read that panicked, want 1", n)
+	}
+	live.Put()
+	closed := make(chan error, 1)
+	go func() { closed <- d.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device's Close waits for a holder the panicking read never gave back")
+	}
+}

@@ -18,6 +18,7 @@ import (
 //	                                flush, FUA write and message it gets
 //	                                ("refuse": its PreResume fails)
 //	test-stateful <name>            the same, of a NoLiveSwap type
+//	test-panic <name>               the same, whose reads panic
 func init() {
 	check := func(args []string, _ uint64) ([]string, error) {
 		if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[1] != "refuse") {
@@ -28,6 +29,7 @@ func init() {
 	for _, typ := range []*targets.Type{
 		{Name: "test-recorder", Check: check, New: newRecorder},
 		{Name: "test-stateful", Check: check, New: newRecorder, NoLiveSwap: true},
+		{Name: "test-panic", Check: check, New: newPanicky},
 	} {
 		if err := targets.Register(typ); err != nil {
 			panic(err)
@@ -86,6 +88,16 @@ var (
 func newRecorder(args []string, _ uint64, _ *targets.DevSet) (targets.Target, error) {
 	return &recorder{name: args[0], refuse: len(args) == 2}, nil
 }
+
+// panicky is a recorder whose reads panic: a target's bug, which the NBD
+// server turns into an error reply, and the connection lives on.
+type panicky struct{ recorder }
+
+func newPanicky(args []string, _ uint64, _ *targets.DevSet) (targets.Target, error) {
+	return &panicky{recorder{name: args[0]}}, nil
+}
+
+func (*panicky) ReadAt(context.Context, []byte, int64) error { panic("test-panic: a read") }
 
 func (r *recorder) ReadAt(_ context.Context, p []byte, _ int64) error {
 	clear(p)
