@@ -15,6 +15,16 @@ const (
 	// rather than copied out. Larger ones are mostly read straight from
 	// the socket into their own buffer, which is one copy already.
 	maxTake = 64 << 10
+	// maxStranded bounds the chunks a connection has moved on from that
+	// pins still hold (Take's payloads, of requests not done yet). A pin
+	// is charged to the budgets only for its payload's bytes, yet holds a
+	// whole chunk: a client whose small writes wait (a suspended device, a
+	// hung backend) and who sends a chunk's worth of cheap requests after
+	// each would otherwise hold a chunk for every few bytes charged. Past
+	// the bound, payloads are copied out (MayTake). Two, not zero: a
+	// connection moves on from a chunk while its last batch's writes are
+	// still being done, every time the chunk fills.
+	maxStranded = 2
 	// directMin is the smallest Read that goes straight from the socket
 	// into the caller's slice when the buffer is empty. Going through the
 	// buffer costs a copy; going around it costs the chance of picking up
@@ -52,6 +62,10 @@ type inbuf struct {
 	// payload into the buffer, only to copy it out again (up to a quarter
 	// of a 1 MiB payload).
 	lean bool
+	// stranded counts the chunks this buffer moved on from while pins
+	// still held them (maxStranded); the unpin that frees one counts it
+	// off, from any goroutine.
+	stranded atomic.Int32
 }
 
 // inchunk is one read buffer. The inbuf holds one pin on its current chunk;
@@ -59,6 +73,11 @@ type inbuf struct {
 type inchunk struct {
 	b    []byte
 	pins atomic.Int32
+	// stranded is the counter of the buffer that moved on from this chunk
+	// while pins held it, for the last unpin to count the chunk off; nil
+	// while the chunk is a buffer's current one. Set before the buffer's
+	// own unpin, read after the last: ordered by pins.
+	stranded *atomic.Int32
 }
 
 var inchunks = sync.Pool{New: func() any { return &inchunk{b: make([]byte, inbufSize)} }}
@@ -72,6 +91,10 @@ func newChunk() *inchunk {
 // unpin drops one pin on the chunk.
 func (ch *inchunk) unpin() {
 	if ch.pins.Add(-1) == 0 {
+		if ch.stranded != nil {
+			ch.stranded.Add(-1)
+			ch.stranded = nil
+		}
 		inchunks.Put(ch)
 	}
 }
@@ -110,6 +133,8 @@ func (b *inbuf) fill(need int) {
 		next := newChunk()
 		b.w = copy(next.b, b.cur.b[b.r:b.w])
 		b.r = 0
+		b.stranded.Add(1) // counted off by the last unpin, maybe the next line's
+		b.cur.stranded = &b.stranded
 		b.cur.unpin()
 		b.cur = next
 	}
@@ -182,6 +207,10 @@ func (b *inbuf) Peek(n int) ([]byte, error) {
 func (b *inbuf) Discard(n int) {
 	b.r += n
 }
+
+// MayTake says whether Take may pin the current chunk: not while
+// maxStranded chunks this buffer moved on from are still pinned.
+func (b *inbuf) MayTake() bool { return b.stranded.Load() < maxStranded }
 
 // Take consumes the next n bytes and returns them as a slice of the buffer
 // that stays valid until the returned chunk is unpinned. n must not exceed

@@ -200,3 +200,52 @@ func (m *inbufModel) finish() {
 		}
 	}
 }
+
+// TestInbufStrandedBound: a chunk the buffer moves on from while a Take's
+// payload still pins it counts as stranded until its last pin drops, and
+// past maxStranded of them MayTake says no (readPayload then copies the
+// payload out), so that pinned payloads of a few bytes cannot hold a
+// chunk each. A chunk no one else holds is reused in place, not counted.
+func TestInbufStrandedBound(t *testing.T) {
+	b := newInbuf(&readSizes{})
+	defer b.release()
+	var held []*inchunk
+	for i := range maxStranded + 2 {
+		if b.MayTake() != (i < maxStranded) {
+			t.Fatalf("%d chunks stranded: MayTake %v", i, b.MayTake())
+		}
+		_, ch, err := b.Take(1) // a one-byte payload whose write waits
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ch)
+		if _, err := b.Peek(inbufSize); err != nil { // a chunk's worth of requests after it
+			t.Fatal(err)
+		}
+		if got := int(b.stranded.Load()); got != i+1 {
+			t.Fatalf("after %d pinned chunks moved on from: %d stranded", i+1, got)
+		}
+	}
+	if b.MayTake() {
+		t.Fatalf("%d chunks stranded and MayTake still says yes", b.stranded.Load())
+	}
+	for _, ch := range held {
+		ch.unpin()
+	}
+	if n := b.stranded.Load(); n != 0 || !b.MayTake() {
+		t.Fatalf("every pin dropped: %d stranded, MayTake %v", n, b.MayTake())
+	}
+	// A Take whose pin drops before the buffer needs room: the chunk is
+	// reused in place, and nothing is stranded.
+	_, ch, err := b.Take(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.unpin()
+	if _, err := b.Peek(inbufSize); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.stranded.Load(); n != 0 {
+		t.Fatalf("a chunk no payload held counted stranded (%d)", n)
+	}
+}

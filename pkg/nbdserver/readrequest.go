@@ -123,7 +123,8 @@ func (c *conn) skipPayload(r request) bool {
 }
 
 // readPayload reads w's write payload into w: with take, one up to maxTake
-// is left in the read buffer. It returns false, having given back the
+// is left in the read buffer, unless the buffer has too many chunks held
+// by such payloads already (MayTake). It returns false, having given back the
 // payload's memory and budget, when the payload did not arrive: reading
 // must end.
 //
@@ -141,7 +142,7 @@ func (c *conn) readPayload(w *work, take bool) bool {
 	}
 	switch {
 	case piped || err != nil:
-	case take && n <= maxTake:
+	case take && n <= maxTake && c.br.MayTake():
 		w.payload, w.pinned, err = c.br.Take(int(n))
 	default:
 		w.pooled = getBuf(int(n))
