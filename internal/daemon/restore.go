@@ -87,7 +87,9 @@ func (d *daemon) restoreTables(m *managed, s deviceState) (lost, err error) {
 			t, err = d.build(m, text, expect)
 		}
 		if err == nil {
-			err = m.dev.Load(t)
+			if err = m.dev.Load(t); err != nil {
+				m.dev.Discard(t) // built, in no slot: as the load verb does
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s table: %w", what, err)
