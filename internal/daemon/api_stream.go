@@ -1,9 +1,8 @@
 package daemon
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -17,18 +16,19 @@ import (
 )
 
 // A million-target table is tens of megabytes of text. These handlers take
-// it in and give it out as plain text, streamed: never inside a JSON
-// string (decoding one cost 1.5 s and a second copy of the table), never
-// built whole in memory to be written.
+// it in and give it out as plain text: never inside a JSON string
+// (decoding one cost 1.5 s and a second copy of the table). An answer is
+// made whole before it is written, so that no table is held while a
+// client reads (or does not): the copies of big tables are bounded by the
+// answer slots (answerSlot) instead.
 
 // maxTableBytes bounds a table sent as text (64 MiB was the JSON body's
 // bound; a million linear targets with long paths is about 50 MB).
 const maxTableBytes = 256 << 20
 
-// streamTimeout bounds how long a streamed answer may hold a table: the
-// table is held (a suspend waits for it) while its text goes out, so a
-// client that stops reading is cut off after this. Every JSON answer has
-// it too (writeJSON).
+// streamTimeout bounds how long an answer may take to write, and so how
+// long a client that stops reading holds its answer slot and the copy in
+// it. Every JSON answer has it too (writeJSON).
 const streamTimeout = 30 * time.Second
 
 // answerTimeout is streamTimeout, in nanoseconds; tests shorten it.
@@ -102,50 +102,54 @@ func (d *daemon) serveTable(w http.ResponseWriter, r *http.Request, m *managed) 
 		reply(w, out)
 		return
 	}
+	// The text is made whole before the first write, and the table let
+	// go: a client that does not read would otherwise hold the table
+	// (a suspend would wait for it, and a swap's destroy) until the write
+	// deadline. A big table's copy waits for an answer slot, as the JSON's.
+	release, ok := d.answerSlot(w, r, m, slot)
+	if !ok {
+		return
+	}
+	defer release()
+	var text bytes.Buffer
+	// No table in the slot: an empty text, as the JSON's empty string.
+	m.dev.View(slot, func(t *table.Table) error { return t.WriteShown(&text, showKeys) })
 	http.NewResponseController(w).SetWriteDeadline(answerDeadline())
 	w.Header().Set("Content-Type", controlapi.TextTable)
-	// No table in the slot: an empty text, as the JSON's empty string.
-	if err := m.dev.View(slot, func(t *table.Table) error { return t.WriteShown(w, showKeys) }); err != nil && !errors.Is(err, table.ErrNoTable) {
+	if _, err := text.WriteTo(w); err != nil {
 		// Mid-stream: the status is sent; the client sees the cut.
-		d.log.Debug("streaming a table", "device", m.name(), "err", err)
+		d.log.Debug("writing a table", "device", m.name(), "err", err)
 	}
 }
 
-// serveStatus answers GET .../status with the DeviceStatus JSON, each
-// target's line encoded and written as it comes (the lines' text is made
-// first, all of it: a big table's waits for an answer slot).
+// serveStatus answers GET .../status with the DeviceStatus JSON, made
+// whole before the first write, with the table let go (see serveTable): a
+// big table's waits for an answer slot.
 func (d *daemon) serveStatus(w http.ResponseWriter, r *http.Request, m *managed) {
 	release, ok := d.answerSlot(w, r, m, table.Live)
 	if !ok {
 		return
 	}
 	defer release()
-	http.NewResponseController(w).SetWriteDeadline(answerDeadline())
-	w.Header().Set("Content-Type", "application/json")
-	bw := bufio.NewWriterSize(w, 64<<10)
 	name, _ := json.Marshal(m.name())
-	fmt.Fprintf(bw, "{\n  \"name\": %s,\n  \"targets\": [", name)
-	err := m.dev.View(table.Live, func(t *table.Table) error {
+	b := fmt.Appendf(nil, "{\n  \"name\": %s,\n  \"targets\": [", name)
+	m.dev.View(table.Live, func(t *table.Table) error {
 		st := t.Status()
-		var b []byte
 		for i := range t.Len() {
 			sep := ",\n    "
 			if i == 0 {
 				sep = "\n    "
 			}
-			b = appendStatusLine(append(b[:0], sep...), t.Head(i), st[i])
-			if _, err := bw.Write(b); err != nil {
-				return err // the client is gone: stop encoding
-			}
+			b = appendStatusLine(append(b, sep...), t.Head(i), st[i])
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, table.ErrNoTable) {
-		d.log.Debug("streaming a status", "device", m.name(), "err", err)
-		return
+	b = append(b, "\n  ]\n}\n"...)
+	http.NewResponseController(w).SetWriteDeadline(answerDeadline())
+	w.Header().Set("Content-Type", "application/json")
+	if _, err := w.Write(b); err != nil {
+		d.log.Debug("writing a status", "device", m.name(), "err", err)
 	}
-	bw.WriteString("\n  ]\n}\n")
-	bw.Flush()
 }
 
 // appendStatusLine appends the JSON of one controlapi.StatusLine, as
