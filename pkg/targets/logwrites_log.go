@@ -39,7 +39,20 @@ type logWriter struct {
 	next      uint64       // dm's next_sector: the first free 512-byte sector
 	end       uint64       // the log's size in 512-byte sectors; 0: no end
 	unflushed []logPending // completed plain writes and discards, in completion order
+	// What unflushed holds: its buffers' bytes, and the log sectors (of
+	// 512 bytes) its entries will take. overflows: its last entry is one
+	// the log will have no room for, kept without its data (see held).
+	heldBytes   int64
+	heldSectors uint64
+	overflows   bool
 }
+
+// maxHeldBytes bounds the data a log-writes target holds for its next
+// flush. dm holds it all, in pages it allocates per write, and a client
+// that never flushes would make gdm hold all it writes. Past the bound
+// logging stops, as dm's does when it cannot allocate those pages, and
+// what was held is dropped. A variable: tests lower it.
+var maxHeldBytes int64 = 256 << 20
 
 // newLogWriter logs to dev in sectors of sector bytes; the super block
 // takes the first.
@@ -78,7 +91,7 @@ func (w *logWriter) pendingRange(off, n int64, flags uint64, zero bool) logPendi
 }
 
 // completed takes requests that completed: FUA writes are logged at once,
-// the others wait for the next flush.
+// the others wait for the next flush (held).
 func (w *logWriter) completed(ps ...logPending) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -86,9 +99,48 @@ func (w *logWriter) completed(ps ...logPending) {
 		if p.entry.Flags&logwrites.FlagFUA != 0 {
 			w.appendLocked(p)
 		} else {
-			w.unflushed = append(w.unflushed, p)
+			w.heldLocked(p)
 		}
 	}
+}
+
+// heldLocked keeps p for the next flush, unless it can never be logged.
+// Entries are logged in the order they are held, and the log's end only
+// comes nearer (FUA writes and marks are logged meanwhile): so an entry
+// that would reach the end after what is held before it, from where the
+// log is now, never fits, and the flush would stop logging there. Such an
+// entry is kept without its data, for the flush to count its space and
+// stop logging as dm does; every entry after it is dropped at once, as
+// that flush would drop it. A small log so bounds what a client that
+// never flushes makes gdm hold; maxHeldBytes bounds the rest.
+func (w *logWriter) heldLocked(p logPending) {
+	if w.overflows || !w.on.Load() {
+		putBuf(p.buf)
+		return
+	}
+	sectors := p.entry.LogSectors() * uint64(w.sector/SectorSize)
+	if w.end != 0 && w.next+w.heldSectors+sectors >= w.end {
+		putBuf(p.buf)
+		p.buf = nil // appendLocked stops logging before it would write it
+		w.overflows = true
+	} else if w.heldBytes+int64(len(p.buf)) > maxHeldBytes {
+		w.on.Store(false)
+		w.dropHeldLocked()
+		putBuf(p.buf)
+		return
+	}
+	w.unflushed = append(w.unflushed, p)
+	w.heldBytes += int64(len(p.buf))
+	w.heldSectors += sectors
+}
+
+// dropHeldLocked frees what is held.
+func (w *logWriter) dropHeldLocked() {
+	for _, p := range w.unflushed {
+		putBuf(p.buf)
+	}
+	w.unflushed = nil
+	w.heldBytes, w.heldSectors, w.overflows = 0, 0, false
 }
 
 // takeUnflushed is what a FLUSH covers: the requests completed before it.
@@ -97,6 +149,7 @@ func (w *logWriter) takeUnflushed() []logPending {
 	defer w.mu.Unlock()
 	b := w.unflushed
 	w.unflushed = nil
+	w.heldBytes, w.heldSectors, w.overflows = 0, 0, false
 	return b
 }
 
@@ -145,7 +198,9 @@ func (w *logWriter) appendLocked(p logPending) {
 	}
 	at := int64(w.next) * SectorSize
 	w.next += p.entry.LogSectors() * uint64(w.sector/SectorSize)
-	if w.end != 0 && w.next >= w.end {
+	if w.end != 0 && w.next >= w.end || p.buf == nil {
+		// A held entry without its data (heldLocked) always ends here
+		// on the first test; the second only makes sure.
 		w.on.Store(false)
 		return
 	}
@@ -165,9 +220,28 @@ func (w *logWriter) appendLocked(p logPending) {
 }
 
 // requeue puts a batch whose flush failed back before the requests
-// completed since.
+// completed since, held again from the start (heldLocked).
 func (w *logWriter) requeue(batch []logPending) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.unflushed = append(batch, w.unflushed...)
+	since := w.unflushed
+	w.unflushed = nil
+	w.heldBytes, w.heldSectors, w.overflows = 0, 0, false
+	for _, p := range batch {
+		w.requeueLocked(p)
+	}
+	for _, p := range since {
+		w.requeueLocked(p)
+	}
+}
+
+// requeueLocked holds p again: one already kept without its data marks
+// the overflow again, as it did when first held.
+func (w *logWriter) requeueLocked(p logPending) {
+	if p.buf == nil && !w.overflows {
+		w.unflushed = append(w.unflushed, p)
+		w.overflows = true
+		return
+	}
+	w.heldLocked(p)
 }

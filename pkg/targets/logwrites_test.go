@@ -34,6 +34,24 @@ func newTestLogWrites(t *testing.T, devBytes, logBytes int64) (lw *logWrites, de
 	return lw, dev, log
 }
 
+// newRemoteLogWrites builds a resumed log-writes target of 128 sectors
+// whose <dev> is export, served over NBD, and whose log is a fresh file
+// of logBytes.
+func newRemoteLogWrites(t *testing.T, export *nbdtest.Mem, logBytes int64) (lw *logWrites, log string) {
+	t.Helper()
+	srv := nbdtest.Start(t, nbdtest.Exports{"d": export})
+	log = tempFile(t, logBytes)
+	s := NewDevSet(false)
+	t.Cleanup(func() { s.Close() })
+	tg, err := newLogWrites([]string{srv.URI("d"), log}, 128, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw = tg.(*logWrites)
+	lw.Resume(context.Background())
+	return lw, log
+}
+
 // logged is one entry as a test compares it: "sector+count FLAGS" and the
 // first byte of each data sector, or the mark's name.
 func logged(e logwrites.Entry, mark string, data []byte) string {
@@ -343,16 +361,7 @@ func TestLogWritesSectorIsTheDevicesBlock(t *testing.T) {
 	ctx := context.Background()
 	export := nbdtest.NewMem(64 * 1024)
 	export.SetMinBlock(4096)
-	srv := nbdtest.Start(t, nbdtest.Exports{"d": export})
-	log := tempFile(t, 1<<20)
-	s := NewDevSet(false)
-	t.Cleanup(func() { s.Close() })
-	tg, err := newLogWrites([]string{srv.URI("d"), log}, 128, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lw := tg.(*logWrites)
-	lw.Resume(ctx)
+	lw, log := newRemoteLogWrites(t, export, 1<<20)
 	block := func(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n*4096) }
 	if err := lw.WriteAt(ctx, block('b', 2), 4096, 0); err != nil {
 		t.Fatal(err)
@@ -376,5 +385,86 @@ func TestLogWritesSectorIsTheDevicesBlock(t *testing.T) {
 	// last in use is 63.
 	if got := lw.Status(StatusInfo); got != "4 63" {
 		t.Fatalf("status %q, want dm's \"4 63\"", got)
+	}
+}
+
+// A client that never flushes makes log-writes hold no more than the log
+// can take: writes past what fits are not kept (the first is, without its
+// data, for the flush to count its space as dm does). The flush then logs
+// and reports what dm's would: the writes that fit, then logging stops.
+func TestLogWritesHoldsOnlyWhatFits(t *testing.T) {
+	ctx := context.Background()
+	lw, dev, log := newTestLogWrites(t, 64*1024, 8*512) // room for 3 one-sector writes
+	for i := range 100 {
+		lw.WriteAt(ctx, sectorOf(byte('a'+i%26), 1), int64(i%64)*512, 0)
+	}
+	lw.log.mu.Lock()
+	held, bytes := len(lw.log.unflushed), lw.log.heldBytes
+	lw.log.mu.Unlock()
+	if held != 4 || bytes != 3*2*512 {
+		t.Fatalf("100 writes, a log with room for 3: %d held, %d bytes (want 3 and the one that stops the log, 3 KiB)", held, bytes)
+	}
+	lw.FlushRequest(ctx)
+	if got := lw.Status(StatusInfo); got != "3 8 logging_disabled" {
+		t.Fatalf("status %q, want dm's \"3 8 logging_disabled\"", got)
+	}
+	expect(t, "log", entries(t, log, 3), []string{"0+1 NONE a", "1+1 NONE b", "2+1 NONE c"})
+	if b, _ := os.ReadFile(dev); b[99%64*512] != 'a'+99%26 {
+		t.Fatal("a write not logged was not done either")
+	}
+}
+
+// A log without an end (an empty file) holds at most maxHeldBytes for
+// the next flush; past that, logging stops, as dm's does when it cannot
+// allocate for a write, and what was held is dropped. The I/O goes on.
+func TestLogWritesHeldBound(t *testing.T) {
+	defer func(old int64) { maxHeldBytes = old }(maxHeldBytes)
+	maxHeldBytes = 64 << 10
+	ctx := context.Background()
+	lw, dev, _ := newTestLogWrites(t, 256*1024, 0)
+	for i := range 100 {
+		if err := lw.WriteAt(ctx, sectorOf('x', 2), int64(i)*1024, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lw.log.mu.Lock()
+	held, bytes := len(lw.log.unflushed), lw.log.heldBytes
+	lw.log.mu.Unlock()
+	if got := lw.Status(StatusInfo); got != "0 0 logging_disabled" || held != 0 || bytes != 0 {
+		t.Fatalf("100 KiB written, no flush, a 64 KiB bound: status %q, %d held (%d bytes)", got, held, bytes)
+	}
+	if b, _ := os.ReadFile(dev); b[99*1024] != 'x' {
+		t.Fatal("the I/O stopped with the log")
+	}
+}
+
+// A flush whose device sync fails logs nothing: what it covered is held
+// again, before what completed since, and the next flush logs them all in
+// that order, as far as the log has room (here for three of four).
+func TestLogWritesFailedFlushHoldsAgain(t *testing.T) {
+	ctx := context.Background()
+	export := nbdtest.NewMem(64 * 1024)
+	lw, log := newRemoteLogWrites(t, export, 9*512) // super, three one-sector writes, and 2 sectors short of the fourth and a flush
+	lw.WriteAt(ctx, sectorOf('a', 1), 0, 0)
+	lw.WriteAt(ctx, sectorOf('b', 1), 512, 0)
+	export.FailFlush(syscall.EIO)
+	if err := lw.FlushRequest(ctx); err == nil {
+		t.Fatal("a flush whose sync failed succeeded")
+	}
+	lw.WriteAt(ctx, sectorOf('c', 1), 1024, 0)
+	lw.WriteAt(ctx, sectorOf('d', 1), 1536, 0) // no room left for it
+	lw.log.mu.Lock()
+	held, bytes := len(lw.log.unflushed), lw.log.heldBytes
+	lw.log.mu.Unlock()
+	if held != 4 || bytes != 3*2*512 {
+		t.Fatalf("held after the failed flush: %d entries, %d bytes (want a, b, c and d without its data)", held, bytes)
+	}
+	export.FailFlush(0)
+	if err := lw.FlushRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "log", entries(t, log, 3), []string{"0+1 NONE a", "1+1 NONE b", "2+1 NONE c"})
+	if got := lw.Status(StatusInfo); got != "3 8 logging_disabled" {
+		t.Fatalf("status %q, want dm's \"3 8 logging_disabled\"", got)
 	}
 }
