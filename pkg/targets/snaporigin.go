@@ -64,7 +64,7 @@ func (e *originEntry) release() {
 func (e *originEntry) attach(s *snapshot) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if s.attached {
+	if s.attached.Load() {
 		return
 	}
 	var old *snapshot
@@ -72,25 +72,35 @@ func (e *originEntry) attach(s *snapshot) {
 	for _, o := range e.snaps {
 		if o.cow.Identity() == s.cow.Identity() {
 			old = o
-			o.attached = false
+			o.attached.Store(false)
 			o.handedOver.Store(true)
 			continue
 		}
 		kept = append(kept, o)
 	}
 	e.snaps = append(kept, s)
-	s.attached = true
+	s.attached.Store(true)
 	s.takeOver(old)
 }
 
-// detach stops copies to s (its table is being destroyed).
+// detach stops copies to s (its table is being destroyed). A snapshot
+// that is not attached (its table never went live: a failed create, a load
+// replaced or cleared; or it was handed over) returns without e.mu: taking
+// it waited for every origin write in flight, which hold it across their
+// I/O (remote ones too), and new origin writes queued behind the waiting
+// writer meanwhile. Only s's own attach makes it attached, and that is its
+// table's Resume, which never runs at once with its Destroy (both run
+// under the device's lock), so a false read here stays false.
 func (e *originEntry) detach(s *snapshot) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !s.attached {
+	if !s.attached.Load() {
 		return
 	}
-	s.attached = false
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !s.attached.Load() {
+		return
+	}
+	s.attached.Store(false)
 	for i, o := range e.snaps {
 		if o == s {
 			e.snaps = append(e.snaps[:i], e.snaps[i+1:]...)

@@ -37,8 +37,10 @@ type snapshot struct {
 	handedOver atomic.Bool
 	copied     atomic.Uint64 // origin chunks copied to the COW (COW faults)
 
-	// attached: origin writes copy to this snapshot. Guarded by entry.mu.
-	attached bool
+	// attached: origin writes copy to this snapshot. Changed only under
+	// entry.mu; read without it by detach, which needs no lock for a
+	// snapshot that is not attached (see there).
+	attached atomic.Bool
 
 	beforeOriginRead func() // tests only: a read of the origin is about to start
 	beforeCommit     func() // tests only: a write's new exceptions are about to be committed

@@ -37,6 +37,7 @@ type Mem struct {
 	failErr  syscall.Errno
 	flushErr syscall.Errno // 0: flushes succeed
 	refusals atomic.Int64  // requests refused for their alignment
+	gated    atomic.Int64  // reads and writes waiting for the gate now
 	// noTrim and noZeroes leave TRIM and WRITE_ZEROES out of what the
 	// export advertises (SetCaps).
 	noTrim, noZeroes bool
@@ -49,6 +50,10 @@ func NewMem(size int) *Mem {
 
 // SetGate makes reads and writes wait until g is closed (nil: no wait).
 func (m *Mem) SetGate(g chan struct{}) { m.mu.Lock(); m.gate = g; m.mu.Unlock() }
+
+// Gated counts the reads and writes waiting for the gate now: a test
+// knows from it that a request reached the server, not just the client.
+func (m *Mem) Gated() int { return int(m.gated.Load()) }
 
 // FailAt makes reads and writes at off fail with errno (off -1: none).
 func (m *Mem) FailAt(off int64, errno syscall.Errno) {
@@ -116,6 +121,8 @@ func (m *Mem) wait(ctx context.Context) error {
 	if g == nil {
 		return nil
 	}
+	m.gated.Add(1)
+	defer m.gated.Add(-1)
 	select {
 	case <-g:
 		return nil
