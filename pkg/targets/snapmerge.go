@@ -77,8 +77,9 @@ func newSnapMerge(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	return &snapMerge{s: s}, nil
 }
 
-// PreResume has nothing to check.
-func (m *snapMerge) PreResume(context.Context) error { return nil }
+// PreResume is the snapshot's: the store read again if it may be out of
+// date, a failed read refusing the resume.
+func (m *snapMerge) PreResume(ctx context.Context) error { return m.s.PreResume(ctx) }
 
 // Resume takes the exceptions over (from a snapshot of another table over
 // the same COW, or from the device), then starts the merge.

@@ -3,6 +3,7 @@ package targets
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // The origin registry: every origin device that a snapshot or a
@@ -26,6 +27,13 @@ type originEntry struct {
 	// sees a copy land in the old table's store after the new one took it.
 	mu    sync.RWMutex
 	snaps []*snapshot
+
+	// gen counts the snapshots that left snaps (detached or handed over);
+	// changed under mu, read without it. A snapshot's store read when gen
+	// was g is up to date while gen is still g, or while a snapshot over
+	// its COW is attached (its store is the one taken over): nothing else
+	// writes a COW device's metadata (snapshot.loadGen).
+	gen atomic.Uint64
 
 	locks rangeLock
 }
@@ -61,26 +69,77 @@ func (e *originEntry) release() {
 // it from now on. A snapshot of another table over the same COW device is
 // the one s replaces (a reload: dm's handover); s takes its exceptions
 // over, and that one gets no more copies.
+//
+// e.mu is held only to swap pointers, never across I/O: origin writes of
+// every device over this origin wait for it. Reading the COW's metadata
+// (seconds for a large store, a remote timeout or more for a dead one) is
+// done before it, by freshen, and only when s's store may be out of date:
+// a snapshot over the same COW left the origin since it was read. A
+// snapshot that leaves while freshen reads changes e.gen again, and the
+// read is done again.
 func (e *originEntry) attach(s *snapshot) {
+	for !e.tryAttach(s, false) {
+		if err := s.freshen(); err != nil {
+			// PreResume read it already; something left since, and this
+			// read failed: as dm's failed handover, the snapshot goes
+			// live invalid (Resume cannot refuse).
+			slog.Error("snapshot: invalidated: reloading the COW device failed", "cow", s.cow.Path(), "err", err)
+			s.store.Load().invalidate()
+			e.tryAttach(s, true)
+			return
+		}
+	}
+}
+
+// tryAttach attaches s, handing over from the snapshot it replaces, if
+// s's store is up to date (or anyway); false: a snapshot over the same
+// COW left since s's store was read, which must be read again first. The
+// handover moves old's store, as dm's __handover_exceptions swaps the two
+// stores: old's exceptions are all committed (each commit is synced before
+// its I/O goes on), and old's table is suspended by now, its I/O drained,
+// while e.mu keeps origin copies out. Old's state comes over too, as dm's
+// handover copies valid and overflowed: an overflow is kept nowhere on the
+// device, and an invalid mark may not be there either (its write failed).
+func (e *originEntry) tryAttach(s *snapshot, anyway bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if s.attached.Load() {
-		return
+		return true
 	}
 	var old *snapshot
-	kept := e.snaps[:0]
+	kept := e.snaps[:0:0]
 	for _, o := range e.snaps {
 		if o.cow.Identity() == s.cow.Identity() {
 			old = o
-			o.attached.Store(false)
-			o.handedOver.Store(true)
 			continue
 		}
 		kept = append(kept, o)
 	}
+	if old == nil && !anyway && s.store.Load().persistent && e.gen.Load() != s.loadGen {
+		return false
+	}
+	if old != nil {
+		old.attached.Store(false)
+		old.handedOver.Store(true)
+		s.useStore(old.store.Load().handOver(s.cow))
+		e.gen.Add(1)
+	}
 	e.snaps = append(kept, s)
 	s.attached.Store(true)
-	s.takeOver(old)
+	return true
+}
+
+// holdsCow says whether a snapshot over cow is attached: the one a
+// snapshot over cow attaching now would take over from.
+func (e *originEntry) holdsCow(cow *Dev) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, o := range e.snaps {
+		if o.cow.Identity() == cow.Identity() {
+			return true
+		}
+	}
+	return false
 }
 
 // detach stops copies to s (its table is being destroyed). A snapshot
@@ -101,6 +160,7 @@ func (e *originEntry) detach(s *snapshot) {
 		return
 	}
 	s.attached.Store(false)
+	e.gen.Add(1)
 	for i, o := range e.snaps {
 		if o == s {
 			e.snaps = append(e.snaps[:i], e.snaps[i+1:]...)

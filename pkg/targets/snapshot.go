@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,7 +21,7 @@ type snapshot struct {
 	origin, cow *Dev
 	paths       [2]string // origin and COW as the line names them, for the TABLE status
 	entry       *originEntry
-	store       atomic.Pointer[cowStore] // replaced only at a handover, before I/O
+	store       atomic.Pointer[cowStore] // replaced only at a resume (reread or handed over), before I/O
 	devs        *DevSet                  // its table's: where its events go
 	sectors     uint64
 	overflowOK  bool // PO
@@ -41,6 +40,10 @@ type snapshot struct {
 	// entry.mu; read without it by detach, which needs no lock for a
 	// snapshot that is not attached (see there).
 	attached atomic.Bool
+	// loadGen is entry.gen as it was before store was read from the COW
+	// device (see originEntry.gen). Used by New, PreResume and Resume,
+	// which the device's lock keeps apart.
+	loadGen uint64
 
 	beforeOriginRead func() // tests only: a read of the origin is about to start
 	beforeCommit     func() // tests only: a write's new exceptions are about to be committed
@@ -177,19 +180,21 @@ func newSnapshot(args []string, sectors uint64, devs *DevSet) (Target, error) {
 	if err := chunkFitsBlocks(chunk, origin, cow); err != nil {
 		return nil, err // before a new store's header is written
 	}
+	entry := acquireOrigin(origin.Identity())
+	gen := entry.gen.Load() // before the read: see originEntry.gen
 	st, err := openCowStore(cow, kind != "N", chunk)
+	if err == nil {
+		err = chunkFitsBlocks(uint64(st.lay.chunk/SectorSize), origin, cow) // an existing store's chunk size
+	}
 	if err != nil {
+		entry.release()
 		return nil, err
 	}
-	if err := chunkFitsBlocks(uint64(st.lay.chunk/SectorSize), origin, cow); err != nil {
-		return nil, err // the chunk size an existing store was made with
-	}
 	s := &snapshot{origin: origin, cow: cow, paths: [2]string{args[0], args[1]}, devs: devs,
-		sectors: sectors, overflowOK: kind == "PO",
+		entry: entry, loadGen: gen, sectors: sectors, overflowOK: kind == "PO",
 		zeroesCow: slices.Contains(args[4:], "discard_zeroes_cow"),
 		passdown:  slices.Contains(args[4:], "discard_passdown_origin")}
 	s.useStore(st)
-	s.entry = acquireOrigin(origin.Identity())
 	return s, nil
 }
 
@@ -206,8 +211,10 @@ func chunkFitsBlocks(chunk uint64, origin, cow *Dev) error {
 	return nil
 }
 
-// PreResume has nothing to check: the store loaded at New.
-func (s *snapshot) PreResume(context.Context) error { return nil }
+// PreResume reads the store again if it may be out of date (freshen):
+// here, before the swap, a read error refuses the resume and changes
+// nothing, where Resume could only make the snapshot invalid.
+func (s *snapshot) PreResume(context.Context) error { return s.freshen() }
 
 // Resume makes the snapshot active: origin writes copy to it from now on.
 // It stays active through a suspend (dm keeps copying to a suspended
@@ -215,35 +222,24 @@ func (s *snapshot) PreResume(context.Context) error { return nil }
 // table is destroyed or a newer table over the same COW takes over.
 func (s *snapshot) Resume(context.Context) { s.entry.attach(s) }
 
-// takeOver loads the exceptions as they are now: from old, the same COW's
-// snapshot in the table being replaced, when there is one (its exceptions
-// are all committed: each commit is synced before its I/O goes on), else
-// from the COW device again, since a table destroyed since this one's New
-// may have added some. Called by attach under entry.mu, before I/O. Old's
-// state comes over too, as dm's handover copies valid and overflowed: an
-// overflow is kept nowhere on the device, and an invalid mark may not be
-// there either (its write failed).
-func (s *snapshot) takeOver(old *snapshot) {
+// freshen reads a persistent store from the COW device again when a
+// snapshot over the same COW left the origin since it was read (a table
+// destroyed since this one's New may have added exceptions) and none is
+// attached now, whose store attach would take over instead. The read
+// takes no lock: origin writes go on meanwhile (see attach).
+func (s *snapshot) freshen() error {
 	cur := s.store.Load()
-	if old != nil {
-		cur = old.store.Load()
-	}
-	if !cur.persistent {
-		s.useStore(cur.adopt(s.cow))
-		return
+	gen := s.entry.gen.Load()
+	if s.attached.Load() || !cur.persistent || gen == s.loadGen || s.entry.holdsCow(s.cow) {
+		return nil
 	}
 	st, err := openCowStore(s.cow, true, uint64(cur.lay.chunk/SectorSize))
 	if err != nil {
-		slog.Error("snapshot: invalidated: reloading the COW device failed", "cow", s.cow.Path(), "err", err)
-		s.store.Load().invalidate()
-		return
-	}
-	if old != nil {
-		valid, over := cur.state()
-		st.valid = st.valid && valid
-		st.overflowed = over
+		return err
 	}
 	s.useStore(st)
+	s.loadGen = gen
+	return nil
 }
 
 // useStore makes st the snapshot's store, its invalidation raising the

@@ -133,6 +133,9 @@ func (s *cowStore) commit(pairs []snapPair) error {
 func (s *cowStore) writePairs(pairs []snapPair) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	if s.area == nil {
+		return ErrSnapInvalid // handed over (handOver)
+	}
 	// The copied data first: a mapping must never be durable before the
 	// chunk it points to (dm's commit is a preflush write for this).
 	if err := s.dev.Sync(); err != nil {
@@ -241,15 +244,22 @@ func (s *cowStore) space() (allocated, total uint64) {
 	return allocated, uint64(s.dev.Size() / SectorSize)
 }
 
-// adopt is a copy of a transient store's exceptions over dev, for the
-// snapshot of a new table that takes over from the old one's.
-func (s *cowStore) adopt(dev *Dev) *cowStore {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	n := &cowStore{dev: dev, lay: s.lay, table: make(map[uint64]uint64, len(s.table)),
-		nextFree: s.nextFree, valid: s.valid, overflowed: s.overflowed}
-	for k, v := range s.table {
-		n.table[k] = v
-	}
+// handOver moves the store's exceptions and state to a new store over dev,
+// for the snapshot of a new table that takes over from the old one's, as
+// dm's handover swaps the two snapshots' stores: nothing is read or
+// copied, however many exceptions there are (it runs under the origin's
+// lock). This store is left empty and invalid in memory only (the header
+// on the device is the new store's now): a late commit or invalidate of
+// the old snapshot fails without writing the device (writePairs).
+func (s *cowStore) handOver(dev *Dev) *cowStore {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := &cowStore{dev: dev, persistent: s.persistent, lay: s.lay, table: s.table,
+		nextFree: s.nextFree, valid: s.valid, overflowed: s.overflowed,
+		area: s.area, areaIdx: s.areaIdx, committed: s.committed}
+	s.table, s.valid = map[uint64]uint64{}, false
+	s.area, s.areaIdx, s.committed = nil, 0, 0
 	return n
 }
