@@ -34,11 +34,14 @@ type logWriter struct {
 	sector int64       // bytes in a log sector
 	on     atomic.Bool // logging enabled: false once the log is full or broken
 
-	mu        sync.Mutex
-	entries   uint64       // entries logged
-	next      uint64       // dm's next_sector: the first free 512-byte sector
-	end       uint64       // the log's size in 512-byte sectors; 0: no end
-	unflushed []logPending // completed plain writes and discards, in completion order
+	mu sync.Mutex
+	// entries and next are changed under mu, and read without it by the
+	// status (state), which must not wait for an append's writes to the
+	// log device (mu is held across them).
+	entries   atomic.Uint64 // entries logged
+	next      atomic.Uint64 // dm's next_sector: the first free 512-byte sector
+	end       uint64        // the log's size in 512-byte sectors; 0: no end
+	unflushed []logPending  // completed plain writes and discards, in completion order
 	// What unflushed holds: its buffers' bytes, and the log sectors (of
 	// 512 bytes) its entries will take. overflows: its last entry is one
 	// the log will have no room for, kept without its data (see held).
@@ -57,7 +60,8 @@ var maxHeldBytes int64 = 256 << 20
 // newLogWriter logs to dev in sectors of sector bytes; the super block
 // takes the first.
 func newLogWriter(dev *Dev, sector int64) *logWriter {
-	w := &logWriter{dev: dev, sector: sector, next: uint64(sector / SectorSize), end: uint64(dev.Size() / SectorSize)}
+	w := &logWriter{dev: dev, sector: sector, end: uint64(dev.Size() / SectorSize)}
+	w.next.Store(uint64(sector / SectorSize))
 	w.on.Store(true)
 	return w
 }
@@ -66,11 +70,10 @@ func newLogWriter(dev *Dev, sector int64) *logWriter {
 // header and a NUL; longer names are cut there.
 func (w *logWriter) markMax() int { return int(w.sector) - logwrites.EntryLen - 1 }
 
-// state is the status's numbers.
+// state is the status's numbers, without mu (see entries): the three
+// may be of moments an append apart.
 func (w *logWriter) state() (entries, next uint64, enabled bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.entries, w.next, w.on.Load()
+	return w.entries.Load(), w.next.Load(), w.on.Load()
 }
 
 // pendingWrite makes a pending entry for a write of data to byte off (both
@@ -119,7 +122,7 @@ func (w *logWriter) heldLocked(p logPending) {
 		return
 	}
 	sectors := p.entry.LogSectors() * uint64(w.sector/SectorSize)
-	if w.end != 0 && w.next+w.heldSectors+sectors >= w.end {
+	if w.end != 0 && w.next.Load()+w.heldSectors+sectors >= w.end {
 		putBuf(p.buf)
 		p.buf = nil // appendLocked stops logging before it would write it
 		w.overflows = true
@@ -196,22 +199,22 @@ func (w *logWriter) appendLocked(p logPending) {
 	if !w.on.Load() {
 		return
 	}
-	at := int64(w.next) * SectorSize
-	w.next += p.entry.LogSectors() * uint64(w.sector/SectorSize)
-	if w.end != 0 && w.next >= w.end || p.buf == nil {
+	at := int64(w.next.Load()) * SectorSize
+	next := w.next.Add(p.entry.LogSectors() * uint64(w.sector/SectorSize))
+	if w.end != 0 && next >= w.end || p.buf == nil {
 		// A held entry without its data (heldLocked) always ends here
 		// on the first test; the second only makes sure.
 		w.on.Store(false)
 		return
 	}
-	w.entries++
+	w.entries.Add(1)
 	logwrites.AppendEntry(p.buf[:0], p.entry, p.mark, int(w.sector))
 	err := w.dev.WriteAt(p.buf, at)
 	if err == nil && p.zero {
 		err = w.dev.writeZeros(at+w.sector, int64(p.entry.NrSectors)*w.sector)
 	}
 	if err == nil && p.entry.Flags&(logwrites.FlagFUA|logwrites.FlagMark) != 0 {
-		super := logwrites.AppendSuper(nil, logwrites.Super{NrEntries: w.entries, SectorSize: uint32(w.sector)})
+		super := logwrites.AppendSuper(nil, logwrites.Super{NrEntries: w.entries.Load(), SectorSize: uint32(w.sector)})
 		err = w.dev.WriteAt(super, 0)
 	}
 	if err != nil {

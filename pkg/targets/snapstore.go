@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -35,6 +36,17 @@ type cowStore struct {
 	area      []byte     // the current metadata area as on disk after the next write
 	areaIdx   uint64
 	committed int // pairs in area
+	// shownArea is areaIdx as usage reads it: without commitMu, which a
+	// commit holds across writes and syncs of the COW device, so that a
+	// status never waits for them. Stored wherever areaIdx changes
+	// (setArea).
+	shownArea atomic.Uint64
+}
+
+// setArea makes area k the current one; commitMu held.
+func (s *cowStore) setArea(k uint64) {
+	s.areaIdx = k
+	s.shownArea.Store(k)
 }
 
 // snapPair is one exception: origin chunk old lives in COW chunk new.
@@ -155,7 +167,7 @@ func (s *cowStore) writePairs(pairs []snapPair) error {
 		if err := s.writeArea(); err != nil {
 			return err
 		}
-		s.areaIdx++
+		s.setArea(s.areaIdx + 1)
 		s.committed = 0
 		s.area = make([]byte, s.lay.chunk)
 		dirty = false
@@ -227,9 +239,7 @@ func (s *cowStore) usage() (allocated, total, metadata uint64) {
 	cs := uint64(s.lay.chunk / SectorSize)
 	allocated, total = s.space()
 	if s.persistent {
-		s.commitMu.Lock()
-		metadata = (s.areaIdx + 1 + snapHeaderChunks) * cs
-		s.commitMu.Unlock()
+		metadata = (s.shownArea.Load() + 1 + snapHeaderChunks) * cs
 	}
 	return allocated, total, metadata
 }
@@ -258,8 +268,10 @@ func (s *cowStore) handOver(dev *Dev) *cowStore {
 	defer s.mu.Unlock()
 	n := &cowStore{dev: dev, persistent: s.persistent, lay: s.lay, table: s.table,
 		nextFree: s.nextFree, valid: s.valid, overflowed: s.overflowed,
-		area: s.area, areaIdx: s.areaIdx, committed: s.committed}
+		area: s.area, committed: s.committed}
+	n.setArea(s.areaIdx)
 	s.table, s.valid = map[uint64]uint64{}, false
-	s.area, s.areaIdx, s.committed = nil, 0, 0
+	s.area, s.committed = nil, 0
+	s.setArea(0)
 	return n
 }

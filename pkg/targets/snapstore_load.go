@@ -111,7 +111,8 @@ func (s *cowStore) readAreas() error {
 		if buf == nil {
 			buf = make([]byte, s.lay.chunk)
 		}
-		s.areaIdx, s.area, s.committed = k, buf, 0
+		s.setArea(k)
+		s.area, s.committed = buf, 0
 		if err := s.dev.ReadAt(buf, s.chunkOff(loc)); err != nil {
 			return err
 		}

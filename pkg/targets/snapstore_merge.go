@@ -28,7 +28,7 @@ func (s *cowStore) prepareMerge(limit int) (old, nw uint64, n int, err error) {
 		if err := s.dev.ReadAt(buf, s.chunkOff(s.lay.areaChunk(s.areaIdx-1))); err != nil {
 			return 0, 0, 0, fmt.Errorf("targets: snapshot %s: reading metadata area %d: %w", s.dev.Path(), s.areaIdx-1, err)
 		}
-		s.areaIdx--
+		s.setArea(s.areaIdx - 1)
 		s.area, s.committed = buf, int(s.lay.perArea)
 	}
 	lastOld, lastNew := getPair(s.area, s.committed-1)
