@@ -155,8 +155,10 @@ func (c *conn) readTurn(run *batchRun) (n int, readerServes bool) {
 	// Serving its batch itself, this worker is the only reader: it does its
 	// batch, then reads again. Payloads are then left in the read
 	// buffer (no copy): each batch is done before the next read, so
-	// the buffer is seldom pinned when it fills and a stall pins at
-	// most one old chunk.
+	// the buffer is seldom pinned when it fills. Requests that stall
+	// (rescued by the stall watch) or go asynchronous keep their pins
+	// while the reader reads on; maxStranded bounds the chunks they
+	// hold (MayTake).
 	readerServes = c.readerServes()
 	if c.spin != nil {
 		c.spin.readerServes = readerServes && c.knobs.Load()&knobSpin != 0
