@@ -224,7 +224,8 @@ func (c *conn) finish(cl *call, res result) error {
 		c.mu.Unlock()
 		return nil
 	}
-	if len(cl.payload) > 0 && c.written.Load() < cl.req.cookie && slices.Contains(c.queue, cl) {
+	unwritten := len(cl.payload) > 0 && c.written.Load() < cl.req.cookie
+	if unwritten && slices.Contains(c.queue, cl) {
 		// No writer has taken it: the server answered a request it was
 		// never sent (a guessed cookie). Refused before the wait below,
 		// as its caller may take it out of the queue meanwhile, and no
@@ -233,7 +234,7 @@ func (c *conn) finish(cl *call, res result) error {
 		return protoErr("reply for cookie %d, a request not sent yet", cl.req.cookie)
 	}
 	c.noteDoneLocked(cl, res)
-	if len(cl.payload) > 0 && c.written.Load() < cl.req.cookie {
+	if unwritten {
 		c.mu.Unlock()
 		held := !c.awaitWritten(cl.req.cookie)
 		c.mu.Lock()

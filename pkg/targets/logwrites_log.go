@@ -223,28 +223,16 @@ func (w *logWriter) appendLocked(p logPending) {
 }
 
 // requeue puts a batch whose flush failed back before the requests
-// completed since, held again from the start (heldLocked).
+// completed since, held again from the start (heldLocked). An entry kept
+// without its data is found not to fit again: the log's next sector and
+// what is held before it have only grown since it was first held.
 func (w *logWriter) requeue(batch []logPending) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	since := w.unflushed
 	w.unflushed = nil
 	w.heldBytes, w.heldSectors, w.overflows = 0, 0, false
-	for _, p := range batch {
-		w.requeueLocked(p)
+	for _, p := range append(batch, since...) {
+		w.heldLocked(p)
 	}
-	for _, p := range since {
-		w.requeueLocked(p)
-	}
-}
-
-// requeueLocked holds p again: one already kept without its data marks
-// the overflow again, as it did when first held.
-func (w *logWriter) requeueLocked(p logPending) {
-	if p.buf == nil && !w.overflows {
-		w.unflushed = append(w.unflushed, p)
-		w.overflows = true
-		return
-	}
-	w.heldLocked(p)
 }

@@ -141,7 +141,7 @@ func TestSnapMergeGoesOnAfterFailedCommit(t *testing.T) {
 	tb, mt := f.merge(f.orig, srv.URI("cow"), nil)
 	mt.inStep = sync.OnceFunc(func() {
 		st := mt.s.store.Load()
-		m.FailAt(int64(st.lay.areaChunk(st.areaIdx))*st.lay.chunk, syscall.EIO) // the current area
+		m.FailAt(int64(st.lay.areaChunk(st.areaIdx.Load()))*st.lay.chunk, syscall.EIO) // the current area
 	})
 	tb.resume()
 	<-mt.done

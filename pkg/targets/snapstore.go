@@ -32,21 +32,13 @@ type cowStore struct {
 	// the store serves I/O.
 	event func()
 
-	commitMu  sync.Mutex // serializes metadata writes; guards area, areaIdx, committed
+	commitMu  sync.Mutex // serializes metadata writes; guards area, committed, and changes of areaIdx
 	area      []byte     // the current metadata area as on disk after the next write
-	areaIdx   uint64
-	committed int // pairs in area
-	// shownArea is areaIdx as usage reads it: without commitMu, which a
-	// commit holds across writes and syncs of the COW device, so that a
-	// status never waits for them. Stored wherever areaIdx changes
-	// (setArea).
-	shownArea atomic.Uint64
-}
-
-// setArea makes area k the current one; commitMu held.
-func (s *cowStore) setArea(k uint64) {
-	s.areaIdx = k
-	s.shownArea.Store(k)
+	committed int        // pairs in area
+	// areaIdx is the current area. usage reads it without commitMu, which
+	// a commit holds across writes and syncs of the COW device, so that a
+	// status never waits for them.
+	areaIdx atomic.Uint64
 }
 
 // snapPair is one exception: origin chunk old lives in COW chunk new.
@@ -161,13 +153,13 @@ func (s *cowStore) writePairs(pairs []snapPair) error {
 		if s.committed < int(s.lay.perArea) {
 			continue
 		}
-		if err := s.zeroArea(s.areaIdx + 1); err != nil {
+		if err := s.zeroArea(s.areaIdx.Load() + 1); err != nil {
 			return err
 		}
 		if err := s.writeArea(); err != nil {
 			return err
 		}
-		s.setArea(s.areaIdx + 1)
+		s.areaIdx.Add(1)
 		s.committed = 0
 		s.area = make([]byte, s.lay.chunk)
 		dirty = false
@@ -180,7 +172,7 @@ func (s *cowStore) writePairs(pairs []snapPair) error {
 
 // writeArea writes the current area and syncs the COW device; commitMu held.
 func (s *cowStore) writeArea() error {
-	if err := s.dev.WriteAt(s.area, s.chunkOff(s.lay.areaChunk(s.areaIdx))); err != nil {
+	if err := s.dev.WriteAt(s.area, s.chunkOff(s.lay.areaChunk(s.areaIdx.Load()))); err != nil {
 		return err
 	}
 	return s.dev.Sync()
@@ -239,7 +231,7 @@ func (s *cowStore) usage() (allocated, total, metadata uint64) {
 	cs := uint64(s.lay.chunk / SectorSize)
 	allocated, total = s.space()
 	if s.persistent {
-		metadata = (s.shownArea.Load() + 1 + snapHeaderChunks) * cs
+		metadata = (s.areaIdx.Load() + 1 + snapHeaderChunks) * cs
 	}
 	return allocated, total, metadata
 }
@@ -269,9 +261,9 @@ func (s *cowStore) handOver(dev *Dev) *cowStore {
 	n := &cowStore{dev: dev, persistent: s.persistent, lay: s.lay, table: s.table,
 		nextFree: s.nextFree, valid: s.valid, overflowed: s.overflowed,
 		area: s.area, committed: s.committed}
-	n.setArea(s.areaIdx)
+	n.areaIdx.Store(s.areaIdx.Load())
 	s.table, s.valid = map[uint64]uint64{}, false
 	s.area, s.committed = nil, 0
-	s.setArea(0)
+	s.areaIdx.Store(0)
 	return n
 }

@@ -111,7 +111,7 @@ func (s *cowStore) readAreas() error {
 		if buf == nil {
 			buf = make([]byte, s.lay.chunk)
 		}
-		s.setArea(k)
+		s.areaIdx.Store(k)
 		s.area, s.committed = buf, 0
 		if err := s.dev.ReadAt(buf, s.chunkOff(loc)); err != nil {
 			return err

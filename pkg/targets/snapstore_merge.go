@@ -21,14 +21,15 @@ func (s *cowStore) prepareMerge(limit int) (old, nw uint64, n int, err error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	if s.committed == 0 {
-		if s.areaIdx == 0 {
+		k := s.areaIdx.Load()
+		if k == 0 {
 			return 0, 0, 0, nil
 		}
 		buf := make([]byte, s.lay.chunk)
-		if err := s.dev.ReadAt(buf, s.chunkOff(s.lay.areaChunk(s.areaIdx-1))); err != nil {
-			return 0, 0, 0, fmt.Errorf("targets: snapshot %s: reading metadata area %d: %w", s.dev.Path(), s.areaIdx-1, err)
+		if err := s.dev.ReadAt(buf, s.chunkOff(s.lay.areaChunk(k-1))); err != nil {
+			return 0, 0, 0, fmt.Errorf("targets: snapshot %s: reading metadata area %d: %w", s.dev.Path(), k-1, err)
 		}
-		s.setArea(s.areaIdx - 1)
+		s.areaIdx.Store(k - 1)
 		s.area, s.committed = buf, int(s.lay.perArea)
 	}
 	lastOld, lastNew := getPair(s.area, s.committed-1)
@@ -68,7 +69,7 @@ func (s *cowStore) commitMerge(old uint64, n int) error {
 	for c := range uint64(n) {
 		delete(s.table, old+c)
 	}
-	s.nextFree = s.lay.areaChunk(s.areaIdx) + uint64(s.committed) + 1
+	s.nextFree = s.lay.areaChunk(s.areaIdx.Load()) + uint64(s.committed) + 1
 	return nil
 }
 
